@@ -1,0 +1,217 @@
+/**
+ * One pass from the downloaded bytes to an extracted tree: hash, gunzip,
+ * judge every entry, write it with node-tar, then make every mode exact.
+ * Nothing here decides where the tree ends up; the cache renames it.
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { Readable, Transform, Writable } from "node:stream";
+import type { ReadableStream as NodeReadableStream } from "node:stream/web";
+import { pipeline } from "node:stream/promises";
+import { createGunzip } from "node:zlib";
+import * as tar from "tar";
+import { DIRECTORY_MODE, EntryPolicy, safeFileMode } from "./_entry_policy.ts";
+
+/** A slug the agent refuses to extract; `reason` says which entry and why. */
+export class SlugRejectedError extends Error {
+  /** The slug's sha256. */
+  readonly sha256: string;
+  /** Why, without the slug's name. */
+  readonly reason: string;
+
+  constructor(sha256: string, reason: string, options?: ErrorOptions) {
+    super(`Cannot extract slug "${sha256}": ${reason}`, options);
+    this.name = "SlugRejectedError";
+    this.sha256 = sha256;
+    this.reason = reason;
+  }
+}
+
+/** A refusal found while extracting, before the slug's name is attached. */
+class Refusal extends Error {}
+
+/** Failures of the machine rather than of the slug: never blamed on the slug. */
+const HOST_ERRORS = new Set(["ENOSPC", "EDQUOT", "EMFILE", "ENFILE", "EIO", "EROFS", "EACCES"]);
+
+/** Turns what went wrong into the reason a slug is refused, if it is the slug's fault. */
+function reasonOf(error: unknown): string | undefined {
+  if (error instanceof Refusal) return error.message;
+  if (!(error instanceof Error)) return undefined;
+  const { code, tarCode } = error as { code?: unknown; tarCode?: unknown };
+  if (typeof code === "string" && code.startsWith("Z_")) {
+    return `not valid gzip data (${error.message})`;
+  }
+  if (tarCode === "TAR_ENTRY_ERROR") {
+    if (typeof code === "string" && HOST_ERRORS.has(code)) return undefined;
+    return `an entry could not be extracted (${error.message})`;
+  }
+  if (typeof tarCode === "string") return `not a valid tar archive (${error.message})`;
+  return undefined;
+}
+
+/** Feeds node-tar's Unpack from a node Writable, with the size cap and the entry policy. */
+class TarSink {
+  #unpack: tar.Unpack;
+  #policy: EntryPolicy;
+  #maxBytes: number;
+  #failure: Error | undefined;
+  #wake: Array<() => void> = [];
+  #sawEof = false;
+  /** The first bytes, held back until they show whether node-tar would sniff gzip. */
+  #head: Uint8Array | undefined = new Uint8Array();
+  #ended: Promise<void>;
+  /** Uncompressed tar bytes seen, the size charged for this slug. */
+  bytes = 0;
+
+  constructor(root: string, maxBytes: number) {
+    this.#maxBytes = maxBytes;
+    this.#policy = new EntryPolicy(maxBytes);
+    this.#unpack = new tar.Unpack({
+      cwd: root,
+      strict: true,
+      // Owned by whoever runs the agent (root in production), never by the archive's ids.
+      uid: Deno.uid() ?? 0,
+      gid: Deno.gid() ?? 0,
+      unlink: true,
+      dmode: DIRECTORY_MODE,
+      fmode: 0o644,
+      brotli: false,
+      zstd: false,
+      filter: (_path, entry) => this.#admit(entry),
+    });
+    this.#unpack.on("error", (error: Error) => this.#fail(error));
+    this.#unpack.on("eof", () => this.#sawEof = true);
+    this.#ended = new Promise((resolve) => this.#unpack.once("end", () => resolve()));
+  }
+
+  /** The Writable end of the pipeline. */
+  writable(): Writable {
+    return new Writable({
+      write: (chunk: Uint8Array, _encoding, done) => {
+        this.#write(chunk).then(() => done(), done);
+      },
+      final: (done) => {
+        this.settle().then(() => done(this.#failure ?? null), done);
+      },
+    });
+  }
+
+  /** Ends the Unpack and waits until node-tar has no file operation left in flight. */
+  async settle(): Promise<void> {
+    this.#unpack.end();
+    await this.#ended;
+  }
+
+  #admit(entry: unknown): boolean {
+    if (this.#failure !== undefined) return false;
+    if (!(entry instanceof tar.ReadEntry)) return false;
+    const reason = this.#policy.check(entry);
+    if (reason === undefined) return true;
+    this.#fail(new Refusal(reason));
+    return false;
+  }
+
+  #fail(error: Error): void {
+    this.#failure ??= error;
+    for (const wake of this.#wake.splice(0)) wake();
+  }
+
+  async #write(chunk: Uint8Array): Promise<void> {
+    if (this.#failure !== undefined) throw this.#failure;
+    this.bytes += chunk.length;
+    if (this.bytes > this.#maxBytes) {
+      this.#fail(new Refusal(`content is larger than the limit of ${this.#maxBytes} bytes`));
+      throw this.#failure;
+    }
+    // Past the end-of-archive marker node-tar would only buffer what it is given.
+    if (this.#sawEof) return;
+    if (this.#head !== undefined) {
+      const head = Buffer.concat([this.#head, chunk]);
+      if (head.length < 2) {
+        this.#head = head;
+        return;
+      }
+      this.#head = undefined;
+      // node-tar would gunzip a second layer itself, past our byte count, and
+      // its abort on a bad second layer never lets the Unpack end.
+      if (head[0] === 0x1f && head[1] === 0x8b) {
+        this.#fail(new Refusal("content is gzip data inside gzip data, not a tar archive"));
+        throw this.#failure;
+      }
+      chunk = head;
+    }
+    if (!this.#unpack.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length))) {
+      await new Promise<void>((resolve) => {
+        this.#wake.push(resolve);
+        this.#unpack.once("drain", resolve);
+      });
+    }
+    if (this.#failure !== undefined) throw this.#failure;
+  }
+}
+
+/** Walks the extracted tree: exact modes whatever the umask, and only files, dirs, symlinks. */
+async function normalizeTree(dir: string, relative = ""): Promise<void> {
+  for await (const item of Deno.readDir(dir)) {
+    const path = `${dir}/${item.name}`;
+    const name = relative === "" ? item.name : `${relative}/${item.name}`;
+    if (item.isSymlink) continue;
+    const info = await Deno.lstat(path);
+    const mode = (info.mode ?? 0) & 0o7777;
+    if (info.isDirectory) {
+      if (mode !== DIRECTORY_MODE) await Deno.chmod(path, DIRECTORY_MODE);
+      await normalizeTree(path, name);
+    } else if (info.isFile) {
+      if (mode !== safeFileMode(mode)) await Deno.chmod(path, safeFileMode(mode));
+    } else {
+      throw new Refusal(`entry "${name}" is not a file, directory or symlink`);
+    }
+  }
+}
+
+/** What `extractSlug` needs besides the bytes and the target. */
+export interface ExtractOptions {
+  /** The sha256 the downloaded bytes must have. */
+  sha256: string;
+  /** Cap on the uncompressed tar size, and on the sum of its entries. */
+  maxBytes: number;
+}
+
+/**
+ * Extracts the gzip tar `body` into the existing empty directory `root`,
+ * returning the uncompressed size charged for it. Throws SlugRejectedError
+ * for anything wrong with the slug (the caller removes `root`); other
+ * failures (network, disk) propagate unchanged.
+ */
+export async function extractSlug(
+  body: ReadableStream<Uint8Array>,
+  root: string,
+  options: ExtractOptions,
+): Promise<number> {
+  const hash = createHash("sha256");
+  const sink = new TarSink(root, options.maxBytes);
+  try {
+    await pipeline(
+      Readable.fromWeb(body as NodeReadableStream<Uint8Array>),
+      new Transform({
+        transform(chunk: Uint8Array, _encoding, done) {
+          hash.update(chunk);
+          done(null, chunk);
+        },
+      }),
+      createGunzip(),
+      sink.writable(),
+    );
+    const actual = hash.digest("hex");
+    if (actual !== options.sha256) throw new Refusal(`the download has sha256 "${actual}"`);
+    await Deno.chmod(root, DIRECTORY_MODE);
+    await normalizeTree(root);
+  } catch (error) {
+    await sink.settle();
+    const reason = reasonOf(error);
+    if (reason === undefined) throw error;
+    throw new SlugRejectedError(options.sha256, reason, { cause: error });
+  }
+  return sink.bytes;
+}

@@ -1,0 +1,269 @@
+/**
+ * The agent's port 5000: accepts TCP (or TLS) connections, reads each one's
+ * secret line and hands the connection to the run that waits for that secret.
+ * The agent writes nothing of its own on success, and one refusal line
+ * otherwise (see DESIGN.md, "Port 5000: the attached stream").
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { ATTACH_HANDSHAKE_TIMEOUT_MS, ATTACH_MAX_LINE, attachRefusal } from "../protocol/mod.ts";
+import { FailureLimiter, LineReader, REASONS, SecretTable } from "./_handshake.ts";
+
+/** How long a refused connection may take to read its refusal line. */
+const LINGER_MS = 1_000;
+/** Bytes of a refused client's input read and dropped before closing. */
+const DRAIN_LIMIT = 64 * 1024;
+/** Pause after a failing accept (e.g. out of file descriptors) before the next. */
+const ACCEPT_BACKOFF_MS = 100;
+
+/** Where and how the attach listener listens. */
+export interface AttachListenerOptions {
+  /** Address to bind, e.g. "0.0.0.0" or "127.0.0.1". */
+  hostname: string;
+  /** Port to bind; 0 picks a free one. */
+  port: number;
+  /** PEM certificate and key: TLS instead of plain TCP when given. */
+  tls?: { cert: string; key: string };
+  /** Time a client has to send its secret line (default ATTACH_HANDSHAKE_TIMEOUT_MS). */
+  handshakeTimeoutMs?: number;
+  /** Connections still in their handshake beyond which new ones are closed at once (default 256). */
+  maxPendingHandshakes?: number;
+  /** Failed handshakes per source address before refusing (default 10 per minute). */
+  maxFailuresPerMinute?: number;
+  /** Clock in epoch milliseconds, for tests. */
+  now?: () => number;
+}
+
+/**
+ * A client that presented a valid secret. `initial` = bytes that followed the
+ * newline in the same read(s): they belong to the process's stdin.
+ */
+export interface AttachedClient {
+  /** The connection, now the run's to use and close. */
+  conn: Deno.Conn;
+  /** Bytes already read after the secret line. */
+  initial: Uint8Array;
+  /** The client's address, `host:port` (IPv6 hosts in brackets). */
+  remoteAddr: string;
+}
+
+type OnAttach = (client: AttachedClient) => void;
+
+/** The port 5000 listener: matches incoming connections to waiting runs by secret. */
+export class AttachListener {
+  /** The bound port. */
+  readonly port: number;
+  /** The bound address. */
+  readonly hostname: string;
+  /** True when clients must speak TLS. */
+  readonly tls: boolean;
+  /** SHA-256 hex fingerprint of the certificate's DER (when TLS), for the CLI to pin. */
+  readonly tlsFingerprint: string | undefined;
+
+  #listener: Deno.Listener;
+  #timeoutMs: number;
+  #maxPending: number;
+  #now: () => number;
+  #secrets = new SecretTable<OnAttach>();
+  #limiter: FailureLimiter;
+  #pending = new Set<Deno.Conn>();
+  #tasks = new Set<Promise<void>>();
+  #closed = false;
+  #wake: (() => void) | undefined;
+  #loop: Promise<void>;
+
+  /** Binds the listener and starts accepting. */
+  static listen(options: AttachListenerOptions): Promise<AttachListener> {
+    return new Promise((resolve) => resolve(new AttachListener(options)));
+  }
+
+  private constructor(options: AttachListenerOptions) {
+    this.#timeoutMs = options.handshakeTimeoutMs ?? ATTACH_HANDSHAKE_TIMEOUT_MS;
+    this.#maxPending = options.maxPendingHandshakes ?? 256;
+    if (!(this.#timeoutMs > 0)) {
+      throw new Error(`Invalid handshakeTimeoutMs "${this.#timeoutMs}": use a positive number`);
+    }
+    if (!Number.isInteger(this.#maxPending) || this.#maxPending < 1) {
+      throw new Error(`Invalid maxPendingHandshakes "${this.#maxPending}": use an integer >= 1`);
+    }
+    this.#limiter = new FailureLimiter(options.maxFailuresPerMinute ?? 10);
+    this.#now = options.now ?? Date.now;
+    this.tlsFingerprint = options.tls && certificateFingerprint(options.tls.cert);
+    const where = { hostname: options.hostname, port: options.port };
+    try {
+      this.#listener = options.tls
+        ? Deno.listenTls({ ...where, ...options.tls })
+        : Deno.listen(where);
+    } catch (cause) {
+      throw new Error(`Cannot listen for attach on "${options.hostname}:${options.port}"`, {
+        cause,
+      });
+    }
+    const addr = this.#listener.addr as Deno.NetAddr;
+    this.port = addr.port;
+    this.hostname = addr.hostname;
+    this.tls = options.tls !== undefined;
+    this.#loop = this.#acceptLoop();
+  }
+
+  /**
+   * Registers a run waiting for its client: secretSha256 is the hex SHA-256 of
+   * the secret. `onAttach` is called at most once, with the connection.
+   */
+  expect(secretSha256: string, expiresAt: number, onAttach: OnAttach): void {
+    this.#secrets.expect(secretSha256, expiresAt, onAttach, this.#now());
+  }
+
+  /** Forgets a secret (run stopped or expired); later attempts are told why. */
+  cancel(secretSha256: string): void {
+    this.#secrets.cancel(secretSha256, this.#now());
+  }
+
+  /** Stops listening and closes the connections still in their handshake. */
+  async close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      closeQuietly(this.#listener);
+      this.#wake?.();
+      for (const conn of this.#pending) closeQuietly(conn);
+    }
+    await this.#loop;
+    await Promise.all(this.#tasks);
+  }
+
+  /** Same as `close()`, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  async #acceptLoop(): Promise<void> {
+    while (!this.#closed) {
+      let conn: Deno.Conn;
+      try {
+        conn = await this.#listener.accept();
+      } catch {
+        if (this.#closed) return;
+        await new Promise<void>((resolve) => {
+          const id = setTimeout(resolve, ACCEPT_BACKOFF_MS);
+          this.#wake = () => (clearTimeout(id), resolve());
+        });
+        continue;
+      }
+      this.#admit(conn);
+    }
+  }
+
+  #admit(conn: Deno.Conn): void {
+    // A flood of idle connections must not grow memory without bound.
+    if (this.#closed || this.#pending.size >= this.#maxPending) {
+      closeQuietly(conn);
+      return;
+    }
+    this.#pending.add(conn);
+    const task: Promise<void> = this.#serve(conn)
+      .catch(() => {})
+      .finally(() => {
+        this.#pending.delete(conn);
+        this.#tasks.delete(task);
+      });
+    this.#tasks.add(task);
+  }
+
+  async #serve(conn: Deno.Conn): Promise<void> {
+    const addr = conn.remoteAddr as Deno.NetAddr;
+    const reader = new LineReader(conn, ATTACH_MAX_LINE);
+    const timeout = timer(this.#timeoutMs);
+    let attached = false;
+    const refuse = async (reason: string, counts: boolean) => {
+      if (counts) this.#limiter.record(addr.hostname, this.#now());
+      await refuseConn(conn, reader, reason);
+    };
+    try {
+      if (this.#limiter.blocked(addr.hostname, this.#now())) {
+        return await refuse(REASONS.limited, false);
+      }
+      const outcome = await reader.readLine(timeout.done);
+      switch (outcome.kind) {
+        case "timeout":
+          return await refuse(REASONS.timeout, true);
+        case "too_long":
+          return await refuse(REASONS.tooLong, true);
+        case "eof":
+          // An empty connection is a port probe or a health check, not an attempt.
+          if (outcome.partial) await refuse(REASONS.noNewline, true);
+          return;
+        case "broken":
+          return;
+      }
+      if (this.#limiter.blocked(addr.hostname, this.#now())) {
+        return await refuse(REASONS.limited, false);
+      }
+      const claim = this.#secrets.claim(outcome.secret, this.#now());
+      if (!claim.ok) return await refuse(claim.reason, true);
+      attached = true;
+      this.#pending.delete(conn);
+      const remoteAddr = addr.hostname.includes(":")
+        ? `[${addr.hostname}]:${addr.port}`
+        : `${addr.hostname}:${addr.port}`;
+      try {
+        claim.waiter({ conn, initial: outcome.initial, remoteAddr });
+      } catch {
+        // The run could not take its client; nobody else will, so close it.
+        attached = false;
+      }
+    } finally {
+      timeout.cancel();
+      if (!attached) closeQuietly(conn);
+    }
+  }
+}
+
+/** SHA-256 hex fingerprint (lowercase, no colons) of the first certificate of a PEM text. */
+export function certificateFingerprint(pem: string): string {
+  const match = /-----BEGIN CERTIFICATE-----([^-]*)-----END CERTIFICATE-----/.exec(pem);
+  if (match === null) {
+    throw new Error('Cannot fingerprint certificate: no "BEGIN CERTIFICATE" block in the PEM text');
+  }
+  let der: Uint8Array;
+  try {
+    der = Uint8Array.from(atob((match[1] ?? "").replace(/\s+/g, "")), (c) => c.charCodeAt(0));
+  } catch (cause) {
+    throw new Error("Cannot fingerprint certificate: the PEM block is not base64", { cause });
+  }
+  return createHash("sha256").update(der).digest("hex");
+}
+
+/** Writes the refusal line, half-closes, and waits (bounded) for the client to go. */
+async function refuseConn(conn: Deno.Conn, reader: LineReader, reason: string): Promise<void> {
+  const linger = timer(LINGER_MS);
+  try {
+    // Bounded: a TLS client that never finishes its handshake blocks the write.
+    const sent = writeAll(conn, new TextEncoder().encode(attachRefusal(reason)))
+      .then(() => conn.closeWrite())
+      .catch(() => {});
+    await Promise.race([sent, linger.done]);
+    await reader.drain(linger.done, DRAIN_LIMIT);
+  } finally {
+    linger.cancel();
+  }
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let done = 0;
+  while (done < bytes.length) done += await conn.write(bytes.subarray(done));
+}
+
+function timer(ms: number): { done: Promise<void>; cancel: () => void } {
+  let id: ReturnType<typeof setTimeout> | undefined;
+  const done = new Promise<void>((resolve) => id = setTimeout(resolve, ms));
+  return { done, cancel: () => clearTimeout(id) };
+}
+
+function closeQuietly(closer: { close(): void }): void {
+  try {
+    closer.close();
+  } catch {
+    // Already closed: by the peer's reset, by close(), or by the run.
+  }
+}

@@ -1,0 +1,342 @@
+import { equal, match, ok, rejects, throws } from "node:assert/strict";
+import { createHash } from "node:crypto";
+import {
+  type AttachedClient,
+  AttachListener,
+  type AttachListenerOptions,
+  certificateFingerprint,
+} from "./attach_listener.ts";
+
+const HOST = "127.0.0.1";
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function newSecret(): { secret: string; hash: string } {
+  const secret = Array.from(crypto.getRandomValues(new Uint8Array(32)))
+    .map((b) => b.toString(16).padStart(2, "0")).join("");
+  return { secret, hash: createHash("sha256").update(secret).digest("hex") };
+}
+
+function listen(options: Partial<AttachListenerOptions> = {}): Promise<AttachListener> {
+  return AttachListener.listen({ hostname: HOST, port: 0, ...options });
+}
+
+/** Reads until EOF; a reset ends the read like EOF. */
+async function readAll(conn: Deno.Conn): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  const buf = new Uint8Array(4096);
+  while (true) {
+    const n = await conn.read(buf).catch(() => null);
+    if (n === null) break;
+    chunks.push(buf.slice(0, n));
+  }
+  return decoder.decode(new Uint8Array(chunks.flatMap((c) => [...c])));
+}
+
+/** Connects, sends `bytes`, returns all the listener wrote back. */
+async function exchange(port: number, bytes: string | Uint8Array): Promise<string> {
+  const conn = await Deno.connect({ hostname: HOST, port });
+  try {
+    if (bytes.length > 0) {
+      await conn.write(typeof bytes === "string" ? encoder.encode(bytes) : bytes);
+    }
+    return await readAll(conn);
+  } finally {
+    conn.close();
+  }
+}
+
+/** A waiter that answers its client with a fixed text and closes. */
+function answering(
+  text: string,
+): { clients: AttachedClient[]; onAttach: (c: AttachedClient) => void } {
+  const clients: AttachedClient[] = [];
+  return {
+    clients,
+    onAttach: (client) => {
+      clients.push(client);
+      client.conn.write(encoder.encode(text)).finally(() => client.conn.close());
+    },
+  };
+}
+
+/** A waiter that reads the client's whole input, then echoes it back prefixed and closes. */
+function echoing(): (client: AttachedClient) => void {
+  return (client) => {
+    (async () => {
+      const input = decoder.decode(client.initial) + await readAll(client.conn);
+      await client.conn.write(encoder.encode(`echo:${input}`));
+      client.conn.close();
+    })();
+  };
+}
+
+async function run(cmd: string, args: string[], stdin: string): Promise<string> {
+  const child = new Deno.Command(cmd, { args, stdin: "piped", stdout: "piped", stderr: "null" })
+    .spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(encoder.encode(stdin));
+  await writer.close();
+  const out = await child.output();
+  return decoder.decode(out.stdout);
+}
+
+Deno.test("attach hands over the connection with the bytes after the newline", async () => {
+  await using listener = await listen();
+  const { secret, hash } = newSecret();
+  const got = Promise.withResolvers<AttachedClient>();
+  listener.expect(hash, Date.now() + 60_000, got.resolve);
+  const conn = await Deno.connect({ hostname: HOST, port: listener.port });
+  await conn.write(encoder.encode(`${secret}\nhello`));
+  const client = await got.promise;
+  equal(decoder.decode(client.initial), "hello");
+  match(client.remoteAddr, /^127\.0\.0\.1:\d+$/);
+  await client.conn.write(encoder.encode("process output"));
+  client.conn.close();
+  // Nothing of the agent's own precedes the process's output.
+  equal(await readAll(conn), "process output");
+  conn.close();
+});
+
+Deno.test("attach accepts a secret line ending in CRLF", async () => {
+  await using listener = await listen();
+  const { secret, hash } = newSecret();
+  const waiter = answering("ok");
+  listener.expect(hash, Date.now() + 60_000, waiter.onAttach);
+  equal(await exchange(listener.port, `${secret}\r\n`), "ok");
+  equal(waiter.clients[0]?.initial.length, 0);
+});
+
+Deno.test("attach works with nc, stdin half-close reaching the process", async () => {
+  await using listener = await listen();
+  const { secret, hash } = newSecret();
+  listener.expect(hash, Date.now() + 60_000, echoing());
+  const out = await run("nc", ["-N", HOST, String(listener.port)], `${secret}\nline1\nline2\n`);
+  equal(out, "echo:line1\nline2\n");
+});
+
+Deno.test("attach refuses an unknown secret with one line", async () => {
+  await using listener = await listen();
+  listener.expect(newSecret().hash, Date.now() + 60_000, () => ok(false, "must not attach"));
+  equal(await exchange(listener.port, `${newSecret().secret}\n`), "oneoff: unknown secret\r\n");
+  equal(await exchange(listener.port, "\n"), "oneoff: unknown secret\r\n");
+});
+
+Deno.test("attach rejects a reused secret", async () => {
+  await using listener = await listen();
+  const { secret, hash } = newSecret();
+  const waiter = answering("first");
+  listener.expect(hash, Date.now() + 60_000, waiter.onAttach);
+  equal(await exchange(listener.port, `${secret}\n`), "first");
+  equal(await exchange(listener.port, `${secret}\n`), "oneoff: secret already used\r\n");
+  equal(waiter.clients.length, 1);
+});
+
+Deno.test("attach refuses an expired or cancelled secret, then forgets it", async () => {
+  let now = 1_000_000;
+  await using listener = await listen({ now: () => now, maxFailuresPerMinute: 100 });
+  const late = newSecret();
+  const cancelled = newSecret();
+  const used = newSecret();
+  listener.expect(late.hash, now + 1_000, () => ok(false, "must not attach"));
+  listener.expect(cancelled.hash, now + 60_000, () => ok(false, "must not attach"));
+  listener.expect(used.hash, now + 60_000, answering("used").onAttach);
+  equal(await exchange(listener.port, `${used.secret}\n`), "used");
+  listener.cancel(cancelled.hash);
+  listener.cancel(used.hash);
+  now += 1_000;
+  const expired = "oneoff: attach window expired\r\n";
+  equal(await exchange(listener.port, `${late.secret}\n`), expired);
+  equal(await exchange(listener.port, `${cancelled.secret}\n`), expired);
+  equal(await exchange(listener.port, `${used.secret}\n`), "oneoff: secret already used\r\n");
+  now += 11 * 60_000;
+  equal(await exchange(listener.port, `${late.secret}\n`), "oneoff: unknown secret\r\n");
+});
+
+Deno.test("attach times out a client that does not finish its secret line", async () => {
+  await using listener = await listen({ handshakeTimeoutMs: 100 });
+  const { secret, hash } = newSecret();
+  listener.expect(hash, Date.now() + 60_000, () => ok(false, "must not attach"));
+  const expected = "oneoff: timed out waiting for the secret\r\n";
+  equal(await exchange(listener.port, secret), expected);
+  equal(await exchange(listener.port, ""), expected);
+});
+
+Deno.test("attach refuses a 10 KB line without a newline", async () => {
+  await using listener = await listen();
+  const out = await exchange(listener.port, "a".repeat(10 * 1024));
+  equal(out, "oneoff: secret line too long\r\n");
+});
+
+Deno.test("attach allows 256 bytes of line, newline included", async () => {
+  await using listener = await listen();
+  equal(await exchange(listener.port, `${"a".repeat(255)}\n`), "oneoff: unknown secret\r\n");
+  equal(await exchange(listener.port, `${"a".repeat(256)}\n`), "oneoff: secret line too long\r\n");
+});
+
+Deno.test("attach refuses a secret cut short by EOF, with nc", async () => {
+  await using listener = await listen();
+  const { secret, hash } = newSecret();
+  listener.expect(hash, Date.now() + 60_000, () => ok(false, "must not attach"));
+  const out = await run("nc", ["-N", HOST, String(listener.port)], secret);
+  equal(out, "oneoff: secret line must end with a newline\r\n");
+});
+
+Deno.test("attach rate-limits failed attempts per address, even with the right secret", async () => {
+  let now = 5_000_000;
+  await using listener = await listen({ now: () => now, maxFailuresPerMinute: 3 });
+  const { secret, hash } = newSecret();
+  const waiter = answering("in");
+  listener.expect(hash, now + 3_600_000, waiter.onAttach);
+  for (let i = 0; i < 3; i++) {
+    equal(await exchange(listener.port, `wrong-${i}\n`), "oneoff: unknown secret\r\n");
+  }
+  const limited = "oneoff: too many failed attempts, try again later\r\n";
+  equal(await exchange(listener.port, `${secret}\n`), limited);
+  equal(await exchange(listener.port, ""), limited);
+  now += 61_000;
+  equal(await exchange(listener.port, `${secret}\n`), "in");
+});
+
+Deno.test("attach closes connections beyond the pending cap, then serves again", async () => {
+  await using listener = await listen({ maxPendingHandshakes: 5, handshakeTimeoutMs: 60_000 });
+  const { secret, hash } = newSecret();
+  listener.expect(hash, Date.now() + 60_000, answering("ok").onAttach);
+  const idle: Deno.Conn[] = [];
+  for (let i = 0; i < 5; i++) {
+    idle.push(await Deno.connect({ hostname: HOST, port: listener.port }));
+  }
+  // Closed at once: no refusal line, and no wait for the 60 s handshake timeout.
+  equal(await exchange(listener.port, ""), "");
+  for (const conn of idle) conn.close();
+  // The listener notices the idle ones left at its own pace: retry until it does.
+  let out = "";
+  for (let i = 0; i < 500 && out !== "ok"; i++) {
+    out = await exchange(listener.port, `${secret}\n`);
+    if (out !== "ok") await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  equal(out, "ok");
+});
+
+Deno.test("attach survives clients that reset or vanish mid-handshake", async () => {
+  await using listener = await listen({ maxFailuresPerMinute: 100 });
+  const { secret, hash } = newSecret();
+  listener.expect(hash, Date.now() + 60_000, answering("still here").onAttach);
+  for (let i = 0; i < 5; i++) {
+    // Unread refusal at close makes the client's kernel answer with a reset.
+    const conn = await Deno.connect({ hostname: HOST, port: listener.port });
+    await conn.write(encoder.encode("x".repeat(10_000)));
+    conn.close();
+    const half = await Deno.connect({ hostname: HOST, port: listener.port });
+    await half.write(encoder.encode("abc"));
+    half.close();
+  }
+  await run("nc", ["-z", HOST, String(listener.port)], "");
+  equal(await exchange(listener.port, `${secret}\n`), "still here");
+});
+
+Deno.test("attach close ends pending handshakes but not attached clients", async () => {
+  const listener = await listen();
+  const { secret, hash } = newSecret();
+  const got = Promise.withResolvers<AttachedClient>();
+  listener.expect(hash, Date.now() + 60_000, got.resolve);
+  const attached = await Deno.connect({ hostname: HOST, port: listener.port });
+  await attached.write(encoder.encode(`${secret}\n`));
+  const client = await got.promise;
+  const pending = await Deno.connect({ hostname: HOST, port: listener.port });
+  await listener.close();
+  equal(await readAll(pending), "");
+  pending.close();
+  await rejects(Deno.connect({ hostname: HOST, port: listener.port }));
+  await client.conn.write(encoder.encode("after close"));
+  client.conn.close();
+  equal(await readAll(attached), "after close");
+  attached.close();
+  await listener.close();
+});
+
+Deno.test("attach rejects malformed and duplicate secret hashes", async () => {
+  await using listener = await listen();
+  const { hash } = newSecret();
+  throws(() => listener.expect("abc", Date.now(), () => {}), /not 64 hex digits/);
+  listener.expect(hash, Date.now() + 60_000, () => {});
+  throws(() => listener.expect(hash, Date.now() + 60_000, () => {}), /already registered/);
+});
+
+Deno.test("certificateFingerprint refuses text without a certificate", () => {
+  throws(() => certificateFingerprint("-----BEGIN PRIVATE KEY-----\n"), /no "BEGIN CERTIFICATE"/);
+});
+
+async function selfSigned(): Promise<{ cert: string; key: string; opensslFingerprint: string }> {
+  const dir = await Deno.makeTempDir({ prefix: "oneoff_attach_tls_" });
+  try {
+    const req = await new Deno.Command("openssl", {
+      args: [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-subj",
+        "/CN=x",
+        "-days",
+        "1",
+        "-keyout",
+        `${dir}/key.pem`,
+        "-out",
+        `${dir}/cert.pem`,
+      ],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    ok(req.success, "openssl req failed");
+    const x509 = await new Deno.Command("openssl", {
+      args: ["x509", "-in", `${dir}/cert.pem`, "-noout", "-fingerprint", "-sha256"],
+    }).output();
+    const line = decoder.decode(x509.stdout).trim();
+    return {
+      cert: await Deno.readTextFile(`${dir}/cert.pem`),
+      key: await Deno.readTextFile(`${dir}/key.pem`),
+      opensslFingerprint: line.slice(line.indexOf("=") + 1).replaceAll(":", "").toLowerCase(),
+    };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("attach over TLS works with ncat --ssl and openssl s_client", async () => {
+  const { cert, key, opensslFingerprint } = await selfSigned();
+  await using listener = await listen({ tls: { cert, key } });
+  equal(listener.tls, true);
+  equal(listener.tlsFingerprint, opensslFingerprint);
+  equal(certificateFingerprint(cert), opensslFingerprint);
+  const { secret, hash } = newSecret();
+  listener.expect(hash, Date.now() + 60_000, echoing());
+  const port = String(listener.port);
+  const refused = await run(
+    "openssl",
+    ["s_client", "-quiet", "-connect", `${HOST}:${port}`],
+    "nope\n",
+  );
+  equal(refused, "oneoff: unknown secret\r\n");
+  // Plain text at a TLS port is a broken handshake, not a crash.
+  await exchange(listener.port, "GET / HTTP/1.0\r\n\r\n");
+  equal(await run("ncat", ["--ssl", HOST, port], `${secret}\nhello`), "echo:hello");
+});
+
+Deno.test("attach over TLS closes a client that never starts its TLS handshake", async () => {
+  const { cert, key } = await selfSigned();
+  await using listener = await listen({ tls: { cert, key }, handshakeTimeoutMs: 100 });
+  // The refusal cannot be written without a handshake; the listener still lets go.
+  const conn = await Deno.connect({ hostname: HOST, port: listener.port });
+  await readAll(conn);
+  conn.close();
+});
+
+Deno.test("attach over plain TCP reports no TLS fingerprint", async () => {
+  await using listener = await listen();
+  equal(listener.tls, false);
+  equal(listener.tlsFingerprint, undefined);
+});

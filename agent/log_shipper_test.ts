@@ -1,0 +1,53 @@
+import type { AgentMessage, LogRecord } from "../protocol/mod.ts";
+import { assertEquals } from "../tests/_assert.ts";
+import { LogShipper, MAX_LINE_BYTES } from "./log_shipper.ts";
+
+function streamOf(...chunks: string[]): ReadableStream<Uint8Array> {
+  const encoder = new TextEncoder();
+  return ReadableStream.from(chunks.map((c) => encoder.encode(c)));
+}
+
+Deno.test("lines split across chunks are shipped whole, numbered, with a partial last line", async () => {
+  const sent: LogRecord[] = [];
+  const shipper = new LogShipper("r1", (msg: AgentMessage) => {
+    if (msg.type === "logs") sent.push(...msg.records);
+    return true;
+  });
+  await shipper.collect(streamOf("one\ntw", "o\r\nthr", "ee"), "stdout");
+  const done = shipper.finish();
+  shipper.ack(2);
+  await done;
+  assertEquals(sent.map((r) => [r.seq, r.line]), [[0, "one"], [1, "two"], [2, "three"]]);
+});
+
+Deno.test("unacknowledged batches are sent again after a reconnect, acknowledged ones are not", async () => {
+  const sent: number[][] = [];
+  let up = false;
+  const shipper = new LogShipper("r1", (msg) => {
+    if (msg.type === "logs") sent.push(msg.records.map((r) => r.seq));
+    return up;
+  });
+  await shipper.collect(streamOf("a\nb\n"), "stdout");
+  const done = shipper.finish();
+  up = true;
+  shipper.resend();
+  assertEquals(sent, [[0, 1], [0, 1]]);
+  shipper.ack(1);
+  await done;
+  shipper.resend();
+  assertEquals(sent.length, 2, "nothing left to resend");
+});
+
+Deno.test("an endless line is cut into pieces of the maximum size", async () => {
+  const sent: LogRecord[] = [];
+  const shipper = new LogShipper("r1", (msg) => {
+    if (msg.type === "logs") sent.push(...msg.records);
+    return true;
+  });
+  await shipper.collect(streamOf("x".repeat(MAX_LINE_BYTES * 2 + 5)), "stderr");
+  const done = shipper.finish();
+  shipper.ack(shipper.lines - 1);
+  await done;
+  assertEquals(sent.map((r) => r.line.length), [MAX_LINE_BYTES, MAX_LINE_BYTES, 5]);
+  assertEquals(sent.every((r) => r.stream === "stderr"), true);
+});

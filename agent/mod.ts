@@ -1,0 +1,128 @@
+/**
+ * `oneoff agent`: joins the server, caches slugs, runs sandboxes and serves
+ * the attach port.
+ * @module
+ */
+import { VERSION } from "../protocol/mod.ts";
+import { createLogger, type Logger } from "../util/log.ts";
+import { AttachListener } from "./attach_listener.ts";
+import { ControlChannel } from "./control.ts";
+import { Runner } from "./runner.ts";
+import { createSandbox } from "./sandbox/mod.ts";
+import { SlugCache } from "./slug_cache.ts";
+
+/** Options of `oneoff agent`. */
+export interface AgentOptions {
+  /** The server's base URL, e.g. http://10.0.0.2:8080. */
+  server: string;
+  joinToken: string;
+  name: string;
+  /** `HOST:PORT` of the attach listener. */
+  attach: { hostname: string; port: number };
+  /** The host clients should connect to; default the listener's or this host's address. */
+  advertise?: string;
+  dataDir: string;
+  sandbox: "bwrap" | "runc";
+  maxRuns: number;
+  tls?: { cert: string; key: string };
+  /** Disk budget of the slug cache. */
+  cacheBytes?: number;
+  log?: Logger;
+}
+
+/** A running agent. */
+export interface RunningAgent {
+  name: string;
+  attachPort: number;
+  warnings: string[];
+  close(): Promise<void>;
+}
+
+function advertisedHost(listen: string): string {
+  if (listen !== "0.0.0.0" && listen !== "::") return listen;
+  for (const iface of Deno.networkInterfaces()) {
+    if (iface.family === "IPv4" && !iface.address.startsWith("127.")) return iface.address;
+  }
+  return "127.0.0.1";
+}
+
+/** Starts an agent; resolves once the server has welcomed it. */
+export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
+  const log = options.log ?? createLogger("agent");
+  await Deno.mkdir(`${options.dataDir}/work`, { recursive: true, mode: 0o700 });
+  await Deno.chmod(options.dataDir, 0o700);
+  const sandbox = await createSandbox(options.sandbox, { workDir: `${options.dataDir}/work` });
+  for (const warning of sandbox.warnings) log.warn(warning);
+  const base = options.server.replace(/\/+$/, "");
+  const fetchBlob = async (sha256: string) => {
+    const res = await fetch(`${base}/agent/blobs/${sha256}`, {
+      headers: { authorization: `Bearer ${options.joinToken}` },
+    });
+    if (!res.ok || !res.body) {
+      await res.body?.cancel();
+      throw new Error(`Cannot download blob "${sha256}" from the server: HTTP ${res.status}`);
+    }
+    return res.body;
+  };
+  const slugs = new SlugCache({
+    dir: `${options.dataDir}/slugs`,
+    maxDiskBytes: options.cacheBytes ?? 10 * 1024 ** 3,
+    maxExtractBytes: 8 * 1024 ** 3,
+    fetch: fetchBlob,
+  });
+  const listener = await AttachListener.listen({ ...options.attach, ...(options.tls ? { tls: options.tls } : {}) });
+  let channel: ControlChannel | undefined;
+  const runner = new Runner({
+    sandbox,
+    slugs,
+    listener,
+    send: (msg) => channel?.send(msg) ?? false,
+    fetchBlob,
+    workDir: `${options.dataDir}/work`,
+    log: log.child("runner"),
+  });
+  channel = new ControlChannel(base, {
+    hello: () => ({
+      type: "hello",
+      token: options.joinToken,
+      name: options.name,
+      version: VERSION,
+      capacity: options.maxRuns,
+      sandbox: sandbox.name,
+      attach: {
+        host: options.advertise ?? advertisedHost(listener.hostname),
+        port: listener.port,
+        tls: listener.tls,
+        ...(listener.tlsFingerprint ? { tlsFingerprint: listener.tlsFingerprint } : {}),
+      },
+      running: runner.running(),
+      warnings: sandbox.warnings,
+    }),
+    running: () => runner.running(),
+    message: (msg) => {
+      if (msg.type === "start_run") runner.start(msg.spec);
+      else if (msg.type === "stop_run") runner.stop(msg.runId);
+      else if (msg.type === "resize") runner.resize(msg.runId, msg.cols, msg.rows);
+      else if (msg.type === "logs_ack") runner.ackLogs(msg.runId, msg.seq);
+    },
+    connected: () => runner.reconnected(),
+  }, log.child("control"));
+  try {
+    await channel.start();
+  } catch (err) {
+    channel.close();
+    await listener.close();
+    throw err;
+  }
+  log.info("agent ready", { name: options.name, attach: `${listener.hostname}:${listener.port}`, sandbox: sandbox.name });
+  return {
+    name: options.name,
+    attachPort: listener.port,
+    warnings: sandbox.warnings,
+    async close() {
+      channel.close();
+      await runner.close();
+      await listener.close();
+    },
+  };
+}

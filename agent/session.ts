@@ -1,0 +1,104 @@
+/**
+ * An attached session: the raw bytes between the client's connection and
+ * the sandboxed process, with the idle timeout and hang-up detection.
+ * @module
+ */
+import type { AttachedClient } from "./attach_listener.ts";
+import type { ExitStatus, SandboxProcess } from "./sandbox/mod.ts";
+
+/** How the session behaves and what it reports. */
+export interface SessionOptions {
+  tty: boolean;
+  idleTimeoutMs: number;
+  /** No byte either way for idleTimeoutMs. */
+  onIdle(): void;
+  /** The client went away before the process ended. */
+  onHangup(): void;
+  /** Sees every byte that crosses, for the audit recording. */
+  observe?: (direction: "in" | "out", bytes: Uint8Array) => void;
+}
+
+/** Copies bytes both ways until the process has exited and its output is sent. */
+export async function pipeSession(
+  process: SandboxProcess,
+  client: AttachedClient,
+  options: SessionOptions,
+): Promise<{ status: ExitStatus; close(): void }> {
+  const { conn } = client;
+  let last = Date.now();
+  let clientGone = false;
+  let processDone = false;
+  const hangup = () => {
+    if (clientGone || processDone) return;
+    clientGone = true;
+    options.onHangup();
+  };
+
+  const idleCheck = setInterval(() => {
+    if (Date.now() - last >= options.idleTimeoutMs) {
+      clearInterval(idleCheck);
+      options.onIdle();
+    }
+  }, Math.max(50, Math.min(options.idleTimeoutMs / 4, 5_000)));
+
+  const input = (async () => {
+    const writer = process.stdin.getWriter();
+    try {
+      if (client.initial.length > 0) {
+        options.observe?.("in", client.initial);
+        await writer.write(client.initial);
+      }
+      const buf = new Uint8Array(64 * 1024);
+      while (true) {
+        const n = await conn.read(buf);
+        if (n === null) break;
+        last = Date.now();
+        const bytes = buf.slice(0, n);
+        options.observe?.("in", bytes);
+        await writer.write(bytes);
+      }
+      // No-TTY: the client's half-close is EOF on stdin. TTY: a hang-up.
+      if (options.tty) hangup();
+      else await writer.close();
+    } catch {
+      if (!processDone) hangup();
+    } finally {
+      writer.releaseLock();
+    }
+  })();
+
+  // stdout and stderr share the socket: writes are serialised.
+  let writing = Promise.resolve();
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream) {
+      last = Date.now();
+      options.observe?.("out", chunk);
+      if (clientGone) continue;
+      // Awaiting each write gives the process backpressure from a slow client.
+      await (writing = writing.then(async () => {
+        if (clientGone) return;
+        try {
+          let off = 0;
+          while (off < chunk.length) off += await conn.write(chunk.subarray(off));
+        } catch {
+          hangup();
+        }
+      }));
+    }
+  };
+  const outputs = [pump(process.stdout)];
+  if (process.stderr) outputs.push(pump(process.stderr));
+  const [status] = await Promise.all([process.status, ...outputs]);
+  await writing;
+  processDone = true;
+  clearInterval(idleCheck);
+  input.catch(() => {});
+  return {
+    status,
+    close() {
+      try {
+        conn.close();
+      } catch { /* already closed */ }
+    },
+  };
+}

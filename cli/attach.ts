@@ -1,0 +1,96 @@
+/**
+ * The CLI's side of port 5000: connect, send the secret, then copy bytes
+ * both ways until the agent closes the stream.
+ * @module
+ */
+import type { AttachInfo } from "../protocol/mod.ts";
+import { CliError } from "./_io.ts";
+
+/** How to attach: PTY (raw terminal, resizes) or a plain byte pipe. */
+export interface AttachOptions {
+  tty: boolean;
+  onResize?: (cols: number, rows: number) => void;
+}
+
+async function connect(info: Omit<AttachInfo, "secret">): Promise<Deno.Conn> {
+  try {
+    if (!info.tls) return await Deno.connect({ hostname: info.host, port: info.port });
+    return await Deno.connectTls({ hostname: info.host, port: info.port });
+  } catch (e) {
+    throw new CliError(`Cannot connect to ${info.host}:${info.port}: ${e instanceof Error ? e.message : e}`);
+  }
+}
+
+async function copyStdinTo(conn: Deno.Conn, halfClose: boolean): Promise<void> {
+  const buf = new Uint8Array(64 * 1024);
+  try {
+    while (true) {
+      const n = await Deno.stdin.read(buf);
+      if (n === null) break;
+      let off = 0;
+      while (off < n) off += await conn.write(buf.subarray(off, n));
+    }
+    // The client's half-close is EOF on the process's stdin.
+    if (halfClose) await conn.closeWrite();
+  } catch {
+    // The stream closed under us: the run is over.
+  }
+}
+
+async function copyConnToStdout(conn: Deno.Conn): Promise<void> {
+  const buf = new Uint8Array(64 * 1024);
+  try {
+    while (true) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      let off = 0;
+      while (off < n) off += Deno.stdout.writeSync(buf.subarray(off, n));
+    }
+  } catch {
+    // A reset ends the session like a close does.
+  }
+}
+
+/** Attaches this terminal to a run; resolves when the agent ends the stream. */
+export async function attachStream(
+  info: Omit<AttachInfo, "secret">,
+  secret: string,
+  options: AttachOptions,
+): Promise<void> {
+  const conn = await connect(info);
+  await conn.write(new TextEncoder().encode(secret + "\n"));
+  const raw = options.tty && Deno.stdin.isTerminal();
+  const restore = () => {
+    if (raw) {
+      try {
+        Deno.stdin.setRaw(false);
+      } catch { /* not a terminal any more */ }
+    }
+  };
+  const onWinch = () => {
+    const { columns, rows } = Deno.consoleSize();
+    options.onResize?.(columns, rows);
+  };
+  const onTerm = () => {
+    restore();
+    Deno.exit(143);
+  };
+  if (raw) {
+    Deno.stdin.setRaw(true);
+    Deno.addSignalListener("SIGWINCH", onWinch);
+  }
+  Deno.addSignalListener("SIGTERM", onTerm);
+  try {
+    // stdin is copied in the background: it may never end (a terminal), and
+    // the session ends when the agent closes the stream.
+    copyStdinTo(conn, !options.tty);
+    await copyConnToStdout(conn);
+  } finally {
+    restore();
+    if (raw) Deno.removeSignalListener("SIGWINCH", onWinch);
+    Deno.removeSignalListener("SIGTERM", onTerm);
+    try {
+      conn.close();
+    } catch { /* already closed */ }
+  }
+}

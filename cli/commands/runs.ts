@@ -1,0 +1,124 @@
+/**
+ * `ps`, `stop`, `logs` and `timeline`.
+ * @module
+ */
+import type { LogLine, RunInfo, TimelineEvent } from "../../protocol/mod.ts";
+import { age, APP_OPTION, appName, out, parse, table, UsageError } from "../_io.ts";
+import { Client } from "../client.ts";
+
+function appPath(app: string, rest: string): string {
+  return `/apps/${encodeURIComponent(app)}${rest}`;
+}
+
+/** One line of a run's duration or age for `ps`. */
+function runAge(run: RunInfo): string {
+  const start = Date.parse(run.started_at ?? run.created_at);
+  const end = run.ended_at ? Date.parse(run.ended_at) : Date.now();
+  return age(end - start);
+}
+
+/** `oneoff ps -a APP [--json] [--all]`. */
+export async function ps(args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, { ...APP_OPTION, json: { type: "boolean" }, limit: { type: "string", short: "n" } });
+  if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
+  const app = appName(values.app);
+  const limit = Number(values.limit ?? 20);
+  if (!Number.isInteger(limit) || limit <= 0) throw new UsageError("-n must be a positive integer");
+  const client = await Client.load();
+  const { runs } = await client.request<{ runs: RunInfo[] }>("GET", appPath(app, `/runs?limit=${limit}`));
+  if (values.json) return out(JSON.stringify(runs, null, 2) + "\n");
+  if (runs.length === 0) return out(`No one-offs for "${app}" yet\n`);
+  out(table(
+    ["NAME", "STATE", "COMMAND", "SIZE", "AGENT", "AGE", "EXIT"],
+    runs.map((r) => [
+      r.label,
+      r.state,
+      r.command.length > 40 ? r.command.slice(0, 39) + "…" : r.command,
+      r.size,
+      r.agent ?? "-",
+      runAge(r),
+      r.exit_code === null ? (r.reason ? r.reason.slice(0, 40) : "-") : String(r.exit_code),
+    ]),
+  ));
+}
+
+/** `oneoff stop -a APP one-off-N`. */
+export async function stop(args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, APP_OPTION);
+  const app = appName(values.app);
+  const [label, ...rest] = positionals;
+  if (!label || rest.length > 0) throw new UsageError("stop needs exactly one run, e.g. one-off-3");
+  const client = await Client.load();
+  await client.request("POST", appPath(app, `/runs/${encodeURIComponent(label)}/stop`));
+  out(`Stopping ${label} of "${app}"\n`);
+}
+
+function printLines(lines: LogLine[], json: boolean | undefined): void {
+  out(lines.map((l) => json ? JSON.stringify(l) + "\n" : `${l.ts} ${l.source}[${l.stream}]: ${l.line}\n`).join(""));
+}
+
+/** `oneoff logs -a APP [-n N] [-f] [--filter one-off-N] [--json]`. */
+export async function logs(args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, {
+    ...APP_OPTION,
+    lines: { type: "string", short: "n" },
+    follow: { type: "boolean", short: "f" },
+    filter: { type: "string" },
+    json: { type: "boolean" },
+  });
+  if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
+  const app = appName(values.app);
+  const n = Number(values.lines ?? 100);
+  if (!Number.isInteger(n) || n < 0) throw new UsageError("-n must be a non-negative integer");
+  const client = await Client.load();
+  const filter = values.filter ? `&filter=${encodeURIComponent(values.filter)}` : "";
+  const first = await client.request<{ lines: LogLine[] }>("GET", appPath(app, `/logs?n=${n}${filter}`));
+  printLines(first.lines, values.json);
+  if (!values.follow) return;
+  let after = first.lines.at(-1)?.id ?? 0;
+  if (first.lines.length === 0) {
+    // Start after whatever exists now, so following shows only new lines.
+    const last = await client.request<{ lines: LogLine[] }>("GET", appPath(app, `/logs?n=1${filter}`));
+    after = last.lines.at(-1)?.id ?? 0;
+  }
+  while (true) {
+    const next = await client.request<{ lines: LogLine[] }>(
+      "GET",
+      appPath(app, `/logs?after=${after}&wait=25&n=10000${filter}`),
+    );
+    printLines(next.lines, values.json);
+    after = next.lines.at(-1)?.id ?? after;
+  }
+}
+
+function describe(e: TimelineEvent): string {
+  const d = e.data;
+  switch (e.kind) {
+    case "run.created":
+      return `${d.run} created: ${d.command} (${d.attached ? "attached" : "detached"}, size ${d.size})`;
+    case "run.ended":
+      return `${d.run} ${d.state}${d.exit_code !== null && d.exit_code !== undefined ? ` with code ${d.exit_code}` : ""}` +
+        `${d.reason ? ` (${d.reason})` : ""}: ${d.command}`;
+    case "run.stop":
+      return `${d.run} stop requested`;
+    case "deploy":
+      return `deployed v${d.release} (${d.size} bytes)`;
+    case "env.set":
+    case "env.unset":
+      return `${e.kind === "env.set" ? "set" : "unset"} ${(d.keys as string[]).join(", ")}`;
+    default:
+      return `${e.kind}${Object.keys(d).length ? " " + JSON.stringify(d) : ""}`;
+  }
+}
+
+/** `oneoff timeline -a APP [--json] [-n N]`. */
+export async function timeline(args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, { ...APP_OPTION, json: { type: "boolean" }, limit: { type: "string", short: "n" } });
+  if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
+  const app = appName(values.app);
+  const client = await Client.load();
+  const limit = Number(values.limit ?? 50);
+  const { events } = await client.request<{ events: TimelineEvent[] }>("GET", appPath(app, `/timeline?limit=${limit}`));
+  if (values.json) return out(JSON.stringify(events, null, 2) + "\n");
+  out(table(["TIME", "ACTOR", "EVENT"], events.map((e) => [e.at, e.actor, describe(e)])));
+}

@@ -1,0 +1,86 @@
+/**
+ * The HTTP application: every route composed, one error handler.
+ * @module
+ */
+import { timingSafeEqual } from "node:crypto";
+import { Buffer } from "node:buffer";
+import { Hono } from "hono";
+import { AGENT_CHANNEL_PATH } from "../protocol/mod.ts";
+import { AgentHub } from "./agent_hub.ts";
+import { type AuthEnv, clientAddress, FailureLimiter, requireToken, sha256Hex } from "./auth.ts";
+import type { ServerContext } from "./context.ts";
+import { errorHandler, HttpError } from "./http_error.ts";
+import { RunEngine } from "./run_engine.ts";
+import { adminRoutes } from "./routes/admin.ts";
+import { appRoutes } from "./routes/apps.ts";
+import { logRoutes } from "./routes/logs.ts";
+import { runRoutes } from "./routes/runs.ts";
+
+/** The composed application and the services behind it. */
+export interface ServerApp {
+  app: Hono;
+  engine: RunEngine;
+  hub: AgentHub;
+  close(): void;
+}
+
+/** Builds the HTTP app on a context. */
+export function createApp(ctx: ServerContext): ServerApp {
+  const engine = new RunEngine(ctx);
+  const hub = new AgentHub(ctx, engine);
+  engine.attachHub(hub);
+  const limiter = new FailureLimiter({ limit: 10 });
+
+  const app = new Hono();
+  app.onError(errorHandler(ctx.log));
+  app.notFound((c) => c.json({ error: { code: "not_found", message: `No route ${c.req.method} ${c.req.path}` } }, 404));
+
+  app.get("/healthz", (c) => c.json({ ok: true }));
+
+  // Agent-facing: the control channel authenticates in its first message,
+  // blob downloads with the join token as bearer.
+  app.get(AGENT_CHANNEL_PATH, (c) => {
+    if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
+      throw new HttpError(426, "upgrade_required", "This is the agents' WebSocket channel");
+    }
+    return hub.accept(c.req.raw, clientAddress(c));
+  });
+  app.get("/agent/blobs/:sha", async (c) => {
+    const presented = c.req.header("authorization")?.replace(/^Bearer /, "") ?? "";
+    const ok = timingSafeEqual(
+      Buffer.from(sha256Hex(presented), "hex"),
+      Buffer.from(sha256Hex(ctx.config.joinToken), "hex"),
+    );
+    if (!ok) throw new HttpError(401, "unauthorized", "Wrong join token");
+    const sha = c.req.param("sha");
+    if (!/^[0-9a-f]{64}$/.test(sha)) throw new HttpError(404, "not_found", "No such blob");
+    const file = await ctx.blobs.open(sha);
+    if (!file) throw new HttpError(404, "not_found", `No blob "${sha}"`);
+    const { size } = await file.stat();
+    return new Response(file.readable, {
+      headers: { "content-type": "application/octet-stream", "content-length": String(size) },
+    });
+  });
+
+  const api = new Hono<AuthEnv>();
+  api.use("*", requireToken(ctx.store, limiter));
+  api.get("/whoami", (c) => {
+    const { token } = c.get("auth");
+    return c.json({ name: token.name, role: token.role, apps: token.apps });
+  });
+  api.route("/apps", appRoutes(ctx));
+  api.route("/apps", runRoutes(ctx, engine));
+  api.route("/apps", logRoutes(ctx));
+  api.route("/", adminRoutes(ctx, hub));
+  app.route("/api", api);
+
+  return {
+    app,
+    engine,
+    hub,
+    close() {
+      hub.close();
+      engine.close();
+    },
+  };
+}

@@ -1,0 +1,130 @@
+/**
+ * Content-addressed blobs (slugs, uploads) under the server's data dir:
+ * `<dir>/sha256/<first two hex>/<hex>`. A blob is streamed to `<dir>/tmp`
+ * while it is hashed and only renamed into place once complete and
+ * checked, so a reader never sees a partial blob.
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+
+const SHA256 = /^[0-9a-f]{64}$/;
+
+/** A body refused because it is larger than the store was told to accept. */
+export class BlobTooLargeError extends Error {
+  /** The limit that was exceeded, in bytes. */
+  readonly limit: number;
+
+  constructor(limit: number) {
+    super(`Blob is larger than the limit of ${limit} bytes`);
+    this.name = "BlobTooLargeError";
+    this.limit = limit;
+  }
+}
+
+/** Options of `BlobStore.put`. */
+export interface PutOptions {
+  /** Refuse the body once it passes this many bytes. */
+  maxBytes: number;
+  /** Validates the complete temp file before it is stored; throwing refuses it. */
+  check?: (path: string) => Promise<void>;
+}
+
+/** Where a stored blob is. */
+export interface StoredBlob {
+  sha256: string;
+  size: number;
+  path: string;
+}
+
+async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) offset += await file.write(bytes.subarray(offset));
+}
+
+/** Blobs on disk named by their sha256. */
+export class BlobStore {
+  #dir: string;
+
+  constructor(dir: string) {
+    this.#dir = dir;
+  }
+
+  /**
+   * Streams `body` to a temp file while hashing it, refusing it past
+   * `maxBytes` (BlobTooLargeError); runs `check` on the complete file, then
+   * moves it to its content address (the same content twice is fine).
+   * Nothing is left on disk when anything fails.
+   */
+  async put(body: ReadableStream<Uint8Array>, options: PutOptions): Promise<StoredBlob> {
+    await Deno.mkdir(`${this.#dir}/tmp`, { recursive: true });
+    const temp = `${this.#dir}/tmp/${crypto.randomUUID()}`;
+    const reader = body.getReader();
+    let file: Deno.FsFile | undefined;
+    try {
+      file = await Deno.open(temp, { write: true, createNew: true, mode: 0o600 });
+      const hash = createHash("sha256");
+      let size = 0;
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        size += value.length;
+        if (size > options.maxBytes) throw new BlobTooLargeError(options.maxBytes);
+        hash.update(value);
+        await writeAll(file, value);
+      }
+      file.close();
+      file = undefined;
+      await options.check?.(temp);
+      const sha256 = hash.digest("hex");
+      const path = this.path(sha256);
+      await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+      // Renaming over an existing copy is atomic and the content is the same.
+      await Deno.rename(temp, path);
+      return { sha256, size, path };
+    } catch (error) {
+      // Tells the sender to stop; it may already be closed or errored.
+      await reader.cancel(error).catch(() => {});
+      file?.close();
+      await Deno.remove(temp).catch(() => {});
+      throw error;
+    } finally {
+      reader.releaseLock();
+    }
+  }
+
+  /** The path of a blob, whether or not it exists; throws for anything but 64 lowercase hex. */
+  path(sha256: string): string {
+    if (!SHA256.test(sha256)) throw new Error(`Invalid sha256 "${sha256}"`);
+    return `${this.#dir}/sha256/${sha256.slice(0, 2)}/${sha256}`;
+  }
+
+  /** Whether the blob is stored. */
+  async has(sha256: string): Promise<boolean> {
+    try {
+      return (await Deno.stat(this.path(sha256))).isFile;
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return false;
+      throw error;
+    }
+  }
+
+  /** Opens the blob for reading, or returns null when it is not stored. */
+  async open(sha256: string): Promise<Deno.FsFile | null> {
+    try {
+      return await Deno.open(this.path(sha256), { read: true });
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return null;
+      throw error;
+    }
+  }
+
+  /** Removes the blob; removing a blob that is not stored does nothing. */
+  async remove(sha256: string): Promise<void> {
+    try {
+      await Deno.remove(this.path(sha256));
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+  }
+}

@@ -1,0 +1,42 @@
+/**
+ * What every route and service of the server shares.
+ * @module
+ */
+import type { Limits, SizeName } from "../protocol/mod.ts";
+import type { Logger } from "../util/log.ts";
+import type { BlobStore } from "./blob_store.ts";
+import type { Store } from "./store/mod.ts";
+import type { Signals } from "./signals.ts";
+
+/** Server settings, from the command line. */
+export interface ServerConfig {
+  dataDir: string;
+  /** Largest slug accepted by `deploy`. */
+  maxSlugBytes: number;
+  /** Largest single upload (`run -f`). */
+  maxUploadBytes: number;
+  /** Concurrent one-offs per app before the next is refused. */
+  maxRunsPerApp: number;
+  /** How long a run may stay `pending` before it fails. */
+  queueTimeoutMs: number;
+  /** How long an attached run waits for its client. */
+  attachWindowMs: number;
+  /** Attached sessions with no byte either way for this long are killed. */
+  idleTimeoutMs: number;
+  /** Default maximum duration of a run. */
+  maxDurationMs: number;
+  sizes: Record<SizeName, Limits>;
+  /** The token agents present to join. */
+  joinToken: string;
+  /** How long a disconnected agent's runs wait for it before they are `lost`. */
+  agentGraceMs: number;
+}
+
+/** The server's shared services. */
+export interface ServerContext {
+  config: ServerConfig;
+  store: Store;
+  blobs: BlobStore;
+  log: Logger;
+  signals: Signals;
+}

@@ -1,0 +1,61 @@
+/**
+ * The one error type of the HTTP API, turned into `{error:{code,message}}`
+ * by a single handler.
+ * @module
+ */
+import type { Context } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { ApiError } from "../protocol/mod.ts";
+import type { Logger } from "../util/log.ts";
+import { ConflictError } from "./store/mod.ts";
+
+/** An error with an HTTP status and a stable machine-readable code. */
+export class HttpError extends Error {
+  readonly status: ContentfulStatusCode;
+  readonly code: string;
+  constructor(status: ContentfulStatusCode, code: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "HttpError";
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** Creates the `app.onError` handler: known errors become JSON, the rest a logged 500. */
+export function errorHandler(log: Logger): (err: Error, c: Context) => Response {
+  return (err, c) => {
+    if (err instanceof HttpError) {
+      return c.json<ApiError>({ error: { code: err.code, message: err.message } }, err.status);
+    }
+    if (err instanceof ConflictError) {
+      return c.json<ApiError>({ error: { code: "conflict", message: err.message } }, 409);
+    }
+    log.error("request failed", { method: c.req.method, path: c.req.path, error: String(err) });
+    return c.json<ApiError>(
+      { error: { code: "internal", message: "Internal server error, see the server log" } },
+      500,
+    );
+  };
+}
+
+/** Parses a JSON body, with a 400 for anything that is not a JSON object. */
+export async function jsonBody(c: Context): Promise<Record<string, unknown>> {
+  let body: unknown;
+  try {
+    body = await c.req.json();
+  } catch {
+    throw new HttpError(400, "bad_json", "Request body is not valid JSON");
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new HttpError(400, "bad_json", "Request body must be a JSON object");
+  }
+  return body as Record<string, unknown>;
+}
+
+/** Throws a 422 unless `value` is a string. */
+export function requireString(value: unknown, field: string): string {
+  if (typeof value !== "string") {
+    throw new HttpError(422, "invalid", `Field "${field}" must be a string`);
+  }
+  return value;
+}

@@ -1,0 +1,124 @@
+/**
+ * `oneoff server`: opens the store, bootstraps the admin token and serves
+ * the API, the agents' channel and the dashboard.
+ * @module
+ */
+import { DEFAULT_SIZES } from "../protocol/mod.ts";
+import { createLogger, type Logger } from "../util/log.ts";
+import { createApp } from "./app.ts";
+import { newToken, sha256Hex } from "./auth.ts";
+import { BlobStore } from "./blob_store.ts";
+import type { ServerConfig, ServerContext } from "./context.ts";
+import { Signals } from "./signals.ts";
+import { openStore } from "./store/open.ts";
+
+export type { ServerConfig } from "./context.ts";
+
+/** Options of `oneoff server`. */
+export interface ServerOptions {
+  /** `HOST:PORT` to listen on; port 0 picks a free one. */
+  http: string;
+  dataDir: string;
+  /** `sqlite:PATH` or `postgres://...`; default SQLite in the data dir. */
+  database?: string;
+  /** Overrides of the default settings. */
+  config?: Partial<ServerConfig>;
+  log?: Logger;
+}
+
+/** A running server. */
+export interface RunningServer {
+  url: string;
+  /** The admin token if this start created it (printed once), else null. */
+  newAdminToken: string | null;
+  joinToken: string;
+  ctx: ServerContext;
+  close(): Promise<void>;
+}
+
+/** Splits `HOST:PORT`; throws a clear error otherwise. */
+export function parseAddr(addr: string): { hostname: string; port: number } {
+  const match = /^(.*):(\d{1,5})$/.exec(addr);
+  const port = Number(match?.[2]);
+  if (!match || port > 65535) throw new Error(`Invalid address "${addr}": use HOST:PORT, e.g. 127.0.0.1:8080`);
+  return { hostname: match[1]!.replace(/^\[(.*)\]$/, "$1") || "0.0.0.0", port };
+}
+
+async function readOrCreateSecret(path: string, make: () => string): Promise<string> {
+  try {
+    return (await Deno.readTextFile(path)).trim();
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  const value = make();
+  await Deno.writeTextFile(path, value + "\n", { mode: 0o600, createNew: true });
+  return value;
+}
+
+/** Starts the server; resolves once it listens. */
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const log = options.log ?? createLogger("server");
+  await Deno.mkdir(options.dataDir, { recursive: true, mode: 0o700 });
+  const store = await openStore(options.database ?? `sqlite:${options.dataDir}/oneoff.db`);
+  const joinToken = options.config?.joinToken ??
+    await readOrCreateSecret(`${options.dataDir}/join.token`, () => newToken("join"));
+  const config: ServerConfig = {
+    dataDir: options.dataDir,
+    maxSlugBytes: 2 * 1024 ** 3,
+    maxUploadBytes: 1024 ** 3,
+    maxRunsPerApp: 10,
+    queueTimeoutMs: 5 * 60_000,
+    attachWindowMs: 60_000,
+    idleTimeoutMs: 30 * 60_000,
+    maxDurationMs: 24 * 3600_000,
+    sizes: { ...DEFAULT_SIZES },
+    agentGraceMs: 30_000,
+    ...options.config,
+    joinToken,
+  };
+  let newAdminToken: string | null = null;
+  if (await store.countTokens() === 0) {
+    newAdminToken = newToken();
+    await store.createToken({ hash: sha256Hex(newAdminToken), role: "admin", apps: [], name: "admin" });
+    const path = `${options.dataDir}/admin.token`;
+    await Deno.writeTextFile(path, newAdminToken + "\n", { mode: 0o600 });
+    await Deno.chmod(path, 0o600);
+  }
+  const ctx: ServerContext = {
+    config,
+    store,
+    blobs: new BlobStore(`${options.dataDir}/blobs`),
+    log,
+    signals: new Signals(),
+  };
+  const server = createApp(ctx);
+  const { hostname, port } = parseAddr(options.http);
+  const abort = new AbortController();
+  const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
+  const http = Deno.serve({
+    hostname,
+    port,
+    signal: abort.signal,
+    onListen: (addr) => resolve(addr as Deno.NetAddr),
+    onError: (err) => {
+      log.error("request failed", { error: String(err) });
+      return new Response("Internal server error", { status: 500 });
+    },
+  }, server.app.fetch);
+  const addr = await listening;
+  const shownHost = addr.hostname === "0.0.0.0" ? "127.0.0.1" : addr.hostname;
+  const url = `http://${shownHost.includes(":") ? `[${shownHost}]` : shownHost}:${addr.port}`;
+  log.info("server listening", { url });
+  return {
+    url,
+    newAdminToken,
+    joinToken,
+    ctx,
+    async close() {
+      server.close();
+      abort.abort();
+      await http.finished;
+      await store.close();
+    },
+  };
+}

@@ -1,0 +1,47 @@
+/**
+ * In-process wake-ups for long polls: a run changed, an app got log lines.
+ * @module
+ */
+
+/** Waiters keyed by a string, woken by `notify`. */
+export class Signals {
+  #waiters = new Map<string, Set<() => void>>();
+
+  /** Wakes every waiter of `key`. */
+  notify(key: string): void {
+    const set = this.#waiters.get(key);
+    if (!set) return;
+    this.#waiters.delete(key);
+    for (const wake of set) wake();
+  }
+
+  /** Resolves true when `key` is notified, false after `timeoutMs` or on abort. */
+  wait(key: string, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    return new Promise((resolve) => {
+      let set = this.#waiters.get(key);
+      if (!set) this.#waiters.set(key, set = new Set());
+      const done = (woken: boolean) => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        set.delete(wake);
+        if (set.size === 0 && this.#waiters.get(key) === set) this.#waiters.delete(key);
+        resolve(woken);
+      };
+      const wake = () => done(true);
+      const onAbort = () => done(false);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      signal?.addEventListener("abort", onAbort);
+      set.add(wake);
+    });
+  }
+}
+
+/** Key of a run's changes. */
+export function runKey(runId: string): string {
+  return `run:${runId}`;
+}
+
+/** Key of an app's new log lines. */
+export function logKey(appId: number): string {
+  return `logs:${appId}`;
+}

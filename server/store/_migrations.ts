@@ -1,0 +1,260 @@
+/**
+ * The schema's history, one step per version, each written for both
+ * dialects side by side so the two stores cannot drift apart unnoticed.
+ * Never edit a released step: add a new one.
+ * @module
+ */
+
+/** One versioned schema change. */
+export interface Migration {
+  version: number;
+  name: string;
+  sqlite: string;
+  postgres: string;
+}
+
+/** Creates the table that records which versions were applied (SQLite). */
+export const SQLITE_MIGRATIONS_TABLE = `
+  CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    applied_at INTEGER NOT NULL
+  )`;
+
+/** Creates the table that records which versions were applied (PostgreSQL). */
+export const POSTGRES_MIGRATIONS_TABLE = `
+  create table if not exists schema_migrations (
+    version integer primary key,
+    applied_at timestamptz not null default now()
+  )`;
+
+// SQLite keeps times as integer milliseconds and JSON as text; the store
+// converts them. PostgreSQL uses timestamptz and jsonb.
+const INITIAL_SQLITE = `
+  CREATE TABLE tokens (
+    id INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    apps TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  CREATE TABLE apps (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL
+  );
+  CREATE TABLE env (
+    app_id INTEGER NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (app_id, key)
+  ) WITHOUT ROWID;
+  CREATE TABLE releases (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    app_id INTEGER NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+    version INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    process_types TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    UNIQUE (app_id, version)
+  );
+  CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    app_id INTEGER NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+    number INTEGER NOT NULL,
+    command TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attached INTEGER NOT NULL,
+    tty INTEGER NOT NULL,
+    size TEXT NOT NULL,
+    release_id INTEGER NOT NULL REFERENCES releases (id) ON DELETE CASCADE,
+    env_overrides TEXT NOT NULL,
+    uploads TEXT NOT NULL,
+    cols INTEGER NOT NULL,
+    rows INTEGER NOT NULL,
+    timeout_ms INTEGER NOT NULL,
+    agent_id TEXT,
+    exit_code INTEGER,
+    reason TEXT,
+    actor TEXT NOT NULL,
+    secret_sha256 TEXT,
+    expires_at INTEGER,
+    created_at INTEGER NOT NULL,
+    started_at INTEGER,
+    ended_at INTEGER,
+    UNIQUE (app_id, number)
+  );
+  CREATE INDEX runs_app_created ON runs (app_id, created_at, number);
+  CREATE INDEX runs_created ON runs (created_at, number);
+  CREATE INDEX runs_state ON runs (state);
+  CREATE INDEX runs_release ON runs (release_id);
+  CREATE TABLE agents (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    online INTEGER NOT NULL,
+    since INTEGER NOT NULL,
+    version TEXT NOT NULL,
+    capacity INTEGER NOT NULL,
+    sandbox TEXT NOT NULL,
+    attach_host TEXT NOT NULL,
+    attach_port INTEGER NOT NULL,
+    attach_tls INTEGER NOT NULL,
+    tls_fingerprint TEXT,
+    warnings TEXT NOT NULL
+  );
+  CREATE TABLE logs (
+    id INTEGER PRIMARY KEY,
+    app_id INTEGER NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    line TEXT NOT NULL
+  );
+  CREATE UNIQUE INDEX logs_run_seq ON logs (run_id, seq);
+  CREATE INDEX logs_app ON logs (app_id, id);
+  CREATE INDEX logs_app_source ON logs (app_id, source, id);
+  CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    app_id INTEGER REFERENCES apps (id) ON DELETE SET NULL,
+    app_name TEXT,
+    actor TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL,
+    at INTEGER NOT NULL
+  );
+  CREATE INDEX events_app ON events (app_id, id);
+  CREATE TABLE audit_chunks (
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    key_id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (run_id, seq)
+  ) WITHOUT ROWID;
+`;
+
+// The per-app counters on apps make the next release version and run
+// number atomic under concurrent writers: the UPDATE that bumps one takes
+// the app row's lock, where a MAX()+1 read would race.
+const INITIAL_POSTGRES = `
+  create table tokens (
+    id serial primary key,
+    hash text not null unique,
+    role text not null,
+    apps jsonb not null,
+    name text not null,
+    created_at timestamptz not null default now()
+  );
+  create table apps (
+    id serial primary key,
+    name text not null unique,
+    created_at timestamptz not null default now(),
+    last_release integer not null default 0,
+    last_run integer not null default 0
+  );
+  create table env (
+    app_id integer not null references apps (id) on delete cascade,
+    key text not null,
+    value text not null,
+    primary key (app_id, key)
+  );
+  create table releases (
+    id serial primary key,
+    app_id integer not null references apps (id) on delete cascade,
+    version integer not null,
+    sha256 text not null,
+    size bigint not null,
+    process_types jsonb not null,
+    actor text not null,
+    created_at timestamptz not null default now(),
+    unique (app_id, version)
+  );
+  create table runs (
+    id text primary key,
+    app_id integer not null references apps (id) on delete cascade,
+    number integer not null,
+    command text not null,
+    state text not null,
+    attached boolean not null,
+    tty boolean not null,
+    size text not null,
+    release_id integer not null references releases (id) on delete cascade,
+    env_overrides jsonb not null,
+    uploads jsonb not null,
+    cols integer not null,
+    rows integer not null,
+    timeout_ms bigint not null,
+    agent_id text,
+    exit_code integer,
+    reason text,
+    actor text not null,
+    secret_sha256 text,
+    expires_at timestamptz,
+    created_at timestamptz not null default now(),
+    started_at timestamptz,
+    ended_at timestamptz,
+    unique (app_id, number)
+  );
+  create index runs_app_created on runs (app_id, created_at, number);
+  create index runs_created on runs (created_at, number);
+  create index runs_state on runs (state);
+  create index runs_release on runs (release_id);
+  create table agents (
+    id text primary key,
+    name text not null unique,
+    online boolean not null,
+    since timestamptz not null,
+    version text not null,
+    capacity integer not null,
+    sandbox text not null,
+    attach_host text not null,
+    attach_port integer not null,
+    attach_tls boolean not null,
+    tls_fingerprint text,
+    warnings jsonb not null
+  );
+  -- No foreign key on logs.app_id: its per-row check cost a third of the
+  -- insert rate; destroyApp deletes an app's logs itself.
+  create table logs (
+    id bigserial primary key,
+    app_id integer not null,
+    run_id text not null,
+    seq bigint not null,
+    ts timestamptz not null,
+    source text not null,
+    stream text not null,
+    line text not null
+  );
+  create unique index logs_run_seq on logs (run_id, seq);
+  create index logs_app on logs (app_id, id);
+  create index logs_app_source on logs (app_id, source, id);
+  create table events (
+    id bigserial primary key,
+    app_id integer references apps (id) on delete set null,
+    app_name text,
+    actor text not null,
+    kind text not null,
+    data jsonb not null,
+    at timestamptz not null default now()
+  );
+  create index events_app on events (app_id, id);
+  create table audit_chunks (
+    run_id text not null references runs (id) on delete cascade,
+    seq integer not null,
+    key_id text not null,
+    payload text not null,
+    prev_hash text not null,
+    at timestamptz not null,
+    primary key (run_id, seq)
+  );
+`;
+
+/** Every migration, in the order they apply. */
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, name: "initial schema", sqlite: INITIAL_SQLITE, postgres: INITIAL_POSTGRES },
+];

@@ -1,0 +1,246 @@
+/**
+ * The server's state behind one interface, with two real implementations:
+ * SQLite (embedded default) and PostgreSQL.
+ * @module
+ */
+import type { Role, RunState, SizeName } from "../../protocol/mod.ts";
+
+/** An API token as stored: only its hash. */
+export interface TokenRow {
+  id: number;
+  /** Hex SHA-256 of the token. */
+  hash: string;
+  role: Role;
+  /** Apps a member may use (empty for admins). */
+  apps: string[];
+  /** Who the token stands for, shown as the actor of its changes. */
+  name: string;
+  created_at: Date;
+}
+
+/** An app as stored. */
+export interface AppRow {
+  id: number;
+  name: string;
+  created_at: Date;
+}
+
+/** One release: a deployed slug. */
+export interface ReleaseRow {
+  id: number;
+  app_id: number;
+  version: number;
+  sha256: string;
+  size: number;
+  /** Procfile process types: name → command. */
+  process_types: Record<string, string>;
+  actor: string;
+  created_at: Date;
+}
+
+/** A run as stored. */
+export interface RunRow {
+  id: string;
+  app_id: number;
+  /** Per-app increasing number: the label is `one-off-${number}`. */
+  number: number;
+  command: string;
+  state: RunState;
+  attached: boolean;
+  tty: boolean;
+  size: SizeName;
+  release_id: number;
+  /** `-e` overrides, needed until the run starts. */
+  env_overrides: Record<string, string>;
+  /** Uploaded files: name, sha256, size. */
+  uploads: { name: string; sha256: string; size: number }[];
+  cols: number;
+  rows: number;
+  timeout_ms: number;
+  agent_id: string | null;
+  exit_code: number | null;
+  reason: string | null;
+  actor: string;
+  /** Hex SHA-256 of the attach secret (attached runs). */
+  secret_sha256: string | null;
+  /** End of the attach window (attached runs). */
+  expires_at: Date | null;
+  created_at: Date;
+  started_at: Date | null;
+  ended_at: Date | null;
+}
+
+/** The fields a new run is created with. */
+export type NewRun = Omit<
+  RunRow,
+  | "number"
+  | "state"
+  | "agent_id"
+  | "exit_code"
+  | "reason"
+  | "created_at"
+  | "started_at"
+  | "ended_at"
+>;
+
+/** A change of a run's state and what comes with it. */
+export interface RunUpdate {
+  state: RunState;
+  agent_id?: string | null;
+  exit_code?: number | null;
+  reason?: string | null;
+  started_at?: Date | null;
+  ended_at?: Date | null;
+}
+
+/** An agent as stored. */
+export interface AgentRow {
+  id: string;
+  name: string;
+  online: boolean;
+  /** When it came online or went offline. */
+  since: Date;
+  version: string;
+  capacity: number;
+  sandbox: string;
+  attach_host: string;
+  attach_port: number;
+  attach_tls: boolean;
+  tls_fingerprint: string | null;
+  warnings: string[];
+}
+
+/** One line of app log as stored. */
+export interface LogRow {
+  id: number;
+  app_id: number;
+  ts: Date;
+  /** `one-off-N` for one-offs. */
+  source: string;
+  stream: string;
+  line: string;
+}
+
+/** A log line to store; `(run_id, seq)` makes storing it idempotent. */
+export interface NewLog {
+  run_id: string;
+  seq: number;
+  ts: Date;
+  source: string;
+  stream: string;
+  line: string;
+}
+
+/** A timeline event as stored. */
+export interface EventRow {
+  id: number;
+  app_id: number | null;
+  app_name: string | null;
+  actor: string;
+  kind: string;
+  data: Record<string, unknown>;
+  at: Date;
+}
+
+/** An event to record. */
+export type NewEvent = Omit<EventRow, "id" | "at"> & { at?: Date };
+
+/** One encrypted audit chunk. */
+export interface AuditChunkRow {
+  run_id: string;
+  seq: number;
+  key_id: string;
+  /** IV + ciphertext, base64. */
+  payload: string;
+  /** Hex SHA-256 chaining: hash of the previous chunk's payload. */
+  prev_hash: string;
+  at: Date;
+}
+
+/** Which runs to list. */
+export interface RunQuery {
+  app_id?: number;
+  states?: RunState[];
+  agent_id?: string;
+  limit?: number;
+}
+
+/** Which log lines to read. */
+export interface LogQuery {
+  /** Only lines after this id (for following). */
+  after_id?: number;
+  /** Only this source, e.g. `one-off-3`. */
+  source?: string;
+  /** The last N lines (default 100). */
+  limit?: number;
+}
+
+/** The server's state. All writes of one call are atomic. */
+export interface Store {
+  /** Applies pending migrations; safe to call on every start. */
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+
+  createToken(row: Omit<TokenRow, "id" | "created_at">): Promise<TokenRow>;
+  tokenByHash(hash: string): Promise<TokenRow | null>;
+  countTokens(): Promise<number>;
+
+  /** Creates an app; throws `ConflictError` when the name is taken. */
+  createApp(name: string): Promise<AppRow>;
+  appByName(name: string): Promise<AppRow | null>;
+  appById(id: number): Promise<AppRow | null>;
+  listApps(): Promise<AppRow[]>;
+  /** Deletes the app and everything that belongs to it. */
+  destroyApp(id: number): Promise<void>;
+
+  getEnv(appId: number): Promise<Record<string, string>>;
+  /** Sets and removes keys in one transaction. */
+  updateEnv(appId: number, set: Record<string, string>, unset: string[]): Promise<void>;
+
+  /** Adds a release with the next version number. */
+  createRelease(row: Omit<ReleaseRow, "id" | "version" | "created_at">): Promise<ReleaseRow>;
+  latestRelease(appId: number): Promise<ReleaseRow | null>;
+  releaseById(id: number): Promise<ReleaseRow | null>;
+  /** Every sha256 referenced by a release (for blob garbage collection). */
+  releaseShas(): Promise<string[]>;
+
+  /** Creates a run with the app's next number, state `pending`. */
+  createRun(row: NewRun): Promise<RunRow>;
+  runById(id: string): Promise<RunRow | null>;
+  runByNumber(appId: number, number: number): Promise<RunRow | null>;
+  /** Most recent first. */
+  listRuns(query: RunQuery): Promise<RunRow[]>;
+  /**
+   * Changes a run's state only if it is currently in one of `from`;
+   * returns the updated row, or null when it was not.
+   */
+  updateRun(id: string, from: RunState[], update: RunUpdate): Promise<RunRow | null>;
+
+  /** Inserts or updates an agent by name. */
+  upsertAgent(row: Omit<AgentRow, "id"> & { id?: string }): Promise<AgentRow>;
+  agentById(id: string): Promise<AgentRow | null>;
+  listAgents(): Promise<AgentRow[]>;
+  setAgentOnline(id: string, online: boolean, since: Date): Promise<void>;
+
+  /** Stores lines once each; returns how many were new. */
+  appendLogs(appId: number, lines: NewLog[]): Promise<number>;
+  /** Oldest first. */
+  readLogs(appId: number, query: LogQuery): Promise<LogRow[]>;
+
+  addEvent(event: NewEvent): Promise<EventRow>;
+  /** Most recent first. */
+  listEvents(query: { app_id?: number; limit?: number; before_id?: number }): Promise<EventRow[]>;
+
+  /** Stores a chunk once; false when (run_id, seq) was already there. */
+  putAuditChunk(row: AuditChunkRow): Promise<boolean>;
+  /** In sequence order. */
+  auditChunks(runId: string): Promise<AuditChunkRow[]>;
+}
+
+/** Thrown when a unique name is already taken. */
+export class ConflictError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ConflictError";
+  }
+}

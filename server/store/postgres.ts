@@ -1,0 +1,394 @@
+/**
+ * The shared store: PostgreSQL through postgres.js, for several servers
+ * behind one load balancer. Atomic numbering relies on row locks, not on
+ * the single-writer luck SQLite gives.
+ * @module
+ */
+import postgres from "postgres";
+import type { RunState } from "../../protocol/mod.ts";
+import {
+  type AgentRow,
+  type AppRow,
+  type AuditChunkRow,
+  ConflictError,
+  type EventRow,
+  type LogQuery,
+  type LogRow,
+  type NewEvent,
+  type NewLog,
+  type NewRun,
+  type ReleaseRow,
+  type RunQuery,
+  type RunRow,
+  type RunUpdate,
+  type Store,
+  type TokenRow,
+} from "./mod.ts";
+import { MIGRATIONS, POSTGRES_MIGRATIONS_TABLE } from "./_migrations.ts";
+import { withoutNul } from "./_log_line.ts";
+
+/**
+ * Connects to the database at `url` (a pool of at most 5 connections); call
+ * `migrate()` before use. Extra URL parameters such as `?search_path=oneoff`
+ * are sent to the server as connection settings.
+ */
+export function openPostgresStore(url: string): Store {
+  return new PostgresStore(url);
+}
+
+// int8 columns (log and event ids, sizes) come back as numbers: they stay far
+// below 2^53, and the store's types promise numbers.
+const int8 = {
+  to: 20,
+  from: [20],
+  serialize: (value: number) => String(value),
+  parse: (value: string) => Number(value),
+};
+
+type Sql = postgres.Sql<{ int8: number }>;
+
+function isUniqueViolation(error: unknown): boolean {
+  return error instanceof postgres.PostgresError && error.code === "23505";
+}
+
+async function lockMigrations(tx: postgres.TransactionSql<{ int8: number }>): Promise<void> {
+  // Per schema, so servers of different installations sharing one database
+  // do not wait on each other; released when the transaction ends.
+  await tx`select pg_advisory_xact_lock(hashtext('oneoff:' || coalesce(current_schema(), '')))`;
+}
+
+const APP_COLUMNS = "id, name, created_at";
+const LOG_COLUMNS = "id, app_id, ts, source, stream, line";
+const OPTIONAL_RUN_FIELDS = ["agent_id", "exit_code", "reason", "started_at", "ended_at"] as const;
+
+class PostgresStore implements Store {
+  #sql: Sql;
+
+  constructor(url: string) {
+    this.#sql = postgres(url, {
+      max: 5,
+      types: { int8 },
+      // "relation already exists, skipping" and the like are not worth a line.
+      onnotice: () => {},
+    });
+  }
+
+  async migrate(): Promise<void> {
+    await this.#sql.begin(async (tx) => {
+      await lockMigrations(tx);
+      await tx.unsafe(POSTGRES_MIGRATIONS_TABLE);
+    });
+    for (const migration of MIGRATIONS) {
+      await this.#sql.begin(async (tx) => {
+        await lockMigrations(tx);
+        const done = await tx`select 1 from schema_migrations where version = ${migration.version}`;
+        if (done.length > 0) return;
+        await tx.unsafe(migration.postgres);
+        await tx`insert into schema_migrations (version) values (${migration.version})`;
+      });
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#sql.end({ timeout: 5 });
+  }
+
+  async createToken(row: Omit<TokenRow, "id" | "created_at">): Promise<TokenRow> {
+    const sql = this.#sql;
+    const [token] = await sql<TokenRow[]>`
+      insert into tokens (hash, role, apps, name)
+      values (${row.hash}, ${row.role}, ${sql.json(row.apps)}, ${row.name})
+      returning *`;
+    return token!;
+  }
+
+  async tokenByHash(hash: string): Promise<TokenRow | null> {
+    const [token] = await this.#sql<TokenRow[]>`select * from tokens where hash = ${hash}`;
+    return token ?? null;
+  }
+
+  async countTokens(): Promise<number> {
+    const [row] = await this.#sql<{ n: number }[]>`select count(*) as n from tokens`;
+    return row!.n;
+  }
+
+  async createApp(name: string): Promise<AppRow> {
+    const sql = this.#sql;
+    try {
+      const [app] = await sql<AppRow[]>`
+        insert into apps (name) values (${name}) returning ${sql.unsafe(APP_COLUMNS)}`;
+      return app!;
+    } catch (error) {
+      if (isUniqueViolation(error)) {
+        throw new ConflictError(`App "${name}" already exists`, { cause: error });
+      }
+      throw error;
+    }
+  }
+
+  async appByName(name: string): Promise<AppRow | null> {
+    const sql = this.#sql;
+    const [app] = await sql<AppRow[]>`
+      select ${sql.unsafe(APP_COLUMNS)} from apps where name = ${name}`;
+    return app ?? null;
+  }
+
+  async appById(id: number): Promise<AppRow | null> {
+    const sql = this.#sql;
+    const [app] = await sql<AppRow[]>`
+      select ${sql.unsafe(APP_COLUMNS)} from apps where id = ${id}`;
+    return app ?? null;
+  }
+
+  async listApps(): Promise<AppRow[]> {
+    const sql = this.#sql;
+    return [...await sql<AppRow[]>`select ${sql.unsafe(APP_COLUMNS)} from apps order by name`];
+  }
+
+  async destroyApp(id: number): Promise<void> {
+    // Foreign keys cascade to env, releases, runs and audit chunks, and null
+    // the app on events, whose app_name keeps the timeline readable. Logs
+    // have no foreign key (it slows every insert): they go explicitly.
+    await this.#sql.begin(async (tx) => {
+      await tx`delete from logs where app_id = ${id}`;
+      await tx`delete from apps where id = ${id}`;
+    });
+  }
+
+  async getEnv(appId: number): Promise<Record<string, string>> {
+    const rows = await this.#sql<{ key: string; value: string }[]>`
+      select key, value from env where app_id = ${appId}`;
+    return Object.fromEntries(rows.map((row) => [row.key, row.value]));
+  }
+
+  async updateEnv(appId: number, set: Record<string, string>, unset: string[]): Promise<void> {
+    const rows = Object.entries(set).map(([key, value]) => ({ app_id: appId, key, value }));
+    await this.#sql.begin(async (tx) => {
+      if (rows.length > 0) {
+        await tx`insert into env ${tx(rows)}
+          on conflict (app_id, key) do update set value = excluded.value`;
+      }
+      if (unset.length > 0) {
+        await tx`delete from env where app_id = ${appId} and key = any(${unset}::text[])`;
+      }
+    });
+  }
+
+  async createRelease(
+    row: Omit<ReleaseRow, "id" | "version" | "created_at">,
+  ): Promise<ReleaseRow> {
+    const sql = this.#sql;
+    const [release] = await sql<ReleaseRow[]>`
+      with app as (
+        update apps set last_release = last_release + 1 where id = ${row.app_id}
+        returning id, last_release
+      )
+      insert into releases (app_id, version, sha256, size, process_types, actor)
+      select id, last_release, ${row.sha256}::text, ${row.size}::int8,
+        ${sql.json(row.process_types)}::jsonb, ${row.actor}::text
+      from app
+      returning *`;
+    if (release === undefined) {
+      throw new Error(`Cannot create a release: app ${row.app_id} does not exist`);
+    }
+    return release;
+  }
+
+  async latestRelease(appId: number): Promise<ReleaseRow | null> {
+    const [release] = await this.#sql<ReleaseRow[]>`
+      select * from releases where app_id = ${appId} order by version desc limit 1`;
+    return release ?? null;
+  }
+
+  async releaseById(id: number): Promise<ReleaseRow | null> {
+    const [release] = await this.#sql<ReleaseRow[]>`select * from releases where id = ${id}`;
+    return release ?? null;
+  }
+
+  async releaseShas(): Promise<string[]> {
+    const rows = await this.#sql<{ sha256: string }[]>`select distinct sha256 from releases`;
+    return rows.map((row) => row.sha256);
+  }
+
+  async createRun(row: NewRun): Promise<RunRow> {
+    const sql = this.#sql;
+    const [run] = await sql<RunRow[]>`
+      with app as (
+        update apps set last_run = last_run + 1 where id = ${row.app_id}
+        returning id, last_run
+      )
+      insert into runs (id, app_id, number, command, state, attached, tty, size, release_id,
+        env_overrides, uploads, cols, rows, timeout_ms, actor, secret_sha256, expires_at)
+      select ${row.id}::text, id, last_run, ${row.command}::text, 'pending',
+        ${row.attached}::boolean, ${row.tty}::boolean, ${row.size}::text, ${row.release_id}::int,
+        ${sql.json(row.env_overrides)}::jsonb, ${sql.json(row.uploads)}::jsonb,
+        ${row.cols}::int, ${row.rows}::int, ${row.timeout_ms}::int8, ${row.actor}::text,
+        ${row.secret_sha256}::text, ${row.expires_at}::timestamptz
+      from app
+      returning *`;
+    if (run === undefined) {
+      throw new Error(`Cannot create run "${row.id}": app ${row.app_id} does not exist`);
+    }
+    return run;
+  }
+
+  async runById(id: string): Promise<RunRow | null> {
+    const [run] = await this.#sql<RunRow[]>`select * from runs where id = ${id}`;
+    return run ?? null;
+  }
+
+  async runByNumber(appId: number, number: number): Promise<RunRow | null> {
+    const [run] = await this.#sql<RunRow[]>`
+      select * from runs where app_id = ${appId} and number = ${number}`;
+    return run ?? null;
+  }
+
+  async listRuns(query: RunQuery): Promise<RunRow[]> {
+    const sql = this.#sql;
+    const app = query.app_id === undefined ? sql`` : sql`and app_id = ${query.app_id}`;
+    const states = query.states === undefined
+      ? sql``
+      : sql`and state = any(${query.states}::text[])`;
+    const agent = query.agent_id === undefined ? sql`` : sql`and agent_id = ${query.agent_id}`;
+    return [
+      ...await sql<RunRow[]>`
+        select * from runs where true ${app} ${states} ${agent}
+        order by created_at desc, number desc limit ${query.limit ?? 100}`,
+    ];
+  }
+
+  async updateRun(id: string, from: RunState[], update: RunUpdate): Promise<RunRow | null> {
+    const sql = this.#sql;
+    const fields: Record<string, unknown> = { state: update.state };
+    for (const key of OPTIONAL_RUN_FIELDS) {
+      if (update[key] !== undefined) fields[key] = update[key];
+    }
+    const [run] = await sql<RunRow[]>`
+      update runs set ${sql(fields)}
+      where id = ${id} and state = any(${from}::text[])
+      returning *`;
+    return run ?? null;
+  }
+
+  async upsertAgent(row: Omit<AgentRow, "id"> & { id?: string }): Promise<AgentRow> {
+    // An agent that comes back under its name keeps the id it was given first.
+    const sql = this.#sql;
+    const [agent] = await sql<AgentRow[]>`
+      insert into agents (id, name, online, since, version, capacity, sandbox,
+        attach_host, attach_port, attach_tls, tls_fingerprint, warnings)
+      values (${row.id ?? crypto.randomUUID()}, ${row.name}, ${row.online}, ${row.since},
+        ${row.version}, ${row.capacity}, ${row.sandbox}, ${row.attach_host},
+        ${row.attach_port}, ${row.attach_tls}, ${row.tls_fingerprint}, ${sql.json(row.warnings)})
+      on conflict (name) do update set online = excluded.online, since = excluded.since,
+        version = excluded.version, capacity = excluded.capacity, sandbox = excluded.sandbox,
+        attach_host = excluded.attach_host, attach_port = excluded.attach_port,
+        attach_tls = excluded.attach_tls, tls_fingerprint = excluded.tls_fingerprint,
+        warnings = excluded.warnings
+      returning *`;
+    return agent!;
+  }
+
+  async agentById(id: string): Promise<AgentRow | null> {
+    const [agent] = await this.#sql<AgentRow[]>`select * from agents where id = ${id}`;
+    return agent ?? null;
+  }
+
+  async listAgents(): Promise<AgentRow[]> {
+    return [...await this.#sql<AgentRow[]>`select * from agents order by name`];
+  }
+
+  async setAgentOnline(id: string, online: boolean, since: Date): Promise<void> {
+    await this.#sql`update agents set online = ${online}, since = ${since} where id = ${id}`;
+  }
+
+  async appendLogs(appId: number, lines: NewLog[]): Promise<number> {
+    if (lines.length === 0) return 0;
+    // Six arrays and one statement text whatever the batch size: one
+    // prepared statement, a handful of parameters, one round trip.
+    const n = lines.length;
+    const runIds = new Array<string>(n), seqs = new Array<number>(n), ts = new Array<number>(n);
+    const sources = new Array<string>(n), streams = new Array<string>(n);
+    const texts = new Array<string>(n);
+    for (let i = 0; i < n; i++) {
+      const l = lines[i]!;
+      runIds[i] = l.run_id, seqs[i] = l.seq, ts[i] = l.ts.getTime();
+      sources[i] = l.source, streams[i] = l.stream, texts[i] = withoutNul(l.line);
+    }
+    const sql = this.#sql;
+    const insert = (skipStored: postgres.PendingQuery<postgres.Row[]>) =>
+      sql`
+        insert into logs (app_id, run_id, seq, ts, source, stream, line)
+        select ${appId}::int, run_id, seq, timestamptz 'epoch' + ms * interval '1 millisecond',
+          source, stream, line
+        from unnest(${runIds}::text[], ${seqs}::int8[], ${ts}::int8[], ${sources}::text[],
+          ${streams}::text[], ${texts}::text[]) as l(run_id, seq, ms, source, stream, line)
+        ${skipStored}`;
+    // Batches are almost always new, and a plain insert costs a fifth less
+    // than ON CONFLICT; a batch replayed after a reconnect fails on the
+    // unique index (atomically: nothing stored) and goes again skipping
+    // what is there.
+    try {
+      return (await insert(sql``)).count;
+    } catch (error) {
+      if (!isUniqueViolation(error)) throw error;
+    }
+    return (await insert(sql`on conflict (run_id, seq) do nothing`)).count;
+  }
+
+  async readLogs(appId: number, query: LogQuery): Promise<LogRow[]> {
+    const sql = this.#sql;
+    const columns = sql.unsafe(LOG_COLUMNS);
+    const source = query.source === undefined ? sql`` : sql`and source = ${query.source}`;
+    const limit = query.limit ?? 100;
+    if (query.after_id !== undefined) {
+      return [
+        ...await sql<LogRow[]>`
+          select ${columns} from logs where app_id = ${appId} ${source}
+          and id > ${query.after_id} order by id limit ${limit}`,
+      ];
+    }
+    // The last `limit` lines, read backwards on the index and turned around.
+    const rows = await sql<LogRow[]>`
+      select ${columns} from logs where app_id = ${appId} ${source}
+      order by id desc limit ${limit}`;
+    return [...rows].reverse();
+  }
+
+  async addEvent(event: NewEvent): Promise<EventRow> {
+    const sql = this.#sql;
+    const [row] = await sql<EventRow[]>`
+      insert into events (app_id, app_name, actor, kind, data, at)
+      values (${event.app_id}, ${event.app_name}, ${event.actor}, ${event.kind},
+        ${sql.json(event.data as postgres.JSONValue)}, ${event.at ?? new Date()})
+      returning *`;
+    return row!;
+  }
+
+  async listEvents(
+    query: { app_id?: number; limit?: number; before_id?: number },
+  ): Promise<EventRow[]> {
+    const sql = this.#sql;
+    const app = query.app_id === undefined ? sql`` : sql`and app_id = ${query.app_id}`;
+    const before = query.before_id === undefined ? sql`` : sql`and id < ${query.before_id}`;
+    return [
+      ...await sql<EventRow[]>`
+        select * from events where true ${app} ${before}
+        order by id desc limit ${query.limit ?? 100}`,
+    ];
+  }
+
+  async putAuditChunk(row: AuditChunkRow): Promise<boolean> {
+    const result = await this.#sql`
+      insert into audit_chunks (run_id, seq, key_id, payload, prev_hash, at)
+      values (${row.run_id}, ${row.seq}, ${row.key_id}, ${row.payload}, ${row.prev_hash}, ${row.at})
+      on conflict (run_id, seq) do nothing`;
+    return result.count === 1;
+  }
+
+  async auditChunks(runId: string): Promise<AuditChunkRow[]> {
+    return [
+      ...await this.#sql<AuditChunkRow[]>`
+        select * from audit_chunks where run_id = ${runId} order by seq`,
+    ];
+  }
+}

@@ -1,0 +1,482 @@
+/**
+ * The embedded store: one SQLite file through `node:sqlite`, in WAL mode.
+ * Every call runs synchronously to its end, so a transaction never
+ * interleaves with another call of the same process.
+ * @module
+ */
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
+import type { RunState } from "../../protocol/mod.ts";
+import {
+  type AgentRow,
+  type AppRow,
+  type AuditChunkRow,
+  ConflictError,
+  type EventRow,
+  type LogQuery,
+  type LogRow,
+  type NewEvent,
+  type NewLog,
+  type NewRun,
+  type ReleaseRow,
+  type RunQuery,
+  type RunRow,
+  type RunUpdate,
+  type Store,
+  type TokenRow,
+} from "./mod.ts";
+import { MIGRATIONS, SQLITE_MIGRATIONS_TABLE } from "./_migrations.ts";
+import { withoutNul } from "./_log_line.ts";
+import {
+  millis,
+  type Row,
+  toAgent,
+  toApp,
+  toAuditChunk,
+  toEvent,
+  toLog,
+  toRelease,
+  toRun,
+  toToken,
+} from "./_sqlite_rows.ts";
+
+/** Opens (creating if needed) the SQLite database at `path`; call `migrate()` before use. */
+export function openSqliteStore(path: string): Store {
+  return new SqliteStore(path);
+}
+
+// Runs a synchronous body as an async method would: a throw becomes a rejection.
+function settle<T>(body: () => T): Promise<T> {
+  try {
+    return Promise.resolve(body());
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+function isUniqueViolation(error: unknown): boolean {
+  // Deno's node:sqlite errors carry no errcode: the message is all there is.
+  return error instanceof Error && error.message.startsWith("UNIQUE constraint failed");
+}
+
+const RUN_COLUMNS = "id, app_id, number, command, state, attached, tty, size, release_id, " +
+  "env_overrides, uploads, cols, rows, timeout_ms, actor, secret_sha256, expires_at, created_at";
+
+class SqliteStore implements Store {
+  #db: DatabaseSync;
+  #statements = new Map<string, StatementSync>();
+
+  constructor(path: string) {
+    this.#db = new DatabaseSync(path);
+    // busy_timeout first: switching to WAL needs a lock another process may hold.
+    this.#db.exec("PRAGMA busy_timeout = 5000");
+    this.#db.exec("PRAGMA journal_mode = WAL");
+    // NORMAL is durable across application crashes in WAL mode and much faster.
+    this.#db.exec("PRAGMA synchronous = NORMAL");
+    this.#db.exec("PRAGMA foreign_keys = ON");
+  }
+
+  // Prepares each distinct statement once and keeps it for the store's life.
+  #q(sql: string): StatementSync {
+    let statement = this.#statements.get(sql);
+    if (statement === undefined) {
+      statement = this.#db.prepare(sql);
+      this.#statements.set(sql, statement);
+    }
+    return statement;
+  }
+
+  #get(sql: string, ...params: SQLInputValue[]): Row | undefined {
+    return this.#q(sql).get(...params) as Row | undefined;
+  }
+
+  #all(sql: string, ...params: SQLInputValue[]): Row[] {
+    return this.#q(sql).all(...params) as Row[];
+  }
+
+  // IMMEDIATE takes the write lock up front, so two processes wait on
+  // busy_timeout instead of failing when both try to upgrade a read lock.
+  #tx<T>(body: () => T): T {
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      const result = body();
+      this.#db.exec("COMMIT");
+      return result;
+    } catch (error) {
+      this.#db.exec("ROLLBACK");
+      throw error;
+    }
+  }
+
+  migrate(): Promise<void> {
+    return settle(() => {
+      this.#db.exec(SQLITE_MIGRATIONS_TABLE);
+      for (const migration of MIGRATIONS) {
+        this.#tx(() => {
+          const sql = "SELECT 1 FROM schema_migrations WHERE version = ?";
+          if (this.#get(sql, migration.version) !== undefined) return;
+          this.#db.exec(migration.sqlite);
+          this.#q("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
+            .run(migration.version, Date.now());
+        });
+      }
+    });
+  }
+
+  close(): Promise<void> {
+    return settle(() => {
+      this.#statements.clear();
+      if (this.#db.isOpen) this.#db.close();
+    });
+  }
+
+  createToken(row: Omit<TokenRow, "id" | "created_at">): Promise<TokenRow> {
+    return settle(() =>
+      toToken(
+        this.#get(
+          "INSERT INTO tokens (hash, role, apps, name, created_at) VALUES (?, ?, ?, ?, ?) RETURNING *",
+          row.hash,
+          row.role,
+          JSON.stringify(row.apps),
+          row.name,
+          Date.now(),
+        )!,
+      )
+    );
+  }
+
+  tokenByHash(hash: string): Promise<TokenRow | null> {
+    return settle(() => {
+      const row = this.#get("SELECT * FROM tokens WHERE hash = ?", hash);
+      return row === undefined ? null : toToken(row);
+    });
+  }
+
+  countTokens(): Promise<number> {
+    return settle(() => Number(this.#get("SELECT count(*) AS n FROM tokens")!.n));
+  }
+
+  createApp(name: string): Promise<AppRow> {
+    return settle(() => {
+      try {
+        const sql = "INSERT INTO apps (name, created_at) VALUES (?, ?) RETURNING *";
+        return toApp(this.#get(sql, name, Date.now())!);
+      } catch (error) {
+        if (isUniqueViolation(error)) {
+          throw new ConflictError(`App "${name}" already exists`, { cause: error });
+        }
+        throw error;
+      }
+    });
+  }
+
+  appByName(name: string): Promise<AppRow | null> {
+    return settle(() => {
+      const row = this.#get("SELECT * FROM apps WHERE name = ?", name);
+      return row === undefined ? null : toApp(row);
+    });
+  }
+
+  appById(id: number): Promise<AppRow | null> {
+    return settle(() => {
+      const row = this.#get("SELECT * FROM apps WHERE id = ?", id);
+      return row === undefined ? null : toApp(row);
+    });
+  }
+
+  listApps(): Promise<AppRow[]> {
+    return settle(() => this.#all("SELECT * FROM apps ORDER BY name").map(toApp));
+  }
+
+  destroyApp(id: number): Promise<void> {
+    // Foreign keys cascade to env, releases, runs, audit chunks and logs, and
+    // null the app on events, whose app_name keeps the timeline readable.
+    return settle(() => {
+      this.#q("DELETE FROM apps WHERE id = ?").run(id);
+    });
+  }
+
+  getEnv(appId: number): Promise<Record<string, string>> {
+    return settle(() => {
+      const env: Record<string, string> = {};
+      for (const row of this.#all("SELECT key, value FROM env WHERE app_id = ?", appId)) {
+        env[String(row.key)] = String(row.value);
+      }
+      return env;
+    });
+  }
+
+  updateEnv(appId: number, set: Record<string, string>, unset: string[]): Promise<void> {
+    return settle(() =>
+      this.#tx(() => {
+        const put = this.#q(
+          "INSERT INTO env (app_id, key, value) VALUES (?, ?, ?) " +
+            "ON CONFLICT (app_id, key) DO UPDATE SET value = excluded.value",
+        );
+        for (const [key, value] of Object.entries(set)) put.run(appId, key, value);
+        const remove = this.#q("DELETE FROM env WHERE app_id = ? AND key = ?");
+        for (const key of unset) remove.run(appId, key);
+      })
+    );
+  }
+
+  createRelease(row: Omit<ReleaseRow, "id" | "version" | "created_at">): Promise<ReleaseRow> {
+    // One statement holds the write lock from the MAX() read to the insert.
+    return settle(() =>
+      toRelease(
+        this.#q(
+          `INSERT INTO releases (app_id, version, sha256, size, process_types, actor, created_at)
+           VALUES (:app_id,
+             (SELECT coalesce(max(version), 0) + 1 FROM releases WHERE app_id = :app_id),
+             :sha256, :size, :process_types, :actor, :created_at)
+           RETURNING *`,
+        ).get({
+          app_id: row.app_id,
+          sha256: row.sha256,
+          size: row.size,
+          process_types: JSON.stringify(row.process_types),
+          actor: row.actor,
+          created_at: Date.now(),
+        }) as Row,
+      )
+    );
+  }
+
+  latestRelease(appId: number): Promise<ReleaseRow | null> {
+    return settle(() => {
+      const sql = "SELECT * FROM releases WHERE app_id = ? ORDER BY version DESC LIMIT 1";
+      const row = this.#get(sql, appId);
+      return row === undefined ? null : toRelease(row);
+    });
+  }
+
+  releaseById(id: number): Promise<ReleaseRow | null> {
+    return settle(() => {
+      const row = this.#get("SELECT * FROM releases WHERE id = ?", id);
+      return row === undefined ? null : toRelease(row);
+    });
+  }
+
+  releaseShas(): Promise<string[]> {
+    return settle(() =>
+      this.#all("SELECT DISTINCT sha256 FROM releases").map((row) => String(row.sha256))
+    );
+  }
+
+  createRun(row: NewRun): Promise<RunRow> {
+    return settle(() =>
+      toRun(
+        this.#q(
+          `INSERT INTO runs (${RUN_COLUMNS})
+           VALUES (:id, :app_id,
+             (SELECT coalesce(max(number), 0) + 1 FROM runs WHERE app_id = :app_id),
+             :command, 'pending', :attached, :tty, :size, :release_id, :env_overrides, :uploads,
+             :cols, :rows, :timeout_ms, :actor, :secret_sha256, :expires_at, :created_at)
+           RETURNING *`,
+        ).get({
+          ...row,
+          attached: row.attached ? 1 : 0,
+          tty: row.tty ? 1 : 0,
+          env_overrides: JSON.stringify(row.env_overrides),
+          uploads: JSON.stringify(row.uploads),
+          expires_at: millis(row.expires_at),
+          created_at: Date.now(),
+        }) as Row,
+      )
+    );
+  }
+
+  runById(id: string): Promise<RunRow | null> {
+    return settle(() => {
+      const row = this.#get("SELECT * FROM runs WHERE id = ?", id);
+      return row === undefined ? null : toRun(row);
+    });
+  }
+
+  runByNumber(appId: number, number: number): Promise<RunRow | null> {
+    return settle(() => {
+      const row = this.#get("SELECT * FROM runs WHERE app_id = ? AND number = ?", appId, number);
+      return row === undefined ? null : toRun(row);
+    });
+  }
+
+  listRuns(query: RunQuery): Promise<RunRow[]> {
+    return settle(() => {
+      const where: string[] = [];
+      const params: SQLInputValue[] = [];
+      if (query.app_id !== undefined) where.push("app_id = ?"), params.push(query.app_id);
+      if (query.states !== undefined) {
+        where.push("state IN (SELECT value FROM json_each(?))");
+        params.push(JSON.stringify(query.states));
+      }
+      if (query.agent_id !== undefined) where.push("agent_id = ?"), params.push(query.agent_id);
+      const filter = where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`;
+      const sql = `SELECT * FROM runs ${filter} ORDER BY created_at DESC, number DESC LIMIT ?`;
+      return this.#all(sql, ...params, query.limit ?? 100).map(toRun);
+    });
+  }
+
+  updateRun(id: string, from: RunState[], update: RunUpdate): Promise<RunRow | null> {
+    // One statement for every shape of update: a flag per column says
+    // whether the update carries it, so absent fields keep their value.
+    return settle(() => {
+      const row = this.#q(
+        `UPDATE runs SET state = :state,
+           agent_id = CASE WHEN :set_agent_id THEN :agent_id ELSE agent_id END,
+           exit_code = CASE WHEN :set_exit_code THEN :exit_code ELSE exit_code END,
+           reason = CASE WHEN :set_reason THEN :reason ELSE reason END,
+           started_at = CASE WHEN :set_started_at THEN :started_at ELSE started_at END,
+           ended_at = CASE WHEN :set_ended_at THEN :ended_at ELSE ended_at END
+         WHERE id = :id AND state IN (SELECT value FROM json_each(:from))
+         RETURNING *`,
+      ).get({
+        id,
+        from: JSON.stringify(from),
+        state: update.state,
+        set_agent_id: update.agent_id === undefined ? 0 : 1,
+        agent_id: update.agent_id ?? null,
+        set_exit_code: update.exit_code === undefined ? 0 : 1,
+        exit_code: update.exit_code ?? null,
+        set_reason: update.reason === undefined ? 0 : 1,
+        reason: update.reason ?? null,
+        set_started_at: update.started_at === undefined ? 0 : 1,
+        started_at: millis(update.started_at ?? null),
+        set_ended_at: update.ended_at === undefined ? 0 : 1,
+        ended_at: millis(update.ended_at ?? null),
+      }) as Row | undefined;
+      return row === undefined ? null : toRun(row);
+    });
+  }
+
+  upsertAgent(row: Omit<AgentRow, "id"> & { id?: string }): Promise<AgentRow> {
+    // An agent that comes back under its name keeps the id it was given first.
+    return settle(() =>
+      toAgent(
+        this.#q(
+          `INSERT INTO agents (id, name, online, since, version, capacity, sandbox,
+             attach_host, attach_port, attach_tls, tls_fingerprint, warnings)
+           VALUES (:id, :name, :online, :since, :version, :capacity, :sandbox,
+             :attach_host, :attach_port, :attach_tls, :tls_fingerprint, :warnings)
+           ON CONFLICT (name) DO UPDATE SET online = excluded.online, since = excluded.since,
+             version = excluded.version, capacity = excluded.capacity,
+             sandbox = excluded.sandbox, attach_host = excluded.attach_host,
+             attach_port = excluded.attach_port, attach_tls = excluded.attach_tls,
+             tls_fingerprint = excluded.tls_fingerprint, warnings = excluded.warnings
+           RETURNING *`,
+        ).get({
+          ...row,
+          id: row.id ?? crypto.randomUUID(),
+          online: row.online ? 1 : 0,
+          since: row.since.getTime(),
+          attach_tls: row.attach_tls ? 1 : 0,
+          warnings: JSON.stringify(row.warnings),
+        }) as Row,
+      )
+    );
+  }
+
+  agentById(id: string): Promise<AgentRow | null> {
+    return settle(() => {
+      const row = this.#get("SELECT * FROM agents WHERE id = ?", id);
+      return row === undefined ? null : toAgent(row);
+    });
+  }
+
+  listAgents(): Promise<AgentRow[]> {
+    return settle(() => this.#all("SELECT * FROM agents ORDER BY name").map(toAgent));
+  }
+
+  setAgentOnline(id: string, online: boolean, since: Date): Promise<void> {
+    return settle(() => {
+      this.#q("UPDATE agents SET online = ?, since = ? WHERE id = ?")
+        .run(online ? 1 : 0, since.getTime(), id);
+    });
+  }
+
+  appendLogs(appId: number, lines: NewLog[]): Promise<number> {
+    // One transaction per batch: per-line commits would cap us at the disk's sync rate.
+    return settle(() => {
+      const insert = this.#q(
+        "INSERT INTO logs (app_id, run_id, seq, ts, source, stream, line) " +
+          "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, seq) DO NOTHING",
+      );
+      return this.#tx(() => {
+        let added = 0;
+        for (const l of lines) {
+          const result = insert.run(
+            appId,
+            l.run_id,
+            l.seq,
+            l.ts.getTime(),
+            l.source,
+            l.stream,
+            withoutNul(l.line),
+          );
+          added += Number(result.changes);
+        }
+        return added;
+      });
+    });
+  }
+
+  readLogs(appId: number, query: LogQuery): Promise<LogRow[]> {
+    return settle(() => {
+      const params: SQLInputValue[] = [appId];
+      let filter = "app_id = ?";
+      if (query.source !== undefined) filter += " AND source = ?", params.push(query.source);
+      const limit = query.limit ?? 100;
+      if (query.after_id !== undefined) {
+        const sql = `SELECT * FROM logs WHERE ${filter} AND id > ? ORDER BY id LIMIT ?`;
+        return this.#all(sql, ...params, query.after_id, limit).map(toLog);
+      }
+      // The last `limit` lines, read backwards on the index and turned around.
+      const sql = `SELECT * FROM logs WHERE ${filter} ORDER BY id DESC LIMIT ?`;
+      return this.#all(sql, ...params, limit).map(toLog).reverse();
+    });
+  }
+
+  addEvent(event: NewEvent): Promise<EventRow> {
+    return settle(() =>
+      toEvent(
+        this.#get(
+          "INSERT INTO events (app_id, app_name, actor, kind, data, at) " +
+            "VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
+          event.app_id,
+          event.app_name,
+          event.actor,
+          event.kind,
+          JSON.stringify(event.data),
+          (event.at ?? new Date()).getTime(),
+        )!,
+      )
+    );
+  }
+
+  listEvents(query: { app_id?: number; limit?: number; before_id?: number }): Promise<EventRow[]> {
+    return settle(() => {
+      const where: string[] = [];
+      const params: SQLInputValue[] = [];
+      if (query.app_id !== undefined) where.push("app_id = ?"), params.push(query.app_id);
+      if (query.before_id !== undefined) where.push("id < ?"), params.push(query.before_id);
+      const filter = where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`;
+      const sql = `SELECT * FROM events ${filter} ORDER BY id DESC LIMIT ?`;
+      return this.#all(sql, ...params, query.limit ?? 100).map(toEvent);
+    });
+  }
+
+  putAuditChunk(row: AuditChunkRow): Promise<boolean> {
+    return settle(() => {
+      const result = this.#q(
+        "INSERT INTO audit_chunks (run_id, seq, key_id, payload, prev_hash, at) " +
+          "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, seq) DO NOTHING",
+      ).run(row.run_id, row.seq, row.key_id, row.payload, row.prev_hash, row.at.getTime());
+      return Number(result.changes) === 1;
+    });
+  }
+
+  auditChunks(runId: string): Promise<AuditChunkRow[]> {
+    return settle(() =>
+      this.#all("SELECT * FROM audit_chunks WHERE run_id = ? ORDER BY seq", runId)
+        .map(toAuditChunk)
+    );
+  }
+}

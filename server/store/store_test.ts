@@ -1,0 +1,578 @@
+/**
+ * One contract, run against both stores: SQLite on a temp file, and
+ * PostgreSQL in a fresh schema per test when ONEOFF_TEST_POSTGRES is set.
+ */
+import assert from "node:assert/strict";
+import postgres from "postgres";
+import { ConflictError, type NewLog, type NewRun, type Store } from "./mod.ts";
+import { openStore } from "./open.ts";
+
+/** An empty database the store under test may use; disposing drops it. */
+interface FreshDatabase extends AsyncDisposable {
+  url: string;
+}
+
+async function freshSqlite(): Promise<FreshDatabase> {
+  const dir = await Deno.makeTempDir({ prefix: "oneoff-store-" });
+  return {
+    url: `sqlite:${dir}/oneoff.db`,
+    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
+  };
+}
+
+const PG_URL = Deno.env.get("ONEOFF_TEST_POSTGRES");
+
+async function freshPostgres(): Promise<FreshDatabase> {
+  const schema = `oneoff_test_${crypto.randomUUID().replaceAll("-", "")}`;
+  const admin = postgres(PG_URL!, { max: 1, onnotice: () => {} });
+  await admin`create schema ${admin(schema)}`;
+  const url = new URL(PG_URL!);
+  url.searchParams.set("search_path", schema);
+  return {
+    url: url.href,
+    [Symbol.asyncDispose]: async () => {
+      await admin`drop schema ${admin(schema)} cascade`;
+      await admin.end();
+    },
+  };
+}
+
+if (PG_URL === undefined) {
+  console.error(
+    "\n!!! PostgreSQL store tests SKIPPED: set ONEOFF_TEST_POSTGRES=postgres://... !!!\n",
+  );
+}
+
+contract("sqlite", freshSqlite, false);
+contract("postgres", freshPostgres, PG_URL === undefined);
+
+Deno.test("openStore refuses an unknown database URL and hides its password", async () => {
+  await assert.rejects(
+    openStore("mysql://root:hunter2@db/x"),
+    new Error('Unknown database "mysql://root:***@db/x": use sqlite:PATH or postgres://...'),
+  );
+  await assert.rejects(openStore("sqlite:"), /Unknown database "sqlite:"/);
+  await assert.rejects(openStore("data/oneoff.txt"), /Unknown database "data\/oneoff.txt"/);
+});
+
+Deno.test("openStore takes a bare path ending in .db as SQLite", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "oneoff-store-" });
+  try {
+    const store = await openStore(`${dir}/bare.db`);
+    await store.createApp("bare");
+    await store.close();
+    assert.ok((await Deno.stat(`${dir}/bare.db`)).isFile);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// ---------------------------------------------------------------------------
+
+function contract(kind: string, fresh: () => Promise<FreshDatabase>, ignore: boolean) {
+  function test(name: string, body: (store: Store, url: string) => Promise<void>) {
+    Deno.test({
+      name: `[${kind}] ${name}`,
+      ignore,
+      async fn() {
+        await using db = await fresh();
+        const store = await openStore(db.url);
+        try {
+          await body(store, db.url);
+        } finally {
+          await store.close();
+        }
+      },
+    });
+  }
+
+  test("migrate is safe to repeat and keeps the data", async (store, url) => {
+    await store.createApp("kept");
+    await store.migrate();
+    const again = await openStore(url);
+    try {
+      assert.equal((await again.appByName("kept"))?.name, "kept");
+    } finally {
+      await again.close();
+    }
+  });
+
+  Deno.test({
+    name: `[${kind}] two servers migrating a fresh database at once both succeed`,
+    ignore,
+    async fn() {
+      await using db = await fresh();
+      const stores = await Promise.all([openStore(db.url), openStore(db.url)]);
+      try {
+        await stores[0].createApp("one");
+        assert.equal((await stores[1].listApps()).length, 1);
+      } finally {
+        await Promise.all(stores.map((s) => s.close()));
+      }
+    },
+  });
+
+  test("tokens round-trip with their app list", async (store) => {
+    assert.equal(await store.countTokens(), 0);
+    const made = await store.createToken({
+      hash: "ab".repeat(32),
+      role: "member",
+      apps: ["demo", "other"],
+      name: "ci",
+    });
+    assert.ok(made.created_at instanceof Date);
+    assert.deepEqual(await store.tokenByHash("ab".repeat(32)), made);
+    assert.deepEqual(made.apps, ["demo", "other"]);
+    assert.equal(await store.tokenByHash("cd".repeat(32)), null);
+    assert.equal(await store.countTokens(), 1);
+  });
+
+  test("createApp rejects a taken name with ConflictError", async (store) => {
+    const app = await store.createApp("demo");
+    assert.equal(typeof app.id, "number");
+    await assert.rejects(store.createApp("demo"), ConflictError);
+    await store.createApp("alpha");
+    assert.deepEqual((await store.listApps()).map((a) => a.name), ["alpha", "demo"]);
+    assert.deepEqual(await store.appByName("demo"), app);
+    assert.equal(await store.appByName("nope"), null);
+    assert.deepEqual(await store.appById(app.id), app);
+    assert.equal(await store.appById(app.id + 1000), null);
+  });
+
+  test("updateEnv sets and removes keys", async (store) => {
+    const app = await store.createApp("demo");
+    await store.updateEnv(app.id, { A: "1", B: "two words", C: "" }, []);
+    await store.updateEnv(app.id, { A: "changed" }, ["B", "MISSING"]);
+    assert.deepEqual(await store.getEnv(app.id), { A: "changed", C: "" });
+    assert.deepEqual(await store.getEnv(app.id + 1000), {});
+  });
+
+  test("releases number per app, even when created at once", async (store) => {
+    const a = await store.createApp("aaa");
+    const b = await store.createApp("bbb");
+    const made = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => store.createRelease(release(i % 2 ? a.id : b.id, i))),
+    );
+    const versions = (id: number) =>
+      made.filter((r) => r.app_id === id).map((r) => r.version).sort((x, y) => x - y);
+    assert.deepEqual(versions(a.id), [1, 2, 3, 4, 5, 6]);
+    assert.deepEqual(versions(b.id), [1, 2, 3, 4, 5, 6]);
+    const latest = await store.latestRelease(a.id);
+    assert.equal(latest?.version, 6);
+    assert.deepEqual(await store.releaseById(latest!.id), latest);
+    assert.deepEqual(latest!.process_types, { web: "node server.js", worker: "node w.js" });
+    assert.equal(latest!.size, 3_000_000_000);
+    assert.equal(await store.latestRelease(a.id + 1000), null);
+    assert.equal((await store.releaseShas()).length, 12);
+  });
+
+  test("runs number per app, even when created at once", async (store) => {
+    const app = await store.createApp("demo");
+    const rel = await store.createRelease(release(app.id, 1));
+    const runs = await Promise.all(
+      Array.from({ length: 15 }, () => store.createRun(newRun(app.id, rel.id))),
+    );
+    assert.deepEqual(runs.map((r) => r.number).sort((x, y) => x - y), range(1, 15));
+    const run = runs[0]!;
+    assert.equal(run.state, "pending");
+    assert.ok(run.created_at instanceof Date);
+    assert.ok(Math.abs(run.created_at.getTime() - Date.now()) < 60_000);
+    assert.deepEqual(await store.runByNumber(app.id, run.number), run);
+    assert.equal(await store.runById("missing"), null);
+  });
+
+  test("a run round-trips every field", async (store) => {
+    const app = await store.createApp("demo");
+    const rel = await store.createRelease(release(app.id, 1));
+    const spec = newRun(app.id, rel.id, {
+      attached: true,
+      tty: true,
+      secret_sha256: "ff".repeat(32),
+      expires_at: new Date(Date.UTC(2030, 0, 2, 3, 4, 5, 678)),
+    });
+    const run = await store.createRun(spec);
+    assert.deepEqual(await store.runById(spec.id), run);
+    assert.deepEqual(run, {
+      ...spec,
+      number: 1,
+      state: "pending",
+      agent_id: null,
+      exit_code: null,
+      reason: null,
+      created_at: run.created_at,
+      started_at: null,
+      ended_at: null,
+    });
+  });
+
+  test("updateRun changes only a run in an expected state and only given fields", async (store) => {
+    const app = await store.createApp("demo");
+    const rel = await store.createRelease(release(app.id, 1));
+    const run = await store.createRun(newRun(app.id, rel.id));
+    assert.equal(await store.updateRun(run.id, ["running"], { state: "exited" }), null);
+    assert.equal((await store.runById(run.id))?.state, "pending");
+    const started = new Date(Date.UTC(2031, 5, 6, 7, 8, 9, 10));
+    const running = await store.updateRun(run.id, ["pending", "starting"], {
+      state: "running",
+      agent_id: "agent-1",
+      started_at: started,
+    });
+    assert.equal(running?.state, "running");
+    assert.equal(running?.agent_id, "agent-1");
+    assert.deepEqual(running?.started_at, started);
+    const ended = await store.updateRun(run.id, ["running"], {
+      state: "exited",
+      exit_code: 3,
+      reason: null,
+      ended_at: new Date(started.getTime() + 1500),
+    });
+    assert.equal(ended?.agent_id, "agent-1");
+    assert.deepEqual(ended?.started_at, started);
+    assert.equal(ended?.exit_code, 3);
+    assert.equal(ended?.ended_at?.getTime(), started.getTime() + 1500);
+    assert.deepEqual(await store.runById(run.id), ended);
+    const cleared = await store.updateRun(run.id, ["exited"], { state: "exited", agent_id: null });
+    assert.equal(cleared?.agent_id, null);
+    assert.equal(await store.updateRun("missing", ["pending"], { state: "running" }), null);
+  });
+
+  test("racing updateRun calls from the same state let exactly one win", async (store) => {
+    const app = await store.createApp("demo");
+    const rel = await store.createRelease(release(app.id, 1));
+    const run = await store.createRun(newRun(app.id, rel.id));
+    const results = await Promise.all(
+      Array.from(
+        { length: 6 },
+        (_, i) =>
+          store.updateRun(run.id, ["pending"], { state: "starting", agent_id: `agent-${i}` }),
+      ),
+    );
+    const winners = results.filter((r) => r !== null);
+    assert.equal(winners.length, 1);
+    assert.deepEqual(await store.runById(run.id), winners[0]);
+  });
+
+  test("listRuns gives most recent first and applies its filters", async (store) => {
+    const a = await store.createApp("aaa");
+    const b = await store.createApp("bbb");
+    const relA = await store.createRelease(release(a.id, 1));
+    const relB = await store.createRelease(release(b.id, 1));
+    for (let i = 0; i < 105; i++) await store.createRun(newRun(a.id, relA.id));
+    for (let i = 0; i < 3; i++) await store.createRun(newRun(b.id, relB.id));
+    const onA = await store.runByNumber(a.id, 7);
+    await store.updateRun(onA!.id, ["pending"], { state: "running", agent_id: "ag" });
+    const all = await store.listRuns({});
+    assert.equal(all.length, 100);
+    assert.deepEqual(
+      (await store.listRuns({ app_id: b.id })).map((r) => r.number),
+      [3, 2, 1],
+    );
+    const ofA = await store.listRuns({ app_id: a.id, limit: 1000 });
+    assert.deepEqual(ofA.map((r) => r.number), range(1, 105).reverse());
+    assert.deepEqual((await store.listRuns({ app_id: a.id, limit: 2 })).map((r) => r.number), [
+      105,
+      104,
+    ]);
+    assert.deepEqual((await store.listRuns({ states: ["running", "exited"] })).map((r) => r.id), [
+      onA!.id,
+    ]);
+    assert.equal((await store.listRuns({ agent_id: "ag" }))[0]?.id, onA!.id);
+    assert.equal((await store.listRuns({ app_id: b.id, states: ["running"] })).length, 0);
+    assert.equal((await store.listRuns({ states: [] })).length, 0);
+  });
+
+  test("upsertAgent inserts, then updates by name keeping the id", async (store) => {
+    const first = await store.upsertAgent(agent("host-1", { capacity: 4 }));
+    assert.equal(typeof first.id, "string");
+    assert.ok(first.id.length > 0);
+    const again = await store.upsertAgent(
+      agent("host-1", { capacity: 8, online: false, warnings: [], tls_fingerprint: null }),
+    );
+    assert.equal(again.id, first.id);
+    assert.equal(again.capacity, 8);
+    assert.equal(again.online, false);
+    assert.deepEqual(again.warnings, []);
+    const given = await store.upsertAgent({ ...agent("host-2"), id: "fixed-id" });
+    assert.equal(given.id, "fixed-id");
+    const since = new Date(Date.UTC(2032, 1, 2, 3, 4, 5, 6));
+    await store.setAgentOnline(first.id, true, since);
+    const back = await store.agentById(first.id);
+    assert.equal(back?.online, true);
+    assert.deepEqual(back?.since, since);
+    assert.deepEqual((await store.listAgents()).map((a) => a.name), ["host-1", "host-2"]);
+    assert.deepEqual(await store.agentById("fixed-id"), given);
+    assert.equal(await store.agentById("nope"), null);
+  });
+
+  test("agents round-trip every field", async (store) => {
+    const spec = agent("host-9");
+    const made = await store.upsertAgent(spec);
+    assert.deepEqual(made, { ...spec, id: made.id });
+  });
+
+  test("appendLogs stores each (run, seq) once and counts only new lines", async (store) => {
+    const app = await store.createApp("demo");
+    const batch = logs("run-1", 1, 5);
+    assert.equal(await store.appendLogs(app.id, batch), 5);
+    assert.equal(await store.appendLogs(app.id, batch), 0);
+    assert.equal(
+      await store.appendLogs(app.id, [...logs("run-1", 4, 3), ...logs("run-2", 1, 2)]),
+      3,
+    );
+    assert.equal(await store.appendLogs(app.id, []), 0);
+    const twice = [...logs("run-3", 1, 2), ...logs("run-3", 2, 2)];
+    assert.equal(await store.appendLogs(app.id, twice), 3, "a line twice in one batch");
+    const stored = await store.readLogs(app.id, { limit: 100 });
+    assert.deepEqual(stored.map((l) => l.line), [
+      ...range(1, 5).map((i) => `run-1 line ${i}`),
+      "run-1 line 6",
+      "run-2 line 1",
+      "run-2 line 2",
+      "run-3 line 1",
+      "run-3 line 2",
+      "run-3 line 3",
+    ]);
+    assert.deepEqual(stored[0], {
+      id: stored[0]!.id,
+      app_id: app.id,
+      ts: batch[0]!.ts,
+      source: "one-off-1",
+      stream: "stderr",
+      line: "run-1 line 1",
+    });
+  });
+
+  test("readLogs gives the last lines, lines after an id, and one source", async (store) => {
+    const app = await store.createApp("demo");
+    const other = await store.createApp("other");
+    await store.appendLogs(app.id, logs("r1", 1, 150));
+    await store.appendLogs(app.id, logs("r2", 1, 10, "one-off-2"));
+    await store.appendLogs(other.id, logs("r3", 1, 5));
+    const last = await store.readLogs(app.id, {});
+    assert.equal(last.length, 100);
+    assert.equal(last.at(-1)?.line, "r2 line 10");
+    assert.equal(last[0]?.line, "r1 line 61");
+    assertAscending(last.map((l) => l.id));
+    const tail = await store.readLogs(app.id, { source: "one-off-1", limit: 3 });
+    assert.deepEqual(tail.map((l) => l.line), ["r1 line 148", "r1 line 149", "r1 line 150"]);
+    const after = await store.readLogs(app.id, { after_id: tail[0]!.id, limit: 4 });
+    assert.deepEqual(after.map((l) => l.line), [
+      "r1 line 149",
+      "r1 line 150",
+      "r2 line 1",
+      "r2 line 2",
+    ]);
+    const afterSource = await store.readLogs(app.id, {
+      after_id: tail[0]!.id,
+      source: "one-off-2",
+    });
+    assert.equal(afterSource.length, 10);
+    assert.deepEqual(await store.readLogs(app.id, { after_id: last.at(-1)!.id }), []);
+    assert.equal((await store.readLogs(other.id, {})).length, 5);
+  });
+
+  test("a log line holding NUL comes back with U+FFFD in its place", async (store) => {
+    const app = await store.createApp("demo");
+    await store.appendLogs(app.id, [{ ...logs("r", 1, 1)[0]!, line: "a\0b\u00e9\u{1F600}" }]);
+    assert.equal((await store.readLogs(app.id, {}))[0]?.line, "a\uFFFDb\u00e9\u{1F600}");
+  });
+
+  test("appendLogs stores 100,000 lines once, in order, when half is replayed", async (store) => {
+    const app = await store.createApp("demo");
+    const batches = Array.from({ length: 100 }, (_, b) => logs("big", b * 1000 + 1, 1000));
+    let added = 0;
+    const start = performance.now();
+    for (const batch of batches) added += await store.appendLogs(app.id, batch);
+    const seconds = (performance.now() - start) / 1000;
+    console.error(`${kind}: appendLogs stored ${Math.round(100_000 / seconds)} lines/s`);
+    for (const batch of batches.filter((_, i) => i % 2 === 0)) {
+      added += await store.appendLogs(app.id, batch);
+    }
+    assert.equal(added, 100_000);
+    const stored = await store.readLogs(app.id, { after_id: 0, limit: 200_000 });
+    assert.equal(stored.length, 100_000);
+    assertAscending(stored.map((l) => l.id));
+    stored.forEach((l, i) => {
+      if (l.line !== `big line ${i + 1}`) assert.fail(`Line ${i} is "${l.line}"`);
+    });
+  });
+
+  test("events list most recent first, by app, page by id", async (store) => {
+    const app = await store.createApp("demo");
+    const at = new Date(Date.UTC(2033, 3, 4, 5, 6, 7, 8));
+    const first = await store.addEvent({
+      app_id: app.id,
+      app_name: "demo",
+      actor: "alice",
+      kind: "app.created",
+      data: { nested: { list: [1, "two", null, true] }, n: 1.5 },
+      at,
+    });
+    assert.deepEqual(first.at, at);
+    assert.deepEqual(first.data, { nested: { list: [1, "two", null, true] }, n: 1.5 });
+    const global = await store.addEvent({
+      app_id: null,
+      app_name: null,
+      actor: "admin",
+      kind: "token.created",
+      data: {},
+    });
+    assert.ok(Math.abs(global.at.getTime() - Date.now()) < 60_000);
+    for (let i = 0; i < 110; i++) {
+      await store.addEvent({
+        app_id: app.id,
+        app_name: "demo",
+        actor: "bob",
+        kind: "x",
+        data: { i },
+      });
+    }
+    const page = await store.listEvents({});
+    assert.equal(page.length, 100);
+    assert.deepEqual(page[0]?.data, { i: 109 });
+    assertAscending(page.map((e) => e.id).reverse());
+    const ofApp = await store.listEvents({ app_id: app.id, limit: 1000 });
+    assert.equal(ofApp.length, 111);
+    assert.deepEqual(ofApp.at(-1), first);
+    const next = await store.listEvents({ before_id: page.at(-1)!.id, limit: 5 });
+    assert.deepEqual(next.map((e) => e.data), [{ i: 9 }, { i: 8 }, { i: 7 }, { i: 6 }, { i: 5 }]);
+    const older = await store.listEvents({ app_id: app.id, before_id: ofApp[1]!.id, limit: 2 });
+    assert.deepEqual(older.map((e) => e.data), [{ i: 107 }, { i: 106 }]);
+  });
+
+  test("putAuditChunk keeps the first chunk of a (run, seq)", async (store) => {
+    const app = await store.createApp("demo");
+    const rel = await store.createRelease(release(app.id, 1));
+    const run = await store.createRun(newRun(app.id, rel.id));
+    const chunk = (seq: number, payload: string) => ({
+      run_id: run.id,
+      seq,
+      key_id: "k1",
+      payload,
+      prev_hash: "00".repeat(32),
+      at: new Date(Date.UTC(2034, 0, 1, 0, 0, seq)),
+    });
+    assert.equal(await store.putAuditChunk(chunk(2, "second")), true);
+    assert.equal(await store.putAuditChunk(chunk(1, "first")), true);
+    assert.equal(await store.putAuditChunk(chunk(1, "replaced?")), false);
+    assert.deepEqual(await store.auditChunks(run.id), [chunk(1, "first"), chunk(2, "second")]);
+    assert.deepEqual(await store.auditChunks("other"), []);
+  });
+
+  test("destroyApp removes what the app owns and keeps its timeline", async (store) => {
+    const app = await store.createApp("doomed");
+    const kept = await store.createApp("kept");
+    await store.updateEnv(app.id, { A: "1" }, []);
+    await store.updateEnv(kept.id, { B: "2" }, []);
+    const rel = await store.createRelease(release(app.id, 1));
+    const keptRel = await store.createRelease(release(kept.id, 2));
+    const run = await store.createRun(newRun(app.id, rel.id));
+    const keptRun = await store.createRun(newRun(kept.id, keptRel.id));
+    await store.appendLogs(app.id, logs(run.id, 1, 10));
+    await store.appendLogs(kept.id, logs(keptRun.id, 1, 3));
+    await store.putAuditChunk({
+      run_id: run.id,
+      seq: 1,
+      key_id: "k",
+      payload: "p",
+      prev_hash: "",
+      at: new Date(),
+    });
+    const event = await store.addEvent({
+      app_id: app.id,
+      app_name: "doomed",
+      actor: "alice",
+      kind: "app.created",
+      data: {},
+    });
+    await store.destroyApp(app.id);
+    assert.equal(await store.appByName("doomed"), null);
+    assert.deepEqual(await store.getEnv(app.id), {});
+    assert.equal(await store.releaseById(rel.id), null);
+    assert.equal(await store.runById(run.id), null);
+    assert.deepEqual(await store.readLogs(app.id, {}), []);
+    assert.deepEqual(await store.auditChunks(run.id), []);
+    assert.deepEqual(await store.listEvents({}), [{ ...event, app_id: null }]);
+    assert.deepEqual(await store.getEnv(kept.id), { B: "2" });
+    assert.equal((await store.readLogs(kept.id, {})).length, 3);
+    assert.deepEqual(await store.runById(keptRun.id), keptRun);
+    assert.deepEqual(await store.releaseShas(), [keptRel.sha256]);
+    const reborn = await store.createApp("doomed");
+    assert.notEqual(reborn.id, app.id);
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Builders and checks
+
+function range(from: number, to: number): number[] {
+  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
+}
+
+function assertAscending(ids: number[]) {
+  for (let i = 1; i < ids.length; i++) {
+    if (!(ids[i]! > ids[i - 1]!)) {
+      assert.fail(`Ids are not ascending at ${i}: ${ids[i - 1]}, ${ids[i]}`);
+    }
+  }
+}
+
+function release(appId: number, n: number) {
+  return {
+    app_id: appId,
+    sha256: n.toString(16).padStart(64, "0"),
+    size: 3_000_000_000,
+    process_types: { web: "node server.js", worker: "node w.js" },
+    actor: "alice",
+  };
+}
+
+function newRun(appId: number, releaseId: number, extra: Partial<NewRun> = {}): NewRun {
+  return {
+    id: crypto.randomUUID(),
+    app_id: appId,
+    command: "echo 'hi' && exit 3",
+    attached: false,
+    tty: false,
+    size: "M",
+    release_id: releaseId,
+    env_overrides: { DEBUG: "1", EMPTY: "" },
+    uploads: [{ name: "dump.sql", sha256: "ee".repeat(32), size: 12 }],
+    cols: 80,
+    rows: 24,
+    timeout_ms: 86_400_000,
+    actor: "alice",
+    secret_sha256: null,
+    expires_at: null,
+    ...extra,
+  };
+}
+
+function agent(name: string, extra: Partial<Parameters<Store["upsertAgent"]>[0]> = {}) {
+  return {
+    name,
+    online: true,
+    since: new Date(Date.UTC(2030, 0, 1, 12, 0, 0, 123)),
+    version: "0.1.0",
+    capacity: 2,
+    sandbox: "bwrap",
+    attach_host: "10.0.0.5",
+    attach_port: 5000,
+    attach_tls: true,
+    tls_fingerprint: "aa".repeat(32),
+    warnings: ["cgroup v1: no cpu limit"],
+    ...extra,
+  };
+}
+
+function logs(runId: string, firstSeq: number, count: number, source = "one-off-1"): NewLog[] {
+  const base = Date.UTC(2030, 0, 1);
+  return Array.from({ length: count }, (_, i) => ({
+    run_id: runId,
+    seq: firstSeq + i,
+    ts: new Date(base + firstSeq + i),
+    source,
+    stream: i % 3 === 0 ? "stderr" : "stdout",
+    line: `${runId} line ${firstSeq + i}`,
+  }));
+}

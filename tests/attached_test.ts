@@ -1,0 +1,141 @@
+import { createHash } from "node:crypto";
+import type { AttachInfo, RunInfo } from "../protocol/mod.ts";
+import { assertEquals, assertMatch } from "./_assert.ts";
+import { eventually, startSystem, type TestSystem } from "./_system.ts";
+
+function sha256(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+async function attachInfo(sys: TestSystem, command: string): Promise<AttachInfo> {
+  const res = await sys.cli(["run", "-a", "demo", "--no-tty", "--attach-info", "--", command]);
+  assertEquals(res.code, 0, res.stderr);
+  return JSON.parse(res.stdout);
+}
+
+/** Sends raw bytes to the attach port and reads everything until the agent closes. */
+async function rawAttach(port: number, payload: Uint8Array | string, options: { delayMs?: number } = {}) {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  if (options.delayMs) await new Promise((r) => setTimeout(r, options.delayMs));
+  await conn.write(typeof payload === "string" ? new TextEncoder().encode(payload) : payload).catch(() => 0);
+  await conn.closeWrite().catch(() => {});
+  const chunks: Uint8Array[] = [];
+  const buf = new Uint8Array(65536);
+  while (true) {
+    const n = await conn.read(buf).catch(() => null);
+    if (n === null) break;
+    chunks.push(buf.slice(0, n));
+  }
+  conn.close();
+  return new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => [...c])));
+}
+
+async function runState(sys: TestSystem, label: string): Promise<RunInfo> {
+  return (await sys.api<{ run: RunInfo }>("GET", `/apps/demo/runs/${label}`)).run;
+}
+
+Deno.test("no-TTY: 50 MiB of random bytes go through cat and come back identical", async () => {
+  await using sys = await startSystem();
+  const data = new Uint8Array(50 * 1024 * 1024);
+  for (let i = 0; i < data.length; i += 65536) crypto.getRandomValues(data.subarray(i, i + 65536));
+  const res = await sys.cli(["run", "-a", "demo", "--no-tty", "--silent", "--", "cat"], { stdin: data });
+  assertEquals(res.code, 0, res.stderr);
+  assertEquals(res.bytes.length, data.length);
+  assertEquals(sha256(res.bytes), sha256(data));
+  assertEquals(res.stderr, "", "--silent prints nothing extra");
+});
+
+Deno.test("no-TTY: stdout and stderr both reach the stream, half-close is EOF, the exit code is the CLI's", async () => {
+  await using sys = await startSystem();
+  const res = await sys.cli(
+    ["run", "-a", "demo", "--no-tty", "--silent", "--", "wc -c; echo err >&2; exit 7"],
+    { stdin: "hello world\n" },
+  );
+  assertEquals(res.code, 7);
+  assertEquals(res.stdout.trim(), "12");
+  assertMatch(res.stderr, /err/);
+  const ps = JSON.parse((await sys.cli(["ps", "-a", "demo", "--json"])).stdout);
+  assertEquals([ps[0].state, ps[0].exit_code], ["exited", 7]);
+});
+
+Deno.test("plain nc attaches with --attach-info and gets the process's output", async () => {
+  await using sys = await startSystem();
+  const info = await attachInfo(sys, "read line; echo \"got:$line\"; echo $CONTAINER");
+  assertEquals([info.app, info.run, info.host, info.tls], ["demo", "one-off-1", "127.0.0.1", false]);
+  assertMatch(info.secret, /^[A-Za-z0-9_-]{43}$/);
+  const nc = new Deno.Command("nc", {
+    args: ["-N", info.host, String(info.port)],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const writer = nc.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(`${info.secret}\nping\n`));
+  await writer.close();
+  const out = await nc.output();
+  assertEquals(new TextDecoder().decode(out.stdout), "got:ping\none-off-1\n");
+  const run = await eventually(async () => {
+    const r = await runState(sys, "one-off-1");
+    return r.state === "exited" ? r : undefined;
+  });
+  assertEquals(run.exit_code, 0);
+});
+
+Deno.test("attach refuses reused, wrong, oversized and slow secrets with one line, and starts nothing", async () => {
+  await using sys = await startSystem();
+  const info = await attachInfo(sys, "echo started");
+  const port = info.port;
+  assertEquals(await rawAttach(port, "not-the-secret\n"), "oneoff: unknown secret\r\n");
+  assertEquals(await rawAttach(port, "x".repeat(10_000)), "oneoff: secret line too long\r\n");
+  assertEquals((await runState(sys, "one-off-1")).state, "starting", "nothing started");
+  assertEquals(await rawAttach(port, `${info.secret}\n`), "started\n");
+  assertEquals(await rawAttach(port, `${info.secret}\n`), "oneoff: secret already used\r\n");
+});
+
+Deno.test("an attached run nobody connects to expires and never starts", async () => {
+  await using sys = await startSystem({ config: { attachWindowMs: 500 } });
+  const info = await attachInfo(sys, "echo never");
+  const run = await eventually(async () => {
+    const r = await runState(sys, "one-off-1");
+    return r.state === "expired" ? r : undefined;
+  });
+  assertEquals(run.started_at, null);
+  assertEquals(await rawAttach(info.port, `${info.secret}\n`), "oneoff: attach window expired\r\n");
+});
+
+Deno.test("an idle attached session is killed, timed_out, and the CLI exits 124", async () => {
+  await using sys = await startSystem({ config: { idleTimeoutMs: 700 } });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", new URL("../main.ts", import.meta.url).pathname, "run", "-a", "demo", "--no-tty", "--", "sleep 60"],
+    env: sys.cliEnv(),
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const out = await child.output();
+  assertEquals(out.code, 124, new TextDecoder().decode(out.stderr));
+  assertMatch(new TextDecoder().decode(out.stderr), /one-off-1 timed out/);
+  assertEquals((await runState(sys, "one-off-1")).state, "timed_out");
+});
+
+Deno.test("uploaded files are in /tmp/uploads, byte for byte, before the process starts", async () => {
+  await using sys = await startSystem();
+  const file = `${sys.dir}/data.bin`;
+  const data = crypto.getRandomValues(new Uint8Array(200_000));
+  await Deno.writeFile(file, data);
+  const dir = `${sys.dir}/fixtures`;
+  await Deno.mkdir(dir);
+  await Deno.writeTextFile(`${dir}/a.txt`, "inside a dir\n");
+  const res = await sys.cli([
+    "run", "-a", "demo", "--no-tty", "--silent", "-f", file, "-f", dir,
+    "--", "sha256sum /tmp/uploads/data.bin; tar -xzOf /tmp/uploads/fixtures.tar.gz ./a.txt",
+  ]);
+  assertEquals(res.code, 0, res.stderr);
+  const [line1, line2] = res.stdout.split("\n");
+  assertEquals(line1!.split(" ")[0], sha256(data));
+  assertEquals(line2, "inside a dir");
+  const detached = await sys.cli(["run", "-d", "-a", "demo", "-f", file, "--", "wc -c < /tmp/uploads/data.bin"]);
+  assertEquals(detached.code, 0, detached.stderr);
+  await sys.api("GET", "/apps/demo/runs/one-off-2?wait=30");
+  const logs = await sys.api<{ lines: { line: string }[] }>("GET", "/apps/demo/logs?filter=one-off-2");
+  assertEquals(logs.lines.map((l) => l.line), ["200000"]);
+});

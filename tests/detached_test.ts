@@ -1,0 +1,91 @@
+import type { LogLine, RunInfo } from "../protocol/mod.ts";
+import { assert, assertEquals, assertMatch } from "./_assert.ts";
+import { eventually, startSystem, type TestSystem } from "./_system.ts";
+
+async function waitEnded(sys: TestSystem, label: string): Promise<RunInfo> {
+  const { run } = await sys.api<{ run: RunInfo }>("GET", `/apps/demo/runs/${label}?wait=30`);
+  return run;
+}
+
+async function allLogs(sys: TestSystem, filter: string): Promise<LogLine[]> {
+  const lines: LogLine[] = [];
+  let after = 0;
+  while (true) {
+    const page = await sys.api<{ lines: LogLine[] }>("GET", `/apps/demo/logs?after=${after}&n=10000&filter=${filter}`);
+    if (page.lines.length === 0) return lines;
+    lines.push(...page.lines);
+    after = page.lines.at(-1)!.id;
+  }
+}
+
+Deno.test("a detached run's 10,000 output lines are all in the logs, in order, once each", async () => {
+  await using sys = await startSystem();
+  const started = await sys.cli(["run", "-d", "-a", "demo", "--", "seq 1 10000; echo to-stderr >&2"]);
+  assertEquals(started.code, 0, started.stderr);
+  assertMatch(started.stdout, /Started one-off-1 of "demo"/);
+  assertMatch(started.stdout, /oneoff logs -a demo -f --filter one-off-1/);
+  const run = await waitEnded(sys, "one-off-1");
+  assertEquals([run.state, run.exit_code], ["exited", 0]);
+  const lines = await allLogs(sys, "one-off-1");
+  const stdout = lines.filter((l) => l.stream === "stdout").map((l) => l.line);
+  assertEquals(stdout.length, 10000);
+  assertEquals(stdout, Array.from({ length: 10000 }, (_, i) => String(i + 1)));
+  assertEquals(lines.filter((l) => l.stream === "stderr").map((l) => l.line), ["to-stderr"]);
+  assert(lines.every((l) => l.source === "one-off-1"));
+  const cli = await sys.cli(["logs", "-a", "demo", "-n", "3", "--filter", "one-off-1"]);
+  assertEquals(cli.stdout.trim().split("\n").length, 3);
+});
+
+Deno.test("a detached run gets the app env, the overrides and the platform variables", async () => {
+  await using sys = await startSystem();
+  await sys.cli(["env", "set", "-a", "demo", "FROM_APP=app-value", "OVERRIDDEN=old"]);
+  const started = await sys.cli([
+    "run", "-d", "-a", "demo", "-e", "OVERRIDDEN=new", "-e", "EXTRA=x y",
+    "--", 'echo "$FROM_APP|$OVERRIDDEN|$EXTRA|$APP|$CONTAINER|$HOME|$PORT"; pwd',
+  ]);
+  assertEquals(started.code, 0, started.stderr);
+  assertEquals((await waitEnded(sys, "one-off-1")).exit_code, 0);
+  const lines = (await allLogs(sys, "one-off-1")).map((l) => l.line);
+  assertEquals(lines, ["app-value|new|x y|demo|one-off-1|/app|5000", "/app"]);
+});
+
+Deno.test("ps lists runs, stop stops a running one-off, and both are in the timeline", async () => {
+  await using sys = await startSystem();
+  await sys.cli(["run", "-d", "-a", "demo", "--", "sleep 300"]);
+  await eventually(async () => (await sys.api<{ run: RunInfo }>("GET", "/apps/demo/runs/one-off-1")).run.state === "running");
+  const ps = await sys.cli(["ps", "-a", "demo"]);
+  assertMatch(ps.stdout, /one-off-1\s+running\s+sleep 300\s+M\s+test-agent/);
+  const stopped = await sys.cli(["stop", "-a", "demo", "one-off-1"]);
+  assertEquals(stopped.code, 0, stopped.stderr);
+  const run = await waitEnded(sys, "one-off-1");
+  assertEquals(run.state, "stopped");
+  const again = await sys.cli(["stop", "-a", "demo", "one-off-1"]);
+  assertEquals(again.code, 1);
+  assertMatch(again.stderr, /already ended/);
+  const timeline = (await sys.cli(["timeline", "-a", "demo"])).stdout;
+  assertMatch(timeline, /one-off-1 stopped/);
+  assertMatch(timeline, /one-off-1 stop requested/);
+  assertMatch(timeline, /one-off-1 created: sleep 300/);
+});
+
+Deno.test("a detached run past its maximum duration is killed and timed_out", async () => {
+  await using sys = await startSystem();
+  const started = await sys.cli(["run", "-d", "-a", "demo", "--timeout", "1s", "--", "echo begin; sleep 60"]);
+  assertEquals(started.code, 0, started.stderr);
+  const run = await waitEnded(sys, "one-off-1");
+  assertEquals(run.state, "timed_out");
+  assertMatch(run.reason ?? "", /maximum duration/);
+  const lines = (await allLogs(sys, "one-off-1")).map((l) => l.line);
+  assertEquals(lines[0], "begin");
+});
+
+Deno.test("-t runs a Procfile process type of the current slug", async () => {
+  await using sys = await startSystem();
+  await sys.cli(["env", "set", "-a", "demo", "GREETING=hi"]);
+  await sys.cli(["run", "-d", "-a", "demo", "-t", "hello"]);
+  assertEquals((await waitEnded(sys, "one-off-1")).exit_code, 0);
+  assertEquals((await allLogs(sys, "one-off-1")).map((l) => l.line), ["hi from one-off-1 of demo (in /app)"]);
+  const unknown = await sys.cli(["run", "-d", "-a", "demo", "-t", "nope"]);
+  assertEquals(unknown.code, 1);
+  assertMatch(unknown.stderr, /No process type "nope"/);
+});

@@ -1,0 +1,68 @@
+import pty from "node-pty";
+import { assertEquals, assertMatch } from "./_assert.ts";
+import { startSystem } from "./_system.ts";
+
+/** The CLI in a real pseudo-terminal, as a developer's shell would run it. */
+class Terminal {
+  #proc: ReturnType<typeof pty.spawn>;
+  output = "";
+  exit: Promise<number>;
+
+  constructor(args: string[], env: Record<string, string>, size: { cols: number; rows: number }) {
+    this.#proc = pty.spawn(Deno.execPath(), ["run", "-A", "--quiet", new URL("../main.ts", import.meta.url).pathname, ...args], {
+      name: "xterm-256color",
+      ...size,
+      env: { ...env, TERM: "xterm-256color", PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
+    });
+    this.#proc.onData((d) => this.output += d);
+    this.exit = new Promise((resolve) => this.#proc.onExit(({ exitCode }) => resolve(exitCode)));
+  }
+
+  type(text: string): void {
+    this.#proc.write(text);
+  }
+
+  resize(cols: number, rows: number): void {
+    this.#proc.resize(cols, rows);
+  }
+
+  /** Waits until the output (after `from`) matches. */
+  async waitFor(pattern: RegExp, from = 0, timeoutMs = 20_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const seen = this.output.slice(from);
+      if (pattern.test(seen)) return seen;
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    throw new Error(`Timed out waiting for ${pattern}; output was:\n${this.output}`);
+  }
+}
+
+Deno.test("an interactive PTY session: tty, resize, Ctrl-C and the shell's exit code", async () => {
+  await using sys = await startSystem();
+  const term = new Terminal(["run", "-a", "demo", "bash"], sys.cliEnv(), { cols: 100, rows: 30 });
+  term.type("PS1='READY> '\r");
+  await term.waitFor(/READY> /);
+  let mark = term.output.length;
+  term.type("tty; stty size\r");
+  const first = await term.waitFor(/30 100[\s\S]*READY> /, mark);
+  assertMatch(first, /\/dev\/pts\/\d+/);
+
+  mark = term.output.length;
+  term.resize(120, 40);
+  await new Promise((r) => setTimeout(r, 300));
+  term.type("stty size\r");
+  await term.waitFor(/40 120[\s\S]*READY> /, mark);
+
+  mark = term.output.length;
+  term.type("sleep 30; echo after-sleep\r");
+  await new Promise((r) => setTimeout(r, 500));
+  term.type("\x03");
+  await term.waitFor(/READY> /, mark);
+  mark = term.output.length;
+  term.type("echo still-$((40+2))\r");
+  await term.waitFor(/still-42/, mark);
+
+  term.type("exit 3\r");
+  assertEquals(await term.exit, 3);
+});
