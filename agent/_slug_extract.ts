@@ -64,15 +64,15 @@ class TarSink {
   /** Uncompressed tar bytes seen, the size charged for this slug. */
   bytes = 0;
 
-  constructor(root: string, maxBytes: number) {
+  constructor(root: string, maxBytes: number, owner: { uid: number; gid: number }) {
     this.#maxBytes = maxBytes;
     this.#policy = new EntryPolicy(maxBytes);
     this.#unpack = new tar.Unpack({
       cwd: root,
       strict: true,
-      // Owned by whoever runs the agent (root in production), never by the archive's ids.
-      uid: Deno.uid() ?? 0,
-      gid: Deno.gid() ?? 0,
+      // Owned by the configured owner (the agent's uid by default), never by the archive's ids.
+      uid: owner.uid,
+      gid: owner.gid,
       unlink: true,
       dmode: DIRECTORY_MODE,
       fmode: 0o644,
@@ -176,6 +176,8 @@ export interface ExtractOptions {
   sha256: string;
   /** Cap on the uncompressed tar size, and on the sum of its entries. */
   maxBytes: number;
+  /** Who owns the extracted files; the agent's uid and gid by default. */
+  owner?: { uid: number; gid: number };
 }
 
 /**
@@ -190,7 +192,8 @@ export async function extractSlug(
   options: ExtractOptions,
 ): Promise<number> {
   const hash = createHash("sha256");
-  const sink = new TarSink(root, options.maxBytes);
+  const owner = options.owner ?? { uid: Deno.uid() ?? 0, gid: Deno.gid() ?? 0 };
+  const sink = new TarSink(root, options.maxBytes, owner);
   try {
     await pipeline(
       Readable.fromWeb(body as NodeReadableStream<Uint8Array>),
@@ -207,6 +210,7 @@ export async function extractSlug(
     if (actual !== options.sha256) throw new Refusal(`the download has sha256 "${actual}"`);
     await Deno.chmod(root, DIRECTORY_MODE);
     await normalizeTree(root);
+    if (options.owner) await Deno.chown(root, owner.uid, owner.gid);
   } catch (error) {
     await sink.settle();
     const reason = reasonOf(error);

@@ -239,6 +239,9 @@ async function refuseConn(conn: Deno.Conn, reader: LineReader, reason: string): 
   const linger = timer(LINGER_MS);
   try {
     // Bounded: a TLS client that never finishes its handshake blocks the write.
+    // Deno then also keeps that socket open after close() until the client
+    // sends a byte or leaves (its TLS stream awaits the handshake, with no
+    // timeout): the one resource this listener cannot take back itself.
     const sent = writeAll(conn, new TextEncoder().encode(attachRefusal(reason)))
       .then(() => conn.closeWrite())
       .catch(() => {});

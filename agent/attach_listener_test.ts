@@ -263,6 +263,14 @@ Deno.test("attach rejects malformed and duplicate secret hashes", async () => {
   throws(() => listener.expect(hash, Date.now() + 60_000, () => {}), /already registered/);
 });
 
+Deno.test("attach listen explains a port already in use and bad options", async () => {
+  await using first = await listen();
+  await rejects(listen({ port: first.port }), /Cannot listen for attach on "127\.0\.0\.1:\d+"/);
+  await rejects(listen({ maxPendingHandshakes: 0 }), /Invalid maxPendingHandshakes "0"/);
+  await rejects(listen({ handshakeTimeoutMs: -1 }), /Invalid handshakeTimeoutMs "-1"/);
+  await rejects(listen({ maxFailuresPerMinute: 0 }), /Invalid maxFailuresPerMinute "0"/);
+});
+
 Deno.test("certificateFingerprint refuses text without a certificate", () => {
   throws(() => certificateFingerprint("-----BEGIN PRIVATE KEY-----\n"), /no "BEGIN CERTIFICATE"/);
 });
@@ -326,13 +334,28 @@ Deno.test("attach over TLS works with ncat --ssl and openssl s_client", async ()
   equal(await run("ncat", ["--ssl", HOST, port], `${secret}\nhello`), "echo:hello");
 });
 
-Deno.test("attach over TLS closes a client that never starts its TLS handshake", async () => {
+Deno.test("attach over TLS times out a client that handshakes but sends nothing", async () => {
   const { cert, key } = await selfSigned();
-  await using listener = await listen({ tls: { cert, key }, handshakeTimeoutMs: 100 });
-  // The refusal cannot be written without a handshake; the listener still lets go.
-  const conn = await Deno.connect({ hostname: HOST, port: listener.port });
-  await readAll(conn);
-  conn.close();
+  await using listener = await listen({ tls: { cert, key }, handshakeTimeoutMs: 200 });
+  const child = new Deno.Command("openssl", {
+    args: ["s_client", "-quiet", "-connect", `${HOST}:${listener.port}`],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  // stdin stays open: the client is idle, not finished.
+  const out = await new Response(child.stdout).text();
+  await child.stdin.close();
+  await child.status;
+  equal(out, "oneoff: timed out waiting for the secret\r\n");
+});
+
+Deno.test("attach close does not wait for a TLS client that never starts its handshake", async () => {
+  const { cert, key } = await selfSigned();
+  const listener = await listen({ tls: { cert, key } });
+  const idle = await Deno.connect({ hostname: HOST, port: listener.port });
+  await listener.close();
+  idle.close();
 });
 
 Deno.test("attach over plain TCP reports no TLS fingerprint", async () => {

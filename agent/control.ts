@@ -4,11 +4,7 @@
  * with backoff.
  * @module
  */
-import {
-  AGENT_CHANNEL_PATH,
-  type AgentMessage,
-  type ServerMessage,
-} from "../protocol/mod.ts";
+import { AGENT_CHANNEL_PATH, type AgentMessage, type ServerMessage } from "../protocol/mod.ts";
 import { errorMessage, type Logger } from "../util/log.ts";
 
 /** What the channel needs from the agent. */
@@ -103,7 +99,10 @@ export class ControlChannel {
       try {
         this.#handlers.message(msg);
       } catch (err) {
-        this.#log.error("handling a server message failed", { type: msg.type, error: errorMessage(err) });
+        this.#log.error("handling a server message failed", {
+          type: msg.type,
+          error: errorMessage(err),
+        });
       }
     };
     socket.onerror = () => {};

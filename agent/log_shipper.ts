@@ -80,7 +80,7 @@ export class LogShipper {
     while (this.#unacked.length > 0 && this.#unacked[0]!.at(-1)!.seq <= seq) {
       this.#inFlight -= this.#unacked.shift()!.length;
     }
-    if (this.#inFlight <= MAX_IN_FLIGHT) for (const wake of this.#drained.splice(0)) wake();
+    if (this.#inFlight <= MAX_IN_FLIGHT) { for (const wake of this.#drained.splice(0)) wake(); }
     if (this.#unacked.length === 0 && this.#pending.length === 0) {
       for (const wake of this.#acked.splice(0)) wake();
     }
@@ -88,7 +88,9 @@ export class LogShipper {
 
   /** Sends every unacknowledged batch again (after a reconnect). */
   resend(): void {
-    for (const batch of this.#unacked) this.#send({ type: "logs", runId: this.#runId, records: batch });
+    for (const batch of this.#unacked) {
+      this.#send({ type: "logs", runId: this.#runId, records: batch });
+    }
   }
 
   /** Flushes and resolves once the server acknowledged every line. */

@@ -3,12 +3,13 @@
  * the attach port.
  * @module
  */
-import { VERSION } from "../protocol/mod.ts";
+import { type AgentMessage, VERSION } from "../protocol/mod.ts";
 import { createLogger, type Logger } from "../util/log.ts";
 import { AttachListener } from "./attach_listener.ts";
 import { ControlChannel } from "./control.ts";
+import { Recorder } from "./recorder.ts";
 import { Runner } from "./runner.ts";
-import { createSandbox } from "./sandbox/mod.ts";
+import { createSandbox, SANDBOX_UID } from "./sandbox/mod.ts";
 import { SlugCache } from "./slug_cache.ts";
 
 /** Options of `oneoff agent`. */
@@ -69,19 +70,16 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     maxDiskBytes: options.cacheBytes ?? 10 * 1024 ** 3,
     maxExtractBytes: 8 * 1024 ** 3,
     fetch: fetchBlob,
+    // As root, the slug belongs to the sandbox's uid: inside, /app is the
+    // app's own. The cache stays out of reach under the 0700 data dir.
+    ...(Deno.uid() === 0 ? { owner: { uid: SANDBOX_UID, gid: SANDBOX_UID } } : {}),
   });
-  const listener = await AttachListener.listen({ ...options.attach, ...(options.tls ? { tls: options.tls } : {}) });
-  let channel: ControlChannel | undefined;
-  const runner = new Runner({
-    sandbox,
-    slugs,
-    listener,
-    send: (msg) => channel?.send(msg) ?? false,
-    fetchBlob,
-    workDir: `${options.dataDir}/work`,
-    log: log.child("runner"),
+  const listener = await AttachListener.listen({
+    ...options.attach,
+    ...(options.tls ? { tls: options.tls } : {}),
   });
-  channel = new ControlChannel(base, {
+  // The channel's handlers use `runner`, made next; none runs before start().
+  const channel: ControlChannel = new ControlChannel(base, {
     hello: () => ({
       type: "hello",
       token: options.joinToken,
@@ -104,9 +102,25 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       else if (msg.type === "stop_run") runner.stop(msg.runId);
       else if (msg.type === "resize") runner.resize(msg.runId, msg.cols, msg.rows);
       else if (msg.type === "logs_ack") runner.ackLogs(msg.runId, msg.seq);
+      else if (msg.type === "audit_ack") runner.ackAudit(msg.runId, msg.seq);
     },
     connected: () => runner.reconnected(),
   }, log.child("control"));
+  const send = (msg: AgentMessage) => channel.send(msg);
+  const auditDir = `${options.dataDir}/audit`;
+  await Deno.mkdir(auditDir, { recursive: true, mode: 0o700 });
+  const leftovers = await Recorder.recover(auditDir, send);
+  const runner = new Runner({
+    sandbox,
+    slugs,
+    listener,
+    send,
+    fetchBlob,
+    workDir: `${options.dataDir}/work`,
+    auditDir,
+    leftovers,
+    log: log.child("runner"),
+  });
   try {
     await channel.start();
   } catch (err) {
@@ -114,7 +128,11 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     await listener.close();
     throw err;
   }
-  log.info("agent ready", { name: options.name, attach: `${listener.hostname}:${listener.port}`, sandbox: sandbox.name });
+  log.info("agent ready", {
+    name: options.name,
+    attach: `${listener.hostname}:${listener.port}`,
+    sandbox: sandbox.name,
+  });
   return {
     name: options.name,
     attachPort: listener.port,

@@ -8,6 +8,7 @@ import type { AgentMessage, RunSpec, RunState } from "../protocol/mod.ts";
 import { errorMessage, type Logger } from "../util/log.ts";
 import type { AttachedClient, AttachListener } from "./attach_listener.ts";
 import { LogShipper } from "./log_shipper.ts";
+import { Recorder, type RecoveredChunks } from "./recorder.ts";
 import type { ExitStatus, Sandbox, SandboxProcess } from "./sandbox/mod.ts";
 import type { SlugCache } from "./slug_cache.ts";
 import { pipeSession } from "./session.ts";
@@ -23,6 +24,10 @@ export interface RunnerDeps {
   fetchBlob(sha256: string): Promise<ReadableStream<Uint8Array>>;
   /** Scratch space for uploads. */
   workDir: string;
+  /** Spool of audit chunks not yet stored by the server. */
+  auditDir: string;
+  /** Chunks an earlier agent process left in the spool. */
+  leftovers?: RecoveredChunks;
   log: Logger;
   /** SIGTERM → SIGKILL grace period when stopping. */
   stopGraceMs?: number;
@@ -35,6 +40,7 @@ interface Run {
   endingReason?: string;
   process?: SandboxProcess;
   shipper?: LogShipper;
+  recorder?: Recorder;
   release?: () => void;
   uploadsDir?: string;
   timers: ReturnType<typeof setTimeout>[];
@@ -45,6 +51,8 @@ export class Runner {
   #deps: RunnerDeps;
   #runs = new Map<string, Run>();
   #outbox: AgentMessage[] = [];
+  /** Recorders of ended sessions whose last chunks await the server's ack. */
+  #recorders = new Map<string, Recorder>();
 
   constructor(deps: RunnerDeps) {
     this.#deps = deps;
@@ -59,6 +67,15 @@ export class Runner {
   reconnected(): void {
     for (const msg of this.#outbox.splice(0)) this.#report(msg);
     for (const run of this.#runs.values()) run.shipper?.resend();
+    for (const recorder of this.#recorders.values()) recorder.resend();
+    this.#deps.leftovers?.resend();
+  }
+
+  /** The server stored every audit chunk of the run up to `seq`. */
+  ackAudit(runId: string, seq: number): void {
+    const recorder = this.#recorders.get(runId);
+    if (recorder) recorder.ack(seq);
+    else this.#deps.leftovers?.ack(runId, seq);
   }
 
   /** The server acknowledged log lines up to `seq`. */
@@ -86,12 +103,16 @@ export class Runner {
       return;
     }
     run.process.kill("SIGTERM");
-    run.timers.push(setTimeout(() => run.process?.kill("SIGKILL"), this.#deps.stopGraceMs ?? 10_000));
+    run.timers.push(
+      setTimeout(() => run.process?.kill("SIGKILL"), this.#deps.stopGraceMs ?? 10_000),
+    );
   }
 
   /** Resizes a TTY run's terminal. */
   resize(runId: string, cols: number, rows: number): void {
-    this.#runs.get(runId)?.process?.resize(cols, rows);
+    const run = this.#runs.get(runId);
+    run?.process?.resize(cols, rows);
+    run?.recorder?.resize(cols, rows);
   }
 
   async #prepare(run: Run): Promise<void> {
@@ -144,13 +165,21 @@ export class Runner {
     if (run.ending) process.kill("SIGKILL");
     this.#report({ type: "run_state", runId: spec.runId, state: "running", at: Date.now() });
     run.timers.push(setTimeout(
-      () => this.stop(spec.runId, "timed_out", `Ran past its maximum duration of ${Math.round(spec.timeoutMs / 1000)}s`),
+      () =>
+        this.stop(
+          spec.runId,
+          "timed_out",
+          `Ran past its maximum duration of ${Math.round(spec.timeoutMs / 1000)}s`,
+        ),
       spec.timeoutMs,
     ));
     let status: ExitStatus;
     if (client) {
+      const recorder = this.#record(run);
       const session = await pipeSession(process, client, {
         tty: spec.tty,
+        observe: (direction, bytes) =>
+          direction === "in" ? recorder.input(bytes) : recorder.output(bytes),
         idleTimeoutMs: spec.idleTimeoutMs,
         onIdle: () => this.stop(spec.runId, "timed_out", "Idle: no input or output for too long"),
         onHangup: () => this.stop(spec.runId, "stopped", "The client disconnected"),
@@ -162,32 +191,73 @@ export class Runner {
     }
     const shipper = new LogShipper(spec.runId, (msg) => this.#deps.send(msg));
     run.shipper = shipper;
-    await Promise.all([shipper.collect(process.stdout, "stdout"), shipper.collect(process.stderr!, "stderr")]);
+    await Promise.all([
+      shipper.collect(process.stdout, "stdout"),
+      shipper.collect(process.stderr!, "stderr"),
+    ]);
     status = await process.status;
     const outcome = this.#outcome(run, status);
     if (outcome[1].reason && outcome[0] !== "exited") shipper.note(`oneoff: ${outcome[1].reason}`);
-    await Promise.race([shipper.finish(), new Promise((r) => run.timers.push(setTimeout(r, 30_000)))]);
+    await Promise.race([
+      shipper.finish(),
+      new Promise((r) => run.timers.push(setTimeout(r, 30_000))),
+    ]);
     await this.#finish(run, ...outcome);
+  }
+
+  /** Starts the audit recording of an attached session. */
+  #record(run: Run): Recorder {
+    const { spec } = run;
+    const recorder = new Recorder({
+      runId: spec.runId,
+      dir: this.#deps.auditDir,
+      send: (msg) => this.#deps.send(msg),
+      onError: (err) =>
+        this.#deps.log.error("audit spool failed", { run: spec.label, error: errorMessage(err) }),
+    });
+    recorder.start(spec.tty ? { cols: spec.cols, rows: spec.rows } : null);
+    run.recorder = recorder;
+    this.#recorders.set(spec.runId, recorder);
+    return recorder;
   }
 
   #outcome(run: Run, status: ExitStatus): [RunState, { exitCode?: number; reason?: string }] {
     if (run.ending) {
-      return [run.ending, { exitCode: status.code, ...(run.endingReason ? { reason: run.endingReason } : {}) }];
+      return [run.ending, {
+        exitCode: status.code,
+        ...(run.endingReason ? { reason: run.endingReason } : {}),
+      }];
     }
     if (status.oomKilled) {
       const mib = Math.round(run.spec.limits.memoryBytes / 1024 / 1024);
-      return ["exited", { exitCode: status.code, reason: `Killed: out of memory (size ${run.spec.size}, ${mib} MiB)` }];
+      return ["exited", {
+        exitCode: status.code,
+        reason: `Killed: out of memory (size ${run.spec.size}, ${mib} MiB)`,
+      }];
     }
     return ["exited", { exitCode: status.code }];
   }
 
-  async #finish(run: Run, state: RunState, detail: { exitCode?: number; reason?: string }): Promise<void> {
+  async #finish(
+    run: Run,
+    state: RunState,
+    detail: { exitCode?: number; reason?: string },
+  ): Promise<void> {
     if (!this.#runs.has(run.spec.runId)) return;
     this.#runs.delete(run.spec.runId);
     for (const timer of run.timers) clearTimeout(timer);
     this.#report({ type: "run_state", runId: run.spec.runId, state, ...detail, at: Date.now() });
     this.#deps.log.info("run ended", { run: run.spec.label, app: run.spec.app, state, ...detail });
     run.release?.();
+    const recorder = run.recorder;
+    if (recorder) {
+      // Unacknowledged chunks stay spooled on disk: a later agent start delivers them.
+      recorder.finish(60_000).finally(() => {
+        if (this.#recorders.get(run.spec.runId) === recorder) {
+          this.#recorders.delete(run.spec.runId);
+        }
+      });
+    }
     if (run.uploadsDir) await Deno.remove(run.uploadsDir, { recursive: true }).catch(() => {});
   }
 

@@ -26,6 +26,11 @@ export interface SlugCacheOptions {
   maxExtractBytes: number;
   /** Downloads a slug from the server. */
   fetch: (sha256: string) => Promise<ReadableStream<Uint8Array>>;
+  /**
+   * Who owns the extracted files. The agent gives the sandbox's uid, so a
+   * run may change its (throwaway) copy of `/app` as a Heroku dyno can.
+   */
+  owner?: { uid: number; gid: number };
 }
 
 /** A slug held for one run; `release()` once the run has ended. */
@@ -135,6 +140,7 @@ export class SlugCache {
       const size = await extractSlug(body, `${temp}/root`, {
         sha256,
         maxBytes: this.#options.maxExtractBytes,
+        ...(this.#options.owner ? { owner: this.#options.owner } : {}),
       });
       await Deno.writeTextFile(`${temp}/meta.json`, JSON.stringify({ size }));
       await Deno.chmod(temp, 0o755);

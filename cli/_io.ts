@@ -43,7 +43,10 @@ function writeAll(target: { writeSync(p: Uint8Array): number }, bytes: Uint8Arra
 export const APP_OPTION = { app: { type: "string", short: "a" } } as const;
 
 /** parseArgs with usage errors instead of exceptions. */
-export function parse<T extends NonNullable<ParseArgsConfig["options"]>>(args: string[], options: T) {
+export function parse<T extends NonNullable<ParseArgsConfig["options"]>>(
+  args: string[],
+  options: T,
+) {
   try {
     return parseArgs({
       args,

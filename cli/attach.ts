@@ -17,7 +17,9 @@ async function connect(info: Omit<AttachInfo, "secret">): Promise<Deno.Conn> {
     if (!info.tls) return await Deno.connect({ hostname: info.host, port: info.port });
     return await Deno.connectTls({ hostname: info.host, port: info.port });
   } catch (e) {
-    throw new CliError(`Cannot connect to ${info.host}:${info.port}: ${e instanceof Error ? e.message : e}`);
+    throw new CliError(
+      `Cannot connect to ${info.host}:${info.port}: ${e instanceof Error ? e.message : e}`,
+    );
   }
 }
 

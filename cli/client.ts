@@ -44,13 +44,20 @@ export class Client {
     const server = Deno.env.get("ONEOFF_SERVER") || stored.server;
     const token = Deno.env.get("ONEOFF_TOKEN") || stored.token;
     if (!server || !token) {
-      throw new UsageError("Not logged in: run `oneoff login --server URL --token T` (or set ONEOFF_SERVER and ONEOFF_TOKEN)");
+      throw new UsageError(
+        "Not logged in: run `oneoff login --server URL --token T` (or set ONEOFF_SERVER and ONEOFF_TOKEN)",
+      );
     }
     return new Client(server, token);
   }
 
   /** Sends a request; an API error becomes a CliError with its message. */
-  async request<T>(method: string, path: string, body?: unknown, init: RequestInit = {}): Promise<T> {
+  async request<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    init: RequestInit = {},
+  ): Promise<T> {
     const headers = new Headers(init.headers);
     headers.set("authorization", `Bearer ${this.#token}`);
     let payload: BodyInit | null | undefined = init.body;
@@ -60,9 +67,16 @@ export class Client {
     }
     let res: Response;
     try {
-      res = await fetch(`${this.server}/api${path}`, { ...init, method, headers, body: payload ?? null });
+      res = await fetch(`${this.server}/api${path}`, {
+        ...init,
+        method,
+        headers,
+        body: payload ?? null,
+      });
     } catch (e) {
-      throw new CliError(`Cannot reach the server at ${this.server}: ${e instanceof Error ? e.message : e}`);
+      throw new CliError(
+        `Cannot reach the server at ${this.server}: ${e instanceof Error ? e.message : e}`,
+      );
     }
     const text = await res.text();
     let json: unknown;
@@ -72,7 +86,8 @@ export class Client {
       throw new CliError(`Unexpected answer from ${this.server} (HTTP ${res.status})`);
     }
     if (!res.ok) {
-      const message = (json as { error?: { message?: string } }).error?.message ?? `HTTP ${res.status}`;
+      const message = (json as { error?: { message?: string } }).error?.message ??
+        `HTTP ${res.status}`;
       throw new CliError(message);
     }
     return json as T;

@@ -5,6 +5,7 @@
 import { CliError, err, out, UsageError } from "./_io.ts";
 import { agents, login, tokens } from "./commands/admin.ts";
 import { apps, deploy, env } from "./commands/apps.ts";
+import { audit } from "./commands/audit.ts";
 import { logs, ps, stop, timeline } from "./commands/runs.ts";
 import { run } from "./commands/run.ts";
 
@@ -13,19 +14,24 @@ export { CliError, UsageError } from "./_io.ts";
 /** One line of usage per command, shown by `--help` and on usage errors. */
 export const USAGE: Record<string, string> = {
   dev: "oneoff dev [--data-dir DIR] [--http ADDR] [--attach ADDR] [--sandbox bwrap|runc]",
-  server: "oneoff server [--http ADDR] [--database sqlite:PATH|postgres://...] [--data-dir DIR] [--join-token T]",
-  agent: "oneoff agent --server URL --join-token T [--name NAME] [--attach ADDR] [--data-dir DIR] [--sandbox bwrap|runc] [--max-runs N]",
+  server:
+    "oneoff server [--http ADDR] [--database sqlite:PATH|postgres://...] [--data-dir DIR] [--join-token T]",
+  agent:
+    "oneoff agent --server URL --join-token T [--name NAME] [--attach ADDR] [--data-dir DIR] [--sandbox bwrap|runc] [--max-runs N]",
   login: "oneoff login --server URL --token T",
   apps: "oneoff apps create NAME | apps list [--json] | apps destroy NAME",
   env: "oneoff env -a APP [--json] | env set -a APP K=V... | env unset -a APP K...",
   deploy: "oneoff deploy -a APP PATH          (a .tar.gz slug or a directory)",
-  run: "oneoff run -a APP [-d] [-e K=V]... [-f PATH]... [-s SIZE] [-t TYPE] [--timeout DURATION] [--no-tty] [--silent] [--attach-info] [--] COMMAND...",
+  run:
+    "oneoff run -a APP [-d] [-e K=V]... [-f PATH]... [-s SIZE] [-t TYPE] [--timeout DURATION] [--no-tty] [--silent] [--attach-info] [--] COMMAND...",
   ps: "oneoff ps -a APP [-n N] [--json]",
   stop: "oneoff stop -a APP one-off-N",
   logs: "oneoff logs -a APP [-n N] [-f] [--filter one-off-N] [--json]",
   timeline: "oneoff timeline -a APP [-n N] [--json]",
   agents: "oneoff agents [--json]",
   tokens: "oneoff tokens create --role member --app APP [--name NAME]",
+  audit:
+    "oneoff audit show -a APP one-off-N [--json] | audit export -a APP one-off-N > x.cast | audit rotate-key",
 };
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number | void>> = {
@@ -40,6 +46,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number | void>> = {
   timeline,
   agents,
   tokens,
+  audit,
 };
 
 /** The whole help text. */

@@ -11,9 +11,16 @@ import { packDirectory } from "../cli/pack.ts";
 import { parseAddr, type RunningServer, startServer } from "../server/mod.ts";
 import { createLogger, errorMessage } from "../util/log.ts";
 
-function flags(role: string, args: string[], options: Record<string, { type: "string" | "boolean" }>) {
+function flags(
+  role: string,
+  args: string[],
+  options: Record<string, { type: "string" | "boolean" }>,
+) {
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: false }).values as Record<string, string | undefined>;
+    return parseArgs({ args, options, strict: true, allowPositionals: false }).values as Record<
+      string,
+      string | undefined
+    >;
   } catch (e) {
     throw new Error(`${errorMessage(e).split("\n")[0]}\nUsage: ${USAGE[role]}`);
   }
@@ -43,10 +50,12 @@ async function server(args: string[]): Promise<number> {
     "data-dir": { type: "string" },
     "join-token": { type: "string" },
     "max-slug-bytes": { type: "string" },
+    "audit-key-file": { type: "string" },
   });
   const config: Record<string, unknown> = {};
   if (v["join-token"]) config.joinToken = v["join-token"];
   if (v["max-slug-bytes"]) config.maxSlugBytes = Number(v["max-slug-bytes"]);
+  if (v["audit-key-file"]) config.auditKeyFile = v["audit-key-file"];
   const running = await startServer({
     http: v.http ?? "0.0.0.0:8080",
     dataDir: v["data-dir"] ?? "./.oneoff",
@@ -54,9 +63,13 @@ async function server(args: string[]): Promise<number> {
     config,
   });
   if (running.newAdminToken) {
-    console.log(`Admin token (shown once, also in ${running.ctx.config.dataDir}/admin.token): ${running.newAdminToken}`);
+    console.log(
+      `Admin token (shown once, also in ${running.ctx.config.dataDir}/admin.token): ${running.newAdminToken}`,
+    );
   }
-  console.log(`Agents join with: oneoff agent --server ${running.url} --join-token ${running.joinToken}`);
+  console.log(
+    `Agents join with: oneoff agent --server ${running.url} --join-token ${running.joinToken}`,
+  );
   await waitForSignal();
   await running.close();
   return 0;
@@ -75,9 +88,13 @@ async function agent(args: string[]): Promise<number> {
     "tls-cert": { type: "string" },
     "tls-key": { type: "string" },
   });
-  if (!v.server || !v["join-token"]) throw new Error(`agent needs --server and --join-token\nUsage: ${USAGE.agent}`);
+  if (!v.server || !v["join-token"]) {
+    throw new Error(`agent needs --server and --join-token\nUsage: ${USAGE.agent}`);
+  }
   const maxRuns = Number(v["max-runs"] ?? 20);
-  if (!Number.isInteger(maxRuns) || maxRuns < 1) throw new Error("--max-runs must be a positive integer");
+  if (!Number.isInteger(maxRuns) || maxRuns < 1) {
+    throw new Error("--max-runs must be a positive integer");
+  }
   const tls = await readTls(v["tls-cert"], v["tls-key"]);
   const running = await startAgent({
     server: v.server,
@@ -113,7 +130,11 @@ async function dev(args: string[]): Promise<number> {
   });
   const dataDir = v["data-dir"] ?? "./.oneoff";
   const log = createLogger("dev", { level: "warn" });
-  const server = await startServer({ http: v.http ?? "127.0.0.1:8080", dataDir, log: log.child("server") });
+  const server = await startServer({
+    http: v.http ?? "127.0.0.1:8080",
+    dataDir,
+    log: log.child("server"),
+  });
   const token = (await Deno.readTextFile(`${dataDir}/admin.token`)).trim();
   const agent = await startAgent({
     server: server.url,

@@ -6,6 +6,7 @@ import { DEFAULT_SIZES } from "../protocol/mod.ts";
 import { createLogger } from "../util/log.ts";
 import { createApp, type ServerApp } from "./app.ts";
 import { newToken, sha256Hex } from "./auth.ts";
+import { AuditService } from "./audit/mod.ts";
 import { BlobStore } from "./blob_store.ts";
 import type { ServerConfig, ServerContext } from "./context.ts";
 import { Signals } from "./signals.ts";
@@ -22,28 +23,31 @@ export interface TestServer extends AsyncDisposable {
 }
 
 /** Creates a test server in a temp dir; dispose it to clean up. */
-export async function testServer(config: Partial<ServerConfig> = {}): Promise<TestServer> {
+export async function testServer(overrides: Partial<ServerConfig> = {}): Promise<TestServer> {
   const dir = await Deno.makeTempDir({ prefix: "oneoff-server-test-" });
   const store = await openStore(`sqlite:${dir}/oneoff.db`);
+  const config: ServerConfig = {
+    dataDir: dir,
+    maxSlugBytes: 10 * 1024 * 1024,
+    maxUploadBytes: 10 * 1024 * 1024,
+    maxRunsPerApp: 10,
+    queueTimeoutMs: 60_000,
+    attachWindowMs: 60_000,
+    idleTimeoutMs: 60_000,
+    maxDurationMs: 3600_000,
+    sizes: { ...DEFAULT_SIZES },
+    joinToken: "join_test",
+    agentGraceMs: 1000,
+    auditKeyFile: `${dir}/audit.key`,
+    ...overrides,
+  };
   const ctx: ServerContext = {
-    config: {
-      dataDir: dir,
-      maxSlugBytes: 10 * 1024 * 1024,
-      maxUploadBytes: 10 * 1024 * 1024,
-      maxRunsPerApp: 10,
-      queueTimeoutMs: 60_000,
-      attachWindowMs: 60_000,
-      idleTimeoutMs: 60_000,
-      maxDurationMs: 3600_000,
-      sizes: { ...DEFAULT_SIZES },
-      joinToken: "join_test",
-      agentGraceMs: 1000,
-      ...config,
-    },
+    config,
     store,
     blobs: new BlobStore(`${dir}/blobs`),
     log: createLogger("test", { level: "silent" }),
     signals: new Signals(),
+    audit: await AuditService.open(store, config.auditKeyFile),
   };
   const admin = newToken();
   await store.createToken({ hash: sha256Hex(admin), role: "admin", apps: [], name: "admin" });
@@ -56,13 +60,21 @@ export async function testServer(config: Partial<ServerConfig> = {}): Promise<Te
     call(method, path, body, token = admin) {
       const headers: Record<string, string> = { authorization: `Bearer ${token}` };
       let payload: BodyInit | undefined;
-      if (body instanceof Uint8Array || body instanceof ReadableStream || typeof body === "string") {
+      if (
+        body instanceof Uint8Array || body instanceof ReadableStream || typeof body === "string"
+      ) {
         payload = body as BodyInit;
       } else if (body !== undefined) {
         payload = JSON.stringify(body);
         headers["content-type"] = "application/json";
       }
-      return Promise.resolve(server.app.request(path, { method, headers, ...(payload !== undefined ? { body: payload } : {}) }));
+      return Promise.resolve(
+        server.app.request(path, {
+          method,
+          headers,
+          ...(payload !== undefined ? { body: payload } : {}),
+        }),
+      );
     },
     async [Symbol.asyncDispose]() {
       server.close();
@@ -82,7 +94,9 @@ export async function makeSlug(files: Record<string, string>): Promise<Uint8Arra
       await Deno.writeTextFile(path, text);
     }
     await Deno.mkdir(`${dir}/src`, { recursive: true });
-    const out = await new Deno.Command("tar", { args: ["-czf", `${dir}/slug.tar.gz`, "-C", `${dir}/src`, "."] }).output();
+    const out = await new Deno.Command("tar", {
+      args: ["-czf", `${dir}/slug.tar.gz`, "-C", `${dir}/src`, "."],
+    }).output();
     if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
     return await Deno.readFile(`${dir}/slug.tar.gz`);
   } finally {

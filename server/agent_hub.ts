@@ -108,7 +108,9 @@ export class AgentHub {
     const log = this.#ctx.log.child("hub");
     if (msg.type !== "hello" || !this.#tokenOk(msg.token)) {
       log.warn("agent join refused: wrong join token", { address });
-      socket.send(JSON.stringify({ type: "refused", reason: "Wrong join token" } satisfies ServerMessage));
+      socket.send(
+        JSON.stringify({ type: "refused", reason: "Wrong join token" } satisfies ServerMessage),
+      );
       socket.close(1008, "wrong join token");
       return undefined;
     }
@@ -143,7 +145,12 @@ export class AgentHub {
     };
     this.#agents.set(row.id, agent);
     agent.send({ type: "welcome", agentId: row.id, heartbeatMs: HEARTBEAT_MS });
-    log.info("agent joined", { agent: row.name, address, capacity: msg.capacity, sandbox: msg.sandbox });
+    log.info("agent joined", {
+      agent: row.name,
+      address,
+      capacity: msg.capacity,
+      sandbox: msg.sandbox,
+    });
     await this.#events.joined(agent, msg.running);
     return agent;
   }

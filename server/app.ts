@@ -12,6 +12,7 @@ import type { ServerContext } from "./context.ts";
 import { errorHandler, HttpError } from "./http_error.ts";
 import { RunEngine } from "./run_engine.ts";
 import { adminRoutes } from "./routes/admin.ts";
+import { adminAuditRoutes, auditRoutes } from "./routes/audit.ts";
 import { appRoutes } from "./routes/apps.ts";
 import { logRoutes } from "./routes/logs.ts";
 import { runRoutes } from "./routes/runs.ts";
@@ -33,7 +34,9 @@ export function createApp(ctx: ServerContext): ServerApp {
 
   const app = new Hono();
   app.onError(errorHandler(ctx.log));
-  app.notFound((c) => c.json({ error: { code: "not_found", message: `No route ${c.req.method} ${c.req.path}` } }, 404));
+  app.notFound((c) =>
+    c.json({ error: { code: "not_found", message: `No route ${c.req.method} ${c.req.path}` } }, 404)
+  );
 
   app.get("/healthz", (c) => c.json({ ok: true }));
 
@@ -71,7 +74,9 @@ export function createApp(ctx: ServerContext): ServerApp {
   api.route("/apps", appRoutes(ctx));
   api.route("/apps", runRoutes(ctx, engine));
   api.route("/apps", logRoutes(ctx));
+  api.route("/apps", auditRoutes(ctx, ctx.audit));
   api.route("/", adminRoutes(ctx, hub));
+  api.route("/", adminAuditRoutes(ctx.audit));
   app.route("/api", api);
 
   return {

@@ -85,12 +85,20 @@ export function requireToken(
   return async (c, next) => {
     const address = clientAddress(c);
     if (limiter.blocked(address)) {
-      throw new HttpError(429, "rate_limited", "Too many failed sign-ins from this address, try again in a minute");
+      throw new HttpError(
+        429,
+        "rate_limited",
+        "Too many failed sign-ins from this address, try again in a minute",
+      );
     }
     const header = c.req.header("authorization");
     const presented = header?.startsWith("Bearer ") ? header.slice(7).trim() : fromCookie?.(c);
     if (!presented) {
-      throw new HttpError(401, "unauthorized", "Missing API token: run `oneoff login` or set ONEOFF_TOKEN");
+      throw new HttpError(
+        401,
+        "unauthorized",
+        "Missing API token: run `oneoff login` or set ONEOFF_TOKEN",
+      );
     }
     const token = await store.tokenByHash(sha256Hex(presented));
     if (!token) {

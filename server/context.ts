@@ -4,6 +4,7 @@
  */
 import type { Limits, SizeName } from "../protocol/mod.ts";
 import type { Logger } from "../util/log.ts";
+import type { AuditService } from "./audit/mod.ts";
 import type { BlobStore } from "./blob_store.ts";
 import type { Store } from "./store/mod.ts";
 import type { Signals } from "./signals.ts";
@@ -30,6 +31,8 @@ export interface ServerConfig {
   joinToken: string;
   /** How long a disconnected agent's runs wait for it before they are `lost`. */
   agentGraceMs: number;
+  /** The audit key file: outside the database by design. */
+  auditKeyFile: string;
 }
 
 /** The server's shared services. */
@@ -39,4 +42,5 @@ export interface ServerContext {
   blobs: BlobStore;
   log: Logger;
   signals: Signals;
+  audit: AuditService;
 }

@@ -7,6 +7,7 @@ import { DEFAULT_SIZES } from "../protocol/mod.ts";
 import { createLogger, type Logger } from "../util/log.ts";
 import { createApp } from "./app.ts";
 import { newToken, sha256Hex } from "./auth.ts";
+import { AuditService } from "./audit/mod.ts";
 import { BlobStore } from "./blob_store.ts";
 import type { ServerConfig, ServerContext } from "./context.ts";
 import { Signals } from "./signals.ts";
@@ -40,7 +41,9 @@ export interface RunningServer {
 export function parseAddr(addr: string): { hostname: string; port: number } {
   const match = /^(.*):(\d{1,5})$/.exec(addr);
   const port = Number(match?.[2]);
-  if (!match || port > 65535) throw new Error(`Invalid address "${addr}": use HOST:PORT, e.g. 127.0.0.1:8080`);
+  if (!match || port > 65535) {
+    throw new Error(`Invalid address "${addr}": use HOST:PORT, e.g. 127.0.0.1:8080`);
+  }
   return { hostname: match[1]!.replace(/^\[(.*)\]$/, "$1") || "0.0.0.0", port };
 }
 
@@ -73,13 +76,19 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     maxDurationMs: 24 * 3600_000,
     sizes: { ...DEFAULT_SIZES },
     agentGraceMs: 30_000,
+    auditKeyFile: `${options.dataDir}/audit.key`,
     ...options.config,
     joinToken,
   };
   let newAdminToken: string | null = null;
   if (await store.countTokens() === 0) {
     newAdminToken = newToken();
-    await store.createToken({ hash: sha256Hex(newAdminToken), role: "admin", apps: [], name: "admin" });
+    await store.createToken({
+      hash: sha256Hex(newAdminToken),
+      role: "admin",
+      apps: [],
+      name: "admin",
+    });
     const path = `${options.dataDir}/admin.token`;
     await Deno.writeTextFile(path, newAdminToken + "\n", { mode: 0o600 });
     await Deno.chmod(path, 0o600);
@@ -90,6 +99,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     blobs: new BlobStore(`${options.dataDir}/blobs`),
     log,
     signals: new Signals(),
+    audit: await AuditService.open(store, config.auditKeyFile),
   };
   const server = createApp(ctx);
   const { hostname, port } = parseAddr(options.http);

@@ -140,7 +140,9 @@ export class RunEngine implements AgentEvents {
     const pending = await this.#ctx.store.listRuns({ states: ["pending"], limit: 1000 });
     for (const run of pending.reverse()) {
       if (Date.now() - run.created_at.getTime() > this.#ctx.config.queueTimeoutMs) {
-        await this.#end(run, "failed", { reason: "No agent had capacity before the queue timeout" });
+        await this.#end(run, "failed", {
+          reason: "No agent had capacity before the queue timeout",
+        });
         continue;
       }
       const agent = this.#hub?.pick();
@@ -158,7 +160,10 @@ export class RunEngine implements AgentEvents {
       return;
     }
     const expiresAt = run.attached ? Date.now() + config.attachWindowMs : null;
-    const placed = await store.updateRun(run.id, ["pending"], { state: "starting", agent_id: agent.id });
+    const placed = await store.updateRun(run.id, ["pending"], {
+      state: "starting",
+      agent_id: agent.id,
+    });
     if (!placed) return;
     agent.active.add(run.id);
     this.#runApps.set(run.id, { appId: app.id, label: `one-off-${run.number}` });
@@ -185,7 +190,9 @@ export class RunEngine implements AgentEvents {
       uploads: run.uploads,
       network: "host",
     };
-    if (run.secret_sha256 && expiresAt) spec.attach = { secretSha256: run.secret_sha256, expiresAt };
+    if (run.secret_sha256 && expiresAt) {
+      spec.attach = { secretSha256: run.secret_sha256, expiresAt };
+    }
     if (!agent.send({ type: "start_run", spec })) {
       agent.active.delete(run.id);
       await store.updateRun(run.id, ["starting"], { state: "pending", agent_id: null });
@@ -209,7 +216,11 @@ export class RunEngine implements AgentEvents {
     }
     const agent = run.agent_id ? this.#hub.get(run.agent_id) : undefined;
     if (!agent?.send({ type: "stop_run", runId: run.id })) {
-      throw new HttpError(503, "agent_unreachable", `The agent of ${label} is not connected: try again`);
+      throw new HttpError(
+        503,
+        "agent_unreachable",
+        `The agent of ${label} is not connected: try again`,
+      );
     }
   }
 
@@ -229,6 +240,8 @@ export class RunEngine implements AgentEvents {
         return await this.#applyState(agent, msg);
       case "logs":
         return await this.#storeLogs(agent, msg);
+      case "audit":
+        return await this.#storeAudit(agent, msg);
       default:
         return;
     }
@@ -303,11 +316,28 @@ export class RunEngine implements AgentEvents {
     let last = -1;
     const lines = msg.records.map((r) => {
       if (r.seq > last) last = r.seq;
-      return { run_id: msg.runId, seq: r.seq, ts: new Date(r.ts), source, stream: r.stream, line: r.line };
+      return {
+        run_id: msg.runId,
+        seq: r.seq,
+        ts: new Date(r.ts),
+        source,
+        stream: r.stream,
+        line: r.line,
+      };
     });
     if (lines.length > 0) await this.#ctx.store.appendLogs(owner.appId, lines);
     agent.send({ type: "logs_ack", runId: msg.runId, seq: last });
     this.#ctx.signals.notify(logKey(owner.appId));
+  }
+
+  async #storeAudit(agent: ConnectedAgent, msg: Extract<AgentMessage, { type: "audit" }>) {
+    const run = await this.#ctx.store.runById(msg.runId);
+    // A chunk of a run that no longer exists (its app was destroyed) is
+    // acknowledged and dropped, or the agent would keep it forever.
+    if (run && run.agent_id === agent.id) {
+      await this.#ctx.audit.receive(msg.runId, msg.seq, msg.data);
+    }
+    agent.send({ type: "audit_ack", runId: msg.runId, seq: msg.seq });
   }
 
   async joined(agent: ConnectedAgent, running: string[]): Promise<void> {
@@ -335,7 +365,11 @@ export class RunEngine implements AgentEvents {
   }
 
   async #loseRunsOf(agentId: string, keep: Set<string>): Promise<void> {
-    const runs = await this.#ctx.store.listRuns({ agent_id: agentId, states: ["starting", "running"], limit: 10000 });
+    const runs = await this.#ctx.store.listRuns({
+      agent_id: agentId,
+      states: ["starting", "running"],
+      limit: 10000,
+    });
     for (const run of runs) {
       if (keep.has(run.id)) continue;
       await this.#end(run, "lost", { reason: "Its agent went away" });

@@ -21,7 +21,9 @@ export function assertEquals<T>(actual: T, expected: T, message?: string): void 
 
 /** Throws unless `text` matches `pattern`. */
 export function assertMatch(text: string, pattern: RegExp, message?: string): void {
-  if (!pattern.test(text)) throw new Error(message ?? `${JSON.stringify(text)} does not match ${pattern}`);
+  if (!pattern.test(text)) {
+    throw new Error(message ?? `${JSON.stringify(text)} does not match ${pattern}`);
+  }
 }
 
 /** Resolves to the error `fn` rejects with, or throws when it does not. */
@@ -30,7 +32,9 @@ export async function assertRejects(fn: () => Promise<unknown>, pattern?: RegExp
     await fn();
   } catch (e) {
     const err = e instanceof Error ? e : new Error(String(e));
-    if (pattern && !pattern.test(err.message)) throw new Error(`Rejected with "${err.message}", expected ${pattern}`);
+    if (pattern && !pattern.test(err.message)) {
+      throw new Error(`Rejected with "${err.message}", expected ${pattern}`);
+    }
     return err;
   }
   throw new Error("Expected a rejection");

@@ -17,7 +17,10 @@ export interface TestSystem extends AsyncDisposable {
   dir: string;
   attachPort: number;
   /** Runs the CLI; resolves with its exit code and output. */
-  cli(args: string[], options?: { stdin?: Uint8Array | string; env?: Record<string, string> }): Promise<CliResult>;
+  cli(
+    args: string[],
+    options?: { stdin?: Uint8Array | string; env?: Record<string, string> },
+  ): Promise<CliResult>;
   /** A JSON API call with the admin token. */
   api<T = Record<string, unknown>>(method: string, path: string, body?: unknown): Promise<T>;
   /** Env for a CLI subprocess started by the test itself. */
@@ -39,6 +42,8 @@ export interface SystemOptions {
   /** Deploy examples/demo as app "demo" (default true). */
   demo?: boolean;
   maxRuns?: number;
+  /** A `--database` URL; SQLite in the temp dir by default. */
+  database?: string;
 }
 
 /** Starts server + agent on free ports in a temp dir. */
@@ -50,6 +55,7 @@ export async function startSystem(options: SystemOptions = {}): Promise<TestSyst
     dataDir: `${dir}/server`,
     log,
     ...(options.config ? { config: options.config } : {}),
+    ...(options.database ? { database: options.database } : {}),
   });
   const agent = await startAgent({
     server: server.url,
@@ -78,14 +84,23 @@ export async function startSystem(options: SystemOptions = {}): Promise<TestSyst
         stdout: "piped",
         stderr: "piped",
       }).spawn();
+      // Output is read while stdin is written, or a large input would deadlock.
+      const output = child.output();
       if (opts.stdin !== undefined) {
         const writer = child.stdin.getWriter();
-        await writer.write(typeof opts.stdin === "string" ? new TextEncoder().encode(opts.stdin) : opts.stdin);
+        await writer.write(
+          typeof opts.stdin === "string" ? new TextEncoder().encode(opts.stdin) : opts.stdin,
+        );
         await writer.close();
       }
-      const out = await child.output();
+      const out = await output;
       const decoder = new TextDecoder();
-      return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr), bytes: out.stdout };
+      return {
+        code: out.code,
+        stdout: decoder.decode(out.stdout),
+        stderr: decoder.decode(out.stderr),
+        bytes: out.stdout,
+      };
     },
     async api(method, path, body) {
       const res = await fetch(`${server.url}/api${path}`, {
@@ -106,14 +121,22 @@ export async function startSystem(options: SystemOptions = {}): Promise<TestSyst
   if (options.demo ?? true) {
     const created = await system.cli(["apps", "create", "demo"]);
     if (created.code !== 0) throw new Error(created.stderr);
-    const deployed = await system.cli(["deploy", "-a", "demo", new URL("../examples/demo", import.meta.url).pathname]);
+    const deployed = await system.cli([
+      "deploy",
+      "-a",
+      "demo",
+      new URL("../examples/demo", import.meta.url).pathname,
+    ]);
     if (deployed.code !== 0) throw new Error(deployed.stderr);
   }
   return system;
 }
 
 /** Polls `fn` until it returns a truthy value (for states that settle asynchronously). */
-export async function eventually<T>(fn: () => Promise<T | undefined | null | false>, timeoutMs = 20_000): Promise<T> {
+export async function eventually<T>(
+  fn: () => Promise<T | undefined | null | false>,
+  timeoutMs = 20_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   while (true) {
     const value = await fn();

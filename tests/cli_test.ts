@@ -5,7 +5,11 @@ Deno.test("a new user creates an app, sets env, deploys and reads the timeline w
   await using sys = await startSystem({ demo: false });
   const created = await sys.cli(["apps", "create", "shop"]);
   assertEquals(created.code, 0, created.stderr);
-  assertEquals((await sys.cli(["env", "set", "-a", "shop", "DATABASE_URL=postgres://db/shop", "MODE=prod"])).code, 0);
+  assertEquals(
+    (await sys.cli(["env", "set", "-a", "shop", "DATABASE_URL=postgres://db/shop", "MODE=prod"]))
+      .code,
+    0,
+  );
   const env = await sys.cli(["env", "-a", "shop"]);
   assertEquals(env.stdout, "DATABASE_URL=postgres://db/shop\nMODE=prod\n");
   const app = await Deno.makeTempDir({ dir: sys.dir });
@@ -15,7 +19,10 @@ Deno.test("a new user creates an app, sets env, deploys and reads the timeline w
   assertEquals(deployed.code, 0, deployed.stderr);
   assertMatch(deployed.stdout, /Deployed "shop" v1 .*process types: web, migrate/);
   const list = JSON.parse((await sys.cli(["apps", "list", "--json"])).stdout);
-  assertEquals(list.map((a: { name: string; release: number }) => [a.name, a.release]), [["shop", 1]]);
+  assertEquals(list.map((a: { name: string; release: number }) => [a.name, a.release]), [[
+    "shop",
+    1,
+  ]]);
   const timeline = await sys.cli(["timeline", "-a", "shop"]);
   assertEquals(timeline.code, 0);
   assertMatch(timeline.stdout, /deployed v1/);
@@ -45,7 +52,9 @@ Deno.test("CLI usage errors exit 2 with usage, failures print one line and exit 
   const help = await sys.cli(["run", "--help"]);
   assertEquals(help.code, 0);
   assertMatch(help.stdout, /oneoff run -a APP/);
-  const noServer = await sys.cli(["apps", "list"], { env: { ONEOFF_SERVER: "http://127.0.0.1:1" } });
+  const noServer = await sys.cli(["apps", "list"], {
+    env: { ONEOFF_SERVER: "http://127.0.0.1:1" },
+  });
   assertEquals(noServer.code, 1);
   assertMatch(noServer.stderr, /^oneoff: Cannot reach the server at http:\/\/127\.0\.0\.1:1/);
 });
@@ -54,9 +63,13 @@ Deno.test("login stores the server and token with mode 0600 and later commands u
   await using sys = await startSystem({ demo: false });
   const home = await Deno.makeTempDir({ dir: sys.dir });
   const env = { HOME: home };
-  const bad = await sys.cli(["login", "--server", sys.url, "--token", "oo_wrong"], { env: { HOME: home } });
+  const bad = await sys.cli(["login", "--server", sys.url, "--token", "oo_wrong"], {
+    env: { HOME: home },
+  });
   assertEquals(bad.code, 1);
-  const ok = await sys.cli(["login", "--server", sys.url, "--token", sys.token], { env: { HOME: home } });
+  const ok = await sys.cli(["login", "--server", sys.url, "--token", sys.token], {
+    env: { HOME: home },
+  });
   assertEquals(ok.code, 0, ok.stderr);
   const info = await Deno.stat(`${home}/.config/oneoff/config.json`);
   assertEquals(info.mode! & 0o777, 0o600);

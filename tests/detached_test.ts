@@ -11,7 +11,10 @@ async function allLogs(sys: TestSystem, filter: string): Promise<LogLine[]> {
   const lines: LogLine[] = [];
   let after = 0;
   while (true) {
-    const page = await sys.api<{ lines: LogLine[] }>("GET", `/apps/demo/logs?after=${after}&n=10000&filter=${filter}`);
+    const page = await sys.api<{ lines: LogLine[] }>(
+      "GET",
+      `/apps/demo/logs?after=${after}&n=10000&filter=${filter}`,
+    );
     if (page.lines.length === 0) return lines;
     lines.push(...page.lines);
     after = page.lines.at(-1)!.id;
@@ -20,7 +23,14 @@ async function allLogs(sys: TestSystem, filter: string): Promise<LogLine[]> {
 
 Deno.test("a detached run's 10,000 output lines are all in the logs, in order, once each", async () => {
   await using sys = await startSystem();
-  const started = await sys.cli(["run", "-d", "-a", "demo", "--", "seq 1 10000; echo to-stderr >&2"]);
+  const started = await sys.cli([
+    "run",
+    "-d",
+    "-a",
+    "demo",
+    "--",
+    "seq 1 10000; echo to-stderr >&2",
+  ]);
   assertEquals(started.code, 0, started.stderr);
   assertMatch(started.stdout, /Started one-off-1 of "demo"/);
   assertMatch(started.stdout, /oneoff logs -a demo -f --filter one-off-1/);
@@ -40,8 +50,16 @@ Deno.test("a detached run gets the app env, the overrides and the platform varia
   await using sys = await startSystem();
   await sys.cli(["env", "set", "-a", "demo", "FROM_APP=app-value", "OVERRIDDEN=old"]);
   const started = await sys.cli([
-    "run", "-d", "-a", "demo", "-e", "OVERRIDDEN=new", "-e", "EXTRA=x y",
-    "--", 'echo "$FROM_APP|$OVERRIDDEN|$EXTRA|$APP|$CONTAINER|$HOME|$PORT"; pwd',
+    "run",
+    "-d",
+    "-a",
+    "demo",
+    "-e",
+    "OVERRIDDEN=new",
+    "-e",
+    "EXTRA=x y",
+    "--",
+    'echo "$FROM_APP|$OVERRIDDEN|$EXTRA|$APP|$CONTAINER|$HOME|$PORT"; pwd',
   ]);
   assertEquals(started.code, 0, started.stderr);
   assertEquals((await waitEnded(sys, "one-off-1")).exit_code, 0);
@@ -52,7 +70,9 @@ Deno.test("a detached run gets the app env, the overrides and the platform varia
 Deno.test("ps lists runs, stop stops a running one-off, and both are in the timeline", async () => {
   await using sys = await startSystem();
   await sys.cli(["run", "-d", "-a", "demo", "--", "sleep 300"]);
-  await eventually(async () => (await sys.api<{ run: RunInfo }>("GET", "/apps/demo/runs/one-off-1")).run.state === "running");
+  await eventually(async () =>
+    (await sys.api<{ run: RunInfo }>("GET", "/apps/demo/runs/one-off-1")).run.state === "running"
+  );
   const ps = await sys.cli(["ps", "-a", "demo"]);
   assertMatch(ps.stdout, /one-off-1\s+running\s+sleep 300\s+M\s+test-agent/);
   const stopped = await sys.cli(["stop", "-a", "demo", "one-off-1"]);
@@ -70,7 +90,16 @@ Deno.test("ps lists runs, stop stops a running one-off, and both are in the time
 
 Deno.test("a detached run past its maximum duration is killed and timed_out", async () => {
   await using sys = await startSystem();
-  const started = await sys.cli(["run", "-d", "-a", "demo", "--timeout", "1s", "--", "echo begin; sleep 60"]);
+  const started = await sys.cli([
+    "run",
+    "-d",
+    "-a",
+    "demo",
+    "--timeout",
+    "1s",
+    "--",
+    "echo begin; sleep 60",
+  ]);
   assertEquals(started.code, 0, started.stderr);
   const run = await waitEnded(sys, "one-off-1");
   assertEquals(run.state, "timed_out");
@@ -84,8 +113,34 @@ Deno.test("-t runs a Procfile process type of the current slug", async () => {
   await sys.cli(["env", "set", "-a", "demo", "GREETING=hi"]);
   await sys.cli(["run", "-d", "-a", "demo", "-t", "hello"]);
   assertEquals((await waitEnded(sys, "one-off-1")).exit_code, 0);
-  assertEquals((await allLogs(sys, "one-off-1")).map((l) => l.line), ["hi from one-off-1 of demo (in /app)"]);
+  assertEquals((await allLogs(sys, "one-off-1")).map((l) => l.line), [
+    "hi from one-off-1 of demo (in /app)",
+  ]);
   const unknown = await sys.cli(["run", "-d", "-a", "demo", "-t", "nope"]);
   assertEquals(unknown.code, 1);
   assertMatch(unknown.stderr, /No process type "nope"/);
+});
+
+Deno.test("a run may change its copy of /app; the next run sees the deployed slug again", async () => {
+  await using sys = await startSystem();
+  await sys.cli([
+    "run",
+    "-d",
+    "-a",
+    "demo",
+    "--",
+    "echo changed >> bin/hello && mkdir bin/new && touch /app/top && echo wrote",
+  ]);
+  assertEquals((await waitEnded(sys, "one-off-1")).exit_code, 0);
+  assertEquals((await allLogs(sys, "one-off-1")).map((l) => l.line), ["wrote"]);
+  await sys.cli([
+    "run",
+    "-d",
+    "-a",
+    "demo",
+    "--",
+    "grep -c changed bin/hello; ls bin/new /app/top 2>&1 | wc -l; id -un",
+  ]);
+  await waitEnded(sys, "one-off-2");
+  assertEquals((await allLogs(sys, "one-off-2")).map((l) => l.line), ["0", "2", "app"]);
 });

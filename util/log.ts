@@ -29,7 +29,10 @@ function stderrSink(line: string): void {
 }
 
 /** Creates a JSON-lines logger; `ONEOFF_LOG=debug|info|warn|error|silent` sets the level. */
-export function createLogger(component: string, options: { sink?: Sink; level?: Level | "silent" } = {}): Logger {
+export function createLogger(
+  component: string,
+  options: { sink?: Sink; level?: Level | "silent" } = {},
+): Logger {
   const sink = options.sink ?? stderrSink;
   const env = options.level ?? readLevel();
   const min = env === "silent" ? Infinity : ORDER[env];

@@ -12,7 +12,10 @@ export async function login(args: string[]): Promise<void> {
   const server = values.server ?? Deno.env.get("ONEOFF_SERVER");
   const token = values.token ?? Deno.env.get("ONEOFF_TOKEN");
   if (!server || !token) throw new UsageError("login needs --server URL and --token T");
-  const who = await new Client(server, token).request<{ name: string; role: string }>("GET", "/whoami");
+  const who = await new Client(server, token).request<{ name: string; role: string }>(
+    "GET",
+    "/whoami",
+  );
   await writeConfig({ server, token });
   out(`Logged in to ${server} as ${who.name} (${who.role}); saved in ${configPath()}\n`);
 }
@@ -47,7 +50,9 @@ export async function tokens(args: string[]): Promise<void> {
     app: { type: "string", short: "a", multiple: true },
     name: { type: "string" },
   });
-  if (positionals[0] !== "create") throw new UsageError("Use: oneoff tokens create --role member --app APP");
+  if (positionals[0] !== "create") {
+    throw new UsageError("Use: oneoff tokens create --role member --app APP");
+  }
   const client = await Client.load();
   const res = await client.request<{ token: string }>("POST", "/tokens", {
     role: values.role ?? "member",

@@ -19,7 +19,14 @@ export async function apps(args: string[]): Promise<void> {
     if (apps.length === 0) return out("No apps yet: create one with `oneoff apps create NAME`\n");
     out(table(
       ["NAME", "RELEASE", "PROCESS TYPES", "CREATED"],
-      apps.map((a) => [a.name, a.release ? `v${a.release}` : "-", Object.keys(a.process_types).join(",") || "-", a.created_at]),
+      apps.map((
+        a,
+      ) => [
+        a.name,
+        a.release ? `v${a.release}` : "-",
+        Object.keys(a.process_types).join(",") || "-",
+        a.created_at,
+      ]),
     ));
     return;
   }
@@ -48,7 +55,9 @@ export async function env(args: string[]): Promise<void> {
     out(Object.entries(env).map(([k, v]) => `${k}=${v}\n`).join(""));
     return;
   }
-  if (items.length === 0) throw new UsageError(`env ${sub} needs at least one ${sub === "set" ? "KEY=VALUE" : "KEY"}`);
+  if (items.length === 0) {
+    throw new UsageError(`env ${sub} needs at least one ${sub === "set" ? "KEY=VALUE" : "KEY"}`);
+  }
   if (sub === "set") {
     const set: Record<string, string> = {};
     for (const item of items) {
@@ -71,7 +80,9 @@ export async function deploy(args: string[]): Promise<void> {
   const { values, positionals } = parse(args, APP_OPTION);
   const app = appName(values.app);
   const [path, ...rest] = positionals;
-  if (!path || rest.length > 0) throw new UsageError("deploy needs exactly one PATH (a .tar.gz slug or a directory)");
+  if (!path || rest.length > 0) {
+    throw new UsageError("deploy needs exactly one PATH (a .tar.gz slug or a directory)");
+  }
   let info: Deno.FileInfo;
   try {
     info = await Deno.stat(path);
@@ -80,13 +91,26 @@ export async function deploy(args: string[]): Promise<void> {
   }
   const body = info.isDirectory ? packDirectory(path) : (await Deno.open(path)).readable;
   const client = await Client.load();
-  const { release } = await client.request<{ release: { version: number; sha256: string; size: number; process_types: Record<string, string> } }>(
+  const { release } = await client.request<
+    {
+      release: {
+        version: number;
+        sha256: string;
+        size: number;
+        process_types: Record<string, string>;
+      };
+    }
+  >(
     "POST",
     `/apps/${encodeURIComponent(app)}/deploy`,
     undefined,
     { body, headers: { "content-type": "application/gzip" } },
   );
   const types = Object.keys(release.process_types);
-  out(`Deployed "${app}" v${release.version} (${release.size} bytes, sha256 ${release.sha256.slice(0, 12)})` +
-    (types.length ? `, process types: ${types.join(", ")}` : "") + "\n");
+  out(
+    `Deployed "${app}" v${release.version} (${release.size} bytes, sha256 ${
+      release.sha256.slice(0, 12)
+    })` +
+      (types.length ? `, process types: ${types.join(", ")}` : "") + "\n",
+  );
 }

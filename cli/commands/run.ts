@@ -40,7 +40,14 @@ const VALUE_OPTIONS: Record<string, string> = {
 
 /** Options end at `--` or at the first word of the command, as in `heroku run`. */
 export function parseRunArgs(args: string[]): RunOptions {
-  const opts: RunOptions = { detached: false, env: {}, files: [], silent: false, attachInfo: false, command: [] };
+  const opts: RunOptions = {
+    detached: false,
+    env: {},
+    files: [],
+    silent: false,
+    attachInfo: false,
+    command: [],
+  };
   let i = 0;
   for (; i < args.length; i++) {
     let arg = args[i]!;
@@ -79,8 +86,12 @@ export function parseRunArgs(args: string[]): RunOptions {
     else throw new UsageError(`Unknown option "${arg}"`);
   }
   opts.command = args.slice(i);
-  if (opts.command.length === 0 && !opts.type) throw new UsageError("run needs a COMMAND (or -t TYPE)");
-  if (opts.detached && opts.attachInfo) throw new UsageError("--attach-info is for attached runs: drop -d");
+  if (opts.command.length === 0 && !opts.type) {
+    throw new UsageError("run needs a COMMAND (or -t TYPE)");
+  }
+  if (opts.detached && opts.attachInfo) {
+    throw new UsageError("--attach-info is for attached runs: drop -d");
+  }
   return opts;
 }
 
@@ -113,9 +124,15 @@ function terminalSize(): { cols: number; rows: number } {
 }
 
 /** Waits until the run's agent expects the client; the attach details. */
-async function waitReady(client: Client, base: string, label: string): Promise<Omit<AttachInfo, "secret">> {
+async function waitReady(
+  client: Client,
+  base: string,
+  label: string,
+): Promise<Omit<AttachInfo, "secret">> {
   while (true) {
-    const res = await client.request<{ ready: boolean; attach?: Omit<AttachInfo, "secret">; state?: string }>(
+    const res = await client.request<
+      { ready: boolean; attach?: Omit<AttachInfo, "secret">; state?: string }
+    >(
       "GET",
       `${base}/runs/${label}/attach?wait=30`,
     );
@@ -175,7 +192,9 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   }
   if (!secret) throw new CliError("The server did not return an attach secret");
-  if (!early && !opts.silent && !opts.attachInfo) err(`Waiting for an agent to start ${run.label} of "${app}"...\n`);
+  if (!early && !opts.silent && !opts.attachInfo) {
+    err(`Waiting for an agent to start ${run.label} of "${app}"...\n`);
+  }
   const attach = early ?? await waitReady(client, base, run.label);
   if (opts.attachInfo) {
     out(JSON.stringify({ ...attach, secret }) + "\n");
@@ -190,7 +209,8 @@ export async function run(args: string[]): Promise<number> {
   });
   let final = run;
   for (let tries = 0; tries < 20; tries++) {
-    final = (await client.request<{ run: RunInfo }>("GET", `${base}/runs/${run.label}?wait=15`)).run;
+    final =
+      (await client.request<{ run: RunInfo }>("GET", `${base}/runs/${run.label}?wait=15`)).run;
     if (!["pending", "starting", "running"].includes(final.state)) break;
   }
   return exitCodeOf(final, opts.silent);

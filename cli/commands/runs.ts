@@ -19,13 +19,20 @@ function runAge(run: RunInfo): string {
 
 /** `oneoff ps -a APP [--json] [--all]`. */
 export async function ps(args: string[]): Promise<void> {
-  const { values, positionals } = parse(args, { ...APP_OPTION, json: { type: "boolean" }, limit: { type: "string", short: "n" } });
+  const { values, positionals } = parse(args, {
+    ...APP_OPTION,
+    json: { type: "boolean" },
+    limit: { type: "string", short: "n" },
+  });
   if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
   const app = appName(values.app);
   const limit = Number(values.limit ?? 20);
   if (!Number.isInteger(limit) || limit <= 0) throw new UsageError("-n must be a positive integer");
   const client = await Client.load();
-  const { runs } = await client.request<{ runs: RunInfo[] }>("GET", appPath(app, `/runs?limit=${limit}`));
+  const { runs } = await client.request<{ runs: RunInfo[] }>(
+    "GET",
+    appPath(app, `/runs?limit=${limit}`),
+  );
   if (values.json) return out(JSON.stringify(runs, null, 2) + "\n");
   if (runs.length === 0) return out(`No one-offs for "${app}" yet\n`);
   out(table(
@@ -54,7 +61,11 @@ export async function stop(args: string[]): Promise<void> {
 }
 
 function printLines(lines: LogLine[], json: boolean | undefined): void {
-  out(lines.map((l) => json ? JSON.stringify(l) + "\n" : `${l.ts} ${l.source}[${l.stream}]: ${l.line}\n`).join(""));
+  out(
+    lines.map((l) =>
+      json ? JSON.stringify(l) + "\n" : `${l.ts} ${l.source}[${l.stream}]: ${l.line}\n`
+    ).join(""),
+  );
 }
 
 /** `oneoff logs -a APP [-n N] [-f] [--filter one-off-N] [--json]`. */
@@ -72,13 +83,19 @@ export async function logs(args: string[]): Promise<void> {
   if (!Number.isInteger(n) || n < 0) throw new UsageError("-n must be a non-negative integer");
   const client = await Client.load();
   const filter = values.filter ? `&filter=${encodeURIComponent(values.filter)}` : "";
-  const first = await client.request<{ lines: LogLine[] }>("GET", appPath(app, `/logs?n=${n}${filter}`));
+  const first = await client.request<{ lines: LogLine[] }>(
+    "GET",
+    appPath(app, `/logs?n=${n}${filter}`),
+  );
   printLines(first.lines, values.json);
   if (!values.follow) return;
   let after = first.lines.at(-1)?.id ?? 0;
   if (first.lines.length === 0) {
     // Start after whatever exists now, so following shows only new lines.
-    const last = await client.request<{ lines: LogLine[] }>("GET", appPath(app, `/logs?n=1${filter}`));
+    const last = await client.request<{ lines: LogLine[] }>(
+      "GET",
+      appPath(app, `/logs?n=1${filter}`),
+    );
     after = last.lines.at(-1)?.id ?? 0;
   }
   while (true) {
@@ -95,9 +112,13 @@ function describe(e: TimelineEvent): string {
   const d = e.data;
   switch (e.kind) {
     case "run.created":
-      return `${d.run} created: ${d.command} (${d.attached ? "attached" : "detached"}, size ${d.size})`;
+      return `${d.run} created: ${d.command} (${
+        d.attached ? "attached" : "detached"
+      }, size ${d.size})`;
     case "run.ended":
-      return `${d.run} ${d.state}${d.exit_code !== null && d.exit_code !== undefined ? ` with code ${d.exit_code}` : ""}` +
+      return `${d.run} ${d.state}${
+        d.exit_code !== null && d.exit_code !== undefined ? ` with code ${d.exit_code}` : ""
+      }` +
         `${d.reason ? ` (${d.reason})` : ""}: ${d.command}`;
     case "run.stop":
       return `${d.run} stop requested`;
@@ -113,12 +134,19 @@ function describe(e: TimelineEvent): string {
 
 /** `oneoff timeline -a APP [--json] [-n N]`. */
 export async function timeline(args: string[]): Promise<void> {
-  const { values, positionals } = parse(args, { ...APP_OPTION, json: { type: "boolean" }, limit: { type: "string", short: "n" } });
+  const { values, positionals } = parse(args, {
+    ...APP_OPTION,
+    json: { type: "boolean" },
+    limit: { type: "string", short: "n" },
+  });
   if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
   const app = appName(values.app);
   const client = await Client.load();
   const limit = Number(values.limit ?? 50);
-  const { events } = await client.request<{ events: TimelineEvent[] }>("GET", appPath(app, `/timeline?limit=${limit}`));
+  const { events } = await client.request<{ events: TimelineEvent[] }>(
+    "GET",
+    appPath(app, `/timeline?limit=${limit}`),
+  );
   if (values.json) return out(JSON.stringify(events, null, 2) + "\n");
   out(table(["TIME", "ACTOR", "EVENT"], events.map((e) => [e.at, e.actor, describe(e)])));
 }

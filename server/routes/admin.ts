@@ -40,7 +40,11 @@ export function adminRoutes(ctx: ServerContext, hub: AgentHub): Hono<AuthEnv> {
     const body = await jsonBody(c);
     const role = body.role ?? "member";
     if (role !== "member" && role !== "admin") {
-      throw new HttpError(422, "invalid_role", `Unknown role "${String(role)}": use member or admin`);
+      throw new HttpError(
+        422,
+        "invalid_role",
+        `Unknown role "${String(role)}": use member or admin`,
+      );
     }
     const apps = Array.isArray(body.apps) ? body.apps : [];
     for (const name of apps) {
@@ -51,15 +55,29 @@ export function adminRoutes(ctx: ServerContext, hub: AgentHub): Hono<AuthEnv> {
     if (role === "member" && apps.length === 0) {
       throw new HttpError(422, "invalid", "A member token needs at least one app (--app APP)");
     }
-    const name = typeof body.name === "string" && body.name.trim() ? body.name.trim().slice(0, 64) : `${role}-${crypto.randomUUID().slice(0, 8)}`;
+    const name = typeof body.name === "string" && body.name.trim()
+      ? body.name.trim().slice(0, 64)
+      : `${role}-${crypto.randomUUID().slice(0, 8)}`;
     const token = newToken();
     await store.createToken({ hash: sha256Hex(token), role, apps: apps as string[], name });
     for (const appName of apps as string[]) {
       const row = await store.appByName(appName);
-      await store.addEvent({ app_id: row?.id ?? null, app_name: appName, actor: auth.actor, kind: "token.created", data: { role, name } });
+      await store.addEvent({
+        app_id: row?.id ?? null,
+        app_name: appName,
+        actor: auth.actor,
+        kind: "token.created",
+        data: { role, name },
+      });
     }
     if (apps.length === 0) {
-      await store.addEvent({ app_id: null, app_name: null, actor: auth.actor, kind: "token.created", data: { role, name } });
+      await store.addEvent({
+        app_id: null,
+        app_name: null,
+        actor: auth.actor,
+        kind: "token.created",
+        data: { role, name },
+      });
     }
     return c.json({ token, role, apps, name }, 201);
   });

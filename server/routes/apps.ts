@@ -47,7 +47,13 @@ export function appRoutes(ctx: ServerContext): Hono<AuthEnv> {
       );
     }
     const row = await store.createApp(name);
-    await store.addEvent({ app_id: row.id, app_name: name, actor: auth.actor, kind: "app.created", data: {} });
+    await store.addEvent({
+      app_id: row.id,
+      app_name: name,
+      actor: auth.actor,
+      kind: "app.created",
+      data: {},
+    });
     return c.json({ app: await appInfo(store, row) }, 201);
   });
 
@@ -60,12 +66,26 @@ export function appRoutes(ctx: ServerContext): Hono<AuthEnv> {
     const auth = c.get("auth");
     requireAdmin(auth);
     const row = await loadApp(c, store);
-    const live = await store.listRuns({ app_id: row.id, states: ["starting", "running"], limit: 1 });
+    const live = await store.listRuns({
+      app_id: row.id,
+      states: ["starting", "running"],
+      limit: 1,
+    });
     if (live.length > 0) {
-      throw new HttpError(409, "runs_active", `App "${row.name}" has one-offs running: stop them first`);
+      throw new HttpError(
+        409,
+        "runs_active",
+        `App "${row.name}" has one-offs running: stop them first`,
+      );
     }
     await store.destroyApp(row.id);
-    await store.addEvent({ app_id: null, app_name: row.name, actor: auth.actor, kind: "app.destroyed", data: {} });
+    await store.addEvent({
+      app_id: null,
+      app_name: row.name,
+      actor: auth.actor,
+      kind: "app.destroyed",
+      data: {},
+    });
     return c.json({ destroyed: row.name });
   });
 
@@ -82,11 +102,17 @@ export function appRoutes(ctx: ServerContext): Hono<AuthEnv> {
     if (typeof set !== "object" || set === null || Array.isArray(set)) {
       throw new HttpError(422, "invalid", `Field "set" must be an object of KEY: "value"`);
     }
-    if (!Array.isArray(unset)) throw new HttpError(422, "invalid", `Field "unset" must be a list of keys`);
+    if (!Array.isArray(unset)) {
+      throw new HttpError(422, "invalid", `Field "unset" must be a list of keys`);
+    }
     const values: Record<string, string> = {};
     for (const [key, value] of Object.entries(set)) {
-      if (!ENV_KEY.test(key)) throw new HttpError(422, "invalid_key", `Invalid variable name "${key}"`);
-      if (typeof value !== "string") throw new HttpError(422, "invalid", `Value of "${key}" must be a string`);
+      if (!ENV_KEY.test(key)) {
+        throw new HttpError(422, "invalid_key", `Invalid variable name "${key}"`);
+      }
+      if (typeof value !== "string") {
+        throw new HttpError(422, "invalid", `Value of "${key}" must be a string`);
+      }
       values[key] = value;
     }
     const keys: string[] = [];
@@ -97,16 +123,32 @@ export function appRoutes(ctx: ServerContext): Hono<AuthEnv> {
       keys.push(key);
     }
     if (Object.keys(values).length === 0 && keys.length === 0) {
-      throw new HttpError(422, "invalid", "Nothing to change: give KEY=VALUE pairs or keys to unset");
+      throw new HttpError(
+        422,
+        "invalid",
+        "Nothing to change: give KEY=VALUE pairs or keys to unset",
+      );
     }
     await store.updateEnv(row.id, values, keys);
     const actor = c.get("auth").actor;
     // Only keys reach the timeline: values may be secrets.
     if (Object.keys(values).length > 0) {
-      await store.addEvent({ app_id: row.id, app_name: row.name, actor, kind: "env.set", data: { keys: Object.keys(values) } });
+      await store.addEvent({
+        app_id: row.id,
+        app_name: row.name,
+        actor,
+        kind: "env.set",
+        data: { keys: Object.keys(values) },
+      });
     }
     if (keys.length > 0) {
-      await store.addEvent({ app_id: row.id, app_name: row.name, actor, kind: "env.unset", data: { keys } });
+      await store.addEvent({
+        app_id: row.id,
+        app_name: row.name,
+        actor,
+        kind: "env.unset",
+        data: { keys },
+      });
     }
     return c.json({ env: await store.getEnv(row.id) });
   });
@@ -114,7 +156,9 @@ export function appRoutes(ctx: ServerContext): Hono<AuthEnv> {
   app.post("/:app/deploy", async (c) => {
     const row = await loadApp(c, store);
     const body = c.req.raw.body;
-    if (!body) throw new HttpError(422, "empty_slug", "Empty request: send the slug (.tar.gz) as the body");
+    if (!body) {
+      throw new HttpError(422, "empty_slug", "Empty request: send the slug (.tar.gz) as the body");
+    }
     let processTypes: Record<string, string> = {};
     let blob;
     try {
@@ -126,7 +170,11 @@ export function appRoutes(ctx: ServerContext): Hono<AuthEnv> {
       });
     } catch (err) {
       if (err instanceof BlobTooLargeError) {
-        throw new HttpError(413, "slug_too_large", `Cannot deploy "${row.name}": slug is larger than ${ctx.config.maxSlugBytes} bytes`);
+        throw new HttpError(
+          413,
+          "slug_too_large",
+          `Cannot deploy "${row.name}": slug is larger than ${ctx.config.maxSlugBytes} bytes`,
+        );
       }
       if (err instanceof SlugError) {
         throw new HttpError(422, "bad_slug", `Cannot deploy "${row.name}": ${err.message}`);
@@ -146,10 +194,20 @@ export function appRoutes(ctx: ServerContext): Hono<AuthEnv> {
       app_name: row.name,
       actor,
       kind: "deploy",
-      data: { release: release.version, sha256: blob.sha256, size: blob.size, process_types: Object.keys(processTypes) },
+      data: {
+        release: release.version,
+        sha256: blob.sha256,
+        size: blob.size,
+        process_types: Object.keys(processTypes),
+      },
     });
     return c.json({
-      release: { version: release.version, sha256: release.sha256, size: release.size, process_types: processTypes },
+      release: {
+        version: release.version,
+        sha256: release.sha256,
+        size: release.size,
+        process_types: processTypes,
+      },
     }, 201);
   });
 

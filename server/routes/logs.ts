@@ -12,12 +12,25 @@ import type { EventRow, LogRow } from "../store/mod.ts";
 import { intParam, loadApp } from "./_load.ts";
 
 function logLine(row: LogRow): LogLine {
-  return { id: row.id, ts: row.ts.toISOString(), source: row.source, stream: row.stream, line: row.line };
+  return {
+    id: row.id,
+    ts: row.ts.toISOString(),
+    source: row.source,
+    stream: row.stream,
+    line: row.line,
+  };
 }
 
 /** The API view of a timeline event. */
 export function timelineEvent(row: EventRow): TimelineEvent {
-  return { id: row.id, at: row.at.toISOString(), app: row.app_name, actor: row.actor, kind: row.kind, data: row.data };
+  return {
+    id: row.id,
+    at: row.at.toISOString(),
+    app: row.app_name,
+    actor: row.actor,
+    kind: row.kind,
+    data: row.data,
+  };
 }
 
 /** Routes `/apps/:app/logs` and `/apps/:app/timeline`. */
@@ -31,17 +44,27 @@ export function logRoutes(ctx: ServerContext): Hono<AuthEnv> {
     const row = await loadApp(c, store);
     const filter = c.req.query("filter");
     if (filter !== undefined && !/^[a-z0-9-]{1,64}$/.test(filter)) {
-      throw new HttpError(422, "invalid", `Invalid filter "${filter}": use a source such as one-off-3`);
+      throw new HttpError(
+        422,
+        "invalid",
+        `Invalid filter "${filter}": use a source such as one-off-3`,
+      );
     }
     const limit = intParam(c, "n", 100, 10000);
     const afterRaw = c.req.query("after");
-    const after = afterRaw === undefined ? undefined : intParam(c, "after", 0, Number.MAX_SAFE_INTEGER);
+    const after = afterRaw === undefined
+      ? undefined
+      : intParam(c, "after", 0, Number.MAX_SAFE_INTEGER);
     const wait = intParam(c, "wait", 0, 60);
-    const query = { limit, ...(filter ? { source: filter } : {}), ...(after !== undefined ? { after_id: after } : {}) };
+    const query = {
+      limit,
+      ...(filter ? { source: filter } : {}),
+      ...(after !== undefined ? { after_id: after } : {}),
+    };
     let lines = await store.readLogs(row.id, query);
     const deadline = Date.now() + wait * 1000;
     while (lines.length === 0 && after !== undefined && Date.now() < deadline) {
-      await ctx.signals.wait(logKey(row.id), deadline - Date.now(), c.req.raw.signal);
+      await ctx.signals.wait(logKey(row.id), deadline - Date.now());
       lines = await store.readLogs(row.id, query);
     }
     return c.json({ lines: lines.map(logLine) });

@@ -58,23 +58,39 @@ function parseDuration(value: unknown, fallback: number): number {
 async function parseRequest(ctx: ServerContext, app: AppRow, body: Record<string, unknown>) {
   const release = await ctx.store.latestRelease(app.id);
   if (!release) {
-    throw new HttpError(422, "no_release", `App "${app.name}" has no slug yet: deploy one with \`oneoff deploy -a ${app.name} PATH\``);
+    throw new HttpError(
+      422,
+      "no_release",
+      `App "${app.name}" has no slug yet: deploy one with \`oneoff deploy -a ${app.name} PATH\``,
+    );
   }
   let command = body.command;
   if (body.type !== undefined) {
     if (typeof body.type !== "string" || !(body.type in release.process_types)) {
       const known = Object.keys(release.process_types).join(", ") || "none";
-      throw new HttpError(422, "unknown_type", `No process type "${String(body.type)}" in the Procfile of "${app.name}" (known: ${known})`);
+      throw new HttpError(
+        422,
+        "unknown_type",
+        `No process type "${String(body.type)}" in the Procfile of "${app.name}" (known: ${known})`,
+      );
     }
     const base = release.process_types[body.type] ?? "";
     command = typeof command === "string" && command.trim() ? `${base} ${command}` : base;
   }
   if (typeof command !== "string" || command.trim() === "" || command.length > 65536) {
-    throw new HttpError(422, "invalid_command", "Give a command to run (or a process type with -t)");
+    throw new HttpError(
+      422,
+      "invalid_command",
+      "Give a command to run (or a process type with -t)",
+    );
   }
   const size = body.size ?? "M";
   if (typeof size !== "string" || !(SIZE_NAMES as readonly string[]).includes(size)) {
-    throw new HttpError(422, "unknown_size", `Unknown size "${String(size)}": use one of ${SIZE_NAMES.join(", ")}`);
+    throw new HttpError(
+      422,
+      "unknown_size",
+      `Unknown size "${String(size)}": use one of ${SIZE_NAMES.join(", ")}`,
+    );
   }
   const env: Record<string, string> = {};
   const rawEnv = body.env ?? {};
@@ -93,7 +109,9 @@ async function parseRequest(ctx: ServerContext, app: AppRow, body: Record<string
     if (typeof name !== "string" || !UPLOAD_NAME.test(name) || name === "." || name === "..") {
       throw new HttpError(422, "invalid_upload", `Invalid upload name "${String(name)}"`);
     }
-    if (typeof sha256 !== "string" || !/^[0-9a-f]{64}$/.test(sha256) || !await ctx.blobs.has(sha256)) {
+    if (
+      typeof sha256 !== "string" || !/^[0-9a-f]{64}$/.test(sha256) || !await ctx.blobs.has(sha256)
+    ) {
       throw new HttpError(422, "invalid_upload", `Upload "${name}" was not uploaded first`);
     }
     const file = await ctx.blobs.open(sha256);
@@ -103,7 +121,10 @@ async function parseRequest(ctx: ServerContext, app: AppRow, body: Record<string
   }
   const attached = body.attached === true;
   const tty = attached && body.tty === true;
-  const dims = (v: unknown, d: number) => (typeof v === "number" && Number.isInteger(v) && v > 0 && v < 10000 ? v : d);
+  const dims = (
+    v: unknown,
+    d: number,
+  ) => (typeof v === "number" && Number.isInteger(v) && v > 0 && v < 10000 ? v : d);
   const defaultTimeout = attached ? 24 * 3600_000 : ctx.config.maxDurationMs;
   const request: RunRequest = {
     command: command.trim(),
@@ -115,7 +136,9 @@ async function parseRequest(ctx: ServerContext, app: AppRow, body: Record<string
     env,
     timeoutMs: parseDuration(body.timeout, defaultTimeout),
     uploads,
-    term: typeof body.term === "string" && /^[A-Za-z0-9._+-]{1,64}$/.test(body.term) ? body.term : "xterm-256color",
+    term: typeof body.term === "string" && /^[A-Za-z0-9._+-]{1,64}$/.test(body.term)
+      ? body.term
+      : "xterm-256color",
   };
   return { release, request };
 }
@@ -130,18 +153,26 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AuthEnv> 
     initial: RunRow,
     appName: string,
     wait: number,
-    signal: AbortSignal,
   ): Promise<Omit<AttachInfo, "secret"> | null> {
     let run = initial;
     const deadline = Date.now() + wait * 1000;
-    while (!engine.readiness(run.id) && !isTerminal(run.state) && run.state !== "running" && Date.now() < deadline) {
-      await ctx.signals.wait(runKey(run.id), deadline - Date.now(), signal);
+    while (
+      !engine.readiness(run.id) && !isTerminal(run.state) && run.state !== "running" &&
+      Date.now() < deadline
+    ) {
+      await ctx.signals.wait(runKey(run.id), deadline - Date.now());
       run = await store.runById(run.id) ?? run;
     }
     const ready = engine.readiness(run.id);
     if (!ready) {
       if (isTerminal(run.state) || run.state === "running") {
-        throw new HttpError(409, "not_attachable", `one-off-${run.number} is ${run.state}${run.reason ? ` (${run.reason})` : ""}: it cannot be attached to`);
+        throw new HttpError(
+          409,
+          "not_attachable",
+          `one-off-${run.number} is ${run.state}${
+            run.reason ? ` (${run.reason})` : ""
+          }: it cannot be attached to`,
+        );
       }
       return null;
     }
@@ -166,7 +197,7 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AuthEnv> 
     // ?wait=S on an attached run: answer once its agent expects the client,
     // which saves the CLI a round trip before it connects.
     const wait = intParam(c, "wait", 0, 60);
-    const attach = run.attached && wait > 0 ? await waitAttachable(run, row.name, wait, c.req.raw.signal) : null;
+    const attach = run.attached && wait > 0 ? await waitAttachable(run, row.name, wait) : null;
     const fresh = await store.runById(run.id) ?? run;
     return c.json({ run: runInfo(fresh, row.name, await agentMap(store)), secret, attach }, 201);
   });
@@ -186,7 +217,7 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AuthEnv> 
     const wait = intParam(c, "wait", 0, 60);
     const deadline = Date.now() + wait * 1000;
     while (!isTerminal(run.state) && Date.now() < deadline) {
-      await ctx.signals.wait(runKey(run.id), deadline - Date.now(), c.req.raw.signal);
+      await ctx.signals.wait(runKey(run.id), deadline - Date.now());
       run = await store.runById(run.id) ?? run;
     }
     return c.json({ run: runInfo(run, row.name, await agentMap(store)) });
@@ -195,8 +226,10 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AuthEnv> 
   app.get("/:app/runs/:run/attach", async (c) => {
     const row = await loadApp(c, store);
     const run = await loadRun(c, store, row);
-    if (!run.attached) throw new HttpError(409, "not_attached", `${c.req.param("run")} is a detached run`);
-    const attach = await waitAttachable(run, row.name, intParam(c, "wait", 0, 60), c.req.raw.signal);
+    if (!run.attached) {
+      throw new HttpError(409, "not_attached", `${c.req.param("run")} is a detached run`);
+    }
+    const attach = await waitAttachable(run, row.name, intParam(c, "wait", 0, 60));
     return attach ? c.json({ ready: true, attach }) : c.json({ ready: false }, 202);
   });
 
@@ -204,7 +237,9 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AuthEnv> 
     const row = await loadApp(c, store);
     const run = await loadRun(c, store, row);
     const label = `one-off-${run.number}`;
-    if (isTerminal(run.state)) throw new HttpError(409, "not_running", `${label} has already ended (${run.state})`);
+    if (isTerminal(run.state)) {
+      throw new HttpError(409, "not_running", `${label} has already ended (${run.state})`);
+    }
     await engine.stop(run, c.get("auth").actor, label, row.name);
     return c.json({ stopping: label }, 202);
   });
@@ -214,7 +249,9 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AuthEnv> 
     const run = await loadRun(c, store, row);
     const { cols, rows } = await jsonBody(c);
     const ok = (v: unknown) => typeof v === "number" && Number.isInteger(v) && v > 0 && v < 10000;
-    if (!ok(cols) || !ok(rows)) throw new HttpError(422, "invalid", "Give cols and rows as positive integers");
+    if (!ok(cols) || !ok(rows)) {
+      throw new HttpError(422, "invalid", "Give cols and rows as positive integers");
+    }
     engine.resize(run, cols as number, rows as number);
     return c.json({ cols, rows });
   });
@@ -228,7 +265,11 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AuthEnv> 
       return c.json({ sha256: blob.sha256, size: blob.size }, 201);
     } catch (err) {
       if (err instanceof BlobTooLargeError) {
-        throw new HttpError(413, "upload_too_large", `Upload is larger than the limit of ${ctx.config.maxUploadBytes} bytes`);
+        throw new HttpError(
+          413,
+          "upload_too_large",
+          `Upload is larger than the limit of ${ctx.config.maxUploadBytes} bytes`,
+        );
       }
       throw err;
     }

@@ -1,0 +1,102 @@
+/**
+ * The wrapper every sandbox starts through: one `sh` in a private mount
+ * namespace that joins the run's cgroups, opens the files the sandbox reads,
+ * mounts the run's tmpfs with the throwaway writable layer over the slug,
+ * then execs the sandbox tool. bubblewrap 0.8 has no `--overlay`, so the
+ * layer is mounted here; the namespace (and with it every mount) vanishes
+ * when its last process exits, so nothing needs unmounting.
+ *
+ * Every path the sandbox tool reads is opened before the tmpfs is mounted:
+ * the tmpfs may hide them (bwrap's layer sits on `/tmp`, and so may a test's
+ * work dir).
+ * @module
+ */
+import { SANDBOX_UID } from "./_rootfs.ts";
+
+/** Everything the wrapper does before it execs the sandbox tool. */
+export interface LayerPlan {
+  /** Directory the run's tmpfs is mounted on, inside the private namespace. */
+  base: string;
+  /** Size of that tmpfs: the writable layer of `/app` (and its bookkeeping). */
+  sizeBytes: number;
+  /** The slug: the overlay's read-only lower layer. */
+  slugDir: string;
+  /** Host directories bound at `<base>/<name>`, opened before the tmpfs hides them. */
+  binds: { source: string; name: string; readOnly: boolean }[];
+  /** Not root: create a user namespace first (mounts need it) and skip ownership changes. */
+  userns: boolean;
+  /** Copy the slug instead of an overlay (hosts that refuse overlayfs). */
+  copy: boolean;
+  /** `cgroup.procs` files the wrapper joins before anything else. */
+  procsFiles: string[];
+  /** Files opened on descriptors 3, 4, ... for the sandbox tool. */
+  fds: string[];
+  /** The sandbox tool's argv; `"$1"` in it is the run's command. */
+  exec: string[];
+  /** The run's command, handed over as `$1` so it is never quoted into the script. */
+  command: string;
+}
+
+/** dash redirects single-digit descriptors only. */
+const MAX_FD = 9;
+
+/** Quotes one word for `sh`. */
+export function shellQuote(word: string): string {
+  return `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
+/** The argv that runs the plan: `unshare ... sh -c SCRIPT oneoff COMMAND`. */
+export function layerArgv(plan: LayerPlan): string[] {
+  const q = shellQuote;
+  const base = plan.base;
+  const slugFd = 3 + plan.fds.length;
+  const bindFd = (i: number) => slugFd + 1 + i;
+  if (bindFd(plan.binds.length - 1) > MAX_FD) {
+    throw new Error(`Cannot open ${bindFd(plan.binds.length - 1)} files in the wrapper`);
+  }
+  const steps: string[] = [];
+  for (const file of plan.procsFiles) steps.push(`echo $$ >${q(file)}`);
+  const opens = plan.fds.map((file, i) => `${i + 3}<${q(file)}`);
+  opens.push(`${slugFd}<${q(plan.slugDir)}`);
+  plan.binds.forEach((bind, i) => opens.push(`${bindFd(i)}<${q(bind.source)}`));
+  // `command`: a failed redirection must not end the shell before `exit 125`.
+  steps.push(`command exec ${opens.join(" ")}`);
+  steps.push(`/usr/bin/mount -n -i -t tmpfs -o size=${plan.sizeBytes},mode=0755 oneoff ${q(base)}`);
+  const dirs = ["u", "w", "m", ...plan.binds.map((bind) => bind.name)].map((d) => q(`${base}/${d}`))
+    .join(" ");
+  steps.push(
+    plan.userns
+      ? `/usr/bin/mkdir ${dirs}`
+      : `/usr/bin/install -d -o ${SANDBOX_UID} -g ${SANDBOX_UID} -m 0755 ${dirs}`,
+  );
+  const slug = `/proc/self/fd/${slugFd}`;
+  steps.push(
+    plan.copy
+      ? `/usr/bin/cp -dR --preserve=mode,timestamps ${slug}/. ${q(`${base}/m`)}`
+      : `/usr/bin/mount -n -i -t overlay overlay -o lowerdir=${slug},upperdir=${
+        q(`${base}/u`)
+      },workdir=${q(`${base}/w`)} ${q(`${base}/m`)}`,
+  );
+  plan.binds.forEach((bind, i) => {
+    // -c: the source is a descriptor's magic link, which must not be resolved to a (hidden) path.
+    const ro = bind.readOnly ? " -o ro" : "";
+    steps.push(
+      `/usr/bin/mount -n -i -c --bind${ro} /proc/self/fd/${bindFd(i)} ${q(`${base}/${bind.name}`)}`,
+    );
+  });
+  const closes = [slugFd, ...plan.binds.map((_, i) => bindFd(i))].map((fd) => `${fd}<&-`).join(" ");
+  // 125, as container tools do, says "the sandbox could not be set up".
+  const script = `{ ${steps.join(" && ")}; } || exit 125\nexec ${closes}\nexec ${
+    plan.exec.map((w) => w === '"$1"' ? w : q(w)).join(" ")
+  }`;
+  const unshare = plan.userns
+    ? ["/usr/bin/unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"]
+    : ["/usr/bin/unshare", "--mount", "--propagation", "private"];
+  return [...unshare, "/bin/sh", "-c", script, "oneoff", plan.command];
+}
+
+/** The only environment the wrapper (which runs as root) sees: the run's own goes to the sandbox tool by other means. */
+export const WRAPPER_ENV: Record<string, string> = {
+  PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
+  LC_ALL: "C",
+};

@@ -1,0 +1,202 @@
+/**
+ * The bubblewrap backend. As root: the wrapper (see `_layer.ts`) joins the
+ * run's cgroups and mounts the `/app` layer on `/tmp` of a private mount
+ * namespace, then drops to uid 65534 with setpriv and execs bwrap, which
+ * builds the root from that layer and host paths in unprivileged user, pid,
+ * ipc, uts, mount, cgroup (and, for network "none", net) namespaces. Not
+ * root: the same through an unprivileged user namespace, without cgroups.
+ *
+ * bwrap reads its arguments (environment included, so secrets stay out of
+ * the host's process list) from a file in the run's scratch directory.
+ * @module
+ */
+import { detectCgroups, RunCgroup } from "./_cgroups.ts";
+import type { CgroupHost } from "./_cgroups.ts";
+import { spawnPiped, spawnPty } from "./_child.ts";
+import { layerArgv } from "./_layer.ts";
+import { sandboxProcess } from "./_process.ts";
+import { checkSpec, prepareLayout, SANDBOX_UID } from "./_rootfs.ts";
+import type { RootLayout } from "./_rootfs.ts";
+import type { Sandbox, SandboxProcess, SandboxSpec } from "./mod.ts";
+
+const BWRAP = "/usr/bin/bwrap";
+/** Where the wrapper mounts the run's tmpfs: bwrap itself mounts over /tmp, so it hides nothing bwrap needs. */
+const LAYER_BASE = "/tmp";
+// Descriptors the wrapper opens for bwrap (see layerArgv's `fds`).
+const ARGS_FD = 3;
+const SECCOMP_FD = 4;
+const PASSWD_FD = 5;
+const GROUP_FD = 6;
+
+/** Checks the host for bwrap and prepares `workDir`. */
+export async function createBwrapSandbox(workDir: string): Promise<Sandbox> {
+  await Deno.stat(BWRAP).catch((err) => {
+    throw new Error(
+      `Cannot use the bwrap sandbox: ${BWRAP} is missing (apt-get install bubblewrap)`,
+      { cause: err },
+    );
+  });
+  const root = Deno.uid() === 0;
+  const layout = await prepareLayout(workDir);
+  const warnings: string[] = [];
+  let cgroups: CgroupHost | null = null;
+  let copy = false;
+  if (root) {
+    const found = await detectCgroups();
+    if ("reason" in found) {
+      warnings.push(`Memory, process and CPU limits are not enforced: ${found.reason}`);
+    } else {
+      cgroups = found;
+      if (found.version === 1 && !found.swapAccounting) {
+        warnings.push(
+          "Swap is not accounted (no memory.memsw in cgroup v1): the memory limit does not cover swap",
+        );
+      }
+    }
+  } else {
+    warnings.push(
+      "Not running as root: memory, process and CPU limits are not enforced (cgroups need root); " +
+        "the sandbox still isolates the process and limits /tmp",
+    );
+    copy = !(await overlayInUserNamespace());
+    if (copy) {
+      warnings.push(
+        "This kernel refuses overlayfs in a user namespace: each run copies the slug to build /app",
+      );
+    }
+  }
+  return new BwrapSandbox(layout, cgroups, root, copy, warnings);
+}
+
+/** True when an unprivileged user namespace may mount overlayfs (Linux 5.11+). */
+async function overlayInUserNamespace(): Promise<boolean> {
+  const script = "mount -t tmpfs probe /tmp && mkdir /tmp/l /tmp/u /tmp/w /tmp/m && " +
+    "mount -t overlay overlay -o lowerdir=/tmp/l,upperdir=/tmp/u,workdir=/tmp/w /tmp/m";
+  const probe = new Deno.Command("/usr/bin/unshare", {
+    args: [
+      "--user",
+      "--map-root-user",
+      "--mount",
+      "--propagation",
+      "private",
+      "/bin/sh",
+      "-c",
+      script,
+    ],
+    stdout: "null",
+    stderr: "null",
+  });
+  return (await probe.output().catch(() => ({ success: false }))).success;
+}
+
+class BwrapSandbox implements Sandbox {
+  readonly name = "bwrap";
+  readonly warnings: string[];
+  readonly #layout: RootLayout;
+  readonly #cgroups: CgroupHost | null;
+  readonly #root: boolean;
+  readonly #copy: boolean;
+
+  constructor(
+    layout: RootLayout,
+    cgroups: CgroupHost | null,
+    root: boolean,
+    copy: boolean,
+    warnings: string[],
+  ) {
+    this.#layout = layout;
+    this.#cgroups = cgroups;
+    this.#root = root;
+    this.#copy = copy;
+    this.warnings = warnings;
+  }
+
+  async spawn(spec: SandboxSpec): Promise<SandboxProcess> {
+    await checkSpec(spec);
+    const runDir = `${this.#layout.runsDir}/${spec.runId}`;
+    await Deno.mkdir(runDir, { mode: 0o700 });
+    let cgroup: RunCgroup | null = null;
+    try {
+      if (this.#cgroups) cgroup = await RunCgroup.create(this.#cgroups, spec.runId, spec.limits);
+      const argsFile = `${runDir}/bwrap.args`;
+      await Deno.writeTextFile(argsFile, this.#bwrapArgs(spec).map((arg) => `${arg}\0`).join(""), {
+        mode: 0o600,
+      });
+      const { seccompFile, passwdFile, groupFile } = this.#layout;
+      const dropRoot = [
+        "/usr/bin/setpriv",
+        `--reuid=${SANDBOX_UID}`,
+        `--regid=${SANDBOX_UID}`,
+        "--clear-groups",
+        "--",
+      ];
+      const argv = layerArgv({
+        base: LAYER_BASE,
+        sizeBytes: spec.limits.tmpBytes,
+        slugDir: spec.slugDir,
+        binds: spec.uploadsDir ? [{ source: spec.uploadsDir, name: "up", readOnly: true }] : [],
+        userns: !this.#root,
+        copy: this.#copy,
+        procsFiles: cgroup?.procsFiles ?? [],
+        fds: [argsFile, seccompFile, passwdFile, groupFile],
+        exec: [
+          ...(this.#root ? dropRoot : []),
+          BWRAP,
+          "--args",
+          String(ARGS_FD),
+          "--",
+          "/bin/sh",
+          "-c",
+          '"$1"',
+        ],
+        command: spec.command,
+      });
+      const child = spec.tty ? await spawnPty(argv, spec.tty) : spawnPiped(argv);
+      const ownCgroup = cgroup;
+      return sandboxProcess(child, async () => {
+        const oomKilled = ownCgroup ? await ownCgroup.oomKilled() : false;
+        await ownCgroup?.remove();
+        await Deno.remove(runDir, { recursive: true });
+        return { oomKilled };
+      });
+    } catch (err) {
+      await cgroup?.remove().catch(() => {});
+      await Deno.remove(runDir, { recursive: true }).catch(() => {});
+      throw err;
+    }
+  }
+
+  /** bwrap's arguments up to (not including) the command. */
+  #bwrapArgs(spec: SandboxSpec): string[] {
+    const args = ["--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent"];
+    if (spec.network === "host") args.push("--share-net");
+    // Without a TTY nothing needs job control: a new session also cuts the agent's own terminal off.
+    if (!spec.tty) args.push("--new-session");
+    args.push("--uid", String(SANDBOX_UID), "--gid", String(SANDBOX_UID), "--hostname", "oneoff");
+    args.push("--ro-bind", "/usr", "/usr");
+    for (const entry of this.#layout.top) {
+      if ("symlink" in entry) args.push("--symlink", entry.symlink, `/${entry.name}`);
+      else args.push("--ro-bind", `/${entry.name}`, `/${entry.name}`);
+    }
+    args.push("--proc", "/proc", "--dev", "/dev", "--perms", "0755", "--dir", "/etc");
+    for (const { name } of this.#layout.etc) {
+      args.push("--ro-bind-try", `/etc/${name}`, `/etc/${name}`);
+    }
+    args.push("--perms", "0644", "--ro-bind-data", String(PASSWD_FD), "/etc/passwd");
+    args.push("--perms", "0644", "--ro-bind-data", String(GROUP_FD), "/etc/group");
+    args.push("--bind", `${LAYER_BASE}/m`, "/app");
+    args.push("--perms", "1777", "--size", String(spec.limits.tmpBytes), "--tmpfs", "/tmp");
+    if (spec.uploadsDir) args.push("--ro-bind", `${LAYER_BASE}/up`, "/tmp/uploads");
+    args.push(
+      "--remount-ro",
+      "/",
+      "--chdir",
+      "/app",
+      "--seccomp",
+      String(SECCOMP_FD),
+      "--clearenv",
+    );
+    for (const [name, value] of Object.entries(spec.env)) args.push("--setenv", name, value);
+    return args;
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * The runc backend (root only). The wrapper (see `_layer.ts`) mounts the
+ * run's tmpfs on `/tmp` of a private mount namespace: the `/app` layer, and
+ * binds of the bundle, the shared rootfs and the uploads, all at paths the
+ * container's root (an unprivileged host uid) can traverse. It then execs
+ * `runc run`; runc adds the user namespace (container uid 65534 is host uid
+ * 65534), the cgroup limits and the seccomp filter. TTY runs set
+ * `process.terminal`: runc then relays between the container's own pty and
+ * its stdio, which is the agent's pty, and passes resizes on.
+ * @module
+ */
+import { detectCgroups, RunCgroup } from "./_cgroups.ts";
+import type { CgroupHost } from "./_cgroups.ts";
+import { spawnPiped, spawnPty } from "./_child.ts";
+import { layerArgv } from "./_layer.ts";
+import { ociConfig, prepareRootfs } from "./_oci.ts";
+import { sandboxProcess } from "./_process.ts";
+import { checkSpec, prepareLayout } from "./_rootfs.ts";
+import type { RootLayout } from "./_rootfs.ts";
+import type { Sandbox, SandboxProcess, SandboxSpec } from "./mod.ts";
+
+/** The run's tmpfs in the wrapper's mount namespace: a path container root (host uid 2e9) can traverse. */
+const LAYER_BASE = "/tmp";
+const RUNC_PATHS = [
+  "/usr/sbin/runc",
+  "/usr/bin/runc",
+  "/usr/local/sbin/runc",
+  "/usr/local/bin/runc",
+];
+
+/** Checks the host for runc and root, and prepares `workDir`. */
+export async function createRuncSandbox(workDir: string): Promise<Sandbox> {
+  let runc: string | undefined;
+  for (const path of RUNC_PATHS) {
+    if (await Deno.stat(path).then(() => true, () => false)) {
+      runc = path;
+      break;
+    }
+  }
+  if (!runc) throw new Error("Cannot use the runc sandbox: runc is missing (apt-get install runc)");
+  if (Deno.uid() !== 0) {
+    throw new Error(
+      "Cannot use the runc sandbox without root: run the agent as root, or use the bwrap sandbox",
+    );
+  }
+  const layout = await prepareLayout(workDir);
+  const rootfs = `${workDir}/rootfs`;
+  await prepareRootfs(rootfs, layout);
+  const warnings: string[] = [];
+  const found = await detectCgroups();
+  const cgroups = "reason" in found ? null : found;
+  if ("reason" in found) {
+    warnings.push(`Memory, process and CPU limits are not enforced: ${found.reason}`);
+  } else if (found.version === 1 && !found.swapAccounting) {
+    warnings.push(
+      "Swap is not accounted (no memory.memsw in cgroup v1): the memory limit does not cover swap",
+    );
+  }
+  return new RuncSandbox(runc, layout, rootfs, cgroups, warnings);
+}
+
+class RuncSandbox implements Sandbox {
+  readonly name = "runc";
+  readonly warnings: string[];
+  readonly #runc: string;
+  readonly #layout: RootLayout;
+  readonly #rootfs: string;
+  readonly #cgroups: CgroupHost | null;
+
+  constructor(
+    runc: string,
+    layout: RootLayout,
+    rootfs: string,
+    cgroups: CgroupHost | null,
+    warnings: string[],
+  ) {
+    this.#runc = runc;
+    this.#layout = layout;
+    this.#rootfs = rootfs;
+    this.#cgroups = cgroups;
+    this.warnings = warnings;
+  }
+
+  async spawn(spec: SandboxSpec): Promise<SandboxProcess> {
+    await checkSpec(spec);
+    const runDir = `${this.#layout.runsDir}/${spec.runId}`;
+    await Deno.mkdir(runDir, { mode: 0o700 });
+    let cgroup: RunCgroup | null = null;
+    try {
+      if (this.#cgroups) {
+        cgroup = await RunCgroup.create(this.#cgroups, spec.runId, spec.limits);
+        await cgroup.delegate();
+      }
+      const config = ociConfig(spec, {
+        rootfs: `${LAYER_BASE}/root`,
+        layout: this.#layout,
+        appDir: `${LAYER_BASE}/m`,
+        uploadsDir: spec.uploadsDir ? `${LAYER_BASE}/up` : null,
+        cgroupsPath: cgroup?.runcPath ?? null,
+        swapAccounting: this.#cgroups?.swapAccounting ?? false,
+      });
+      await Deno.writeTextFile(`${runDir}/config.json`, JSON.stringify(config), { mode: 0o600 });
+      const binds = [
+        { source: runDir, name: "bundle", readOnly: true },
+        { source: this.#rootfs, name: "root", readOnly: true },
+        ...(spec.uploadsDir ? [{ source: spec.uploadsDir, name: "up", readOnly: true }] : []),
+      ];
+      const argv = layerArgv({
+        base: LAYER_BASE,
+        sizeBytes: spec.limits.tmpBytes,
+        slugDir: spec.slugDir,
+        binds,
+        userns: false,
+        copy: false,
+        // runc stays outside the limits; it puts the container in a child of the run's cgroup.
+        procsFiles: [],
+        fds: [],
+        exec: [
+          ...["/usr/bin/setpriv", "--pdeathsig", "KILL", "--", this.#runc],
+          // runc's state lives and dies with the run's tmpfs: a killed run leaves no container behind.
+          ...["--root", `${LAYER_BASE}/state`, "run"],
+          // --keep leaves runc's cgroup for the OOM check; the cleanup removes it.
+          ...(cgroup ? ["--keep"] : []),
+          ...["--bundle", `${LAYER_BASE}/bundle`, spec.runId],
+        ],
+        command: spec.command,
+      });
+      const child = spec.tty ? await spawnPty(argv, spec.tty) : spawnPiped(argv);
+      const ownCgroup = cgroup;
+      return sandboxProcess(child, async () => {
+        const oomKilled = ownCgroup ? await ownCgroup.oomKilled() : false;
+        await ownCgroup?.remove({ withRunc: true });
+        await Deno.remove(runDir, { recursive: true });
+        return { oomKilled };
+      });
+    } catch (err) {
+      await cgroup?.remove({ withRunc: true }).catch(() => {});
+      await Deno.remove(runDir, { recursive: true }).catch(() => {});
+      throw err;
+    }
+  }
+}

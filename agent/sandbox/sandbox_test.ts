@@ -1,0 +1,385 @@
+import { assert, assertEquals, assertMatch, assertRejects } from "../../tests/_assert.ts";
+import { detectCgroups, RunCgroup } from "./_cgroups.ts";
+import { SANDBOX_UID } from "./mod.ts";
+import {
+  collect,
+  eventually,
+  Fixture,
+  PATH,
+  pidsRunning,
+  TEST_LIMITS,
+  TextReader,
+} from "./_testing.ts";
+
+const ROOT = Deno.uid() === 0;
+const HAS_RUNC = await Deno.stat("/usr/sbin/runc").then(() => true, () => false);
+const CGROUPS = ROOT ? await detectCgroups() : { reason: "not root" };
+const LIMITED = !("reason" in CGROUPS);
+
+function sandboxTests(kind: "bwrap" | "runc"): void {
+  const ignore = kind === "runc" && !(ROOT && HAS_RUNC);
+  const test = (
+    name: string,
+    fn: (fx: Fixture) => Promise<void>,
+    options: { needsCgroups?: boolean } = {},
+  ) =>
+    Deno.test({
+      name: `${kind}: ${name}`,
+      ignore: ignore || (options.needsCgroups === true && !LIMITED),
+      async fn() {
+        await using fx = await Fixture.create(kind);
+        await fn(fx);
+      },
+    });
+
+  test("the root holds /usr and a few /etc files, and nothing else of the host", async (fx) => {
+    const { stdout, status } = await fx.run(
+      `ls /; test -x /bin/sh && echo sh-ok; touch /usr/x 2>/dev/null || echo usr-ro; touch /x 2>/dev/null || echo root-ro
+      grep -q '^app:x:65534:65534:' /etc/passwd && echo passwd-ok; test -e /etc/resolv.conf && echo resolv-ok
+      for p in /root /etc/shadow /work "$WORK" "$SLUG" /var /home; do test -e "$p" && echo "visible $p"; done; true`,
+      { env: { PATH, WORK: fx.workDir, SLUG: fx.slugDir } },
+    );
+    assertEquals(status.code, 0);
+    const lines = stdout.trim().split("\n");
+    const top = lines.filter((line) => /^[a-z0-9]+$/.test(line));
+    const allowed = [
+      "app",
+      "bin",
+      "dev",
+      "etc",
+      "lib",
+      "lib32",
+      "lib64",
+      "libx32",
+      "proc",
+      "sbin",
+      "tmp",
+      "usr",
+    ];
+    for (const name of top) assert(allowed.includes(name), `Unexpected /${name}`);
+    for (const word of ["sh-ok", "usr-ro", "root-ro", "passwd-ok"]) {
+      assert(lines.includes(word), stdout);
+    }
+    if (await Deno.stat("/etc/resolv.conf").then(() => true, () => false)) {
+      assert(lines.includes("resolv-ok"));
+    }
+    assertEquals(lines.filter((line) => line.startsWith("visible")), []);
+  });
+
+  test("/app is the slug with a writable layer that vanishes with the run", async (fx) => {
+    const first = await fx.run(
+      "echo new > new.txt && mkdir d && echo changed > owned.txt && cat new.txt owned.txt",
+    );
+    assertEquals(first.stdout, "new\nchanged\n");
+    assertEquals(first.status.code, 0);
+    const second = await fx.run("ls -A /app; cat /app/owned.txt");
+    assertEquals(second.stdout, "hello.txt\nowned.txt\nmine\n");
+    const names = (await Array.fromAsync(Deno.readDir(fx.slugDir))).map((e) => e.name).sort();
+    assertEquals(names, ["hello.txt", "owned.txt"]);
+    assertEquals(await Deno.readTextFile(`${fx.slugDir}/owned.txt`), "mine\n");
+  });
+
+  test("/tmp is a tmpfs of the run's size: filling it fails with ENOSPC", async (fx) => {
+    const { stdout, stderr } = await fx.run(
+      "echo ok > /tmp/small && cat /tmp/small; dd if=/dev/zero of=/tmp/fill bs=64k count=128",
+      { limits: { ...TEST_LIMITS, tmpBytes: 1024 * 1024 } },
+    );
+    assertEquals(stdout, "ok\n");
+    assertMatch(stderr, /No space left on device/);
+  });
+
+  test("uploads appear read-only in /tmp/uploads", async (fx) => {
+    const { stdout } = await fx.run(
+      "cat /tmp/uploads/data.csv; touch /tmp/uploads/x 2>/dev/null || echo read-only",
+      {
+        uploadsDir: fx.uploadsDir,
+      },
+    );
+    assertEquals(stdout, "a,b\n1,2\nread-only\n");
+  });
+
+  test("the process runs as uid 65534 without capabilities, in new namespaces", async (fx) => {
+    const { stdout } = await fx.run(
+      `id -u; id -g; grep -E '^(CapEff|NoNewPrivs):' /proc/self/status
+      for n in pid ipc uts mnt user cgroup net; do echo "$n $(readlink /proc/self/ns/$n)"; done`,
+    );
+    const lines = stdout.trim().split("\n");
+    assertEquals(lines.slice(0, 4).map((line) => line.replace(/\s+/g, " ")), [
+      "65534",
+      "65534",
+      "CapEff: 0000000000000000",
+      "NoNewPrivs: 1",
+    ]);
+    for (const line of lines.slice(4)) {
+      const [name, inside] = line.split(" ");
+      const host = await Deno.readLink(`/proc/self/ns/${name}`);
+      if (name === "net") assertEquals(inside, host, "the host network is shared");
+      else assert(inside !== host, `namespace ${name} is shared with the host`);
+    }
+  });
+
+  test("network none leaves the run only a loopback device", async (fx) => {
+    const { stdout } = await fx.run(
+      "readlink /proc/self/ns/net; tail -n +3 /proc/net/dev | cut -d: -f1",
+      {
+        network: "none",
+      },
+    );
+    const [ns, ...devices] = stdout.trim().split("\n");
+    assert(ns !== await Deno.readLink("/proc/self/ns/net"));
+    assertEquals(devices.map((d) => d.trim()), ["lo"]);
+  });
+
+  test("host processes are invisible", async (fx) => {
+    // Builtins only: every pid listed is one of the sandbox's.
+    const { stdout } = await fx.run("for p in /proc/[0-9]*; do echo ${p#/proc/}; done");
+    const pids = stdout.trim().split("\n").map(Number);
+    assert(pids.length <= 3 && pids.every((pid) => pid < 10), `pids: ${pids}`);
+  });
+
+  test("the environment is exactly the spec's", async (fx) => {
+    const odd = "a b\nc=d 'q' \"dq\" $x ünï";
+    const hostOnly = Object.keys(Deno.env.toObject()).find((name) =>
+      !["PATH", "HOME", "PWD"].includes(name)
+    );
+    const { stdout } = await fx.run("/usr/bin/env -0", { env: { PATH, HOME: "/app", ODD: odd } });
+    const env = Object.fromEntries(
+      stdout.split("\0").filter(Boolean).map((
+        kv,
+      ) => [kv.split("=")[0], kv.slice(kv.indexOf("=") + 1)]),
+    );
+    assertEquals(env.ODD, odd);
+    assertEquals(env.HOME, "/app");
+    for (const name of Object.keys(env)) {
+      assert(["PATH", "HOME", "ODD", "PWD"].includes(name), `unexpected ${name}`);
+    }
+    if (hostOnly) assertEquals(env[hostOnly], undefined);
+  });
+
+  test("the exit status is the shell's, and 128+N for signal N", async (fx) => {
+    assertEquals((await fx.run("exit 3")).status, { code: 3, signal: null, oomKilled: false });
+    assertEquals((await fx.run("kill -9 $$")).status, {
+      code: 137,
+      signal: "SIGKILL",
+      oomKilled: false,
+    });
+    const process = await fx.sandbox.spawn(fx.spec("echo started; sleep 1000; echo not reached"));
+    const out = new TextReader(process.stdout);
+    await out.waitFor("started");
+    process.kill("SIGTERM");
+    const status = await process.status;
+    await out.done;
+    assertEquals(status.code, 143);
+    assertEquals(status.signal, "SIGTERM");
+    assertEquals(out.text, "started\n");
+  });
+
+  test("no-TTY stdio is binary-safe, stdin close is EOF and stderr is separate", async (fx) => {
+    const input = new Uint8Array(256 * 1024).map((_, i) => (i * 7 + (i >> 8)) & 0xff);
+    const process = await fx.sandbox.spawn(fx.spec("cat; echo err >&2"));
+    const outputs = Promise.all([
+      new Response(process.stdout).bytes(),
+      new Response(process.stderr!).text(),
+    ]);
+    const writer = process.stdin.getWriter();
+    await writer.write(input);
+    await writer.close();
+    const [stdout, stderr] = await outputs;
+    assertEquals(stdout.length, input.length);
+    assert(stdout.every((byte, i) => byte === input[i]), "stdout differs from stdin");
+    assertEquals(stderr, "err\n");
+    assertEquals((await process.status).code, 0);
+  });
+
+  test("a TTY run gets a real terminal of the requested size, and resizes", async (fx) => {
+    const process = await fx.sandbox.spawn(fx.spec(
+      `tty; stty size; while read x; do s=$(stty size); echo "size $s"; [ "$s" = "40 100" ] && exit 7; done`,
+      { tty: { cols: 91, rows: 27 } },
+    ));
+    assertEquals(process.stderr, null);
+    const out = new TextReader(process.stdout);
+    await out.waitFor("27 91");
+    // bwrap shows the terminal as /dev/console; runc makes one in the container's devpts.
+    assertMatch(out.text, /^\/dev\/(pts\/\d+|console)\r?$/m);
+    process.resize(100, 40);
+    const writer = process.stdin.getWriter();
+    // runc passes a resize on asynchronously: ask until it shows.
+    const asking = setInterval(
+      () => writer.write(new TextEncoder().encode("\n")).catch(() => {}),
+      200,
+    );
+    try {
+      await out.waitFor("size 40 100");
+    } finally {
+      clearInterval(asking);
+    }
+    assertEquals((await process.status).code, 7);
+    await out.done;
+  });
+
+  test("TIOCSTI cannot type into the terminal", async (fx) => {
+    const script = `import fcntl, termios; fcntl.ioctl(0, termios.TIOCSTI, b"x")`;
+    const process = await fx.sandbox.spawn(fx.spec(
+      `python3 -c '${script}' 2>/dev/null && echo INJECTED || echo REFUSED`,
+      { tty: { cols: 80, rows: 24 } },
+    ));
+    const { stdout } = await collect(process);
+    assertMatch(stdout, /REFUSED/);
+    assert(!stdout.includes("INJECTED"), stdout);
+  });
+
+  test("spawn refuses a bad run id, a bad variable name and a missing slug", async (fx) => {
+    await assertRejects(() => fx.sandbox.spawn(fx.spec("true", { runId: "../escape" })), /run id/);
+    await assertRejects(
+      () => fx.sandbox.spawn(fx.spec("true", { env: { "A=B": "x" } })),
+      /"A=B" is invalid/,
+    );
+    await assertRejects(
+      () => fx.sandbox.spawn(fx.spec("true", { slugDir: `${fx.slugDir}/nope` })),
+      /slug dir/,
+    );
+    assertEquals(await Array.fromAsync(Deno.readDir(`${fx.workDir}/runs`)), []);
+  });
+
+  test("memory past the limit is OOM-killed inside, and reported", async (fx) => {
+    const { status } = await fx.run(`python3 -c 'x = b"x" * (256 * 1024 * 1024)'`, {
+      limits: { ...TEST_LIMITS, memoryBytes: 48 * 1024 * 1024 },
+    });
+    assertEquals(status, { code: 137, signal: "SIGKILL", oomKilled: true });
+  }, { needsCgroups: true });
+
+  test("a fork loop stops at pids.max and the run still ends", async (fx) => {
+    const { stdout, status } = await fx.run(
+      `(i=0; while [ $i -lt 100 ]; do sleep 600 & i=$((i+1)); done) 2>/dev/null
+      n=0; for p in /proc/[0-9]*; do n=$((n+1)); done; echo "procs $n"`,
+      { limits: { ...TEST_LIMITS, pids: 24 } },
+    );
+    const procs = Number(/procs (\d+)/.exec(stdout)?.[1]);
+    assert(procs > 1 && procs <= 24, stdout);
+    assertEquals(status.code, 0);
+  }, { needsCgroups: true });
+
+  test("limits are written to the run's cgroup, and it is removed after the run", async (fx) => {
+    if ("reason" in CGROUPS) return;
+    const spec = fx.spec("echo started; sleep 1000");
+    const process = await fx.sandbox.spawn(spec);
+    const out = new TextReader(process.stdout);
+    await out.waitFor("started");
+    const rel = `oneoff/${spec.runId}`;
+    const { roots, version } = CGROUPS;
+    const read = (root: string, file: string) =>
+      Deno.readTextFile(`${root}/${rel}/${file}`).then((t) => t.trim());
+    if (version === 1) {
+      assertEquals(
+        await read(roots.memory, "memory.limit_in_bytes"),
+        String(TEST_LIMITS.memoryBytes),
+      );
+      assertEquals(await read(roots.pids, "pids.max"), String(TEST_LIMITS.pids));
+      assertEquals(await read(roots.cpu, "cpu.cfs_quota_us"), String(TEST_LIMITS.cpuMillis * 100));
+    } else {
+      assertEquals(await read(roots.memory, "memory.max"), String(TEST_LIMITS.memoryBytes));
+      assertEquals(await read(roots.pids, "pids.max"), String(TEST_LIMITS.pids));
+      assertEquals(await read(roots.cpu, "cpu.max"), `${TEST_LIMITS.cpuMillis * 100} 100000`);
+    }
+    process.kill("SIGKILL");
+    await process.status;
+    for (const root of CGROUPS.allRoots) {
+      assert(
+        !(await Deno.stat(`${root}/${rel}`).then(() => true, () => false)),
+        `${root}/${rel} remains`,
+      );
+    }
+    assert(!(await Deno.stat(`${fx.workDir}/runs/${spec.runId}`).then(() => true, () => false)));
+  }, { needsCgroups: true });
+
+  test("the sandbox dies with the agent", async (fx) => {
+    const marker = `1000.${crypto.getRandomValues(new Uint32Array(1))[0]}`;
+    const runId = crypto.randomUUID();
+    const agent = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        `--config=${new URL("../../deno.json", import.meta.url).pathname}`,
+        new URL("./_testing_agent.ts", import.meta.url).pathname,
+        kind,
+        fx.workDir,
+        fx.slugDir,
+        runId,
+        `exec sleep ${marker}`,
+      ],
+      stdout: "null",
+      stderr: "inherit",
+    }).spawn();
+    try {
+      await eventually(
+        async () => (await pidsRunning(["sleep", marker])).length > 0,
+        "the sandboxed sleep runs",
+      );
+      agent.kill("SIGKILL");
+      await agent.status;
+      await eventually(
+        async () => (await pidsRunning(["sleep", marker])).length === 0,
+        "the sandboxed sleep is gone",
+      );
+    } finally {
+      try {
+        agent.kill("SIGKILL");
+      } catch { /* already dead */ }
+      await agent.status;
+      // The killed agent could not clean up: its run's cgroups are ours to remove.
+      if (LIMITED && !("reason" in CGROUPS)) {
+        await RunCgroup.of(CGROUPS, runId).remove({ withRunc: true });
+      }
+    }
+  });
+}
+
+sandboxTests("bwrap");
+sandboxTests("runc");
+
+Deno.test({
+  name: "bwrap without root still sandboxes, and warns that limits are not enforced",
+  ignore: !ROOT,
+  async fn() {
+    const home = await Deno.makeTempDir({ prefix: "oneoff-unprivileged-home-" });
+    try {
+      await Deno.chown(home, SANDBOX_UID, SANDBOX_UID);
+      const output = await new Deno.Command("/usr/bin/setpriv", {
+        args: [
+          ...[
+            `--reuid=${SANDBOX_UID}`,
+            `--regid=${SANDBOX_UID}`,
+            "--clear-groups",
+            "--",
+            Deno.execPath(),
+          ],
+          ...[
+            "run",
+            "-A",
+            "--no-config",
+            "--quiet",
+            new URL("./_testing_unprivileged.ts", import.meta.url).pathname,
+          ],
+        ],
+        clearEnv: true,
+        env: { PATH, HOME: home, DENO_DIR: `${home}/deno`, TMPDIR: home },
+        cwd: home,
+      }).output();
+      const stderr = new TextDecoder().decode(output.stderr);
+      assert(output.success, stderr);
+      const seen = JSON.parse(new TextDecoder().decode(output.stdout));
+      assertEquals(seen.warnings.length, 1);
+      assertMatch(
+        seen.warnings[0],
+        /Not running as root: memory, process and CPU limits are not enforced/,
+      );
+      assertEquals(seen.stdout.replace(/\s+/g, " ").trim(), "65534 CapEff: 0000000000000000 new");
+      assertMatch(seen.stderr, /No space left on device/);
+      assertEquals(seen.status, { code: 1, signal: null, oomKilled: false });
+      assertEquals(seen.slug, ["hello.txt"]);
+      assertEquals(seen.runs, []);
+    } finally {
+      await Deno.remove(home, { recursive: true });
+    }
+  },
+});

@@ -1,0 +1,68 @@
+/**
+ * `audit show`, `audit export` and `audit rotate-key`.
+ * @module
+ */
+import { APP_OPTION, appName, CliError, err, out, parse, UsageError } from "../_io.ts";
+import { Client } from "../client.ts";
+
+interface Readout {
+  run: string;
+  problems: string[];
+  transcript?: string;
+  cast?: string;
+}
+
+const USAGE =
+  "Use: oneoff audit show -a APP one-off-N | audit export -a APP one-off-N > x.cast | " +
+  "audit rotate-key";
+
+/**
+ * `oneoff audit show -a APP one-off-N [--json]` (a transcript),
+ * `oneoff audit export -a APP one-off-N` (asciicast v2 on stdout) and
+ * `oneoff audit rotate-key` (admins). Problems with a recording go to stderr,
+ * one line each, after whatever could be read; the command then fails.
+ */
+export async function audit(args: string[]): Promise<void> {
+  const [sub, ...rest] = args;
+  switch (sub) {
+    case "show":
+    case "export":
+      return await display(sub, rest);
+    case "rotate-key": {
+      const { positionals } = parse(rest, {});
+      if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
+      const client = await Client.load();
+      const { key } = await client.request<{ key: string }>("POST", "/audit/rotate-key");
+      out(
+        `New audit key "${key}" is current; older keys stay in the key file for older recordings\n`,
+      );
+      return;
+    }
+    default:
+      throw new UsageError(sub === undefined ? USAGE : `Unknown audit command "${sub}". ${USAGE}`);
+  }
+}
+
+async function display(sub: "show" | "export", args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, { ...APP_OPTION, json: { type: "boolean" } });
+  const app = appName(values.app);
+  const [label, ...extra] = positionals;
+  if (!label || extra.length > 0) {
+    throw new UsageError(`audit ${sub} needs exactly one run, e.g. one-off-3`);
+  }
+  if (values.json && sub === "export") {
+    throw new UsageError("audit export writes asciicast: --json is for show");
+  }
+  const format = values.json ? "json" : sub === "show" ? "transcript" : "cast";
+  const client = await Client.load();
+  const path = `/apps/${encodeURIComponent(app)}/runs/${
+    encodeURIComponent(label)
+  }/audit?format=${format}`;
+  const readout = await client.request<Readout>("GET", path);
+  if (values.json) out(JSON.stringify(readout, null, 2) + "\n");
+  else out((sub === "show" ? readout.transcript : readout.cast) ?? "");
+  if (readout.problems.length === 0) return;
+  for (const problem of readout.problems) err(`${problem}\n`);
+  const count = readout.problems.length === 1 ? "a problem" : `${readout.problems.length} problems`;
+  throw new CliError(`The recording of ${readout.run} has ${count} (listed above)`);
+}

@@ -1,0 +1,15 @@
+/**
+ * Audit recordings on the server: the key file, encrypted storage with a
+ * hash chain, verification on read, and rendering for people.
+ * @module
+ */
+export { AuditService } from "./service.ts";
+export { type Keyring, loadKeyring, rotateKey } from "./keyring.ts";
+export { type AuditEvent, type AuditReadout, type TermSize } from "./verify.ts";
+export {
+  type CastMeta,
+  type DisplayEvent,
+  displayEvents,
+  toAsciicast,
+  toTranscript,
+} from "./render.ts";

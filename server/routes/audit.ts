@@ -1,0 +1,102 @@
+/**
+ * Displaying a run's audit recording (JSON readout, transcript, asciicast)
+ * to an admin or a member of its app, each display on the timeline; and
+ * the admin's key rotation.
+ * @module
+ */
+import type { Context } from "hono";
+import { Hono } from "hono";
+import {
+  type AuditReadout,
+  type AuditService,
+  displayEvents,
+  toAsciicast,
+  toTranscript,
+} from "../audit/mod.ts";
+import { type AuthEnv, requireAdmin } from "../auth.ts";
+import type { ServerContext } from "../context.ts";
+import { HttpError } from "../http_error.ts";
+import type { AppRow, RunRow } from "../store/mod.ts";
+import { loadApp, loadRun } from "./_load.ts";
+import { runInfo } from "./runs.ts";
+
+const FORMATS = ["json", "transcript", "cast"] as const;
+type Format = typeof FORMATS[number];
+
+/**
+ * Routes under `/apps`: `GET /:app/runs/:run/audit` (JSON; `?format=transcript`
+ * or `?format=cast` put that text in the JSON instead of the events) and
+ * `GET /:app/runs/:run/audit.cast` (the asciicast file itself).
+ */
+export function auditRoutes(ctx: ServerContext, audit: AuditService): Hono<AuthEnv> {
+  const { store } = ctx;
+  const app = new Hono<AuthEnv>();
+
+  // Loads, decrypts and records who looked: every display is on the timeline.
+  async function view(c: Context<AuthEnv>, format: Format) {
+    const row = await loadApp(c, store);
+    const run = await loadRun(c, store, row);
+    const readout = await audit.read(run.id);
+    const label = `one-off-${run.number}`;
+    await store.addEvent({
+      app_id: row.id,
+      app_name: row.name,
+      actor: c.get("auth").actor,
+      kind: "audit.viewed",
+      data: { run: label, format },
+    });
+    return { row, run, readout, label };
+  }
+
+  app.get("/:app/runs/:run/audit", async (c) => {
+    const raw = c.req.query("format") ?? "json";
+    if (!(FORMATS as readonly string[]).includes(raw)) {
+      throw new HttpError(422, "invalid", `Unknown format "${raw}": use json, transcript or cast`);
+    }
+    const format = raw as Format;
+    const { row, run, readout, label } = await view(c, format);
+    const agents = new Map((await store.listAgents()).map((a) => [a.id, a]));
+    const body: Record<string, unknown> = {
+      run: label,
+      meta: runInfo(run, row.name, agents),
+      t0: readout.t0 === null ? null : new Date(readout.t0).toISOString(),
+      size: readout.size,
+      final: readout.final,
+      problems: readout.problems,
+    };
+    if (format === "json") body.events = displayEvents(readout);
+    else if (format === "transcript") body.transcript = toTranscript(readout);
+    else body.cast = cast(readout, row, run);
+    return c.json(body);
+  });
+
+  app.get("/:app/runs/:run/audit.cast", async (c) => {
+    const { row, run, readout, label } = await view(c, "cast");
+    return new Response(cast(readout, row, run), {
+      headers: {
+        "content-type": "application/x-asciicast",
+        "content-disposition": `attachment; filename="${row.name}-${label}.cast"`,
+        // Problems travel beside the file, which has no place for them.
+        "x-oneoff-audit-problems": encodeURIComponent(JSON.stringify(readout.problems)),
+      },
+    });
+  });
+
+  return app;
+}
+
+/** `POST /audit/rotate-key` (admin only): a new current audit key; answers its id. */
+export function adminAuditRoutes(audit: AuditService): Hono<AuthEnv> {
+  const app = new Hono<AuthEnv>();
+  app.post("/audit/rotate-key", async (c) => {
+    const auth = c.get("auth");
+    requireAdmin(auth);
+    const key = await audit.rotateKey({ actor: auth.actor });
+    return c.json({ key });
+  });
+  return app;
+}
+
+function cast(readout: AuditReadout, app: AppRow, run: RunRow): string {
+  return toAsciicast(readout, { title: `${app.name} one-off-${run.number}: ${run.command}` });
+}
