@@ -3,6 +3,7 @@
  * the API, the agents' channel and the dashboard.
  * @module
  */
+import { resolve as resolvePath } from "node:path";
 import { DEFAULT_SIZES } from "../protocol/mod.ts";
 import { createLogger, type Logger } from "../util/log.ts";
 import { createApp } from "./app.ts";
@@ -59,7 +60,8 @@ async function readOrCreateSecret(path: string, make: () => string): Promise<str
 }
 
 /** Starts the server; resolves once it listens. */
-export async function startServer(options: ServerOptions): Promise<RunningServer> {
+export async function startServer(given: ServerOptions): Promise<RunningServer> {
+  const options = { ...given, dataDir: resolvePath(given.dataDir) };
   const log = options.log ?? createLogger("server");
   await Deno.mkdir(options.dataDir, { recursive: true, mode: 0o700 });
   const store = await openStore(options.database ?? `sqlite:${options.dataDir}/oneoff.db`);
