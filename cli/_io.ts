@@ -2,7 +2,6 @@
  * The CLI's errors, output helpers and argument parsing.
  * @module
  */
-import { parseArgs, type ParseArgsConfig } from "node:util";
 
 /** A mistake in how a command was typed: exit 2 with its usage. */
 export class UsageError extends Error {
@@ -37,26 +36,6 @@ export function err(text: string): void {
 function writeAll(target: { writeSync(p: Uint8Array): number }, bytes: Uint8Array): void {
   let offset = 0;
   while (offset < bytes.length) offset += target.writeSync(bytes.subarray(offset));
-}
-
-/** Options every app-scoped command shares. */
-export const APP_OPTION = { app: { type: "string", short: "a" } } as const;
-
-/** parseArgs with usage errors instead of exceptions. */
-export function parse<T extends NonNullable<ParseArgsConfig["options"]>>(
-  args: string[],
-  options: T,
-) {
-  try {
-    return parseArgs({
-      args,
-      options: { ...options, help: { type: "boolean", short: "h" } },
-      allowPositionals: true,
-      strict: true,
-    });
-  } catch (e) {
-    throw new UsageError(e instanceof Error ? e.message.split("\n")[0]! : String(e));
-  }
 }
 
 /** The app from `-a` or `ONEOFF_APP`, or a usage error. */

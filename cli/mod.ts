@@ -3,11 +3,6 @@
  * @module
  */
 import { CliError, err, out, UsageError } from "./_io.ts";
-import { agents, login, tokens } from "./commands/admin.ts";
-import { apps, deploy, env } from "./commands/apps.ts";
-import { audit } from "./commands/audit.ts";
-import { logs, ps, stop, timeline } from "./commands/runs.ts";
-import { run } from "./commands/run.ts";
 
 export { CliError, UsageError } from "./_io.ts";
 
@@ -34,19 +29,23 @@ export const USAGE: Record<string, string> = {
     "oneoff audit show -a APP one-off-N [--json] | audit export -a APP one-off-N > x.cast | audit rotate-key",
 };
 
-const COMMANDS: Record<string, (args: string[]) => Promise<number | void>> = {
-  login,
-  apps,
-  env,
-  deploy,
-  run,
-  ps,
-  stop,
-  logs,
-  timeline,
-  agents,
-  tokens,
-  audit,
+type Command = (args: string[]) => Promise<number | void>;
+
+// Each command's module is loaded only when it runs: start-up time is part
+// of every `oneoff run`.
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  login: async () => (await import("./commands/admin.ts")).login,
+  agents: async () => (await import("./commands/admin.ts")).agents,
+  tokens: async () => (await import("./commands/admin.ts")).tokens,
+  apps: async () => (await import("./commands/apps.ts")).apps,
+  env: async () => (await import("./commands/apps.ts")).env,
+  deploy: async () => (await import("./commands/apps.ts")).deploy,
+  run: async () => (await import("./commands/run.ts")).run,
+  ps: async () => (await import("./commands/runs.ts")).ps,
+  stop: async () => (await import("./commands/runs.ts")).stop,
+  logs: async () => (await import("./commands/runs.ts")).logs,
+  timeline: async () => (await import("./commands/runs.ts")).timeline,
+  audit: async () => (await import("./commands/audit.ts")).audit,
 };
 
 /** The whole help text. */
@@ -69,8 +68,8 @@ export async function runCli(args: string[]): Promise<number> {
     out(help());
     return name ? 0 : 2;
   }
-  const command = COMMANDS[name];
-  if (!command) {
+  const load = COMMANDS[name];
+  if (!load) {
     err(`oneoff: unknown command "${name}"\n\n${help()}`);
     return 2;
   }
@@ -83,6 +82,7 @@ export async function runCli(args: string[]): Promise<number> {
     return 0;
   }
   try {
+    const command = await load();
     return (await command(rest)) ?? 0;
   } catch (e) {
     if (e instanceof UsageError) {

@@ -3,7 +3,8 @@
  * @module
  */
 import type { AgentInfo } from "../../protocol/mod.ts";
-import { age, out, parse, table, UsageError } from "../_io.ts";
+import { parse } from "../_args.ts";
+import { age, out, table, UsageError } from "../_io.ts";
 import { Client, configPath, writeConfig } from "../client.ts";
 
 /** `oneoff login --server URL --token T`: checks, then stores them (0600). */

@@ -3,9 +3,9 @@
  * @module
  */
 import type { AppInfo } from "../../protocol/mod.ts";
-import { APP_OPTION, appName, CliError, out, parse, table, UsageError } from "../_io.ts";
+import { APP_OPTION, parse } from "../_args.ts";
+import { appName, CliError, out, table, UsageError } from "../_io.ts";
 import { Client } from "../client.ts";
-import { packDirectory } from "../pack.ts";
 
 /** `oneoff apps create NAME | apps list | apps destroy NAME`. */
 export async function apps(args: string[]): Promise<void> {
@@ -89,7 +89,9 @@ export async function deploy(args: string[]): Promise<void> {
   } catch {
     throw new CliError(`Cannot deploy "${app}": "${path}" does not exist`);
   }
-  const body = info.isDirectory ? packDirectory(path) : (await Deno.open(path)).readable;
+  const body = info.isDirectory
+    ? (await import("../pack.ts")).packDirectory(path)
+    : (await Deno.open(path)).readable;
   const client = await Client.load();
   const { release } = await client.request<
     {

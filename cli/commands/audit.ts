@@ -2,7 +2,8 @@
  * `audit show`, `audit export` and `audit rotate-key`.
  * @module
  */
-import { APP_OPTION, appName, CliError, err, out, parse, UsageError } from "../_io.ts";
+import { APP_OPTION, parse } from "../_args.ts";
+import { appName, CliError, err, out, UsageError } from "../_io.ts";
 import { Client } from "../client.ts";
 
 interface Readout {

@@ -6,7 +6,6 @@
 import type { AttachInfo, RunInfo } from "../../protocol/mod.ts";
 import { CliError, err, out, parseDuration, UsageError } from "../_io.ts";
 import { Client } from "../client.ts";
-import { packDirectory } from "../pack.ts";
 import { attachStream } from "../attach.ts";
 
 /** Parsed `oneoff run` options. */
@@ -104,7 +103,9 @@ async function upload(client: Client, app: string, path: string) {
   }
   const base = path.replace(/\/+$/, "").split("/").pop() || "upload";
   const name = info.isDirectory ? `${base}.tar.gz` : base;
-  const body = info.isDirectory ? packDirectory(path) : (await Deno.open(path)).readable;
+  const body = info.isDirectory
+    ? (await import("../pack.ts")).packDirectory(path)
+    : (await Deno.open(path)).readable;
   const res = await client.request<{ sha256: string; size: number }>(
     "POST",
     `/apps/${encodeURIComponent(app)}/uploads`,

@@ -3,7 +3,8 @@
  * @module
  */
 import type { LogLine, RunInfo, TimelineEvent } from "../../protocol/mod.ts";
-import { age, APP_OPTION, appName, out, parse, table, UsageError } from "../_io.ts";
+import { APP_OPTION, parse } from "../_args.ts";
+import { age, appName, out, table, UsageError } from "../_io.ts";
 import { Client } from "../client.ts";
 
 function appPath(app: string, rest: string): string {
