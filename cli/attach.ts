@@ -5,6 +5,7 @@
  */
 import type { AttachInfo } from "../protocol/mod.ts";
 import { CliError } from "./_io.ts";
+import type { ByteConn } from "./_tls.ts";
 
 /** How to attach: PTY (raw terminal, resizes) or a plain byte pipe. */
 export interface AttachOptions {
@@ -12,10 +13,18 @@ export interface AttachOptions {
   onResize?: (cols: number, rows: number) => void;
 }
 
-async function connect(info: Omit<AttachInfo, "secret">): Promise<Deno.Conn> {
+async function connect(info: Omit<AttachInfo, "secret">): Promise<ByteConn> {
+  if (info.tls) {
+    if (!info.tls_fingerprint) {
+      throw new CliError(
+        "The server knows no certificate for this agent: refusing an unpinned TLS connection",
+      );
+    }
+    const { connectPinned } = await import("./_tls.ts");
+    return await connectPinned(info.host, info.port, info.tls_fingerprint);
+  }
   try {
-    if (!info.tls) return await Deno.connect({ hostname: info.host, port: info.port });
-    return await Deno.connectTls({ hostname: info.host, port: info.port });
+    return await Deno.connect({ hostname: info.host, port: info.port });
   } catch (e) {
     throw new CliError(
       `Cannot connect to ${info.host}:${info.port}: ${e instanceof Error ? e.message : e}`,
@@ -23,7 +32,7 @@ async function connect(info: Omit<AttachInfo, "secret">): Promise<Deno.Conn> {
   }
 }
 
-async function copyStdinTo(conn: Deno.Conn, halfClose: boolean): Promise<void> {
+async function copyStdinTo(conn: ByteConn, halfClose: boolean): Promise<void> {
   const buf = new Uint8Array(64 * 1024);
   try {
     while (true) {
@@ -39,7 +48,7 @@ async function copyStdinTo(conn: Deno.Conn, halfClose: boolean): Promise<void> {
   }
 }
 
-async function copyConnToStdout(conn: Deno.Conn): Promise<void> {
+async function copyConnToStdout(conn: ByteConn): Promise<void> {
   const buf = new Uint8Array(64 * 1024);
   try {
     while (true) {

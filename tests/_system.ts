@@ -44,6 +44,8 @@ export interface SystemOptions {
   maxRuns?: number;
   /** A `--database` URL; SQLite in the temp dir by default. */
   database?: string;
+  /** PEM certificate and key: the agent's attach port speaks TLS. */
+  tls?: { cert: string; key: string };
 }
 
 /** Starts server + agent on free ports in a temp dir. */
@@ -66,6 +68,7 @@ export async function startSystem(options: SystemOptions = {}): Promise<TestSyst
     sandbox: options.sandbox ?? "bwrap",
     maxRuns: options.maxRuns ?? 20,
     log,
+    ...(options.tls ? { tls: options.tls } : {}),
   });
   const token = server.newAdminToken!;
   const env = () => ({ ONEOFF_SERVER: server.url, ONEOFF_TOKEN: token, HOME: dir, NO_COLOR: "1" });
