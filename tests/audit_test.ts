@@ -1,0 +1,102 @@
+import postgres from "postgres";
+import { assert, assertEquals, assertMatch } from "./_assert.ts";
+import { eventually, startSystem, type TestSystem } from "./_system.ts";
+
+const PG = Deno.env.get("ONEOFF_TEST_POSTGRES");
+
+/** Runs an attached no-TTY session that echoes a typed marker; waits until its recording is complete. */
+async function recordSession(sys: TestSystem, marker: string): Promise<void> {
+  const res = await sys.cli([
+    "run",
+    "-a",
+    "demo",
+    "--no-tty",
+    "--silent",
+    "--",
+    "cat; printf '\\377binary\\n'",
+  ], {
+    stdin: `${marker}\n`,
+  });
+  assertEquals(res.code, 0, res.stderr);
+  assertMatch(res.stdout, new RegExp(marker));
+  await eventually(async () => {
+    const readout = await sys.api<{ problems: string[]; final: boolean }>(
+      "GET",
+      "/apps/demo/runs/one-off-1/audit",
+    );
+    return readout.final && readout.problems.length === 0;
+  });
+}
+
+Deno.test("an attached session is recorded: audit show prints it, export is asciicast v2, views are in the timeline", async () => {
+  await using sys = await startSystem();
+  const marker = `typed-marker-${crypto.randomUUID()}`;
+  await recordSession(sys, marker);
+  const views = async () =>
+    (await sys.api<{ events: { kind: string }[] }>("GET", "/apps/demo/timeline?limit=1000")).events
+      .filter((e) => e.kind === "audit.viewed").length;
+  const viewsBefore = await views();
+  const show = await sys.cli(["audit", "show", "-a", "demo", "one-off-1"]);
+  assertEquals(show.code, 0, show.stderr);
+  assertMatch(show.stdout, new RegExp(`⟩ ${marker}`), "input lines are marked");
+  assertMatch(show.stdout, /\\xffbinary/, "bytes that are not UTF-8 are escaped");
+  const cast = await sys.cli(["audit", "export", "-a", "demo", "one-off-1"]);
+  assertEquals(cast.code, 0, cast.stderr);
+  const [header, ...events] = cast.stdout.trim().split("\n");
+  assertEquals(JSON.parse(header!).version, 2);
+  const parsed = events.map((line) => JSON.parse(line) as [number, string, string]);
+  assert(parsed.every(([t, kind]) => typeof t === "number" && ["o", "i", "r"].includes(kind)));
+  assert(parsed.some(([, kind, text]) => kind === "i" && text.includes(marker)));
+  assertEquals(await views(), viewsBefore + 2, "each display is a timeline event");
+
+  // The database never holds the session in clear.
+  const db = `${sys.dir}/server/oneoff.db`;
+  for (const file of [db, `${db}-wal`]) {
+    const bytes = await Deno.readFile(file).catch(() => new Uint8Array());
+    assert(!new TextDecoder("latin1").decode(bytes).includes(marker), `no plaintext in ${file}`);
+  }
+});
+
+Deno.test("a member cannot read another app's session", async () => {
+  await using sys = await startSystem();
+  await recordSession(sys, "member-check");
+  await sys.cli(["apps", "create", "other"]);
+  const token = (await sys.cli(["tokens", "create", "--role", "member", "--app", "other"])).stdout
+    .trim();
+  const denied = await sys.cli(["audit", "show", "-a", "demo", "one-off-1"], {
+    env: { ONEOFF_TOKEN: token },
+  });
+  assertEquals(denied.code, 1);
+  assertMatch(denied.stderr, /may not use app "demo"/);
+});
+
+Deno.test({
+  name: "PostgreSQL rows hold no plaintext of a recorded session",
+  ignore: !PG,
+  async fn() {
+    const schema = `audit_e2e_${crypto.randomUUID().replaceAll("-", "")}`;
+    const admin = postgres(PG!, { max: 1, onnotice: () => {} });
+    await admin.unsafe(`create schema ${schema}`);
+    try {
+      await using sys = await startSystem({
+        database: `${PG}${PG!.includes("?") ? "&" : "?"}search_path=${schema}`,
+      });
+      const marker = `pg-marker-${crypto.randomUUID()}`;
+      await recordSession(sys, marker);
+      const tables = await admin<{ table_name: string }[]>`
+        select table_name from information_schema.tables where table_schema = ${schema}`;
+      assert(tables.length > 5);
+      for (const { table_name } of tables) {
+        const rows = await admin.unsafe(`select t::text as row from ${schema}.${table_name} t`);
+        for (const { row } of rows) {
+          assert(!String(row).includes(marker), `plaintext found in ${table_name}`);
+        }
+      }
+      const chunks = await admin.unsafe(`select count(*)::int as n from ${schema}.audit_chunks`);
+      assert(chunks[0]!.n > 0, "the session was stored (encrypted)");
+    } finally {
+      await admin.unsafe(`drop schema ${schema} cascade`);
+      await admin.end();
+    }
+  },
+});
