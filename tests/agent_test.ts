@@ -1,0 +1,156 @@
+import { startAgent } from "../agent/mod.ts";
+import type { AgentInfo, RunInfo } from "../protocol/mod.ts";
+import { startServer } from "../server/mod.ts";
+import { makeSlug } from "../server/_testing.ts";
+import { createLogger } from "../util/log.ts";
+import { assert, assertEquals, assertMatch, assertRejects } from "./_assert.ts";
+import { eventually } from "./_system.ts";
+
+const silent = createLogger("test", { level: "silent" });
+
+async function withServer(
+  fn: (s: Awaited<ReturnType<typeof startServer>>, dir: string, logs: string[]) => Promise<void>,
+  config = {},
+) {
+  const dir = await Deno.makeTempDir({ prefix: "oneoff-agent-e2e-" });
+  const logs: string[] = [];
+  const server = await startServer({
+    http: "127.0.0.1:0",
+    dataDir: `${dir}/server`,
+    log: createLogger("server", { sink: (line) => logs.push(line), level: "info" }),
+    config,
+  });
+  try {
+    await fn(server, dir, logs);
+  } finally {
+    await server.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+function api(server: { url: string; newAdminToken: string | null }) {
+  return async <T>(method: string, path: string, body?: unknown): Promise<T> => {
+    const res = await fetch(`${server.url}/api${path}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${server.newAdminToken}`,
+        "content-type": "application/json",
+      },
+      ...(body instanceof Uint8Array
+        ? { body: body as Uint8Array<ArrayBuffer> }
+        : body !== undefined
+        ? { body: JSON.stringify(body) }
+        : {}),
+    });
+    const json = await res.json();
+    if (!res.ok) throw new Error(`${method} ${path}: ${JSON.stringify(json)}`);
+    return json as T;
+  };
+}
+
+function agentOptions(server: { url: string; joinToken: string }, dir: string, name: string) {
+  return {
+    server: server.url,
+    joinToken: server.joinToken,
+    name,
+    attach: { hostname: "127.0.0.1", port: 0 },
+    dataDir: `${dir}/${name}`,
+    sandbox: "bwrap" as const,
+    maxRuns: 2,
+    log: silent,
+  };
+}
+
+Deno.test("an agent with a wrong join token is refused, and the server logs it", async () => {
+  await withServer(async (server, dir, logs) => {
+    await assertRejects(
+      () => startAgent({ ...agentOptions(server, dir, "intruder"), joinToken: "join_wrong" }),
+      /Server refused this agent: Wrong join token/,
+    );
+    assert(logs.some((l) => l.includes("agent join refused")), "the refusal is logged");
+    assertEquals((await api(server)<{ agents: AgentInfo[] }>("GET", "/agents")).agents, []);
+  });
+});
+
+Deno.test("a pending run starts when an agent with capacity joins; agents shows it online, then offline", async () => {
+  await withServer(async (server, dir) => {
+    const call = api(server);
+    await call("POST", "/apps", { name: "demo" });
+    await call("POST", "/apps/demo/deploy", await makeSlug({ "a.txt": "a" }));
+    const { run } = await call<{ run: RunInfo }>("POST", "/apps/demo/runs", {
+      command: "echo placed",
+    });
+    assertEquals(run.state, "pending");
+    const agent = await startAgent(agentOptions(server, dir, "late-agent"));
+    try {
+      const ended = await call<{ run: RunInfo }>("GET", `/apps/demo/runs/${run.label}?wait=30`);
+      assertEquals([ended.run.state, ended.run.exit_code, ended.run.agent], [
+        "exited",
+        0,
+        "late-agent",
+      ]);
+      const { agents } = await call<{ agents: AgentInfo[] }>("GET", "/agents");
+      assertEquals(agents.map((a) => [a.name, a.state, a.capacity, a.sandbox]), [[
+        "late-agent",
+        "online",
+        2,
+        "bwrap",
+      ]]);
+    } finally {
+      await agent.close();
+    }
+    const offline = await eventually(async () => {
+      const { agents } = await call<{ agents: AgentInfo[] }>("GET", "/agents");
+      return agents[0]?.state === "offline" ? agents[0] : undefined;
+    });
+    assertEquals(offline.running, 0);
+  });
+});
+
+Deno.test("runs beyond every agent's capacity wait, and fail at the queue timeout", async () => {
+  await withServer(async (server, dir) => {
+    const call = api(server);
+    await call("POST", "/apps", { name: "demo" });
+    await call("POST", "/apps/demo/deploy", await makeSlug({ "a.txt": "a" }));
+    const agent = await startAgent(agentOptions(server, dir, "small"));
+    try {
+      for (let i = 0; i < 2; i++) await call("POST", "/apps/demo/runs", { command: "sleep 30" });
+      const { run } = await call<{ run: RunInfo }>("POST", "/apps/demo/runs", {
+        command: "echo third",
+      });
+      assertEquals(run.state, "pending");
+      const failed = await eventually(async () => {
+        const r = (await call<{ run: RunInfo }>("GET", `/apps/demo/runs/${run.label}`)).run;
+        return r.state === "failed" ? r : undefined;
+      });
+      assertMatch(failed.reason ?? "", /No agent had capacity/);
+    } finally {
+      await agent.close();
+    }
+  }, { queueTimeoutMs: 1500 });
+});
+
+Deno.test("a slug with an escaping symlink fails the run with a clear reason", async () => {
+  await withServer(async (server, dir) => {
+    const call = api(server);
+    await call("POST", "/apps", { name: "demo" });
+    const src = await Deno.makeTempDir({ dir });
+    await Deno.symlink("/etc/shadow", `${src}/leak`);
+    const tar = await new Deno.Command("tar", {
+      args: ["-czf", "-", "-C", src, "."],
+      stdout: "piped",
+    }).output();
+    await call("POST", "/apps/demo/deploy", tar.stdout);
+    const agent = await startAgent(agentOptions(server, dir, "careful"));
+    try {
+      const { run } = await call<{ run: RunInfo }>("POST", "/apps/demo/runs", {
+        command: "cat leak",
+      });
+      const ended = await call<{ run: RunInfo }>("GET", `/apps/demo/runs/${run.label}?wait=30`);
+      assertEquals(ended.run.state, "failed");
+      assertMatch(ended.run.reason ?? "", /Cannot extract slug .*leak/);
+    } finally {
+      await agent.close();
+    }
+  });
+});
