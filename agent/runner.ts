@@ -92,7 +92,12 @@ export class Runner {
   }
 
   /** Stops a run: SIGTERM, then SIGKILL after the grace period. */
-  stop(runId: string, state: "stopped" | "timed_out" = "stopped", reason?: string): void {
+  stop(
+    runId: string,
+    state: "stopped" | "timed_out" = "stopped",
+    reason?: string,
+    signal: Deno.Signal = "SIGTERM",
+  ): void {
     const run = this.#runs.get(runId);
     if (!run || run.ending) return;
     run.ending = state;
@@ -102,7 +107,7 @@ export class Runner {
       this.#finish(run, state, reason ? { reason } : {});
       return;
     }
-    run.process.kill("SIGTERM");
+    run.process.kill(signal);
     run.timers.push(
       setTimeout(() => run.process?.kill("SIGKILL"), this.#deps.stopGraceMs ?? 10_000),
     );
@@ -182,7 +187,8 @@ export class Runner {
           direction === "in" ? recorder.input(bytes) : recorder.output(bytes),
         idleTimeoutMs: spec.idleTimeoutMs,
         onIdle: () => this.stop(spec.runId, "timed_out", "Idle: no input or output for too long"),
-        onHangup: () => this.stop(spec.runId, "stopped", "The client disconnected"),
+        // As when a terminal closes: SIGHUP, then SIGKILL after the grace period.
+        onHangup: () => this.stop(spec.runId, "stopped", "The client disconnected", "SIGHUP"),
       });
       status = session.status;
       await this.#finish(run, ...this.#outcome(run, status));

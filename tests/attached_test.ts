@@ -189,3 +189,32 @@ Deno.test("uploaded files are in /tmp/uploads, byte for byte, before the process
   );
   assertEquals(logs.lines.map((l) => l.line), ["200000"]);
 });
+
+Deno.test("a TTY client that disconnects hangs up the process: the run is stopped", async () => {
+  await using sys = await startSystem();
+  const { run, secret, attach } = await sys.api<
+    { run: RunInfo; secret: string; attach: AttachInfo }
+  >(
+    "POST",
+    "/apps/demo/runs?wait=20",
+    {
+      command: "trap 'echo hup > /tmp/hup; exit 129' HUP; echo ready; sleep 60 & wait",
+      attached: true,
+      tty: true,
+    },
+  );
+  const conn = await Deno.connect({ hostname: attach.host, port: attach.port });
+  await conn.write(new TextEncoder().encode(`${secret}\n`));
+  const buf = new Uint8Array(1024);
+  let seen = "";
+  while (!seen.includes("ready")) {
+    seen += new TextDecoder().decode(buf.subarray(0, (await conn.read(buf)) ?? 0));
+  }
+  conn.close();
+  const ended = await eventually(async () => {
+    const r = await runState(sys, run.label);
+    return r.state === "stopped" ? r : undefined;
+  });
+  assertEquals(ended.exit_code, 129, "the shell got SIGHUP");
+  assertMatch(ended.reason ?? "", /client disconnected/);
+});
