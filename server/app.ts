@@ -9,6 +9,7 @@ import { AGENT_CHANNEL_PATH } from "../protocol/mod.ts";
 import { AgentHub } from "./agent_hub.ts";
 import { type AuthEnv, clientAddress, FailureLimiter, requireToken, sha256Hex } from "./auth.ts";
 import type { ServerContext } from "./context.ts";
+import { dashboardRoutes, sessionAuth } from "./dashboard/mod.ts";
 import { errorHandler, HttpError } from "./http_error.ts";
 import { RunEngine } from "./run_engine.ts";
 import { adminRoutes } from "./routes/admin.ts";
@@ -66,7 +67,7 @@ export function createApp(ctx: ServerContext): ServerApp {
   });
 
   const api = new Hono<AuthEnv>();
-  api.use("*", requireToken(ctx.store, limiter));
+  api.use("*", requireToken(ctx.store, limiter, sessionAuth(ctx)));
   api.get("/whoami", (c) => {
     const { token } = c.get("auth");
     return c.json({ name: token.name, role: token.role, apps: token.apps });
@@ -78,6 +79,7 @@ export function createApp(ctx: ServerContext): ServerApp {
   api.route("/", adminRoutes(ctx, hub));
   api.route("/", adminAuditRoutes(ctx.audit));
   app.route("/api", api);
+  app.route("/", dashboardRoutes(ctx, engine));
 
   return {
     app,

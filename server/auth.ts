@@ -76,13 +76,25 @@ export function clientAddress(c: Context): string {
   }
 }
 
-/** Middleware: a valid bearer token (or session cookie token) or 401. */
+/**
+ * Middleware: a valid bearer token or 401. Reads (GET/HEAD) without a bearer
+ * may also come from a signed-in dashboard session; writes never do, so a
+ * cookie alone cannot change anything (no CSRF on the API).
+ */
 export function requireToken(
   store: Store,
   limiter: FailureLimiter,
-  fromCookie?: (c: Context) => string | undefined,
+  session?: (c: Context) => Promise<TokenRow | null>,
 ): MiddlewareHandler<AuthEnv> {
   return async (c, next) => {
+    const header = c.req.header("authorization");
+    if (!header && session && (c.req.method === "GET" || c.req.method === "HEAD")) {
+      const token = await session(c);
+      if (token) {
+        c.set("auth", { token, actor: token.name });
+        return await next();
+      }
+    }
     const address = clientAddress(c);
     if (limiter.blocked(address)) {
       throw new HttpError(
@@ -91,8 +103,7 @@ export function requireToken(
         "Too many failed sign-ins from this address, try again in a minute",
       );
     }
-    const header = c.req.header("authorization");
-    const presented = header?.startsWith("Bearer ") ? header.slice(7).trim() : fromCookie?.(c);
+    const presented = header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined;
     if (!presented) {
       throw new HttpError(
         401,

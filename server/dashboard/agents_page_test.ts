@@ -1,0 +1,47 @@
+import { assert, assertEquals, assertMatch } from "../../tests/_assert.ts";
+import { dashboardTest, seedApp, seedRun } from "./_test_util.ts";
+
+Deno.test("admins see each agent's state, load, sandbox, version and warnings", async () => {
+  await using d = await dashboardTest();
+  const { store } = d.t.ctx;
+  const base = {
+    since: new Date(),
+    version: "0.1.0",
+    capacity: 4,
+    sandbox: "bwrap",
+    attach_host: "10.0.0.5",
+    attach_port: 5000,
+    attach_tls: true,
+    tls_fingerprint: null,
+  };
+  const online = await store.upsertAgent({
+    ...base,
+    name: "vm-1",
+    online: true,
+    warnings: ["cgroup v1: no CPU limit"],
+  });
+  await store.upsertAgent({ ...base, name: "vm-2", online: false, warnings: [], sandbox: "runc" });
+  const { app, release } = await seedApp(store, "demo");
+  const run = await seedRun(store, app, release, "sleep 1");
+  await store.updateRun(run.id, ["pending"], {
+    state: "running",
+    agent_id: online.id,
+    started_at: new Date(),
+  });
+  const { status, html } = await (await d.signedIn()).page("/agents");
+  assertEquals(status, 200);
+  const text = html.replace(/<[^>]+>/g, " ").replace(/\s+/g, " ");
+  assertMatch(
+    text,
+    /vm-1 online .* 1 \/ 4 bwrap 0\.1\.0 tls:\/\/10\.0\.0\.5:5000 cgroup v1: no CPU limit/,
+  );
+  assertMatch(text, /vm-2 offline .* 0 \/ 4 runc/);
+  assertMatch(text, /1 of 2 online/);
+});
+
+Deno.test("with no agents the page says how to start one", async () => {
+  await using d = await dashboardTest();
+  const { html } = await (await d.signedIn()).page("/agents");
+  assertMatch(html, /No agent has joined yet/);
+  assert(html.includes('aria-current="page">Agents'));
+});

@@ -1,0 +1,37 @@
+import { assertMatch } from "../../tests/_assert.ts";
+import { dashboardTest, seedApp, seedRun } from "./_test_util.ts";
+
+Deno.test("the apps list shows each app's release, live one-offs and last activity", async () => {
+  await using d = await dashboardTest();
+  const { store } = d.t.ctx;
+  const { app, release } = await seedApp(store, "demo");
+  await store.createApp("fresh");
+  const live = await seedRun(store, app, release, "sleep 100");
+  await seedRun(store, app, release, "sleep 100");
+  const ended = await seedRun(store, app, release, "true");
+  await store.updateRun(live.id, ["pending"], { state: "running", started_at: new Date() });
+  await store.updateRun(ended.id, ["pending"], {
+    state: "exited",
+    exit_code: 0,
+    ended_at: new Date(),
+  });
+  await store.addEvent({
+    app_id: app.id,
+    app_name: "demo",
+    actor: "admin",
+    kind: "env.set",
+    data: { keys: ["A"] },
+  });
+  const { html } = await (await d.signedIn()).page("/");
+  const text = html.replace(/<[^>]+>/g, " ").replace(/\s+/g, " ");
+  assertMatch(text, /2 apps you can use/);
+  assertMatch(text, /demo v1 by admin 2 just now/);
+  assertMatch(text, /fresh never deployed 0 just now/);
+});
+
+Deno.test("with no apps the list says how to make one", async () => {
+  await using d = await dashboardTest();
+  const { html } = await (await d.signedIn()).page("/");
+  assertMatch(html, /No apps yet/);
+  assertMatch(html, /oneoff apps create NAME/);
+});
