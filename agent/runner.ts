@@ -7,6 +7,7 @@
 import type { AgentMessage, RunSpec, RunState } from "../protocol/mod.ts";
 import { errorMessage, type Logger } from "../util/log.ts";
 import type { AttachedClient, AttachListener } from "./attach_listener.ts";
+import { streamToFile } from "../util/file_batcher.ts";
 import { LogShipper } from "./log_shipper.ts";
 import { Recorder, type RecoveredChunks } from "./recorder.ts";
 import type { ExitStatus, Sandbox, SandboxProcess } from "./sandbox/mod.ts";
@@ -147,8 +148,8 @@ export class Runner {
     await Deno.chmod(dir, 0o755);
     for (const upload of spec.uploads) {
       const path = `${dir}/${upload.name}`;
-      const file = await Deno.open(path, { write: true, createNew: true, mode: 0o644 });
-      await (await this.#deps.fetchBlob(upload.sha256)).pipeTo(file.writable);
+      using file = await Deno.open(path, { write: true, createNew: true, mode: 0o644 });
+      await streamToFile(await this.#deps.fetchBlob(upload.sha256), file);
       await Deno.chmod(path, 0o644);
     }
     return dir;

@@ -2,284 +2,82 @@
  * `deno task bench`: our figures next to their baselines, measured in the
  * same run on the same machine, printed as ratios.
  *
- *   deno task bench [--only NAME,...] [--postgres URL]
+ *   deno task bench [--only NAME,...] [--postgres URL] [--sessions N]
+ *
+ * NAME: run, exec, stream, lines (SQLite, and PostgreSQL with --postgres or
+ * ONEOFF_TEST_POSTGRES), idle, sessions, deploy.
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { startSystem, type TestSystem } from "../tests/_system.ts";
+import { startSystem } from "../tests/_system.ts";
+import { benchDeploy } from "./_deploy.ts";
+import { benchIdle } from "./_idle.ts";
+import {
+  benchDetachedLines,
+  benchRequestToExec,
+  benchRunTrue,
+  benchThroughput,
+} from "./_inprocess.ts";
+import { benchSessions } from "./_sessions.ts";
+import { header } from "./_util.ts";
 
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
+const NAMES = ["run", "exec", "stream", "lines", "idle", "sessions", "deploy"];
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
-async function time(cmd: string, args: string[], env?: Record<string, string>): Promise<number> {
-  const start = performance.now();
-  const out = await new Deno.Command(cmd, {
-    args,
-    stdout: "null",
-    stderr: "piped",
-    stdin: "null",
-    ...(env ? { env } : {}),
-  }).output();
-  const ms = performance.now() - start;
-  if (!out.success) {
-    throw new Error(`${cmd} ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
+async function postgresLines(pg: string): Promise<void> {
+  const schema = `bench_${Date.now()}`;
+  const url = `${pg}${pg.includes("?") ? "&" : "?"}search_path=${schema}`;
+  const postgres = (await import("postgres")).default;
+  const admin = postgres(pg, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`create schema ${schema}`);
+  try {
+    await using sys = await startSystem({ database: url });
+    await benchDetachedLines(sys, "PostgreSQL");
+  } finally {
+    await admin.unsafe(`drop schema ${schema} cascade`);
+    await admin.end();
   }
-  return ms;
-}
-
-async function medianOf(n: number, fn: () => Promise<number>): Promise<number> {
-  const values: number[] = [];
-  for (let i = 0; i < n; i++) values.push(await fn());
-  return median(values);
-}
-
-function row(name: string, ours: string, baseline: string, ratio: string, target: string): void {
-  console.log(
-    `${name.padEnd(44)} ${ours.padStart(14)} ${baseline.padStart(14)} ${
-      ratio.padStart(8)
-    }   ${target}`,
-  );
-}
-
-const BWRAP_TRUE = [
-  "--ro-bind",
-  "/usr",
-  "/usr",
-  "--symlink",
-  "usr/bin",
-  "/bin",
-  "--symlink",
-  "usr/lib",
-  "/lib",
-  "--symlink",
-  "usr/lib64",
-  "/lib64",
-  "--proc",
-  "/proc",
-  "--dev",
-  "/dev",
-  "--unshare-all",
-  "--die-with-parent",
-  "/usr/bin/true",
-];
-
-async function benchRunTrue(sys: TestSystem): Promise<void> {
-  const script = await Deno.makeTempFile({ suffix: ".ts" });
-  await Deno.writeTextFile(script, "console.log('');\n");
-  const env = sys.cliEnv();
-  // Warm the slug cache and the module cache first.
-  await time(Deno.execPath(), [
-    "run",
-    "-A",
-    "--quiet",
-    MAIN,
-    "run",
-    "-a",
-    "demo",
-    "--no-tty",
-    "--silent",
-    "--",
-    "true",
-  ], env);
-  const n = 15;
-  const deno = await medianOf(n, () => time(Deno.execPath(), ["run", "-A", "--quiet", script]));
-  const bwrap = await medianOf(n, () => time("bwrap", BWRAP_TRUE));
-  const ours = await medianOf(
-    n,
-    () =>
-      time(Deno.execPath(), [
-        "run",
-        "-A",
-        "--quiet",
-        MAIN,
-        "run",
-        "-a",
-        "demo",
-        "--no-tty",
-        "--silent",
-        "--",
-        "true",
-      ], env),
-  );
-  const base = deno + bwrap;
-  row(
-    "oneoff run --no-tty -- true (whole CLI)",
-    `${ours.toFixed(1)} ms`,
-    `${base.toFixed(1)} ms`,
-    `${(ours / base).toFixed(2)}x`,
-    `≤ 1.50x  (deno ${deno.toFixed(1)} ms + bwrap ${bwrap.toFixed(1)} ms)`,
-  );
-}
-
-async function benchRequestToExec(sys: TestSystem): Promise<void> {
-  const values: number[] = [];
-  for (let i = 0; i < 21; i++) {
-    const sent = Date.now() * 1e6;
-    const res = await sys.api<{ run: { label: string } }>("POST", "/apps/demo/runs", {
-      command: "date +%s%N",
-    });
-    const label = res.run.label;
-    await sys.api("GET", `/apps/demo/runs/${label}?wait=30`);
-    const logs = await sys.api<{ lines: { line: string }[] }>(
-      "GET",
-      `/apps/demo/logs?filter=${label}`,
-    );
-    const execNs = Number(logs.lines[0]?.line);
-    if (i > 0) values.push((execNs - sent) / 1e6);
-  }
-  const m = median(values);
-  row("server request → process exec (warm slug)", `${m.toFixed(1)} ms`, "-", "-", "≤ 25 ms");
-}
-
-async function ncThroughput(bytes: number): Promise<number> {
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  const server = new Deno.Command("sh", { args: ["-c", `nc -l 127.0.0.1 ${port} > /dev/null`] })
-    .spawn();
-  await new Promise((r) => setTimeout(r, 200));
-  const start = performance.now();
-  await new Deno.Command("sh", {
-    args: ["-c", `head -c ${bytes} /dev/zero | nc -N 127.0.0.1 ${port}`],
-  }).output();
-  await server.status;
-  return bytes / ((performance.now() - start) / 1000);
-}
-
-async function oursThroughput(
-  sys: TestSystem,
-  bytes: number,
-  direction: "in" | "out",
-): Promise<number> {
-  const cmd = direction === "out"
-    ? `${Deno.execPath()} run -A --quiet ${MAIN} run -a demo --no-tty --silent -- 'head -c ${bytes} /dev/zero' > /dev/null`
-    : `head -c ${bytes} /dev/zero | ${Deno.execPath()} run -A --quiet ${MAIN} run -a demo --no-tty --silent -- 'cat > /dev/null'`;
-  const start = performance.now();
-  const out = await new Deno.Command("sh", { args: ["-c", cmd], env: sys.cliEnv() }).output();
-  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
-  return bytes / ((performance.now() - start) / 1000);
-}
-
-async function benchThroughput(sys: TestSystem): Promise<void> {
-  const bytes = 1024 * 1024 * 1024;
-  const nc = median([
-    await ncThroughput(bytes),
-    await ncThroughput(bytes),
-    await ncThroughput(bytes),
-  ]);
-  for (const dir of ["out", "in"] as const) {
-    const ours = median([
-      await oursThroughput(sys, bytes, dir),
-      await oursThroughput(sys, bytes, dir),
-      await oursThroughput(sys, bytes, dir),
-    ]);
-    row(
-      `no-TTY stream through port 5000 (${
-        dir === "out" ? "process → client" : "client → process"
-      })`,
-      `${(ours / 2 ** 20).toFixed(0)} MiB/s`,
-      `${(nc / 2 ** 20).toFixed(0)} MiB/s`,
-      `${((ours / nc) * 100).toFixed(0)}%`,
-      "≥ 80% of nc → nc (1 GiB, whole CLI)",
-    );
-  }
-}
-
-async function benchDetachedLines(sys: TestSystem, label: string): Promise<void> {
-  const total = 1_000_000;
-  const start = performance.now();
-  const res = await sys.api<{ run: { label: string } }>("POST", "/apps/demo/runs", {
-    command: `seq 1 ${total}`,
-  });
-  const run = res.run.label;
-  await sys.api("GET", `/apps/demo/runs/${run}?wait=60`);
-  let state = "";
-  while (state !== "exited") {
-    state = (await sys.api<{ run: { state: string } }>("GET", `/apps/demo/runs/${run}?wait=60`)).run
-      .state;
-  }
-  const elapsed = (performance.now() - start) / 1000;
-  const app = (await sys.server.ctx.store.appByName("demo"))!;
-  let count = 0, ordered = true, after = 0, expected = 1;
-  while (true) {
-    const page = await sys.server.ctx.store.readLogs(app.id, {
-      after_id: after,
-      source: run,
-      limit: 10000,
-    });
-    if (page.length === 0) break;
-    for (const line of page) {
-      if (line.line !== String(expected)) ordered = false;
-      expected++;
-      count++;
-    }
-    after = page.at(-1)!.id;
-  }
-  row(
-    `detached run, 1,000,000 lines (${label})`,
-    `${Math.round(total / elapsed).toLocaleString("en")} l/s`,
-    "-",
-    "-",
-    `≥ 100,000 lines/s; stored ${count.toLocaleString("en")} ${
-      count === total && ordered ? "= every line once, in order" : "MISMATCH"
-    }`,
-  );
-}
-
-async function rssOf(pid: number): Promise<number> {
-  const status = await Deno.readTextFile(`/proc/${pid}/status`);
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024;
 }
 
 if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
-    options: { only: { type: "string" }, postgres: { type: "string" } },
+    options: {
+      only: { type: "string" },
+      postgres: { type: "string" },
+      sessions: { type: "string" },
+    },
   });
   const only = values.only?.split(",");
+  const unknown = only?.filter((name) => !NAMES.includes(name)) ?? [];
+  if (unknown.length > 0) {
+    console.error(`Unknown benchmark "${unknown[0]}": use ${NAMES.join(", ")}`);
+    Deno.exit(2);
+  }
+  const sessions = Number(values.sessions ?? 500);
+  if (!Number.isInteger(sessions) || sessions < 1) {
+    console.error(`Invalid --sessions "${values.sessions}": give a positive integer`);
+    Deno.exit(2);
+  }
   const want = (name: string) => !only || only.includes(name);
-  console.log(
-    `${"benchmark".padEnd(44)} ${"ours".padStart(14)} ${"baseline".padStart(14)} ${
-      "ratio".padStart(8)
-    }   target`,
-  );
-  {
+  header();
+  if (["run", "exec", "stream", "lines"].some(want)) {
     await using sys = await startSystem();
     if (want("run")) await benchRunTrue(sys);
     if (want("exec")) await benchRequestToExec(sys);
     if (want("stream")) await benchThroughput(sys);
     if (want("lines")) await benchDetachedLines(sys, "SQLite");
-    if (want("idle")) {
-      row(
-        "this bench process (server + agent) RSS",
-        `${((await rssOf(Deno.pid)) / 2 ** 20).toFixed(0)} MiB`,
-        "-",
-        "-",
-        "see README for idle figures",
-      );
-    }
   }
   const pg = values.postgres ?? Deno.env.get("ONEOFF_TEST_POSTGRES");
   if (want("lines") && pg) {
-    const schema = `bench_${Date.now()}`;
-    const url = `${pg}${pg.includes("?") ? "&" : "?"}search_path=${schema}`;
-    const postgres = (await import("postgres")).default;
-    const admin = postgres(pg, { max: 1, onnotice: () => {} });
-    await admin.unsafe(`create schema ${schema}`);
-    try {
-      await using sys = await startSystem({ database: url });
-      await benchDetachedLines(sys, "PostgreSQL");
-    } finally {
-      await admin.unsafe(`drop schema ${schema} cascade`);
-      await admin.end();
-    }
+    await postgresLines(pg);
   } else if (want("lines")) {
     console.log(
       "(PostgreSQL lines benchmark skipped: pass --postgres URL or set ONEOFF_TEST_POSTGRES)",
     );
   }
+  // These start the server and the agent as their own processes, so each one's memory is its own.
+  if (want("idle")) await benchIdle();
+  if (want("sessions")) await benchSessions(sessions);
+  if (want("deploy")) await benchDeploy();
 }

@@ -10,9 +10,9 @@ export { CliError, UsageError } from "./_io.ts";
 export const USAGE: Record<string, string> = {
   dev: "oneoff dev [--data-dir DIR] [--http ADDR] [--attach ADDR] [--sandbox bwrap|runc]",
   server:
-    "oneoff server [--http ADDR] [--database sqlite:PATH|postgres://...] [--data-dir DIR] [--join-token T]",
+    "oneoff server [--http ADDR] [--database sqlite:PATH|postgres://...] [--data-dir DIR] [--join-token T] [--audit-key-file PATH] [--max-slug-bytes N] [--max-runs-per-app N]",
   agent:
-    "oneoff agent --server URL --join-token T [--name NAME] [--attach ADDR] [--data-dir DIR] [--sandbox bwrap|runc] [--max-runs N]",
+    "oneoff agent --server URL --join-token T [--name NAME] [--attach ADDR] [--advertise HOST] [--data-dir DIR] [--sandbox bwrap|runc] [--max-runs N] [--tls-cert PEM --tls-key PEM]",
   login: "oneoff login --server URL --token T",
   apps: "oneoff apps create NAME | apps list [--json] | apps destroy NAME",
   env: "oneoff env -a APP [--json] | env set -a APP K=V... | env unset -a APP K...",

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { FileBatcher } from "../util/file_batcher.ts";
 import { createHash } from "node:crypto";
 
 const SHA256 = /^[0-9a-f]{64}$/;
@@ -37,11 +38,6 @@ export interface StoredBlob {
   path: string;
 }
 
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) offset += await file.write(bytes.subarray(offset));
-}
-
 /** Blobs on disk named by their sha256. */
 export class BlobStore {
   #dir: string;
@@ -65,14 +61,16 @@ export class BlobStore {
       file = await Deno.open(temp, { write: true, createNew: true, mode: 0o600 });
       const hash = createHash("sha256");
       let size = 0;
+      const batcher = new FileBatcher(file);
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
         size += value.length;
         if (size > options.maxBytes) throw new BlobTooLargeError(options.maxBytes);
         hash.update(value);
-        await writeAll(file, value);
+        batcher.push(value);
       }
+      batcher.flush();
       file.close();
       file = undefined;
       await options.check?.(temp);

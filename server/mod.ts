@@ -5,6 +5,7 @@
  */
 import { resolve as resolvePath } from "node:path";
 import { DEFAULT_SIZES } from "../protocol/mod.ts";
+import { parseAddr } from "../util/addr.ts";
 import { createLogger, type Logger } from "../util/log.ts";
 import { createApp } from "./app.ts";
 import { newToken, sha256Hex } from "./auth.ts";
@@ -36,16 +37,6 @@ export interface RunningServer {
   joinToken: string;
   ctx: ServerContext;
   close(): Promise<void>;
-}
-
-/** Splits `HOST:PORT`; throws a clear error otherwise. */
-export function parseAddr(addr: string): { hostname: string; port: number } {
-  const match = /^(.*):(\d{1,5})$/.exec(addr);
-  const port = Number(match?.[2]);
-  if (!match || port > 65535) {
-    throw new Error(`Invalid address "${addr}": use HOST:PORT, e.g. 127.0.0.1:8080`);
-  }
-  return { hostname: match[1]!.replace(/^\[(.*)\]$/, "$1") || "0.0.0.0", port };
 }
 
 async function readOrCreateSecret(path: string, make: () => string): Promise<string> {

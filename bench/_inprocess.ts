@@ -1,0 +1,195 @@
+/**
+ * The benchmarks that use a server and an agent inside this process
+ * (tests/_system.ts): CLI start-up, request to exec, stream throughput and
+ * detached log lines.
+ * @module
+ */
+import type { TestSystem } from "../tests/_system.ts";
+import { MAIN, median, medianOf, row, time } from "./_util.ts";
+
+const BWRAP_TRUE = [
+  "--ro-bind",
+  "/usr",
+  "/usr",
+  "--symlink",
+  "usr/bin",
+  "/bin",
+  "--symlink",
+  "usr/lib",
+  "/lib",
+  "--symlink",
+  "usr/lib64",
+  "/lib64",
+  "--proc",
+  "/proc",
+  "--dev",
+  "/dev",
+  "--unshare-all",
+  "--die-with-parent",
+  "/usr/bin/true",
+];
+
+/** `run`: the whole CLI running `true` against bare deno + bare bwrap. */
+export async function benchRunTrue(sys: TestSystem): Promise<void> {
+  const script = await Deno.makeTempFile({ suffix: ".ts" });
+  await Deno.writeTextFile(script, "console.log('');\n");
+  const env = sys.cliEnv();
+  // Warm the slug cache and the module cache first.
+  await time(Deno.execPath(), [
+    "run",
+    "-A",
+    "--quiet",
+    MAIN,
+    "run",
+    "-a",
+    "demo",
+    "--no-tty",
+    "--silent",
+    "--",
+    "true",
+  ], env);
+  const n = 15;
+  const deno = await medianOf(n, () => time(Deno.execPath(), ["run", "-A", "--quiet", script]));
+  const bwrap = await medianOf(n, () => time("bwrap", BWRAP_TRUE));
+  const ours = await medianOf(
+    n,
+    () =>
+      time(Deno.execPath(), [
+        "run",
+        "-A",
+        "--quiet",
+        MAIN,
+        "run",
+        "-a",
+        "demo",
+        "--no-tty",
+        "--silent",
+        "--",
+        "true",
+      ], env),
+  );
+  const base = deno + bwrap;
+  row(
+    "oneoff run --no-tty -- true (whole CLI)",
+    `${ours.toFixed(1)} ms`,
+    `${base.toFixed(1)} ms`,
+    `${(ours / base).toFixed(2)}x`,
+    `≤ 1.50x  (deno ${deno.toFixed(1)} ms + bwrap ${bwrap.toFixed(1)} ms)`,
+  );
+}
+
+/** `exec`: from the API request to the process's exec on the agent. */
+export async function benchRequestToExec(sys: TestSystem): Promise<void> {
+  const values: number[] = [];
+  for (let i = 0; i < 21; i++) {
+    const sent = Date.now() * 1e6;
+    const res = await sys.api<{ run: { label: string } }>("POST", "/apps/demo/runs", {
+      command: "date +%s%N",
+    });
+    const label = res.run.label;
+    await sys.api("GET", `/apps/demo/runs/${label}?wait=30`);
+    const logs = await sys.api<{ lines: { line: string }[] }>(
+      "GET",
+      `/apps/demo/logs?filter=${label}`,
+    );
+    const execNs = Number(logs.lines[0]?.line);
+    if (i > 0) values.push((execNs - sent) / 1e6);
+  }
+  const m = median(values);
+  row("server request → process exec (warm slug)", `${m.toFixed(1)} ms`, "-", "-", "≤ 25 ms");
+}
+
+async function ncThroughput(bytes: number): Promise<number> {
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const server = new Deno.Command("sh", { args: ["-c", `nc -l 127.0.0.1 ${port} > /dev/null`] })
+    .spawn();
+  await new Promise((r) => setTimeout(r, 200));
+  const start = performance.now();
+  await new Deno.Command("sh", {
+    args: ["-c", `head -c ${bytes} /dev/zero | nc -N 127.0.0.1 ${port}`],
+  }).output();
+  await server.status;
+  return bytes / ((performance.now() - start) / 1000);
+}
+
+async function oursThroughput(
+  sys: TestSystem,
+  bytes: number,
+  direction: "in" | "out",
+): Promise<number> {
+  const cmd = direction === "out"
+    ? `${Deno.execPath()} run -A --quiet ${MAIN} run -a demo --no-tty --silent -- 'head -c ${bytes} /dev/zero' > /dev/null`
+    : `head -c ${bytes} /dev/zero | ${Deno.execPath()} run -A --quiet ${MAIN} run -a demo --no-tty --silent -- 'cat > /dev/null'`;
+  const start = performance.now();
+  const out = await new Deno.Command("sh", { args: ["-c", cmd], env: sys.cliEnv() }).output();
+  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
+  return bytes / ((performance.now() - start) / 1000);
+}
+
+/** `stream`: 1 GiB each way through port 5000 with the whole CLI, against nc → nc. */
+export async function benchThroughput(sys: TestSystem): Promise<void> {
+  const bytes = 1024 * 1024 * 1024;
+  const nc = median([
+    await ncThroughput(bytes),
+    await ncThroughput(bytes),
+    await ncThroughput(bytes),
+  ]);
+  for (const dir of ["out", "in"] as const) {
+    const ours = median([
+      await oursThroughput(sys, bytes, dir),
+      await oursThroughput(sys, bytes, dir),
+      await oursThroughput(sys, bytes, dir),
+    ]);
+    row(
+      `no-TTY stream through port 5000 (${
+        dir === "out" ? "process → client" : "client → process"
+      })`,
+      `${(ours / 2 ** 20).toFixed(0)} MiB/s`,
+      `${(nc / 2 ** 20).toFixed(0)} MiB/s`,
+      `${((ours / nc) * 100).toFixed(0)}%`,
+      "≥ 80% of nc → nc (1 GiB, whole CLI)",
+    );
+  }
+}
+
+/** `lines`: a detached run printing 1,000,000 lines, every one stored in order. */
+export async function benchDetachedLines(sys: TestSystem, label: string): Promise<void> {
+  const total = 1_000_000;
+  const start = performance.now();
+  const res = await sys.api<{ run: { label: string } }>("POST", "/apps/demo/runs", {
+    command: `seq 1 ${total}`,
+  });
+  const run = res.run.label;
+  await sys.api("GET", `/apps/demo/runs/${run}?wait=60`);
+  let state = "";
+  while (state !== "exited") {
+    state = (await sys.api<{ run: { state: string } }>("GET", `/apps/demo/runs/${run}?wait=60`)).run
+      .state;
+  }
+  const elapsed = (performance.now() - start) / 1000;
+  const app = (await sys.server.ctx.store.appByName("demo"))!;
+  let count = 0, ordered = true, after = 0, expected = 1;
+  while (true) {
+    const page = await sys.server.ctx.store.readLogs(app.id, {
+      after_id: after,
+      source: run,
+      limit: 10000,
+    });
+    if (page.length === 0) break;
+    for (const line of page) {
+      if (line.line !== String(expected)) ordered = false;
+      expected++;
+      count++;
+    }
+    after = page.at(-1)!.id;
+  }
+  row(
+    `detached run, 1,000,000 lines (${label})`,
+    `${Math.round(total / elapsed).toLocaleString("en")} l/s`,
+    "-",
+    "-",
+    `≥ 100,000 lines/s; stored ${count.toLocaleString("en")} ${
+      count === total && ordered ? "= every line once, in order" : "MISMATCH"
+    }`,
+  );
+}

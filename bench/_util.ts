@@ -1,0 +1,96 @@
+/**
+ * What every benchmark shares: timing a command, medians, the output row,
+ * and reading a process's memory from /proc.
+ * @module
+ */
+
+/** The program's entry, as the CLI and the roles are started. */
+export const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+/** One MiB. */
+export const MIB = 2 ** 20;
+
+/** The median of a non-empty list. */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** Runs a command to completion; resolves with its wall time in ms, throws if it failed. */
+export async function time(
+  cmd: string,
+  args: string[],
+  env?: Record<string, string>,
+): Promise<number> {
+  const start = performance.now();
+  const out = await new Deno.Command(cmd, {
+    args,
+    stdout: "null",
+    stderr: "piped",
+    stdin: "null",
+    ...(env ? { env } : {}),
+  }).output();
+  const ms = performance.now() - start;
+  if (!out.success) {
+    throw new Error(`${cmd} ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
+  }
+  return ms;
+}
+
+/** The median of `n` sequential measurements. */
+export async function medianOf(n: number, fn: () => Promise<number>): Promise<number> {
+  const values: number[] = [];
+  for (let i = 0; i < n; i++) values.push(await fn());
+  return median(values);
+}
+
+/** Prints one result row: name, ours, baseline, ratio, target. */
+export function row(
+  name: string,
+  ours: string,
+  baseline: string,
+  ratio: string,
+  target: string,
+): void {
+  console.log(
+    `${name.padEnd(44)} ${ours.padStart(14)} ${baseline.padStart(14)} ${
+      ratio.padStart(8)
+    }   ${target}`,
+  );
+}
+
+/** Prints the header row. */
+export function header(): void {
+  row("benchmark", "ours", "baseline", "ratio", "target");
+}
+
+/** Bytes as MiB with one decimal. */
+export function mib(bytes: number): string {
+  return `${(bytes / MIB).toFixed(1)} MiB`;
+}
+
+/** A `kB` field of /proc/PID/status (VmRSS, VmHWM, ...) in bytes. */
+export async function procStatus(pid: number, field: "VmRSS" | "VmHWM"): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  const kb = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1];
+  if (kb === undefined) throw new Error(`No ${field} in /proc/${pid}/status`);
+  return Number(kb) * 1024;
+}
+
+/** Resident memory of a process, in bytes. */
+export function rssOf(pid: number): Promise<number> {
+  return procStatus(pid, "VmRSS");
+}
+
+/** The soft limit on open files of a process. */
+export async function openFileLimit(pid: number | "self" = "self"): Promise<number> {
+  const limits = await Deno.readTextFile(`/proc/${pid}/limits`);
+  const soft = /^Max open files\s+(\S+)/m.exec(limits)?.[1];
+  return soft === undefined || soft === "unlimited" ? Infinity : Number(soft);
+}
+
+/** Resolves after `ms`. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,46 @@
+/**
+ * `oneoff agent`.
+ * @module
+ */
+import { startAgent } from "../agent/mod.ts";
+import { USAGE } from "../cli/mod.ts";
+import { parseAddr } from "../util/addr.ts";
+import { flags, readTls, sandboxKind, waitForSignal } from "./_flags.ts";
+
+/** Runs an agent until SIGINT/SIGTERM. */
+export async function agent(args: string[]): Promise<number> {
+  const v = flags("agent", args, {
+    server: { type: "string" },
+    "join-token": { type: "string" },
+    name: { type: "string" },
+    attach: { type: "string" },
+    advertise: { type: "string" },
+    "data-dir": { type: "string" },
+    sandbox: { type: "string" },
+    "max-runs": { type: "string" },
+    "tls-cert": { type: "string" },
+    "tls-key": { type: "string" },
+  });
+  if (!v.server || !v["join-token"]) {
+    throw new Error(`agent needs --server and --join-token\nUsage: ${USAGE.agent}`);
+  }
+  const maxRuns = Number(v["max-runs"] ?? 20);
+  if (!Number.isInteger(maxRuns) || maxRuns < 1) {
+    throw new Error("--max-runs must be a positive integer");
+  }
+  const tls = await readTls(v["tls-cert"], v["tls-key"]);
+  const running = await startAgent({
+    server: v.server,
+    joinToken: v["join-token"],
+    name: v.name ?? Deno.hostname().toLowerCase().replace(/[^a-z0-9-]/g, "-"),
+    attach: parseAddr(v.attach ?? "0.0.0.0:5000"),
+    ...(v.advertise ? { advertise: v.advertise } : {}),
+    dataDir: v["data-dir"] ?? "./.oneoff-agent",
+    sandbox: sandboxKind(v.sandbox),
+    maxRuns,
+    ...(tls ? { tls } : {}),
+  });
+  await waitForSignal();
+  await running.close();
+  return 0;
+}
