@@ -27,6 +27,8 @@ export interface AgentOptions {
   sandbox: "bwrap" | "runc";
   maxRuns: number;
   tls?: { cert: string; key: string };
+  /** Record attached sessions (default true; false only for the recording-overhead benchmark). */
+  record?: boolean;
   /** Disk budget of the slug cache. */
   cacheBytes?: number;
   log?: Logger;
@@ -122,6 +124,7 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
     workDir: `${options.dataDir}/work`,
     auditDir,
     leftovers,
+    ...(options.record === false ? { record: false } : {}),
     log: log.child("runner"),
   });
   try {

@@ -29,6 +29,8 @@ export interface RunnerDeps {
   auditDir: string;
   /** Chunks an earlier agent process left in the spool. */
   leftovers?: RecoveredChunks;
+  /** Record attached sessions (default true; false only to measure what recording costs). */
+  record?: boolean;
   log: Logger;
   /** SIGTERM → SIGKILL grace period when stopping. */
   stopGraceMs?: number;
@@ -181,11 +183,15 @@ export class Runner {
     ));
     let status: ExitStatus;
     if (client) {
-      const recorder = this.#record(run);
+      const recorder = this.#deps.record === false ? undefined : this.#record(run);
       const session = await pipeSession(process, client, {
         tty: spec.tty,
-        observe: (direction, bytes) =>
-          direction === "in" ? recorder.input(bytes) : recorder.output(bytes),
+        ...(recorder
+          ? {
+            observe: (direction, bytes) =>
+              direction === "in" ? recorder.input(bytes) : recorder.output(bytes),
+          }
+          : {}),
         idleTimeoutMs: spec.idleTimeoutMs,
         onIdle: () => this.stop(spec.runId, "timed_out", "Idle: no input or output for too long"),
         // As when a terminal closes: SIGHUP, then SIGKILL after the grace period.

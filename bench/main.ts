@@ -65,7 +65,10 @@ if (import.meta.main) {
     await using sys = await startSystem();
     if (want("run")) await benchRunTrue(sys);
     if (want("exec")) await benchRequestToExec(sys);
-    if (want("stream")) await benchThroughput(sys);
+    if (want("stream")) {
+      await using plain = await startSystem({ record: false });
+      await benchThroughput(sys, plain);
+    }
     if (want("lines")) await benchDetachedLines(sys, "SQLite");
   }
   const pg = values.postgres ?? Deno.env.get("ONEOFF_TEST_POSTGRES");

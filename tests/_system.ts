@@ -44,6 +44,8 @@ export interface SystemOptions {
   maxRuns?: number;
   /** A `--database` URL; SQLite in the temp dir by default. */
   database?: string;
+  /** Record attached sessions (default true). */
+  record?: boolean;
   /** PEM certificate and key: the agent's attach port speaks TLS. */
   tls?: { cert: string; key: string };
 }
@@ -68,6 +70,7 @@ export async function startSystem(options: SystemOptions = {}): Promise<TestSyst
     sandbox: options.sandbox ?? "bwrap",
     maxRuns: options.maxRuns ?? 20,
     log,
+    ...(options.record === false ? { record: false } : {}),
     ...(options.tls ? { tls: options.tls } : {}),
   });
   const token = server.newAdminToken!;
