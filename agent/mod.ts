@@ -27,6 +27,8 @@ export interface AgentOptions {
   sandbox: "bwrap" | "runc";
   maxRuns: number;
   tls?: { cert: string; key: string };
+  /** Time a client has to send its secret (default 10 s). */
+  handshakeTimeoutMs?: number;
   /** Record attached sessions (default true; false only for the recording-overhead benchmark). */
   record?: boolean;
   /** Disk budget of the slug cache. */
@@ -82,6 +84,7 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
   const listener = await AttachListener.listen({
     ...options.attach,
     ...(options.tls ? { tls: options.tls } : {}),
+    ...(options.handshakeTimeoutMs ? { handshakeTimeoutMs: options.handshakeTimeoutMs } : {}),
   });
   // The channel's handlers use `runner`, made next; none runs before start().
   const channel: ControlChannel = new ControlChannel(base, {

@@ -44,6 +44,8 @@ export interface SystemOptions {
   maxRuns?: number;
   /** A `--database` URL; SQLite in the temp dir by default. */
   database?: string;
+  /** Time a client has to send its secret (default 10 s). */
+  handshakeTimeoutMs?: number;
   /** Record attached sessions (default true). */
   record?: boolean;
   /** PEM certificate and key: the agent's attach port speaks TLS. */
@@ -70,6 +72,7 @@ export async function startSystem(options: SystemOptions = {}): Promise<TestSyst
     sandbox: options.sandbox ?? "bwrap",
     maxRuns: options.maxRuns ?? 20,
     log,
+    ...(options.handshakeTimeoutMs ? { handshakeTimeoutMs: options.handshakeTimeoutMs } : {}),
     ...(options.record === false ? { record: false } : {}),
     ...(options.tls ? { tls: options.tls } : {}),
   });

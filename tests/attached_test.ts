@@ -99,11 +99,15 @@ Deno.test("plain nc attaches with --attach-info and gets the process's output", 
 });
 
 Deno.test("attach refuses reused, wrong, oversized and slow secrets with one line, and starts nothing", async () => {
-  await using sys = await startSystem();
+  await using sys = await startSystem({ handshakeTimeoutMs: 300 });
   const info = await attachInfo(sys, "echo started");
   const port = info.port;
   assertEquals(await rawAttach(port, "not-the-secret\n"), "oneoff: unknown secret\r\n");
   assertEquals(await rawAttach(port, "x".repeat(10_000)), "oneoff: secret line too long\r\n");
+  assertEquals(
+    await rawAttach(port, `${info.secret}\n`, { delayMs: 1000 }),
+    "oneoff: timed out waiting for the secret\r\n",
+  );
   assertEquals((await runState(sys, "one-off-1")).state, "starting", "nothing started");
   assertEquals(await rawAttach(port, `${info.secret}\n`), "started\n");
   assertEquals(await rawAttach(port, `${info.secret}\n`), "oneoff: secret already used\r\n");

@@ -1,6 +1,6 @@
 import pty from "node-pty";
 import { assertEquals, assertMatch } from "./_assert.ts";
-import { startSystem } from "./_system.ts";
+import { eventually, startSystem } from "./_system.ts";
 
 /** The CLI in a real pseudo-terminal, as a developer's shell would run it. */
 class Terminal {
@@ -56,17 +56,27 @@ Deno.test("an interactive PTY session: tty, resize, Ctrl-C and the shell's exit 
   const first = await term.waitFor(/30 100[\s\S]*READY> /, mark);
   assertMatch(first, /\/dev\/(pts\/\d+|console)\s/);
 
-  mark = term.output.length;
+  // The resize travels CLI → server → agent: ask until the shell sees it.
   term.resize(120, 40);
-  await new Promise((r) => setTimeout(r, 300));
-  term.type("stty size\r");
-  await term.waitFor(/40 120[\s\S]*READY> /, mark);
+  await eventually(async () => {
+    mark = term.output.length;
+    term.type("stty size\r");
+    const seen = await term.waitFor(/\d+ \d+\s[\s\S]*READY> /, mark);
+    return /40 120/.test(seen);
+  });
 
+  // $((...)) is expanded by the shell, so the marker shows only once sleep runs.
   mark = term.output.length;
-  term.type("sleep 30; echo after-sleep\r");
-  await new Promise((r) => setTimeout(r, 500));
+  term.type("echo sleeping-$((6*7)); sleep 30; echo after-sleep\r");
+  await term.waitFor(/sleeping-42/, mark);
+  mark = term.output.length;
   term.type("\x03");
   await term.waitFor(/READY> /, mark);
+  assertEquals(
+    term.output.slice(mark).includes("after-sleep\r"),
+    false,
+    "Ctrl-C ended the whole command line",
+  );
   mark = term.output.length;
   term.type("echo still-$((40+2))\r");
   await term.waitFor(/still-42/, mark);
