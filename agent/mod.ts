@@ -7,6 +7,7 @@ import { resolve as resolvePath } from "node:path";
 import { type AgentMessage, VERSION } from "../protocol/mod.ts";
 import { createLogger, type Logger } from "../util/log.ts";
 import { AttachListener } from "./attach_listener.ts";
+import { raiseFileLimit } from "./_fd_limit.ts";
 import { ControlChannel } from "./control.ts";
 import { Recorder } from "./recorder.ts";
 import { Runner } from "./runner.ts";
@@ -59,8 +60,18 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
   const log = options.log ?? createLogger("agent");
   await Deno.mkdir(`${options.dataDir}/work`, { recursive: true, mode: 0o700 });
   await Deno.chmod(options.dataDir, 0o700);
+  const files = await raiseFileLimit();
+  const warnings: string[] = [];
+  if (files !== null && files < 5 * options.maxRuns + 64) {
+    warnings.push(
+      `The open-file limit is ${files}: about ${
+        Math.floor((files - 64) / 5)
+      } attached sessions fit; raise it (LimitNOFILE) for --max-runs ${options.maxRuns}`,
+    );
+  }
   const sandbox = await createSandbox(options.sandbox, { workDir: `${options.dataDir}/work` });
-  for (const warning of sandbox.warnings) log.warn(warning);
+  warnings.push(...sandbox.warnings);
+  for (const warning of warnings) log.warn(warning);
   const base = options.server.replace(/\/+$/, "");
   const fetchBlob = async (sha256: string) => {
     const res = await fetch(`${base}/agent/blobs/${sha256}`, {
@@ -102,7 +113,7 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
         ...(listener.tlsFingerprint ? { tlsFingerprint: listener.tlsFingerprint } : {}),
       },
       running: runner.running(),
-      warnings: sandbox.warnings,
+      warnings,
     }),
     running: () => runner.running(),
     message: (msg) => {
@@ -145,7 +156,7 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
   return {
     name: options.name,
     attachPort: listener.port,
-    warnings: sandbox.warnings,
+    warnings,
     async close() {
       channel.close();
       await runner.close();

@@ -44,6 +44,8 @@ interface Run {
   process?: SandboxProcess;
   shipper?: LogShipper;
   recorder?: Recorder;
+  /** An attached run whose secret the listener expects. */
+  ready?: boolean;
   release?: () => void;
   uploadsDir?: string;
   timers: ReturnType<typeof setTimeout>[];
@@ -69,6 +71,16 @@ export class Runner {
   /** The channel is back: send what could not be sent, and unacknowledged logs. */
   reconnected(): void {
     for (const msg of this.#outbox.splice(0)) this.#report(msg);
+    // A restarted server has forgotten which attached runs wait for their client.
+    for (const run of this.#runs.values()) {
+      if (run.spec.attach && run.ready && !run.process && !run.ending) {
+        this.#report({
+          type: "attach_ready",
+          runId: run.spec.runId,
+          expiresAt: run.spec.attach.expiresAt,
+        });
+      }
+    }
     for (const run of this.#runs.values()) run.shipper?.resend();
     for (const recorder of this.#recorders.values()) recorder.resend();
     this.#deps.leftovers?.resend();
@@ -142,6 +154,7 @@ export class Runner {
       this.#deps.listener.cancel(secretSha256);
       this.#finish(run, "expired", { reason: "Nobody attached within the attach window" });
     }, Math.max(0, expiresAt - Date.now())));
+    run.ready = true;
     this.#report({ type: "attach_ready", runId: spec.runId, expiresAt });
   }
 
