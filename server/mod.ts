@@ -4,7 +4,12 @@
  * @module
  */
 import { resolve as resolvePath } from "node:path";
-import { DEFAULT_SIZES } from "../protocol/mod.ts";
+import {
+  ATTACH_WINDOW_MS,
+  DEFAULT_SIZES,
+  IDLE_TIMEOUT_MS,
+  MAX_DURATION_MS,
+} from "../protocol/mod.ts";
 import { parseAddr } from "../util/addr.ts";
 import { createLogger, type Logger } from "../util/log.ts";
 import { createApp } from "./app.ts";
@@ -64,9 +69,9 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
     maxUploadBytes: 1024 ** 3,
     maxRunsPerApp: 10,
     queueTimeoutMs: 5 * 60_000,
-    attachWindowMs: 60_000,
-    idleTimeoutMs: 30 * 60_000,
-    maxDurationMs: 24 * 3600_000,
+    attachWindowMs: ATTACH_WINDOW_MS,
+    idleTimeoutMs: IDLE_TIMEOUT_MS,
+    maxDurationMs: MAX_DURATION_MS,
     sizes: { ...DEFAULT_SIZES },
     agentGraceMs: 30_000,
     auditKeyFile: `${options.dataDir}/audit.key`,

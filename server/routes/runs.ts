@@ -125,7 +125,6 @@ async function parseRequest(ctx: ServerContext, app: AppRow, body: Record<string
     v: unknown,
     d: number,
   ) => (typeof v === "number" && Number.isInteger(v) && v > 0 && v < 10000 ? v : d);
-  const defaultTimeout = attached ? 24 * 3600_000 : ctx.config.maxDurationMs;
   const request: RunRequest = {
     command: command.trim(),
     attached,
@@ -134,7 +133,7 @@ async function parseRequest(ctx: ServerContext, app: AppRow, body: Record<string
     rows: dims(body.rows, 24),
     size: size as SizeName,
     env,
-    timeoutMs: parseDuration(body.timeout, defaultTimeout),
+    timeoutMs: parseDuration(body.timeout, ctx.config.maxDurationMs),
     uploads,
     term: typeof body.term === "string" && /^[A-Za-z0-9._+-]{1,64}$/.test(body.term)
       ? body.term
