@@ -11,7 +11,7 @@ import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import * as tar from "tar";
-import { DIRECTORY_MODE, EntryPolicy, safeFileMode } from "./_entry_policy.ts";
+import { DIRECTORY_MODE, EntryPolicy, safeFileMode } from "../protocol/slug_policy.ts";
 
 /** A slug the agent refuses to extract; `reason` says which entry and why. */
 export class SlugRejectedError extends Error {

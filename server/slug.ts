@@ -10,6 +10,7 @@ import { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import * as tar from "tar";
+import { EntryPolicy } from "../protocol/slug_policy.ts";
 
 /** A slug the server refuses; the message says why and is meant for the user. */
 export class SlugError extends Error {
@@ -82,11 +83,14 @@ class Lister {
   /** The first bytes, held back until they show whether node-tar would sniff gzip. */
   #head: Buffer | undefined = Buffer.alloc(0);
   #procfile: Uint8Array[] | undefined;
+  #policy: EntryPolicy;
   failure: Error | undefined;
   entries = 0;
 
   constructor(maxBytes: number) {
     this.#maxBytes = maxBytes;
+    // The size cap is enforced on the bytes themselves, below.
+    this.#policy = new EntryPolicy(Number.POSITIVE_INFINITY);
     this.#parser = new tar.Parser({
       strict: true,
       brotli: false,
@@ -143,6 +147,13 @@ class Lister {
 
   #onEntry(entry: tar.ReadEntry): void {
     this.entries++;
+    // The agents' rules: refused here, a bad slug never becomes a release.
+    const problem = this.#policy.check(entry);
+    if (problem !== undefined) {
+      this.failure ??= new SlugError(`Slug is refused: ${problem}`);
+      entry.resume();
+      return;
+    }
     const path = entry.path.split("/").filter((part) => part !== "" && part !== ".").join("/");
     if (path !== "Procfile") {
       entry.resume();

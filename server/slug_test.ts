@@ -152,3 +152,41 @@ Deno.test("parseProcfile keeps a type named __proto__ as a plain key", () => {
   assert.equal(Object.getPrototypeOf(types), Object.prototype);
   assert.deepEqual(Object.keys(types), ["__proto__"]);
 });
+
+Deno.test("inspectSlug refuses what agents would refuse: escaping symlinks and special files", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const cases: [string, (src: string) => Promise<void>, RegExp][] = [
+      [
+        "abs",
+        (src) => Deno.symlink("/etc/shadow", `${src}/leak`),
+        /symlink "\.\/leak" points to the absolute path/,
+      ],
+      [
+        "up",
+        (src) => Deno.symlink("../../secret", `${src}/up`),
+        /symlink "\.\/up" points outside the root/,
+      ],
+      ["fifo", async (src) => {
+        await new Deno.Command("mkfifo", { args: [`${src}/pipe`] }).output();
+      }, /entry "\.\/pipe" is a FIFO/],
+    ];
+    for (const [name, make, reason] of cases) {
+      const src = `${dir}/${name}`;
+      await Deno.mkdir(src);
+      await make(src);
+      const archive = `${dir}/${name}.tar.gz`;
+      const out = await new Deno.Command("tar", { args: ["-czf", archive, "-C", src, "."] })
+        .output();
+      assert.ok(out.success);
+      await assert.rejects(inspectSlug(archive), (error: unknown) => {
+        assert.ok(error instanceof SlugError);
+        assert.match(error.message, /^Slug is refused: /);
+        assert.match(error.message, reason);
+        return true;
+      });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

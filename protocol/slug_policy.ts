@@ -1,5 +1,8 @@
 /**
- * The rules every entry of a slug must pass before node-tar may write it.
+ * What a valid slug is: the rules every entry must pass. The server applies
+ * them when a slug is deployed (so a bad one is refused at once, with its
+ * reason), and each agent again before node-tar may write an entry (a slug
+ * is only trusted as far as the agent checked it itself).
  * node-tar already refuses `..` and links that escape, but only warns and
  * skips; these rules name the offending entry so the whole slug is refused,
  * and they also cover what node-tar lets through (devices are merely
