@@ -141,6 +141,14 @@ async function waitReady(
   }
 }
 
+/** Long-polls the run until it has ended. */
+async function waitEnded(client: Client, path: string): Promise<RunInfo> {
+  while (true) {
+    const { run } = await client.request<{ run: RunInfo }>("GET", `${path}?wait=60`);
+    if (!["pending", "starting", "running"].includes(run.state)) return run;
+  }
+}
+
 /** Maps a finished run to the CLI's exit code, saying why when it is not the process's. */
 function exitCodeOf(run: RunInfo, silent: boolean): number {
   const say = (text: string) => silent || err(`oneoff: ${text}\n`);
@@ -202,17 +210,15 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   }
   if (!opts.silent) err(`Running ${run.label} of "${app}" on ${attach.host}:${attach.port}...\n`);
+  // Asked before attaching, so the exit code is known the moment the stream ends.
+  const ended = waitEnded(client, `${base}/runs/${run.label}`);
+  ended.catch(() => {});
   await attachStream(attach, secret, {
     tty,
     onResize: (cols, rows) => {
       client.request("POST", `${base}/runs/${run.label}/resize`, { cols, rows }).catch(() => {});
     },
   });
-  let final = run;
-  for (let tries = 0; tries < 20; tries++) {
-    final =
-      (await client.request<{ run: RunInfo }>("GET", `${base}/runs/${run.label}?wait=15`)).run;
-    if (!["pending", "starting", "running"].includes(final.state)) break;
-  }
+  const final = await ended;
   return exitCodeOf(final, opts.silent);
 }
