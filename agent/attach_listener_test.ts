@@ -1,3 +1,4 @@
+import { selfSignedCertificate } from "../tests/_tls.ts";
 import { equal, match, ok, rejects, throws } from "node:assert/strict";
 import { createHash } from "node:crypto";
 import {
@@ -275,47 +276,8 @@ Deno.test("certificateFingerprint refuses text without a certificate", () => {
   throws(() => certificateFingerprint("-----BEGIN PRIVATE KEY-----\n"), /no "BEGIN CERTIFICATE"/);
 });
 
-async function selfSigned(): Promise<{ cert: string; key: string; opensslFingerprint: string }> {
-  const dir = await Deno.makeTempDir({ prefix: "oneoff_attach_tls_" });
-  try {
-    const req = await new Deno.Command("openssl", {
-      args: [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-subj",
-        "/CN=x",
-        "-days",
-        "1",
-        "-keyout",
-        `${dir}/key.pem`,
-        "-out",
-        `${dir}/cert.pem`,
-      ],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    ok(req.success, "openssl req failed");
-    const x509 = await new Deno.Command("openssl", {
-      args: ["x509", "-in", `${dir}/cert.pem`, "-noout", "-fingerprint", "-sha256"],
-    }).output();
-    const line = decoder.decode(x509.stdout).trim();
-    return {
-      cert: await Deno.readTextFile(`${dir}/cert.pem`),
-      key: await Deno.readTextFile(`${dir}/key.pem`),
-      opensslFingerprint: line.slice(line.indexOf("=") + 1).replaceAll(":", "").toLowerCase(),
-    };
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 Deno.test("attach over TLS works with ncat --ssl and openssl s_client", async () => {
-  const { cert, key, opensslFingerprint } = await selfSigned();
+  const { cert, key, opensslFingerprint } = await selfSignedCertificate();
   await using listener = await listen({ tls: { cert, key } });
   equal(listener.tls, true);
   equal(listener.tlsFingerprint, opensslFingerprint);
@@ -335,7 +297,7 @@ Deno.test("attach over TLS works with ncat --ssl and openssl s_client", async ()
 });
 
 Deno.test("attach over TLS times out a client that handshakes but sends nothing", async () => {
-  const { cert, key } = await selfSigned();
+  const { cert, key } = await selfSignedCertificate();
   await using listener = await listen({ tls: { cert, key }, handshakeTimeoutMs: 200 });
   const child = new Deno.Command("openssl", {
     args: ["s_client", "-quiet", "-connect", `${HOST}:${listener.port}`],
@@ -351,7 +313,7 @@ Deno.test("attach over TLS times out a client that handshakes but sends nothing"
 });
 
 Deno.test("attach close does not wait for a TLS client that never starts its handshake", async () => {
-  const { cert, key } = await selfSigned();
+  const { cert, key } = await selfSignedCertificate();
   const listener = await listen({ tls: { cert, key } });
   const idle = await Deno.connect({ hostname: HOST, port: listener.port });
   await listener.close();
