@@ -2,7 +2,7 @@
  * The CLI's view of the server: where it is, the token, and JSON requests.
  * @module
  */
-import { CliError, UsageError } from "./_io.ts";
+import { CliError } from "./_io.ts";
 
 /** Where `oneoff login` keeps the server and token. */
 export function configPath(): string {
@@ -44,7 +44,7 @@ export class Client {
     const server = Deno.env.get("ONEOFF_SERVER") || stored.server;
     const token = Deno.env.get("ONEOFF_TOKEN") || stored.token;
     if (!server || !token) {
-      throw new UsageError(
+      throw new CliError(
         "Not logged in: run `oneoff login --server URL --token T` (or set ONEOFF_SERVER and ONEOFF_TOKEN)",
       );
     }
