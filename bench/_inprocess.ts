@@ -29,44 +29,33 @@ const BWRAP_TRUE = [
   "/usr/bin/true",
 ];
 
+const RUN_TRUE = [
+  "run",
+  "-A",
+  "--quiet",
+  MAIN,
+  "run",
+  "-a",
+  "demo",
+  "--no-tty",
+  "--silent",
+  "--",
+  "true",
+];
+
 /** `run`: the whole CLI running `true` against bare deno + bare bwrap. */
 export async function benchRunTrue(sys: TestSystem): Promise<void> {
   const script = await Deno.makeTempFile({ suffix: ".ts" });
   await Deno.writeTextFile(script, "console.log('');\n");
   const env = sys.cliEnv();
   // Warm the slug cache and the module cache first.
-  await time(Deno.execPath(), [
-    "run",
-    "-A",
-    "--quiet",
-    MAIN,
-    "run",
-    "-a",
-    "demo",
-    "--no-tty",
-    "--silent",
-    "--",
-    "true",
-  ], env);
+  await time(Deno.execPath(), RUN_TRUE, env);
   const n = 15;
   const deno = await medianOf(n, () => time(Deno.execPath(), ["run", "-A", "--quiet", script]));
   const bwrap = await medianOf(n, () => time("bwrap", BWRAP_TRUE));
   const ours = await medianOf(
     n,
-    () =>
-      time(Deno.execPath(), [
-        "run",
-        "-A",
-        "--quiet",
-        MAIN,
-        "run",
-        "-a",
-        "demo",
-        "--no-tty",
-        "--silent",
-        "--",
-        "true",
-      ], env),
+    () => time(Deno.execPath(), RUN_TRUE, env),
   );
   const base = deno + bwrap;
   row(

@@ -35,6 +35,9 @@ export const TERMINAL_STATES: ReadonlySet<RunState> = new Set([
   "lost",
 ]);
 
+/** States of a run that has not ended: it counts against the app's limit. */
+export const LIVE_STATES: RunState[] = ["pending", "starting", "running"];
+
 /** True when a run in this state has ended for good. */
 export function isTerminal(state: RunState): boolean {
   return TERMINAL_STATES.has(state);

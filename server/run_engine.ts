@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import {
   type AgentMessage,
   isTerminal,
+  LIVE_STATES,
   type RunSpec,
   type RunState,
   type SizeName,
@@ -44,8 +45,6 @@ function platformEnv(app: AppRow, run: RunRow, term: string): Record<string, str
   };
 }
 
-const LIVE: RunState[] = ["pending", "starting", "running"];
-
 /** Places runs on agents and applies what agents report. */
 export class RunEngine implements AgentEvents {
   #ctx: ServerContext;
@@ -70,7 +69,11 @@ export class RunEngine implements AgentEvents {
 
   /** Creates a run; attached runs get their secret, returned only here. */
   async create(app: AppRow, release: ReleaseRow, req: RunRequest, actor: string) {
-    const live = await this.#ctx.store.listRuns({ app_id: app.id, states: LIVE, limit: 1000 });
+    const live = await this.#ctx.store.listRuns({
+      app_id: app.id,
+      states: LIVE_STATES,
+      limit: 1000,
+    });
     if (live.length >= this.#ctx.config.maxRunsPerApp) {
       throw new HttpError(
         429,
@@ -275,7 +278,7 @@ export class RunEngine implements AgentEvents {
     detail: { exitCode?: number | null; reason?: string | null; at?: Date },
   ): Promise<void> {
     const { store } = this.#ctx;
-    const ended = await store.updateRun(run.id, LIVE, {
+    const ended = await store.updateRun(run.id, LIVE_STATES, {
       state,
       exit_code: detail.exitCode ?? null,
       reason: detail.reason ?? null,

@@ -15,22 +15,19 @@ export class Signals {
     for (const wake of set) wake();
   }
 
-  /** Resolves true when `key` is notified, false after `timeoutMs` or on abort. */
-  wait(key: string, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+  /** Resolves true when `key` is notified, false after `timeoutMs`. */
+  wait(key: string, timeoutMs: number): Promise<boolean> {
     return new Promise((resolve) => {
       let set = this.#waiters.get(key);
       if (!set) this.#waiters.set(key, set = new Set());
       const done = (woken: boolean) => {
         clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
         set.delete(wake);
         if (set.size === 0 && this.#waiters.get(key) === set) this.#waiters.delete(key);
         resolve(woken);
       };
       const wake = () => done(true);
-      const onAbort = () => done(false);
       const timer = setTimeout(() => done(false), timeoutMs);
-      signal?.addEventListener("abort", onAbort);
       set.add(wake);
     });
   }

@@ -3,7 +3,7 @@
  * agent's port 5000, or detached with its output in the app's logs.
  * @module
  */
-import type { AttachInfo, RunInfo } from "../../protocol/mod.ts";
+import { type AttachInfo, isTerminal, type RunInfo } from "../../protocol/mod.ts";
 import { CliError, err, out, parseDuration, UsageError } from "../_io.ts";
 import { Client } from "../client.ts";
 import { attachStream } from "../attach.ts";
@@ -145,7 +145,7 @@ async function waitReady(
 async function waitEnded(client: Client, path: string): Promise<RunInfo> {
   while (true) {
     const { run } = await client.request<{ run: RunInfo }>("GET", `${path}?wait=60`);
-    if (!["pending", "starting", "running"].includes(run.state)) return run;
+    if (isTerminal(run.state)) return run;
   }
 }
 

@@ -4,7 +4,7 @@
  * @module
  */
 import type { Handler } from "hono";
-import type { RunState } from "../../protocol/mod.ts";
+import { LIVE_STATES } from "../../protocol/mod.ts";
 import { canUseApp } from "../auth.ts";
 import type { ServerContext } from "../context.ts";
 import type { AppRow, ReleaseRow } from "../store/mod.ts";
@@ -12,7 +12,6 @@ import type { DashEnv } from "./_auth.ts";
 import { Heading, render, Time } from "./_layout.tsx";
 
 /** States of a run that still holds (or waits for) a place on an agent. */
-export const LIVE_STATES: RunState[] = ["pending", "starting", "running"];
 
 interface AppSummary {
   app: AppRow;
