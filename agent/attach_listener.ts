@@ -6,9 +6,14 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
-import { ATTACH_HANDSHAKE_TIMEOUT_MS, ATTACH_MAX_LINE, attachRefusal } from "../protocol/mod.ts";
-import { FailureLimiter, LineReader, REASONS, SecretTable } from "./_handshake.ts";
+import {
+  ATTACH_HANDSHAKE_TIMEOUT_MS,
+  ATTACH_MAX_LINE,
+  ATTACH_REFUSALS as REASONS,
+  attachRefusal,
+  pemFingerprint,
+} from "../protocol/mod.ts";
+import { FailureLimiter, LineReader, SecretTable } from "./_handshake.ts";
 
 /** How long a refused connection may take to read its refusal line. */
 const LINGER_MS = 1_000;
@@ -89,7 +94,7 @@ export class AttachListener {
     }
     this.#limiter = new FailureLimiter(options.maxFailuresPerMinute ?? 10);
     this.#now = options.now ?? Date.now;
-    this.tlsFingerprint = options.tls && certificateFingerprint(options.tls.cert);
+    this.tlsFingerprint = options.tls && pemFingerprint(options.tls.cert);
     const where = { hostname: options.hostname, port: options.port };
     try {
       this.#listener = options.tls
@@ -217,21 +222,6 @@ export class AttachListener {
       if (!attached) closeQuietly(conn);
     }
   }
-}
-
-/** SHA-256 hex fingerprint (lowercase, no colons) of the first certificate of a PEM text. */
-export function certificateFingerprint(pem: string): string {
-  const match = /-----BEGIN CERTIFICATE-----([^-]*)-----END CERTIFICATE-----/.exec(pem);
-  if (match === null) {
-    throw new Error('Cannot fingerprint certificate: no "BEGIN CERTIFICATE" block in the PEM text');
-  }
-  let der: Uint8Array;
-  try {
-    der = Uint8Array.from(atob((match[1] ?? "").replace(/\s+/g, "")), (c) => c.charCodeAt(0));
-  } catch (cause) {
-    throw new Error("Cannot fingerprint certificate: the PEM block is not base64", { cause });
-  }
-  return createHash("sha256").update(der).digest("hex");
 }
 
 /** Writes the refusal line, half-closes, and waits (bounded) for the client to go. */

@@ -5,8 +5,8 @@ import {
   type AttachedClient,
   AttachListener,
   type AttachListenerOptions,
-  certificateFingerprint,
 } from "./attach_listener.ts";
+import { pemFingerprint } from "../protocol/mod.ts";
 
 const HOST = "127.0.0.1";
 const encoder = new TextEncoder();
@@ -272,16 +272,12 @@ Deno.test("attach listen explains a port already in use and bad options", async 
   await rejects(listen({ maxFailuresPerMinute: 0 }), /Invalid maxFailuresPerMinute "0"/);
 });
 
-Deno.test("certificateFingerprint refuses text without a certificate", () => {
-  throws(() => certificateFingerprint("-----BEGIN PRIVATE KEY-----\n"), /no "BEGIN CERTIFICATE"/);
-});
-
 Deno.test("attach over TLS works with ncat --ssl and openssl s_client", async () => {
   const { cert, key, opensslFingerprint } = await selfSignedCertificate();
   await using listener = await listen({ tls: { cert, key } });
   equal(listener.tls, true);
   equal(listener.tlsFingerprint, opensslFingerprint);
-  equal(certificateFingerprint(cert), opensslFingerprint);
+  equal(pemFingerprint(cert), opensslFingerprint);
   const { secret, hash } = newSecret();
   listener.expect(hash, Date.now() + 60_000, echoing());
   const port = String(listener.port);

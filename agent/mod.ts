@@ -4,7 +4,7 @@
  * @module
  */
 import { resolve as resolvePath } from "node:path";
-import { type AgentMessage, VERSION } from "../protocol/mod.ts";
+import { type AgentMessage, type SandboxKind, VERSION } from "../protocol/mod.ts";
 import { createLogger, type Logger } from "../util/log.ts";
 import { AttachListener } from "./attach_listener.ts";
 import { raiseFileLimit } from "./_fd_limit.ts";
@@ -25,7 +25,7 @@ export interface AgentOptions {
   /** The host clients should connect to; default the listener's or this host's address. */
   advertise?: string;
   dataDir: string;
-  sandbox: "bwrap" | "runc";
+  sandbox: SandboxKind;
   maxRuns: number;
   tls?: { cert: string; key: string };
   /** Time a client has to send its secret (default 10 s). */

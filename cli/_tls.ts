@@ -5,7 +5,7 @@
  * cannot show the peer's certificate, node:tls can.
  * @module
  */
-import { createHash } from "node:crypto";
+import { certificateFingerprint } from "../protocol/mod.ts";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import { CliError } from "./_io.ts";
 
@@ -32,7 +32,7 @@ export function connectPinned(host: string, port: number, fingerprint: string): 
     );
     socket.once("secureConnect", () => {
       const raw = socket.getPeerCertificate(false)?.raw;
-      const actual = raw ? createHash("sha256").update(raw).digest("hex") : "";
+      const actual = raw ? certificateFingerprint(raw) : "";
       if (actual !== fingerprint.toLowerCase()) {
         socket.destroy();
         reject(

@@ -11,7 +11,18 @@
  * @module
  */
 
-import type { ReadEntry } from "tar";
+/**
+ * A tar entry as the policy reads it: the fields node-tar's `ReadEntry`
+ * has, so it can be passed as it is, without this module depending on it.
+ * `mode` is written back, made safe.
+ */
+export interface SlugEntry {
+  path: string;
+  type: string;
+  size: number;
+  mode?: number | undefined;
+  linkpath?: string | undefined;
+}
 
 const FILE_TYPES = new Set(["File", "OldFile", "ContiguousFile"]);
 const DIRECTORY_TYPES = new Set(["Directory", "GNUDumpDir"]);
@@ -81,7 +92,7 @@ export class EntryPolicy {
    * Returns why `entry` must be refused, or undefined once its mode is made
    * safe. Entries must be given in archive order.
    */
-  check(entry: ReadEntry): string | undefined {
+  check(entry: SlugEntry): string | undefined {
     const parts = split(entry.path);
     if (typeof parts === "string") return `entry "${entry.path}" ${parts}`;
     const inside = this.#symlinkAncestor(parts);
@@ -96,7 +107,7 @@ export class EntryPolicy {
     return this.#kindProblem(entry, parts);
   }
 
-  #kindProblem(entry: ReadEntry, parts: string[]): string | undefined {
+  #kindProblem(entry: SlugEntry, parts: string[]): string | undefined {
     const path = parts.join("/");
     if (FILE_TYPES.has(entry.type)) {
       entry.mode = safeFileMode(entry.mode ?? 0);

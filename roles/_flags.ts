@@ -2,6 +2,7 @@
  * What the long-running roles share: flag parsing and waiting for a signal.
  * @module
  */
+import { isSandboxKind, SANDBOX_KINDS, type SandboxKind } from "../protocol/mod.ts";
 import { parseArgs } from "node:util";
 import { USAGE } from "../cli/mod.ts";
 import { errorMessage } from "../util/log.ts";
@@ -23,9 +24,10 @@ export function flags(
 }
 
 /** `--sandbox`, bwrap by default. */
-export function sandboxKind(value: string | undefined): "bwrap" | "runc" {
-  if (value === undefined || value === "bwrap" || value === "runc") return value ?? "bwrap";
-  throw new Error(`Unknown sandbox "${value}": use bwrap or runc`);
+export function sandboxKind(value: string | undefined): SandboxKind {
+  if (value === undefined) return SANDBOX_KINDS[0];
+  if (isSandboxKind(value)) return value;
+  throw new Error(`Unknown sandbox "${value}": use ${SANDBOX_KINDS.join(" or ")}`);
 }
 
 /** Reads `--tls-cert` and `--tls-key`, both or neither. */

@@ -8,6 +8,7 @@ import {
   type AgentMessage,
   isTerminal,
   LIVE_STATES,
+  runLabel,
   type RunSpec,
   type RunState,
   type SizeName,
@@ -38,7 +39,7 @@ export interface RunRequest {
 function platformEnv(app: AppRow, run: RunRow, term: string): Record<string, string> {
   return {
     APP: app.name,
-    CONTAINER: `one-off-${run.number}`,
+    CONTAINER: runLabel(run.number),
     HOME: "/app",
     PORT: "5000",
     TERM: term,
@@ -106,7 +107,7 @@ export class RunEngine implements AgentEvents {
       actor,
       kind: "run.created",
       data: {
-        run: `one-off-${run.number}`,
+        run: runLabel(run.number),
         command: run.command,
         attached: run.attached,
         size: run.size,
@@ -169,7 +170,7 @@ export class RunEngine implements AgentEvents {
     });
     if (!placed) return;
     agent.active.add(run.id);
-    this.#runApps.set(run.id, { appId: app.id, label: `one-off-${run.number}` });
+    this.#runApps.set(run.id, { appId: app.id, label: runLabel(run.number) });
     const env = {
       ...await store.getEnv(app.id),
       ...run.env_overrides,
@@ -179,7 +180,7 @@ export class RunEngine implements AgentEvents {
     const spec: RunSpec = {
       runId: run.id,
       app: app.name,
-      label: `one-off-${run.number}`,
+      label: runLabel(run.number),
       command: run.command,
       env,
       slug: { sha256: release.sha256, size: release.size },
@@ -297,7 +298,7 @@ export class RunEngine implements AgentEvents {
       actor: run.actor,
       kind: "run.ended",
       data: {
-        run: `one-off-${run.number}`,
+        run: runLabel(run.number),
         command: run.command,
         state,
         exit_code: ended.exit_code,
@@ -313,7 +314,7 @@ export class RunEngine implements AgentEvents {
     if (!owner) {
       const run = await this.#ctx.store.runById(msg.runId);
       if (!run || run.agent_id !== agent.id) return;
-      owner = { appId: run.app_id, label: `one-off-${run.number}` };
+      owner = { appId: run.app_id, label: runLabel(run.number) };
     }
     const source = owner.label;
     let last = -1;

@@ -3,6 +3,7 @@
  * real sockets) in this process, and the real CLI as a subprocess.
  * @module
  */
+import { type SandboxKind } from "../protocol/mod.ts";
 import { startAgent } from "../agent/mod.ts";
 import { type RunningServer, type ServerConfig, startServer } from "../server/mod.ts";
 import { createLogger } from "../util/log.ts";
@@ -38,7 +39,7 @@ export interface CliResult {
 /** Options of a test system. */
 export interface SystemOptions {
   config?: Partial<ServerConfig>;
-  sandbox?: "bwrap" | "runc";
+  sandbox?: SandboxKind;
   /** Deploy examples/demo as app "demo" (default true). */
   demo?: boolean;
   maxRuns?: number;

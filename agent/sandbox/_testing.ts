@@ -3,7 +3,7 @@
  * unique temp dirs, a started sandbox, and helpers to drive a run.
  * @module
  */
-import type { Limits } from "../../protocol/mod.ts";
+import { type Limits, type SandboxKind } from "../../protocol/mod.ts";
 import { createSandbox, SANDBOX_UID } from "./mod.ts";
 import type { ExitStatus, Sandbox, SandboxProcess, SandboxSpec } from "./mod.ts";
 
@@ -37,7 +37,7 @@ export class Fixture {
   }
 
   /** Creates the temp dirs (0700, as a real data dir would be) and the sandbox. */
-  static async create(kind: "bwrap" | "runc"): Promise<Fixture> {
+  static async create(kind: SandboxKind): Promise<Fixture> {
     const top = await Deno.makeTempDir({ prefix: `oneoff-sandbox-${kind}-` });
     const slugDir = `${top}/slug`;
     await Deno.mkdir(slugDir, { mode: 0o755 });

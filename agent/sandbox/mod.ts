@@ -7,7 +7,12 @@
  * cgroup limits, and die with the agent.
  * @module
  */
-import type { Limits } from "../../protocol/mod.ts";
+import {
+  type Limits,
+  type NetworkMode,
+  SANDBOX_KINDS,
+  type SandboxKind,
+} from "../../protocol/mod.ts";
 import { createBwrapSandbox } from "./bwrap.ts";
 import { createRuncSandbox } from "./runc.ts";
 
@@ -28,7 +33,7 @@ export interface SandboxSpec {
   /** Memory, pids, CPU and `/tmp` size. */
   limits: Limits;
   /** Share the host's network, or have none. */
-  network: "host" | "none";
+  network: NetworkMode;
   /** A real pseudo-terminal of this size when present. */
   tty?: { cols: number; rows: number };
 }
@@ -63,7 +68,7 @@ export interface SandboxProcess {
 
 /** Starts sandboxes. */
 export interface Sandbox {
-  readonly name: "bwrap" | "runc";
+  readonly name: SandboxKind;
   /** What this host cannot enforce (e.g. not root → no cgroup limits), as human sentences. */
   readonly warnings: string[];
   /** Starts one run; resolves once the sandbox tool has been started. */
@@ -77,8 +82,8 @@ export interface SandboxOptions {
 }
 
 /** Checks the host and prepares `workDir` for the chosen backend. */
-export function createSandbox(kind: "bwrap" | "runc", options: SandboxOptions): Promise<Sandbox> {
+export function createSandbox(kind: SandboxKind, options: SandboxOptions): Promise<Sandbox> {
   if (kind === "bwrap") return createBwrapSandbox(options.workDir);
   if (kind === "runc") return createRuncSandbox(options.workDir);
-  throw new Error(`Cannot create sandbox "${kind}": choose "bwrap" or "runc"`);
+  throw new Error(`Cannot create sandbox "${kind}": choose one of ${SANDBOX_KINDS.join(", ")}`);
 }

@@ -1,3 +1,4 @@
+import { type SandboxKind } from "../../protocol/mod.ts";
 import { assert, assertEquals, assertMatch, assertRejects } from "../../tests/_assert.ts";
 import { detectCgroups, RunCgroup } from "./_cgroups.ts";
 import { SANDBOX_UID } from "./mod.ts";
@@ -16,7 +17,7 @@ const HAS_RUNC = await Deno.stat("/usr/sbin/runc").then(() => true, () => false)
 const CGROUPS = ROOT ? await detectCgroups() : { reason: "not root" };
 const LIMITED = !("reason" in CGROUPS);
 
-function sandboxTests(kind: "bwrap" | "runc"): void {
+function sandboxTests(kind: SandboxKind): void {
   const ignore = kind === "runc" && !(ROOT && HAS_RUNC);
   const test = (
     name: string,

@@ -1,3 +1,4 @@
+import { runLabel } from "../../protocol/mod.ts";
 import { assert, assertEquals, assertMatch } from "../../tests/_assert.ts";
 import { dashboardTest, seedApp, seedRun } from "./_test_util.ts";
 
@@ -119,7 +120,7 @@ Deno.test("with 10,000 runs the app and timeline pages stay fast", async () => {
       actor: "admin",
       kind: "run.created",
       data: {
-        run: `one-off-${run.number}`,
+        run: runLabel(run.number),
         command: run.command,
         attached: false,
         size: "M",

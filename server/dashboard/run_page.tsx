@@ -5,7 +5,7 @@
  * @module
  */
 import type { Handler } from "hono";
-import { isTerminal, type RunInfo } from "../../protocol/mod.ts";
+import { isTerminal, type RunInfo, runLabel } from "../../protocol/mod.ts";
 import type { ServerContext } from "../context.ts";
 import { loadApp, loadRun } from "../routes/_load.ts";
 import { runInfo } from "../routes/runs.ts";
@@ -110,7 +110,7 @@ export function runPage(ctx: ServerContext): Handler<DashEnv> {
   return async (c) => {
     const app = await loadApp(c, store);
     const run = await loadRun(c, store, app);
-    const label = `one-off-${run.number}`;
+    const label = runLabel(run.number);
     const [agents, release, lines] = await Promise.all([
       store.listAgents(),
       store.releaseById(run.release_id),
@@ -174,7 +174,7 @@ export function stopRun(ctx: ServerContext, engine: RunEngine): Handler<DashEnv>
     await checkedForm(c);
     const app = await loadApp(c, ctx.store);
     const run = await loadRun(c, ctx.store, app);
-    const label = `one-off-${run.number}`;
+    const label = runLabel(run.number);
     if (!isTerminal(run.state)) await engine.stop(run, c.get("auth").actor, label, app.name);
     return c.redirect(`/apps/${app.name}/runs/${label}`, 303);
   };

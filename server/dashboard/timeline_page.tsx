@@ -3,6 +3,7 @@
  * created and ended, stops, audit views — newest first, paginated by id.
  * @module
  */
+import { parseRunLabel } from "../../protocol/mod.ts";
 import type { Handler } from "hono";
 import type { Child } from "hono/jsx";
 import type { ServerContext } from "../context.ts";
@@ -39,7 +40,7 @@ function Keys(props: { keys: string[] }) {
 
 function RunLink(props: { app: string; run: unknown }) {
   const label = str(props.run);
-  if (!/^one-off-\d+$/.test(label)) return <span>a one-off</span>;
+  if (parseRunLabel(label) === null) return <span>a one-off</span>;
   return <a class="mono" href={`/apps/${props.app}/runs/${label}`}>{label}</a>;
 }
 

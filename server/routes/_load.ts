@@ -3,7 +3,7 @@
  * @module
  */
 import type { Context } from "hono";
-import { NAME_PATTERN } from "../../protocol/mod.ts";
+import { NAME_PATTERN, parseRunLabel } from "../../protocol/mod.ts";
 import { type AuthEnv, canUseApp } from "../auth.ts";
 import { HttpError } from "../http_error.ts";
 import type { AppRow, RunRow, Store } from "../store/mod.ts";
@@ -24,9 +24,9 @@ export async function loadApp(c: Context<AuthEnv>, store: Store): Promise<AppRow
 /** The run named in the path (`one-off-N` or its id) of this app, or 404. */
 export async function loadRun(c: Context<AuthEnv>, store: Store, app: AppRow): Promise<RunRow> {
   const ref = c.req.param("run") ?? "";
-  const match = /^one-off-(\d{1,9})$/.exec(ref);
-  const run = match
-    ? await store.runByNumber(app.id, Number(match[1]))
+  const number = parseRunLabel(ref);
+  const run = number !== null
+    ? await store.runByNumber(app.id, number)
     : /^[0-9a-f-]{36}$/.test(ref)
     ? await store.runById(ref)
     : null;

@@ -4,6 +4,7 @@
  * the admin's key rotation.
  * @module
  */
+import { runLabel } from "../../protocol/mod.ts";
 import type { Context } from "hono";
 import { Hono } from "hono";
 import {
@@ -37,7 +38,7 @@ export function auditRoutes(ctx: ServerContext, audit: AuditService): Hono<AuthE
     const row = await loadApp(c, store);
     const run = await loadRun(c, store, row);
     const readout = await audit.read(run.id);
-    const label = `one-off-${run.number}`;
+    const label = runLabel(run.number);
     await store.addEvent({
       app_id: row.id,
       app_name: row.name,
@@ -98,5 +99,5 @@ export function adminAuditRoutes(audit: AuditService): Hono<AuthEnv> {
 }
 
 function cast(readout: AuditReadout, app: AppRow, run: RunRow): string {
-  return toAsciicast(readout, { title: `${app.name} one-off-${run.number}: ${run.command}` });
+  return toAsciicast(readout, { title: `${app.name} ${runLabel(run.number)}: ${run.command}` });
 }

@@ -8,6 +8,7 @@ import {
   type AttachInfo,
   isTerminal,
   type RunInfo,
+  runLabel,
   SIZE_NAMES,
   type SizeName,
 } from "../../protocol/mod.ts";
@@ -28,7 +29,7 @@ export function runInfo(run: RunRow, app: string, agents: Map<string, AgentRow>)
   return {
     id: run.id,
     app,
-    label: `one-off-${run.number}`,
+    label: runLabel(run.number),
     command: run.command,
     state: run.state,
     attached: run.attached,
@@ -168,7 +169,7 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AuthEnv> 
         throw new HttpError(
           409,
           "not_attachable",
-          `one-off-${run.number} is ${run.state}${
+          `${runLabel(run.number)} is ${run.state}${
             run.reason ? ` (${run.reason})` : ""
           }: it cannot be attached to`,
         );
@@ -178,7 +179,7 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AuthEnv> 
     const agent = await store.agentById(ready.agentId);
     if (!agent) throw new HttpError(503, "agent_unreachable", "The run's agent is gone");
     const info: Omit<AttachInfo, "secret"> = {
-      run: `one-off-${run.number}`,
+      run: runLabel(run.number),
       app: appName,
       host: agent.attach_host,
       port: agent.attach_port,
@@ -235,7 +236,7 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AuthEnv> 
   app.post("/:app/runs/:run/stop", async (c) => {
     const row = await loadApp(c, store);
     const run = await loadRun(c, store, row);
-    const label = `one-off-${run.number}`;
+    const label = runLabel(run.number);
     if (isTerminal(run.state)) {
       throw new HttpError(409, "not_running", `${label} has already ended (${run.state})`);
     }

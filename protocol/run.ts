@@ -1,0 +1,107 @@
+/**
+ * Runs: their states, sizes, labels and the sandbox kinds that run them.
+ * @module
+ */
+
+/** Every state a run can be in, in lifecycle order. */
+export const RUN_STATES = [
+  "pending",
+  "starting",
+  "running",
+  "exited",
+  "failed",
+  "timed_out",
+  "stopped",
+  "expired",
+  "lost",
+] as const;
+
+/** One state of a run. */
+export type RunState = typeof RUN_STATES[number];
+
+/** States a run never leaves. */
+export const TERMINAL_STATES: ReadonlySet<RunState> = new Set([
+  "exited",
+  "failed",
+  "timed_out",
+  "stopped",
+  "expired",
+  "lost",
+]);
+
+/** States of a run that has not ended: it counts against the app's limit. */
+export const LIVE_STATES: RunState[] = ["pending", "starting", "running"];
+
+/** True when a run in this state has ended for good. */
+export function isTerminal(state: RunState): boolean {
+  return TERMINAL_STATES.has(state);
+}
+
+/** App names, also used for process types' owners and agents' names. */
+export const NAME_PATTERN = /^[a-z][a-z0-9-]{1,62}$/;
+
+/** Names of the run sizes (`--size`). */
+export const SIZE_NAMES = ["S", "M", "L", "XL"] as const;
+
+/** One run size name. */
+export type SizeName = typeof SIZE_NAMES[number];
+
+/** The limits a size stands for inside the sandbox. */
+export interface Limits {
+  /** Memory limit in bytes (cgroup memory). */
+  memoryBytes: number;
+  /** Maximum number of tasks (cgroup pids). */
+  pids: number;
+  /** CPU share in thousandths of a core (1000 = one core). */
+  cpuMillis: number;
+  /** Size of the `/tmp` tmpfs in bytes. */
+  tmpBytes: number;
+}
+
+const MiB = 1024 * 1024;
+
+/** Default sizes; the server may be configured with others. */
+export const DEFAULT_SIZES: Readonly<Record<SizeName, Limits>> = {
+  S: { memoryBytes: 256 * MiB, pids: 128, cpuMillis: 500, tmpBytes: 64 * MiB },
+  M: { memoryBytes: 512 * MiB, pids: 256, cpuMillis: 1000, tmpBytes: 128 * MiB },
+  L: { memoryBytes: 1024 * MiB, pids: 512, cpuMillis: 2000, tmpBytes: 256 * MiB },
+  XL: { memoryBytes: 2048 * MiB, pids: 1024, cpuMillis: 2000, tmpBytes: 512 * MiB },
+};
+
+/** Roles of API tokens. */
+export type Role = "admin" | "member";
+
+/** Default maximum duration of a detached run. */
+export const MAX_DURATION_MS = 24 * 3600_000;
+
+/** The per-app label of run number `n`: `one-off-N`. */
+export function runLabel(n: number): string {
+  return `one-off-${n}`;
+}
+
+const LABEL = /^one-off-(\d{1,9})$/;
+
+/** The run number of a `one-off-N` label, or null when it is not one. */
+export function parseRunLabel(label: string): number | null {
+  const match = LABEL.exec(label);
+  if (match === null) return null;
+  const n = Number(match[1]);
+  return n > 0 ? n : null;
+}
+
+/** The sandbox backends an agent can use; the first is the default. */
+export const SANDBOX_KINDS = ["bwrap", "runc"] as const;
+
+/** One sandbox backend. */
+export type SandboxKind = typeof SANDBOX_KINDS[number];
+
+/** True when `value` names a sandbox backend. */
+export function isSandboxKind(value: string): value is SandboxKind {
+  return (SANDBOX_KINDS as readonly string[]).includes(value);
+}
+
+/** The network a run's sandbox gets. */
+export const NETWORK_MODES = ["host", "none"] as const;
+
+/** One network mode. */
+export type NetworkMode = typeof NETWORK_MODES[number];
