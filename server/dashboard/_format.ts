@@ -1,19 +1,8 @@
 /**
- * How the dashboard writes times, durations and sizes for people.
+ * How the dashboard writes moments and reads cursors; durations and sizes,
+ * which the CLI writes too, are in `util/format.ts`.
  * @module
  */
-
-/** A duration in the largest two units that matter: `850 ms`, `3 min 4 s`, `2 h 5 min`. */
-export function duration(ms: number): string {
-  if (ms < 1000) return `${Math.max(0, Math.round(ms))} ms`;
-  const s = Math.floor(ms / 1000);
-  if (s < 60) return ms < 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${s} s`;
-  const min = Math.floor(s / 60);
-  if (min < 60) return s % 60 ? `${min} min ${s % 60} s` : `${min} min`;
-  const h = Math.floor(min / 60);
-  if (h < 48) return min % 60 ? `${h} h ${min % 60} min` : `${h} h`;
-  return `${Math.floor(h / 24)} d ${h % 24} h`;
-}
 
 /** How long ago a moment was: `just now`, `5 min ago`, `3 h ago`, then the date. */
 export function ago(at: Date, now: number = Date.now()): string {
@@ -29,18 +18,6 @@ export function ago(at: Date, now: number = Date.now()): string {
 /** A moment in UTC, to the second: `2025-01-02 13:04:05 UTC`. */
 export function utc(at: Date): string {
   return `${at.toISOString().slice(0, 19).replace("T", " ")} UTC`;
-}
-
-/** A byte count in binary units: `512 B`, `1.5 KiB`, `20 MiB`. */
-export function bytes(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = n;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) value /= 1024, unit++;
-  const shown = unit === 0 || value >= 100
-    ? Math.round(value).toString()
-    : value.toFixed(1).replace(/\.0$/, "");
-  return `${shown} ${units[unit]}`;
 }
 
 /** How long a run ran (or has been running); null before it started. */

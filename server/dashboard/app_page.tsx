@@ -13,7 +13,8 @@ import { loadApp } from "../routes/_load.ts";
 import { runInfo } from "../routes/runs.ts";
 import type { AppRow, ReleaseRow, RunRow, Store } from "../store/mod.ts";
 import type { DashEnv } from "./_auth.ts";
-import { cursor, duration, runDuration } from "./_format.ts";
+import { duration } from "../../util/format.ts";
+import { cursor, runDuration } from "./_format.ts";
 import { AppTabs, Heading, Pager, render, StateBadge, Time } from "./_layout.tsx";
 import { LogPanel } from "./_logs.tsx";
 

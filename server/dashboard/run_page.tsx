@@ -12,7 +12,8 @@ import { runInfo } from "../routes/runs.ts";
 import type { RunEngine } from "../run_engine.ts";
 import type { RunRow } from "../store/mod.ts";
 import { checkedForm, type DashEnv } from "./_auth.ts";
-import { bytes, duration, runDuration, utc } from "./_format.ts";
+import { bytes, duration } from "../../util/format.ts";
+import { runDuration, utc } from "./_format.ts";
 import { Heading, render, StateBadge, Time } from "./_layout.tsx";
 import { LogPanel } from "./_logs.tsx";
 

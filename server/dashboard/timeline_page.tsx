@@ -10,7 +10,8 @@ import type { ServerContext } from "../context.ts";
 import { loadApp } from "../routes/_load.ts";
 import type { EventRow } from "../store/mod.ts";
 import type { DashEnv } from "./_auth.ts";
-import { bytes, cursor, duration } from "./_format.ts";
+import { bytes, duration } from "../../util/format.ts";
+import { cursor } from "./_format.ts";
 import { AppTabs, Heading, Pager, render, Time } from "./_layout.tsx";
 import { releaseLine } from "./app_page.tsx";
 
