@@ -1,14 +1,252 @@
 /**
- * Timeline events: every change to an app, with its actor.
+ * Timeline events: every change to an app, with its actor; what each kind
+ * carries, and how it reads, in words the CLI and the dashboard share.
  * @module
  */
+import { bytes, duration } from "../util/format.ts";
+import {
+  parseRunLabel,
+  type Role,
+  RUN_STATES,
+  type RunState,
+  SIZE_NAMES,
+  type SizeName,
+} from "./run.ts";
 
-/** A timeline event as the API shows it. */
-export interface TimelineEvent {
-  id: number;
-  at: string;
-  app: string | null;
-  actor: string;
+/** What each kind of event the server writes carries, by kind. */
+export interface TimelineEventData {
+  "app.created": Record<string, never>;
+  "app.destroyed": Record<string, never>;
+  "deploy": { release: number; sha256: string; size: number; process_types: string[] };
+  /** Only the keys: values may be secrets. */
+  "env.set": { keys: string[] };
+  "env.unset": { keys: string[] };
+  "run.created": {
+    run: string;
+    command: string;
+    attached: boolean;
+    size: SizeName;
+    env_keys: string[];
+  };
+  "run.ended": {
+    run: string;
+    command: string;
+    state: RunState;
+    exit_code: number | null;
+    reason: string | null;
+    duration_ms: number | null;
+  };
+  /** A stop was asked for; `run.ended` follows when it took effect. */
+  "run.stop": { run: string };
+  /** Someone displayed a run's session recording, in this format. */
+  "audit.viewed": { run: string; format: string };
+  /** An admin rotated the audit key; `key` is the new key's id. */
+  "audit.key_rotated": { key: string };
+  "token.created": { role: Role; name: string };
+}
+
+/** A kind of event the server writes. */
+export type TimelineEventKind = keyof TimelineEventData;
+
+/** The kind and data of an event the server writes, which belong together. */
+export type TimelineEventBody = {
+  [K in TimelineEventKind]: { kind: K; data: TimelineEventData[K] };
+}[TimelineEventKind];
+
+/**
+ * Kind and data as a stored row holds them before {@linkcode isKnownEvent}
+ * checked them: rows written by older code may carry kinds or data that the
+ * server no longer writes.
+ */
+export interface UncheckedEventBody {
   kind: string;
   data: Record<string, unknown>;
+}
+
+/** A timeline event as the API shows it. */
+export type TimelineEvent =
+  & {
+    id: number;
+    at: string;
+    app: string | null;
+    actor: string;
+  }
+  & (TimelineEventBody | UncheckedEventBody);
+
+type Check = (value: unknown) => boolean;
+
+const ROLES: readonly Role[] = ["admin", "member"];
+
+function isString(value: unknown): boolean {
+  return typeof value === "string";
+}
+
+function isNumber(value: unknown): boolean {
+  return typeof value === "number";
+}
+
+function isStrings(value: unknown): boolean {
+  return Array.isArray(value) && value.every(isString);
+}
+
+function isRun(value: unknown): boolean {
+  return typeof value === "string" && parseRunLabel(value) !== null;
+}
+
+function oneOf(values: readonly unknown[]): Check {
+  return (value) => values.includes(value);
+}
+
+function orNull(check: Check): Check {
+  return (value) => value === null || check(value);
+}
+
+// A check for every field of every kind: the compiler sees that none is missed.
+const CHECKS: { [K in TimelineEventKind]: { [F in keyof TimelineEventData[K]]-?: Check } } = {
+  "app.created": {},
+  "app.destroyed": {},
+  "deploy": { release: isNumber, sha256: isString, size: isNumber, process_types: isStrings },
+  "env.set": { keys: isStrings },
+  "env.unset": { keys: isStrings },
+  "run.created": {
+    run: isRun,
+    command: isString,
+    attached: (value) => typeof value === "boolean",
+    size: oneOf(SIZE_NAMES),
+    env_keys: isStrings,
+  },
+  "run.ended": {
+    run: isRun,
+    command: isString,
+    state: oneOf(RUN_STATES),
+    exit_code: orNull(isNumber),
+    reason: orNull(isString),
+    duration_ms: orNull(isNumber),
+  },
+  "run.stop": { run: isRun },
+  "audit.viewed": { run: isRun, format: isString },
+  "audit.key_rotated": { key: isString },
+  "token.created": { role: oneOf(ROLES), name: isString },
+};
+
+/** Whether a stored event is of a kind the server writes, with the data that kind carries. */
+export function isKnownEvent<E extends UncheckedEventBody>(
+  event: E,
+): event is E & TimelineEventBody {
+  if (!Object.hasOwn(CHECKS, event.kind)) return false;
+  const checks: Record<string, Check> = CHECKS[event.kind as TimelineEventKind];
+  const data: unknown = event.data;
+  if (typeof data !== "object" || data === null || Array.isArray(data)) return false;
+  return Object.entries(checks).every(([field, check]) =>
+    check((data as Record<string, unknown>)[field])
+  );
+}
+
+/**
+ * What a piece of an event's sentence is, so that each reader can show it its
+ * way: `run` is a run's label (a link on the dashboard), `name` an env key or
+ * process type, `command` a run's command, `release` a release (`v4`),
+ * `state` and `exit` a run's end state and exit code, `note` an aside in
+ * parentheses, `data` the raw data of an event no sentence fits.
+ */
+export type SegmentType =
+  | "text"
+  | "run"
+  | "name"
+  | "command"
+  | "release"
+  | "state"
+  | "exit"
+  | "note"
+  | "data";
+
+/** One piece of an event's sentence; the sentence is the pieces' texts joined. */
+export interface Segment {
+  type: SegmentType;
+  text: string;
+}
+
+function seg(type: SegmentType, text: string): Segment {
+  return { type, text };
+}
+
+function text(value: string): Segment {
+  return seg("text", value);
+}
+
+function names(list: string[]): Segment[] {
+  return list.flatMap((name, i) => i === 0 ? [seg("name", name)] : [text(", "), seg("name", name)]);
+}
+
+/**
+ * What an event did, in a sentence that follows its actor ("alice" "set A, B").
+ * Kinds the server no longer writes, or data that does not fit its kind, read
+ * as the kind and the data as they are.
+ */
+export function describeEvent(event: UncheckedEventBody): Segment[] {
+  if (!isKnownEvent(event)) {
+    const json = JSON.stringify(event.data ?? null);
+    return json === "{}" ? [text(event.kind)] : [text(`${event.kind} `), seg("data", json)];
+  }
+  switch (event.kind) {
+    case "app.created":
+      return [text("created the app")];
+    case "app.destroyed":
+      return [text("destroyed the app")];
+    case "deploy": {
+      const { release, size, process_types: types } = event.data;
+      return [
+        text("deployed release "),
+        seg("release", `v${release}`),
+        seg("note", ` (${bytes(size)})`),
+        ...(types.length > 0 ? [text(" with process types "), ...names(types)] : []),
+      ];
+    }
+    case "env.set":
+      return [text("set "), ...names(event.data.keys)];
+    case "env.unset":
+      return [text("unset "), ...names(event.data.keys)];
+    case "run.created": {
+      const d = event.data;
+      return [
+        text("started "),
+        seg("run", d.run),
+        text(` ${d.attached ? "attached" : "detached"}, size ${d.size}: `),
+        seg("command", d.command),
+        ...(d.env_keys.length > 0 ? [text(" with "), ...names(d.env_keys)] : []),
+      ];
+    }
+    case "run.ended": {
+      const d = event.data;
+      return [
+        seg("run", d.run),
+        text(" ended "),
+        seg("state", d.state),
+        ...(d.exit_code === null ? [] : [text(" with exit code "), seg("exit", `${d.exit_code}`)]),
+        ...(d.duration_ms === null ? [] : [text(` after ${duration(d.duration_ms)}`)]),
+        ...(d.reason ? [seg("note", ` (${d.reason})`)] : []),
+        text(": "),
+        seg("command", d.command),
+      ];
+    }
+    case "run.stop":
+      return [text("stopped "), seg("run", event.data.run)];
+    case "audit.viewed":
+      return [
+        text("viewed the session recording of "),
+        seg("run", event.data.run),
+        seg("note", ` (${event.data.format})`),
+      ];
+    case "audit.key_rotated":
+      return [text("rotated the audit key, now "), seg("name", event.data.key)];
+    case "token.created": {
+      const { role, name } = event.data;
+      return [text(`created ${role === "admin" ? "an" : "a"} ${role} token "${name}"`)];
+    }
+  }
+}
+
+/** An event's sentence as plain text, e.g. `deployed release v3 (1.2 MiB) with process types web`. */
+export function eventText(event: UncheckedEventBody): string {
+  return describeEvent(event).map((s) => s.text).join("");
 }

@@ -25,9 +25,16 @@ Deno.test("a new user creates an app, sets env, deploys and reads the timeline w
   ]]);
   const timeline = await sys.cli(["timeline", "-a", "shop"]);
   assertEquals(timeline.code, 0);
-  assertMatch(timeline.stdout, /deployed v1/);
+  assertMatch(
+    timeline.stdout,
+    /deployed release v1 \([\d.]+ K?i?B\) with process types web, migrate/,
+  );
   assertMatch(timeline.stdout, /set DATABASE_URL, MODE/);
-  assertMatch(timeline.stdout, /app\.created/);
+  assertMatch(timeline.stdout, /created the app/);
+  assert(
+    !timeline.stdout.includes("app.created"),
+    "the CLI tells events in words, as the dashboard",
+  );
   assert(!timeline.stdout.includes("postgres://db/shop"), "env values stay out of the timeline");
 });
 

@@ -83,9 +83,9 @@ Deno.test("ps lists runs, stop stops a running one-off, and both are in the time
   assertEquals(again.code, 1);
   assertMatch(again.stderr, /already ended/);
   const timeline = (await sys.cli(["timeline", "-a", "demo"])).stdout;
-  assertMatch(timeline, /one-off-1 stopped/);
-  assertMatch(timeline, /one-off-1 stop requested/);
-  assertMatch(timeline, /one-off-1 created: sleep 300/);
+  assertMatch(timeline, /one-off-1 ended stopped/);
+  assertMatch(timeline, /admin\s+stopped one-off-1/);
+  assertMatch(timeline, /started one-off-1 detached, size M: sleep 300/);
 });
 
 Deno.test("a detached run past its maximum duration is killed and timed_out", async () => {

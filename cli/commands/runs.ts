@@ -2,7 +2,7 @@
  * `ps`, `stop`, `logs` and `timeline`.
  * @module
  */
-import type { LogLine, RunInfo, TimelineEvent } from "../../protocol/mod.ts";
+import { eventText, type LogLine, type RunInfo, type TimelineEvent } from "../../protocol/mod.ts";
 import { APP_OPTION, parse } from "../_args.ts";
 import { age, appName, out, table, UsageError } from "../_io.ts";
 import { Client } from "../client.ts";
@@ -109,30 +109,6 @@ export async function logs(args: string[]): Promise<void> {
   }
 }
 
-function describe(e: TimelineEvent): string {
-  const d = e.data;
-  switch (e.kind) {
-    case "run.created":
-      return `${d.run} created: ${d.command} (${
-        d.attached ? "attached" : "detached"
-      }, size ${d.size})`;
-    case "run.ended":
-      return `${d.run} ${d.state}${
-        d.exit_code !== null && d.exit_code !== undefined ? ` with code ${d.exit_code}` : ""
-      }` +
-        `${d.reason ? ` (${d.reason})` : ""}: ${d.command}`;
-    case "run.stop":
-      return `${d.run} stop requested`;
-    case "deploy":
-      return `deployed v${d.release} (${d.size} bytes)`;
-    case "env.set":
-    case "env.unset":
-      return `${e.kind === "env.set" ? "set" : "unset"} ${(d.keys as string[]).join(", ")}`;
-    default:
-      return `${e.kind}${Object.keys(d).length ? " " + JSON.stringify(d) : ""}`;
-  }
-}
-
 /** `oneoff timeline -a APP [--json] [-n N]`. */
 export async function timeline(args: string[]): Promise<void> {
   const { values, positionals } = parse(args, {
@@ -149,5 +125,5 @@ export async function timeline(args: string[]): Promise<void> {
     appPath(app, `/timeline?limit=${limit}`),
   );
   if (values.json) return out(JSON.stringify(events, null, 2) + "\n");
-  out(table(["TIME", "ACTOR", "EVENT"], events.map((e) => [e.at, e.actor, describe(e)])));
+  out(table(["TIME", "ACTOR", "EVENT"], events.map((e) => [e.at, e.actor, eventText(e)])));
 }

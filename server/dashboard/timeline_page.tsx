@@ -3,14 +3,11 @@
  * created and ended, stops, audit views — newest first, paginated by id.
  * @module
  */
-import { parseRunLabel } from "../../protocol/mod.ts";
+import { describeEvent, type Segment } from "../../protocol/mod.ts";
 import type { Handler } from "hono";
-import type { Child } from "hono/jsx";
 import type { ServerContext } from "../context.ts";
 import { loadApp } from "../routes/_load.ts";
-import type { EventRow } from "../store/mod.ts";
 import type { DashEnv } from "./_auth.ts";
-import { bytes, duration } from "../../util/format.ts";
 import { cursor } from "./_format.ts";
 import { AppTabs, Heading, Pager, render, Time } from "./_layout.tsx";
 import { releaseLine } from "./app_page.tsx";
@@ -18,113 +15,28 @@ import { releaseLine } from "./app_page.tsx";
 /** Events per page. */
 export const EVENTS_PER_PAGE = 50;
 
-function str(value: unknown): string {
-  return typeof value === "string" ? value : typeof value === "number" ? String(value) : "";
-}
-
-function list(value: unknown): string[] {
-  return Array.isArray(value) ? value.map(String) : [];
-}
-
-function Keys(props: { keys: string[] }) {
-  return (
-    <>
-      {props.keys.map((k, i) => (
-        <>
-          {i > 0 && ", "}
-          <code>{k}</code>
-        </>
-      ))}
-    </>
-  );
-}
-
-function RunLink(props: { app: string; run: unknown }) {
-  const label = str(props.run);
-  if (parseRunLabel(label) === null) return <span>a one-off</span>;
-  return <a class="mono" href={`/apps/${props.app}/runs/${label}`}>{label}</a>;
-}
-
-/** What happened, in a sentence; unknown kinds show their data as it is. */
-function describe(app: string, event: EventRow): Child {
-  const d = event.data;
-  switch (event.kind) {
-    case "app.created":
-      return <>created the app</>;
-    case "deploy":
-      return (
-        <>
-          deployed release <strong>v{str(d.release)}</strong>
-          {typeof d.size === "number" && <span class="muted">{` (${bytes(d.size)})`}</span>}
-          {list(d.process_types).length > 0 && (
-            <>
-              {" with process types "}
-              <Keys keys={list(d.process_types)} />
-            </>
-          )}
-        </>
-      );
-    case "env.set":
-      return (
-        <>
-          set <Keys keys={list(d.keys)} />
-        </>
-      );
-    case "env.unset":
-      return (
-        <>
-          unset <Keys keys={list(d.keys)} />
-        </>
-      );
-    case "run.created":
-      return (
-        <>
-          started <RunLink app={app} run={d.run} />
-          {` ${d.attached ? "attached" : "detached"}${d.size ? `, size ${str(d.size)}` : ""}: `}
-          <code class="cmd">{str(d.command)}</code>
-          {list(d.env_keys).length > 0 && (
-            <>
-              {" with "}
-              <Keys keys={list(d.env_keys)} />
-            </>
-          )}
-        </>
-      );
-    case "run.ended":
-      return (
-        <>
-          <RunLink app={app} run={d.run} /> ended{" "}
-          <span class={`badge state-${str(d.state)}`}>{str(d.state)}</span>
-          {typeof d.exit_code === "number" && (
-            <>
-              {" with exit code "}
-              <span class={d.exit_code === 0 ? "exit-ok" : "exit-bad"}>{d.exit_code}</span>
-            </>
-          )}
-          {typeof d.duration_ms === "number" && ` after ${duration(d.duration_ms)}`}
-          {d.reason ? <span class="muted">{` (${str(d.reason)})`}</span> : ""}
-          {": "}
-          <code class="cmd">{str(d.command)}</code>
-        </>
-      );
-    case "run.stop":
-      return (
-        <>
-          stopped <RunLink app={app} run={d.run} />
-        </>
-      );
-    case "token.created":
-      return <>created a {str(d.role)} token "{str(d.name)}"</>;
-    default:
-      if (event.kind === "audit.viewed") {
-        return (
-          <>
-            viewed the session recording of <RunLink app={app} run={d.run} />
-            {d.format ? <span class="muted">{` (${str(d.format)})`}</span> : ""}
-          </>
-        );
-      }
-      return <code class="muted">{JSON.stringify(d)}</code>;
+// How each piece of an event's sentence shows: run labels link to the run.
+function Piece(props: { app: string; segment: Segment }) {
+  const { type, text } = props.segment;
+  switch (type) {
+    case "text":
+      return <>{text}</>;
+    case "run":
+      return <a class="mono" href={`/apps/${props.app}/runs/${text}`}>{text}</a>;
+    case "name":
+      return <code>{text}</code>;
+    case "command":
+      return <code class="cmd">{text}</code>;
+    case "release":
+      return <strong>{text}</strong>;
+    case "state":
+      return <span class={`badge state-${text}`}>{text}</span>;
+    case "exit":
+      return <span class={text === "0" ? "exit-ok" : "exit-bad"}>{text}</span>;
+    case "note":
+      return <span class="muted">{text}</span>;
+    case "data":
+      return <code class="muted">{text}</code>;
   }
 }
 
@@ -164,7 +76,10 @@ export function timelinePage(ctx: ServerContext): Handler<DashEnv> {
                     </span>
                     <span class="event-kind">{event.kind}</span>
                     <span class="event-text">
-                      <strong class="actor">{event.actor}</strong> {describe(app.name, event)}
+                      <strong class="actor">{event.actor}</strong>{" "}
+                      {describeEvent(event).map((segment) => (
+                        <Piece app={app.name} segment={segment} />
+                      ))}
                     </span>
                   </li>
                 ))}

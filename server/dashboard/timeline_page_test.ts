@@ -1,3 +1,4 @@
+import type { TimelineEventBody } from "../../protocol/mod.ts";
 import { assert, assertEquals, assertMatch } from "../../tests/_assert.ts";
 import { dashboardTest, seedApp } from "./_test_util.ts";
 
@@ -5,27 +6,36 @@ Deno.test("the timeline tells each change with its actor", async () => {
   await using d = await dashboardTest();
   const { store } = d.t.ctx;
   const { app } = await seedApp(store, "demo");
-  const add = (kind: string, data: Record<string, unknown>, actor = "alice") =>
-    store.addEvent({ app_id: app.id, app_name: "demo", actor, kind, data });
-  await add("deploy", { release: 4, sha256: "0".repeat(64), size: 2048, process_types: ["web"] });
-  await add("env.set", { keys: ["DATABASE_URL"] });
-  await add("run.created", {
-    run: "one-off-7",
-    command: "rake db:migrate",
-    attached: true,
-    size: "L",
-    env_keys: ["X"],
+  const add = (event: TimelineEventBody, actor = "alice") =>
+    store.addEvent({ app_id: app.id, app_name: "demo", actor, ...event });
+  await add({
+    kind: "deploy",
+    data: { release: 4, sha256: "0".repeat(64), size: 2048, process_types: ["web"] },
   });
-  await add("run.ended", {
-    run: "one-off-7",
-    command: "rake db:migrate",
-    state: "exited",
-    exit_code: 1,
-    reason: null,
-    duration_ms: 61_000,
+  await add({ kind: "env.set", data: { keys: ["DATABASE_URL"] } });
+  await add({
+    kind: "run.created",
+    data: {
+      run: "one-off-7",
+      command: "rake db:migrate",
+      attached: true,
+      size: "L",
+      env_keys: ["X"],
+    },
+  });
+  await add({
+    kind: "run.ended",
+    data: {
+      run: "one-off-7",
+      command: "rake db:migrate",
+      state: "exited",
+      exit_code: 1,
+      reason: null,
+      duration_ms: 61_000,
+    },
   }, "bob");
-  await add("run.stop", { run: "one-off-8" });
-  await add("audit.viewed", { run: "one-off-7", format: "cast" });
+  await add({ kind: "run.stop", data: { run: "one-off-8" } });
+  await add({ kind: "audit.viewed", data: { run: "one-off-7", format: "cast" } });
   const { status, html } = await (await d.signedIn()).page("/apps/demo/timeline");
   assertEquals(status, 200);
   const text = html.replace(/<[^>]+>/g, "").replace(/\s+/g, " ");

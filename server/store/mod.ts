@@ -3,7 +3,13 @@
  * SQLite (embedded default) and PostgreSQL.
  * @module
  */
-import type { Role, RunState, SizeName } from "../../protocol/mod.ts";
+import type {
+  Role,
+  RunState,
+  SizeName,
+  TimelineEventBody,
+  UncheckedEventBody,
+} from "../../protocol/mod.ts";
 
 /** An API token as stored: only its hash. */
 export interface TokenRow {
@@ -131,19 +137,21 @@ export interface NewLog {
   line: string;
 }
 
-/** A timeline event as stored. */
-export interface EventRow {
-  id: number;
+/** What a timeline event has besides its kind and data. */
+export interface EventFields {
   app_id: number | null;
   app_name: string | null;
   actor: string;
-  kind: string;
-  data: Record<string, unknown>;
-  at: Date;
 }
 
-/** An event to record. */
-export type NewEvent = Omit<EventRow, "id" | "at"> & { at?: Date };
+/** A timeline event as stored: older rows may hold kinds and data no longer written. */
+export type EventRow =
+  & EventFields
+  & { id: number; at: Date }
+  & (TimelineEventBody | UncheckedEventBody);
+
+/** An event to record: its kind and data are checked together. */
+export type NewEvent = EventFields & { at?: Date } & TimelineEventBody;
 
 /** One encrypted audit chunk. */
 export interface AuditChunkRow {

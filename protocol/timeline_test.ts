@@ -1,0 +1,172 @@
+import { deepEqual, equal } from "node:assert/strict";
+import {
+  describeEvent,
+  eventText,
+  isKnownEvent,
+  type TimelineEventBody,
+  type TimelineEventKind,
+} from "./mod.ts";
+
+// One event of every kind and how it reads; the Record type makes a new kind
+// without a row here a compile error.
+const SENTENCES: Record<TimelineEventKind, [TimelineEventBody, string]> = {
+  "app.created": [{ kind: "app.created", data: {} }, "created the app"],
+  "app.destroyed": [{ kind: "app.destroyed", data: {} }, "destroyed the app"],
+  "deploy": [
+    {
+      kind: "deploy",
+      data: {
+        release: 3,
+        sha256: "0".repeat(64),
+        size: 1_258_291,
+        process_types: ["web", "worker"],
+      },
+    },
+    "deployed release v3 (1.2 MiB) with process types web, worker",
+  ],
+  "env.set": [{ kind: "env.set", data: { keys: ["A", "B"] } }, "set A, B"],
+  "env.unset": [{ kind: "env.unset", data: { keys: ["A"] } }, "unset A"],
+  "run.created": [
+    {
+      kind: "run.created",
+      data: {
+        run: "one-off-7",
+        command: "rake db:migrate",
+        attached: true,
+        size: "L",
+        env_keys: [],
+      },
+    },
+    "started one-off-7 attached, size L: rake db:migrate",
+  ],
+  "run.ended": [
+    {
+      kind: "run.ended",
+      data: {
+        run: "one-off-7",
+        command: "rake db:migrate",
+        state: "exited",
+        exit_code: 1,
+        reason: null,
+        duration_ms: 61_000,
+      },
+    },
+    "one-off-7 ended exited with exit code 1 after 1 min 1 s: rake db:migrate",
+  ],
+  "run.stop": [{ kind: "run.stop", data: { run: "one-off-8" } }, "stopped one-off-8"],
+  "audit.viewed": [
+    { kind: "audit.viewed", data: { run: "one-off-7", format: "cast" } },
+    "viewed the session recording of one-off-7 (cast)",
+  ],
+  "audit.key_rotated": [
+    { kind: "audit.key_rotated", data: { key: "k2" } },
+    "rotated the audit key, now k2",
+  ],
+  "token.created": [
+    { kind: "token.created", data: { role: "admin", name: "ci" } },
+    'created an admin token "ci"',
+  ],
+};
+
+Deno.test("every kind of event reads as a sentence", () => {
+  for (const [kind, [event, sentence]] of Object.entries(SENTENCES)) {
+    equal(event.kind, kind);
+    equal(isKnownEvent(event), true, kind);
+    equal(eventText(event), sentence, kind);
+  }
+});
+
+Deno.test("optional parts of a sentence show only when the event has them", () => {
+  equal(
+    eventText({
+      kind: "run.created",
+      data: { run: "one-off-2", command: "sh", attached: false, size: "M", env_keys: ["X", "Y"] },
+    }),
+    "started one-off-2 detached, size M: sh with X, Y",
+  );
+  equal(
+    eventText({
+      kind: "run.ended",
+      data: {
+        run: "one-off-2",
+        command: "sh",
+        state: "lost",
+        exit_code: null,
+        reason: "Agent went away",
+        duration_ms: null,
+      },
+    }),
+    "one-off-2 ended lost (Agent went away): sh",
+  );
+  equal(
+    eventText({
+      kind: "deploy",
+      data: { release: 1, sha256: "0".repeat(64), size: 512, process_types: [] },
+    }),
+    "deployed release v1 (512 B)",
+  );
+  equal(
+    eventText({ kind: "token.created", data: { role: "member", name: "bob" } }),
+    'created a member token "bob"',
+  );
+});
+
+Deno.test("run labels come out as run references, keys and commands as their own pieces", () => {
+  deepEqual(describeEvent({ kind: "run.stop", data: { run: "one-off-8" } }), [
+    { type: "text", text: "stopped " },
+    { type: "run", text: "one-off-8" },
+  ]);
+  const ended = describeEvent({
+    kind: "run.ended",
+    data: {
+      run: "one-off-3",
+      command: "true",
+      state: "exited",
+      exit_code: 0,
+      reason: null,
+      duration_ms: 850,
+    },
+  });
+  deepEqual(ended.filter((s) => s.type !== "text"), [
+    { type: "run", text: "one-off-3" },
+    { type: "state", text: "exited" },
+    { type: "exit", text: "0" },
+    { type: "command", text: "true" },
+  ]);
+  deepEqual(describeEvent({ kind: "env.unset", data: { keys: ["A", "B"] } }), [
+    { type: "text", text: "unset " },
+    { type: "name", text: "A" },
+    { type: "text", text: ", " },
+    { type: "name", text: "B" },
+  ]);
+});
+
+Deno.test("kinds no longer written and data that does not fit its kind read as they are", () => {
+  deepEqual(describeEvent({ kind: "app.renamed", data: { from: "a", to: "b" } }), [
+    { type: "text", text: "app.renamed " },
+    { type: "data", text: '{"from":"a","to":"b"}' },
+  ]);
+  equal(eventText({ kind: "legacy.thing", data: {} }), "legacy.thing");
+  // A known kind with old or broken data: no sentence, no crash, no link.
+  const broken = [
+    { kind: "deploy", data: { release: 2 } },
+    { kind: "env.set", data: { keys: "A" } },
+    { kind: "run.stop", data: { run: "../../admin" } },
+    { kind: "run.ended", data: { run: "one-off-1", state: "exited" } },
+    { kind: "token.created", data: { role: "root", name: "x" } },
+    { kind: "app.created", data: null as unknown as Record<string, unknown> },
+    { kind: "run.created", data: ["one-off-1"] as unknown as Record<string, unknown> },
+  ];
+  for (const event of broken) {
+    equal(isKnownEvent(event), false, event.kind);
+    const segments = describeEvent(event);
+    equal(segments[0]?.text, `${event.kind} `);
+    equal(segments.some((s) => s.type === "run"), false, event.kind);
+  }
+});
+
+Deno.test("data may carry fields a newer server added", () => {
+  const event = { kind: "run.stop", data: { run: "one-off-4", by: "the reaper" } };
+  equal(isKnownEvent(event), true);
+  equal(eventText(event), "stopped one-off-4");
+});
