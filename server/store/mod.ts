@@ -3,7 +3,7 @@
  * SQLite (embedded default) and PostgreSQL.
  * @module
  */
-import type { Role, RunState, SizeName } from "../../protocol/mod.ts";
+import type { NetworkMode, Role, RunState, SizeName } from "../../protocol/mod.ts";
 
 /** An API token as stored: only its hash. */
 export interface TokenRow {
@@ -22,6 +22,8 @@ export interface TokenRow {
 export interface AppRow {
   id: number;
   name: string;
+  /** The network its one-offs' sandboxes get ("host" unless set). */
+  network: NetworkMode;
   created_at: Date;
 }
 
@@ -190,6 +192,8 @@ export interface Store {
   appByName(name: string): Promise<AppRow | null>;
   appById(id: number): Promise<AppRow | null>;
   listApps(): Promise<AppRow[]>;
+  /** Sets the network the app's next one-offs get. */
+  setAppNetwork(id: number, network: NetworkMode): Promise<void>;
   /** Deletes the app and everything that belongs to it. */
   destroyApp(id: number): Promise<void>;
 
