@@ -7,6 +7,7 @@ import {
   type AttachListenerOptions,
 } from "./attach_listener.ts";
 import { pemFingerprint } from "../protocol/mod.ts";
+import { waitFor } from "../tests/_wait.ts";
 
 const HOST = "127.0.0.1";
 const encoder = new TextEncoder();
@@ -45,6 +46,17 @@ async function exchange(port: number, bytes: string | Uint8Array): Promise<strin
   } finally {
     conn.close();
   }
+}
+
+/** Connections waiting in the kernel's accept queue of the 127.0.0.1 listener on `port`. */
+async function acceptQueue(port: number): Promise<number> {
+  // In /proc/net/tcp a listening socket's rx_queue is its accept queue length.
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  for (const line of (await Deno.readTextFile("/proc/net/tcp")).split("\n").slice(1)) {
+    const [, address, , state, queues] = line.trim().split(/\s+/);
+    if (address === local && state === "0A") return parseInt(queues!.split(":")[1]!, 16);
+  }
+  throw new Error(`No listening socket on ${HOST}:${port} in /proc/net/tcp`);
 }
 
 /** A waiter that answers its client with a fixed text and closes. */
@@ -212,11 +224,10 @@ Deno.test("attach closes connections beyond the pending cap, then serves again",
   for (const conn of idle) conn.close();
   // The listener notices the idle ones left at its own pace: retry until it does.
   let out = "";
-  for (let i = 0; i < 500 && out !== "ok"; i++) {
-    out = await exchange(listener.port, `${secret}\n`);
-    if (out !== "ok") await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  equal(out, "ok");
+  await waitFor(async () => (out = await exchange(listener.port, `${secret}\n`)) === "ok", {
+    message: "the listener to serve again",
+    seen: () => out,
+  });
 });
 
 Deno.test("attach survives clients that reset or vanish mid-handshake", async () => {
@@ -310,10 +321,24 @@ Deno.test("attach over TLS times out a client that handshakes but sends nothing"
 
 Deno.test("attach close does not wait for a TLS client that never starts its handshake", async () => {
   const { cert, key } = await selfSignedCertificate();
-  const listener = await listen({ tls: { cert, key } });
+  // Far beyond the bound below: a close that waited for the handshake to time out fails.
+  const listener = await listen({ tls: { cert, key }, handshakeTimeoutMs: 60_000 });
   const idle = await Deno.connect({ hostname: HOST, port: listener.port });
-  await listener.close();
-  idle.close();
+  try {
+    // The listener holds the idle client (not the kernel's accept queue) when close starts.
+    await waitFor(async () => await acceptQueue(listener.port) === 0, {
+      message: "the listener to accept the idle client",
+    });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const bound = new Promise<string>((resolve) => {
+      timer = setTimeout(() => resolve("still closing after 2000 ms"), 2_000);
+    });
+    const outcome = await Promise.race([listener.close().then(() => "closed"), bound]);
+    clearTimeout(timer);
+    equal(outcome, "closed");
+  } finally {
+    idle.close();
+  }
 });
 
 Deno.test("attach over plain TCP reports no TLS fingerprint", async () => {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { AgentMessage } from "../protocol/mod.ts";
 import { Recorder } from "./recorder.ts";
+import { waitFor } from "../tests/_wait.ts";
 
 type Audit = Extract<AgentMessage, { type: "audit" }>;
 interface Chunk {
@@ -14,7 +15,6 @@ interface Chunk {
 /** A fake control channel: records what is sent, can be down, can ack at once. */
 function channel(options: { up?: boolean; onSend?: (msg: Audit) => void } = {}) {
   const sent: Audit[] = [];
-  const waiters: { count: number; resolve: () => void }[] = [];
   const state: { up: boolean; acking?: Recorder } = { up: options.up ?? true };
   return {
     sent,
@@ -26,13 +26,14 @@ function channel(options: { up?: boolean; onSend?: (msg: Audit) => void } = {}) 
       // Like the server: the acknowledgement comes back later.
       const acking = state.acking;
       if (acking) queueMicrotask(() => acking.ack(msg.seq));
-      for (const w of waiters.filter((w) => sent.length >= w.count)) w.resolve();
       return true;
     },
     /** Resolves once `count` messages in all have been sent. */
-    until(count: number): Promise<void> {
-      if (sent.length >= count) return Promise.resolve();
-      return new Promise((resolve) => waiters.push({ count, resolve }));
+    async sentAtLeast(count: number): Promise<void> {
+      await waitFor(() => sent.length >= count, {
+        message: `${count} audit messages to be sent`,
+        seen: () => ({ sent: sent.length }),
+      });
     },
   };
 }
@@ -43,11 +44,6 @@ async function tempDir(): Promise<string> {
 
 async function exists(path: string): Promise<boolean> {
   return await Deno.stat(path).then(() => true, () => false);
-}
-
-/** Polls a condition that some queued disk work will make true. */
-async function until(condition: () => boolean | Promise<boolean>): Promise<void> {
-  while (!(await condition())) await new Promise((r) => setTimeout(r, 5));
 }
 
 function chunkOf(msg: Audit): Chunk {
@@ -89,7 +85,7 @@ Deno.test("recorder spools each chunk before sending it and deletes it once ackn
     });
     recorder.start({ cols: 80, rows: 24 });
     recorder.output(text("hello, world\r\n"));
-    await ch.until(1);
+    await ch.sentAtLeast(1);
     recorder.input(text("exit\r"));
     await recorder.finish();
     assert.deepEqual(ch.sent.map((m) => m.seq), [0, 1]);
@@ -157,7 +153,7 @@ Deno.test("recorder cuts a small chunk when its timer fires", async () => {
     });
     recorder.start(null);
     recorder.output(text("x"));
-    await ch.until(1);
+    await ch.sentAtLeast(1);
     assert.equal(chunkOf(ch.sent[0]!).final, undefined);
     await recorder.finish();
     assert.equal(chunkOf(ch.sent[1]!).final, true);
@@ -231,21 +227,21 @@ Deno.test("recorder resends unacknowledged chunks in order, before any newer chu
     });
     recorder.start(null);
     recorder.output(text("0"));
-    await ch.until(1); // chunk 0 went out but was never acknowledged
+    await ch.sentAtLeast(1); // chunk 0 went out but was never acknowledged
     ch.state.up = false;
     // Two chunks are spooled while the channel is down.
     recorder.output(text("1"));
-    await until(() => exists(`${dir}/run-6/1.json`));
+    await waitFor(() => exists(`${dir}/run-6/1.json`), { message: "chunk 1 on disk" });
     recorder.output(text("2"));
-    await until(() => exists(`${dir}/run-6/2.json`));
+    await waitFor(() => exists(`${dir}/run-6/2.json`), { message: "chunk 2 on disk" });
     ch.state.up = true;
     recorder.resend();
     recorder.output(text("3"));
-    await ch.until(5);
+    await ch.sentAtLeast(5);
     assert.deepEqual(ch.sent.map((m) => m.seq), [0, 0, 1, 2, 3]);
     recorder.ack(3);
     const done = recorder.finish();
-    await ch.until(6);
+    await ch.sentAtLeast(6);
     recorder.ack(4);
     await done;
     assert.equal(await exists(`${dir}/run-6`), false);
@@ -270,10 +266,10 @@ Deno.test("recorder keeps a chunk in memory when the spool cannot be written", a
     recorder.start(null);
     recorder.output(text("kept"));
     const done = recorder.finish(60_000);
-    await until(() => errors.length > 0);
+    await waitFor(() => errors.length > 0, { message: "an error to be reported" });
     ch.state.up = true;
     recorder.resend();
-    await ch.until(1);
+    await ch.sentAtLeast(1);
     assert.equal(new TextDecoder().decode(bytesOf(ch.sent, "o")), "kept");
     recorder.ack(0);
     await done;
@@ -296,7 +292,7 @@ Deno.test("recover sends chunks left on disk once each, in order, and deletes th
     recorder.start(null);
     for (const [i, s] of ["a", "b", "c"].entries()) {
       recorder.output(text(s));
-      await first.until(i + 1);
+      await first.sentAtLeast(i + 1);
     }
     await recorder.finish(10); // never acknowledged: the chunks stay
     assert.deepEqual(first.sent.map((m) => m.seq), [0, 1, 2, 3]);
@@ -320,13 +316,15 @@ Deno.test("recover sends chunks left on disk once each, in order, and deletes th
     recovered.ack("run-8", 1);
     recovered.ack("run-9", 0);
     recovered.resend();
-    await later.until(later.sent.length + 2);
+    await later.sentAtLeast(later.sent.length + 2);
     assert.deepEqual(seqs("run-8"), [0, 1, 2, 3, 2, 3]);
     recovered.ack("run-8", 3);
     recovered.resend();
     // The deletions are queued before this pass: once it is done, they are too.
     const before = later.sent.length;
-    await until(async () => !(await exists(`${dir}/run-8`)));
+    await waitFor(async () => !(await exists(`${dir}/run-8`)), {
+      message: "run-8's spool to be removed",
+    });
     assert.equal(later.sent.length, before);
     assert.deepEqual([...Deno.readDirSync(dir)], []);
   } finally {
@@ -345,10 +343,12 @@ Deno.test("recover does not send while the channel is down, and resend delivers 
     assert.equal(ch.sent.length, 0);
     ch.state.up = true;
     recovered.resend();
-    await ch.until(2);
+    await ch.sentAtLeast(2);
     assert.deepEqual(ch.sent.map((m) => m.seq), [0, 1]);
     recovered.ack("run-11", 1);
-    await until(async () => !(await exists(`${dir}/run-11`)));
+    await waitFor(async () => !(await exists(`${dir}/run-11`)), {
+      message: "run-11's spool to be removed",
+    });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -5,7 +5,7 @@
  *   deno task bench [--only NAME,...] [--postgres URL] [--sessions N]
  *
  * NAME: run, exec, stream, lines (SQLite, and PostgreSQL with --postgres or
- * ONEOFF_TEST_POSTGRES), idle, sessions, deploy.
+ * ONEOFF_TEST_POSTGRES), idle, sessions, deploy, pages.
  *
  * @module
  */
@@ -19,10 +19,11 @@ import {
   benchRunTrue,
   benchThroughput,
 } from "./_inprocess.ts";
+import { benchPages } from "./_pages.ts";
 import { benchSessions } from "./_sessions.ts";
 import { header } from "./_util.ts";
 
-const NAMES = ["run", "exec", "stream", "lines", "idle", "sessions", "deploy"];
+const NAMES = ["run", "exec", "stream", "lines", "idle", "sessions", "deploy", "pages"];
 
 async function postgresLines(pg: string): Promise<void> {
   const schema = `bench_${Date.now()}`;
@@ -83,4 +84,6 @@ if (import.meta.main) {
   if (want("idle")) await benchIdle();
   if (want("sessions")) await benchSessions(sessions);
   if (want("deploy")) await benchDeploy();
+  // In this process, on SQLite: the dashboard's own cost, no network in between.
+  if (want("pages")) await benchPages();
 }

@@ -192,7 +192,7 @@ export class RunEngine implements AgentEvents {
       timeoutMs: run.timeout_ms,
       idleTimeoutMs: config.idleTimeoutMs,
       uploads: run.uploads,
-      network: "host",
+      network: app.network,
     };
     if (run.secret_sha256 && expiresAt) {
       spec.attach = { secretSha256: run.secret_sha256, expiresAt };

@@ -141,17 +141,3 @@ export async function startSystem(options: SystemOptions = {}): Promise<TestSyst
   }
   return system;
 }
-
-/** Polls `fn` until it returns a truthy value (for states that settle asynchronously). */
-export async function eventually<T>(
-  fn: () => Promise<T | undefined | null | false>,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (true) {
-    const value = await fn();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error("Condition not met in time");
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}

@@ -4,7 +4,7 @@ import { startServer } from "../server/mod.ts";
 import { makeSlug } from "../server/_testing.ts";
 import { createLogger } from "../util/log.ts";
 import { assert, assertEquals, assertMatch, assertRejects } from "./_assert.ts";
-import { eventually } from "./_system.ts";
+import { waitFor } from "./_wait.ts";
 
 const silent = createLogger("test", { level: "silent" });
 
@@ -99,10 +99,11 @@ Deno.test("a pending run starts when an agent with capacity joins; agents shows 
     } finally {
       await agent.close();
     }
-    const offline = await eventually(async () => {
-      const { agents } = await call<{ agents: AgentInfo[] }>("GET", "/agents");
-      return agents[0]?.state === "offline" ? agents[0] : undefined;
-    });
+    let agents: AgentInfo[] = [];
+    const offline = await waitFor(async () => {
+      agents = (await call<{ agents: AgentInfo[] }>("GET", "/agents")).agents;
+      return agents[0]?.state === "offline" && agents[0];
+    }, { message: "the agent to be offline", seen: () => agents });
     assertEquals(offline.running, 0);
   });
 });
@@ -119,10 +120,11 @@ Deno.test("runs beyond every agent's capacity wait, and fail at the queue timeou
         command: "echo third",
       });
       assertEquals(run.state, "pending");
-      const failed = await eventually(async () => {
-        const r = (await call<{ run: RunInfo }>("GET", `/apps/demo/runs/${run.label}`)).run;
-        return r.state === "failed" ? r : undefined;
-      });
+      let last: RunInfo | undefined;
+      const failed = await waitFor(async () => {
+        last = (await call<{ run: RunInfo }>("GET", `/apps/demo/runs/${run.label}`)).run;
+        return last.state === "failed" && last;
+      }, { message: `${run.label} to fail`, seen: () => last?.state });
       assertMatch(failed.reason ?? "", /No agent had capacity/);
     } finally {
       await agent.close();

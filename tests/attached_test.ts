@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
-import type { AttachInfo, RunInfo } from "../protocol/mod.ts";
+import type { AttachInfo, RunInfo, RunState } from "../protocol/mod.ts";
 import { assertEquals, assertMatch } from "./_assert.ts";
-import { eventually, startSystem, type TestSystem } from "./_system.ts";
+import { startSystem, type TestSystem } from "./_system.ts";
+import { waitFor } from "./_wait.ts";
 
 function sha256(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
@@ -19,18 +20,8 @@ async function attachInfo(sys: TestSystem, command: string): Promise<AttachInfo>
   return JSON.parse(res.stdout);
 }
 
-/** Sends raw bytes to the attach port and reads everything until the agent closes. */
-async function rawAttach(
-  port: number,
-  payload: Uint8Array | string,
-  options: { delayMs?: number } = {},
-) {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  if (options.delayMs) await new Promise((r) => setTimeout(r, options.delayMs));
-  await conn.write(typeof payload === "string" ? new TextEncoder().encode(payload) : payload).catch(
-    () => 0,
-  );
-  await conn.closeWrite().catch(() => {});
+/** Reads until the agent closes (a reset counts as closing). */
+async function readAll(conn: Deno.Conn): Promise<string> {
   const chunks: Uint8Array[] = [];
   const buf = new Uint8Array(65536);
   while (true) {
@@ -38,12 +29,41 @@ async function rawAttach(
     if (n === null) break;
     chunks.push(buf.slice(0, n));
   }
-  conn.close();
   return new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => [...c])));
+}
+
+/** Sends raw bytes to the attach port and reads everything until the agent closes. */
+async function rawAttach(port: number, payload: Uint8Array | string): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(typeof payload === "string" ? new TextEncoder().encode(payload) : payload).catch(
+    () => 0,
+  );
+  await conn.closeWrite().catch(() => {});
+  const reply = await readAll(conn);
+  conn.close();
+  return reply;
+}
+
+/** Connects and stays silent until the agent gives up on it, then sends `secret`: too late. */
+async function lateAttach(port: number, secret: string): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const reply = await readAll(conn);
+  await conn.write(new TextEncoder().encode(`${secret}\n`)).catch(() => 0);
+  conn.close();
+  return reply;
 }
 
 async function runState(sys: TestSystem, label: string): Promise<RunInfo> {
   return (await sys.api<{ run: RunInfo }>("GET", `/apps/demo/runs/${label}`)).run;
+}
+
+/** Polls the run until it is in `state`. */
+async function waitState(sys: TestSystem, label: string, state: RunState): Promise<RunInfo> {
+  let last: RunInfo | undefined;
+  return await waitFor(async () => {
+    last = await runState(sys, label);
+    return last.state === state && last;
+  }, { message: `${label} to be ${state}`, seen: () => last?.state });
 }
 
 Deno.test("no-TTY: 50 MiB of random bytes go through cat and come back identical", async () => {
@@ -91,10 +111,7 @@ Deno.test("plain nc attaches with --attach-info and gets the process's output", 
   await writer.close();
   const out = await nc.output();
   assertEquals(new TextDecoder().decode(out.stdout), "got:ping\none-off-1\n");
-  const run = await eventually(async () => {
-    const r = await runState(sys, "one-off-1");
-    return r.state === "exited" ? r : undefined;
-  });
+  const run = await waitState(sys, "one-off-1", "exited");
   assertEquals(run.exit_code, 0);
 });
 
@@ -105,7 +122,7 @@ Deno.test("attach refuses reused, wrong, oversized and slow secrets with one lin
   assertEquals(await rawAttach(port, "not-the-secret\n"), "oneoff: unknown secret\r\n");
   assertEquals(await rawAttach(port, "x".repeat(10_000)), "oneoff: secret line too long\r\n");
   assertEquals(
-    await rawAttach(port, `${info.secret}\n`, { delayMs: 1000 }),
+    await lateAttach(port, info.secret),
     "oneoff: timed out waiting for the secret\r\n",
   );
   assertEquals((await runState(sys, "one-off-1")).state, "starting", "nothing started");
@@ -116,10 +133,7 @@ Deno.test("attach refuses reused, wrong, oversized and slow secrets with one lin
 Deno.test("an attached run nobody connects to expires and never starts", async () => {
   await using sys = await startSystem({ config: { attachWindowMs: 500 } });
   const info = await attachInfo(sys, "echo never");
-  const run = await eventually(async () => {
-    const r = await runState(sys, "one-off-1");
-    return r.state === "expired" ? r : undefined;
-  });
+  const run = await waitState(sys, "one-off-1", "expired");
   assertEquals(run.started_at, null);
   assertEquals(await rawAttach(info.port, `${info.secret}\n`), "oneoff: attach window expired\r\n");
 });
@@ -212,13 +226,12 @@ Deno.test("a TTY client that disconnects hangs up the process: the run is stoppe
   const buf = new Uint8Array(1024);
   let seen = "";
   while (!seen.includes("ready")) {
-    seen += new TextDecoder().decode(buf.subarray(0, (await conn.read(buf)) ?? 0));
+    const n = await conn.read(buf);
+    if (n === null) throw new Error(`The run closed before "ready"; read: ${JSON.stringify(seen)}`);
+    seen += new TextDecoder().decode(buf.subarray(0, n));
   }
   conn.close();
-  const ended = await eventually(async () => {
-    const r = await runState(sys, run.label);
-    return r.state === "stopped" ? r : undefined;
-  });
+  const ended = await waitState(sys, run.label, "stopped");
   assertEquals(ended.exit_code, 129, "the shell got SIGHUP");
   assertMatch(ended.reason ?? "", /client disconnected/);
 });

@@ -1,6 +1,7 @@
 import postgres from "postgres";
 import { assert, assertEquals, assertMatch } from "./_assert.ts";
-import { eventually, startSystem, type TestSystem } from "./_system.ts";
+import { startSystem, type TestSystem } from "./_system.ts";
+import { waitFor } from "./_wait.ts";
 
 const PG = Deno.env.get("ONEOFF_TEST_POSTGRES");
 
@@ -19,13 +20,15 @@ async function recordSession(sys: TestSystem, marker: string): Promise<void> {
   });
   assertEquals(res.code, 0, res.stderr);
   assertMatch(res.stdout, new RegExp(marker));
-  await eventually(async () => {
-    const readout = await sys.api<{ problems: string[]; final: boolean }>(
+  let seen: { problems: string[]; final: boolean } | undefined;
+  await waitFor(async () => {
+    const { problems, final } = await sys.api<{ problems: string[]; final: boolean }>(
       "GET",
       "/apps/demo/runs/one-off-1/audit",
     );
-    return readout.final && readout.problems.length === 0;
-  });
+    seen = { problems, final };
+    return final && problems.length === 0;
+  }, { message: "one-off-1's recording to be final and sound", seen: () => seen });
 }
 
 Deno.test("an attached session is recorded: audit show prints it, export is asciicast v2, views are in the timeline", async () => {

@@ -1,6 +1,7 @@
 import type { LogLine, RunInfo } from "../protocol/mod.ts";
 import { assert, assertEquals, assertMatch } from "./_assert.ts";
-import { eventually, startSystem, type TestSystem } from "./_system.ts";
+import { startSystem, type TestSystem } from "./_system.ts";
+import { waitFor } from "./_wait.ts";
 
 async function waitEnded(sys: TestSystem, label: string): Promise<RunInfo> {
   const { run } = await sys.api<{ run: RunInfo }>("GET", `/apps/demo/runs/${label}?wait=30`);
@@ -70,9 +71,11 @@ Deno.test("a detached run gets the app env, the overrides and the platform varia
 Deno.test("ps lists runs, stop stops a running one-off, and both are in the timeline", async () => {
   await using sys = await startSystem();
   await sys.cli(["run", "-d", "-a", "demo", "--", "sleep 300"]);
-  await eventually(async () =>
-    (await sys.api<{ run: RunInfo }>("GET", "/apps/demo/runs/one-off-1")).run.state === "running"
-  );
+  let state = "";
+  await waitFor(async () => {
+    state = (await sys.api<{ run: RunInfo }>("GET", "/apps/demo/runs/one-off-1")).run.state;
+    return state === "running";
+  }, { message: "one-off-1 to be running", seen: () => state });
   const ps = await sys.cli(["ps", "-a", "demo"]);
   assertMatch(ps.stdout, /one-off-1\s+running\s+sleep 300\s+M\s+test-agent/);
   const stopped = await sys.cli(["stop", "-a", "demo", "one-off-1"]);

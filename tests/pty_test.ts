@@ -1,6 +1,7 @@
 import pty from "node-pty";
 import { assertEquals, assertMatch } from "./_assert.ts";
-import { eventually, startSystem } from "./_system.ts";
+import { startSystem } from "./_system.ts";
+import { waitFor } from "./_wait.ts";
 
 /** The CLI in a real pseudo-terminal, as a developer's shell would run it. */
 class Terminal {
@@ -34,15 +35,12 @@ class Terminal {
     this.#proc.resize(cols, rows);
   }
 
-  /** Waits until the output (after `from`) matches. */
-  async waitFor(pattern: RegExp, from = 0, timeoutMs = 20_000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
+  /** Waits until the output (after `from`) matches; resolves with that output. */
+  waitFor(pattern: RegExp, from = 0): Promise<string> {
+    return waitFor(() => {
       const seen = this.output.slice(from);
-      if (pattern.test(seen)) return seen;
-      await new Promise((r) => setTimeout(r, 30));
-    }
-    throw new Error(`Timed out waiting for ${pattern}; output was:\n${this.output}`);
+      return pattern.test(seen) && seen;
+    }, { message: `${pattern} in the terminal`, seen: () => this.output });
   }
 }
 
@@ -58,12 +56,12 @@ Deno.test("an interactive PTY session: tty, resize, Ctrl-C and the shell's exit 
 
   // The resize travels CLI → server → agent: ask until the shell sees it.
   term.resize(120, 40);
-  await eventually(async () => {
+  await waitFor(async () => {
     mark = term.output.length;
     term.type("stty size\r");
     const seen = await term.waitFor(/\d+ \d+\s[\s\S]*READY> /, mark);
     return /40 120/.test(seen);
-  });
+  }, { message: "the shell to see the new size 40 120", seen: () => term.output.slice(mark) });
 
   // $((...)) is expanded by the shell, so the marker shows only once sleep runs.
   mark = term.output.length;

@@ -6,6 +6,7 @@
 import { type Limits, type SandboxKind } from "../../protocol/mod.ts";
 import { createSandbox, SANDBOX_UID } from "./mod.ts";
 import type { ExitStatus, Sandbox, SandboxProcess, SandboxSpec } from "./mod.ts";
+import { waitFor } from "../../tests/_wait.ts";
 
 const MiB = 1024 * 1024;
 
@@ -97,16 +98,13 @@ export async function collect(process: SandboxProcess): Promise<RunResult> {
 /** Reads a stream as text, and waits for text to appear in it. */
 export class TextReader {
   #text = "";
+  #ended = false;
   readonly done: Promise<void>;
-  #waiters: (() => void)[] = [];
 
   constructor(stream: ReadableStream<Uint8Array>) {
     this.done = (async () => {
-      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-        this.#text += chunk;
-        for (const wake of this.#waiters.splice(0)) wake();
-      }
-      for (const wake of this.#waiters.splice(0)) wake();
+      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) this.#text += chunk;
+      this.#ended = true;
     })();
   }
 
@@ -116,27 +114,16 @@ export class TextReader {
   }
 
   /** Resolves once `pattern` has been read; rejects if the stream ends or the (generous) deadline passes first. */
-  async waitFor(pattern: RegExp | string, timeoutMs = 20_000): Promise<void> {
+  async waitFor(pattern: RegExp | string): Promise<void> {
     const found = () =>
       typeof pattern === "string" ? this.#text.includes(pattern) : pattern.test(this.#text);
-    const deadline = Date.now() + timeoutMs;
-    let ended = false;
-    this.done.then(() => ended = true);
-    while (!found()) {
-      if (ended) {
+    await waitFor(() => {
+      if (found()) return true;
+      if (this.#ended) {
         throw new Error(`Stream ended without ${pattern}; read: ${JSON.stringify(this.#text)}`);
       }
-      if (Date.now() > deadline) {
-        throw new Error(`Timed out waiting for ${pattern}; read: ${JSON.stringify(this.#text)}`);
-      }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 100);
-        this.#waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
+      return false;
+    }, { message: `${pattern} in the output`, seen: () => this.#text });
   }
 }
 
@@ -150,17 +137,4 @@ export async function pidsRunning(argv: string[]): Promise<number[]> {
     if (cmdline === wanted) pids.push(Number(entry.name));
   }
   return pids;
-}
-
-/** Polls `check` until it holds, for at most `timeoutMs` (generous: the machine may be busy). */
-export async function eventually(
-  check: () => Promise<boolean>,
-  what: string,
-  timeoutMs = 20_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }

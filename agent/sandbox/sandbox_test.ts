@@ -2,15 +2,8 @@ import { type SandboxKind } from "../../protocol/mod.ts";
 import { assert, assertEquals, assertMatch, assertRejects } from "../../tests/_assert.ts";
 import { detectCgroups, RunCgroup } from "./_cgroups.ts";
 import { SANDBOX_UID } from "./mod.ts";
-import {
-  collect,
-  eventually,
-  Fixture,
-  PATH,
-  pidsRunning,
-  TEST_LIMITS,
-  TextReader,
-} from "./_testing.ts";
+import { collect, Fixture, PATH, pidsRunning, TEST_LIMITS, TextReader } from "./_testing.ts";
+import { waitFor } from "../../tests/_wait.ts";
 
 const ROOT = Deno.uid() === 0;
 const HAS_RUNC = await Deno.stat("/usr/sbin/runc").then(() => true, () => false);
@@ -312,16 +305,16 @@ function sandboxTests(kind: SandboxKind): void {
       stderr: "inherit",
     }).spawn();
     try {
-      await eventually(
-        async () => (await pidsRunning(["sleep", marker])).length > 0,
-        "the sandboxed sleep runs",
-      );
+      await waitFor(async () => (await pidsRunning(["sleep", marker])).length > 0, {
+        message: "the sandboxed sleep to run",
+      });
       agent.kill("SIGKILL");
       await agent.status;
-      await eventually(
-        async () => (await pidsRunning(["sleep", marker])).length === 0,
-        "the sandboxed sleep is gone",
-      );
+      let left: number[] = [];
+      await waitFor(async () => (left = await pidsRunning(["sleep", marker])).length === 0, {
+        message: "the sandboxed sleep to be gone",
+        seen: () => ({ pids: left }),
+      });
     } finally {
       try {
         agent.kill("SIGKILL");

@@ -84,8 +84,3 @@ function sequenceLength(bytes: Uint8Array, i: number): number {
   }
   return need + 1;
 }
-
-/** Decodes a whole byte string at once. */
-export function displayText(bytes: Uint8Array): string {
-  return new EscapingDecoder().decode(bytes, false);
-}

@@ -254,7 +254,13 @@ const INITIAL_POSTGRES = `
   );
 `;
 
+// The network a one-off of the app gets (protocol NETWORK_MODES). "host"
+// for existing apps: what every run had before the column existed.
+const APP_NETWORK_SQLITE = `ALTER TABLE apps ADD COLUMN network TEXT NOT NULL DEFAULT 'host'`;
+const APP_NETWORK_POSTGRES = `alter table apps add column network text not null default 'host'`;
+
 /** Every migration, in the order they apply. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "initial schema", sqlite: INITIAL_SQLITE, postgres: INITIAL_POSTGRES },
+  { version: 2, name: "app network", sqlite: APP_NETWORK_SQLITE, postgres: APP_NETWORK_POSTGRES },
 ];

@@ -4,7 +4,7 @@
  * @module
  */
 import type { SQLOutputValue } from "node:sqlite";
-import type { Role, RunState, SizeName } from "../../protocol/mod.ts";
+import type { NetworkMode, Role, RunState, SizeName } from "../../protocol/mod.ts";
 import type {
   AgentRow,
   AppRow,
@@ -66,7 +66,12 @@ export function toToken(r: Row): TokenRow {
 
 /** Reads an apps row. */
 export function toApp(r: Row): AppRow {
-  return { id: num(r.id), name: str(r.name), created_at: date(r.created_at) };
+  return {
+    id: num(r.id),
+    name: str(r.name),
+    network: str(r.network) as NetworkMode,
+    created_at: date(r.created_at),
+  };
 }
 
 /** Reads a releases row. */

@@ -4,6 +4,7 @@
  * @module
  */
 import type {
+  NetworkMode,
   Role,
   RunState,
   SizeName,
@@ -28,6 +29,8 @@ export interface TokenRow {
 export interface AppRow {
   id: number;
   name: string;
+  /** The network its one-offs' sandboxes get ("host" unless set). */
+  network: NetworkMode;
   created_at: Date;
 }
 
@@ -198,6 +201,8 @@ export interface Store {
   appByName(name: string): Promise<AppRow | null>;
   appById(id: number): Promise<AppRow | null>;
   listApps(): Promise<AppRow[]>;
+  /** Sets the network the app's next one-offs get. */
+  setAppNetwork(id: number, network: NetworkMode): Promise<void>;
   /** Deletes the app and everything that belongs to it. */
   destroyApp(id: number): Promise<void>;
 

@@ -5,7 +5,7 @@
  * @module
  */
 import postgres from "postgres";
-import type { RunState } from "../../protocol/mod.ts";
+import type { NetworkMode, RunState } from "../../protocol/mod.ts";
 import {
   type AgentRow,
   type AppRow,
@@ -57,7 +57,7 @@ async function lockMigrations(tx: postgres.TransactionSql<{ int8: number }>): Pr
   await tx`select pg_advisory_xact_lock(hashtext('oneoff:' || coalesce(current_schema(), '')))`;
 }
 
-const APP_COLUMNS = "id, name, created_at";
+const APP_COLUMNS = "id, name, network, created_at";
 const LOG_COLUMNS = "id, app_id, ts, source, stream, line";
 const OPTIONAL_RUN_FIELDS = ["agent_id", "exit_code", "reason", "started_at", "ended_at"] as const;
 
@@ -143,6 +143,10 @@ class PostgresStore implements Store {
   async listApps(): Promise<AppRow[]> {
     const sql = this.#sql;
     return [...await sql<AppRow[]>`select ${sql.unsafe(APP_COLUMNS)} from apps order by name`];
+  }
+
+  async setAppNetwork(id: number, network: NetworkMode): Promise<void> {
+    await this.#sql`update apps set network = ${network} where id = ${id}`;
   }
 
   async destroyApp(id: number): Promise<void> {

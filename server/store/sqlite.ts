@@ -5,7 +5,7 @@
  * @module
  */
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
-import type { RunState } from "../../protocol/mod.ts";
+import type { NetworkMode, RunState } from "../../protocol/mod.ts";
 import {
   type AgentRow,
   type AppRow,
@@ -185,6 +185,12 @@ class SqliteStore implements Store {
 
   listApps(): Promise<AppRow[]> {
     return settle(() => this.#all("SELECT * FROM apps ORDER BY name").map(toApp));
+  }
+
+  setAppNetwork(id: number, network: NetworkMode): Promise<void> {
+    return settle(() => {
+      this.#q("UPDATE apps SET network = ? WHERE id = ?").run(network, id);
+    });
   }
 
   destroyApp(id: number): Promise<void> {

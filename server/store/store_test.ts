@@ -3,6 +3,7 @@
  * PostgreSQL in a fresh schema per test when ONEOFF_TEST_POSTGRES is set.
  */
 import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
 import postgres from "postgres";
 import type { UncheckedEventBody } from "../../protocol/mod.ts";
 import {
@@ -14,6 +15,7 @@ import {
   type Store,
 } from "./mod.ts";
 import { openStore } from "./open.ts";
+import { MIGRATIONS, POSTGRES_MIGRATIONS_TABLE, SQLITE_MIGRATIONS_TABLE } from "./_migrations.ts";
 
 /** An event as older code could have written it: any kind, any JSON data. */
 function oldEvent(event: EventFields & { at?: Date } & UncheckedEventBody): NewEvent {
@@ -125,6 +127,22 @@ function contract(kind: string, fresh: () => Promise<FreshDatabase>, ignore: boo
     },
   });
 
+  Deno.test({
+    name: `[${kind}] apps made before the network column get "host"`,
+    ignore,
+    async fn() {
+      await using db = await fresh();
+      await migrateTo1(db.url);
+      const store = await openStore(db.url);
+      try {
+        const old = await store.appByName("old");
+        assert.equal(old?.network, "host");
+      } finally {
+        await store.close();
+      }
+    },
+  });
+
   test("tokens round-trip with their app list", async (store) => {
     assert.equal(await store.countTokens(), 0);
     const made = await store.createToken({
@@ -150,6 +168,22 @@ function contract(kind: string, fresh: () => Promise<FreshDatabase>, ignore: boo
     assert.equal(await store.appByName("nope"), null);
     assert.deepEqual(await store.appById(app.id), app);
     assert.equal(await store.appById(app.id + 1000), null);
+  });
+
+  test("an app's network is host unless set, and round-trips", async (store) => {
+    const app = await store.createApp("demo");
+    const other = await store.createApp("other");
+    assert.equal(app.network, "host");
+    await store.setAppNetwork(app.id, "none");
+    assert.deepEqual(await store.appById(app.id), { ...app, network: "none" });
+    assert.equal((await store.appByName("demo"))?.network, "none");
+    assert.deepEqual((await store.listApps()).map((a) => [a.name, a.network]), [
+      ["demo", "none"],
+      ["other", "host"],
+    ]);
+    await store.setAppNetwork(app.id, "host");
+    assert.deepEqual(await store.appById(app.id), app);
+    assert.deepEqual(await store.appById(other.id), other);
   });
 
   test("updateEnv sets and removes keys", async (store) => {
@@ -517,6 +551,29 @@ function contract(kind: string, fresh: () => Promise<FreshDatabase>, ignore: boo
 
 // ---------------------------------------------------------------------------
 // Builders and checks
+
+/** Applies schema version 1 alone, as an older server left it, with one app "old". */
+async function migrateTo1(url: string): Promise<void> {
+  const first = MIGRATIONS[0]!;
+  if (url.startsWith("sqlite:")) {
+    const db = new DatabaseSync(url.slice("sqlite:".length));
+    db.exec(SQLITE_MIGRATIONS_TABLE);
+    db.exec(first.sqlite);
+    db.prepare("INSERT INTO schema_migrations (version, applied_at) VALUES (1, ?)").run(Date.now());
+    db.prepare("INSERT INTO apps (name, created_at) VALUES ('old', ?)").run(Date.now());
+    db.close();
+    return;
+  }
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    await sql.unsafe(POSTGRES_MIGRATIONS_TABLE);
+    await sql.unsafe(first.postgres);
+    await sql`insert into schema_migrations (version) values (1)`;
+    await sql`insert into apps (name) values ('old')`;
+  } finally {
+    await sql.end();
+  }
+}
 
 function range(from: number, to: number): number[] {
   return Array.from({ length: to - from + 1 }, (_, i) => from + i);

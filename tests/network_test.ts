@@ -1,0 +1,41 @@
+import assert from "node:assert/strict";
+import { SANDBOX_KINDS } from "../protocol/mod.ts";
+import { startSystem, type TestSystem } from "./_system.ts";
+
+const HAS_RUNC = await Deno.stat("/usr/sbin/runc").then(() => true, () => false);
+const ROOT = Deno.uid() === 0;
+
+/** Interface names in a /proc/net/dev listing (its two header lines skipped). */
+function interfaces(procNetDev: string): string[] {
+  return procNetDev.trim().split("\n").slice(2).map((line) => line.split(":")[0]!.trim()).sort();
+}
+
+/** The interfaces a one-off of `app` sees; the words are joined into one command line. */
+async function interfacesOf(sys: TestSystem, app: string): Promise<string[]> {
+  const res = await sys.cli(["run", "-a", app, "--no-tty", "--silent", "cat", "/proc/net/dev"]);
+  assert.equal(res.code, 0, res.stderr);
+  return interfaces(res.stdout);
+}
+
+for (const kind of SANDBOX_KINDS) {
+  Deno.test({
+    name: `[${kind}] an app whose record says network "none" runs one-offs with only loopback`,
+    ignore: kind === "runc" && !(ROOT && HAS_RUNC),
+    async fn() {
+      const host = interfaces(await Deno.readTextFile("/proc/net/dev"));
+      assert.ok(host.some((name) => name !== "lo"), `the host has only ${host}: nothing to hide`);
+      await using sys = await startSystem({ sandbox: kind });
+      const demo = new URL("../examples/demo", import.meta.url).pathname;
+      assert.equal((await sys.cli(["apps", "create", "sealed"])).code, 0);
+      assert.equal((await sys.cli(["deploy", "-a", "sealed", demo])).code, 0);
+      const store = sys.server.ctx.store;
+      const sealed = (await store.appByName("sealed"))!;
+      assert.equal(sealed.network, "host", "host by default");
+      // No CLI or API sets it yet: the store is where the setting lives.
+      await store.setAppNetwork(sealed.id, "none");
+
+      assert.deepEqual(await interfacesOf(sys, "sealed"), ["lo"]);
+      assert.deepEqual(await interfacesOf(sys, "demo"), host, "a default app shares the host's");
+    },
+  });
+}
