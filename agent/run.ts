@@ -62,6 +62,7 @@ export class OneOff {
   readonly spec: RunSpec;
   #host: RunHost;
   #lease: SlugLease | undefined;
+  #slugDir = "";
   #uploadsDir: string | undefined;
   #process: SandboxProcess | undefined;
   #shipper: LogShipper | undefined;
@@ -92,34 +93,39 @@ export class OneOff {
     try {
       await this.#prepare();
     } catch (err) {
-      await this.finish("failed", { reason: errorMessage(err) });
+      await this.#finish("failed", { reason: errorMessage(err) });
+      // Stopped before it failed: what was acquired after the finish goes now.
+      await this.#cleanup();
     }
   }
 
   async #prepare(): Promise<void> {
     const { spec } = this;
     this.#lease = await this.#host.slugs.acquire(spec.slug.sha256);
-    if (spec.uploads.length > 0) this.#uploadsDir = await this.#fetchUploads();
+    this.#slugDir = this.#lease.dir;
+    if (spec.uploads.length > 0) await this.#fetchUploads();
     // Stopped meanwhile: finish() has run, perhaps before the lease or the uploads were there.
     if (this.#ended) return await this.#cleanup();
-    if (!spec.attach) return await this.launch();
+    if (!spec.attach) return await this.#launch();
     const { secretSha256, expiresAt } = spec.attach;
     const { clock, listener } = this.#host;
     listener.expect(secretSha256, expiresAt, (client) => {
       clock.clearTimeout(this.#attachWindow);
-      this.launch(client).catch((err) => this.finish("failed", { reason: errorMessage(err) }));
+      this.#launch(client).catch((err) => this.#finish("failed", { reason: errorMessage(err) }));
     });
     this.#attachWindow = clock.setTimeout(() => {
       if (this.#process || this.#ending) return;
       listener.cancel(secretSha256);
-      this.finish("expired", { reason: "Nobody attached within the attach window" });
+      this.#finish("expired", { reason: "Nobody attached within the attach window" });
     }, Math.max(0, expiresAt - clock.now()));
     this.#waiting = true;
     this.#host.report({ type: "attach_ready", runId: spec.runId, expiresAt });
   }
 
-  async #fetchUploads(): Promise<string> {
+  async #fetchUploads(): Promise<void> {
     const dir = await Deno.makeTempDir({ dir: this.#host.workDir, prefix: "uploads-" });
+    // Set at once: a failed download leaves a directory for the cleanup.
+    this.#uploadsDir = dir;
     await Deno.chmod(dir, 0o755);
     for (const upload of this.spec.uploads) {
       const path = `${dir}/${upload.name}`;
@@ -127,16 +133,15 @@ export class OneOff {
       await streamToFile(await this.#host.fetchBlob(upload.sha256), file);
       await Deno.chmod(path, 0o644);
     }
-    return dir;
   }
 
   /** Starts the process and follows it to its end: the attached session, or the shipped logs. */
-  async launch(client?: AttachedClient): Promise<void> {
+  async #launch(client?: AttachedClient): Promise<void> {
     const { spec } = this;
     const { clock } = this.#host;
     const process = await this.#host.sandbox.spawn({
       runId: spec.runId,
-      slugDir: this.#lease!.dir,
+      slugDir: this.#slugDir,
       ...(this.#uploadsDir ? { uploadsDir: this.#uploadsDir } : {}),
       command: spec.command,
       env: spec.env,
@@ -185,7 +190,7 @@ export class OneOff {
       onHangup: () => this.stop("stopped", "The client disconnected", "SIGHUP"),
       clock: this.#host.clock,
     });
-    await this.finish(...this.#outcome(session.status));
+    await this.#finish(...this.#outcome(session.status));
     session.close();
   }
 
@@ -203,7 +208,7 @@ export class OneOff {
       shipper.finish(),
       new Promise<void>((resolve) => this.#finalFlush = clock.setTimeout(resolve, FINAL_FLUSH_MS)),
     ]);
-    await this.finish(...outcome);
+    await this.#finish(...outcome);
   }
 
   /** Starts the audit recording of the attached session. */
@@ -230,7 +235,7 @@ export class OneOff {
     const process = this.#process;
     if (!process) {
       if (this.spec.attach) this.#host.listener.cancel(this.spec.attach.secretSha256);
-      this.finish(state, reason ? { reason } : {});
+      this.#finish(state, reason ? { reason } : {});
       return;
     }
     process.kill(signal);
@@ -283,7 +288,7 @@ export class OneOff {
   }
 
   /** Reports the end (once), leaves the agent's table and cleans up. */
-  async finish(state: RunState, detail: Detail): Promise<void> {
+  async #finish(state: RunState, detail: Detail): Promise<void> {
     if (this.#ended) return;
     this.#ended = true;
     this.#clearTimers();
@@ -295,8 +300,10 @@ export class OneOff {
     await this.#cleanup();
   }
 
+  // Runs at the end, and again when a stopped run's preparation comes back with more.
   async #cleanup(): Promise<void> {
     this.#lease?.release();
+    this.#lease = undefined;
     const dir = this.#uploadsDir;
     this.#uploadsDir = undefined;
     if (dir) await Deno.remove(dir, { recursive: true }).catch(() => {});

@@ -7,8 +7,13 @@ import { Runner } from "./runner.ts";
 
 type RunStateMsg = Extract<AgentMessage, { type: "run_state" }>;
 
-/** A runner over fakes, on a fake clock, with a channel that acknowledges logs at once. */
-function setup(options: { ignore?: Deno.Signal[]; stopGraceMs?: number } = {}) {
+/**
+ * A runner over fakes, on a fake clock, with a channel that acknowledges logs
+ * and audit chunks at once; sessions are recorded only given an `auditDir`.
+ */
+function setup(
+  options: { ignore?: Deno.Signal[]; stopGraceMs?: number; auditDir?: string } = {},
+) {
   const clock = new FakeClock();
   const sandbox = new FakeSandbox();
   sandbox.ignore = options.ignore ?? [];
@@ -27,12 +32,13 @@ function setup(options: { ignore?: Deno.Signal[]; stopGraceMs?: number } = {}) {
         const last = msg.records.at(-1)!.seq;
         queueMicrotask(() => runner.ackLogs(msg.runId, last));
       }
+      if (msg.type === "audit") queueMicrotask(() => runner.ackAudit(msg.runId, msg.seq));
       return true;
     },
     fetchBlob: () => Promise.reject(new Error("No uploads in these tests")),
     workDir: "/nonexistent/work",
-    auditDir: "/nonexistent/audit",
-    record: false,
+    auditDir: options.auditDir ?? "/nonexistent/audit",
+    record: options.auditDir !== undefined,
     log: createLogger("test", { level: "silent" }),
     clock,
     ...(options.stopGraceMs !== undefined ? { stopGraceMs: options.stopGraceMs } : {}),
@@ -190,4 +196,47 @@ Deno.test("after a reconnect the outbox is sent, and a run waiting for its clien
   runner.stop("run-1");
   await clock.advance(0);
   assert.equal(clock.pending, 0);
+});
+
+Deno.test("an ended session's recording still takes its audit acks, then its spool folder goes", async () => {
+  const auditDir = await Deno.makeTempDir({ prefix: "oneoff-runner-test-" });
+  try {
+    const { clock, runner, listener, sandbox, sent, states } = setup({ auditDir });
+    runner.start(attached(clock));
+    await clock.advance(0);
+    listener.attach(SECRET, fakeClient());
+    await clock.advance(0);
+    const [process] = sandbox.processes;
+    process!.write("hi\n");
+    await clock.advance(0);
+    process!.exit(0);
+    await clock.advance(0);
+    assert.deepEqual(states(), ["running", "exited"]);
+    const chunks = sent.flatMap((m) => m.type === "audit" ? [JSON.parse(m.data)] : []);
+    assert.equal(chunks.at(-1).final, true);
+    const output = chunks.flatMap((c) => c.events).filter((e: string[]) => e[1] === "o");
+    assert.deepEqual(output.map((e: string[]) => atob(e[2]!)), ["hi\n"]);
+    assert.deepEqual([...Deno.readDirSync(auditDir)], [], "every chunk acknowledged and deleted");
+  } finally {
+    await Deno.remove(auditDir, { recursive: true });
+  }
+});
+
+Deno.test("a run stopped while its slug is being fetched releases the slug once it arrives", async () => {
+  const { clock, runner, slugs, states } = setup();
+  const arrived = Promise.withResolvers<void>();
+  const acquire = slugs.acquire.bind(slugs);
+  slugs.acquire = async (sha256) => {
+    await arrived.promise;
+    return await acquire(sha256);
+  };
+  runner.start(spec());
+  await clock.advance(0);
+  runner.stop("run-1");
+  assert.deepEqual(states(), ["stopped"]);
+  assert.equal(slugs.released, 0);
+  arrived.resolve();
+  await clock.advance(0);
+  assert.equal(slugs.released, 1);
+  assert.deepEqual(states(), ["stopped"]);
 });
