@@ -5,16 +5,24 @@
  * @module
  */
 import type { AgentMessage, LogRecord } from "../protocol/mod.ts";
+import { type Clock, realClock, type TimerId } from "../util/clock.ts";
 
 /** Longest line kept whole; longer ones are cut in pieces of this size. */
 export const MAX_LINE_BYTES = 16 * 1024;
 const BATCH_LINES = 2000;
-const FLUSH_MS = 20;
+/** A partial batch is sent this long after its first line. */
+export const FLUSH_MS = 20;
 /** Unacknowledged lines before the reader waits (backpressure on the process). */
 const MAX_IN_FLIGHT = 50_000;
 
 /** Where batches go: false when the channel is down (they are sent again later). */
 export type SendFn = (msg: AgentMessage) => boolean;
+
+/** How a shipper is set up. */
+export interface LogShipperOptions {
+  /** Timestamps and the flush timer (default the real clock). */
+  clock?: Clock;
+}
 
 /** Ships one run's output; `collect` streams, then `finish` waits for the acks. */
 export class LogShipper {
@@ -24,13 +32,15 @@ export class LogShipper {
   #pending: LogRecord[] = [];
   #unacked: LogRecord[][] = [];
   #inFlight = 0;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #clock: Clock;
+  #timer: TimerId | undefined;
   #drained: (() => void)[] = [];
   #acked: (() => void)[] = [];
 
-  constructor(runId: string, send: SendFn) {
+  constructor(runId: string, send: SendFn, options: LogShipperOptions = {}) {
     this.#runId = runId;
     this.#send = send;
+    this.#clock = options.clock ?? realClock;
   }
 
   /** Reads a stream to its end, one record per line. */
@@ -59,14 +69,14 @@ export class LogShipper {
 
   #add(stream: "stdout" | "stderr", line: string): void {
     const cut = line.length > MAX_LINE_BYTES ? line.slice(0, MAX_LINE_BYTES) : line;
-    this.#pending.push({ seq: this.#seq++, stream, ts: Date.now(), line: cut });
+    this.#pending.push({ seq: this.#seq++, stream, ts: this.#clock.now(), line: cut });
     this.#inFlight++;
     if (this.#pending.length >= BATCH_LINES) this.#flush();
-    else this.#timer ??= setTimeout(() => this.#flush(), FLUSH_MS);
+    else this.#timer ??= this.#clock.setTimeout(() => this.#flush(), FLUSH_MS);
   }
 
   #flush(): void {
-    clearTimeout(this.#timer);
+    this.#clock.clearTimeout(this.#timer);
     this.#timer = undefined;
     if (this.#pending.length === 0) return;
     const batch = this.#pending;

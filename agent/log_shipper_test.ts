@@ -1,6 +1,8 @@
+import assert from "node:assert/strict";
 import type { AgentMessage, LogRecord } from "../protocol/mod.ts";
 import { assertEquals } from "../tests/_assert.ts";
-import { LogShipper, MAX_LINE_BYTES } from "./log_shipper.ts";
+import { FakeClock } from "../util/clock.ts";
+import { FLUSH_MS, LogShipper, MAX_LINE_BYTES } from "./log_shipper.ts";
 
 function streamOf(...chunks: string[]): ReadableStream<Uint8Array> {
   const encoder = new TextEncoder();
@@ -50,4 +52,20 @@ Deno.test("an endless line is cut into pieces of the maximum size", async () => 
   await done;
   assertEquals(sent.map((r) => r.line.length), [MAX_LINE_BYTES, MAX_LINE_BYTES, 5]);
   assertEquals(sent.every((r) => r.stream === "stderr"), true);
+});
+
+Deno.test("the log shipper sends a partial batch once its flush interval has passed", async () => {
+  const clock = new FakeClock();
+  const batches: number[][] = [];
+  const shipper = new LogShipper("run-1", (msg) => {
+    if (msg.type === "logs") batches.push(msg.records.map((r) => r.ts));
+    return true;
+  }, { clock });
+  const encoder = new TextEncoder();
+  await shipper.collect(ReadableStream.from([encoder.encode("a\nb\n")]), "stdout");
+  const at = clock.now();
+  await clock.advance(FLUSH_MS - 1);
+  assert.deepEqual(batches, []);
+  await clock.advance(1);
+  assert.deepEqual(batches, [[at, at]]);
 });

@@ -8,6 +8,8 @@
  * @module
  */
 import type { AgentMessage } from "../protocol/mod.ts";
+import { type Clock, realClock, type TimerId } from "../util/clock.ts";
+import { isSpoolRunId, recoverSpools, RunSpool } from "./spool.ts";
 
 /** Chunks found on disk at agent start, being delivered. */
 export interface RecoveredChunks {
@@ -24,7 +26,9 @@ export interface RecorderOptions {
   dir: string;
   /** Sends a message to the server; false when the channel is down. */
   send(msg: AgentMessage): boolean;
-  /** The clock (epoch milliseconds); `Date.now` by default. */
+  /** Timers and time (default the real clock). */
+  clock?: Clock;
+  /** Epoch milliseconds for the event timings (default the clock's). */
   now?: () => number;
   /** A chunk is cut this long after its first event (default 250 ms). */
   flushMs?: number;
@@ -44,13 +48,13 @@ type TermSize = { cols: number; rows: number };
 const MERGE_LIMIT = 64 * 1024;
 // A chunk cut while the spool was behind may hold this many times the usual bytes.
 const BEHIND_FACTOR = 4;
-const RUN_ID = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
 
 /** Records one attached session; see the module documentation. */
 export class Recorder {
   #runId: string;
-  #runDir: string;
+  #spool: RunSpool;
   #send: (msg: AgentMessage) => boolean;
+  #clock: Clock;
   #now: () => number;
   #flushMs: number;
   #maxBytes: number;
@@ -60,7 +64,7 @@ export class Recorder {
   #lastMs = 0;
   #events: Pending[] = [];
   #bytes = 0;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timer: TimerId | undefined;
   #cutQueued = false;
   #queue: Promise<void> = Promise.resolve();
   #seq = 0;
@@ -71,18 +75,17 @@ export class Recorder {
   #blocked = false;
   #finished: Promise<void> | null = null;
   #finalWritten = false;
-  #dirMade = false;
   #acked: (() => void)[] = [];
-  #deletions: Promise<unknown> = Promise.resolve();
 
   constructor(options: RecorderOptions) {
-    if (!RUN_ID.test(options.runId)) {
+    if (!isSpoolRunId(options.runId)) {
       throw new Error(`Cannot record run "${options.runId}": not a valid run id`);
     }
     this.#runId = options.runId;
-    this.#runDir = `${options.dir}/${options.runId}`;
+    this.#spool = new RunSpool(options.dir, options.runId);
     this.#send = options.send;
-    this.#now = options.now ?? Date.now;
+    this.#clock = options.clock ?? realClock;
+    this.#now = options.now ?? (() => this.#clock.now());
     this.#flushMs = options.flushMs ?? 250;
     this.#maxBytes = options.maxChunkBytes ?? 256 * 1024;
     this.#onError = options.onError ?? (() => {});
@@ -109,7 +112,7 @@ export class Recorder {
   resize(cols: number, rows: number): void {
     if (this.#finished !== null) return;
     this.#events.push({ ms: this.#ms(), kind: "r", size: `${cols}x${rows}`, bytes: 0 });
-    this.#timer ??= setTimeout(() => this.#flush(), this.#flushMs);
+    this.#timer ??= this.#clock.setTimeout(() => this.#flush(), this.#flushMs);
   }
 
   /** The server stored every chunk up to `seq`: their spool files go. */
@@ -118,11 +121,10 @@ export class Recorder {
     while (this.#unacked.length > 0 && this.#unacked[0]! <= seq) done.push(this.#unacked.shift()!);
     if (done.length === 0) return;
     for (const s of done) this.#memory.delete(s);
-    const complete = this.#finalWritten && this.#unacked.length === 0;
-    // Synchronous: see #spool.
-    for (const s of done) removeQuietly(this.#path(s));
-    if (complete) removeQuietly(this.#runDir);
-    if (complete) { for (const wake of this.#acked.splice(0)) wake(); }
+    this.#spool.ack(seq);
+    if (!this.#finalWritten || this.#unacked.length > 0) return;
+    this.#spool.remove();
+    for (const wake of this.#acked.splice(0)) wake();
   }
 
   /** After a reconnect: sends every unacknowledged chunk again, in order, before any newer one. */
@@ -132,8 +134,7 @@ export class Recorder {
       this.#blocked = false;
       for (const seq of [...this.#unacked]) {
         if (!this.#unacked.includes(seq)) continue;
-        const data = this.#memory.get(seq) ??
-          await Deno.readTextFile(this.#path(seq)).catch(() => null);
+        const data = this.#memory.get(seq) ?? await this.#spool.read(seq);
         if (data === null) continue;
         if (!this.#trySend(seq, data)) {
           this.#blocked = true;
@@ -153,25 +154,24 @@ export class Recorder {
   }
 
   async #finish(timeoutMs: number): Promise<void> {
-    clearTimeout(this.#timer);
+    this.#clock.clearTimeout(this.#timer);
     this.#timer = undefined;
     if (this.#t0 === null) this.start(null);
-    this.#enqueue(async () => {
-      while (this.#bytes > this.#maxBytes * BEHIND_FACTOR) await this.#writeChunk(false);
-      await this.#writeChunk(true);
+    this.#enqueue(() => {
+      while (this.#bytes > this.#maxBytes * BEHIND_FACTOR) this.#writeChunk(false);
+      this.#writeChunk(true);
     });
     await this.#queue;
     if (this.#unacked.length === 0) {
-      this.#deletions = this.#deletions.then(() => Deno.remove(this.#runDir).catch(() => {}));
-    } else {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await new Promise<void>((resolve) => {
-        this.#acked.push(resolve);
-        timer = setTimeout(resolve, timeoutMs);
-      });
-      clearTimeout(timer);
+      this.#spool.remove();
+      return;
     }
-    await this.#deletions;
+    let timer: TimerId | undefined;
+    await new Promise<void>((resolve) => {
+      this.#acked.push(resolve);
+      timer = this.#clock.setTimeout(resolve, timeoutMs);
+    });
+    this.#clock.clearTimeout(timer);
   }
 
   /** On agent start: chunks left on disk by earlier runs or crashes, sent once each, in order. */
@@ -179,7 +179,7 @@ export class Recorder {
     dir: string,
     send: (msg: AgentMessage) => boolean,
   ): Promise<RecoveredChunks> {
-    const leftovers = await Leftovers.scan(dir, send);
+    const leftovers = new Leftovers(await recoverSpools(dir), send);
     await leftovers.sendAll();
     return leftovers;
   }
@@ -204,27 +204,28 @@ export class Recorder {
     }
     this.#bytes += copy.length;
     if (this.#bytes >= this.#maxBytes) this.#flush();
-    else this.#timer ??= setTimeout(() => this.#flush(), this.#flushMs);
+    else this.#timer ??= this.#clock.setTimeout(() => this.#flush(), this.#flushMs);
   }
 
   // Asks for a cut; at most one waits in the queue, and it takes all there is then.
   #flush(): void {
-    clearTimeout(this.#timer);
+    this.#clock.clearTimeout(this.#timer);
     this.#timer = undefined;
     if (this.#cutQueued || this.#finished !== null) return;
     this.#cutQueued = true;
-    this.#enqueue(async () => {
+    this.#enqueue(() => {
       this.#cutQueued = false;
-      await this.#writeChunk(false);
+      this.#writeChunk(false);
       if (this.#bytes >= this.#maxBytes) this.#flush();
     });
   }
 
-  #enqueue(task: () => Promise<void>): void {
+  #enqueue(task: () => void | Promise<void>): void {
     this.#queue = this.#queue.then(task).catch(this.#onError);
   }
 
-  async #writeChunk(final: boolean): Promise<void> {
+  // Synchronous, as the spool's writes are (see spool.ts).
+  #writeChunk(final: boolean): void {
     const events = this.#take(final ? Infinity : this.#maxBytes * BEHIND_FACTOR);
     if (events.length === 0 && !final) return;
     const seq = this.#seq++;
@@ -233,7 +234,7 @@ export class Recorder {
     if (final) chunk.final = true;
     const data = JSON.stringify(chunk);
     try {
-      await this.#spool(seq, data);
+      this.#spool.write(seq, data);
     } catch (error) {
       this.#memory.set(seq, data);
       this.#onError(error);
@@ -253,40 +254,12 @@ export class Recorder {
     return this.#events.splice(0, count);
   }
 
-  // Synchronous file operations: awaited ones took milliseconds each here
-  // while sockets were busy (see util/file_batcher.ts), which held a 1 GiB
-  // session to ~70 MiB/s; a chunk of at most a few hundred KiB written
-  // synchronously takes well under a millisecond.
-  #spool(seq: number, data: string): Promise<void> {
-    const path = this.#path(seq);
-    if (!this.#dirMade) {
-      Deno.mkdirSync(this.#runDir, { recursive: true, mode: 0o700 });
-      this.#dirMade = true;
-    }
-    // Renamed into place: a crash never leaves a half-written chunk under its name.
-    Deno.writeTextFileSync(`${path}.tmp`, data, { mode: 0o600 });
-    Deno.renameSync(`${path}.tmp`, path);
-    return Promise.resolve();
-  }
-
   #trySend(seq: number, data: string): boolean {
     try {
       return this.#send({ type: "audit", runId: this.#runId, seq, data });
     } catch {
       return false;
     }
-  }
-
-  #path(seq: number): string {
-    return `${this.#runDir}/${seq}.json`;
-  }
-}
-
-function removeQuietly(path: string): void {
-  try {
-    Deno.removeSync(path);
-  } catch {
-    // Already gone, or the spool is unwritable: recover() deals with leftovers.
   }
 }
 
@@ -305,46 +278,25 @@ function encodeEvent(event: Pending): [number, string, string] {
   return [event.ms, event.kind, joined.toBase64()];
 }
 
-// Chunks of earlier runs: each run's files are sent in order, and the
+// Chunks of earlier runs: each run's records are sent in order, and the
 // whole pass stops at the first refused send (the channel is down).
 class Leftovers implements RecoveredChunks {
-  #dir: string;
   #send: (msg: AgentMessage) => boolean;
-  #runs: Map<string, number[]>;
+  #spools: Map<string, RunSpool>;
   #queue: Promise<void> = Promise.resolve();
 
-  private constructor(
-    dir: string,
-    send: (msg: AgentMessage) => boolean,
-    runs: Map<string, number[]>,
-  ) {
-    this.#dir = dir;
+  constructor(spools: RunSpool[], send: (msg: AgentMessage) => boolean) {
+    this.#spools = new Map(spools.map((spool) => [spool.runId, spool]));
     this.#send = send;
-    this.#runs = runs;
-  }
-
-  static async scan(dir: string, send: (msg: AgentMessage) => boolean): Promise<Leftovers> {
-    const runs = new Map<string, number[]>();
-    for (
-      const runId of await listDir(dir, (entry) => entry.isDirectory && RUN_ID.test(entry.name))
-    ) {
-      const seqs = await chunkFiles(`${dir}/${runId}`);
-      if (seqs.length > 0) runs.set(runId, seqs);
-      else await Deno.remove(`${dir}/${runId}`).catch(() => {});
-    }
-    return new Leftovers(dir, send, runs);
   }
 
   sendAll(): Promise<void> {
     this.#queue = this.#queue.then(async () => {
-      for (const [runId, seqs] of this.#runs) {
-        for (const seq of [...seqs]) {
-          if (!seqs.includes(seq)) continue;
-          const data = await Deno.readTextFile(`${this.#dir}/${runId}/${seq}.json`).catch(() =>
-            null
-          );
+      for (const spool of this.#spools.values()) {
+        for (const seq of [...spool.seqs]) {
+          const data = await spool.read(seq);
           if (data === null) continue;
-          if (!this.#send({ type: "audit", runId, seq, data })) return;
+          if (!this.#send({ type: "audit", runId: spool.runId, seq, data })) return;
         }
       }
     }).catch(() => {});
@@ -352,62 +304,15 @@ class Leftovers implements RecoveredChunks {
   }
 
   ack(runId: string, seq: number): void {
-    const seqs = this.#runs.get(runId);
-    if (seqs === undefined) return;
-    const done = seqs.filter((s) => s <= seq);
-    if (done.length === 0) return;
-    const rest = seqs.filter((s) => s > seq);
-    if (rest.length > 0) this.#runs.set(runId, rest);
-    else this.#runs.delete(runId);
-    const runDir = `${this.#dir}/${runId}`;
-    this.#queue = this.#queue.then(async () => {
-      await Promise.all(done.map((s) => Deno.remove(`${runDir}/${s}.json`).catch(() => {})));
-      if (rest.length === 0) await Deno.remove(runDir).catch(() => {});
-    });
+    const spool = this.#spools.get(runId);
+    if (spool === undefined) return;
+    spool.ack(seq);
+    if (spool.seqs.length > 0) return;
+    spool.remove();
+    this.#spools.delete(runId);
   }
 
   resend(): void {
     this.sendAll();
-  }
-}
-
-async function listDir(dir: string, keep: (entry: Deno.DirEntry) => boolean): Promise<string[]> {
-  const names: string[] = [];
-  try {
-    for await (const entry of Deno.readDir(dir)) if (keep(entry)) names.push(entry.name);
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
-  return names;
-}
-
-// The chunk numbers spooled in a run's folder, in order. A temp file that
-// holds a whole chunk (a crash between write and rename) counts; a partial
-// one is dropped, as that chunk was never sent.
-async function chunkFiles(runDir: string): Promise<number[]> {
-  const seqs: number[] = [];
-  for (const name of await listDir(runDir, (entry) => entry.isFile)) {
-    const match = /^(\d{1,15})\.json(\.tmp)?$/.exec(name);
-    if (match === null) continue;
-    const seq = Number(match[1]);
-    if (match[2] !== undefined) {
-      const path = `${runDir}/${name}`;
-      if (!await isWholeJson(path) || seqs.includes(seq)) {
-        await Deno.remove(path).catch(() => {});
-        continue;
-      }
-      await Deno.rename(path, `${runDir}/${seq}.json`);
-    }
-    if (!seqs.includes(seq)) seqs.push(seq);
-  }
-  return seqs.sort((a, b) => a - b);
-}
-
-async function isWholeJson(path: string): Promise<boolean> {
-  try {
-    JSON.parse(await Deno.readTextFile(path));
-    return true;
-  } catch {
-    return false;
   }
 }

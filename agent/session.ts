@@ -3,6 +3,7 @@
  * the sandboxed process, with the idle timeout and hang-up detection.
  * @module
  */
+import { type Clock, realClock } from "../util/clock.ts";
 import type { AttachedClient } from "./attach_listener.ts";
 import type { ExitStatus, SandboxProcess } from "./sandbox/mod.ts";
 
@@ -16,6 +17,8 @@ export interface SessionOptions {
   onHangup(): void;
   /** Sees every byte that crosses, for the audit recording. */
   observe?: (direction: "in" | "out", bytes: Uint8Array) => void;
+  /** Time for the idle check (default the real clock). */
+  clock?: Clock;
 }
 
 /** Copies bytes both ways until the process has exited and its output is sent. */
@@ -25,7 +28,8 @@ export async function pipeSession(
   options: SessionOptions,
 ): Promise<{ status: ExitStatus; close(): void }> {
   const { conn } = client;
-  let last = Date.now();
+  const clock = options.clock ?? realClock;
+  let last = clock.now();
   let clientGone = false;
   let processDone = false;
   const hangup = () => {
@@ -34,9 +38,9 @@ export async function pipeSession(
     options.onHangup();
   };
 
-  const idleCheck = setInterval(() => {
-    if (Date.now() - last >= options.idleTimeoutMs) {
-      clearInterval(idleCheck);
+  const idleCheck = clock.setInterval(() => {
+    if (clock.now() - last >= options.idleTimeoutMs) {
+      clock.clearInterval(idleCheck);
       options.onIdle();
     }
   }, Math.max(50, Math.min(options.idleTimeoutMs / 4, 5_000)));
@@ -52,7 +56,7 @@ export async function pipeSession(
       while (true) {
         const n = await conn.read(buf);
         if (n === null) break;
-        last = Date.now();
+        last = clock.now();
         const bytes = buf.slice(0, n);
         options.observe?.("in", bytes);
         await writer.write(bytes);
@@ -71,7 +75,7 @@ export async function pipeSession(
   let writing = Promise.resolve();
   const pump = async (stream: ReadableStream<Uint8Array>) => {
     for await (const chunk of stream) {
-      last = Date.now();
+      last = clock.now();
       options.observe?.("out", chunk);
       if (clientGone) continue;
       // Awaiting each write gives the process backpressure from a slow client.
@@ -91,7 +95,7 @@ export async function pipeSession(
   const [status] = await Promise.all([process.status, ...outputs]);
   await writing;
   processDone = true;
-  clearInterval(idleCheck);
+  clock.clearInterval(idleCheck);
   input.catch(() => {});
   return {
     status,

@@ -7,7 +7,7 @@
 import type { RootLayout } from "./_rootfs.ts";
 import { SANDBOX_UID } from "./_rootfs.ts";
 import { ociSeccomp } from "./_seccomp.ts";
-import type { SandboxSpec } from "./mod.ts";
+import type { SandboxSpec } from "./types.ts";
 
 /**
  * Host uid and gid of the container's root, which only runc's setup runs as:

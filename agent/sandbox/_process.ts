@@ -5,7 +5,7 @@
  */
 import type { Child } from "./_child.ts";
 import { signalOfCode, signalSandbox } from "./_signal.ts";
-import type { ExitStatus, SandboxProcess } from "./mod.ts";
+import type { ExitStatus, SandboxProcess } from "./types.ts";
 
 /** What a backend does once the sandbox has exited: remove its traces, say whether the kernel OOM-killed it. */
 export type Cleanup = (code: number) => Promise<{ oomKilled: boolean }>;

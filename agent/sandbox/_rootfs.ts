@@ -6,7 +6,7 @@
  * @module
  */
 import { seccompProgram } from "./_seccomp.ts";
-import type { SandboxSpec } from "./mod.ts";
+import type { SandboxSpec } from "./types.ts";
 
 /** The uid and gid the sandboxed process runs as. */
 export const SANDBOX_UID = 65534;

@@ -10,14 +10,12 @@
  * the host's process list) from a file in the run's scratch directory.
  * @module
  */
-import { detectCgroups, RunCgroup } from "./_cgroups.ts";
 import type { CgroupHost } from "./_cgroups.ts";
-import { spawnPiped, spawnPty } from "./_child.ts";
 import { layerArgv } from "./_layer.ts";
-import { sandboxProcess } from "./_process.ts";
-import { checkSpec, prepareLayout, SANDBOX_UID } from "./_rootfs.ts";
+import { prepareLayout, SANDBOX_UID } from "./_rootfs.ts";
 import type { RootLayout } from "./_rootfs.ts";
-import type { Sandbox, SandboxProcess, SandboxSpec } from "./mod.ts";
+import { limitCgroups, type RunScratch, spawnSandbox } from "./_spawn.ts";
+import type { Sandbox, SandboxProcess, SandboxSpec } from "./types.ts";
 
 const BWRAP = "/usr/bin/bwrap";
 /** Where the wrapper mounts the run's tmpfs: bwrap itself mounts over /tmp, so it hides nothing bwrap needs. */
@@ -42,17 +40,7 @@ export async function createBwrapSandbox(workDir: string): Promise<Sandbox> {
   let cgroups: CgroupHost | null = null;
   let copy = false;
   if (root) {
-    const found = await detectCgroups();
-    if ("reason" in found) {
-      warnings.push(`Memory, process and CPU limits are not enforced: ${found.reason}`);
-    } else {
-      cgroups = found;
-      if (found.version === 1 && !found.swapAccounting) {
-        warnings.push(
-          "Swap is not accounted (no memory.memsw in cgroup v1): the memory limit does not cover swap",
-        );
-      }
-    }
+    cgroups = await limitCgroups(warnings);
   } else {
     warnings.push(
       "Not running as root: memory, process and CPU limits are not enforced (cgroups need root); " +
@@ -111,59 +99,50 @@ class BwrapSandbox implements Sandbox {
     this.warnings = warnings;
   }
 
-  async spawn(spec: SandboxSpec): Promise<SandboxProcess> {
-    await checkSpec(spec);
-    const runDir = `${this.#layout.runsDir}/${spec.runId}`;
-    await Deno.mkdir(runDir, { mode: 0o700 });
-    let cgroup: RunCgroup | null = null;
-    try {
-      if (this.#cgroups) cgroup = await RunCgroup.create(this.#cgroups, spec.runId, spec.limits);
-      const argsFile = `${runDir}/bwrap.args`;
-      await Deno.writeTextFile(argsFile, this.#bwrapArgs(spec).map((arg) => `${arg}\0`).join(""), {
-        mode: 0o600,
-      });
-      const { seccompFile, passwdFile, groupFile } = this.#layout;
-      const dropRoot = [
-        "/usr/bin/setpriv",
-        `--reuid=${SANDBOX_UID}`,
-        `--regid=${SANDBOX_UID}`,
-        "--clear-groups",
+  spawn(spec: SandboxSpec): Promise<SandboxProcess> {
+    return spawnSandbox(spec, {
+      runsDir: this.#layout.runsDir,
+      cgroups: this.#cgroups,
+      runcCgroup: false,
+      argv: (spec, scratch) => this.#argv(spec, scratch),
+    });
+  }
+
+  /** The wrapper's argv; bwrap's own arguments go to a file in the scratch directory. */
+  async #argv(spec: SandboxSpec, { dir, cgroup }: RunScratch): Promise<string[]> {
+    const argsFile = `${dir}/bwrap.args`;
+    await Deno.writeTextFile(argsFile, this.#bwrapArgs(spec).map((arg) => `${arg}\0`).join(""), {
+      mode: 0o600,
+    });
+    const { seccompFile, passwdFile, groupFile } = this.#layout;
+    const dropRoot = [
+      "/usr/bin/setpriv",
+      `--reuid=${SANDBOX_UID}`,
+      `--regid=${SANDBOX_UID}`,
+      "--clear-groups",
+      "--",
+    ];
+    return layerArgv({
+      base: LAYER_BASE,
+      sizeBytes: spec.limits.tmpBytes,
+      slugDir: spec.slugDir,
+      binds: spec.uploadsDir ? [{ source: spec.uploadsDir, name: "up", readOnly: true }] : [],
+      userns: !this.#root,
+      copy: this.#copy,
+      procsFiles: cgroup?.procsFiles ?? [],
+      fds: [argsFile, seccompFile, passwdFile, groupFile],
+      exec: [
+        ...(this.#root ? dropRoot : []),
+        BWRAP,
+        "--args",
+        String(ARGS_FD),
         "--",
-      ];
-      const argv = layerArgv({
-        base: LAYER_BASE,
-        sizeBytes: spec.limits.tmpBytes,
-        slugDir: spec.slugDir,
-        binds: spec.uploadsDir ? [{ source: spec.uploadsDir, name: "up", readOnly: true }] : [],
-        userns: !this.#root,
-        copy: this.#copy,
-        procsFiles: cgroup?.procsFiles ?? [],
-        fds: [argsFile, seccompFile, passwdFile, groupFile],
-        exec: [
-          ...(this.#root ? dropRoot : []),
-          BWRAP,
-          "--args",
-          String(ARGS_FD),
-          "--",
-          "/bin/sh",
-          "-c",
-          '"$1"',
-        ],
-        command: spec.command,
-      });
-      const child = spec.tty ? await spawnPty(argv, spec.tty) : spawnPiped(argv);
-      const ownCgroup = cgroup;
-      return sandboxProcess(child, async () => {
-        const oomKilled = ownCgroup ? await ownCgroup.oomKilled() : false;
-        await ownCgroup?.remove();
-        await Deno.remove(runDir, { recursive: true });
-        return { oomKilled };
-      });
-    } catch (err) {
-      await cgroup?.remove().catch(() => {});
-      await Deno.remove(runDir, { recursive: true }).catch(() => {});
-      throw err;
-    }
+        "/bin/sh",
+        "-c",
+        '"$1"',
+      ],
+      command: spec.command,
+    });
   }
 
   /** bwrap's arguments up to (not including) the command. */

@@ -9,15 +9,13 @@
  * its stdio, which is the agent's pty, and passes resizes on.
  * @module
  */
-import { detectCgroups, RunCgroup } from "./_cgroups.ts";
 import type { CgroupHost } from "./_cgroups.ts";
-import { spawnPiped, spawnPty } from "./_child.ts";
 import { layerArgv } from "./_layer.ts";
 import { ociConfig, prepareRootfs } from "./_oci.ts";
-import { sandboxProcess } from "./_process.ts";
-import { checkSpec, prepareLayout } from "./_rootfs.ts";
+import { prepareLayout } from "./_rootfs.ts";
 import type { RootLayout } from "./_rootfs.ts";
-import type { Sandbox, SandboxProcess, SandboxSpec } from "./mod.ts";
+import { limitCgroups, type RunScratch, spawnSandbox } from "./_spawn.ts";
+import type { Sandbox, SandboxProcess, SandboxSpec } from "./types.ts";
 
 /** The run's tmpfs in the wrapper's mount namespace: a path container root (host uid 2e9) can traverse. */
 const LAYER_BASE = "/tmp";
@@ -47,15 +45,7 @@ export async function createRuncSandbox(workDir: string): Promise<Sandbox> {
   const rootfs = `${workDir}/rootfs`;
   await prepareRootfs(rootfs, layout);
   const warnings: string[] = [];
-  const found = await detectCgroups();
-  const cgroups = "reason" in found ? null : found;
-  if ("reason" in found) {
-    warnings.push(`Memory, process and CPU limits are not enforced: ${found.reason}`);
-  } else if (found.version === 1 && !found.swapAccounting) {
-    warnings.push(
-      "Swap is not accounted (no memory.memsw in cgroup v1): the memory limit does not cover swap",
-    );
-  }
+  const cgroups = await limitCgroups(warnings);
   return new RuncSandbox(runc, layout, rootfs, cgroups, warnings);
 }
 
@@ -81,62 +71,50 @@ class RuncSandbox implements Sandbox {
     this.warnings = warnings;
   }
 
-  async spawn(spec: SandboxSpec): Promise<SandboxProcess> {
-    await checkSpec(spec);
-    const runDir = `${this.#layout.runsDir}/${spec.runId}`;
-    await Deno.mkdir(runDir, { mode: 0o700 });
-    let cgroup: RunCgroup | null = null;
-    try {
-      if (this.#cgroups) {
-        cgroup = await RunCgroup.create(this.#cgroups, spec.runId, spec.limits);
-        await cgroup.delegate();
-      }
-      const config = ociConfig(spec, {
-        rootfs: `${LAYER_BASE}/root`,
-        layout: this.#layout,
-        appDir: `${LAYER_BASE}/m`,
-        uploadsDir: spec.uploadsDir ? `${LAYER_BASE}/up` : null,
-        cgroupsPath: cgroup?.runcPath ?? null,
-        swapAccounting: this.#cgroups?.swapAccounting ?? false,
-      });
-      await Deno.writeTextFile(`${runDir}/config.json`, JSON.stringify(config), { mode: 0o600 });
-      const binds = [
-        { source: runDir, name: "bundle", readOnly: true },
-        { source: this.#rootfs, name: "root", readOnly: true },
-        ...(spec.uploadsDir ? [{ source: spec.uploadsDir, name: "up", readOnly: true }] : []),
-      ];
-      const argv = layerArgv({
-        base: LAYER_BASE,
-        sizeBytes: spec.limits.tmpBytes,
-        slugDir: spec.slugDir,
-        binds,
-        userns: false,
-        copy: false,
-        // runc stays outside the limits; it puts the container in a child of the run's cgroup.
-        procsFiles: [],
-        fds: [],
-        exec: [
-          ...["/usr/bin/setpriv", "--pdeathsig", "KILL", "--", this.#runc],
-          // runc's state lives and dies with the run's tmpfs: a killed run leaves no container behind.
-          ...["--root", `${LAYER_BASE}/state`, "run"],
-          // --keep leaves runc's cgroup for the OOM check; the cleanup removes it.
-          ...(cgroup ? ["--keep"] : []),
-          ...["--bundle", `${LAYER_BASE}/bundle`, spec.runId],
-        ],
-        command: spec.command,
-      });
-      const child = spec.tty ? await spawnPty(argv, spec.tty) : spawnPiped(argv);
-      const ownCgroup = cgroup;
-      return sandboxProcess(child, async () => {
-        const oomKilled = ownCgroup ? await ownCgroup.oomKilled() : false;
-        await ownCgroup?.remove({ withRunc: true });
-        await Deno.remove(runDir, { recursive: true });
-        return { oomKilled };
-      });
-    } catch (err) {
-      await cgroup?.remove({ withRunc: true }).catch(() => {});
-      await Deno.remove(runDir, { recursive: true }).catch(() => {});
-      throw err;
-    }
+  spawn(spec: SandboxSpec): Promise<SandboxProcess> {
+    return spawnSandbox(spec, {
+      runsDir: this.#layout.runsDir,
+      cgroups: this.#cgroups,
+      runcCgroup: true,
+      argv: (spec, scratch) => this.#argv(spec, scratch),
+    });
+  }
+
+  /** The wrapper's argv; the bundle's config.json goes to the scratch directory. */
+  async #argv(spec: SandboxSpec, { dir, cgroup }: RunScratch): Promise<string[]> {
+    const config = ociConfig(spec, {
+      rootfs: `${LAYER_BASE}/root`,
+      layout: this.#layout,
+      appDir: `${LAYER_BASE}/m`,
+      uploadsDir: spec.uploadsDir ? `${LAYER_BASE}/up` : null,
+      cgroupsPath: cgroup?.runcPath ?? null,
+      swapAccounting: this.#cgroups?.swapAccounting ?? false,
+    });
+    await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config), { mode: 0o600 });
+    const binds = [
+      { source: dir, name: "bundle", readOnly: true },
+      { source: this.#rootfs, name: "root", readOnly: true },
+      ...(spec.uploadsDir ? [{ source: spec.uploadsDir, name: "up", readOnly: true }] : []),
+    ];
+    return layerArgv({
+      base: LAYER_BASE,
+      sizeBytes: spec.limits.tmpBytes,
+      slugDir: spec.slugDir,
+      binds,
+      userns: false,
+      copy: false,
+      // runc stays outside the limits; it puts the container in a child of the run's cgroup.
+      procsFiles: [],
+      fds: [],
+      exec: [
+        ...["/usr/bin/setpriv", "--pdeathsig", "KILL", "--", this.#runc],
+        // runc's state lives and dies with the run's tmpfs: a killed run leaves no container behind.
+        ...["--root", `${LAYER_BASE}/state`, "run"],
+        // --keep leaves runc's cgroup for the OOM check; the cleanup removes it.
+        ...(cgroup ? ["--keep"] : []),
+        ...["--bundle", `${LAYER_BASE}/bundle`, spec.runId],
+      ],
+      command: spec.command,
+    });
   }
 }

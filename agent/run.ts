@@ -1,0 +1,334 @@
+/**
+ * One run on this agent, from placement to its last report: it holds its
+ * slug lease, uploads, process, log shipper or recorder and its timers, and
+ * goes through prepare → (wait for the client) → launch → stop → finish.
+ * @module
+ */
+import type { AgentMessage, RunSpec, RunState } from "../protocol/mod.ts";
+import type { Clock, TimerId } from "../util/clock.ts";
+import { streamToFile } from "../util/file_batcher.ts";
+import { errorMessage, type Logger } from "../util/log.ts";
+import type { AttachedClient } from "./attach_listener.ts";
+import { LogShipper } from "./log_shipper.ts";
+import { Recorder } from "./recorder.ts";
+import type { ExitStatus, Sandbox, SandboxProcess } from "./sandbox/mod.ts";
+import { pipeSession } from "./session.ts";
+import type { SlugCache, SlugLease } from "./slug_cache.ts";
+
+/** How long a detached run's last lines may wait for the server's ack before the run ends anyway. */
+export const FINAL_FLUSH_MS = 30_000;
+
+/** The part of the attach listener a run uses: waiting for its client's secret. */
+export interface AttachWaiter {
+  /** Calls `onAttach` once, when a client presents the secret of that hash. */
+  expect(secretSha256: string, expiresAt: number, onAttach: (client: AttachedClient) => void): void;
+  /** Forgets a secret; later attempts are told why. */
+  cancel(secretSha256: string): void;
+}
+
+/** What a run needs from the agent around it. */
+export interface RunHost {
+  sandbox: Sandbox;
+  slugs: Pick<SlugCache, "acquire">;
+  listener: AttachWaiter;
+  /** Downloads a blob (an upload) from the server. */
+  fetchBlob(sha256: string): Promise<ReadableStream<Uint8Array>>;
+  /** Scratch space for uploads. */
+  workDir: string;
+  /** Spool of audit chunks not yet stored by the server. */
+  auditDir: string;
+  /** Record attached sessions. */
+  record: boolean;
+  /** SIGTERM → SIGKILL grace period when stopping. */
+  stopGraceMs: number;
+  clock: Clock;
+  log: Logger;
+  /** Sends logs and audit chunks; false when the channel is down (they are sent again later). */
+  send(msg: AgentMessage): boolean;
+  /** Sends a state change, kept until the channel is back when it is down. */
+  report(msg: AgentMessage): void;
+  /** The run has ended and said so: it leaves the agent's table. */
+  ended(run: OneOff): void;
+}
+
+/** Why the agent ends a run itself. */
+export type Ending = "stopped" | "timed_out";
+
+type Detail = { exitCode?: number; reason?: string };
+
+/** One run placed on this agent; see the module documentation. */
+export class OneOff {
+  /** What the server asked for. */
+  readonly spec: RunSpec;
+  #host: RunHost;
+  #lease: SlugLease | undefined;
+  #slugDir = "";
+  #uploadsDir: string | undefined;
+  #process: SandboxProcess | undefined;
+  #shipper: LogShipper | undefined;
+  #recorder: Recorder | undefined;
+  /** An attached run whose secret the listener expects. */
+  #waiting = false;
+  #ending: Ending | undefined;
+  #endingReason: string | undefined;
+  #ended = false;
+  // One field per timer, each cleared by name.
+  #attachWindow: TimerId | undefined;
+  #maxDuration: TimerId | undefined;
+  #killGrace: TimerId | undefined;
+  #finalFlush: TimerId | undefined;
+
+  constructor(spec: RunSpec, host: RunHost) {
+    this.spec = spec;
+    this.#host = host;
+  }
+
+  /** The recording of this attached session, once it has started. */
+  get recorder(): Recorder | undefined {
+    return this.#recorder;
+  }
+
+  /** Gets everything ready, then waits for the client (attached) or launches (detached); never throws. */
+  async prepare(): Promise<void> {
+    try {
+      await this.#prepare();
+    } catch (err) {
+      await this.#finish("failed", { reason: errorMessage(err) });
+      // Stopped before it failed: what was acquired after the finish goes now.
+      await this.#cleanup();
+    }
+  }
+
+  async #prepare(): Promise<void> {
+    const { spec } = this;
+    this.#lease = await this.#host.slugs.acquire(spec.slug.sha256);
+    this.#slugDir = this.#lease.dir;
+    if (spec.uploads.length > 0) await this.#fetchUploads();
+    // Stopped meanwhile: finish() has run, perhaps before the lease or the uploads were there.
+    if (this.#ended) return await this.#cleanup();
+    if (!spec.attach) return await this.#launch();
+    const { secretSha256, expiresAt } = spec.attach;
+    const { clock, listener } = this.#host;
+    listener.expect(secretSha256, expiresAt, (client) => {
+      clock.clearTimeout(this.#attachWindow);
+      this.#launch(client).catch((err) => this.#finish("failed", { reason: errorMessage(err) }));
+    });
+    this.#attachWindow = clock.setTimeout(() => {
+      if (this.#process || this.#ending) return;
+      listener.cancel(secretSha256);
+      this.#finish("expired", { reason: "Nobody attached within the attach window" });
+    }, Math.max(0, expiresAt - clock.now()));
+    this.#waiting = true;
+    this.#host.report({ type: "attach_ready", runId: spec.runId, expiresAt });
+  }
+
+  async #fetchUploads(): Promise<void> {
+    const dir = await Deno.makeTempDir({ dir: this.#host.workDir, prefix: "uploads-" });
+    // Set at once: a failed download leaves a directory for the cleanup.
+    this.#uploadsDir = dir;
+    await Deno.chmod(dir, 0o755);
+    for (const upload of this.spec.uploads) {
+      const path = `${dir}/${upload.name}`;
+      using file = await Deno.open(path, { write: true, createNew: true, mode: 0o644 });
+      await streamToFile(await this.#host.fetchBlob(upload.sha256), file);
+      await Deno.chmod(path, 0o644);
+    }
+  }
+
+  /** Starts the process and follows it to its end: the attached session, or the shipped logs. */
+  async #launch(client?: AttachedClient): Promise<void> {
+    const { spec } = this;
+    const { clock } = this.#host;
+    const process = await this.#host.sandbox.spawn({
+      runId: spec.runId,
+      slugDir: this.#slugDir,
+      ...(this.#uploadsDir ? { uploadsDir: this.#uploadsDir } : {}),
+      command: spec.command,
+      env: spec.env,
+      limits: spec.limits,
+      network: spec.network,
+      ...(spec.tty && client ? { tty: { cols: spec.cols, rows: spec.rows } } : {}),
+    });
+    this.#process = process;
+    if (this.#ending) process.kill("SIGKILL");
+    // A run stopped while its sandbox was starting has already reported its end.
+    if (!this.#ended) {
+      this.#host.report({
+        type: "run_state",
+        runId: spec.runId,
+        state: "running",
+        at: clock.now(),
+      });
+      this.#maxDuration = clock.setTimeout(
+        () =>
+          this.stop(
+            "timed_out",
+            `Ran past its maximum duration of ${Math.round(spec.timeoutMs / 1000)}s`,
+          ),
+        spec.timeoutMs,
+      );
+    }
+    if (client) await this.#attached(process, client);
+    else await this.#detached(process);
+  }
+
+  async #attached(process: SandboxProcess, client: AttachedClient): Promise<void> {
+    const { spec } = this;
+    // Stopped while its sandbox started: the run has ended, there is nothing to keep.
+    const recorder = this.#host.record && !this.#ended ? this.#record() : undefined;
+    const session = await pipeSession(process, client, {
+      tty: spec.tty,
+      ...(recorder
+        ? {
+          observe: (direction, bytes) =>
+            direction === "in" ? recorder.input(bytes) : recorder.output(bytes),
+        }
+        : {}),
+      idleTimeoutMs: spec.idleTimeoutMs,
+      onIdle: () => this.stop("timed_out", "Idle: no input or output for too long"),
+      // As when a terminal closes: SIGHUP, then SIGKILL after the grace period.
+      onHangup: () => this.stop("stopped", "The client disconnected", "SIGHUP"),
+      clock: this.#host.clock,
+    });
+    await this.#finish(...this.#outcome(session.status));
+    session.close();
+  }
+
+  async #detached(process: SandboxProcess): Promise<void> {
+    const { clock } = this.#host;
+    const shipper = new LogShipper(this.spec.runId, (msg) => this.#host.send(msg), { clock });
+    this.#shipper = shipper;
+    await Promise.all([
+      shipper.collect(process.stdout, "stdout"),
+      shipper.collect(process.stderr!, "stderr"),
+    ]);
+    const outcome = this.#outcome(await process.status);
+    if (outcome[1].reason && outcome[0] !== "exited") shipper.note(`oneoff: ${outcome[1].reason}`);
+    await Promise.race([
+      shipper.finish(),
+      new Promise<void>((resolve) => this.#finalFlush = clock.setTimeout(resolve, FINAL_FLUSH_MS)),
+    ]);
+    await this.#finish(...outcome);
+  }
+
+  /** Starts the audit recording of the attached session. */
+  #record(): Recorder {
+    const { spec } = this;
+    const recorder = new Recorder({
+      runId: spec.runId,
+      dir: this.#host.auditDir,
+      send: (msg) => this.#host.send(msg),
+      clock: this.#host.clock,
+      onError: (err) =>
+        this.#host.log.error("audit spool failed", { run: spec.label, error: errorMessage(err) }),
+    });
+    recorder.start(spec.tty ? { cols: spec.cols, rows: spec.rows } : null);
+    this.#recorder = recorder;
+    return recorder;
+  }
+
+  /** Ends the run: SIGTERM (or `signal`), then SIGKILL after the grace period; before launch, at once. */
+  stop(state: Ending = "stopped", reason?: string, signal: Deno.Signal = "SIGTERM"): void {
+    if (this.#ended || this.#ending) return;
+    this.#ending = state;
+    if (reason) this.#endingReason = reason;
+    const process = this.#process;
+    if (!process) {
+      if (this.spec.attach) this.#host.listener.cancel(this.spec.attach.secretSha256);
+      this.#finish(state, reason ? { reason } : {});
+      return;
+    }
+    process.kill(signal);
+    this.#killGrace = this.#host.clock.setTimeout(
+      () => process.kill("SIGKILL"),
+      this.#host.stopGraceMs,
+    );
+  }
+
+  /** Resizes a TTY run's terminal, and records it. */
+  resize(cols: number, rows: number): void {
+    this.#process?.resize(cols, rows);
+    this.#recorder?.resize(cols, rows);
+  }
+
+  /** The server stored the run's log lines up to `seq`. */
+  ackLogs(seq: number): void {
+    this.#shipper?.ack(seq);
+  }
+
+  /** The channel is back: say again that the run waits for its client, and resend what is unacknowledged. */
+  reconnected(): void {
+    const { attach } = this.spec;
+    if (attach && this.#waiting && !this.#process && !this.#ending) {
+      this.#host.report({
+        type: "attach_ready",
+        runId: this.spec.runId,
+        expiresAt: attach.expiresAt,
+      });
+    }
+    this.#shipper?.resend();
+    this.#recorder?.resend();
+  }
+
+  #outcome(status: ExitStatus): [RunState, Detail] {
+    if (this.#ending) {
+      return [this.#ending, {
+        exitCode: status.code,
+        ...(this.#endingReason ? { reason: this.#endingReason } : {}),
+      }];
+    }
+    if (status.oomKilled) {
+      const mib = Math.round(this.spec.limits.memoryBytes / 1024 / 1024);
+      return ["exited", {
+        exitCode: status.code,
+        reason: `Killed: out of memory (size ${this.spec.size}, ${mib} MiB)`,
+      }];
+    }
+    return ["exited", { exitCode: status.code }];
+  }
+
+  /** Reports the end (once), leaves the agent's table and cleans up. */
+  async #finish(state: RunState, detail: Detail): Promise<void> {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#clearTimers();
+    const { spec } = this;
+    const { clock, log } = this.#host;
+    this.#host.report({ type: "run_state", runId: spec.runId, state, ...detail, at: clock.now() });
+    log.info("run ended", { run: spec.label, app: spec.app, state, ...detail });
+    this.#host.ended(this);
+    await this.#cleanup();
+  }
+
+  // Runs at the end, and again when a stopped run's preparation comes back with more.
+  async #cleanup(): Promise<void> {
+    this.#lease?.release();
+    this.#lease = undefined;
+    const dir = this.#uploadsDir;
+    this.#uploadsDir = undefined;
+    if (dir) await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+
+  /** The agent is stopping: SIGKILL, and resolves once the process is gone. */
+  async kill(): Promise<void> {
+    this.#clearTimers();
+    const process = this.#process;
+    if (!process) return;
+    process.kill("SIGKILL");
+    await process.status.catch(() => {});
+  }
+
+  #clearTimers(): void {
+    const { clock } = this.#host;
+    for (
+      const timer of [this.#attachWindow, this.#maxDuration, this.#killGrace, this.#finalFlush]
+    ) {
+      clock.clearTimeout(timer);
+    }
+    this.#attachWindow =
+      this.#maxDuration =
+      this.#killGrace =
+      this.#finalFlush =
+        undefined;
+  }
+}
