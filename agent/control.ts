@@ -4,7 +4,12 @@
  * with backoff.
  * @module
  */
-import { AGENT_CHANNEL_PATH, type AgentMessage, type ServerMessage } from "../protocol/mod.ts";
+import {
+  AGENT_CHANNEL_PATH,
+  type AgentMessage,
+  decodeServerMessage,
+  type ServerMessage,
+} from "../protocol/mod.ts";
 import { errorMessage, type Logger } from "../util/log.ts";
 
 /** What the channel needs from the agent. */
@@ -70,12 +75,13 @@ export class ControlChannel {
     this.#socket = socket;
     socket.onopen = () => socket.send(JSON.stringify(this.#handlers.hello()));
     socket.onmessage = (event) => {
-      let msg: ServerMessage;
-      try {
-        msg = JSON.parse(String(event.data));
-      } catch {
+      const decoded = decodeServerMessage(String(event.data));
+      if (!decoded.ok) {
+        // Dropped whole: nothing of a malformed message is applied.
+        this.#log.error("malformed server message dropped", { error: decoded.error });
         return;
       }
+      const msg = decoded.value;
       if (msg.type === "welcome") {
         this.#open = true;
         this.#backoffMs = 250;

@@ -23,3 +23,4 @@ export * from "./channel.ts";
 export * from "./api.ts";
 export * from "./timeline.ts";
 export * from "./slug_policy.ts";
+export type { Decoding } from "./_decode.ts";
