@@ -7,7 +7,7 @@ import { parseRunLabel } from "../../protocol/mod.ts";
 import type { Handler } from "hono";
 import type { Child } from "hono/jsx";
 import type { ServerContext } from "../context.ts";
-import { loadApp } from "../routes/_load.ts";
+import { loadApp } from "../_lookup.ts";
 import type { EventRow } from "../store/mod.ts";
 import type { DashEnv } from "./_auth.ts";
 import { bytes, cursor, duration } from "./_format.ts";
