@@ -65,8 +65,11 @@ export async function dev(args: string[]): Promise<number> {
     "  oneoff timeline -a demo",
     "",
   ].join("\n"));
-  await waitForSignal();
-  await agent.close();
-  await server.close();
+  try {
+    await Promise.race([waitForSignal(), agent.refused]);
+  } finally {
+    await agent.close();
+    await server.close();
+  }
   return 0;
 }
