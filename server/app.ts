@@ -5,7 +5,7 @@
 import { timingSafeEqual } from "node:crypto";
 import { Buffer } from "node:buffer";
 import { Hono } from "hono";
-import { AGENT_CHANNEL_PATH } from "../protocol/mod.ts";
+import { AGENT_CHANNEL_PATH, type ApiError, type HealthReply } from "../protocol/mod.ts";
 import { AgentHub } from "./agent_hub.ts";
 import { clientAddress, FailureLimiter, requireToken, sha256Hex } from "./auth.ts";
 import type { ServerContext } from "./context.ts";
@@ -39,10 +39,15 @@ export function createApp(ctx: ServerContext): ServerApp {
   const app = new Hono();
   app.onError(errorHandler(ctx.log));
   app.notFound((c) =>
-    c.json({ error: { code: "not_found", message: `No route ${c.req.method} ${c.req.path}` } }, 404)
+    c.json(
+      {
+        error: { code: "not_found", message: `No route ${c.req.method} ${c.req.path}` },
+      } satisfies ApiError,
+      404,
+    )
   );
 
-  app.get("/healthz", (c) => c.json({ ok: true }));
+  app.get("/healthz", (c) => c.json({ ok: true } satisfies HealthReply));
 
   // Agent-facing: the control channel authenticates in its first message,
   // blob downloads with the join token as bearer.
