@@ -85,9 +85,10 @@ function isObject(value: unknown): value is Record<string, unknown> {
 export function record<T>(item: Decoder<T>): Decoder<Record<string, T>> {
   return (value, field) => {
     if (!isObject(value)) fail(field, "must be an object");
-    const out: Record<string, T> = {};
-    for (const [key, one] of Object.entries(value)) out[key] = item(one, member(field, key));
-    return out;
+    // fromEntries defines a "__proto__" key as data, never as the prototype.
+    return Object.fromEntries(
+      Object.entries(value).map(([key, one]) => [key, item(one, member(field, key))]),
+    );
   };
 }
 
@@ -140,15 +141,15 @@ export function byType<C extends Record<string, Decoder<object>>>(
   };
 }
 
-/** `decoder`, but refused unless `ok(value)`; `problem` completes `Field "x" ...`. */
-export function check<T>(
-  decoder: Decoder<T>,
-  ok: (value: T) => boolean,
-  problem: string,
-): Decoder<T> {
+/**
+ * `decoder`, but refused unless `ok(value)` is true; otherwise `ok` returns
+ * the problem, completing `Field "x" ...`.
+ */
+export function check<T>(decoder: Decoder<T>, ok: (value: T) => true | string): Decoder<T> {
   return (value, field) => {
     const decoded = decoder(value, field);
-    return ok(decoded) ? decoded : fail(field, problem);
+    const verdict = ok(decoded);
+    return verdict === true ? decoded : fail(field, verdict);
   };
 }
 
@@ -159,14 +160,13 @@ export function check<T>(
  */
 export function refusing<T>(
   decoder: Decoder<T>,
-  code: string,
-  message: (value: unknown) => string,
+  refusal: { code: string; message: (value: unknown) => string },
 ): Decoder<T> {
   return (value, field) => {
     try {
       return decoder(value, field);
     } catch (err) {
-      if (err instanceof DecodeError) throw new DecodeError(message(value), code);
+      if (err instanceof DecodeError) throw new DecodeError(refusal.message(value), refusal.code);
       throw err;
     }
   };

@@ -136,7 +136,7 @@ const runUpload: Decoder<RunUploadBody> = (value) => {
   return { name, sha256 };
 };
 
-const dimension = check(integer, (n) => n > 0 && n < 10000, "must be between 1 and 9999");
+const dimension = check(integer, (n) => (n > 0 && n < 10000) || "must be between 1 and 9999");
 
 const createAppBody: Decoder<CreateAppBody> = object({ name: appName });
 
@@ -151,43 +151,38 @@ const envChangeBody: Decoder<EnvChangeBody> = (value, field) => {
 };
 
 const runRequestBody: Decoder<RunRequestBody> = object({}, {
-  command: refusing(
-    string,
-    "invalid_command",
-    () => "Give a command to run (or a process type with -t)",
-  ),
+  command: refusing(string, {
+    code: "invalid_command",
+    message: () => "Give a command to run (or a process type with -t)",
+  }),
   type: string,
   attached: boolean,
   tty: boolean,
   cols: lenient(dimension),
   rows: lenient(dimension),
-  size: refusing(
-    oneOf(SIZE_NAMES),
-    "unknown_size",
-    (size) => `Unknown size "${String(size)}": use one of ${SIZE_NAMES.join(", ")}`,
-  ),
+  size: refusing(oneOf(SIZE_NAMES), {
+    code: "unknown_size",
+    message: (size) => `Unknown size "${String(size)}": use one of ${SIZE_NAMES.join(", ")}`,
+  }),
   env: runEnv,
   uploads: array(runUpload),
-  timeout: refusing(
-    check(integer, (n) => n > 0, "must be positive"),
-    "invalid",
-    () => `Field "timeout" must be a positive number of seconds`,
-  ),
-  term: lenient(check(string, (term) => TERM.test(term), "is not a terminal type")),
+  timeout: refusing(check(integer, (n) => n > 0 || "must be positive"), {
+    code: "invalid",
+    message: () => `Field "timeout" must be a positive number of seconds`,
+  }),
+  term: lenient(check(string, (term) => TERM.test(term) || "is not a terminal type")),
 });
 
-const resizeBody: Decoder<ResizeBody> = refusing(
-  object({ cols: dimension, rows: dimension }),
-  "invalid",
-  () => "Give cols and rows as positive integers",
-);
+const resizeBody: Decoder<ResizeBody> = refusing(object({ cols: dimension, rows: dimension }), {
+  code: "invalid",
+  message: () => "Give cols and rows as positive integers",
+});
 
 const createTokenBody: Decoder<CreateTokenBody> = object({}, {
-  role: refusing(
-    oneOf(["member", "admin"]),
-    "invalid_role",
-    (role) => `Unknown role "${String(role)}": use member or admin`,
-  ),
+  role: refusing(oneOf(["member", "admin"]), {
+    code: "invalid_role",
+    message: (role) => `Unknown role "${String(role)}": use member or admin`,
+  }),
   apps: array(string),
   name: string,
 });

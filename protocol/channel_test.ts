@@ -118,3 +118,17 @@ Deno.test("a start_run with a bad spec is refused whole, naming the nested field
     code: "invalid",
   });
 });
+
+Deno.test("a __proto__ key in a decoded map stays a plain key", () => {
+  const text = JSON.stringify({ type: "start_run", spec }).replace(
+    '"env":{',
+    '"env":{"__proto__":{"polluted":"yes"},',
+  );
+  const decoded = decodeServerMessage(text);
+  assert.equal(decoded.ok, false, "a non-string value is refused");
+  const stringValue = decodeServerMessage(text.replace('{"polluted":"yes"}', '"x"'));
+  assert.ok(stringValue.ok && stringValue.value.type === "start_run");
+  const env = stringValue.value.spec.env;
+  assert.equal(Object.getPrototypeOf(env), Object.prototype);
+  assert.equal(Object.getOwnPropertyDescriptor(env, "__proto__")?.value, "x");
+});
