@@ -4,7 +4,12 @@
  * with backoff.
  * @module
  */
-import { AGENT_CHANNEL_PATH, type AgentMessage, type ServerMessage } from "../protocol/mod.ts";
+import {
+  AGENT_CHANNEL_PATH,
+  type AgentMessage,
+  decodeServerMessage,
+  type ServerMessage,
+} from "../protocol/mod.ts";
 import { errorMessage, type Logger } from "../util/log.ts";
 
 /** What the channel needs from the agent. */
@@ -39,11 +44,22 @@ export class ControlChannel {
   #retry: ReturnType<typeof setTimeout> | undefined;
   #backoffMs = 250;
   #firstWelcome = Promise.withResolvers<void>();
+  #refusal = Promise.withResolvers<never>();
 
   constructor(serverUrl: string, handlers: ControlHandlers, log: Logger) {
     this.#url = serverUrl.replace(/^http/, "ws").replace(/\/+$/, "") + AGENT_CHANNEL_PATH;
     this.#handlers = handlers;
     this.#log = log;
+    this.#refusal.promise.catch(() => {});
+  }
+
+  /**
+   * Rejects with a {@link JoinRefusedError} when the server refuses this
+   * agent, on the first connection or on a reconnect (its join token was
+   * changed): the channel then stays closed, and the agent should stop.
+   */
+  get refused(): Promise<never> {
+    return this.#refusal.promise;
   }
 
   /** Connects; resolves after the first welcome, rejects on a refusal. */
@@ -70,12 +86,13 @@ export class ControlChannel {
     this.#socket = socket;
     socket.onopen = () => socket.send(JSON.stringify(this.#handlers.hello()));
     socket.onmessage = (event) => {
-      let msg: ServerMessage;
-      try {
-        msg = JSON.parse(String(event.data));
-      } catch {
+      const decoded = decodeServerMessage(String(event.data));
+      if (!decoded.ok) {
+        // Dropped whole: nothing of a malformed message is applied.
+        this.#log.error("malformed server message dropped", { error: decoded.error });
         return;
       }
+      const msg = decoded.value;
       if (msg.type === "welcome") {
         this.#open = true;
         this.#backoffMs = 250;
@@ -91,7 +108,9 @@ export class ControlChannel {
       }
       if (msg.type === "refused") {
         this.#log.error("server refused this agent", { reason: msg.reason });
-        this.#firstWelcome.reject(new JoinRefusedError(`Server refused this agent: ${msg.reason}`));
+        const refusal = new JoinRefusedError(`Server refused this agent: ${msg.reason}`);
+        this.#firstWelcome.reject(refusal);
+        this.#refusal.reject(refusal);
         this.#closed = true;
         socket.close();
         return;

@@ -9,6 +9,8 @@ import { createLogger, type Logger } from "../util/log.ts";
 import { AttachListener } from "./attach_listener.ts";
 import { raiseFileLimit } from "./_fd_limit.ts";
 import { ControlChannel } from "./control.ts";
+
+export { JoinRefusedError } from "./control.ts";
 import { Recorder } from "./recorder.ts";
 import { Runner } from "./runner.ts";
 import { createSandbox, SANDBOX_UID } from "./sandbox/mod.ts";
@@ -42,6 +44,8 @@ export interface RunningAgent {
   name: string;
   attachPort: number;
   warnings: string[];
+  /** Rejects with a `JoinRefusedError` if the server refuses the agent on a reconnect. */
+  refused: Promise<never>;
   close(): Promise<void>;
 }
 
@@ -157,6 +161,7 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
     name: options.name,
     attachPort: listener.port,
     warnings,
+    refused: channel.refused,
     async close() {
       channel.close();
       await runner.close();

@@ -1,14 +1,27 @@
 /**
- * The shapes of the HTTP API's replies.
+ * The HTTP API's replies: every route's JSON shape, named, for the server
+ * to return and the CLI to ask for. The request bodies are in
+ * `api_requests.ts`.
  * @module
  */
-import type { RunState, SizeName } from "./run.ts";
+import type { AttachInfo } from "./attach.ts";
+import type { ResizeBody } from "./api_requests.ts";
+import type { Role, RunState, SizeName } from "./run.ts";
+import type { TimelineEvent } from "./timeline.ts";
 
 /** An app as the API shows it. */
 export interface AppInfo {
   name: string;
   created_at: string;
   release: number | null;
+  process_types: Record<string, string>;
+}
+
+/** A release (a deployed slug) as the API shows it. */
+export interface ReleaseInfo {
+  version: number;
+  sha256: string;
+  size: number;
   process_types: Record<string, string>;
 }
 
@@ -52,6 +65,131 @@ export interface AgentInfo {
   sandbox: string;
   attach: string;
   warnings: string[];
+}
+
+/** Where to attach to a run: the `--attach-info` object less its secret. */
+export type AttachTarget = Omit<AttachInfo, "secret">;
+
+/** `GET /whoami`. */
+export interface WhoamiReply {
+  name: string;
+  role: Role;
+  apps: string[];
+}
+
+/** `GET /apps`. */
+export interface AppsReply {
+  apps: AppInfo[];
+}
+
+/** `POST /apps`, `GET /apps/:app`. */
+export interface AppReply {
+  app: AppInfo;
+}
+
+/** `DELETE /apps/:app`. */
+export interface AppDestroyedReply {
+  destroyed: string;
+}
+
+/** `GET` and `PATCH /apps/:app/env`: the whole environment after the change. */
+export interface EnvReply {
+  env: Record<string, string>;
+}
+
+/** `POST /apps/:app/deploy`. */
+export interface DeployReply {
+  release: ReleaseInfo;
+}
+
+/** `POST /apps/:app/uploads`. */
+export interface UploadReply {
+  sha256: string;
+  size: number;
+}
+
+/**
+ * `POST /apps/:app/runs`: the secret of an attached run (only ever here),
+ * and with `?wait=S` where to attach once the agent expects the client.
+ */
+export interface RunCreatedReply {
+  run: RunInfo;
+  secret: string | null;
+  attach: AttachTarget | null;
+}
+
+/** `GET /apps/:app/runs`. */
+export interface RunsReply {
+  runs: RunInfo[];
+}
+
+/** `GET /apps/:app/runs/:run`. */
+export interface RunReply {
+  run: RunInfo;
+}
+
+/** `GET /apps/:app/runs/:run/attach`: 200 when ready, 202 while the agent prepares it. */
+export type AttachReply = { ready: true; attach: AttachTarget } | { ready: false };
+
+/** `POST /apps/:app/runs/:run/stop` (202). */
+export interface StopReply {
+  stopping: string;
+}
+
+/** `POST /apps/:app/runs/:run/resize`. */
+export type ResizeReply = ResizeBody;
+
+/** `GET /apps/:app/logs`. */
+export interface LogsReply {
+  lines: LogLine[];
+}
+
+/** `GET /apps/:app/timeline`. */
+export interface TimelineReply {
+  events: TimelineEvent[];
+}
+
+/** One recorded event for display: seconds since the start, input/output/resize, text. */
+export type AuditDisplayEvent = [number, "i" | "o" | "r", string];
+
+/**
+ * `GET /apps/:app/runs/:run/audit`: `events` by default, `transcript` or
+ * `cast` with `?format=`; `problems` says what of the recording could not
+ * be read or trusted.
+ */
+export interface AuditReply {
+  run: string;
+  meta: RunInfo;
+  t0: string | null;
+  size: { cols: number; rows: number } | null;
+  final: boolean;
+  problems: string[];
+  events?: AuditDisplayEvent[];
+  transcript?: string;
+  cast?: string;
+}
+
+/** `GET /agents`. */
+export interface AgentsReply {
+  agents: AgentInfo[];
+}
+
+/** `POST /tokens` (201): the token itself, shown only here. */
+export interface TokenCreatedReply {
+  token: string;
+  role: Role;
+  apps: string[];
+  name: string;
+}
+
+/** `POST /audit/rotate-key`: the id of the new current key. */
+export interface RotateKeyReply {
+  key: string;
+}
+
+/** `GET /healthz` (outside `/api`, no token). */
+export interface HealthReply {
+  ok: true;
 }
 
 /** The JSON body of every API error. */

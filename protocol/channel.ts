@@ -3,7 +3,31 @@
  * dials, one JSON text frame per message.
  * @module
  */
-import type { Limits, NetworkMode, RunState, SandboxKind, SizeName } from "./run.ts";
+import {
+  array,
+  boolean,
+  byType,
+  decodeJson,
+  type Decoder,
+  type Decoding,
+  integer,
+  number,
+  object,
+  oneOf,
+  record,
+  string,
+} from "./_decode.ts";
+import {
+  type Limits,
+  NETWORK_MODES,
+  type NetworkMode,
+  RUN_STATES,
+  type RunState,
+  SANDBOX_KINDS,
+  type SandboxKind,
+  SIZE_NAMES,
+  type SizeName,
+} from "./run.ts";
 
 /** The version the agent reports and the server shows. */
 export const VERSION = "0.1.0";
@@ -97,3 +121,83 @@ export type ServerMessage =
 
 /** Path of the control channel on the server. */
 export const AGENT_CHANNEL_PATH = "/agent/channel";
+
+const strings = array(string);
+
+const attachEndpoint: Decoder<AttachEndpoint> = object(
+  { host: string, port: integer, tls: boolean },
+  { tlsFingerprint: string },
+);
+
+const logRecord: Decoder<LogRecord> = object({
+  seq: integer,
+  stream: oneOf(["stdout", "stderr"]),
+  ts: number,
+  line: string,
+});
+
+const agentMessage: Decoder<AgentMessage> = byType({
+  hello: object({
+    token: string,
+    name: string,
+    version: string,
+    capacity: integer,
+    sandbox: oneOf(SANDBOX_KINDS),
+    attach: attachEndpoint,
+    running: strings,
+    warnings: strings,
+  }),
+  heartbeat: object({ running: strings }),
+  run_state: object(
+    { runId: string, state: oneOf(RUN_STATES), at: number },
+    { exitCode: integer, reason: string },
+  ),
+  attach_ready: object({ runId: string, expiresAt: number }),
+  logs: object({ runId: string, records: array(logRecord) }),
+  audit: object({ runId: string, seq: integer, data: string }),
+});
+
+const limits: Decoder<Limits> = object({
+  memoryBytes: integer,
+  pids: integer,
+  cpuMillis: integer,
+  tmpBytes: integer,
+});
+
+const runSpec: Decoder<RunSpec> = object({
+  runId: string,
+  app: string,
+  label: string,
+  command: string,
+  env: record(string),
+  slug: object({ sha256: string, size: integer }),
+  size: oneOf(SIZE_NAMES),
+  limits,
+  tty: boolean,
+  cols: integer,
+  rows: integer,
+  timeoutMs: number,
+  idleTimeoutMs: number,
+  uploads: array(object({ name: string, sha256: string, size: integer })),
+  network: oneOf(NETWORK_MODES),
+}, { attach: object({ secretSha256: string, expiresAt: number }) });
+
+const serverMessage: Decoder<ServerMessage> = byType({
+  welcome: object({ agentId: string, heartbeatMs: number }),
+  refused: object({ reason: string }),
+  start_run: object({ spec: runSpec }),
+  stop_run: object({ runId: string }),
+  resize: object({ runId: string, cols: integer, rows: integer }),
+  logs_ack: object({ runId: string, seq: integer }),
+  audit_ack: object({ runId: string, seq: integer }),
+});
+
+/** Parses and checks one frame from an agent; the error names what was wrong. */
+export function decodeAgentMessage(text: string): Decoding<AgentMessage> {
+  return decodeJson(agentMessage, text);
+}
+
+/** Parses and checks one frame from the server; the error names what was wrong. */
+export function decodeServerMessage(text: string): Decoding<ServerMessage> {
+  return decodeJson(serverMessage, text);
+}

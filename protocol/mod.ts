@@ -6,7 +6,8 @@
  * - `run.ts`: run states, sizes, labels (`one-off-N`), sandbox kinds;
  * - `attach.ts`: the port 5000 handshake, its refusals, `--attach-info`;
  * - `channel.ts`: agent <-> server messages;
- * - `api.ts`: the HTTP API's bodies and replies;
+ * - `api.ts`, `api_requests.ts`: the HTTP API's replies, and its request
+ *   bodies with their decoders;
  * - `timeline.ts`: timeline events and how they read;
  * - `slug_policy.ts`: what a valid slug entry is.
  *
@@ -21,5 +22,7 @@ export * from "./run.ts";
 export * from "./attach.ts";
 export * from "./channel.ts";
 export * from "./api.ts";
+export * from "./api_requests.ts";
 export * from "./timeline.ts";
 export * from "./slug_policy.ts";
+export type { Decoding } from "./_decode.ts";

@@ -40,7 +40,12 @@ export async function agent(args: string[]): Promise<number> {
     maxRuns,
     ...(tls ? { tls } : {}),
   });
-  await waitForSignal();
-  await running.close();
+  try {
+    // A refusal after a reconnect (the join token was changed) ends the
+    // agent like one at start: one line from runRole, exit 1.
+    await Promise.race([waitForSignal(), running.refused]);
+  } finally {
+    await running.close();
+  }
   return 0;
 }

@@ -3,6 +3,7 @@
  * @module
  */
 import { startAgent } from "../agent/mod.ts";
+import type { CreateAppBody, EnvChangeBody } from "../protocol/mod.ts";
 import { Client } from "../cli/client.ts";
 import { packDirectory } from "../cli/pack.ts";
 import { type RunningServer, startServer } from "../server/mod.ts";
@@ -13,8 +14,9 @@ import { flags, sandboxKind, waitForSignal } from "./_flags.ts";
 async function deployDemo(server: RunningServer, token: string): Promise<void> {
   const client = new Client(server.url, token);
   if (await server.ctx.store.appByName("demo")) return;
-  await client.request("POST", "/apps", { name: "demo" });
-  await client.request("PATCH", "/apps/demo/env", { set: { GREETING: "hello from oneoff" } });
+  await client.request("POST", "/apps", { name: "demo" } satisfies CreateAppBody);
+  const env: EnvChangeBody = { set: { GREETING: "hello from oneoff" } };
+  await client.request("PATCH", "/apps/demo/env", env);
   const dir = new URL("../examples/demo", import.meta.url).pathname;
   await client.request("POST", "/apps/demo/deploy", undefined, { body: packDirectory(dir) });
 }
@@ -63,8 +65,11 @@ export async function dev(args: string[]): Promise<number> {
     "  oneoff timeline -a demo",
     "",
   ].join("\n"));
-  await waitForSignal();
-  await agent.close();
-  await server.close();
+  try {
+    await Promise.race([waitForSignal(), agent.refused]);
+  } finally {
+    await agent.close();
+    await server.close();
+  }
   return 0;
 }

@@ -5,7 +5,12 @@
  */
 import { timingSafeEqual } from "node:crypto";
 import { Buffer } from "node:buffer";
-import type { AgentMessage, AttachEndpoint, ServerMessage } from "../protocol/mod.ts";
+import {
+  type AgentMessage,
+  type AttachEndpoint,
+  decodeAgentMessage,
+  type ServerMessage,
+} from "../protocol/mod.ts";
 import { errorMessage } from "../util/log.ts";
 import { sha256Hex } from "./auth.ts";
 import type { ServerContext } from "./context.ts";
@@ -76,13 +81,21 @@ export class AgentHub {
     const log = this.#ctx.log.child("hub");
     socket.onmessage = (event) => {
       chain = chain.then(async () => {
-        let msg: AgentMessage;
-        try {
-          msg = JSON.parse(String(event.data));
-        } catch {
-          socket.close(1008, "bad message");
+        const decoded = decodeAgentMessage(String(event.data));
+        if (!decoded.ok && !agent) {
+          // Said to the agent too: a mismatch of versions shows on its side.
+          log.warn("agent join refused: malformed hello", { address, error: decoded.error });
+          const reason = `Malformed hello: ${decoded.error}`;
+          socket.send(JSON.stringify({ type: "refused", reason } satisfies ServerMessage));
+          socket.close(1008, "malformed hello");
           return;
         }
+        if (!decoded.ok) {
+          // Dropped whole: nothing of a malformed message is applied.
+          log.warn("malformed agent message dropped", { agent: agent?.name, error: decoded.error });
+          return;
+        }
+        const msg = decoded.value;
         if (!agent) {
           agent = await this.#hello(socket, msg, address);
           return;

@@ -5,18 +5,21 @@
 import { timingSafeEqual } from "node:crypto";
 import { Buffer } from "node:buffer";
 import { Hono } from "hono";
-import { AGENT_CHANNEL_PATH } from "../protocol/mod.ts";
+import { AGENT_CHANNEL_PATH, type ApiError, type HealthReply } from "../protocol/mod.ts";
 import { AgentHub } from "./agent_hub.ts";
-import { type AuthEnv, clientAddress, FailureLimiter, requireToken, sha256Hex } from "./auth.ts";
+import { clientAddress, FailureLimiter, requireToken, sha256Hex } from "./auth.ts";
 import type { ServerContext } from "./context.ts";
 import { dashboardRoutes, sessionAuth } from "./dashboard/mod.ts";
 import { errorHandler, HttpError } from "./http_error.ts";
+import { type AppEnv, appLoader } from "./_lookup.ts";
 import { RunEngine } from "./run_engine.ts";
 import { adminRoutes } from "./routes/admin.ts";
 import { adminAuditRoutes, auditRoutes } from "./routes/audit.ts";
 import { appRoutes } from "./routes/apps.ts";
 import { logRoutes } from "./routes/logs.ts";
 import { runRoutes } from "./routes/runs.ts";
+import { timelineRoutes } from "./routes/timeline.ts";
+import { uploadRoutes } from "./routes/uploads.ts";
 
 /** The composed application and the services behind it. */
 export interface ServerApp {
@@ -36,10 +39,15 @@ export function createApp(ctx: ServerContext): ServerApp {
   const app = new Hono();
   app.onError(errorHandler(ctx.log));
   app.notFound((c) =>
-    c.json({ error: { code: "not_found", message: `No route ${c.req.method} ${c.req.path}` } }, 404)
+    c.json(
+      {
+        error: { code: "not_found", message: `No route ${c.req.method} ${c.req.path}` },
+      } satisfies ApiError,
+      404,
+    )
   );
 
-  app.get("/healthz", (c) => c.json({ ok: true }));
+  app.get("/healthz", (c) => c.json({ ok: true } satisfies HealthReply));
 
   // Agent-facing: the control channel authenticates in its first message,
   // blob downloads with the join token as bearer.
@@ -66,16 +74,16 @@ export function createApp(ctx: ServerContext): ServerApp {
     });
   });
 
-  const api = new Hono<AuthEnv>();
+  const api = new Hono<AppEnv>();
   api.use("*", requireToken(ctx.store, limiter, sessionAuth(ctx)));
-  api.get("/whoami", (c) => {
-    const { token } = c.get("auth");
-    return c.json({ name: token.name, role: token.role, apps: token.apps });
-  });
+  // Every route under one app finds it loaded (404, 403 said once, here).
+  api.use("/apps/:app/*", appLoader(ctx.store));
   api.route("/apps", appRoutes(ctx));
-  api.route("/apps", runRoutes(ctx, engine));
-  api.route("/apps", logRoutes(ctx));
-  api.route("/apps", auditRoutes(ctx, ctx.audit));
+  api.route("/apps/:app/runs", runRoutes(ctx, engine));
+  api.route("/apps/:app/runs/:run", auditRoutes(ctx, ctx.audit));
+  api.route("/apps/:app/uploads", uploadRoutes(ctx));
+  api.route("/apps/:app/logs", logRoutes(ctx));
+  api.route("/apps/:app/timeline", timelineRoutes(ctx));
   api.route("/", adminRoutes(ctx, hub));
   api.route("/", adminAuditRoutes(ctx.audit));
   app.route("/api", api);

@@ -5,7 +5,7 @@
  */
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import type { ApiError } from "../protocol/mod.ts";
+import type { ApiError, Decoding } from "../protocol/mod.ts";
 import type { Logger } from "../util/log.ts";
 import { ConflictError } from "./store/mod.ts";
 
@@ -39,7 +39,7 @@ export function errorHandler(log: Logger): (err: Error, c: Context) => Response 
 }
 
 /** Parses a JSON body, with a 400 for anything that is not a JSON object. */
-export async function jsonBody(c: Context): Promise<Record<string, unknown>> {
+async function jsonBody(c: Context): Promise<Record<string, unknown>> {
   let body: unknown;
   try {
     body = await c.req.json();
@@ -52,10 +52,15 @@ export async function jsonBody(c: Context): Promise<Record<string, unknown>> {
   return body as Record<string, unknown>;
 }
 
-/** Throws a 422 unless `value` is a string. */
-export function requireString(value: unknown, field: string): string {
-  if (typeof value !== "string") {
-    throw new HttpError(422, "invalid", `Field "${field}" must be a string`);
-  }
-  return value;
+/**
+ * Parses a JSON body and checks it with its decoder from `protocol/api.ts`:
+ * 400 when it is not a JSON object, 422 naming the field when its shape is wrong.
+ */
+export async function decodeBody<T>(
+  c: Context,
+  decode: (body: unknown) => Decoding<T>,
+): Promise<T> {
+  const decoded = decode(await jsonBody(c));
+  if (!decoded.ok) throw new HttpError(422, decoded.code, decoded.error);
+  return decoded.value;
 }

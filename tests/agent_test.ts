@@ -1,5 +1,6 @@
-import { startAgent } from "../agent/mod.ts";
-import type { AgentInfo, RunInfo } from "../protocol/mod.ts";
+import { deepEqual, equal, ok, rejects } from "node:assert/strict";
+import { JoinRefusedError, startAgent } from "../agent/mod.ts";
+import { AGENT_CHANNEL_PATH, type AgentInfo, type RunInfo } from "../protocol/mod.ts";
 import { startServer } from "../server/mod.ts";
 import { makeSlug } from "../server/_testing.ts";
 import { createLogger } from "../util/log.ts";
@@ -69,6 +70,91 @@ Deno.test("an agent with a wrong join token is refused, and the server logs it",
     );
     assert(logs.some((l) => l.includes("agent join refused")), "the refusal is logged");
     assertEquals((await api(server)<{ agents: AgentInfo[] }>("GET", "/agents")).agents, []);
+  });
+});
+
+Deno.test("an agent refused when it reconnects (the join token changed) says so through refused", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "oneoff-agent-e2e-" });
+  const serve = (http: string, joinToken: string) =>
+    startServer({ http, dataDir: `${dir}/server`, log: silent, config: { joinToken } });
+  const first = await serve("127.0.0.1:0", "join_before");
+  const agent = await startAgent(agentOptions(first, dir, "moved"));
+  await first.close();
+  const second = await serve(new URL(first.url).host, "join_after");
+  try {
+    await rejects(agent.refused, (err: unknown) => {
+      return err instanceof JoinRefusedError &&
+        err.message === "Server refused this agent: Wrong join token";
+    });
+  } finally {
+    await agent.close();
+    await second.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** A raw control channel: each frame the server sends, in order. */
+function rawChannel(server: { url: string }) {
+  const socket = new WebSocket(server.url.replace(/^http/, "ws") + AGENT_CHANNEL_PATH);
+  const frames: string[] = [];
+  const waiters: (() => void)[] = [];
+  socket.onmessage = (event) => {
+    frames.push(String(event.data));
+    waiters.splice(0).forEach((wake) => wake());
+  };
+  const opened = new Promise((resolve) => socket.onopen = resolve);
+  const closed = new Promise((resolve) => socket.onclose = resolve);
+  return {
+    socket,
+    opened,
+    closed,
+    async next(): Promise<unknown> {
+      while (frames.length === 0) await new Promise<void>((wake) => waiters.push(wake));
+      return JSON.parse(frames.shift()!);
+    },
+  };
+}
+
+Deno.test("the server refuses a malformed hello, naming the field", async () => {
+  await withServer(async (server) => {
+    const channel = rawChannel(server);
+    await channel.opened;
+    channel.socket.send(JSON.stringify({ type: "hello", token: server.joinToken, name: "x" }));
+    deepEqual(await channel.next(), {
+      type: "refused",
+      reason: 'Malformed hello: Field "version" must be a string',
+    });
+    await channel.closed;
+  });
+});
+
+Deno.test("a malformed message from a joined agent is logged and dropped; the channel stays", async () => {
+  await withServer(async (server, _dir, logs) => {
+    const channel = rawChannel(server);
+    await channel.opened;
+    channel.socket.send(JSON.stringify({
+      type: "hello",
+      token: server.joinToken,
+      name: "raw",
+      version: "0.1.0",
+      capacity: 1,
+      sandbox: "bwrap",
+      attach: { host: "127.0.0.1", port: 5000, tls: false },
+      running: [],
+      warnings: [],
+    }));
+    equal((await channel.next() as { type: string }).type, "welcome");
+    channel.socket.send(JSON.stringify({ type: "run_state", runId: 7, state: "exited", at: 1 }));
+    channel.socket.send("{not json");
+    const dropped = await waitFor(() => {
+      const found = logs.filter((l) => l.includes("malformed agent message dropped"));
+      return found.length === 2 && found;
+    }, { message: "both malformed messages to be logged and dropped", seen: () => logs });
+    ok(dropped[0]!.includes('Field \\"runId\\" must be a string'), dropped[0]);
+    const { agents } = await api(server)<{ agents: AgentInfo[] }>("GET", "/agents");
+    deepEqual(agents.map((a) => [a.name, a.state]), [["raw", "online"]]);
+    channel.socket.close();
+    await channel.closed;
   });
 });
 

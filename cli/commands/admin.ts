@@ -2,7 +2,13 @@
  * `login`, `agents` and `tokens`.
  * @module
  */
-import type { AgentInfo } from "../../protocol/mod.ts";
+import type {
+  AgentsReply,
+  CreateTokenBody,
+  Role,
+  TokenCreatedReply,
+  WhoamiReply,
+} from "../../protocol/mod.ts";
 import { parse } from "../_args.ts";
 import { age, out, table, UsageError } from "../_io.ts";
 import { Client, configPath, writeConfig } from "../client.ts";
@@ -13,10 +19,7 @@ export async function login(args: string[]): Promise<void> {
   const server = values.server ?? Deno.env.get("ONEOFF_SERVER");
   const token = values.token ?? Deno.env.get("ONEOFF_TOKEN");
   if (!server || !token) throw new UsageError("login needs --server URL and --token T");
-  const who = await new Client(server, token).request<{ name: string; role: string }>(
-    "GET",
-    "/whoami",
-  );
+  const who = await new Client(server, token).request<WhoamiReply>("GET", "/whoami");
   await writeConfig({ server, token });
   out(`Logged in to ${server} as ${who.name} (${who.role}); saved in ${configPath()}\n`);
 }
@@ -25,7 +28,7 @@ export async function login(args: string[]): Promise<void> {
 export async function agents(args: string[]): Promise<void> {
   const { values } = parse(args, { json: { type: "boolean" } });
   const client = await Client.load();
-  const { agents } = await client.request<{ agents: AgentInfo[] }>("GET", "/agents");
+  const { agents } = await client.request<AgentsReply>("GET", "/agents");
   if (values.json) return out(JSON.stringify(agents, null, 2) + "\n");
   if (agents.length === 0) return out("No agents have joined yet\n");
   out(table(
@@ -55,10 +58,12 @@ export async function tokens(args: string[]): Promise<void> {
     throw new UsageError("Use: oneoff tokens create --role member --app APP");
   }
   const client = await Client.load();
-  const res = await client.request<{ token: string }>("POST", "/tokens", {
-    role: values.role ?? "member",
+  const body: CreateTokenBody = {
+    // The server says which roles exist, and words the refusal of others.
+    role: (values.role ?? "member") as Role,
     apps: values.app ?? [],
     ...(values.name ? { name: values.name } : {}),
-  });
+  };
+  const res = await client.request<TokenCreatedReply>("POST", "/tokens", body);
   out(res.token + "\n");
 }

@@ -2,7 +2,13 @@
  * `apps`, `env` and `deploy`.
  * @module
  */
-import type { AppInfo } from "../../protocol/mod.ts";
+import type {
+  AppsReply,
+  CreateAppBody,
+  DeployReply,
+  EnvChangeBody,
+  EnvReply,
+} from "../../protocol/mod.ts";
 import { APP_OPTION, parse } from "../_args.ts";
 import { appName, CliError, out, table, UsageError } from "../_io.ts";
 import { Client } from "../client.ts";
@@ -14,7 +20,7 @@ export async function apps(args: string[]): Promise<void> {
   if (rest.length > 0) throw new UsageError(`Unexpected argument "${rest[0]}"`);
   const client = await Client.load();
   if (sub === "list" || sub === undefined) {
-    const { apps } = await client.request<{ apps: AppInfo[] }>("GET", "/apps");
+    const { apps } = await client.request<AppsReply>("GET", "/apps");
     if (values.json) return out(JSON.stringify(apps, null, 2) + "\n");
     if (apps.length === 0) return out("No apps yet: create one with `oneoff apps create NAME`\n");
     out(table(
@@ -32,7 +38,7 @@ export async function apps(args: string[]): Promise<void> {
   }
   if (!name) throw new UsageError(`apps ${sub} needs an app name`);
   if (sub === "create") {
-    await client.request("POST", "/apps", { name });
+    await client.request("POST", "/apps", { name } satisfies CreateAppBody);
     out(`Created app "${name}". Next: oneoff deploy -a ${name} PATH\n`);
   } else if (sub === "destroy") {
     await client.request("DELETE", `/apps/${encodeURIComponent(name)}`);
@@ -50,7 +56,7 @@ export async function env(args: string[]): Promise<void> {
   const client = await Client.load();
   const path = `/apps/${encodeURIComponent(app)}/env`;
   if (sub === undefined) {
-    const { env } = await client.request<{ env: Record<string, string> }>("GET", path);
+    const { env } = await client.request<EnvReply>("GET", path);
     if (values.json) return out(JSON.stringify(env, null, 2) + "\n");
     out(Object.entries(env).map(([k, v]) => `${k}=${v}\n`).join(""));
     return;
@@ -65,10 +71,10 @@ export async function env(args: string[]): Promise<void> {
       if (eq <= 0) throw new UsageError(`Invalid "${item}": use KEY=VALUE`);
       set[item.slice(0, eq)] = item.slice(eq + 1);
     }
-    await client.request("PATCH", path, { set });
+    await client.request("PATCH", path, { set } satisfies EnvChangeBody);
     out(`Set ${Object.keys(set).join(", ")} on "${app}"\n`);
   } else if (sub === "unset") {
-    await client.request("PATCH", path, { unset: items });
+    await client.request("PATCH", path, { unset: items } satisfies EnvChangeBody);
     out(`Unset ${items.join(", ")} on "${app}"\n`);
   } else {
     throw new UsageError(`Unknown env command "${sub}": use set or unset`);
@@ -93,16 +99,7 @@ export async function deploy(args: string[]): Promise<void> {
     ? (await import("../pack.ts")).packDirectory(path)
     : (await Deno.open(path)).readable;
   const client = await Client.load();
-  const { release } = await client.request<
-    {
-      release: {
-        version: number;
-        sha256: string;
-        size: number;
-        process_types: Record<string, string>;
-      };
-    }
-  >(
+  const { release } = await client.request<DeployReply>(
     "POST",
     `/apps/${encodeURIComponent(app)}/deploy`,
     undefined,

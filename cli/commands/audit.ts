@@ -2,16 +2,10 @@
  * `audit show`, `audit export` and `audit rotate-key`.
  * @module
  */
+import type { AuditReply, RotateKeyReply } from "../../protocol/mod.ts";
 import { APP_OPTION, parse } from "../_args.ts";
 import { appName, CliError, err, out, UsageError } from "../_io.ts";
 import { Client } from "../client.ts";
-
-interface Readout {
-  run: string;
-  problems: string[];
-  transcript?: string;
-  cast?: string;
-}
 
 const USAGE =
   "Use: oneoff audit show -a APP one-off-N | audit export -a APP one-off-N > x.cast | " +
@@ -33,7 +27,7 @@ export async function audit(args: string[]): Promise<void> {
       const { positionals } = parse(rest, {});
       if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
       const client = await Client.load();
-      const { key } = await client.request<{ key: string }>("POST", "/audit/rotate-key");
+      const { key } = await client.request<RotateKeyReply>("POST", "/audit/rotate-key");
       out(
         `New audit key "${key}" is current; older keys stay in the key file for older recordings\n`,
       );
@@ -59,7 +53,7 @@ async function display(sub: "show" | "export", args: string[]): Promise<void> {
   const path = `/apps/${encodeURIComponent(app)}/runs/${
     encodeURIComponent(label)
   }/audit?format=${format}`;
-  const readout = await client.request<Readout>("GET", path);
+  const readout = await client.request<AuditReply>("GET", path);
   if (values.json) out(JSON.stringify(readout, null, 2) + "\n");
   else out((sub === "show" ? readout.transcript : readout.cast) ?? "");
   if (readout.problems.length === 0) return;

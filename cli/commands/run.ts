@@ -3,7 +3,19 @@
  * agent's port 5000, or detached with its output in the app's logs.
  * @module
  */
-import { type AttachInfo, isTerminal, type RunInfo } from "../../protocol/mod.ts";
+import {
+  type AttachReply,
+  type AttachTarget,
+  isTerminal,
+  type ResizeBody,
+  type RunCreatedReply,
+  type RunInfo,
+  type RunReply,
+  type RunRequestBody,
+  type RunUploadBody,
+  type SizeName,
+  type UploadReply,
+} from "../../protocol/mod.ts";
 import { CliError, err, out, parseDuration, UsageError } from "../_io.ts";
 import { Client } from "../client.ts";
 import { attachStream } from "../attach.ts";
@@ -94,7 +106,7 @@ export function parseRunArgs(args: string[]): RunOptions {
   return opts;
 }
 
-async function upload(client: Client, app: string, path: string) {
+async function upload(client: Client, app: string, path: string): Promise<RunUploadBody> {
   let info: Deno.FileInfo;
   try {
     info = await Deno.stat(path);
@@ -106,7 +118,7 @@ async function upload(client: Client, app: string, path: string) {
   const body = info.isDirectory
     ? (await import("../pack.ts")).packDirectory(path)
     : (await Deno.open(path)).readable;
-  const res = await client.request<{ sha256: string; size: number }>(
+  const res = await client.request<UploadReply>(
     "POST",
     `/apps/${encodeURIComponent(app)}/uploads`,
     undefined,
@@ -129,22 +141,17 @@ async function waitReady(
   client: Client,
   base: string,
   label: string,
-): Promise<Omit<AttachInfo, "secret">> {
+): Promise<AttachTarget> {
   while (true) {
-    const res = await client.request<
-      { ready: boolean; attach?: Omit<AttachInfo, "secret">; state?: string }
-    >(
-      "GET",
-      `${base}/runs/${label}/attach?wait=30`,
-    );
-    if (res.ready && res.attach) return res.attach;
+    const res = await client.request<AttachReply>("GET", `${base}/runs/${label}/attach?wait=30`);
+    if (res.ready) return res.attach;
   }
 }
 
 /** Long-polls the run until it has ended. */
 async function waitEnded(client: Client, path: string): Promise<RunInfo> {
   while (true) {
-    const { run } = await client.request<{ run: RunInfo }>("GET", `${path}?wait=60`);
+    const { run } = await client.request<RunReply>("GET", `${path}?wait=60`);
     if (isTerminal(run.state)) return run;
   }
 }
@@ -174,11 +181,11 @@ export async function run(args: string[]): Promise<number> {
   if (!app) throw new UsageError("Which app? Give -a APP (or set ONEOFF_APP)");
   const client = await Client.load();
   const base = `/apps/${encodeURIComponent(app)}`;
-  const uploads = [];
+  const uploads: RunUploadBody[] = [];
   for (const path of opts.files) uploads.push(await upload(client, app, path));
   const tty = !opts.detached && !opts.attachInfo && (opts.tty ?? Deno.stdin.isTerminal());
   const size = terminalSize();
-  const body: Record<string, unknown> = {
+  const body: RunRequestBody = {
     command: opts.command.join(" "),
     attached: !opts.detached,
     tty,
@@ -189,11 +196,14 @@ export async function run(args: string[]): Promise<number> {
     term: Deno.env.get("TERM") ?? "xterm-256color",
   };
   if (opts.type) body.type = opts.type;
-  if (opts.size) body.size = opts.size;
+  // The server says which sizes exist, and words the refusal of others.
+  if (opts.size) body.size = opts.size as SizeName;
   if (opts.timeoutMs !== undefined) body.timeout = Math.max(1, Math.round(opts.timeoutMs / 1000));
-  const { run, secret, attach: early } = await client.request<
-    { run: RunInfo; secret: string | null; attach: Omit<AttachInfo, "secret"> | null }
-  >("POST", `${base}/runs${opts.detached ? "" : "?wait=20"}`, body);
+  const { run, secret, attach: early } = await client.request<RunCreatedReply>(
+    "POST",
+    `${base}/runs${opts.detached ? "" : "?wait=20"}`,
+    body,
+  );
 
   if (opts.detached) {
     out(`Started ${run.label} of "${app}": ${run.command}\n`);
@@ -216,7 +226,8 @@ export async function run(args: string[]): Promise<number> {
   await attachStream(attach, secret, {
     tty,
     onResize: (cols, rows) => {
-      client.request("POST", `${base}/runs/${run.label}/resize`, { cols, rows }).catch(() => {});
+      const resize: ResizeBody = { cols, rows };
+      client.request("POST", `${base}/runs/${run.label}/resize`, resize).catch(() => {});
     },
   });
   const final = await ended;

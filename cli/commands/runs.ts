@@ -2,7 +2,15 @@
  * `ps`, `stop`, `logs` and `timeline`.
  * @module
  */
-import { eventText, type LogLine, type RunInfo, type TimelineEvent } from "../../protocol/mod.ts";
+import {
+  eventText,
+  type LogLine,
+  type LogsReply,
+  type RunInfo,
+  type RunsReply,
+  type TimelineEvent,
+  type TimelineReply,
+} from "../../protocol/mod.ts";
 import { APP_OPTION, parse } from "../_args.ts";
 import { age, appName, out, table, UsageError } from "../_io.ts";
 import { Client } from "../client.ts";
@@ -30,7 +38,7 @@ export async function ps(args: string[]): Promise<void> {
   const limit = Number(values.limit ?? 20);
   if (!Number.isInteger(limit) || limit <= 0) throw new UsageError("-n must be a positive integer");
   const client = await Client.load();
-  const { runs } = await client.request<{ runs: RunInfo[] }>(
+  const { runs } = await client.request<RunsReply>(
     "GET",
     appPath(app, `/runs?limit=${limit}`),
   );
@@ -84,7 +92,7 @@ export async function logs(args: string[]): Promise<void> {
   if (!Number.isInteger(n) || n < 0) throw new UsageError("-n must be a non-negative integer");
   const client = await Client.load();
   const filter = values.filter ? `&filter=${encodeURIComponent(values.filter)}` : "";
-  const first = await client.request<{ lines: LogLine[] }>(
+  const first = await client.request<LogsReply>(
     "GET",
     appPath(app, `/logs?n=${n}${filter}`),
   );
@@ -93,14 +101,14 @@ export async function logs(args: string[]): Promise<void> {
   let after = first.lines.at(-1)?.id ?? 0;
   if (first.lines.length === 0) {
     // Start after whatever exists now, so following shows only new lines.
-    const last = await client.request<{ lines: LogLine[] }>(
+    const last = await client.request<LogsReply>(
       "GET",
       appPath(app, `/logs?n=1${filter}`),
     );
     after = last.lines.at(-1)?.id ?? 0;
   }
   while (true) {
-    const next = await client.request<{ lines: LogLine[] }>(
+    const next = await client.request<LogsReply>(
       "GET",
       appPath(app, `/logs?after=${after}&wait=25&n=10000${filter}`),
     );
@@ -120,7 +128,7 @@ export async function timeline(args: string[]): Promise<void> {
   const app = appName(values.app);
   const client = await Client.load();
   const limit = Number(values.limit ?? 50);
-  const { events } = await client.request<{ events: TimelineEvent[] }>(
+  const { events } = await client.request<TimelineReply>(
     "GET",
     appPath(app, `/timeline?limit=${limit}`),
   );

@@ -9,8 +9,8 @@
 import type { Handler } from "hono";
 import type { RunInfo } from "../../protocol/mod.ts";
 import type { ServerContext } from "../context.ts";
-import { loadApp } from "../routes/_load.ts";
-import { runInfo } from "../routes/runs.ts";
+import { loadApp } from "../_lookup.ts";
+import { runInfo } from "../views.ts";
 import type { AppRow, ReleaseRow, RunRow, Store } from "../store/mod.ts";
 import type { DashEnv } from "./_auth.ts";
 import { duration } from "../../util/format.ts";

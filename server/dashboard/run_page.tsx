@@ -7,8 +7,8 @@
 import type { Handler } from "hono";
 import { isTerminal, type RunInfo, runLabel } from "../../protocol/mod.ts";
 import type { ServerContext } from "../context.ts";
-import { loadApp, loadRun } from "../routes/_load.ts";
-import { runInfo } from "../routes/runs.ts";
+import { loadApp, loadRun } from "../_lookup.ts";
+import { runInfo } from "../views.ts";
 import type { RunEngine } from "../run_engine.ts";
 import type { RunRow } from "../store/mod.ts";
 import { checkedForm, type DashEnv } from "./_auth.ts";

@@ -6,7 +6,7 @@
 import { describeEvent, type Segment } from "../../protocol/mod.ts";
 import type { Handler } from "hono";
 import type { ServerContext } from "../context.ts";
-import { loadApp } from "../routes/_load.ts";
+import { loadApp } from "../_lookup.ts";
 import type { DashEnv } from "./_auth.ts";
 import { cursor } from "./_format.ts";
 import { AppTabs, Heading, Pager, render, Time } from "./_layout.tsx";

@@ -3,49 +3,45 @@
  * @module
  */
 import { Hono } from "hono";
-import { type AppInfo, NAME_PATTERN } from "../../protocol/mod.ts";
-import { type AuthEnv, canUseApp, requireAdmin } from "../auth.ts";
+import {
+  type AppDestroyedReply,
+  type AppReply,
+  type AppsReply,
+  decodeCreateAppBody,
+  decodeEnvChangeBody,
+  type DeployReply,
+  type EnvReply,
+} from "../../protocol/mod.ts";
+import { canUseApp, requireAdmin } from "../auth.ts";
 import type { ServerContext } from "../context.ts";
-import { HttpError, jsonBody, requireString } from "../http_error.ts";
+import { decodeBody, HttpError } from "../http_error.ts";
 import { BlobTooLargeError } from "../blob_store.ts";
+import type { AppEnv } from "../_lookup.ts";
 import { inspectSlug, SlugError } from "../slug.ts";
-import type { AppRow, Store } from "../store/mod.ts";
-import { loadApp } from "./_load.ts";
+import { appInfo, releaseInfo } from "../views.ts";
 
-const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]{0,254}$/;
-
-async function appInfo(store: Store, app: AppRow): Promise<AppInfo> {
-  const release = await store.latestRelease(app.id);
-  return {
-    name: app.name,
-    created_at: app.created_at.toISOString(),
-    release: release?.version ?? null,
-    process_types: release?.process_types ?? {},
-  };
-}
-
-/** Routes under `/apps`. */
-export function appRoutes(ctx: ServerContext): Hono<AuthEnv> {
+/**
+ * Routes under `/apps`: the list, create, and per app (loaded by the
+ * `/apps/:app/*` middleware) show, destroy, env and deploy.
+ */
+export function appRoutes(ctx: ServerContext): Hono<AppEnv> {
   const { store } = ctx;
-  const app = new Hono<AuthEnv>();
+  const app = new Hono<AppEnv>();
 
   app.get("/", async (c) => {
     const auth = c.get("auth");
     const apps = (await store.listApps()).filter((a) => canUseApp(auth, a.name));
-    return c.json({ apps: await Promise.all(apps.map((a) => appInfo(store, a))) });
+    return c.json(
+      {
+        apps: await Promise.all(apps.map((a) => appInfo(store, a))),
+      } satisfies AppsReply,
+    );
   });
 
   app.post("/", async (c) => {
     const auth = c.get("auth");
     requireAdmin(auth);
-    const name = requireString((await jsonBody(c)).name, "name");
-    if (!NAME_PATTERN.test(name)) {
-      throw new HttpError(
-        422,
-        "invalid_name",
-        `Invalid app name "${name}": use 2-63 lowercase letters, digits and dashes, starting with a letter`,
-      );
-    }
+    const { name } = await decodeBody(c, decodeCreateAppBody);
     const row = await store.createApp(name);
     await store.addEvent({
       app_id: row.id,
@@ -54,18 +50,18 @@ export function appRoutes(ctx: ServerContext): Hono<AuthEnv> {
       kind: "app.created",
       data: {},
     });
-    return c.json({ app: await appInfo(store, row) }, 201);
+    return c.json({ app: await appInfo(store, row) } satisfies AppReply, 201);
   });
 
   app.get("/:app", async (c) => {
-    const row = await loadApp(c, store);
-    return c.json({ app: await appInfo(store, row) });
+    const row = c.get("app");
+    return c.json({ app: await appInfo(store, row) } satisfies AppReply);
   });
 
   app.delete("/:app", async (c) => {
     const auth = c.get("auth");
     requireAdmin(auth);
-    const row = await loadApp(c, store);
+    const row = c.get("app");
     const live = await store.listRuns({
       app_id: row.id,
       states: ["starting", "running"],
@@ -86,49 +82,19 @@ export function appRoutes(ctx: ServerContext): Hono<AuthEnv> {
       kind: "app.destroyed",
       data: {},
     });
-    return c.json({ destroyed: row.name });
+    return c.json({ destroyed: row.name } satisfies AppDestroyedReply);
   });
 
   app.get("/:app/env", async (c) => {
-    const row = await loadApp(c, store);
-    return c.json({ env: await store.getEnv(row.id) });
+    const row = c.get("app");
+    return c.json({ env: await store.getEnv(row.id) } satisfies EnvReply);
   });
 
   app.patch("/:app/env", async (c) => {
-    const row = await loadApp(c, store);
-    const body = await jsonBody(c);
-    const set = body.set ?? {};
-    const unset = body.unset ?? [];
-    if (typeof set !== "object" || set === null || Array.isArray(set)) {
-      throw new HttpError(422, "invalid", `Field "set" must be an object of KEY: "value"`);
-    }
-    if (!Array.isArray(unset)) {
-      throw new HttpError(422, "invalid", `Field "unset" must be a list of keys`);
-    }
-    const values: Record<string, string> = {};
-    for (const [key, value] of Object.entries(set)) {
-      if (!ENV_KEY.test(key)) {
-        throw new HttpError(422, "invalid_key", `Invalid variable name "${key}"`);
-      }
-      if (typeof value !== "string") {
-        throw new HttpError(422, "invalid", `Value of "${key}" must be a string`);
-      }
-      values[key] = value;
-    }
-    const keys: string[] = [];
-    for (const key of unset) {
-      if (typeof key !== "string" || !ENV_KEY.test(key)) {
-        throw new HttpError(422, "invalid_key", `Invalid variable name "${String(key)}"`);
-      }
-      keys.push(key);
-    }
-    if (Object.keys(values).length === 0 && keys.length === 0) {
-      throw new HttpError(
-        422,
-        "invalid",
-        "Nothing to change: give KEY=VALUE pairs or keys to unset",
-      );
-    }
+    const row = c.get("app");
+    const body = await decodeBody(c, decodeEnvChangeBody);
+    const values = body.set ?? {};
+    const keys = body.unset ?? [];
     await store.updateEnv(row.id, values, keys);
     const actor = c.get("auth").actor;
     // Only keys reach the timeline: values may be secrets.
@@ -150,11 +116,11 @@ export function appRoutes(ctx: ServerContext): Hono<AuthEnv> {
         data: { keys },
       });
     }
-    return c.json({ env: await store.getEnv(row.id) });
+    return c.json({ env: await store.getEnv(row.id) } satisfies EnvReply);
   });
 
   app.post("/:app/deploy", async (c) => {
-    const row = await loadApp(c, store);
+    const row = c.get("app");
     const body = c.req.raw.body;
     if (!body) {
       throw new HttpError(422, "empty_slug", "Empty request: send the slug (.tar.gz) as the body");
@@ -201,14 +167,7 @@ export function appRoutes(ctx: ServerContext): Hono<AuthEnv> {
         process_types: Object.keys(processTypes),
       },
     });
-    return c.json({
-      release: {
-        version: release.version,
-        sha256: release.sha256,
-        size: release.size,
-        process_types: processTypes,
-      },
-    }, 201);
+    return c.json({ release: releaseInfo(release) } satisfies DeployReply, 201);
   });
 
   return app;

@@ -4,7 +4,7 @@
  * the admin's key rotation.
  * @module
  */
-import { runLabel } from "../../protocol/mod.ts";
+import { type AuditReply, type RotateKeyReply, runLabel } from "../../protocol/mod.ts";
 import type { Context } from "hono";
 import { Hono } from "hono";
 import {
@@ -17,25 +17,26 @@ import {
 import { type AuthEnv, requireAdmin } from "../auth.ts";
 import type { ServerContext } from "../context.ts";
 import { HttpError } from "../http_error.ts";
+import { type AppEnv, loadRun } from "../_lookup.ts";
 import type { AppRow, RunRow } from "../store/mod.ts";
-import { loadApp, loadRun } from "./_load.ts";
-import { runInfo } from "./runs.ts";
+import { agentMap, runInfo } from "../views.ts";
 
 const FORMATS = ["json", "transcript", "cast"] as const;
 type Format = typeof FORMATS[number];
 
 /**
- * Routes under `/apps`: `GET /:app/runs/:run/audit` (JSON; `?format=transcript`
- * or `?format=cast` put that text in the JSON instead of the events) and
- * `GET /:app/runs/:run/audit.cast` (the asciicast file itself).
+ * Routes under `/apps/:app/runs/:run` (the app loaded by the `/apps/:app/*`
+ * middleware): `GET /audit` (JSON; `?format=transcript` or `?format=cast`
+ * put that text in the JSON instead of the events) and `GET /audit.cast`
+ * (the asciicast file itself).
  */
-export function auditRoutes(ctx: ServerContext, audit: AuditService): Hono<AuthEnv> {
+export function auditRoutes(ctx: ServerContext, audit: AuditService): Hono<AppEnv> {
   const { store } = ctx;
-  const app = new Hono<AuthEnv>();
+  const app = new Hono<AppEnv>();
 
   // Loads, decrypts and records who looked: every display is on the timeline.
-  async function view(c: Context<AuthEnv>, format: Format) {
-    const row = await loadApp(c, store);
+  async function view(c: Context<AppEnv>, format: Format) {
+    const row = c.get("app");
     const run = await loadRun(c, store, row);
     const readout = await audit.read(run.id);
     const label = runLabel(run.number);
@@ -49,17 +50,16 @@ export function auditRoutes(ctx: ServerContext, audit: AuditService): Hono<AuthE
     return { row, run, readout, label };
   }
 
-  app.get("/:app/runs/:run/audit", async (c) => {
+  app.get("/audit", async (c) => {
     const raw = c.req.query("format") ?? "json";
     if (!(FORMATS as readonly string[]).includes(raw)) {
       throw new HttpError(422, "invalid", `Unknown format "${raw}": use json, transcript or cast`);
     }
     const format = raw as Format;
     const { row, run, readout, label } = await view(c, format);
-    const agents = new Map((await store.listAgents()).map((a) => [a.id, a]));
-    const body: Record<string, unknown> = {
+    const body: AuditReply = {
       run: label,
-      meta: runInfo(run, row.name, agents),
+      meta: runInfo(run, row.name, await agentMap(store)),
       t0: readout.t0 === null ? null : new Date(readout.t0).toISOString(),
       size: readout.size,
       final: readout.final,
@@ -71,7 +71,7 @@ export function auditRoutes(ctx: ServerContext, audit: AuditService): Hono<AuthE
     return c.json(body);
   });
 
-  app.get("/:app/runs/:run/audit.cast", async (c) => {
+  app.get("/audit.cast", async (c) => {
     const { row, run, readout, label } = await view(c, "cast");
     return new Response(cast(readout, row, run), {
       headers: {
@@ -93,7 +93,7 @@ export function adminAuditRoutes(audit: AuditService): Hono<AuthEnv> {
     const auth = c.get("auth");
     requireAdmin(auth);
     const key = await audit.rotateKey({ actor: auth.actor });
-    return c.json({ key });
+    return c.json({ key } satisfies RotateKeyReply);
   });
   return app;
 }

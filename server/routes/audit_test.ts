@@ -3,8 +3,9 @@ import { DatabaseSync } from "node:sqlite";
 import { Hono } from "hono";
 import { testServer } from "../_testing.ts";
 import { AuditService } from "../audit/mod.ts";
-import { type AuthEnv, FailureLimiter, newToken, requireToken, sha256Hex } from "../auth.ts";
+import { FailureLimiter, newToken, requireToken, sha256Hex } from "../auth.ts";
 import { errorHandler } from "../http_error.ts";
+import { type AppEnv, appLoader } from "../_lookup.ts";
 import type { RunRow, Store } from "../store/mod.ts";
 import { adminAuditRoutes, auditRoutes } from "./audit.ts";
 
@@ -18,9 +19,10 @@ async function auditServer() {
   const audit = await AuditService.open(store, `${t.dir}/audit-keys.json`);
   const app = new Hono();
   app.onError(errorHandler(t.ctx.log));
-  const api = new Hono<AuthEnv>();
+  const api = new Hono<AppEnv>();
   api.use("*", requireToken(store, new FailureLimiter({ limit: 100 })));
-  api.route("/apps", auditRoutes(t.ctx, audit));
+  api.use("/apps/:app/*", appLoader(store));
+  api.route("/apps/:app/runs/:run", auditRoutes(t.ctx, audit));
   api.route("/", adminAuditRoutes(audit));
   app.route("/api", api);
   const member = await memberToken(store, "mallory", ["demo"]);

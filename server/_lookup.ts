@@ -1,15 +1,28 @@
 /**
- * Lookups every app-scoped route starts with.
+ * Lookups the API routes and the dashboard pages share: the app and the run
+ * named in the path, integer query parameters, and the middleware that
+ * loads the app of every `/apps/:app/*` API route.
  * @module
  */
-import type { Context } from "hono";
-import { NAME_PATTERN, parseRunLabel } from "../../protocol/mod.ts";
-import { type AuthEnv, canUseApp } from "../auth.ts";
-import { HttpError } from "../http_error.ts";
-import type { AppRow, RunRow, Store } from "../store/mod.ts";
+import type { Context, MiddlewareHandler } from "hono";
+import { NAME_PATTERN, parseRunLabel } from "../protocol/mod.ts";
+import { type Auth, type AuthEnv, canUseApp } from "./auth.ts";
+import { HttpError } from "./http_error.ts";
+import type { AppRow, RunRow, Store } from "./store/mod.ts";
+
+/** Hono variables of an app-scoped API route: the token and the app of the path. */
+export type AppEnv = { Variables: { auth: Auth; app: AppRow } };
+
+/** Middleware: loads the app named in the path into `c.get("app")` (404, 403 as {@link loadApp}). */
+export function appLoader(store: Store): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    c.set("app", await loadApp(c, store));
+    await next();
+  };
+}
 
 /** The app named in the path, or 404; 403 when the token may not use it. */
-export async function loadApp(c: Context<AuthEnv>, store: Store): Promise<AppRow> {
+export async function loadApp<E extends AuthEnv>(c: Context<E>, store: Store): Promise<AppRow> {
   const name = c.req.param("app") ?? "";
   const auth = c.get("auth");
   if (!NAME_PATTERN.test(name)) throw new HttpError(404, "not_found", `No app named "${name}"`);
@@ -22,7 +35,7 @@ export async function loadApp(c: Context<AuthEnv>, store: Store): Promise<AppRow
 }
 
 /** The run named in the path (`one-off-N` or its id) of this app, or 404. */
-export async function loadRun(c: Context<AuthEnv>, store: Store, app: AppRow): Promise<RunRow> {
+export async function loadRun(c: Context, store: Store, app: AppRow): Promise<RunRow> {
   const ref = c.req.param("run") ?? "";
   const number = parseRunLabel(ref);
   const run = number !== null

@@ -1,0 +1,213 @@
+/**
+ * The HTTP API's JSON request bodies, with the one decoder per body the
+ * server checks them with (the CLI builds the same types). Decoders check
+ * shapes only; what needs the store (the release exists, the process type
+ * is known, the upload was made) stays in the route.
+ * @module
+ */
+import {
+  array,
+  boolean,
+  check,
+  DecodeError,
+  type Decoder,
+  decodeValue,
+  type Decoding,
+  integer,
+  lenient,
+  object,
+  oneOf,
+  refusing,
+  string,
+} from "./_decode.ts";
+import { NAME_PATTERN, type Role, SIZE_NAMES, type SizeName } from "./run.ts";
+
+/** `POST /apps`. */
+export interface CreateAppBody {
+  name: string;
+}
+
+/** `PATCH /apps/:app/env`: variables to set and keys to unset, at least one. */
+export interface EnvChangeBody {
+  set?: Record<string, string>;
+  unset?: string[];
+}
+
+/** A file uploaded first (`POST /apps/:app/uploads`), to place in `/tmp/uploads`. */
+export interface RunUploadBody {
+  name: string;
+  sha256: string;
+}
+
+/** `POST /apps/:app/runs`. */
+export interface RunRequestBody {
+  /** The command line; appended to the process type's command when `type` is given. */
+  command?: string;
+  /** A Procfile process type of the current release. */
+  type?: string;
+  attached?: boolean;
+  tty?: boolean;
+  /** Terminal size; a missing or unusable value means 80x24. */
+  cols?: number;
+  rows?: number;
+  size?: SizeName;
+  env?: Record<string, string>;
+  uploads?: RunUploadBody[];
+  /** Maximum duration in seconds. */
+  timeout?: number;
+  /** `TERM` inside the sandbox; a missing or unusable value means xterm-256color. */
+  term?: string;
+}
+
+/** `POST /apps/:app/runs/:run/resize`. */
+export interface ResizeBody {
+  cols: number;
+  rows: number;
+}
+
+/** `POST /tokens`. */
+export interface CreateTokenBody {
+  role?: Role;
+  apps?: string[];
+  name?: string;
+}
+
+/** Names of environment variables. */
+const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]{0,254}$/;
+/** Names of uploaded files. */
+const UPLOAD_NAME = /^[A-Za-z0-9._-][A-Za-z0-9._ -]{0,254}$/;
+const SHA256 = /^[0-9a-f]{64}$/;
+const TERM = /^[A-Za-z0-9._+-]{1,64}$/;
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+const appName: Decoder<string> = (value, field) => {
+  const name = string(value, field);
+  if (!NAME_PATTERN.test(name)) {
+    throw new DecodeError(
+      `Invalid app name "${name}": use 2-63 lowercase letters, digits and dashes, starting with a letter`,
+      "invalid_name",
+    );
+  }
+  return name;
+};
+
+const envSet: Decoder<Record<string, string>> = (value) => {
+  if (!isObject(value)) {
+    throw new DecodeError(`Field "set" must be an object of KEY: "value"`);
+  }
+  for (const [key, one] of Object.entries(value)) {
+    if (!ENV_KEY.test(key)) throw new DecodeError(`Invalid variable name "${key}"`, "invalid_key");
+    if (typeof one !== "string") throw new DecodeError(`Value of "${key}" must be a string`);
+  }
+  return { ...value } as Record<string, string>;
+};
+
+const envUnset: Decoder<string[]> = (value) => {
+  if (!Array.isArray(value)) throw new DecodeError(`Field "unset" must be a list of keys`);
+  for (const key of value) {
+    if (typeof key !== "string" || !ENV_KEY.test(key)) {
+      throw new DecodeError(`Invalid variable name "${String(key)}"`, "invalid_key");
+    }
+  }
+  return [...value] as string[];
+};
+
+const runEnv: Decoder<Record<string, string>> = (value) => {
+  if (!isObject(value)) throw new DecodeError(`Field "env" must be an object`);
+  for (const [key, one] of Object.entries(value)) {
+    if (!ENV_KEY.test(key) || typeof one !== "string") {
+      throw new DecodeError(`Invalid variable "${key}": give KEY=VALUE`, "invalid_env");
+    }
+  }
+  return { ...value } as Record<string, string>;
+};
+
+const runUpload: Decoder<RunUploadBody> = (value) => {
+  const { name, sha256 } = isObject(value) ? value : {};
+  if (typeof name !== "string" || !UPLOAD_NAME.test(name) || name === "." || name === "..") {
+    throw new DecodeError(`Invalid upload name "${String(name)}"`, "invalid_upload");
+  }
+  if (typeof sha256 !== "string" || !SHA256.test(sha256)) {
+    throw new DecodeError(`Upload "${name}" was not uploaded first`, "invalid_upload");
+  }
+  return { name, sha256 };
+};
+
+const dimension = check(integer, (n) => (n > 0 && n < 10000) || "must be between 1 and 9999");
+
+const createAppBody: Decoder<CreateAppBody> = object({ name: appName });
+
+const envChange = object({}, { set: envSet, unset: envUnset });
+
+const envChangeBody: Decoder<EnvChangeBody> = (value, field) => {
+  const body = envChange(value, field);
+  if (Object.keys(body.set ?? {}).length === 0 && (body.unset ?? []).length === 0) {
+    throw new DecodeError("Nothing to change: give KEY=VALUE pairs or keys to unset");
+  }
+  return body;
+};
+
+const runRequestBody: Decoder<RunRequestBody> = object({}, {
+  command: refusing(string, {
+    code: "invalid_command",
+    message: () => "Give a command to run (or a process type with -t)",
+  }),
+  type: string,
+  attached: boolean,
+  tty: boolean,
+  cols: lenient(dimension),
+  rows: lenient(dimension),
+  size: refusing(oneOf(SIZE_NAMES), {
+    code: "unknown_size",
+    message: (size) => `Unknown size "${String(size)}": use one of ${SIZE_NAMES.join(", ")}`,
+  }),
+  env: runEnv,
+  uploads: array(runUpload),
+  timeout: refusing(check(integer, (n) => n > 0 || "must be positive"), {
+    code: "invalid",
+    message: () => `Field "timeout" must be a positive number of seconds`,
+  }),
+  term: lenient(check(string, (term) => TERM.test(term) || "is not a terminal type")),
+});
+
+const resizeBody: Decoder<ResizeBody> = refusing(object({ cols: dimension, rows: dimension }), {
+  code: "invalid",
+  message: () => "Give cols and rows as positive integers",
+});
+
+const createTokenBody: Decoder<CreateTokenBody> = object({}, {
+  role: refusing(oneOf(["member", "admin"]), {
+    code: "invalid_role",
+    message: (role) => `Unknown role "${String(role)}": use member or admin`,
+  }),
+  apps: array(string),
+  name: string,
+});
+
+/** Checks a `POST /apps` body. */
+export function decodeCreateAppBody(body: unknown): Decoding<CreateAppBody> {
+  return decodeValue(createAppBody, body);
+}
+
+/** Checks a `PATCH /apps/:app/env` body. */
+export function decodeEnvChangeBody(body: unknown): Decoding<EnvChangeBody> {
+  return decodeValue(envChangeBody, body);
+}
+
+/** Checks a `POST /apps/:app/runs` body. */
+export function decodeRunRequestBody(body: unknown): Decoding<RunRequestBody> {
+  return decodeValue(runRequestBody, body);
+}
+
+/** Checks a `POST /apps/:app/runs/:run/resize` body. */
+export function decodeResizeBody(body: unknown): Decoding<ResizeBody> {
+  return decodeValue(resizeBody, body);
+}
+
+/** Checks a `POST /tokens` body. */
+export function decodeCreateTokenBody(body: unknown): Decoding<CreateTokenBody> {
+  return decodeValue(createTokenBody, body);
+}

@@ -1,0 +1,134 @@
+import assert from "node:assert/strict";
+import {
+  type AgentMessage,
+  decodeAgentMessage,
+  decodeServerMessage,
+  DEFAULT_SIZES,
+  type RunSpec,
+  type ServerMessage,
+} from "./mod.ts";
+
+const hello: AgentMessage = {
+  type: "hello",
+  token: "join_x",
+  name: "a1",
+  version: "0.1.0",
+  capacity: 2,
+  sandbox: "bwrap",
+  attach: { host: "127.0.0.1", port: 5000, tls: true, tlsFingerprint: "ab" },
+  running: ["r1"],
+  warnings: [],
+};
+
+const spec: RunSpec = {
+  runId: "r1",
+  app: "demo",
+  label: "one-off-1",
+  command: "echo hi",
+  env: { APP: "demo" },
+  slug: { sha256: "cd".repeat(32), size: 10 },
+  size: "M",
+  limits: DEFAULT_SIZES.M,
+  tty: false,
+  cols: 80,
+  rows: 24,
+  attach: { secretSha256: "ef".repeat(32), expiresAt: 1_700_000_000_000 },
+  timeoutMs: 1000,
+  idleTimeoutMs: 1000,
+  uploads: [{ name: "a.txt", sha256: "ab".repeat(32), size: 3 }],
+  network: "host",
+};
+
+const { attach: _, ...rest } = spec;
+const detached: RunSpec = { ...rest, uploads: [] };
+
+Deno.test("every agent message survives the round trip through its decoder", () => {
+  const messages: AgentMessage[] = [
+    hello,
+    { type: "heartbeat", running: [] },
+    { type: "run_state", runId: "r1", state: "exited", exitCode: 3, at: 1 },
+    { type: "run_state", runId: "r1", state: "running", at: 1 },
+    { type: "attach_ready", runId: "r1", expiresAt: 2 },
+    { type: "logs", runId: "r1", records: [{ seq: 0, stream: "stderr", ts: 1, line: "x" }] },
+    { type: "audit", runId: "r1", seq: 4, data: "AAAA" },
+  ];
+  for (const msg of messages) {
+    assert.deepEqual(decodeAgentMessage(JSON.stringify(msg)), { ok: true, value: msg });
+  }
+});
+
+Deno.test("every server message survives the round trip through its decoder", () => {
+  const messages: ServerMessage[] = [
+    { type: "welcome", agentId: "a", heartbeatMs: 5000 },
+    { type: "refused", reason: "Wrong join token" },
+    { type: "start_run", spec },
+    { type: "start_run", spec: detached },
+    { type: "stop_run", runId: "r1" },
+    { type: "resize", runId: "r1", cols: 100, rows: 30 },
+    { type: "logs_ack", runId: "r1", seq: 9 },
+    { type: "audit_ack", runId: "r1", seq: 9 },
+  ];
+  for (const msg of messages) {
+    assert.deepEqual(decodeServerMessage(JSON.stringify(msg)), { ok: true, value: msg });
+  }
+});
+
+Deno.test("a malformed agent message is refused with the field that is wrong", () => {
+  const cases: [unknown, string][] = [
+    [{ type: "run_state", runId: 7, state: "exited", at: 1 }, 'Field "runId" must be a string'],
+    [
+      { type: "run_state", runId: "r", state: "done", at: 1 },
+      'Field "state" must be one of pending, starting, running, exited, failed, timed_out, stopped, expired, lost',
+    ],
+    [
+      { ...hello, attach: { host: "h", port: "5000", tls: false } },
+      'Field "attach.port" must be an integer',
+    ],
+    [{ ...hello, sandbox: "docker" }, 'Field "sandbox" must be one of bwrap, runc'],
+    [
+      { type: "logs", runId: "r", records: [{ seq: 0, stream: "stdout", ts: 1 }] },
+      'Field "records[0].line" must be a string',
+    ],
+    [{ type: "shout" }, 'Unknown message type "shout"'],
+    [{ runId: "r" }, 'Field "type" must be a string'],
+    [[1], "Value must be an object"],
+  ];
+  for (const [msg, error] of cases) {
+    assert.deepEqual(decodeAgentMessage(JSON.stringify(msg)), {
+      ok: false,
+      error,
+      code: "invalid",
+    });
+  }
+  assert.equal(decodeAgentMessage("{nope").ok, false);
+});
+
+Deno.test("a decoded message holds only the fields of its type", () => {
+  const decoded = decodeAgentMessage(
+    JSON.stringify({ type: "heartbeat", running: [], extra: { huge: true } }),
+  );
+  assert.deepEqual(decoded, { ok: true, value: { type: "heartbeat", running: [] } });
+});
+
+Deno.test("a start_run with a bad spec is refused whole, naming the nested field", () => {
+  const bad = { type: "start_run", spec: { ...spec, limits: { ...spec.limits, pids: "many" } } };
+  assert.deepEqual(decodeServerMessage(JSON.stringify(bad)), {
+    ok: false,
+    error: 'Field "spec.limits.pids" must be an integer',
+    code: "invalid",
+  });
+});
+
+Deno.test("a __proto__ key in a decoded map stays a plain key", () => {
+  const text = JSON.stringify({ type: "start_run", spec }).replace(
+    '"env":{',
+    '"env":{"__proto__":{"polluted":"yes"},',
+  );
+  const decoded = decodeServerMessage(text);
+  assert.equal(decoded.ok, false, "a non-string value is refused");
+  const stringValue = decodeServerMessage(text.replace('{"polluted":"yes"}', '"x"'));
+  assert.ok(stringValue.ok && stringValue.value.type === "start_run");
+  const env = stringValue.value.spec.env;
+  assert.equal(Object.getPrototypeOf(env), Object.prototype);
+  assert.equal(Object.getOwnPropertyDescriptor(env, "__proto__")?.value, "x");
+});

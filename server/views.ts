@@ -1,0 +1,101 @@
+/**
+ * Stored rows as the API shows them (`protocol/api.ts`); the dashboard
+ * renders the same views.
+ * @module
+ */
+import {
+  type AgentInfo,
+  type AppInfo,
+  type LogLine,
+  type ReleaseInfo,
+  type RunInfo,
+  runLabel,
+  type TimelineEvent,
+} from "../protocol/mod.ts";
+import type { AgentRow, AppRow, EventRow, LogRow, ReleaseRow, RunRow, Store } from "./store/mod.ts";
+
+/** The API view of a run; `agents` by id, to name the run's agent. */
+export function runInfo(run: RunRow, app: string, agents: Map<string, AgentRow>): RunInfo {
+  return {
+    id: run.id,
+    app,
+    label: runLabel(run.number),
+    command: run.command,
+    state: run.state,
+    attached: run.attached,
+    tty: run.tty,
+    size: run.size,
+    agent: run.agent_id ? agents.get(run.agent_id)?.name ?? null : null,
+    exit_code: run.exit_code,
+    reason: run.reason,
+    actor: run.actor,
+    created_at: run.created_at.toISOString(),
+    started_at: run.started_at?.toISOString() ?? null,
+    ended_at: run.ended_at?.toISOString() ?? null,
+  };
+}
+
+/** Every agent by id, for {@link runInfo}. */
+export async function agentMap(store: Store): Promise<Map<string, AgentRow>> {
+  return new Map((await store.listAgents()).map((a) => [a.id, a]));
+}
+
+/** The API view of an app, with its current release. */
+export async function appInfo(store: Store, app: AppRow): Promise<AppInfo> {
+  const release = await store.latestRelease(app.id);
+  return {
+    name: app.name,
+    created_at: app.created_at.toISOString(),
+    release: release?.version ?? null,
+    process_types: release?.process_types ?? {},
+  };
+}
+
+/** The API view of a release. */
+export function releaseInfo(release: ReleaseRow): ReleaseInfo {
+  return {
+    version: release.version,
+    sha256: release.sha256,
+    size: release.size,
+    process_types: release.process_types,
+  };
+}
+
+/** The API view of a stored log line. */
+export function logLine(row: LogRow): LogLine {
+  return {
+    id: row.id,
+    ts: row.ts.toISOString(),
+    source: row.source,
+    stream: row.stream,
+    line: row.line,
+  };
+}
+
+/** The API view of a timeline event. */
+export function timelineEvent(row: EventRow): TimelineEvent {
+  return {
+    id: row.id,
+    at: row.at.toISOString(),
+    app: row.app_name,
+    actor: row.actor,
+    kind: row.kind,
+    data: row.data,
+  };
+}
+
+/** The API view of an agent; `live` tells whether its channel is open and what it runs. */
+export function agentInfo(row: AgentRow, live: { running: number } | null): AgentInfo {
+  return {
+    id: row.id,
+    name: row.name,
+    state: live ? "online" : "offline",
+    since: row.since.toISOString(),
+    version: row.version,
+    capacity: row.capacity,
+    running: live?.running ?? 0,
+    sandbox: row.sandbox,
+    attach: `${row.attach_tls ? "tls" : "tcp"}://${row.attach_host}:${row.attach_port}`,
+    warnings: row.warnings,
+  };
+}
