@@ -8,7 +8,6 @@ import {
   type LogsReply,
   type RunInfo,
   type RunsReply,
-  type TimelineEvent,
   type TimelineReply,
 } from "../../protocol/mod.ts";
 import { APP_OPTION, parse } from "../_args.ts";
