@@ -79,11 +79,12 @@ export class AttachListener {
   #loop: Promise<void>;
 
   /** Binds the listener and starts accepting. */
-  static listen(options: AttachListenerOptions): Promise<AttachListener> {
-    return new Promise((resolve) => resolve(new AttachListener(options)));
+  static async listen(options: AttachListenerOptions): Promise<AttachListener> {
+    const fingerprint = options.tls && await pemFingerprint(options.tls.cert);
+    return new AttachListener(options, fingerprint);
   }
 
-  private constructor(options: AttachListenerOptions) {
+  private constructor(options: AttachListenerOptions, fingerprint: string | undefined) {
     this.#timeoutMs = options.handshakeTimeoutMs ?? ATTACH_HANDSHAKE_TIMEOUT_MS;
     this.#maxPending = options.maxPendingHandshakes ?? 256;
     if (!(this.#timeoutMs > 0)) {
@@ -94,7 +95,7 @@ export class AttachListener {
     }
     this.#limiter = new FailureLimiter(options.maxFailuresPerMinute ?? 10);
     this.#now = options.now ?? Date.now;
-    this.tlsFingerprint = options.tls && pemFingerprint(options.tls.cert);
+    this.tlsFingerprint = fingerprint;
     const where = { hostname: options.hostname, port: options.port };
     try {
       this.#listener = options.tls

@@ -288,7 +288,7 @@ Deno.test("attach over TLS works with ncat --ssl and openssl s_client", async ()
   await using listener = await listen({ tls: { cert, key } });
   equal(listener.tls, true);
   equal(listener.tlsFingerprint, opensslFingerprint);
-  equal(pemFingerprint(cert), opensslFingerprint);
+  equal(await pemFingerprint(cert), opensslFingerprint);
   const { secret, hash } = newSecret();
   listener.expect(hash, Date.now() + 60_000, echoing());
   const port = String(listener.port);

@@ -30,9 +30,9 @@ export function connectPinned(host: string, port: number, fingerprint: string): 
       "error",
       (e) => reject(new CliError(`Cannot connect to ${host}:${port} with TLS: ${e.message}`)),
     );
-    socket.once("secureConnect", () => {
+    socket.once("secureConnect", async () => {
       const raw = socket.getPeerCertificate(false)?.raw;
-      const actual = raw ? certificateFingerprint(raw) : "";
+      const actual = raw ? await certificateFingerprint(raw) : "";
       if (actual !== fingerprint.toLowerCase()) {
         socket.destroy();
         reject(

@@ -2,8 +2,6 @@
  * Port 5000: the attach handshake and what `--attach-info` prints.
  * @module
  */
-import { createHash } from "node:crypto";
-
 /** Longest secret line the agent accepts, newline included. */
 export const ATTACH_MAX_LINE = 256;
 /** Time a client has to send its secret line. */
@@ -50,12 +48,15 @@ export type AttachRefusal = typeof ATTACH_REFUSALS[keyof typeof ATTACH_REFUSALS]
  * lowercase hex without colons (what `openssl x509 -fingerprint -sha256`
  * prints, less the colons and the case).
  */
-export function certificateFingerprint(der: Uint8Array): string {
-  return createHash("sha256").update(der).digest("hex");
+export async function certificateFingerprint(der: Uint8Array): Promise<string> {
+  // WebCrypto, not node:crypto: loading node:crypto adds tens of
+  // milliseconds to every CLI start that imports the protocol.
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(der)));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** The {@link certificateFingerprint} of the first certificate of a PEM text. */
-export function pemFingerprint(pem: string): string {
+export function pemFingerprint(pem: string): Promise<string> {
   const match = /-----BEGIN CERTIFICATE-----([^-]*)-----END CERTIFICATE-----/.exec(pem);
   if (match === null) {
     throw new Error('Cannot fingerprint certificate: no "BEGIN CERTIFICATE" block in the PEM text');

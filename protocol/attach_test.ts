@@ -4,16 +4,16 @@ import { attachRefusal, certificateFingerprint, pemFingerprint } from "./mod.ts"
 
 Deno.test("pemFingerprint matches openssl's SHA-256 fingerprint", async () => {
   const { cert, opensslFingerprint } = await selfSignedCertificate();
-  equal(pemFingerprint(cert), opensslFingerprint);
+  equal(await pemFingerprint(cert), opensslFingerprint);
 });
 
 Deno.test("pemFingerprint refuses text without a certificate", () => {
   throws(() => pemFingerprint("-----BEGIN PRIVATE KEY-----\n"), /no "BEGIN CERTIFICATE"/);
 });
 
-Deno.test("certificateFingerprint is lowercase hex of the DER's SHA-256", () => {
+Deno.test("certificateFingerprint is lowercase hex of the DER's SHA-256", async () => {
   equal(
-    certificateFingerprint(new TextEncoder().encode("abc")),
+    await certificateFingerprint(new TextEncoder().encode("abc")),
     "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
   );
 });
