@@ -5,17 +5,14 @@
  */
 import { timingSafeEqual } from "node:crypto";
 import { Buffer } from "node:buffer";
-import {
-  type AgentMessage,
-  type AttachEndpoint,
-  decodeAgentMessage,
-  type ServerMessage,
-} from "../protocol/mod.ts";
+import { type AgentMessage, decodeAgentMessage, type ServerMessage } from "../protocol/mod.ts";
+import { type Clock, realClock, type TimerId } from "../util/clock.ts";
 import { errorMessage } from "../util/log.ts";
+import type { ConnectedAgent, ConnectedAgents } from "./agent_directory.ts";
 import { sha256Hex } from "./auth.ts";
 import type { ServerContext } from "./context.ts";
 
-/** What the hub tells the run engine. */
+/** What the hub reports about agents (to the run engine and the ingest). */
 export interface AgentEvents {
   /** A message about a run from this agent; processed in order per agent. */
   message(agent: ConnectedAgent, msg: AgentMessage): Promise<void>;
@@ -25,35 +22,32 @@ export interface AgentEvents {
   left(agent: ConnectedAgent): Promise<void>;
 }
 
-/** An agent with an open control channel. */
-export interface ConnectedAgent {
-  id: string;
-  name: string;
-  capacity: number;
-  endpoint: AttachEndpoint;
-  /** Runs placed on it and not ended. */
-  active: Set<string>;
-  send(msg: ServerMessage): boolean;
-}
-
 const HEARTBEAT_MS = 5_000;
+
+/** What an {@link AgentHub} is built with. */
+export interface AgentHubOptions {
+  /** Where joined agents are kept, shared with the run engine. */
+  agents: ConnectedAgents;
+  /** Who hears about joins, messages and departures. */
+  events: AgentEvents;
+  /** Time for heartbeats and join times; the real clock by default. */
+  clock?: Clock;
+}
 
 /** Accepts agents' channels and keeps the set of connected agents. */
 export class AgentHub {
   #ctx: ServerContext;
   #events: AgentEvents;
-  #agents = new Map<string, ConnectedAgent & { socket: WebSocket; lastSeen: number }>();
-  #sweeper: ReturnType<typeof setInterval>;
+  #agents: ConnectedAgents;
+  #clock: Clock;
+  #sweeper: TimerId;
 
-  constructor(ctx: ServerContext, events: AgentEvents) {
+  constructor(ctx: ServerContext, options: AgentHubOptions) {
     this.#ctx = ctx;
-    this.#events = events;
-    this.#sweeper = setInterval(() => this.#sweep(), HEARTBEAT_MS);
-  }
-
-  /** Connected agents. */
-  agents(): ConnectedAgent[] {
-    return [...this.#agents.values()];
+    this.#events = options.events;
+    this.#agents = options.agents;
+    this.#clock = options.clock ?? realClock;
+    this.#sweeper = this.#clock.setInterval(() => this.#sweep(), HEARTBEAT_MS);
   }
 
   /** A connected agent by id. */
@@ -61,22 +55,10 @@ export class AgentHub {
     return this.#agents.get(id);
   }
 
-  /** The least loaded connected agent with free capacity, if any. */
-  pick(): ConnectedAgent | undefined {
-    let best: ConnectedAgent | undefined;
-    for (const agent of this.#agents.values()) {
-      if (agent.active.size >= agent.capacity) continue;
-      if (!best || agent.active.size / agent.capacity < best.active.size / best.capacity) {
-        best = agent;
-      }
-    }
-    return best;
-  }
-
   /** Upgrades an HTTP request to an agent's control channel. */
   accept(req: Request, address: string): Response {
     const { socket, response } = Deno.upgradeWebSocket(req, { idleTimeout: 30 });
-    let agent: (ConnectedAgent & { socket: WebSocket; lastSeen: number }) | undefined;
+    let agent: ConnectedAgent | undefined;
     let chain = Promise.resolve();
     const log = this.#ctx.log.child("hub");
     socket.onmessage = (event) => {
@@ -100,15 +82,14 @@ export class AgentHub {
           agent = await this.#hello(socket, msg, address);
           return;
         }
-        agent.lastSeen = Date.now();
+        agent.lastSeen = this.#clock.now();
         if (msg.type === "heartbeat" || msg.type === "hello") return;
         await this.#events.message(agent, msg);
       }).catch((err) => log.error("agent message failed", { error: errorMessage(err) }));
     };
     socket.onclose = () => {
       chain = chain.then(async () => {
-        if (!agent || this.#agents.get(agent.id) !== agent) return;
-        this.#agents.delete(agent.id);
+        if (!agent || !this.#agents.remove(agent)) return;
         log.info("agent left", { agent: agent.name });
         await this.#events.left(agent);
       }).catch((err) => log.error("agent close failed", { error: errorMessage(err) }));
@@ -130,7 +111,7 @@ export class AgentHub {
     const row = await this.#ctx.store.upsertAgent({
       name: msg.name,
       online: true,
-      since: new Date(),
+      since: new Date(this.#clock.now()),
       version: msg.version,
       capacity: msg.capacity,
       sandbox: msg.sandbox,
@@ -140,23 +121,23 @@ export class AgentHub {
       tls_fingerprint: msg.attach.tlsFingerprint ?? null,
       warnings: msg.warnings,
     });
-    const previous = this.#agents.get(row.id);
-    if (previous) previous.socket.close(1000, "replaced by a new connection");
-    const agent = {
+    const agent: ConnectedAgent = {
       id: row.id,
       name: row.name,
       capacity: msg.capacity,
       endpoint: msg.attach,
       active: new Set(msg.running),
-      socket,
-      lastSeen: Date.now(),
+      lastSeen: this.#clock.now(),
       send(out: ServerMessage): boolean {
         if (socket.readyState !== WebSocket.OPEN) return false;
         socket.send(JSON.stringify(out));
         return true;
       },
+      close(code: number, reason: string): void {
+        socket.close(code, reason);
+      },
     };
-    this.#agents.set(row.id, agent);
+    this.#agents.add(agent)?.close(1000, "replaced by a new connection");
     agent.send({ type: "welcome", agentId: row.id, heartbeatMs: HEARTBEAT_MS });
     log.info("agent joined", {
       agent: row.name,
@@ -176,16 +157,16 @@ export class AgentHub {
   }
 
   #sweep(): void {
-    const deadline = Date.now() - 3 * HEARTBEAT_MS;
-    for (const agent of this.#agents.values()) {
-      if (agent.lastSeen < deadline) agent.socket.close(1001, "missed heartbeats");
+    const deadline = this.#clock.now() - 3 * HEARTBEAT_MS;
+    for (const agent of this.#agents.list()) {
+      if (agent.lastSeen < deadline) agent.close(1001, "missed heartbeats");
     }
   }
 
   /** Closes every channel and stops the sweeper. */
   close(): void {
-    clearInterval(this.#sweeper);
-    for (const agent of this.#agents.values()) agent.socket.close(1001, "server shutting down");
+    this.#clock.clearInterval(this.#sweeper);
+    for (const agent of this.#agents.list()) agent.close(1001, "server shutting down");
     this.#agents.clear();
   }
 }

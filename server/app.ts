@@ -6,12 +6,16 @@ import { timingSafeEqual } from "node:crypto";
 import { Buffer } from "node:buffer";
 import { Hono } from "hono";
 import { AGENT_CHANNEL_PATH, type ApiError, type HealthReply } from "../protocol/mod.ts";
+import { type Clock, realClock } from "../util/clock.ts";
+import { ConnectedAgents } from "./agent_directory.ts";
+import { routeAgentEvents } from "./agent_events.ts";
 import { AgentHub } from "./agent_hub.ts";
 import { clientAddress, FailureLimiter, requireToken, sha256Hex } from "./auth.ts";
 import type { ServerContext } from "./context.ts";
 import { dashboardRoutes, sessionAuth } from "./dashboard/mod.ts";
 import { errorHandler, HttpError } from "./http_error.ts";
 import { type AppEnv, appLoader } from "./_lookup.ts";
+import { Ingest } from "./ingest.ts";
 import { RunEngine } from "./run_engine.ts";
 import { adminRoutes } from "./routes/admin.ts";
 import { adminAuditRoutes, auditRoutes } from "./routes/audit.ts";
@@ -29,11 +33,21 @@ export interface ServerApp {
   close(): void;
 }
 
+/** How {@link createApp} is built, beyond the context. */
+export interface AppOptions {
+  /** Time for the engine's and the hub's timers; the real clock by default. */
+  clock?: Clock;
+}
+
 /** Builds the HTTP app on a context. */
-export function createApp(ctx: ServerContext): ServerApp {
-  const engine = new RunEngine(ctx);
-  const hub = new AgentHub(ctx, engine);
-  engine.attachHub(hub);
+export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerApp {
+  // The hub fills the directory the engine places runs through, and reports
+  // what agents say to the engine and the ingest: no cycle to close later.
+  const clock = options.clock ?? realClock;
+  const agents = new ConnectedAgents();
+  const engine = new RunEngine(ctx, { agents, clock });
+  const ingest = new Ingest(ctx);
+  const hub = new AgentHub(ctx, { agents, events: routeAgentEvents(engine, ingest), clock });
   const limiter = new FailureLimiter({ limit: 10 });
 
   const app = new Hono();

@@ -13,12 +13,13 @@ import {
   type RunState,
   type SizeName,
 } from "../protocol/mod.ts";
+import { type Clock, realClock, type TimerId } from "../util/clock.ts";
 import { errorMessage } from "../util/log.ts";
+import type { AgentDirectory, ConnectedAgent } from "./agent_directory.ts";
 import { sha256Hex } from "./auth.ts";
-import type { AgentEvents, AgentHub, ConnectedAgent } from "./agent_hub.ts";
 import type { ServerContext } from "./context.ts";
 import { HttpError } from "./http_error.ts";
-import { logKey, runKey } from "./signals.ts";
+import { runKey } from "./signals.ts";
 import type { AppRow, ReleaseRow, RunRow } from "./store/mod.ts";
 
 /** What a client asks for when it creates a run. */
@@ -46,26 +47,34 @@ function platformEnv(app: AppRow, run: RunRow, term: string): Record<string, str
   };
 }
 
+/** What a {@link RunEngine} is built with. */
+export interface RunEngineOptions {
+  /** The connected agents runs are placed on. */
+  agents: AgentDirectory;
+  /** Time for the queue timeout, the agents' grace and attach windows; real by default. */
+  clock?: Clock;
+}
+
+/** How often pending runs are looked at even when nothing happened. */
+const SCHEDULE_EVERY_MS = 1000;
+
 /** Places runs on agents and applies what agents report. */
-export class RunEngine implements AgentEvents {
+export class RunEngine {
   #ctx: ServerContext;
-  #hub!: AgentHub;
+  #agents: AgentDirectory;
+  #clock: Clock;
   #ready = new Map<string, { agentId: string; expiresAt: number }>();
   #terms = new Map<string, string>();
-  #runApps = new Map<string, { appId: number; label: string }>();
   #scheduling: Promise<void> | null = null;
   #again = false;
-  #timer: ReturnType<typeof setInterval>;
-  #lostTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  #timer: TimerId;
+  #lostTimers = new Map<string, TimerId>();
 
-  constructor(ctx: ServerContext) {
+  constructor(ctx: ServerContext, options: RunEngineOptions) {
     this.#ctx = ctx;
-    this.#timer = setInterval(() => this.schedule(), 1000);
-  }
-
-  /** Connects the engine to the hub it places runs through. */
-  attachHub(hub: AgentHub): void {
-    this.#hub = hub;
+    this.#agents = options.agents;
+    this.#clock = options.clock ?? realClock;
+    this.#timer = this.#clock.setInterval(() => this.schedule(), SCHEDULE_EVERY_MS);
   }
 
   /** Creates a run; attached runs get their secret, returned only here. */
@@ -143,13 +152,13 @@ export class RunEngine implements AgentEvents {
   async #placePending(): Promise<void> {
     const pending = await this.#ctx.store.listRuns({ states: ["pending"], limit: 1000 });
     for (const run of pending.reverse()) {
-      if (Date.now() - run.created_at.getTime() > this.#ctx.config.queueTimeoutMs) {
+      if (this.#clock.now() - run.created_at.getTime() > this.#ctx.config.queueTimeoutMs) {
         await this.#end(run, "failed", {
           reason: "No agent had capacity before the queue timeout",
         });
         continue;
       }
-      const agent = this.#hub?.pick();
+      const agent = this.#agents.pick();
       if (!agent) return;
       await this.#place(run, agent);
     }
@@ -163,14 +172,13 @@ export class RunEngine implements AgentEvents {
       await this.#end(run, "failed", { reason: "The app or its release no longer exists" });
       return;
     }
-    const expiresAt = run.attached ? Date.now() + config.attachWindowMs : null;
+    const expiresAt = run.attached ? this.#clock.now() + config.attachWindowMs : null;
     const placed = await store.updateRun(run.id, ["pending"], {
       state: "starting",
       agent_id: agent.id,
     });
     if (!placed) return;
     agent.active.add(run.id);
-    this.#runApps.set(run.id, { appId: app.id, label: runLabel(run.number) });
     const env = {
       ...await store.getEnv(app.id),
       ...run.env_overrides,
@@ -218,7 +226,7 @@ export class RunEngine implements AgentEvents {
       await this.#end(run, "stopped", { reason: `Stopped by ${actor}` });
       return;
     }
-    const agent = run.agent_id ? this.#hub.get(run.agent_id) : undefined;
+    const agent = run.agent_id ? this.#agents.get(run.agent_id) : undefined;
     if (!agent?.send({ type: "stop_run", runId: run.id })) {
       throw new HttpError(
         503,
@@ -230,28 +238,21 @@ export class RunEngine implements AgentEvents {
 
   /** Forwards a terminal resize to the run's agent. */
   resize(run: RunRow, cols: number, rows: number): void {
-    const agent = run.agent_id ? this.#hub.get(run.agent_id) : undefined;
+    const agent = run.agent_id ? this.#agents.get(run.agent_id) : undefined;
     agent?.send({ type: "resize", runId: run.id, cols, rows });
   }
 
-  async message(agent: ConnectedAgent, msg: AgentMessage): Promise<void> {
-    switch (msg.type) {
-      case "attach_ready":
-        this.#ready.set(msg.runId, { agentId: agent.id, expiresAt: msg.expiresAt });
-        this.#ctx.signals.notify(runKey(msg.runId));
-        return;
-      case "run_state":
-        return await this.#applyState(agent, msg);
-      case "logs":
-        return await this.#storeLogs(agent, msg);
-      case "audit":
-        return await this.#storeAudit(agent, msg);
-      default:
-        return;
-    }
+  /** The agent expects an attached run's client from now on. */
+  attachReady(agent: ConnectedAgent, msg: Extract<AgentMessage, { type: "attach_ready" }>): void {
+    this.#ready.set(msg.runId, { agentId: agent.id, expiresAt: msg.expiresAt });
+    this.#ctx.signals.notify(runKey(msg.runId));
   }
 
-  async #applyState(agent: ConnectedAgent, msg: Extract<AgentMessage, { type: "run_state" }>) {
+  /** Applies an agent's report on one of its runs; reports on others' runs are ignored. */
+  async runState(
+    agent: ConnectedAgent,
+    msg: Extract<AgentMessage, { type: "run_state" }>,
+  ): Promise<void> {
     const run = await this.#ctx.store.runById(msg.runId);
     if (!run || run.agent_id !== agent.id) return;
     if (msg.state === "running") {
@@ -283,10 +284,9 @@ export class RunEngine implements AgentEvents {
       state,
       exit_code: detail.exitCode ?? null,
       reason: detail.reason ?? null,
-      ended_at: detail.at ?? new Date(),
+      ended_at: detail.at ?? new Date(this.#clock.now()),
     });
     this.#ready.delete(run.id);
-    this.#runApps.delete(run.id);
     if (!ended) return;
     const app = await store.appById(run.app_id);
     const duration = ended.started_at && ended.ended_at
@@ -309,63 +309,29 @@ export class RunEngine implements AgentEvents {
     this.#ctx.signals.notify(runKey(run.id));
   }
 
-  async #storeLogs(agent: ConnectedAgent, msg: Extract<AgentMessage, { type: "logs" }>) {
-    let owner = this.#runApps.get(msg.runId);
-    if (!owner) {
-      const run = await this.#ctx.store.runById(msg.runId);
-      if (!run || run.agent_id !== agent.id) return;
-      owner = { appId: run.app_id, label: runLabel(run.number) };
-    }
-    const source = owner.label;
-    let last = -1;
-    const lines = msg.records.map((r) => {
-      if (r.seq > last) last = r.seq;
-      return {
-        run_id: msg.runId,
-        seq: r.seq,
-        ts: new Date(r.ts),
-        source,
-        stream: r.stream,
-        line: r.line,
-      };
-    });
-    if (lines.length > 0) await this.#ctx.store.appendLogs(owner.appId, lines);
-    agent.send({ type: "logs_ack", runId: msg.runId, seq: last });
-    this.#ctx.signals.notify(logKey(owner.appId));
-  }
-
-  async #storeAudit(agent: ConnectedAgent, msg: Extract<AgentMessage, { type: "audit" }>) {
-    const run = await this.#ctx.store.runById(msg.runId);
-    // A chunk of a run that no longer exists (its app was destroyed) is
-    // acknowledged and dropped, or the agent would keep it forever.
-    if (run && run.agent_id === agent.id) {
-      await this.#ctx.audit.receive(msg.runId, msg.seq, msg.data);
-    }
-    agent.send({ type: "audit_ack", runId: msg.runId, seq: msg.seq });
-  }
-
+  /** An agent (re)joined listing the runs it still has: the others of its runs are lost. */
   async joined(agent: ConnectedAgent, running: string[]): Promise<void> {
-    const timer = this.#lostTimers.get(agent.id);
-    if (timer !== undefined) clearTimeout(timer);
+    this.#clock.clearTimeout(this.#lostTimers.get(agent.id));
     this.#lostTimers.delete(agent.id);
     await this.#loseRunsOf(agent.id, new Set(running));
     await this.schedule();
   }
 
+  /** An agent's channel closed: its runs are lost unless it is back within the grace period. */
   left(agent: ConnectedAgent): Promise<void> {
     const { store } = this.#ctx;
     // The channel may come back (a network blip): its runs get a grace period.
     this.#lostTimers.set(
       agent.id,
-      setTimeout(() => {
+      this.#clock.setTimeout(() => {
         this.#lostTimers.delete(agent.id);
-        if (this.#hub.get(agent.id)) return;
+        if (this.#agents.get(agent.id)) return;
         this.#loseRunsOf(agent.id, new Set()).catch((err) =>
           this.#ctx.log.error("marking runs lost failed", { error: errorMessage(err) })
         );
       }, this.#ctx.config.agentGraceMs),
     );
-    return store.setAgentOnline(agent.id, false, new Date());
+    return store.setAgentOnline(agent.id, false, new Date(this.#clock.now()));
   }
 
   async #loseRunsOf(agentId: string, keep: Set<string>): Promise<void> {
@@ -382,7 +348,7 @@ export class RunEngine implements AgentEvents {
 
   /** Stops the timers. */
   close(): void {
-    clearInterval(this.#timer);
-    for (const timer of this.#lostTimers.values()) clearTimeout(timer);
+    this.#clock.clearInterval(this.#timer);
+    for (const timer of this.#lostTimers.values()) this.#clock.clearTimeout(timer);
   }
 }

@@ -1,0 +1,74 @@
+/**
+ * The agents with an open control channel: the hub adds and removes them,
+ * the run engine picks one to place a run on. Neither owns the other.
+ * @module
+ */
+import type { AttachEndpoint, ServerMessage } from "../protocol/mod.ts";
+
+/** An agent with an open control channel. */
+export interface ConnectedAgent {
+  id: string;
+  name: string;
+  capacity: number;
+  endpoint: AttachEndpoint;
+  /** Runs placed on it and not ended. */
+  active: Set<string>;
+  /** When the hub last heard from it (clock milliseconds). */
+  lastSeen: number;
+  /** Sends a message; false when the channel is no longer open. */
+  send(msg: ServerMessage): boolean;
+  /** Closes the channel. */
+  close(code: number, reason: string): void;
+}
+
+/** What the run engine needs to reach agents. */
+export interface AgentDirectory {
+  /** The least loaded connected agent with free capacity, if any. */
+  pick(): ConnectedAgent | undefined;
+  /** A connected agent by id. */
+  get(id: string): ConnectedAgent | undefined;
+}
+
+/** The set of connected agents, one per id. */
+export class ConnectedAgents implements AgentDirectory {
+  #agents = new Map<string, ConnectedAgent>();
+
+  /** Every connected agent. */
+  list(): ConnectedAgent[] {
+    return [...this.#agents.values()];
+  }
+
+  get(id: string): ConnectedAgent | undefined {
+    return this.#agents.get(id);
+  }
+
+  pick(): ConnectedAgent | undefined {
+    let best: ConnectedAgent | undefined;
+    for (const agent of this.#agents.values()) {
+      if (agent.active.size >= agent.capacity) continue;
+      if (!best || agent.active.size / agent.capacity < best.active.size / best.capacity) {
+        best = agent;
+      }
+    }
+    return best;
+  }
+
+  /** Adds an agent; returns the one it replaces (same id), if any. */
+  add(agent: ConnectedAgent): ConnectedAgent | undefined {
+    const previous = this.#agents.get(agent.id);
+    this.#agents.set(agent.id, agent);
+    return previous;
+  }
+
+  /** Removes an agent unless a newer connection has replaced it; true if removed. */
+  remove(agent: ConnectedAgent): boolean {
+    if (this.#agents.get(agent.id) !== agent) return false;
+    this.#agents.delete(agent.id);
+    return true;
+  }
+
+  /** Forgets every agent. */
+  clear(): void {
+    this.#agents.clear();
+  }
+}

@@ -1,0 +1,38 @@
+/**
+ * Which part of the server handles what an agent says: run placement and
+ * state to the run engine, log and audit batches to the ingest.
+ * @module
+ */
+import { isTerminal } from "../protocol/mod.ts";
+import type { AgentEvents } from "./agent_hub.ts";
+import type { Ingest } from "./ingest.ts";
+import type { RunEngine } from "./run_engine.ts";
+
+/** The hub's events, each sent to the room that handles it. */
+export function routeAgentEvents(engine: RunEngine, ingest: Ingest): AgentEvents {
+  return {
+    async message(agent, msg) {
+      switch (msg.type) {
+        case "attach_ready":
+          return engine.attachReady(agent, msg);
+        case "run_state":
+          await engine.runState(agent, msg);
+          if (isTerminal(msg.state)) ingest.ended(msg.runId);
+          return;
+        case "logs":
+          return await ingest.logs(agent, msg);
+        case "audit":
+          return await ingest.audit(agent, msg);
+        default:
+          return;
+      }
+    },
+    joined(agent, running) {
+      return engine.joined(agent, running);
+    },
+    left(agent) {
+      ingest.left(agent);
+      return engine.left(agent);
+    },
+  };
+}

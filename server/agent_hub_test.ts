@@ -1,0 +1,69 @@
+import { deepEqual, equal } from "node:assert/strict";
+import { AGENT_CHANNEL_PATH, type AgentMessage, type ServerMessage } from "../protocol/mod.ts";
+import { FakeClock } from "../util/clock.ts";
+import { engineFixture, runRequest } from "./_engine_testing.ts";
+import { createApp } from "./app.ts";
+
+/** Polls `check` on the real clock; for effects of socket events, which take real time. */
+async function until(what: string, check: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`Timed out waiting until ${what}`);
+}
+
+Deno.test("an agent that misses its heartbeats is dropped, and its run is lost after the grace", async () => {
+  await using f = await engineFixture({ agentGraceMs: 30_000 });
+  const clock = new FakeClock(Date.now());
+  const server = createApp(f.ctx, { clock });
+  const http = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    server.app.fetch,
+  );
+  const received: ServerMessage[] = [];
+  const socket = new WebSocket(`ws://127.0.0.1:${http.addr.port}${AGENT_CHANNEL_PATH}`);
+  let closed: CloseEvent | undefined;
+  socket.onclose = (event) => closed = event;
+  socket.onmessage = (event) => received.push(JSON.parse(String(event.data)));
+  const send = (msg: AgentMessage) => socket.send(JSON.stringify(msg));
+  try {
+    await new Promise((resolve) => socket.onopen = resolve);
+    send({
+      type: "hello",
+      token: "join_test",
+      name: "a1",
+      version: "test",
+      capacity: 2,
+      sandbox: "bwrap",
+      attach: { host: "127.0.0.1", port: 5000, tls: false },
+      running: [],
+      warnings: [],
+    });
+    await until("welcomed", () => Promise.resolve(received.length > 0));
+    equal(received[0]?.type, "welcome");
+
+    const { run } = await server.engine.create(f.app, f.release, runRequest(), "alice");
+    await until("asked to start", () => Promise.resolve(received.at(-1)?.type === "start_run"));
+    send({ type: "run_state", runId: run.id, state: "running", at: clock.now() });
+    const stateOf = async () => (await f.ctx.store.runById(run.id))?.state;
+    await until("running", async () => await stateOf() === "running");
+
+    await clock.advance(15_000);
+    equal(socket.readyState, WebSocket.OPEN, "three heartbeats may be missed");
+    await clock.advance(5_000);
+    await until("closed", () => Promise.resolve(closed !== undefined));
+    deepEqual([closed?.code, closed?.reason], [1001, "missed heartbeats"]);
+    const agentId = run.agent_id ?? "";
+    await until("offline", async () => (await f.ctx.store.agentById(agentId))?.online === false);
+
+    await clock.advance(29_000);
+    equal(await stateOf(), "running", "its agent may come back");
+    await clock.advance(2_000);
+    equal(await stateOf(), "lost");
+  } finally {
+    socket.close();
+    server.close();
+    await http.shutdown();
+  }
+});

@@ -1,0 +1,106 @@
+import { deepEqual, equal } from "node:assert/strict";
+import { engineFixture, FakeAgent } from "./_engine_testing.ts";
+import { Ingest } from "./ingest.ts";
+import type { Store } from "./store/mod.ts";
+
+/** A run of the fixture's app, placed on `agentId` and in `state`. */
+async function placedRun(
+  store: Store,
+  f: { app: { id: number }; release: { id: number } },
+  agentId: string,
+) {
+  const run = await store.createRun({
+    id: crypto.randomUUID(),
+    app_id: f.app.id,
+    command: "seq 3",
+    attached: false,
+    tty: false,
+    size: "M",
+    release_id: f.release.id,
+    env_overrides: {},
+    uploads: [],
+    cols: 80,
+    rows: 24,
+    timeout_ms: 60_000,
+    actor: "alice",
+    secret_sha256: null,
+    expires_at: null,
+  });
+  await store.updateRun(run.id, ["pending"], { state: "running", agent_id: agentId });
+  return run;
+}
+
+function lines(runId: string, from: number, count: number) {
+  const records = Array.from({ length: count }, (_, i) => ({
+    seq: from + i,
+    stream: "stdout" as const,
+    ts: Date.UTC(2026, 0, 1, 0, 0, from + i),
+    line: `line ${from + i}`,
+  }));
+  return { type: "logs" as const, runId, records };
+}
+
+Deno.test("a log batch is stored under the run's label and acknowledged up to its last line", async () => {
+  await using f = await engineFixture();
+  const ingest = new Ingest(f.ctx);
+  const agent = new FakeAgent("a1");
+  const run = await placedRun(f.ctx.store, f, agent.id);
+  await ingest.logs(agent, lines(run.id, 0, 3));
+  await ingest.logs(agent, lines(run.id, 2, 2));
+  deepEqual(agent.sent, [
+    { type: "logs_ack", runId: run.id, seq: 2 },
+    { type: "logs_ack", runId: run.id, seq: 3 },
+  ]);
+  const stored = await f.ctx.store.readLogs(f.app.id, { limit: 100 });
+  deepEqual(stored.map((l) => [l.source, l.line]), [
+    ["one-off-1", "line 0"],
+    ["one-off-1", "line 1"],
+    ["one-off-1", "line 2"],
+    ["one-off-1", "line 3"],
+  ], "a line sent again is stored once");
+});
+
+Deno.test("log lines of a run the agent does not own are neither stored nor acknowledged", async () => {
+  await using f = await engineFixture();
+  const ingest = new Ingest(f.ctx);
+  const owner = new FakeAgent("owner");
+  const other = new FakeAgent("other");
+  const run = await placedRun(f.ctx.store, f, owner.id);
+  await ingest.logs(owner, lines(run.id, 0, 1));
+  await ingest.logs(other, lines(run.id, 1, 1));
+  await ingest.logs(other, lines("no-such-run", 0, 1));
+  deepEqual(other.sent, []);
+  equal((await f.ctx.store.readLogs(f.app.id, {})).length, 1);
+});
+
+Deno.test("the last log lines of an ended run are still stored", async () => {
+  await using f = await engineFixture();
+  const ingest = new Ingest(f.ctx);
+  const agent = new FakeAgent("a1");
+  const run = await placedRun(f.ctx.store, f, agent.id);
+  await ingest.logs(agent, lines(run.id, 0, 1));
+  await f.ctx.store.updateRun(run.id, ["running"], { state: "exited", exit_code: 0 });
+  ingest.ended(run.id);
+  await ingest.logs(agent, lines(run.id, 1, 1));
+  ingest.left(agent);
+  await ingest.logs(agent, lines(run.id, 2, 1));
+  deepEqual(agent.sent.map((m) => m.type === "logs_ack" && m.seq), [0, 1, 2]);
+  equal((await f.ctx.store.readLogs(f.app.id, {})).length, 3);
+});
+
+Deno.test("an audit chunk is stored and acknowledged; one of a vanished run is acknowledged and dropped", async () => {
+  await using f = await engineFixture();
+  const ingest = new Ingest(f.ctx);
+  const agent = new FakeAgent("a1");
+  const run = await placedRun(f.ctx.store, f, agent.id);
+  await ingest.audit(agent, { type: "audit", runId: run.id, seq: 0, data: "aGVsbG8=" });
+  equal((await f.ctx.store.auditChunks(run.id)).length, 1);
+
+  await f.ctx.store.destroyApp(f.app.id);
+  await ingest.audit(agent, { type: "audit", runId: run.id, seq: 1, data: "aGVsbG8=" });
+  deepEqual(agent.sent, [
+    { type: "audit_ack", runId: run.id, seq: 0 },
+    { type: "audit_ack", runId: run.id, seq: 1 },
+  ]);
+  equal((await f.ctx.store.auditChunks(run.id)).length, 0);
+});

@@ -1,0 +1,335 @@
+import { deepEqual, equal, ok, rejects } from "node:assert/strict";
+import { DEFAULT_SIZES, type RunState } from "../protocol/mod.ts";
+import { FakeClock } from "../util/clock.ts";
+import { engineFixture, FakeAgent, runRequest, stateReport } from "./_engine_testing.ts";
+import { ConnectedAgents } from "./agent_directory.ts";
+import { routeAgentEvents } from "./agent_events.ts";
+import type { AgentEvents } from "./agent_hub.ts";
+import type { ServerContext } from "./context.ts";
+import { HttpError } from "./http_error.ts";
+import { Ingest } from "./ingest.ts";
+import { RunEngine, type RunRequest } from "./run_engine.ts";
+import type { AppRow, ReleaseRow, RunRow } from "./store/mod.ts";
+
+/** One server's engine on a store; the test plays the hub's part. */
+class Server implements Disposable {
+  agents = new ConnectedAgents();
+  engine: RunEngine;
+  events: AgentEvents;
+  #ctx: ServerContext;
+
+  constructor(ctx: ServerContext, clock: FakeClock) {
+    this.#ctx = ctx;
+    this.engine = new RunEngine(ctx, { agents: this.agents, clock });
+    this.events = routeAgentEvents(this.engine, new Ingest(ctx));
+  }
+
+  /** An agent row as the hub's hello makes it, and a fake agent with its id. */
+  async agent(name: string, options: { capacity?: number; running?: string[] } = {}) {
+    const row = await this.#ctx.store.upsertAgent({
+      name,
+      online: true,
+      since: new Date(),
+      version: "test",
+      capacity: options.capacity ?? 4,
+      sandbox: "bwrap",
+      attach_host: "127.0.0.1",
+      attach_port: 5000,
+      attach_tls: false,
+      tls_fingerprint: null,
+      warnings: [],
+    });
+    return new FakeAgent(row.id, options);
+  }
+
+  /** What the hub does once an agent said hello. */
+  async join(agent: FakeAgent): Promise<void> {
+    this.agents.add(agent);
+    await this.events.joined(agent, [...agent.active]);
+  }
+
+  /** What the hub does when an agent's channel closes. */
+  async leave(agent: FakeAgent): Promise<void> {
+    agent.open = false;
+    this.agents.remove(agent);
+    await this.events.left(agent);
+  }
+
+  [Symbol.dispose](): void {
+    this.engine.close();
+  }
+}
+
+async function createRun(
+  server: Server,
+  f: { app: AppRow; release: ReleaseRow },
+  changes: Partial<RunRequest> = {},
+): Promise<RunRow> {
+  return (await server.engine.create(f.app, f.release, runRequest(changes), "alice")).run;
+}
+
+async function stateOf(ctx: ServerContext, runId: string): Promise<RunState | undefined> {
+  return (await ctx.store.runById(runId))?.state;
+}
+
+/** The `run.ended` entries of the timeline, oldest first. */
+async function endings(ctx: ServerContext): Promise<Record<string, unknown>[]> {
+  const events = await ctx.store.listEvents({ limit: 1000 });
+  return events.filter((e) => e.kind === "run.ended").reverse().map((e) =>
+    e.data as Record<string, unknown>
+  );
+}
+
+/** A clock at the real time: the store stamps runs' creation with the real clock. */
+function clockNow(): FakeClock {
+  return new FakeClock(Date.now());
+}
+
+Deno.test("a pending run fails at the queue timeout when no agent is connected", async () => {
+  await using f = await engineFixture({ queueTimeoutMs: 60_000 });
+  const clock = clockNow();
+  using server = new Server(f.ctx, clock);
+  const run = await createRun(server, f);
+  equal(run.state, "pending");
+  await clock.advance(55_000);
+  equal(await stateOf(f.ctx, run.id), "pending");
+  await clock.advance(10_000);
+  const failed = await f.ctx.store.runById(run.id);
+  equal(failed?.state, "failed");
+  equal(failed?.reason, "No agent had capacity before the queue timeout");
+  deepEqual((await endings(f.ctx)).map((e) => [e.run, e.state]), [["one-off-1", "failed"]]);
+});
+
+Deno.test("a run is placed on the least loaded agent with its label, env and limits", async () => {
+  await using f = await engineFixture();
+  await f.ctx.store.updateEnv(f.app.id, { DATABASE_URL: "postgres://db", PORT: "1" }, []);
+  const clock = clockNow();
+  using server = new Server(f.ctx, clock);
+  const half = await server.agent("half", { capacity: 4, running: ["a", "b"] });
+  const idle = await server.agent("idle", { capacity: 2 });
+  const full = await server.agent("full", { capacity: 1, running: ["c"] });
+  for (const agent of [half, idle, full]) await server.join(agent);
+
+  const run = await createRun(server, f, {
+    command: "rake db:migrate",
+    size: "L",
+    env: { FOO: "bar", HOME: "/elsewhere" },
+    term: "screen",
+    timeoutMs: 600_000,
+  });
+  equal(run.state, "starting");
+  equal(run.agent_id, idle.id);
+  ok(idle.active.has(run.id));
+  deepEqual([half.sent, full.sent], [[], []]);
+  const [spec, ...more] = idle.started();
+  deepEqual(more, []);
+  ok(spec);
+  equal(spec.runId, run.id);
+  equal(spec.app, "demo");
+  equal(spec.label, "one-off-1");
+  equal(spec.command, "rake db:migrate");
+  equal(spec.size, "L");
+  deepEqual(spec.limits, DEFAULT_SIZES.L);
+  equal(spec.timeoutMs, 600_000);
+  equal(spec.slug.sha256, f.release.sha256);
+  deepEqual(spec.env, {
+    DATABASE_URL: "postgres://db",
+    FOO: "bar",
+    APP: "demo",
+    CONTAINER: "one-off-1",
+    HOME: "/app",
+    PORT: "5000",
+    TERM: "screen",
+  }, "the app's env, then the overrides, then the platform's variables");
+  equal(spec.attach, undefined, "a detached run has no attach secret");
+});
+
+Deno.test("an attached run's attach window is counted from its placement", async () => {
+  await using f = await engineFixture({ attachWindowMs: 60_000 });
+  const clock = clockNow();
+  using server = new Server(f.ctx, clock);
+  await clock.advance(5_000);
+  const agent = await server.agent("a1");
+  await server.join(agent);
+  const { run, secret } = await server.engine.create(
+    f.app,
+    f.release,
+    runRequest({ attached: true, tty: true }),
+    "alice",
+  );
+  ok(secret);
+  const spec = agent.started()[0];
+  equal(spec?.attach?.expiresAt, clock.now() + 60_000);
+  equal(spec?.attach?.secretSha256, run.secret_sha256);
+});
+
+Deno.test("the runs of an agent gone past the grace period are lost", async () => {
+  await using f = await engineFixture({ agentGraceMs: 30_000 });
+  const clock = clockNow();
+  using server = new Server(f.ctx, clock);
+  const agent = await server.agent("a1");
+  await server.join(agent);
+  const running = await createRun(server, f);
+  const starting = await createRun(server, f);
+  await server.events.message(agent, stateReport(running.id, "running", clock.now()));
+  equal(await stateOf(f.ctx, running.id), "running");
+
+  await server.leave(agent);
+  equal((await f.ctx.store.agentById(agent.id))?.online, false);
+  await clock.advance(29_000);
+  equal(await stateOf(f.ctx, running.id), "running", "still within the grace period");
+  equal(await stateOf(f.ctx, starting.id), "starting");
+  await clock.advance(2_000);
+  for (const id of [running.id, starting.id]) {
+    const run = await f.ctx.store.runById(id);
+    equal(run?.state, "lost");
+    equal(run?.reason, "Its agent went away");
+  }
+  deepEqual(
+    (await endings(f.ctx)).map((e) => [e.run, e.state]).sort(),
+    [["one-off-1", "lost"], ["one-off-2", "lost"]],
+  );
+});
+
+Deno.test("an agent back within the grace period listing its run keeps it running", async () => {
+  await using f = await engineFixture({ agentGraceMs: 30_000 });
+  const clock = clockNow();
+  using server = new Server(f.ctx, clock);
+  const agent = await server.agent("a1");
+  await server.join(agent);
+  const run = await createRun(server, f);
+  await server.events.message(agent, stateReport(run.id, "running", clock.now()));
+  await server.leave(agent);
+  await clock.advance(10_000);
+
+  const back = await server.agent("a1", { running: [run.id] });
+  equal(back.id, agent.id);
+  await server.join(back);
+  await clock.advance(120_000);
+  equal(await stateOf(f.ctx, run.id), "running");
+  deepEqual(await endings(f.ctx), []);
+
+  await server.events.message(back, stateReport(run.id, "exited", clock.now(), 0));
+  const ended = await f.ctx.store.runById(run.id);
+  deepEqual([ended?.state, ended?.exit_code], ["exited", 0]);
+});
+
+Deno.test("an agent back within the grace period without a run has that run lost", async () => {
+  await using f = await engineFixture({ agentGraceMs: 30_000 });
+  const clock = clockNow();
+  using server = new Server(f.ctx, clock);
+  const agent = await server.agent("a1");
+  await server.join(agent);
+  const kept = await createRun(server, f);
+  const forgotten = await createRun(server, f);
+  for (const run of [kept, forgotten]) {
+    await server.events.message(agent, stateReport(run.id, "running", clock.now()));
+  }
+  await server.leave(agent);
+  await clock.advance(10_000);
+
+  await server.join(await server.agent("a1", { running: [kept.id] }));
+  equal(await stateOf(f.ctx, forgotten.id), "lost", "at once, not at the end of the grace");
+  equal(await stateOf(f.ctx, kept.id), "running");
+  await clock.advance(120_000);
+  equal(await stateOf(f.ctx, kept.id), "running");
+  deepEqual((await endings(f.ctx)).map((e) => [e.run, e.state]), [["one-off-2", "lost"]]);
+});
+
+Deno.test("stopping a pending run stops it at once", async () => {
+  await using f = await engineFixture();
+  const clock = clockNow();
+  using server = new Server(f.ctx, clock);
+  const run = await createRun(server, f);
+  await server.engine.stop(run, "bob", "one-off-1", "demo");
+  const stopped = await f.ctx.store.runById(run.id);
+  deepEqual([stopped?.state, stopped?.reason], ["stopped", "Stopped by bob"]);
+  const kinds = (await f.ctx.store.listEvents({ limit: 10 })).map((e) => e.kind).reverse();
+  deepEqual(kinds, ["run.created", "run.stop", "run.ended"]);
+});
+
+Deno.test("stopping a running run asks its agent, and it ends when the agent says so", async () => {
+  await using f = await engineFixture();
+  const clock = clockNow();
+  using server = new Server(f.ctx, clock);
+  const agent = await server.agent("a1");
+  await server.join(agent);
+  const run = await createRun(server, f);
+  await server.events.message(agent, stateReport(run.id, "running", clock.now()));
+
+  await server.engine.stop((await f.ctx.store.runById(run.id))!, "bob", "one-off-1", "demo");
+  deepEqual(agent.sent.at(-1), { type: "stop_run", runId: run.id });
+  equal(await stateOf(f.ctx, run.id), "running", "until the agent reports the end");
+
+  await server.events.message(agent, stateReport(run.id, "stopped", clock.now()));
+  equal(await stateOf(f.ctx, run.id), "stopped");
+  ok(!agent.active.has(run.id));
+  deepEqual((await endings(f.ctx)).map((e) => e.state), ["stopped"]);
+});
+
+Deno.test("stopping a run whose agent is disconnected is a 503 agent_unreachable", async () => {
+  await using f = await engineFixture();
+  const clock = clockNow();
+  using server = new Server(f.ctx, clock);
+  const agent = await server.agent("a1");
+  await server.join(agent);
+  const run = await createRun(server, f);
+  await server.events.message(agent, stateReport(run.id, "running", clock.now()));
+  await server.leave(agent);
+
+  const row = (await f.ctx.store.runById(run.id))!;
+  await rejects(server.engine.stop(row, "bob", "one-off-1", "demo"), (err) => {
+    ok(err instanceof HttpError);
+    deepEqual([err.status, err.code], [503, "agent_unreachable"]);
+    equal(err.message, "The agent of one-off-1 is not connected: try again");
+    return true;
+  });
+  equal(await stateOf(f.ctx, run.id), "running");
+});
+
+Deno.test("after a restart, pending runs are placed and rejoining agents keep their runs", async () => {
+  await using f = await engineFixture({ agentGraceMs: 30_000 });
+  const clock = clockNow();
+  const before = new Server(f.ctx, clock);
+  const agent = await before.agent("a1", { capacity: 1 });
+  await before.join(agent);
+  const running = await createRun(before, f);
+  await before.events.message(agent, stateReport(running.id, "running", clock.now()));
+  const pending = await createRun(before, f);
+  equal(pending.state, "pending", "the only agent is full");
+  before[Symbol.dispose]();
+
+  using after = new Server(f.ctx, clock);
+  await clock.advance(5_000);
+  equal(await stateOf(f.ctx, pending.id), "pending", "no agent yet");
+  const back = await after.agent("a1", { capacity: 2, running: [running.id] });
+  await after.join(back);
+  equal(await stateOf(f.ctx, running.id), "running");
+  equal(await stateOf(f.ctx, pending.id), "starting");
+  deepEqual(back.started().map((s) => s.runId), [pending.id]);
+  await clock.advance(120_000);
+  equal(await stateOf(f.ctx, running.id), "running");
+  deepEqual(await endings(f.ctx), []);
+});
+
+Deno.test("run_state reports from an agent that does not own the run are ignored", async () => {
+  await using f = await engineFixture();
+  const clock = clockNow();
+  using server = new Server(f.ctx, clock);
+  const owner = await server.agent("owner");
+  await server.join(owner);
+  const run = await createRun(server, f);
+  const other = await server.agent("other");
+  await server.join(other);
+
+  await server.events.message(other, stateReport(run.id, "running", clock.now()));
+  equal(await stateOf(f.ctx, run.id), "starting");
+  await server.events.message(owner, stateReport(run.id, "running", clock.now()));
+  equal(await stateOf(f.ctx, run.id), "running");
+  await server.events.message(other, stateReport(run.id, "exited", clock.now(), 1));
+  equal(await stateOf(f.ctx, run.id), "running");
+  deepEqual(await endings(f.ctx), []);
+  await server.events.message(owner, stateReport(run.id, "exited", clock.now(), 0));
+  const ended = await f.ctx.store.runById(run.id);
+  deepEqual([ended?.state, ended?.exit_code], ["exited", 0]);
+});
