@@ -1,4 +1,4 @@
-import { assertEquals } from "../tests/_assert.ts";
+import { deepEqual } from "node:assert/strict";
 
 Deno.test("an agent started with a low soft open-file limit raises it to the hard limit", async () => {
   const module = new URL("./_fd_limit.ts", import.meta.url).href;
@@ -11,7 +11,7 @@ Deno.test("an agent started with a low soft open-file limit raises it to the har
     stdout: "piped",
     stderr: "piped",
   }).output();
-  assertEquals(
+  deepEqual(
     new TextDecoder().decode(out.stdout).trim(),
     "4096 4096",
     new TextDecoder().decode(out.stderr),

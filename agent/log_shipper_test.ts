@@ -1,6 +1,6 @@
+import { deepEqual } from "node:assert/strict";
 import assert from "node:assert/strict";
 import type { AgentMessage, LogRecord } from "../protocol/mod.ts";
-import { assertEquals } from "../tests/_assert.ts";
 import { FakeClock } from "../util/clock.ts";
 import { FLUSH_MS, LogShipper, MAX_LINE_BYTES } from "./log_shipper.ts";
 
@@ -19,7 +19,7 @@ Deno.test("lines split across chunks are shipped whole, numbered, with a partial
   const done = shipper.finish();
   shipper.ack(2);
   await done;
-  assertEquals(sent.map((r) => [r.seq, r.line]), [[0, "one"], [1, "two"], [2, "three"]]);
+  deepEqual(sent.map((r) => [r.seq, r.line]), [[0, "one"], [1, "two"], [2, "three"]]);
 });
 
 Deno.test("unacknowledged batches are sent again after a reconnect, acknowledged ones are not", async () => {
@@ -33,11 +33,11 @@ Deno.test("unacknowledged batches are sent again after a reconnect, acknowledged
   const done = shipper.finish();
   up = true;
   shipper.resend();
-  assertEquals(sent, [[0, 1], [0, 1]]);
+  deepEqual(sent, [[0, 1], [0, 1]]);
   shipper.ack(1);
   await done;
   shipper.resend();
-  assertEquals(sent.length, 2, "nothing left to resend");
+  deepEqual(sent.length, 2, "nothing left to resend");
 });
 
 Deno.test("an endless line is cut into pieces of the maximum size", async () => {
@@ -50,8 +50,8 @@ Deno.test("an endless line is cut into pieces of the maximum size", async () => 
   const done = shipper.finish();
   shipper.ack(shipper.lines - 1);
   await done;
-  assertEquals(sent.map((r) => r.line.length), [MAX_LINE_BYTES, MAX_LINE_BYTES, 5]);
-  assertEquals(sent.every((r) => r.stream === "stderr"), true);
+  deepEqual(sent.map((r) => r.line.length), [MAX_LINE_BYTES, MAX_LINE_BYTES, 5]);
+  deepEqual(sent.every((r) => r.stream === "stderr"), true);
 });
 
 Deno.test("the log shipper sends a partial batch once its flush interval has passed", async () => {

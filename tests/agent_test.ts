@@ -1,10 +1,9 @@
-import { deepEqual, equal, ok, rejects } from "node:assert/strict";
+import { deepEqual, equal, match, ok, rejects } from "node:assert/strict";
 import { JoinRefusedError, startAgent } from "../agent/mod.ts";
 import { AGENT_CHANNEL_PATH, type AgentInfo, type RunInfo } from "../protocol/mod.ts";
 import { startServer } from "../server/mod.ts";
 import { makeSlug } from "../server/_testing.ts";
 import { createLogger } from "../util/log.ts";
-import { assert, assertEquals, assertMatch, assertRejects } from "./_assert.ts";
 import { waitFor } from "./_wait.ts";
 
 const silent = createLogger("test", { level: "silent" });
@@ -64,12 +63,12 @@ function agentOptions(server: { url: string; joinToken: string }, dir: string, n
 
 Deno.test("an agent with a wrong join token is refused, and the server logs it", async () => {
   await withServer(async (server, dir, logs) => {
-    await assertRejects(
+    await rejects(
       () => startAgent({ ...agentOptions(server, dir, "intruder"), joinToken: "join_wrong" }),
       /Server refused this agent: Wrong join token/,
     );
-    assert(logs.some((l) => l.includes("agent join refused")), "the refusal is logged");
-    assertEquals((await api(server)<{ agents: AgentInfo[] }>("GET", "/agents")).agents, []);
+    ok(logs.some((l) => l.includes("agent join refused")), "the refusal is logged");
+    deepEqual((await api(server)<{ agents: AgentInfo[] }>("GET", "/agents")).agents, []);
   });
 });
 
@@ -166,17 +165,17 @@ Deno.test("a pending run starts when an agent with capacity joins; agents shows 
     const { run } = await call<{ run: RunInfo }>("POST", "/apps/demo/runs", {
       command: "echo placed",
     });
-    assertEquals(run.state, "pending");
+    deepEqual(run.state, "pending");
     const agent = await startAgent(agentOptions(server, dir, "late-agent"));
     try {
       const ended = await call<{ run: RunInfo }>("GET", `/apps/demo/runs/${run.label}?wait=30`);
-      assertEquals([ended.run.state, ended.run.exit_code, ended.run.agent], [
+      deepEqual([ended.run.state, ended.run.exit_code, ended.run.agent], [
         "exited",
         0,
         "late-agent",
       ]);
       const { agents } = await call<{ agents: AgentInfo[] }>("GET", "/agents");
-      assertEquals(agents.map((a) => [a.name, a.state, a.capacity, a.sandbox]), [[
+      deepEqual(agents.map((a) => [a.name, a.state, a.capacity, a.sandbox]), [[
         "late-agent",
         "online",
         2,
@@ -190,7 +189,7 @@ Deno.test("a pending run starts when an agent with capacity joins; agents shows 
       agents = (await call<{ agents: AgentInfo[] }>("GET", "/agents")).agents;
       return agents[0]?.state === "offline" && agents[0];
     }, { message: "the agent to be offline", seen: () => agents });
-    assertEquals(offline.running, 0);
+    deepEqual(offline.running, 0);
   });
 });
 
@@ -205,13 +204,13 @@ Deno.test("runs beyond every agent's capacity wait, and fail at the queue timeou
       const { run } = await call<{ run: RunInfo }>("POST", "/apps/demo/runs", {
         command: "echo third",
       });
-      assertEquals(run.state, "pending");
+      deepEqual(run.state, "pending");
       let last: RunInfo | undefined;
       const failed = await waitFor(async () => {
         last = (await call<{ run: RunInfo }>("GET", `/apps/demo/runs/${run.label}`)).run;
         return last.state === "failed" && last;
       }, { message: `${run.label} to fail`, seen: () => last?.state });
-      assertMatch(failed.reason ?? "", /No agent had capacity/);
+      match(failed.reason ?? "", /No agent had capacity/);
     } finally {
       await agent.close();
     }
@@ -228,12 +227,11 @@ Deno.test("a slug with an escaping symlink is refused at deploy, with the entry 
       args: ["-czf", "-", "-C", src, "."],
       stdout: "piped",
     }).output();
-    const err = await assertRejects(() => call("POST", "/apps/demo/deploy", tar.stdout));
-    assertMatch(
-      err.message,
+    await rejects(
+      () => call("POST", "/apps/demo/deploy", tar.stdout),
       /bad_slug.*Slug is refused: symlink .*leak.* points to the absolute path/,
     );
     const { app } = await call<{ app: { release: number | null } }>("GET", "/apps/demo");
-    assertEquals(app.release, null, "no release was made");
+    deepEqual(app.release, null, "no release was made");
   });
 });

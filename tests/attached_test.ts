@@ -1,6 +1,6 @@
+import { deepEqual, match } from "node:assert/strict";
 import { createHash } from "node:crypto";
 import type { AttachInfo, RunInfo, RunState } from "../protocol/mod.ts";
-import { assertEquals, assertMatch } from "./_assert.ts";
 import { startSystem, type TestSystem } from "./_system.ts";
 import { waitFor } from "./_wait.ts";
 
@@ -16,7 +16,7 @@ function randomBytes(n: number): Uint8Array {
 
 async function attachInfo(sys: TestSystem, command: string): Promise<AttachInfo> {
   const res = await sys.cli(["run", "-a", "demo", "--no-tty", "--attach-info", "--", command]);
-  assertEquals(res.code, 0, res.stderr);
+  deepEqual(res.code, 0, res.stderr);
   return JSON.parse(res.stdout);
 }
 
@@ -72,10 +72,10 @@ Deno.test("no-TTY: 50 MiB of random bytes go through cat and come back identical
   const res = await sys.cli(["run", "-a", "demo", "--no-tty", "--silent", "--", "cat"], {
     stdin: data,
   });
-  assertEquals(res.code, 0, res.stderr);
-  assertEquals(res.bytes.length, data.length);
-  assertEquals(sha256(res.bytes), sha256(data));
-  assertEquals(res.stderr, "", "--silent prints nothing extra");
+  deepEqual(res.code, 0, res.stderr);
+  deepEqual(res.bytes.length, data.length);
+  deepEqual(sha256(res.bytes), sha256(data));
+  deepEqual(res.stderr, "", "--silent prints nothing extra");
 });
 
 Deno.test("no-TTY: stdout and stderr both reach the stream, half-close is EOF, the exit code is the CLI's", async () => {
@@ -84,23 +84,23 @@ Deno.test("no-TTY: stdout and stderr both reach the stream, half-close is EOF, t
     ["run", "-a", "demo", "--no-tty", "--silent", "--", "wc -c; echo err >&2; exit 7"],
     { stdin: "hello world\n" },
   );
-  assertEquals(res.code, 7);
+  deepEqual(res.code, 7);
   // Both streams share the one connection, as with `ssh host cmd` over a pipe.
-  assertEquals(res.stdout, "12\nerr\n");
+  deepEqual(res.stdout, "12\nerr\n");
   const ps = JSON.parse((await sys.cli(["ps", "-a", "demo", "--json"])).stdout);
-  assertEquals([ps[0].state, ps[0].exit_code], ["exited", 7]);
+  deepEqual([ps[0].state, ps[0].exit_code], ["exited", 7]);
 });
 
 Deno.test("plain nc attaches with --attach-info and gets the process's output", async () => {
   await using sys = await startSystem();
   const info = await attachInfo(sys, 'read line; echo "got:$line"; echo $CONTAINER');
-  assertEquals([info.app, info.run, info.host, info.tls], [
+  deepEqual([info.app, info.run, info.host, info.tls], [
     "demo",
     "one-off-1",
     "127.0.0.1",
     false,
   ]);
-  assertMatch(info.secret, /^[A-Za-z0-9_-]{43}$/);
+  match(info.secret, /^[A-Za-z0-9_-]{43}$/);
   const nc = new Deno.Command("nc", {
     args: ["-N", info.host, String(info.port)],
     stdin: "piped",
@@ -110,32 +110,32 @@ Deno.test("plain nc attaches with --attach-info and gets the process's output", 
   await writer.write(new TextEncoder().encode(`${info.secret}\nping\n`));
   await writer.close();
   const out = await nc.output();
-  assertEquals(new TextDecoder().decode(out.stdout), "got:ping\none-off-1\n");
+  deepEqual(new TextDecoder().decode(out.stdout), "got:ping\none-off-1\n");
   const run = await waitState(sys, "one-off-1", "exited");
-  assertEquals(run.exit_code, 0);
+  deepEqual(run.exit_code, 0);
 });
 
 Deno.test("attach refuses reused, wrong, oversized and slow secrets with one line, and starts nothing", async () => {
   await using sys = await startSystem({ handshakeTimeoutMs: 300 });
   const info = await attachInfo(sys, "echo started");
   const port = info.port;
-  assertEquals(await rawAttach(port, "not-the-secret\n"), "oneoff: unknown secret\r\n");
-  assertEquals(await rawAttach(port, "x".repeat(10_000)), "oneoff: secret line too long\r\n");
-  assertEquals(
+  deepEqual(await rawAttach(port, "not-the-secret\n"), "oneoff: unknown secret\r\n");
+  deepEqual(await rawAttach(port, "x".repeat(10_000)), "oneoff: secret line too long\r\n");
+  deepEqual(
     await lateAttach(port, info.secret),
     "oneoff: timed out waiting for the secret\r\n",
   );
-  assertEquals((await runState(sys, "one-off-1")).state, "starting", "nothing started");
-  assertEquals(await rawAttach(port, `${info.secret}\n`), "started\n");
-  assertEquals(await rawAttach(port, `${info.secret}\n`), "oneoff: secret already used\r\n");
+  deepEqual((await runState(sys, "one-off-1")).state, "starting", "nothing started");
+  deepEqual(await rawAttach(port, `${info.secret}\n`), "started\n");
+  deepEqual(await rawAttach(port, `${info.secret}\n`), "oneoff: secret already used\r\n");
 });
 
 Deno.test("an attached run nobody connects to expires and never starts", async () => {
   await using sys = await startSystem({ config: { attachWindowMs: 500 } });
   const info = await attachInfo(sys, "echo never");
   const run = await waitState(sys, "one-off-1", "expired");
-  assertEquals(run.started_at, null);
-  assertEquals(await rawAttach(info.port, `${info.secret}\n`), "oneoff: attach window expired\r\n");
+  deepEqual(run.started_at, null);
+  deepEqual(await rawAttach(info.port, `${info.secret}\n`), "oneoff: attach window expired\r\n");
 });
 
 Deno.test("an idle attached session is killed, timed_out, and the CLI exits 124", async () => {
@@ -159,9 +159,9 @@ Deno.test("an idle attached session is killed, timed_out, and the CLI exits 124"
     stderr: "piped",
   }).spawn();
   const out = await child.output();
-  assertEquals(out.code, 124, new TextDecoder().decode(out.stderr));
-  assertMatch(new TextDecoder().decode(out.stderr), /one-off-1 timed out/);
-  assertEquals((await runState(sys, "one-off-1")).state, "timed_out");
+  deepEqual(out.code, 124, new TextDecoder().decode(out.stderr));
+  match(new TextDecoder().decode(out.stderr), /one-off-1 timed out/);
+  deepEqual((await runState(sys, "one-off-1")).state, "timed_out");
 });
 
 Deno.test("uploaded files are in /tmp/uploads, byte for byte, before the process starts", async () => {
@@ -185,10 +185,10 @@ Deno.test("uploaded files are in /tmp/uploads, byte for byte, before the process
     "--",
     "sha256sum /tmp/uploads/data.bin; tar -xzOf /tmp/uploads/fixtures.tar.gz ./a.txt",
   ]);
-  assertEquals(res.code, 0, res.stderr);
+  deepEqual(res.code, 0, res.stderr);
   const [line1, line2] = res.stdout.split("\n");
-  assertEquals(line1!.split(" ")[0], sha256(data));
-  assertEquals(line2, "inside a dir");
+  deepEqual(line1!.split(" ")[0], sha256(data));
+  deepEqual(line2, "inside a dir");
   const detached = await sys.cli([
     "run",
     "-d",
@@ -199,13 +199,13 @@ Deno.test("uploaded files are in /tmp/uploads, byte for byte, before the process
     "--",
     "wc -c < /tmp/uploads/data.bin",
   ]);
-  assertEquals(detached.code, 0, detached.stderr);
+  deepEqual(detached.code, 0, detached.stderr);
   await sys.api("GET", "/apps/demo/runs/one-off-2?wait=30");
   const logs = await sys.api<{ lines: { line: string }[] }>(
     "GET",
     "/apps/demo/logs?filter=one-off-2",
   );
-  assertEquals(logs.lines.map((l) => l.line), ["200000"]);
+  deepEqual(logs.lines.map((l) => l.line), ["200000"]);
 });
 
 Deno.test("a TTY client that disconnects hangs up the process: the run is stopped", async () => {
@@ -232,6 +232,6 @@ Deno.test("a TTY client that disconnects hangs up the process: the run is stoppe
   }
   conn.close();
   const ended = await waitState(sys, run.label, "stopped");
-  assertEquals(ended.exit_code, 129, "the shell got SIGHUP");
-  assertMatch(ended.reason ?? "", /client disconnected/);
+  deepEqual(ended.exit_code, 129, "the shell got SIGHUP");
+  match(ended.reason ?? "", /client disconnected/);
 });

@@ -1,5 +1,5 @@
+import { deepEqual, match, ok } from "node:assert/strict";
 import postgres from "postgres";
-import { assert, assertEquals, assertMatch } from "./_assert.ts";
 import { startSystem, type TestSystem } from "./_system.ts";
 import { waitFor } from "./_wait.ts";
 
@@ -18,8 +18,8 @@ async function recordSession(sys: TestSystem, marker: string): Promise<void> {
   ], {
     stdin: `${marker}\n`,
   });
-  assertEquals(res.code, 0, res.stderr);
-  assertMatch(res.stdout, new RegExp(marker));
+  deepEqual(res.code, 0, res.stderr);
+  match(res.stdout, new RegExp(marker));
   let seen: { problems: string[]; final: boolean } | undefined;
   await waitFor(async () => {
     const { problems, final } = await sys.api<{ problems: string[]; final: boolean }>(
@@ -40,23 +40,23 @@ Deno.test("an attached session is recorded: audit show prints it, export is asci
       .filter((e) => e.kind === "audit.viewed").length;
   const viewsBefore = await views();
   const show = await sys.cli(["audit", "show", "-a", "demo", "one-off-1"]);
-  assertEquals(show.code, 0, show.stderr);
-  assertMatch(show.stdout, new RegExp(`⟩ ${marker}`), "input lines are marked");
-  assertMatch(show.stdout, /\\xffbinary/, "bytes that are not UTF-8 are escaped");
+  deepEqual(show.code, 0, show.stderr);
+  match(show.stdout, new RegExp(`⟩ ${marker}`), "input lines are marked");
+  match(show.stdout, /\\xffbinary/, "bytes that are not UTF-8 are escaped");
   const cast = await sys.cli(["audit", "export", "-a", "demo", "one-off-1"]);
-  assertEquals(cast.code, 0, cast.stderr);
+  deepEqual(cast.code, 0, cast.stderr);
   const [header, ...events] = cast.stdout.trim().split("\n");
-  assertEquals(JSON.parse(header!).version, 2);
+  deepEqual(JSON.parse(header!).version, 2);
   const parsed = events.map((line) => JSON.parse(line) as [number, string, string]);
-  assert(parsed.every(([t, kind]) => typeof t === "number" && ["o", "i", "r"].includes(kind)));
-  assert(parsed.some(([, kind, text]) => kind === "i" && text.includes(marker)));
-  assertEquals(await views(), viewsBefore + 2, "each display is a timeline event");
+  ok(parsed.every(([t, kind]) => typeof t === "number" && ["o", "i", "r"].includes(kind)));
+  ok(parsed.some(([, kind, text]) => kind === "i" && text.includes(marker)));
+  deepEqual(await views(), viewsBefore + 2, "each display is a timeline event");
 
   // The database never holds the session in clear.
   const db = `${sys.dir}/server/oneoff.db`;
   for (const file of [db, `${db}-wal`]) {
     const bytes = await Deno.readFile(file).catch(() => new Uint8Array());
-    assert(!new TextDecoder("latin1").decode(bytes).includes(marker), `no plaintext in ${file}`);
+    ok(!new TextDecoder("latin1").decode(bytes).includes(marker), `no plaintext in ${file}`);
   }
 });
 
@@ -69,8 +69,8 @@ Deno.test("a member cannot read another app's session", async () => {
   const denied = await sys.cli(["audit", "show", "-a", "demo", "one-off-1"], {
     env: { ONEOFF_TOKEN: token },
   });
-  assertEquals(denied.code, 1);
-  assertMatch(denied.stderr, /may not use app "demo"/);
+  deepEqual(denied.code, 1);
+  match(denied.stderr, /may not use app "demo"/);
 });
 
 Deno.test({
@@ -88,15 +88,15 @@ Deno.test({
       await recordSession(sys, marker);
       const tables = await admin<{ table_name: string }[]>`
         select table_name from information_schema.tables where table_schema = ${schema}`;
-      assert(tables.length > 5);
+      ok(tables.length > 5);
       for (const { table_name } of tables) {
         const rows = await admin.unsafe(`select t::text as row from ${schema}.${table_name} t`);
         for (const { row } of rows) {
-          assert(!String(row).includes(marker), `plaintext found in ${table_name}`);
+          ok(!String(row).includes(marker), `plaintext found in ${table_name}`);
         }
       }
       const chunks = await admin.unsafe(`select count(*)::int as n from ${schema}.audit_chunks`);
-      assert(chunks[0]!.n > 0, "the session was stored (encrypted)");
+      ok(chunks[0]!.n > 0, "the session was stored (encrypted)");
     } finally {
       await admin.unsafe(`drop schema ${schema} cascade`);
       await admin.end();

@@ -1,69 +1,69 @@
-import { assert, assertEquals, assertMatch } from "./_assert.ts";
+import { deepEqual, match, ok } from "node:assert/strict";
 import { startSystem } from "./_system.ts";
 
 Deno.test("a new user creates an app, sets env, deploys and reads the timeline with the CLI", async () => {
   await using sys = await startSystem({ demo: false });
   const created = await sys.cli(["apps", "create", "shop"]);
-  assertEquals(created.code, 0, created.stderr);
-  assertEquals(
+  deepEqual(created.code, 0, created.stderr);
+  deepEqual(
     (await sys.cli(["env", "set", "-a", "shop", "DATABASE_URL=postgres://db/shop", "MODE=prod"]))
       .code,
     0,
   );
   const env = await sys.cli(["env", "-a", "shop"]);
-  assertEquals(env.stdout, "DATABASE_URL=postgres://db/shop\nMODE=prod\n");
+  deepEqual(env.stdout, "DATABASE_URL=postgres://db/shop\nMODE=prod\n");
   const app = await Deno.makeTempDir({ dir: sys.dir });
   await Deno.writeTextFile(`${app}/Procfile`, "web: ./server\nmigrate: ./migrate.sh\n");
   await Deno.writeTextFile(`${app}/migrate.sh`, "#!/bin/sh\necho migrated\n");
   const deployed = await sys.cli(["deploy", "-a", "shop", app]);
-  assertEquals(deployed.code, 0, deployed.stderr);
-  assertMatch(deployed.stdout, /Deployed "shop" v1 .*process types: web, migrate/);
+  deepEqual(deployed.code, 0, deployed.stderr);
+  match(deployed.stdout, /Deployed "shop" v1 .*process types: web, migrate/);
   const list = JSON.parse((await sys.cli(["apps", "list", "--json"])).stdout);
-  assertEquals(list.map((a: { name: string; release: number }) => [a.name, a.release]), [[
+  deepEqual(list.map((a: { name: string; release: number }) => [a.name, a.release]), [[
     "shop",
     1,
   ]]);
   const timeline = await sys.cli(["timeline", "-a", "shop"]);
-  assertEquals(timeline.code, 0);
-  assertMatch(
+  deepEqual(timeline.code, 0);
+  match(
     timeline.stdout,
     /deployed release v1 \([\d.]+ K?i?B\) with process types web, migrate/,
   );
-  assertMatch(timeline.stdout, /set DATABASE_URL, MODE/);
-  assertMatch(timeline.stdout, /created the app/);
-  assert(
+  match(timeline.stdout, /set DATABASE_URL, MODE/);
+  match(timeline.stdout, /created the app/);
+  ok(
     !timeline.stdout.includes("app.created"),
     "the CLI tells events in words, as the dashboard",
   );
-  assert(!timeline.stdout.includes("postgres://db/shop"), "env values stay out of the timeline");
+  ok(!timeline.stdout.includes("postgres://db/shop"), "env values stay out of the timeline");
 });
 
 Deno.test("CLI usage errors exit 2 with usage, failures print one line and exit 1", async () => {
   await using sys = await startSystem({ demo: false });
   const usage = await sys.cli(["apps", "create"]);
-  assertEquals(usage.code, 2);
-  assertMatch(usage.stderr, /Usage: oneoff apps/);
+  deepEqual(usage.code, 2);
+  match(usage.stderr, /Usage: oneoff apps/);
   const unknownFlag = await sys.cli(["ps", "-a", "x", "--bogus"]);
-  assertEquals(unknownFlag.code, 2);
+  deepEqual(unknownFlag.code, 2);
   const missing = await sys.cli(["env", "-a", "nope"]);
-  assertEquals(missing.code, 1);
-  assertEquals(missing.stderr, 'oneoff: No app named "nope"\n');
+  deepEqual(missing.code, 1);
+  deepEqual(missing.stderr, 'oneoff: No app named "nope"\n');
   const badDeploy = await sys.cli(["apps", "create", "x1"]);
-  assertEquals(badDeploy.code, 0);
+  deepEqual(badDeploy.code, 0);
   const file = `${sys.dir}/not-a-slug.tar.gz`;
   await Deno.writeTextFile(file, "hello");
   const refused = await sys.cli(["deploy", "-a", "x1", file]);
-  assertEquals(refused.code, 1);
-  assertEquals(refused.stderr.split("\n").length, 2, "one line");
-  assertMatch(refused.stderr, /Cannot deploy "x1": .*not gzip/);
+  deepEqual(refused.code, 1);
+  deepEqual(refused.stderr.split("\n").length, 2, "one line");
+  match(refused.stderr, /Cannot deploy "x1": .*not gzip/);
   const help = await sys.cli(["run", "--help"]);
-  assertEquals(help.code, 0);
-  assertMatch(help.stdout, /oneoff run -a APP/);
+  deepEqual(help.code, 0);
+  match(help.stdout, /oneoff run -a APP/);
   const noServer = await sys.cli(["apps", "list"], {
     env: { ONEOFF_SERVER: "http://127.0.0.1:1" },
   });
-  assertEquals(noServer.code, 1);
-  assertMatch(noServer.stderr, /^oneoff: Cannot reach the server at http:\/\/127\.0\.0\.1:1/);
+  deepEqual(noServer.code, 1);
+  match(noServer.stderr, /^oneoff: Cannot reach the server at http:\/\/127\.0\.0\.1:1/);
 });
 
 Deno.test("login stores the server and token with mode 0600 and later commands use them", async () => {
@@ -73,13 +73,13 @@ Deno.test("login stores the server and token with mode 0600 and later commands u
   const bad = await sys.cli(["login", "--server", sys.url, "--token", "oo_wrong"], {
     env: { HOME: home },
   });
-  assertEquals(bad.code, 1);
-  const ok = await sys.cli(["login", "--server", sys.url, "--token", sys.token], {
+  deepEqual(bad.code, 1);
+  const good = await sys.cli(["login", "--server", sys.url, "--token", sys.token], {
     env: { HOME: home },
   });
-  assertEquals(ok.code, 0, ok.stderr);
+  deepEqual(good.code, 0, good.stderr);
   const info = await Deno.stat(`${home}/.config/oneoff/config.json`);
-  assertEquals(info.mode! & 0o777, 0o600);
+  deepEqual(info.mode! & 0o777, 0o600);
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--quiet", new URL("../main.ts", import.meta.url).pathname, "apps", "list"],
     env,
@@ -88,8 +88,8 @@ Deno.test("login stores the server and token with mode 0600 and later commands u
     stderr: "piped",
   });
   const out = await child.output();
-  assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
-  assertMatch(new TextDecoder().decode(out.stdout), /No apps yet/);
+  deepEqual(out.code, 0, new TextDecoder().decode(out.stderr));
+  match(new TextDecoder().decode(out.stdout), /No apps yet/);
 });
 
 Deno.test("tokens create prints a member token limited to its app", async () => {
@@ -97,11 +97,11 @@ Deno.test("tokens create prints a member token limited to its app", async () => 
   await sys.cli(["apps", "create", "one"]);
   await sys.cli(["apps", "create", "two"]);
   const made = await sys.cli(["tokens", "create", "--role", "member", "--app", "one"]);
-  assertEquals(made.code, 0, made.stderr);
+  deepEqual(made.code, 0, made.stderr);
   const token = made.stdout.trim();
   const mine = await sys.cli(["env", "-a", "one"], { env: { ONEOFF_TOKEN: token } });
-  assertEquals(mine.code, 0);
+  deepEqual(mine.code, 0);
   const theirs = await sys.cli(["env", "-a", "two"], { env: { ONEOFF_TOKEN: token } });
-  assertEquals(theirs.code, 1);
-  assertMatch(theirs.stderr, /may not use app "two"/);
+  deepEqual(theirs.code, 1);
+  match(theirs.stderr, /may not use app "two"/);
 });

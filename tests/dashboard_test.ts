@@ -1,3 +1,4 @@
+import { deepEqual, match, ok } from "node:assert/strict";
 /**
  * The dashboard in a real browser (Debian's Chromium through playwright-core)
  * against a real server, agent and CLI. A failing test leaves a screenshot
@@ -7,7 +8,6 @@ import { type Browser, chromium, type Page } from "playwright-core";
 import type { RunInfo } from "../protocol/mod.ts";
 import { sha256Hex } from "../server/auth.ts";
 import { loadSessionKey, SessionSigner } from "../server/dashboard/session.ts";
-import { assert, assertEquals, assertMatch } from "./_assert.ts";
 import { startSystem, type TestSystem } from "./_system.ts";
 
 const ARTIFACTS = new URL("../test-artifacts/", import.meta.url).pathname;
@@ -75,36 +75,36 @@ Deno.test("a bad token stays on the sign-in page with a message; a good one land
   await using sys = await startSystem();
   await inBrowser("sign-in", sys, async (page) => {
     await page.goto("/");
-    assertEquals(new URL(page.url()).pathname, "/login");
+    deepEqual(new URL(page.url()).pathname, "/login");
     await signIn(page, "oo_definitely-not-a-token");
-    assertEquals(new URL(page.url()).pathname, "/login");
-    assertMatch(await text(page), /That token is not valid/);
+    deepEqual(new URL(page.url()).pathname, "/login");
+    match(await text(page), /That token is not valid/);
     await signIn(page, sys.token);
-    assertEquals(new URL(page.url()).pathname, "/");
-    assertMatch(await text(page), /Apps/);
-    assert(await page.locator('a[href="/apps/demo"]').isVisible(), "demo is listed");
+    deepEqual(new URL(page.url()).pathname, "/");
+    match(await text(page), /Apps/);
+    ok(await page.locator('a[href="/apps/demo"]').isVisible(), "demo is listed");
     const cookie = (await page.context().cookies()).find((c) => c.name === SESSION_COOKIE);
-    assert(cookie?.httpOnly, "the session cookie is HttpOnly");
-    assert(!cookie.value.includes(sys.token));
+    ok(cookie?.httpOnly, "the session cookie is HttpOnly");
+    ok(!cookie.value.includes(sys.token));
   });
 });
 
 Deno.test("the timeline shows a run just made by the CLI, and the app page its output", async () => {
   await using sys = await startSystem();
   const started = await sys.cli(["run", "-d", "-a", "demo", "--", "echo hi"]);
-  assertEquals(started.code, 0, started.stderr);
-  assertEquals((await waitEnded(sys, "one-off-1")).exit_code, 0);
+  deepEqual(started.code, 0, started.stderr);
+  deepEqual((await waitEnded(sys, "one-off-1")).exit_code, 0);
   await inBrowser("timeline", sys, async (page) => {
     await signIn(page, sys.token);
     await page.goto("/apps/demo/timeline");
     const shown = await text(page);
-    assertMatch(shown, /admin started one-off-1 detached, size M: echo hi/);
-    assertMatch(shown, /one-off-1 ended exited with exit code 0/);
-    assertMatch(shown, /deployed release v1/);
+    match(shown, /admin started one-off-1 detached, size M: echo hi/);
+    match(shown, /one-off-1 ended exited with exit code 0/);
+    match(shown, /deployed release v1/);
     await page.goto("/apps/demo");
     const app = await text(page);
-    assertMatch(app, /one-off-1 exited echo hi M test-agent/);
-    assertMatch(app, /one-off-1\s*hi/);
+    match(app, /one-off-1 exited echo hi M test-agent/);
+    match(app, /one-off-1\s*hi/);
   });
 });
 
@@ -115,7 +115,7 @@ Deno.test("the app page follows new log lines live through the session cookie", 
     await page.goto("/apps/demo");
     await page.locator(".follow-status.live").waitFor();
     const started = await sys.cli(["run", "-d", "-a", "demo", "--", "echo live-line-$((6*7))"]);
-    assertEquals(started.code, 0, started.stderr);
+    deepEqual(started.code, 0, started.stderr);
     await page.locator(".log-text", { hasText: "live-line-42" }).waitFor();
   });
 });
@@ -128,35 +128,35 @@ Deno.test("a forged or expired session cookie leads to the sign-in page", async 
       .replace(/=+$/, "");
     await page.context().addCookies([{ name: SESSION_COOKIE, value: `${forged}.AAAA`, url }]);
     await page.goto("/apps/demo");
-    assertEquals(new URL(page.url()).pathname, "/login");
-    assert(await page.locator("#token").isVisible());
+    deepEqual(new URL(page.url()).pathname, "/login");
+    ok(await page.locator("#token").isVisible());
 
     await signIn(page, sys.token);
     const signer = new SessionSigner(await loadSessionKey(`${sys.dir}/server/session.key`));
     const expired = signer.sign({ tokenHash: sha256Hex(sys.token), expiresAt: Date.now() - 1000 });
     await page.context().addCookies([{ name: SESSION_COOKIE, value: expired, url }]);
     await page.goto("/apps/demo");
-    assertEquals(new URL(page.url()).pathname, "/login");
+    deepEqual(new URL(page.url()).pathname, "/login");
   });
 });
 
 Deno.test("a member cannot open another app's pages: a 403 page", async () => {
   await using sys = await startSystem();
-  assertEquals((await sys.cli(["apps", "create", "other"])).code, 0);
+  deepEqual((await sys.cli(["apps", "create", "other"])).code, 0);
   const made = await sys.cli(["tokens", "create", "--role", "member", "--app", "other"]);
-  assertEquals(made.code, 0, made.stderr);
+  deepEqual(made.code, 0, made.stderr);
   await sys.cli(["run", "-d", "-a", "demo", "--", "true"]);
   await inBrowser("member 403", sys, async (page) => {
     await signIn(page, made.stdout.trim());
-    assert(await page.locator('a[href="/apps/other"]').isVisible());
-    assertEquals(await page.locator('a[href="/apps/demo"]').count(), 0);
+    ok(await page.locator('a[href="/apps/other"]').isVisible());
+    deepEqual(await page.locator('a[href="/apps/demo"]').count(), 0);
     for (
       const path of ["/apps/demo", "/apps/demo/timeline", "/apps/demo/runs/one-off-1", "/agents"]
     ) {
       const res = await page.goto(path);
-      assertEquals(res?.status(), 403, path);
-      assertEquals(new URL(page.url()).pathname, path, "not a redirect");
-      assertMatch(await text(page), /Not allowed/);
+      deepEqual(res?.status(), 403, path);
+      deepEqual(new URL(page.url()).pathname, path, "not a redirect");
+      match(await text(page), /Not allowed/);
     }
   });
 });
@@ -172,11 +172,11 @@ Deno.test("a form POST without its CSRF token gets a 403 page", async () => {
       page.waitForResponse((r) => r.url().endsWith("/logout")),
       page.getByRole("button", { name: "Sign out" }).click(),
     ]);
-    assertEquals(res.status(), 403);
+    deepEqual(res.status(), 403);
     await page.waitForLoadState();
-    assertMatch(await text(page), /missing its security token/);
+    match(await text(page), /missing its security token/);
     await page.goto("/");
-    assertEquals(new URL(page.url()).pathname, "/", "still signed in");
+    deepEqual(new URL(page.url()).pathname, "/", "still signed in");
   });
 });
 
@@ -185,20 +185,20 @@ Deno.test("a form POST without its CSRF token gets a 403 page", async () => {
 Deno.test("the replay of an attached session shows its output after playing", async () => {
   await using sys = await startSystem();
   const ran = await sys.cli(["run", "-a", "demo", "--no-tty", "--", "echo replay-marker-$((6*7))"]);
-  assertEquals(ran.code, 0, ran.stderr);
-  assertMatch(ran.stdout, /replay-marker-42/);
+  deepEqual(ran.code, 0, ran.stderr);
+  match(ran.stdout, /replay-marker-42/);
   await waitEnded(sys, "one-off-1");
   await inBrowser("replay", sys, async (page) => {
     await signIn(page, sys.token);
     await page.goto("/apps/demo/runs/one-off-1");
     await page.locator(".ap-player").waitFor();
-    assert(
+    ok(
       await page.locator("[data-problems]").isHidden(),
       await page.locator("[data-problems]").innerText(),
     );
     await page.locator(".ap-player").click();
     await page.locator(".ap-player", { hasText: "replay-marker-42" }).waitFor();
     const download = await page.locator("a[download]").getAttribute("href");
-    assertEquals(download, "/api/apps/demo/runs/one-off-1/audit.cast");
+    deepEqual(download, "/api/apps/demo/runs/one-off-1/audit.cast");
   });
 });

@@ -1,5 +1,5 @@
+import { deepEqual, match, ok } from "node:assert/strict";
 import type { LogLine, RunInfo } from "../protocol/mod.ts";
-import { assert, assertEquals, assertMatch } from "./_assert.ts";
 import { startSystem, type TestSystem } from "./_system.ts";
 import { waitFor } from "./_wait.ts";
 
@@ -32,19 +32,19 @@ Deno.test("a detached run's 10,000 output lines are all in the logs, in order, o
     "--",
     "seq 1 10000; echo to-stderr >&2",
   ]);
-  assertEquals(started.code, 0, started.stderr);
-  assertMatch(started.stdout, /Started one-off-1 of "demo"/);
-  assertMatch(started.stdout, /oneoff logs -a demo -f --filter one-off-1/);
+  deepEqual(started.code, 0, started.stderr);
+  match(started.stdout, /Started one-off-1 of "demo"/);
+  match(started.stdout, /oneoff logs -a demo -f --filter one-off-1/);
   const run = await waitEnded(sys, "one-off-1");
-  assertEquals([run.state, run.exit_code], ["exited", 0]);
+  deepEqual([run.state, run.exit_code], ["exited", 0]);
   const lines = await allLogs(sys, "one-off-1");
   const stdout = lines.filter((l) => l.stream === "stdout").map((l) => l.line);
-  assertEquals(stdout.length, 10000);
-  assertEquals(stdout, Array.from({ length: 10000 }, (_, i) => String(i + 1)));
-  assertEquals(lines.filter((l) => l.stream === "stderr").map((l) => l.line), ["to-stderr"]);
-  assert(lines.every((l) => l.source === "one-off-1"));
+  deepEqual(stdout.length, 10000);
+  deepEqual(stdout, Array.from({ length: 10000 }, (_, i) => String(i + 1)));
+  deepEqual(lines.filter((l) => l.stream === "stderr").map((l) => l.line), ["to-stderr"]);
+  ok(lines.every((l) => l.source === "one-off-1"));
   const cli = await sys.cli(["logs", "-a", "demo", "-n", "3", "--filter", "one-off-1"]);
-  assertEquals(cli.stdout.trim().split("\n").length, 3);
+  deepEqual(cli.stdout.trim().split("\n").length, 3);
 });
 
 Deno.test("a detached run gets the app env, the overrides and the platform variables", async () => {
@@ -62,10 +62,10 @@ Deno.test("a detached run gets the app env, the overrides and the platform varia
     "--",
     'echo "$FROM_APP|$OVERRIDDEN|$EXTRA|$APP|$CONTAINER|$HOME|$PORT"; pwd',
   ]);
-  assertEquals(started.code, 0, started.stderr);
-  assertEquals((await waitEnded(sys, "one-off-1")).exit_code, 0);
+  deepEqual(started.code, 0, started.stderr);
+  deepEqual((await waitEnded(sys, "one-off-1")).exit_code, 0);
   const lines = (await allLogs(sys, "one-off-1")).map((l) => l.line);
-  assertEquals(lines, ["app-value|new|x y|demo|one-off-1|/app|5000", "/app"]);
+  deepEqual(lines, ["app-value|new|x y|demo|one-off-1|/app|5000", "/app"]);
 });
 
 Deno.test("ps lists runs, stop stops a running one-off, and both are in the timeline", async () => {
@@ -77,18 +77,18 @@ Deno.test("ps lists runs, stop stops a running one-off, and both are in the time
     return state === "running";
   }, { message: "one-off-1 to be running", seen: () => state });
   const ps = await sys.cli(["ps", "-a", "demo"]);
-  assertMatch(ps.stdout, /one-off-1\s+running\s+sleep 300\s+M\s+test-agent/);
+  match(ps.stdout, /one-off-1\s+running\s+sleep 300\s+M\s+test-agent/);
   const stopped = await sys.cli(["stop", "-a", "demo", "one-off-1"]);
-  assertEquals(stopped.code, 0, stopped.stderr);
+  deepEqual(stopped.code, 0, stopped.stderr);
   const run = await waitEnded(sys, "one-off-1");
-  assertEquals(run.state, "stopped");
+  deepEqual(run.state, "stopped");
   const again = await sys.cli(["stop", "-a", "demo", "one-off-1"]);
-  assertEquals(again.code, 1);
-  assertMatch(again.stderr, /already ended/);
+  deepEqual(again.code, 1);
+  match(again.stderr, /already ended/);
   const timeline = (await sys.cli(["timeline", "-a", "demo"])).stdout;
-  assertMatch(timeline, /one-off-1 ended stopped/);
-  assertMatch(timeline, /admin\s+stopped one-off-1/);
-  assertMatch(timeline, /started one-off-1 detached, size M: sleep 300/);
+  match(timeline, /one-off-1 ended stopped/);
+  match(timeline, /admin\s+stopped one-off-1/);
+  match(timeline, /started one-off-1 detached, size M: sleep 300/);
 });
 
 Deno.test("a detached run past its maximum duration is killed and timed_out", async () => {
@@ -103,25 +103,25 @@ Deno.test("a detached run past its maximum duration is killed and timed_out", as
     "--",
     "echo begin; sleep 60",
   ]);
-  assertEquals(started.code, 0, started.stderr);
+  deepEqual(started.code, 0, started.stderr);
   const run = await waitEnded(sys, "one-off-1");
-  assertEquals(run.state, "timed_out");
-  assertMatch(run.reason ?? "", /maximum duration/);
+  deepEqual(run.state, "timed_out");
+  match(run.reason ?? "", /maximum duration/);
   const lines = (await allLogs(sys, "one-off-1")).map((l) => l.line);
-  assertEquals(lines[0], "begin");
+  deepEqual(lines[0], "begin");
 });
 
 Deno.test("-t runs a Procfile process type of the current slug", async () => {
   await using sys = await startSystem();
   await sys.cli(["env", "set", "-a", "demo", "GREETING=hi"]);
   await sys.cli(["run", "-d", "-a", "demo", "-t", "hello"]);
-  assertEquals((await waitEnded(sys, "one-off-1")).exit_code, 0);
-  assertEquals((await allLogs(sys, "one-off-1")).map((l) => l.line), [
+  deepEqual((await waitEnded(sys, "one-off-1")).exit_code, 0);
+  deepEqual((await allLogs(sys, "one-off-1")).map((l) => l.line), [
     "hi from one-off-1 of demo (in /app)",
   ]);
   const unknown = await sys.cli(["run", "-d", "-a", "demo", "-t", "nope"]);
-  assertEquals(unknown.code, 1);
-  assertMatch(unknown.stderr, /No process type "nope"/);
+  deepEqual(unknown.code, 1);
+  match(unknown.stderr, /No process type "nope"/);
 });
 
 Deno.test("a run may change its copy of /app; the next run sees the deployed slug again", async () => {
@@ -134,8 +134,8 @@ Deno.test("a run may change its copy of /app; the next run sees the deployed slu
     "--",
     "echo changed >> bin/hello && mkdir bin/new && touch /app/top && echo wrote",
   ]);
-  assertEquals((await waitEnded(sys, "one-off-1")).exit_code, 0);
-  assertEquals((await allLogs(sys, "one-off-1")).map((l) => l.line), ["wrote"]);
+  deepEqual((await waitEnded(sys, "one-off-1")).exit_code, 0);
+  deepEqual((await allLogs(sys, "one-off-1")).map((l) => l.line), ["wrote"]);
   await sys.cli([
     "run",
     "-d",
@@ -145,5 +145,5 @@ Deno.test("a run may change its copy of /app; the next run sees the deployed slu
     "grep -c changed bin/hello; ls bin/new /app/top 2>&1 | wc -l; id -un",
   ]);
   await waitEnded(sys, "one-off-2");
-  assertEquals((await allLogs(sys, "one-off-2")).map((l) => l.line), ["0", "2", "app"]);
+  deepEqual((await allLogs(sys, "one-off-2")).map((l) => l.line), ["0", "2", "app"]);
 });

@@ -1,5 +1,5 @@
+import { deepEqual, match } from "node:assert/strict";
 import pty from "node-pty";
-import { assertEquals, assertMatch } from "./_assert.ts";
 import { startSystem } from "./_system.ts";
 import { waitFor } from "./_wait.ts";
 
@@ -52,7 +52,7 @@ Deno.test("an interactive PTY session: tty, resize, Ctrl-C and the shell's exit 
   let mark = term.output.length;
   term.type("tty; stty size\r");
   const first = await term.waitFor(/30 100[\s\S]*READY> /, mark);
-  assertMatch(first, /\/dev\/(pts\/\d+|console)\s/);
+  match(first, /\/dev\/(pts\/\d+|console)\s/);
 
   // The resize travels CLI → server → agent: ask until the shell sees it.
   term.resize(120, 40);
@@ -70,7 +70,7 @@ Deno.test("an interactive PTY session: tty, resize, Ctrl-C and the shell's exit 
   mark = term.output.length;
   term.type("\x03");
   await term.waitFor(/READY> /, mark);
-  assertEquals(
+  deepEqual(
     term.output.slice(mark).includes("after-sleep\r"),
     false,
     "Ctrl-C ended the whole command line",
@@ -80,5 +80,5 @@ Deno.test("an interactive PTY session: tty, resize, Ctrl-C and the shell's exit 
   await term.waitFor(/still-42/, mark);
 
   term.type("exit 3\r");
-  assertEquals(await term.exit, 3);
+  deepEqual(await term.exit, 3);
 });

@@ -1,5 +1,5 @@
+import { deepEqual, match } from "node:assert/strict";
 import type { AttachInfo } from "../protocol/mod.ts";
-import { assertEquals, assertMatch } from "./_assert.ts";
 import { startSystem } from "./_system.ts";
 import { selfSignedCertificate } from "./_tls.ts";
 
@@ -17,7 +17,7 @@ Deno.test("with a certificate the attach port speaks TLS; the CLI pins it and nc
   ], {
     stdin: "over tls\n",
   });
-  assertEquals([res.code, res.stdout], [4, "OVER TLS\n"], res.stderr);
+  deepEqual([res.code, res.stdout], [4, "OVER TLS\n"], res.stderr);
 
   const info: AttachInfo = JSON.parse(
     (await sys.cli([
@@ -30,8 +30,8 @@ Deno.test("with a certificate the attach port speaks TLS; the CLI pins it and nc
       "read x; echo got-$x",
     ])).stdout,
   );
-  assertEquals(info.tls, true);
-  assertMatch(info.tls_fingerprint ?? "", /^[0-9a-f]{64}$/);
+  deepEqual(info.tls, true);
+  match(info.tls_fingerprint ?? "", /^[0-9a-f]{64}$/);
   const ncat = new Deno.Command("ncat", {
     args: ["--ssl", info.host, String(info.port)],
     stdin: "piped",
@@ -49,7 +49,7 @@ Deno.test("with a certificate the attach port speaks TLS; the CLI pins it and nc
   }
   await writer.close();
   await ncat.status;
-  assertEquals(seen, "got-ping\n");
+  deepEqual(seen, "got-ping\n");
 
   // An agent whose certificate is not the one the server recorded: the CLI refuses before sending the secret.
   const store = sys.server.ctx.store;
@@ -58,6 +58,6 @@ Deno.test("with a certificate the attach port speaks TLS; the CLI pins it and nc
   const refused = await sys.cli(["run", "-a", "demo", "--no-tty", "--", "echo never"], {
     stdin: "",
   });
-  assertEquals(refused.code, 1);
-  assertMatch(refused.stderr, /presented a certificate that is not the one the server knows/);
+  deepEqual(refused.code, 1);
+  match(refused.stderr, /presented a certificate that is not the one the server knows/);
 });

@@ -1,4 +1,4 @@
-import { assertEquals } from "../tests/_assert.ts";
+import { deepEqual } from "node:assert/strict";
 import { streamToFile } from "./file_batcher.ts";
 
 Deno.test("a stream of many small chunks lands in the file whole and in order", async () => {
@@ -10,8 +10,8 @@ Deno.test("a stream of many small chunks lands in the file whole and in order", 
       await streamToFile(ReadableStream.from(chunks), file);
     }
     const data = await Deno.readFile(path);
-    assertEquals(data.length, 3_000_000);
-    for (let i = 0; i < 3000; i++) assertEquals(data[i * 1000 + 999], i % 251);
+    deepEqual(data.length, 3_000_000);
+    for (let i = 0; i < 3000; i++) deepEqual(data[i * 1000 + 999], i % 251);
   } finally {
     await Deno.remove(path);
   }

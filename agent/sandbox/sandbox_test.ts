@@ -1,5 +1,5 @@
+import { deepEqual, match, ok, rejects } from "node:assert/strict";
 import { type SandboxKind } from "../../protocol/mod.ts";
-import { assert, assertEquals, assertMatch, assertRejects } from "../../tests/_assert.ts";
 import { detectCgroups, RunCgroup } from "./_cgroups.ts";
 import { SANDBOX_UID } from "./mod.ts";
 import { collect, Fixture, PATH, pidsRunning, TEST_LIMITS, TextReader } from "./_testing.ts";
@@ -33,7 +33,7 @@ function sandboxTests(kind: SandboxKind): void {
       for p in /root /etc/shadow /work "$WORK" "$SLUG" /var /home; do test -e "$p" && echo "visible $p"; done; true`,
       { env: { PATH, WORK: fx.workDir, SLUG: fx.slugDir } },
     );
-    assertEquals(status.code, 0);
+    deepEqual(status.code, 0);
     const lines = stdout.trim().split("\n");
     const top = lines.filter((line) => /^[a-z0-9]+$/.test(line));
     const allowed = [
@@ -50,27 +50,27 @@ function sandboxTests(kind: SandboxKind): void {
       "tmp",
       "usr",
     ];
-    for (const name of top) assert(allowed.includes(name), `Unexpected /${name}`);
+    for (const name of top) ok(allowed.includes(name), `Unexpected /${name}`);
     for (const word of ["sh-ok", "usr-ro", "root-ro", "passwd-ok"]) {
-      assert(lines.includes(word), stdout);
+      ok(lines.includes(word), stdout);
     }
     if (await Deno.stat("/etc/resolv.conf").then(() => true, () => false)) {
-      assert(lines.includes("resolv-ok"));
+      ok(lines.includes("resolv-ok"));
     }
-    assertEquals(lines.filter((line) => line.startsWith("visible")), []);
+    deepEqual(lines.filter((line) => line.startsWith("visible")), []);
   });
 
   test("/app is the slug with a writable layer that vanishes with the run", async (fx) => {
     const first = await fx.run(
       "echo new > new.txt && mkdir d && echo changed > owned.txt && cat new.txt owned.txt",
     );
-    assertEquals(first.stdout, "new\nchanged\n");
-    assertEquals(first.status.code, 0);
+    deepEqual(first.stdout, "new\nchanged\n");
+    deepEqual(first.status.code, 0);
     const second = await fx.run("ls -A /app; cat /app/owned.txt");
-    assertEquals(second.stdout, "hello.txt\nowned.txt\nmine\n");
+    deepEqual(second.stdout, "hello.txt\nowned.txt\nmine\n");
     const names = (await Array.fromAsync(Deno.readDir(fx.slugDir))).map((e) => e.name).sort();
-    assertEquals(names, ["hello.txt", "owned.txt"]);
-    assertEquals(await Deno.readTextFile(`${fx.slugDir}/owned.txt`), "mine\n");
+    deepEqual(names, ["hello.txt", "owned.txt"]);
+    deepEqual(await Deno.readTextFile(`${fx.slugDir}/owned.txt`), "mine\n");
   });
 
   test("/tmp is a tmpfs of the run's size: filling it fails with ENOSPC", async (fx) => {
@@ -78,8 +78,8 @@ function sandboxTests(kind: SandboxKind): void {
       "echo ok > /tmp/small && cat /tmp/small; dd if=/dev/zero of=/tmp/fill bs=64k count=128",
       { limits: { ...TEST_LIMITS, tmpBytes: 1024 * 1024 } },
     );
-    assertEquals(stdout, "ok\n");
-    assertMatch(stderr, /No space left on device/);
+    deepEqual(stdout, "ok\n");
+    match(stderr, /No space left on device/);
   });
 
   test("uploads appear read-only in /tmp/uploads", async (fx) => {
@@ -89,7 +89,7 @@ function sandboxTests(kind: SandboxKind): void {
         uploadsDir: fx.uploadsDir,
       },
     );
-    assertEquals(stdout, "a,b\n1,2\nread-only\n");
+    deepEqual(stdout, "a,b\n1,2\nread-only\n");
   });
 
   test("the process runs as uid 65534 without capabilities, in new namespaces", async (fx) => {
@@ -98,7 +98,7 @@ function sandboxTests(kind: SandboxKind): void {
       for n in pid ipc uts mnt user cgroup net; do echo "$n $(readlink /proc/self/ns/$n)"; done`,
     );
     const lines = stdout.trim().split("\n");
-    assertEquals(lines.slice(0, 4).map((line) => line.replace(/\s+/g, " ")), [
+    deepEqual(lines.slice(0, 4).map((line) => line.replace(/\s+/g, " ")), [
       "65534",
       "65534",
       "CapEff: 0000000000000000",
@@ -107,8 +107,8 @@ function sandboxTests(kind: SandboxKind): void {
     for (const line of lines.slice(4)) {
       const [name, inside] = line.split(" ");
       const host = await Deno.readLink(`/proc/self/ns/${name}`);
-      if (name === "net") assertEquals(inside, host, "the host network is shared");
-      else assert(inside !== host, `namespace ${name} is shared with the host`);
+      if (name === "net") deepEqual(inside, host, "the host network is shared");
+      else ok(inside !== host, `namespace ${name} is shared with the host`);
     }
   });
 
@@ -120,15 +120,15 @@ function sandboxTests(kind: SandboxKind): void {
       },
     );
     const [ns, ...devices] = stdout.trim().split("\n");
-    assert(ns !== await Deno.readLink("/proc/self/ns/net"));
-    assertEquals(devices.map((d) => d.trim()), ["lo"]);
+    ok(ns !== await Deno.readLink("/proc/self/ns/net"));
+    deepEqual(devices.map((d) => d.trim()), ["lo"]);
   });
 
   test("host processes are invisible", async (fx) => {
     // Builtins only: every pid listed is one of the sandbox's.
     const { stdout } = await fx.run("for p in /proc/[0-9]*; do echo ${p#/proc/}; done");
     const pids = stdout.trim().split("\n").map(Number);
-    assert(pids.length <= 3 && pids.every((pid) => pid < 10), `pids: ${pids}`);
+    ok(pids.length <= 3 && pids.every((pid) => pid < 10), `pids: ${pids}`);
   });
 
   test("the environment is exactly the spec's", async (fx) => {
@@ -142,17 +142,17 @@ function sandboxTests(kind: SandboxKind): void {
         kv,
       ) => [kv.split("=")[0], kv.slice(kv.indexOf("=") + 1)]),
     );
-    assertEquals(env.ODD, odd);
-    assertEquals(env.HOME, "/app");
+    deepEqual(env.ODD, odd);
+    deepEqual(env.HOME, "/app");
     for (const name of Object.keys(env)) {
-      assert(["PATH", "HOME", "ODD", "PWD"].includes(name), `unexpected ${name}`);
+      ok(["PATH", "HOME", "ODD", "PWD"].includes(name), `unexpected ${name}`);
     }
-    if (hostOnly) assertEquals(env[hostOnly], undefined);
+    if (hostOnly) deepEqual(env[hostOnly], undefined);
   });
 
   test("the exit status is the shell's, and 128+N for signal N", async (fx) => {
-    assertEquals((await fx.run("exit 3")).status, { code: 3, signal: null, oomKilled: false });
-    assertEquals((await fx.run("kill -9 $$")).status, {
+    deepEqual((await fx.run("exit 3")).status, { code: 3, signal: null, oomKilled: false });
+    deepEqual((await fx.run("kill -9 $$")).status, {
       code: 137,
       signal: "SIGKILL",
       oomKilled: false,
@@ -163,9 +163,9 @@ function sandboxTests(kind: SandboxKind): void {
     process.kill("SIGTERM");
     const status = await process.status;
     await out.done;
-    assertEquals(status.code, 143);
-    assertEquals(status.signal, "SIGTERM");
-    assertEquals(out.text, "started\n");
+    deepEqual(status.code, 143);
+    deepEqual(status.signal, "SIGTERM");
+    deepEqual(out.text, "started\n");
   });
 
   test("no-TTY stdio is binary-safe, stdin close is EOF and stderr is separate", async (fx) => {
@@ -179,10 +179,10 @@ function sandboxTests(kind: SandboxKind): void {
     await writer.write(input);
     await writer.close();
     const [stdout, stderr] = await outputs;
-    assertEquals(stdout.length, input.length);
-    assert(stdout.every((byte, i) => byte === input[i]), "stdout differs from stdin");
-    assertEquals(stderr, "err\n");
-    assertEquals((await process.status).code, 0);
+    deepEqual(stdout.length, input.length);
+    ok(stdout.every((byte, i) => byte === input[i]), "stdout differs from stdin");
+    deepEqual(stderr, "err\n");
+    deepEqual((await process.status).code, 0);
   });
 
   test("a TTY run gets a real terminal of the requested size, and resizes", async (fx) => {
@@ -190,11 +190,11 @@ function sandboxTests(kind: SandboxKind): void {
       `tty; stty size; while read x; do s=$(stty size); echo "size $s"; [ "$s" = "40 100" ] && exit 7; done`,
       { tty: { cols: 91, rows: 27 } },
     ));
-    assertEquals(process.stderr, null);
+    deepEqual(process.stderr, null);
     const out = new TextReader(process.stdout);
     await out.waitFor("27 91");
     // bwrap shows the terminal as /dev/console; runc makes one in the container's devpts.
-    assertMatch(out.text, /^\/dev\/(pts\/\d+|console)\r?$/m);
+    match(out.text, /^\/dev\/(pts\/\d+|console)\r?$/m);
     process.resize(100, 40);
     const writer = process.stdin.getWriter();
     // runc passes a resize on asynchronously: ask until it shows.
@@ -207,7 +207,7 @@ function sandboxTests(kind: SandboxKind): void {
     } finally {
       clearInterval(asking);
     }
-    assertEquals((await process.status).code, 7);
+    deepEqual((await process.status).code, 7);
     await out.done;
   });
 
@@ -218,28 +218,28 @@ function sandboxTests(kind: SandboxKind): void {
       { tty: { cols: 80, rows: 24 } },
     ));
     const { stdout } = await collect(process);
-    assertMatch(stdout, /REFUSED/);
-    assert(!stdout.includes("INJECTED"), stdout);
+    match(stdout, /REFUSED/);
+    ok(!stdout.includes("INJECTED"), stdout);
   });
 
   test("spawn refuses a bad run id, a bad variable name and a missing slug", async (fx) => {
-    await assertRejects(() => fx.sandbox.spawn(fx.spec("true", { runId: "../escape" })), /run id/);
-    await assertRejects(
+    await rejects(() => fx.sandbox.spawn(fx.spec("true", { runId: "../escape" })), /run id/);
+    await rejects(
       () => fx.sandbox.spawn(fx.spec("true", { env: { "A=B": "x" } })),
       /"A=B" is invalid/,
     );
-    await assertRejects(
+    await rejects(
       () => fx.sandbox.spawn(fx.spec("true", { slugDir: `${fx.slugDir}/nope` })),
       /slug dir/,
     );
-    assertEquals(await Array.fromAsync(Deno.readDir(`${fx.workDir}/runs`)), []);
+    deepEqual(await Array.fromAsync(Deno.readDir(`${fx.workDir}/runs`)), []);
   });
 
   test("memory past the limit is OOM-killed inside, and reported", async (fx) => {
     const { status } = await fx.run(`python3 -c 'x = b"x" * (256 * 1024 * 1024)'`, {
       limits: { ...TEST_LIMITS, memoryBytes: 48 * 1024 * 1024 },
     });
-    assertEquals(status, { code: 137, signal: "SIGKILL", oomKilled: true });
+    deepEqual(status, { code: 137, signal: "SIGKILL", oomKilled: true });
   }, { needsCgroups: true });
 
   test("a fork loop stops at pids.max and the run still ends", async (fx) => {
@@ -249,8 +249,8 @@ function sandboxTests(kind: SandboxKind): void {
       { limits: { ...TEST_LIMITS, pids: 24 } },
     );
     const procs = Number(/procs (\d+)/.exec(stdout)?.[1]);
-    assert(procs > 1 && procs <= 24, stdout);
-    assertEquals(status.code, 0);
+    ok(procs > 1 && procs <= 24, stdout);
+    deepEqual(status.code, 0);
   }, { needsCgroups: true });
 
   test("limits are written to the run's cgroup, and it is removed after the run", async (fx) => {
@@ -264,26 +264,26 @@ function sandboxTests(kind: SandboxKind): void {
     const read = (root: string, file: string) =>
       Deno.readTextFile(`${root}/${rel}/${file}`).then((t) => t.trim());
     if (version === 1) {
-      assertEquals(
+      deepEqual(
         await read(roots.memory, "memory.limit_in_bytes"),
         String(TEST_LIMITS.memoryBytes),
       );
-      assertEquals(await read(roots.pids, "pids.max"), String(TEST_LIMITS.pids));
-      assertEquals(await read(roots.cpu, "cpu.cfs_quota_us"), String(TEST_LIMITS.cpuMillis * 100));
+      deepEqual(await read(roots.pids, "pids.max"), String(TEST_LIMITS.pids));
+      deepEqual(await read(roots.cpu, "cpu.cfs_quota_us"), String(TEST_LIMITS.cpuMillis * 100));
     } else {
-      assertEquals(await read(roots.memory, "memory.max"), String(TEST_LIMITS.memoryBytes));
-      assertEquals(await read(roots.pids, "pids.max"), String(TEST_LIMITS.pids));
-      assertEquals(await read(roots.cpu, "cpu.max"), `${TEST_LIMITS.cpuMillis * 100} 100000`);
+      deepEqual(await read(roots.memory, "memory.max"), String(TEST_LIMITS.memoryBytes));
+      deepEqual(await read(roots.pids, "pids.max"), String(TEST_LIMITS.pids));
+      deepEqual(await read(roots.cpu, "cpu.max"), `${TEST_LIMITS.cpuMillis * 100} 100000`);
     }
     process.kill("SIGKILL");
     await process.status;
     for (const root of CGROUPS.allRoots) {
-      assert(
+      ok(
         !(await Deno.stat(`${root}/${rel}`).then(() => true, () => false)),
         `${root}/${rel} remains`,
       );
     }
-    assert(!(await Deno.stat(`${fx.workDir}/runs/${spec.runId}`).then(() => true, () => false)));
+    ok(!(await Deno.stat(`${fx.workDir}/runs/${spec.runId}`).then(() => true, () => false)));
   }, { needsCgroups: true });
 
   test("the sandbox dies with the agent", async (fx) => {
@@ -360,18 +360,18 @@ Deno.test({
         cwd: home,
       }).output();
       const stderr = new TextDecoder().decode(output.stderr);
-      assert(output.success, stderr);
+      ok(output.success, stderr);
       const seen = JSON.parse(new TextDecoder().decode(output.stdout));
-      assertEquals(seen.warnings.length, 1);
-      assertMatch(
+      deepEqual(seen.warnings.length, 1);
+      match(
         seen.warnings[0],
         /Not running as root: memory, process and CPU limits are not enforced/,
       );
-      assertEquals(seen.stdout.replace(/\s+/g, " ").trim(), "65534 CapEff: 0000000000000000 new");
-      assertMatch(seen.stderr, /No space left on device/);
-      assertEquals(seen.status, { code: 1, signal: null, oomKilled: false });
-      assertEquals(seen.slug, ["hello.txt"]);
-      assertEquals(seen.runs, []);
+      deepEqual(seen.stdout.replace(/\s+/g, " ").trim(), "65534 CapEff: 0000000000000000 new");
+      match(seen.stderr, /No space left on device/);
+      deepEqual(seen.status, { code: 1, signal: null, oomKilled: false });
+      deepEqual(seen.slug, ["hello.txt"]);
+      deepEqual(seen.runs, []);
     } finally {
       await Deno.remove(home, { recursive: true });
     }

@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertMatch } from "../../tests/_assert.ts";
+import { deepEqual, match, ok } from "node:assert/strict";
 import { dashboardTest, seedApp, seedRun } from "./_test_util.ts";
 
 Deno.test("admins see each agent's state, load, sandbox, version and warnings", async () => {
@@ -29,19 +29,19 @@ Deno.test("admins see each agent's state, load, sandbox, version and warnings", 
     started_at: new Date(),
   });
   const { status, html } = await (await d.signedIn()).page("/agents");
-  assertEquals(status, 200);
+  deepEqual(status, 200);
   const text = html.replace(/<[^>]+>/g, " ").replace(/\s+/g, " ");
-  assertMatch(
+  match(
     text,
     /vm-1 online .* 1 \/ 4 bwrap 0\.1\.0 tls:\/\/10\.0\.0\.5:5000 cgroup v1: no CPU limit/,
   );
-  assertMatch(text, /vm-2 offline .* 0 \/ 4 runc/);
-  assertMatch(text, /1 of 2 online/);
+  match(text, /vm-2 offline .* 0 \/ 4 runc/);
+  match(text, /1 of 2 online/);
 });
 
 Deno.test("with no agents the page says how to start one", async () => {
   await using d = await dashboardTest();
   const { html } = await (await d.signedIn()).page("/agents");
-  assertMatch(html, /No agent has joined yet/);
-  assert(html.includes('aria-current="page">Agents'));
+  match(html, /No agent has joined yet/);
+  ok(html.includes('aria-current="page">Agents'));
 });

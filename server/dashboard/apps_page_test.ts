@@ -1,4 +1,4 @@
-import { assertMatch } from "../../tests/_assert.ts";
+import { match } from "node:assert/strict";
 import { dashboardTest, seedApp, seedRun } from "./_test_util.ts";
 
 Deno.test("the apps list shows each app's release, live one-offs and last activity", async () => {
@@ -24,14 +24,14 @@ Deno.test("the apps list shows each app's release, live one-offs and last activi
   });
   const { html } = await (await d.signedIn()).page("/");
   const text = html.replace(/<[^>]+>/g, " ").replace(/\s+/g, " ");
-  assertMatch(text, /2 apps you can use/);
-  assertMatch(text, /demo v1 by admin 2 just now/);
-  assertMatch(text, /fresh never deployed 0 just now/);
+  match(text, /2 apps you can use/);
+  match(text, /demo v1 by admin 2 just now/);
+  match(text, /fresh never deployed 0 just now/);
 });
 
 Deno.test("with no apps the list says how to make one", async () => {
   await using d = await dashboardTest();
   const { html } = await (await d.signedIn()).page("/");
-  assertMatch(html, /No apps yet/);
-  assertMatch(html, /oneoff apps create NAME/);
+  match(html, /No apps yet/);
+  match(html, /oneoff apps create NAME/);
 });

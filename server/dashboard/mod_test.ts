@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertMatch } from "../../tests/_assert.ts";
+import { deepEqual, match, ok } from "node:assert/strict";
 import { SESSION_COOKIE } from "./_auth.ts";
 import { CookieClient, dashboardTest, seedApp } from "./_test_util.ts";
 import { sessionAuth } from "./mod.ts";
@@ -8,19 +8,19 @@ import { Hono } from "hono";
 Deno.test("a page without a session redirects to the sign-in form, remembering where to go", async () => {
   await using d = await dashboardTest();
   const res = await d.client().request("/apps/demo?before=10");
-  assertEquals(res.status, 303);
-  assertEquals(res.headers.get("location"), "/login?next=%2Fapps%2Fdemo%3Fbefore%3D10");
+  deepEqual(res.status, 303);
+  deepEqual(res.headers.get("location"), "/login?next=%2Fapps%2Fdemo%3Fbefore%3D10");
 });
 
 Deno.test("signing in with a bad token stays on the form with a message", async () => {
   await using d = await dashboardTest();
   const client = d.client();
   const res = await client.signIn("oo_not-a-real-token");
-  assertEquals(res.status, 401);
+  deepEqual(res.status, 401);
   const html = await res.text();
-  assertMatch(html, /That token is not valid/);
-  assertMatch(html, /<form method="post" action="\/login"/);
-  assert(!client.cookies.has(SESSION_COOKIE));
+  match(html, /That token is not valid/);
+  match(html, /<form method="post" action="\/login"/);
+  ok(!client.cookies.has(SESSION_COOKIE));
 });
 
 Deno.test("signing in sets an HttpOnly Lax session cookie that does not contain the token", async () => {
@@ -32,19 +32,19 @@ Deno.test("signing in sets an HttpOnly Lax session cookie that does not contain 
     token: d.t.admin,
     next: "/apps/demo",
   });
-  assertEquals(res.status, 303);
-  assertEquals(res.headers.get("location"), "/apps/demo");
+  deepEqual(res.status, 303);
+  deepEqual(res.headers.get("location"), "/apps/demo");
   const cookie = res.headers.getSetCookie().find((c) => c.startsWith(`${SESSION_COOKIE}=`)) ?? "";
-  assertMatch(cookie, /HttpOnly/);
-  assertMatch(cookie, /SameSite=Lax/);
-  assertMatch(cookie, /Path=\//);
-  assert(!/Secure/.test(cookie), "no Secure flag over plain http");
+  match(cookie, /HttpOnly/);
+  match(cookie, /SameSite=Lax/);
+  match(cookie, /Path=\//);
+  ok(!/Secure/.test(cookie), "no Secure flag over plain http");
   const value = client.cookies.get(SESSION_COOKIE) ?? "";
-  assert(
+  ok(
     !value.includes(d.t.admin) &&
       !atob(value.split(".")[0]!.replace(/-/g, "+").replace(/_/g, "/")).includes(d.t.admin),
   );
-  assertEquals((await client.page("/")).status, 200);
+  deepEqual((await client.page("/")).status, 200);
 });
 
 Deno.test("the session cookie is Secure when the request came over https", async () => {
@@ -57,7 +57,7 @@ Deno.test("the session cookie is Secure when the request came over https", async
     headers: { "x-forwarded-proto": "https" },
   });
   const cookie = res.headers.getSetCookie().find((c) => c.startsWith(`${SESSION_COOKIE}=`)) ?? "";
-  assertMatch(cookie, /Secure/);
+  match(cookie, /Secure/);
 });
 
 Deno.test("sign-in goes only to paths on this site", async () => {
@@ -70,7 +70,7 @@ Deno.test("sign-in goes only to paths on this site", async () => {
       token: d.t.admin,
       next,
     });
-    assertEquals(res.headers.get("location"), "/", next);
+    deepEqual(res.headers.get("location"), "/", next);
   }
 });
 
@@ -85,9 +85,9 @@ Deno.test("a forged or tampered session cookie sends the user to sign in and is 
   ) {
     client.cookies.set(SESSION_COOKIE, value);
     const res = await client.request("/");
-    assertEquals(res.status, 303, value);
-    assertMatch(res.headers.get("location") ?? "", /^\/login/);
-    assertMatch(res.headers.getSetCookie().join("\n"), new RegExp(`${SESSION_COOKIE}=;`));
+    deepEqual(res.status, 303, value);
+    match(res.headers.get("location") ?? "", /^\/login/);
+    match(res.headers.getSetCookie().join("\n"), new RegExp(`${SESSION_COOKIE}=;`));
   }
 });
 
@@ -98,15 +98,15 @@ Deno.test("an expired session cookie, even correctly signed, sends the user to s
   const tokenHash = signer.verify(client.cookies.get(SESSION_COOKIE)!)!.tokenHash;
   client.cookies.set(SESSION_COOKIE, signer.sign({ tokenHash, expiresAt: Date.now() - 1000 }));
   const res = await client.request("/");
-  assertEquals(res.status, 303);
-  assertMatch(res.headers.get("location") ?? "", /^\/login/);
+  deepEqual(res.status, 303);
+  match(res.headers.get("location") ?? "", /^\/login/);
 });
 
 Deno.test("the session key is created with mode 0600 in the data dir", async () => {
   await using d = await dashboardTest();
   await d.signedIn();
   const info = await Deno.stat(`${d.t.dir}/session.key`);
-  assertEquals(info.mode! & 0o777, 0o600);
+  deepEqual(info.mode! & 0o777, 0o600);
 });
 
 Deno.test("a form POST without the session's CSRF token gets a 403 page", async () => {
@@ -114,18 +114,18 @@ Deno.test("a form POST without the session's CSRF token gets a 403 page", async 
   const client = await d.signedIn();
   for (const form of [{}, { _csrf: "wrong" }, { _csrf: "" }]) {
     const res = await client.post("/logout", form);
-    assertEquals(res.status, 403);
-    assertMatch(res.headers.get("content-type") ?? "", /text\/html/);
-    assertMatch(await res.text(), /missing its security token/);
+    deepEqual(res.status, 403);
+    match(res.headers.get("content-type") ?? "", /text\/html/);
+    match(await res.text(), /missing its security token/);
   }
-  assertEquals((await client.page("/")).status, 200, "still signed in");
+  deepEqual((await client.page("/")).status, 200, "still signed in");
 });
 
 Deno.test("the sign-in form is CSRF-protected too", async () => {
   await using d = await dashboardTest();
   const res = await d.client().post("/login", { token: d.t.admin });
-  assertEquals(res.status, 403);
-  assertMatch(await res.text(), /sign-in form has expired/);
+  deepEqual(res.status, 403);
+  match(await res.text(), /sign-in form has expired/);
 });
 
 Deno.test("signing out with the CSRF token clears the session", async () => {
@@ -133,18 +133,18 @@ Deno.test("signing out with the CSRF token clears the session", async () => {
   const client = await d.signedIn();
   const page = await client.page("/");
   const res = await client.post("/logout", { _csrf: CookieClient.csrfOf(page.html) });
-  assertEquals([res.status, res.headers.get("location")], [303, "/login"]);
-  assert(!client.cookies.has(SESSION_COOKIE));
-  assertEquals((await client.request("/")).status, 303);
+  deepEqual([res.status, res.headers.get("location")], [303, "/login"]);
+  ok(!client.cookies.has(SESSION_COOKIE));
+  deepEqual((await client.request("/")).status, 303);
 });
 
 Deno.test("failed sign-ins are rate-limited per address, even for a good token afterwards", async () => {
   await using d = await dashboardTest({ signInLimit: 3 });
   const client = d.client();
-  for (let i = 0; i < 3; i++) assertEquals((await client.signIn(`oo_bad-${i}`)).status, 401);
+  for (let i = 0; i < 3; i++) deepEqual((await client.signIn(`oo_bad-${i}`)).status, 401);
   const res = await client.signIn(d.t.admin);
-  assertEquals(res.status, 429);
-  assertMatch(await res.text(), /Too many failed sign-ins/);
+  deepEqual(res.status, 429);
+  match(await res.text(), /Too many failed sign-ins/);
 });
 
 Deno.test("a member sees only their apps and gets a 403 page for another app and for agents", async () => {
@@ -154,27 +154,27 @@ Deno.test("a member sees only their apps and gets a 403 page for another app and
   await seedApp(store, "other");
   const member = await d.signedIn(await d.token("member", ["other"]));
   const home = await member.page("/");
-  assertMatch(home.html, /href="\/apps\/other"/);
-  assert(!home.html.includes('href="/apps/demo"'));
-  assert(!home.html.includes('href="/agents"'), "no agents link for members");
+  match(home.html, /href="\/apps\/other"/);
+  ok(!home.html.includes('href="/apps/demo"'));
+  ok(!home.html.includes('href="/agents"'), "no agents link for members");
   for (
     const path of ["/apps/demo", "/apps/demo/timeline", "/apps/demo/runs/one-off-1", "/agents"]
   ) {
     const page = await member.page(path);
-    assertEquals(page.status, 403, path);
-    assertMatch(page.res.headers.get("content-type") ?? "", /text\/html/);
-    assertMatch(page.html, /Not allowed/);
+    deepEqual(page.status, 403, path);
+    match(page.res.headers.get("content-type") ?? "", /text\/html/);
+    match(page.html, /Not allowed/);
   }
-  assertEquals((await member.page("/apps/other")).status, 200);
+  deepEqual((await member.page("/apps/other")).status, 200);
 });
 
 Deno.test("pages carry a strict content security policy and are not cached", async () => {
   await using d = await dashboardTest();
   const client = await d.signedIn();
   const { res } = await client.page("/");
-  assertMatch(res.headers.get("content-security-policy") ?? "", /script-src 'self'/);
-  assertEquals(res.headers.get("x-frame-options"), "DENY");
-  assertEquals(res.headers.get("cache-control"), "no-store");
+  match(res.headers.get("content-security-policy") ?? "", /script-src 'self'/);
+  deepEqual(res.headers.get("x-frame-options"), "DENY");
+  deepEqual(res.headers.get("cache-control"), "no-store");
 });
 
 Deno.test("sessionAuth gives the API the token row of a valid cookie, and null otherwise", async () => {
@@ -185,7 +185,7 @@ Deno.test("sessionAuth gives the API the token row of a valid cookie, and null o
   probe.get("/", async (c) => c.json({ name: (await auth(c))?.name ?? null }));
   const ask = async (cookie?: string) =>
     (await (await probe.request("/", { headers: cookie ? { cookie } : {} })).json()).name;
-  assertEquals(await ask(`${SESSION_COOKIE}=${client.cookies.get(SESSION_COOKIE)}`), "admin");
-  assertEquals(await ask(`${SESSION_COOKIE}=forged.value`), null);
-  assertEquals(await ask(), null);
+  deepEqual(await ask(`${SESSION_COOKIE}=${client.cookies.get(SESSION_COOKIE)}`), "admin");
+  deepEqual(await ask(`${SESSION_COOKIE}=forged.value`), null);
+  deepEqual(await ask(), null);
 });

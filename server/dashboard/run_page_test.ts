@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertMatch } from "../../tests/_assert.ts";
+import { deepEqual, match, ok } from "node:assert/strict";
 import { CookieClient, dashboardTest, seedApp, seedRun } from "./_test_util.ts";
 
 Deno.test("a detached run's page shows its details and its own output", async () => {
@@ -33,15 +33,15 @@ Deno.test("a detached run's page shows its details and its own output", async ()
     },
   ]);
   const { status, html } = await (await d.signedIn()).page("/apps/demo/runs/one-off-1");
-  assertEquals(status, 200);
-  assertMatch(html, /<code class="cmd">.\/bin\/hello<\/code>/);
-  assertMatch(html, /hello from one-off-1/);
-  assert(!html.includes("not this run"));
-  assertMatch(html, /SECRET_TOKEN/);
-  assert(!html.includes("s3cr3t-value"), "an override's value leaked");
-  assert(!html.includes("data-follow="), "an ended run is not followed");
-  assert(!html.includes(">Stop<"), "no stop button on an ended run");
-  assertEquals((await (await d.signedIn()).page(`/apps/demo/runs/${run.id}`)).status, 200);
+  deepEqual(status, 200);
+  match(html, /<code class="cmd">.\/bin\/hello<\/code>/);
+  match(html, /hello from one-off-1/);
+  ok(!html.includes("not this run"));
+  match(html, /SECRET_TOKEN/);
+  ok(!html.includes("s3cr3t-value"), "an override's value leaked");
+  ok(!html.includes("data-follow="), "an ended run is not followed");
+  ok(!html.includes(">Stop<"), "no stop button on an ended run");
+  deepEqual((await (await d.signedIn()).page(`/apps/demo/runs/${run.id}`)).status, 200);
 });
 
 Deno.test("an ended attached run's page sets up the replay of its recording", async () => {
@@ -56,17 +56,17 @@ Deno.test("an ended attached run's page sets up the replay of its recording", as
     ended_at: new Date(),
   });
   const { html } = await (await d.signedIn()).page("/apps/demo/runs/one-off-1");
-  assertMatch(html, /Session replay/);
-  assertMatch(
+  match(html, /Session replay/);
+  match(
     html,
     /data-replay="true" data-cast="\/api\/apps\/demo\/runs\/one-off-1\/audit.cast"/,
   );
-  assertMatch(
+  match(
     html,
     /href="\/api\/apps\/demo\/runs\/one-off-1\/audit.cast" download="demo-one-off-1.cast"/,
   );
-  assertMatch(html, /<script src="\/assets\/player.js\?v=[0-9a-f]+"><\/script>/);
-  assertMatch(html, /data-rate="2"/);
+  match(html, /<script src="\/assets\/player.js\?v=[0-9a-f]+"><\/script>/);
+  match(html, /data-rate="2"/);
 });
 
 Deno.test("an attached run that never started says there is nothing to replay", async () => {
@@ -80,8 +80,8 @@ Deno.test("an attached run that never started says there is nothing to replay", 
     ended_at: new Date(),
   });
   const { html } = await (await d.signedIn()).page("/apps/demo/runs/one-off-1");
-  assertMatch(html, /never started: nothing was recorded/);
-  assertMatch(html, /Nobody attached in time/);
+  match(html, /never started: nothing was recorded/);
+  match(html, /Nobody attached in time/);
 });
 
 Deno.test("the stop button stops a live run, only with the CSRF token", async () => {
@@ -91,25 +91,25 @@ Deno.test("the stop button stops a live run, only with the CSRF token", async ()
   const run = await seedRun(store, app, release, "sleep 100");
   const client = await d.signedIn();
   const page = await client.page("/apps/demo/runs/one-off-1");
-  assertMatch(page.html, /action="\/apps\/demo\/runs\/one-off-1\/stop"/);
+  match(page.html, /action="\/apps\/demo\/runs\/one-off-1\/stop"/);
   const refused = await client.post("/apps/demo/runs/one-off-1/stop", {});
-  assertEquals(refused.status, 403);
-  assertEquals((await store.runById(run.id))?.state, "pending");
+  deepEqual(refused.status, 403);
+  deepEqual((await store.runById(run.id))?.state, "pending");
   const res = await client.post("/apps/demo/runs/one-off-1/stop", {
     _csrf: CookieClient.csrfOf(page.html),
   });
-  assertEquals([res.status, res.headers.get("location")], [303, "/apps/demo/runs/one-off-1"]);
-  assertEquals((await store.runById(run.id))?.state, "stopped");
+  deepEqual([res.status, res.headers.get("location")], [303, "/apps/demo/runs/one-off-1"]);
+  deepEqual((await store.runById(run.id))?.state, "stopped");
   const [stop] = await store.listEvents({ app_id: app.id, limit: 10 }).then((e) =>
     e.filter((x) => x.kind === "run.stop")
   );
-  assertEquals(stop?.actor, "admin");
+  deepEqual(stop?.actor, "admin");
 });
 
 Deno.test("an unknown run is a 404 page", async () => {
   await using d = await dashboardTest();
   await seedApp(d.t.ctx.store, "demo");
   const page = await (await d.signedIn()).page("/apps/demo/runs/one-off-9");
-  assertEquals(page.status, 404);
-  assertMatch(page.html, /No run &quot;one-off-9&quot; in app &quot;demo&quot;/);
+  deepEqual(page.status, 404);
+  match(page.html, /No run &quot;one-off-9&quot; in app &quot;demo&quot;/);
 });

@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertMatch, assertRejects } from "../../tests/_assert.ts";
+import { deepEqual, match, ok, rejects } from "node:assert/strict";
 import { lazySigner, loadSessionKey, SessionSigner } from "./session.ts";
 
 const HASH = "ab".repeat(32);
@@ -10,19 +10,19 @@ function signer(fill = 7): SessionSigner {
 Deno.test("a signed session verifies until it expires", () => {
   const s = signer();
   const value = s.sign({ tokenHash: HASH, expiresAt: 2_000 });
-  assertEquals(s.verify(value, 1_999), { tokenHash: HASH, expiresAt: 2_000 });
-  assertEquals(s.verify(value, 2_000), null);
+  deepEqual(s.verify(value, 1_999), { tokenHash: HASH, expiresAt: 2_000 });
+  deepEqual(s.verify(value, 2_000), null);
 });
 
 Deno.test("a session signed with another key, or altered, does not verify", () => {
   const value = signer(1).sign({ tokenHash: HASH, expiresAt: Date.now() + 60_000 });
-  assertEquals(signer(2).verify(value), null);
+  deepEqual(signer(2).verify(value), null);
   const [payload, sig] = value.split(".") as [string, string];
   const later = btoa(JSON.stringify({ h: HASH, exp: Date.now() + 9e9 })).replace(/=+$/, "");
-  assertEquals(signer(1).verify(`${later}.${sig}`), null);
-  assertEquals(signer(1).verify(`${payload}.${sig.slice(0, -2)}`), null);
-  assertEquals(signer(1).verify(`${payload}.${sig}.x`), null);
-  assertEquals(signer(1).verify(""), null);
+  deepEqual(signer(1).verify(`${later}.${sig}`), null);
+  deepEqual(signer(1).verify(`${payload}.${sig.slice(0, -2)}`), null);
+  deepEqual(signer(1).verify(`${payload}.${sig}.x`), null);
+  deepEqual(signer(1).verify(""), null);
 });
 
 Deno.test("a CSRF token is bound to its session and its purpose", () => {
@@ -30,12 +30,12 @@ Deno.test("a CSRF token is bound to its session and its purpose", () => {
   const a = s.sign({ tokenHash: HASH, expiresAt: 1e15 });
   const b = s.sign({ tokenHash: HASH, expiresAt: 1e15 + 1 });
   const token = s.csrf("session", a);
-  assert(s.checkCsrf("session", a, token));
-  assert(!s.checkCsrf("session", b, token));
-  assert(!s.checkCsrf("login", a, token));
-  assert(!s.checkCsrf("session", a, ""));
+  ok(s.checkCsrf("session", a, token));
+  ok(!s.checkCsrf("session", b, token));
+  ok(!s.checkCsrf("login", a, token));
+  ok(!s.checkCsrf("session", a, ""));
   // A CSRF token is never the cookie's signature, though both are HMACs of it.
-  assert(!a.endsWith(token));
+  ok(!a.endsWith(token));
 });
 
 Deno.test("a key shorter than 32 bytes is refused", () => {
@@ -45,7 +45,7 @@ Deno.test("a key shorter than 32 bytes is refused", () => {
   } catch (err) {
     message = String(err);
   }
-  assertMatch(message, /Session key is too short: 16 bytes/);
+  match(message, /Session key is too short: 16 bytes/);
 });
 
 Deno.test("the session key file is made once, 0600, and read back the same", async () => {
@@ -57,12 +57,12 @@ Deno.test("the session key file is made once, 0600, and read back the same", asy
       loadSessionKey(path),
       loadSessionKey(path),
     ]);
-    assertEquals(a.length, 32);
-    assertEquals([...a], [...b!]);
-    assertEquals([...a], [...c!]);
-    assertEquals([...a], [...await loadSessionKey(path)]);
-    assertEquals((await Deno.stat(path)).mode! & 0o777, 0o600);
-    assertEquals([...Deno.readDirSync(dir)].map((e) => e.name), ["session.key"]);
+    deepEqual(a.length, 32);
+    deepEqual([...a], [...b!]);
+    deepEqual([...a], [...c!]);
+    deepEqual([...a], [...await loadSessionKey(path)]);
+    deepEqual((await Deno.stat(path)).mode! & 0o777, 0o600);
+    deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["session.key"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -72,13 +72,15 @@ Deno.test("a malformed session key file is reported, not replaced", async () => 
   const dir = await Deno.makeTempDir({ prefix: "oneoff-session-key-" });
   try {
     await Deno.writeTextFile(`${dir}/session.key`, "not hex\n");
-    const err = await assertRejects(() => loadSessionKey(`${dir}/session.key`));
-    assertMatch(err.message, /Session key ".*session.key" is malformed/);
+    await rejects(
+      () => loadSessionKey(`${dir}/session.key`),
+      /Session key ".*session.key" is malformed/,
+    );
     const load = lazySigner(`${dir}/session.key`);
-    await assertRejects(() => load());
+    await rejects(() => load());
     // A failed load is retried on the next use, once the file is fixed.
     await Deno.writeTextFile(`${dir}/session.key`, "11".repeat(32));
-    assert((await load()) instanceof SessionSigner);
+    ok((await load()) instanceof SessionSigner);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -1,5 +1,5 @@
+import { deepEqual, match, ok } from "node:assert/strict";
 import type { TimelineEventBody } from "../../protocol/mod.ts";
-import { assert, assertEquals, assertMatch } from "../../tests/_assert.ts";
 import { dashboardTest, seedApp } from "./_test_util.ts";
 
 Deno.test("the timeline tells each change with its actor", async () => {
@@ -37,15 +37,15 @@ Deno.test("the timeline tells each change with its actor", async () => {
   await add({ kind: "run.stop", data: { run: "one-off-8" } });
   await add({ kind: "audit.viewed", data: { run: "one-off-7", format: "cast" } });
   const { status, html } = await (await d.signedIn()).page("/apps/demo/timeline");
-  assertEquals(status, 200);
+  deepEqual(status, 200);
   const text = html.replace(/<[^>]+>/g, "").replace(/\s+/g, " ");
-  assertMatch(text, /alice deployed release v4 \(2 KiB\) with process types web/);
-  assertMatch(text, /alice set DATABASE_URL/);
-  assertMatch(text, /alice started one-off-7 attached, size L: rake db:migrate with X/);
-  assertMatch(text, /bob one-off-7 ended exited with exit code 1 after 1 min 1 s: rake db:migrate/);
-  assertMatch(text, /alice stopped one-off-8/);
-  assertMatch(text, /alice viewed the session recording of one-off-7 \(cast\)/);
-  assertMatch(html, /href="\/apps\/demo\/runs\/one-off-7"/);
+  match(text, /alice deployed release v4 \(2 KiB\) with process types web/);
+  match(text, /alice set DATABASE_URL/);
+  match(text, /alice started one-off-7 attached, size L: rake db:migrate with X/);
+  match(text, /bob one-off-7 ended exited with exit code 1 after 1 min 1 s: rake db:migrate/);
+  match(text, /alice stopped one-off-8/);
+  match(text, /alice viewed the session recording of one-off-7 \(cast\)/);
+  match(html, /href="\/apps\/demo\/runs\/one-off-7"/);
 });
 
 Deno.test("the timeline is paginated 50 events a page, newest first", async () => {
@@ -68,11 +68,11 @@ Deno.test("the timeline is paginated 50 events a page, newest first", async () =
   const first = await client.page("/apps/demo/timeline");
   const keys = (html: string) =>
     [...html.matchAll(/<code>K(\d+)<\/code>/g)].map((m) => Number(m[1]));
-  assertEquals(keys(first.html), Array.from({ length: 50 }, (_, i) => 60 - i));
+  deepEqual(keys(first.html), Array.from({ length: 50 }, (_, i) => 60 - i));
   const older = /href="(\/apps\/demo\/timeline\?before=\d+)">Older/.exec(first.html)?.[1];
-  assertEquals(older, `/apps/demo/timeline?before=${ids[10]}`);
+  deepEqual(older, `/apps/demo/timeline?before=${ids[10]}`);
   const second = await client.page(older!);
-  assertEquals(keys(second.html), Array.from({ length: 10 }, (_, i) => 10 - i));
-  assert(!second.html.includes("Older"));
-  assertMatch(second.html, /href="\/apps\/demo\/timeline">← Newest/);
+  deepEqual(keys(second.html), Array.from({ length: 10 }, (_, i) => 10 - i));
+  ok(!second.html.includes("Older"));
+  match(second.html, /href="\/apps\/demo\/timeline">← Newest/);
 });
