@@ -230,7 +230,7 @@ export function describeEvent(event: UncheckedEventBody): Segment[] {
       ];
     }
     case "run.stop":
-      return [text("stopped "), seg("run", event.data.run)];
+      return [text("asked "), seg("run", event.data.run), text(" to stop")];
     case "audit.viewed":
       return [
         text("viewed the session recording of "),

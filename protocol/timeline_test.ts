@@ -53,7 +53,7 @@ const SENTENCES: Record<TimelineEventKind, [TimelineEventBody, string]> = {
     },
     "one-off-7 ended exited with exit code 1 after 1 min 1 s: rake db:migrate",
   ],
-  "run.stop": [{ kind: "run.stop", data: { run: "one-off-8" } }, "stopped one-off-8"],
+  "run.stop": [{ kind: "run.stop", data: { run: "one-off-8" } }, "asked one-off-8 to stop"],
   "audit.viewed": [
     { kind: "audit.viewed", data: { run: "one-off-7", format: "cast" } },
     "viewed the session recording of one-off-7 (cast)",
@@ -113,8 +113,9 @@ Deno.test("optional parts of a sentence show only when the event has them", () =
 
 Deno.test("run labels come out as run references, keys and commands as their own pieces", () => {
   deepEqual(describeEvent({ kind: "run.stop", data: { run: "one-off-8" } }), [
-    { type: "text", text: "stopped " },
+    { type: "text", text: "asked " },
     { type: "run", text: "one-off-8" },
+    { type: "text", text: " to stop" },
   ]);
   const ended = describeEvent({
     kind: "run.ended",
@@ -168,5 +169,5 @@ Deno.test("kinds no longer written and data that does not fit its kind read as t
 Deno.test("data may carry fields a newer server added", () => {
   const event = { kind: "run.stop", data: { run: "one-off-4", by: "the reaper" } };
   equal(isKnownEvent(event), true);
-  equal(eventText(event), "stopped one-off-4");
+  equal(eventText(event), "asked one-off-4 to stop");
 });

@@ -287,6 +287,7 @@ export class RunEngine {
       ended_at: detail.at ?? new Date(this.#clock.now()),
     });
     this.#ready.delete(run.id);
+    this.#terms.delete(run.id);
     if (!ended) return;
     const app = await store.appById(run.app_id);
     const duration = ended.started_at && ended.ended_at

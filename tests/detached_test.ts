@@ -87,7 +87,7 @@ Deno.test("ps lists runs, stop stops a running one-off, and both are in the time
   match(again.stderr, /already ended/);
   const timeline = (await sys.cli(["timeline", "-a", "demo"])).stdout;
   match(timeline, /one-off-1 ended stopped/);
-  match(timeline, /admin\s+stopped one-off-1/);
+  match(timeline, /admin\s+asked one-off-1 to stop/);
   match(timeline, /started one-off-1 detached, size M: sleep 300/);
 });
 

@@ -43,7 +43,7 @@ Deno.test("the timeline tells each change with its actor", async () => {
   match(text, /alice set DATABASE_URL/);
   match(text, /alice started one-off-7 attached, size L: rake db:migrate with X/);
   match(text, /bob one-off-7 ended exited with exit code 1 after 1 min 1 s: rake db:migrate/);
-  match(text, /alice stopped one-off-8/);
+  match(text, /alice asked one-off-8 to stop/);
   match(text, /alice viewed the session recording of one-off-7 \(cast\)/);
   match(html, /href="\/apps\/demo\/runs\/one-off-7"/);
 });
