@@ -30,7 +30,9 @@ export class LogShipper {
   #send: SendFn;
   #seq = 0;
   #pending: LogRecord[] = [];
-  #unacked: LogRecord[][] = [];
+  #batch = 0;
+  /** Batches sent and not acknowledged, by batch number. */
+  #unacked = new Map<number, LogRecord[]>();
   #inFlight = 0;
   #clock: Clock;
   #timer: TimerId | undefined;
@@ -79,34 +81,36 @@ export class LogShipper {
     this.#clock.clearTimeout(this.#timer);
     this.#timer = undefined;
     if (this.#pending.length === 0) return;
-    const batch = this.#pending;
+    const records = this.#pending;
     this.#pending = [];
-    this.#unacked.push(batch);
-    this.#send({ type: "logs", runId: this.#runId, records: batch });
+    const batch = this.#batch++;
+    this.#unacked.set(batch, records);
+    this.#send({ type: "logs", runId: this.#runId, batch, records });
   }
 
-  /** The server stored every line up to `seq`. */
-  ack(seq: number): void {
-    while (this.#unacked.length > 0 && this.#unacked[0]!.at(-1)!.seq <= seq) {
-      this.#inFlight -= this.#unacked.shift()!.length;
-    }
+  /** The server committed batch `batch`; only that batch is done. */
+  ack(batch: number): void {
+    const records = this.#unacked.get(batch);
+    if (records === undefined) return;
+    this.#unacked.delete(batch);
+    this.#inFlight -= records.length;
     if (this.#inFlight <= MAX_IN_FLIGHT) { for (const wake of this.#drained.splice(0)) wake(); }
-    if (this.#unacked.length === 0 && this.#pending.length === 0) {
+    if (this.#unacked.size === 0 && this.#pending.length === 0) {
       for (const wake of this.#acked.splice(0)) wake();
     }
   }
 
-  /** Sends every unacknowledged batch again (after a reconnect). */
+  /** Sends every unacknowledged batch again, in order (after a reconnect). */
   resend(): void {
-    for (const batch of this.#unacked) {
-      this.#send({ type: "logs", runId: this.#runId, records: batch });
+    for (const [batch, records] of this.#unacked) {
+      this.#send({ type: "logs", runId: this.#runId, batch, records });
     }
   }
 
   /** Flushes and resolves once the server acknowledged every line. */
   finish(): Promise<void> {
     this.#flush();
-    if (this.#unacked.length === 0) return Promise.resolve();
+    if (this.#unacked.size === 0) return Promise.resolve();
     return new Promise((resolve) => this.#acked.push(resolve));
   }
 

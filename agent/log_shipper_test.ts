@@ -17,7 +17,7 @@ Deno.test("lines split across chunks are shipped whole, numbered, with a partial
   });
   await shipper.collect(streamOf("one\ntw", "o\r\nthr", "ee"), "stdout");
   const done = shipper.finish();
-  shipper.ack(2);
+  shipper.ack(0);
   await done;
   deepEqual(sent.map((r) => [r.seq, r.line]), [[0, "one"], [1, "two"], [2, "three"]]);
 });
@@ -34,7 +34,7 @@ Deno.test("unacknowledged batches are sent again after a reconnect, acknowledged
   up = true;
   shipper.resend();
   deepEqual(sent, [[0, 1], [0, 1]]);
-  shipper.ack(1);
+  shipper.ack(0);
   await done;
   shipper.resend();
   deepEqual(sent.length, 2, "nothing left to resend");
@@ -48,7 +48,7 @@ Deno.test("an endless line is cut into pieces of the maximum size", async () => 
   });
   await shipper.collect(streamOf("x".repeat(MAX_LINE_BYTES * 2 + 5)), "stderr");
   const done = shipper.finish();
-  shipper.ack(shipper.lines - 1);
+  shipper.ack(0);
   await done;
   deepEqual(sent.map((r) => r.line.length), [MAX_LINE_BYTES, MAX_LINE_BYTES, 5]);
   deepEqual(sent.every((r) => r.stream === "stderr"), true);
@@ -68,4 +68,22 @@ Deno.test("the log shipper sends a partial batch once its flush interval has pas
   assert.deepEqual(batches, []);
   await clock.advance(1);
   assert.deepEqual(batches, [[at, at]]);
+});
+
+Deno.test("an acknowledged later batch does not clear an earlier one the server did not store", async () => {
+  const sent: { batch: number; seqs: number[] }[] = [];
+  const shipper = new LogShipper("r1", (msg) => {
+    if (msg.type === "logs") sent.push({ batch: msg.batch, seqs: msg.records.map((r) => r.seq) });
+    return true;
+  });
+  await shipper.collect(streamOf("a\n"), "stdout");
+  shipper.finish();
+  await shipper.collect(streamOf("b\n"), "stdout");
+  const done = shipper.finish();
+  deepEqual(sent, [{ batch: 0, seqs: [0] }, { batch: 1, seqs: [1] }]);
+  shipper.ack(1);
+  shipper.resend();
+  deepEqual(sent.at(-1), { batch: 0, seqs: [0] }, "batch 0 is still owed");
+  shipper.ack(0);
+  await done;
 });

@@ -117,6 +117,7 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
         ...(listener.tlsFingerprint ? { tlsFingerprint: listener.tlsFingerprint } : {}),
       },
       running: runner.running(),
+      ended: [],
       warnings,
     }),
     running: () => runner.running(),
@@ -124,7 +125,7 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
       if (msg.type === "start_run") runner.start(msg.spec);
       else if (msg.type === "stop_run") runner.stop(msg.runId);
       else if (msg.type === "resize") runner.resize(msg.runId, msg.cols, msg.rows);
-      else if (msg.type === "logs_ack") runner.ackLogs(msg.runId, msg.seq);
+      else if (msg.type === "logs_ack") runner.ackLogs(msg.runId, msg.batch);
       else if (msg.type === "audit_ack") runner.ackAudit(msg.runId, msg.seq);
     },
     connected: () => runner.reconnected(),

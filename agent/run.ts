@@ -251,9 +251,9 @@ export class OneOff {
     this.#recorder?.resize(cols, rows);
   }
 
-  /** The server stored the run's log lines up to `seq`. */
-  ackLogs(seq: number): void {
-    this.#shipper?.ack(seq);
+  /** The server committed log batch `batch` of the run. */
+  ackLogs(batch: number): void {
+    this.#shipper?.ack(batch);
   }
 
   /** The channel is back: say again that the run waits for its client, and resend what is unacknowledged. */

@@ -88,9 +88,9 @@ export class Runner {
     else this.#deps.leftovers?.ack(runId, seq);
   }
 
-  /** The server acknowledged log lines up to `seq`. */
-  ackLogs(runId: string, seq: number): void {
-    this.#runs.get(runId)?.ackLogs(seq);
+  /** The server committed log batch `batch` of a run. */
+  ackLogs(runId: string, batch: number): void {
+    this.#runs.get(runId)?.ackLogs(batch);
   }
 
   /** Starts a run placed on this agent. */

@@ -28,10 +28,7 @@ function setup(
     send(msg) {
       if (!channel.up) return false;
       sent.push(msg);
-      if (msg.type === "logs") {
-        const last = msg.records.at(-1)!.seq;
-        queueMicrotask(() => runner.ackLogs(msg.runId, last));
-      }
+      if (msg.type === "logs") queueMicrotask(() => runner.ackLogs(msg.runId, msg.batch));
       if (msg.type === "audit") queueMicrotask(() => runner.ackAudit(msg.runId, msg.seq));
       return true;
     },

@@ -80,6 +80,22 @@ export interface AttachEndpoint {
   tlsFingerprint?: string;
 }
 
+/**
+ * How a run ended, as the agent reports it. The agent keeps each report on
+ * its disk until the server answers `state_ack`, and sends the ones still
+ * unconfirmed in its `hello`, so that an outage never turns a run that
+ * ended cleanly into `lost`.
+ */
+export interface RunEnded {
+  runId: string;
+  state: RunState;
+  exitCode?: number;
+  reason?: string;
+  at: number;
+  /** Detached runs: how many log lines the run produced (seq 0 to lines - 1). */
+  lines?: number;
+}
+
 /** Messages from the agent to the server. */
 export type AgentMessage =
   | {
@@ -92,22 +108,24 @@ export type AgentMessage =
     attach: AttachEndpoint;
     /** Runs the agent still has (after a reconnect). */
     running: string[];
+    /** Runs that ended while the server was away, not yet acknowledged. */
+    ended: RunEnded[];
     /** What the sandbox cannot enforce on this host, said once. */
     warnings: string[];
   }
   | { type: "heartbeat"; running: string[] }
-  | {
-    type: "run_state";
-    runId: string;
-    state: RunState;
-    exitCode?: number;
-    reason?: string;
-    at: number;
-  }
+  /** `running`, or an end (then answered by `state_ack`). */
+  | ({ type: "run_state" } & RunEnded)
   /** An attached run is ready: its secret is expected on the attach port. */
   | { type: "attach_ready"; runId: string; expiresAt: number }
-  | { type: "logs"; runId: string; records: LogRecord[] }
-  | { type: "audit"; runId: string; seq: number; data: string };
+  /**
+   * Batch `batch` (0, 1, 2... per run) of detached output; spooled on the
+   * agent's disk until the server answers `logs_ack` for that very batch.
+   */
+  | { type: "logs"; runId: string; batch: number; records: LogRecord[] }
+  | { type: "audit"; runId: string; seq: number; data: string }
+  /** The agent is stopping: place no more runs on it. */
+  | { type: "draining" };
 
 /** Messages from the server to the agent. */
 export type ServerMessage =
@@ -116,8 +134,18 @@ export type ServerMessage =
   | { type: "start_run"; spec: RunSpec }
   | { type: "stop_run"; runId: string }
   | { type: "resize"; runId: string; cols: number; rows: number }
-  | { type: "logs_ack"; runId: string; seq: number }
-  | { type: "audit_ack"; runId: string; seq: number };
+  /** The server has no message for a while; the agent treats silence as a dead channel. */
+  | { type: "heartbeat" }
+  /** Batch `batch` of the run's output is committed to the store. */
+  | { type: "logs_ack"; runId: string; batch: number }
+  /** Batch `batch` could not be stored (the store failed): send it again later. */
+  | { type: "logs_nack"; runId: string; batch: number; reason: string }
+  /** Audit chunk `seq` is committed. */
+  | { type: "audit_ack"; runId: string; seq: number }
+  /** Audit chunk `seq` could not be stored: send it again later. */
+  | { type: "audit_nack"; runId: string; seq: number; reason: string }
+  /** The end of the run is recorded: the agent may forget it. */
+  | { type: "state_ack"; runId: string };
 
 /** Path of the control channel on the server. */
 export const AGENT_CHANNEL_PATH = "/agent/channel";
@@ -136,6 +164,10 @@ const logRecord: Decoder<LogRecord> = object({
   line: string,
 });
 
+const runEndedFields = { runId: string, state: oneOf(RUN_STATES), at: number };
+const runEndedOptional = { exitCode: integer, reason: string, lines: integer };
+const runEnded: Decoder<RunEnded> = object(runEndedFields, runEndedOptional);
+
 const agentMessage: Decoder<AgentMessage> = byType({
   hello: object({
     token: string,
@@ -145,16 +177,15 @@ const agentMessage: Decoder<AgentMessage> = byType({
     sandbox: oneOf(SANDBOX_KINDS),
     attach: attachEndpoint,
     running: strings,
+    ended: array(runEnded),
     warnings: strings,
   }),
   heartbeat: object({ running: strings }),
-  run_state: object(
-    { runId: string, state: oneOf(RUN_STATES), at: number },
-    { exitCode: integer, reason: string },
-  ),
+  run_state: object(runEndedFields, runEndedOptional),
   attach_ready: object({ runId: string, expiresAt: number }),
-  logs: object({ runId: string, records: array(logRecord) }),
+  logs: object({ runId: string, batch: integer, records: array(logRecord) }),
   audit: object({ runId: string, seq: integer, data: string }),
+  draining: object({}),
 });
 
 const limits: Decoder<Limits> = object({
@@ -188,8 +219,12 @@ const serverMessage: Decoder<ServerMessage> = byType({
   start_run: object({ spec: runSpec }),
   stop_run: object({ runId: string }),
   resize: object({ runId: string, cols: integer, rows: integer }),
-  logs_ack: object({ runId: string, seq: integer }),
+  heartbeat: object({}),
+  logs_ack: object({ runId: string, batch: integer }),
+  logs_nack: object({ runId: string, batch: integer, reason: string }),
   audit_ack: object({ runId: string, seq: integer }),
+  audit_nack: object({ runId: string, seq: integer, reason: string }),
+  state_ack: object({ runId: string }),
 });
 
 /** Parses and checks one frame from an agent; the error names what was wrong. */

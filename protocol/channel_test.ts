@@ -17,6 +17,7 @@ const hello: AgentMessage = {
   sandbox: "bwrap",
   attach: { host: "127.0.0.1", port: 5000, tls: true, tlsFingerprint: "ab" },
   running: ["r1"],
+  ended: [{ runId: "r0", state: "exited", exitCode: 0, at: 1, lines: 12 }],
   warnings: [],
 };
 
@@ -49,8 +50,14 @@ Deno.test("every agent message survives the round trip through its decoder", () 
     { type: "run_state", runId: "r1", state: "exited", exitCode: 3, at: 1 },
     { type: "run_state", runId: "r1", state: "running", at: 1 },
     { type: "attach_ready", runId: "r1", expiresAt: 2 },
-    { type: "logs", runId: "r1", records: [{ seq: 0, stream: "stderr", ts: 1, line: "x" }] },
+    {
+      type: "logs",
+      runId: "r1",
+      batch: 0,
+      records: [{ seq: 0, stream: "stderr", ts: 1, line: "x" }],
+    },
     { type: "audit", runId: "r1", seq: 4, data: "AAAA" },
+    { type: "draining" },
   ];
   for (const msg of messages) {
     assert.deepEqual(decodeAgentMessage(JSON.stringify(msg)), { ok: true, value: msg });
@@ -65,8 +72,12 @@ Deno.test("every server message survives the round trip through its decoder", ()
     { type: "start_run", spec: detached },
     { type: "stop_run", runId: "r1" },
     { type: "resize", runId: "r1", cols: 100, rows: 30 },
-    { type: "logs_ack", runId: "r1", seq: 9 },
+    { type: "heartbeat" },
+    { type: "logs_ack", runId: "r1", batch: 9 },
+    { type: "logs_nack", runId: "r1", batch: 9, reason: "Store unavailable" },
     { type: "audit_ack", runId: "r1", seq: 9 },
+    { type: "audit_nack", runId: "r1", seq: 9, reason: "Store unavailable" },
+    { type: "state_ack", runId: "r1" },
   ];
   for (const msg of messages) {
     assert.deepEqual(decodeServerMessage(JSON.stringify(msg)), { ok: true, value: msg });
@@ -86,7 +97,7 @@ Deno.test("a malformed agent message is refused with the field that is wrong", (
     ],
     [{ ...hello, sandbox: "docker" }, 'Field "sandbox" must be one of bwrap, runc'],
     [
-      { type: "logs", runId: "r", records: [{ seq: 0, stream: "stdout", ts: 1 }] },
+      { type: "logs", runId: "r", batch: 0, records: [{ seq: 0, stream: "stdout", ts: 1 }] },
       'Field "records[0].line" must be a string',
     ],
     [{ type: "shout" }, 'Unknown message type "shout"'],

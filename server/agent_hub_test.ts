@@ -38,6 +38,7 @@ Deno.test("an agent that misses its heartbeats is dropped, and its run is lost a
       sandbox: "bwrap",
       attach: { host: "127.0.0.1", port: 5000, tls: false },
       running: [],
+      ended: [],
       warnings: [],
     });
     await until("welcomed", () => Promise.resolve(received.length > 0));

@@ -33,20 +33,16 @@ export class Ingest {
     const owner = await this.#owner(agent, msg.runId);
     if (!owner) return;
     const source = owner.label;
-    let last = -1;
-    const lines = msg.records.map((r) => {
-      if (r.seq > last) last = r.seq;
-      return {
-        run_id: msg.runId,
-        seq: r.seq,
-        ts: new Date(r.ts),
-        source,
-        stream: r.stream,
-        line: r.line,
-      };
-    });
+    const lines = msg.records.map((r) => ({
+      run_id: msg.runId,
+      seq: r.seq,
+      ts: new Date(r.ts),
+      source,
+      stream: r.stream,
+      line: r.line,
+    }));
     if (lines.length > 0) await this.#ctx.store.appendLogs(owner.appId, lines);
-    agent.send({ type: "logs_ack", runId: msg.runId, seq: last });
+    agent.send({ type: "logs_ack", runId: msg.runId, batch: msg.batch });
     this.#ctx.signals.notify(logKey(owner.appId));
   }
 

@@ -30,26 +30,26 @@ async function placedRun(
   return run;
 }
 
-function lines(runId: string, from: number, count: number) {
+function lines(runId: string, from: number, count: number, batch = from) {
   const records = Array.from({ length: count }, (_, i) => ({
     seq: from + i,
     stream: "stdout" as const,
     ts: Date.UTC(2026, 0, 1, 0, 0, from + i),
     line: `line ${from + i}`,
   }));
-  return { type: "logs" as const, runId, records };
+  return { type: "logs" as const, runId, batch, records };
 }
 
-Deno.test("a log batch is stored under the run's label and acknowledged up to its last line", async () => {
+Deno.test("a log batch is stored under the run's label and acknowledged by its batch number", async () => {
   await using f = await engineFixture();
   const ingest = new Ingest(f.ctx);
   const agent = new FakeAgent("a1");
   const run = await placedRun(f.ctx.store, f, agent.id);
-  await ingest.logs(agent, lines(run.id, 0, 3));
-  await ingest.logs(agent, lines(run.id, 2, 2));
+  await ingest.logs(agent, lines(run.id, 0, 3, 0));
+  await ingest.logs(agent, lines(run.id, 2, 2, 1));
   deepEqual(agent.sent, [
-    { type: "logs_ack", runId: run.id, seq: 2 },
-    { type: "logs_ack", runId: run.id, seq: 3 },
+    { type: "logs_ack", runId: run.id, batch: 0 },
+    { type: "logs_ack", runId: run.id, batch: 1 },
   ]);
   const stored = await f.ctx.store.readLogs(f.app.id, { limit: 100 });
   deepEqual(stored.map((l) => [l.source, l.line]), [
@@ -84,7 +84,7 @@ Deno.test("the last log lines of an ended run are still stored", async () => {
   await ingest.logs(agent, lines(run.id, 1, 1));
   ingest.left(agent);
   await ingest.logs(agent, lines(run.id, 2, 1));
-  deepEqual(agent.sent.map((m) => m.type === "logs_ack" && m.seq), [0, 1, 2]);
+  deepEqual(agent.sent.map((m) => m.type === "logs_ack" && m.batch), [0, 1, 2]);
   equal((await f.ctx.store.readLogs(f.app.id, {})).length, 3);
 });
 

@@ -140,6 +140,7 @@ Deno.test("a malformed message from a joined agent is logged and dropped; the ch
       sandbox: "bwrap",
       attach: { host: "127.0.0.1", port: 5000, tls: false },
       running: [],
+      ended: [],
       warnings: [],
     }));
     equal((await channel.next() as { type: string }).type, "welcome");
