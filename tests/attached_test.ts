@@ -1,3 +1,4 @@
+import { needs } from "./_tools.ts";
 import { createHash } from "node:crypto";
 import type { AttachInfo, RunInfo, RunState } from "../protocol/mod.ts";
 import { assertEquals, assertMatch } from "./_assert.ts";
@@ -91,29 +92,32 @@ Deno.test("no-TTY: stdout and stderr both reach the stream, half-close is EOF, t
   assertEquals([ps[0].state, ps[0].exit_code], ["exited", 7]);
 });
 
-Deno.test("plain nc attaches with --attach-info and gets the process's output", async () => {
-  await using sys = await startSystem();
-  const info = await attachInfo(sys, 'read line; echo "got:$line"; echo $CONTAINER');
-  assertEquals([info.app, info.run, info.host, info.tls], [
-    "demo",
-    "one-off-1",
-    "127.0.0.1",
-    false,
-  ]);
-  assertMatch(info.secret, /^[A-Za-z0-9_-]{43}$/);
-  const nc = new Deno.Command("nc", {
-    args: ["-N", info.host, String(info.port)],
-    stdin: "piped",
-    stdout: "piped",
-  }).spawn();
-  const writer = nc.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(`${info.secret}\nping\n`));
-  await writer.close();
-  const out = await nc.output();
-  assertEquals(new TextDecoder().decode(out.stdout), "got:ping\none-off-1\n");
-  const run = await waitState(sys, "one-off-1", "exited");
-  assertEquals(run.exit_code, 0);
-});
+Deno.test(needs(["nc"], {
+  name: "plain nc attaches with --attach-info and gets the process's output",
+  async fn() {
+    await using sys = await startSystem();
+    const info = await attachInfo(sys, 'read line; echo "got:$line"; echo $CONTAINER');
+    assertEquals([info.app, info.run, info.host, info.tls], [
+      "demo",
+      "one-off-1",
+      "127.0.0.1",
+      false,
+    ]);
+    assertMatch(info.secret, /^[A-Za-z0-9_-]{43}$/);
+    const nc = new Deno.Command("nc", {
+      args: ["-N", info.host, String(info.port)],
+      stdin: "piped",
+      stdout: "piped",
+    }).spawn();
+    const writer = nc.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(`${info.secret}\nping\n`));
+    await writer.close();
+    const out = await nc.output();
+    assertEquals(new TextDecoder().decode(out.stdout), "got:ping\none-off-1\n");
+    const run = await waitState(sys, "one-off-1", "exited");
+    assertEquals(run.exit_code, 0);
+  },
+}));
 
 Deno.test("attach refuses reused, wrong, oversized and slow secrets with one line, and starts nothing", async () => {
   await using sys = await startSystem({ handshakeTimeoutMs: 300 });

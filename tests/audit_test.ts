@@ -2,8 +2,7 @@ import postgres from "postgres";
 import { assert, assertEquals, assertMatch } from "./_assert.ts";
 import { startSystem, type TestSystem } from "./_system.ts";
 import { waitFor } from "./_wait.ts";
-
-const PG = Deno.env.get("ONEOFF_TEST_POSTGRES");
+import { needs, PG_URL as PG } from "./_tools.ts";
 
 /** Runs an attached no-TTY session that echoes a typed marker; waits until its recording is complete. */
 async function recordSession(sys: TestSystem, marker: string): Promise<void> {
@@ -73,9 +72,8 @@ Deno.test("a member cannot read another app's session", async () => {
   assertMatch(denied.stderr, /may not use app "demo"/);
 });
 
-Deno.test({
+Deno.test(needs(["postgres"], {
   name: "PostgreSQL rows hold no plaintext of a recorded session",
-  ignore: !PG,
   async fn() {
     const schema = `audit_e2e_${crypto.randomUUID().replaceAll("-", "")}`;
     const admin = postgres(PG!, { max: 1, onnotice: () => {} });
@@ -102,4 +100,4 @@ Deno.test({
       await admin.end();
     }
   },
-});
+}));

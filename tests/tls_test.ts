@@ -1,63 +1,67 @@
+import { needs } from "./_tools.ts";
 import type { AttachInfo } from "../protocol/mod.ts";
 import { assertEquals, assertMatch } from "./_assert.ts";
 import { startSystem } from "./_system.ts";
 import { selfSignedCertificate } from "./_tls.ts";
 
-Deno.test("with a certificate the attach port speaks TLS; the CLI pins it and ncat --ssl works", async () => {
-  const { cert, key } = await selfSignedCertificate();
-  await using sys = await startSystem({ tls: { cert, key } });
-  const res = await sys.cli([
-    "run",
-    "-a",
-    "demo",
-    "--no-tty",
-    "--silent",
-    "--",
-    "tr a-z A-Z; exit 4",
-  ], {
-    stdin: "over tls\n",
-  });
-  assertEquals([res.code, res.stdout], [4, "OVER TLS\n"], res.stderr);
-
-  const info: AttachInfo = JSON.parse(
-    (await sys.cli([
+Deno.test(needs(["openssl", "ncat"], {
+  name: "with a certificate the attach port speaks TLS; the CLI pins it and ncat --ssl works",
+  async fn() {
+    const { cert, key } = await selfSignedCertificate();
+    await using sys = await startSystem({ tls: { cert, key } });
+    const res = await sys.cli([
       "run",
       "-a",
       "demo",
       "--no-tty",
-      "--attach-info",
+      "--silent",
       "--",
-      "read x; echo got-$x",
-    ])).stdout,
-  );
-  assertEquals(info.tls, true);
-  assertMatch(info.tls_fingerprint ?? "", /^[0-9a-f]{64}$/);
-  const ncat = new Deno.Command("ncat", {
-    args: ["--ssl", info.host, String(info.port)],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  // ncat drops the whole TLS connection when its input ends, so its input
-  // stays open until the process has answered, as in an interactive session.
-  const writer = ncat.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(`${info.secret}\nping\n`));
-  let seen = "";
-  for await (const chunk of ncat.stdout.pipeThrough(new TextDecoderStream())) {
-    seen += chunk;
-    if (seen.includes("\n")) break;
-  }
-  await writer.close();
-  await ncat.status;
-  assertEquals(seen, "got-ping\n");
+      "tr a-z A-Z; exit 4",
+    ], {
+      stdin: "over tls\n",
+    });
+    assertEquals([res.code, res.stdout], [4, "OVER TLS\n"], res.stderr);
 
-  // An agent whose certificate is not the one the server recorded: the CLI refuses before sending the secret.
-  const store = sys.server.ctx.store;
-  const agent = (await store.listAgents())[0]!;
-  await store.upsertAgent({ ...agent, tls_fingerprint: "00".repeat(32) });
-  const refused = await sys.cli(["run", "-a", "demo", "--no-tty", "--", "echo never"], {
-    stdin: "",
-  });
-  assertEquals(refused.code, 1);
-  assertMatch(refused.stderr, /presented a certificate that is not the one the server knows/);
-});
+    const info: AttachInfo = JSON.parse(
+      (await sys.cli([
+        "run",
+        "-a",
+        "demo",
+        "--no-tty",
+        "--attach-info",
+        "--",
+        "read x; echo got-$x",
+      ])).stdout,
+    );
+    assertEquals(info.tls, true);
+    assertMatch(info.tls_fingerprint ?? "", /^[0-9a-f]{64}$/);
+    const ncat = new Deno.Command("ncat", {
+      args: ["--ssl", info.host, String(info.port)],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    // ncat drops the whole TLS connection when its input ends, so its input
+    // stays open until the process has answered, as in an interactive session.
+    const writer = ncat.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(`${info.secret}\nping\n`));
+    let seen = "";
+    for await (const chunk of ncat.stdout.pipeThrough(new TextDecoderStream())) {
+      seen += chunk;
+      if (seen.includes("\n")) break;
+    }
+    await writer.close();
+    await ncat.status;
+    assertEquals(seen, "got-ping\n");
+
+    // An agent whose certificate is not the one the server recorded: the CLI refuses before sending the secret.
+    const store = sys.server.ctx.store;
+    const agent = (await store.listAgents())[0]!;
+    await store.upsertAgent({ ...agent, tls_fingerprint: "00".repeat(32) });
+    const refused = await sys.cli(["run", "-a", "demo", "--no-tty", "--", "echo never"], {
+      stdin: "",
+    });
+    assertEquals(refused.code, 1);
+    assertMatch(refused.stderr, /presented a certificate that is not the one the server knows/);
+  },
+}));
