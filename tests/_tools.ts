@@ -17,6 +17,7 @@ export type Need =
   | "runc"
   | "python3"
   | "asciinema"
+  | "jq"
   | "script"
   | "postgres"
   | "root"
@@ -73,6 +74,8 @@ export const REQUIREMENTS: Record<Need, Requirement> = {
   python3: { package: "python3", path: lookup("python3", SANDBOX_PATH) },
   asciinema: { package: "asciinema", path: onPath("asciinema") },
   script: { package: "bsdutils", path: onPath("script") },
+  // The README's examples read --attach-info with it.
+  jq: { package: "jq", path: onPath("jq") },
   postgres: {
     package: "postgresql",
     path: PG_URL,

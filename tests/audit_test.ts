@@ -101,3 +101,27 @@ Deno.test(needs(["postgres"], {
     }
   },
 }));
+
+Deno.test(needs(["asciinema", "script"], {
+  name: "an exported session plays in the real asciinema CLI",
+  async fn() {
+    await using sys = await startSystem();
+    const marker = `played-marker-${crypto.randomUUID()}`;
+    await recordSession(sys, marker);
+    const cast = await sys.cli(["audit", "export", "-a", "demo", "one-off-1"]);
+    assertEquals(cast.code, 0, cast.stderr);
+    const file = `${sys.dir}/session.cast`;
+    await Deno.writeTextFile(file, cast.stdout);
+    // Debian's asciinema wants a terminal to play to: script gives it one.
+    const played = await new Deno.Command("script", {
+      args: ["-qec", `asciinema cat ${file}`, "/dev/null"],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stdout = new TextDecoder().decode(played.stdout);
+    assertEquals(played.code, 0, new TextDecoder().decode(played.stderr) + stdout);
+    assertMatch(stdout, new RegExp(marker), "the session's output is played");
+    assertMatch(stdout, /binary/);
+  },
+}));

@@ -15,9 +15,11 @@ function flag(name: string): boolean {
 }
 
 function summary(skips: SkipRecord[]): string[] {
+  // In the order REQUIREMENTS lists them, whatever order the test workers wrote in.
   const byNeed = new Map<Need, string[]>();
-  for (const { test, missing } of skips) {
-    for (const need of missing) byNeed.set(need, [...(byNeed.get(need) ?? []), test]);
+  for (const need of Object.keys(REQUIREMENTS) as Need[]) {
+    const tests = skips.filter((skip) => skip.missing.includes(need)).map((skip) => skip.test);
+    if (tests.length > 0) byNeed.set(need, tests.sort());
   }
   const lines = [
     "",
