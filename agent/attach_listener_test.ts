@@ -1,4 +1,3 @@
-import { needs } from "../tests/_tools.ts";
 import { selfSignedCertificate } from "../tests/_tls.ts";
 import { equal, match, ok, rejects, throws } from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -9,6 +8,7 @@ import {
 } from "./attach_listener.ts";
 import { pemFingerprint } from "../protocol/mod.ts";
 import { waitFor } from "../tests/_wait.ts";
+import { needs } from "../tests/_tools.ts";
 
 const HOST = "127.0.0.1";
 const encoder = new TextEncoder();

@@ -1,6 +1,6 @@
-import { needs } from "../tests/_tools.ts";
 import { equal, throws } from "node:assert/strict";
 import { selfSignedCertificate } from "../tests/_tls.ts";
+import { needs } from "../tests/_tools.ts";
 import { attachRefusal, certificateFingerprint, pemFingerprint } from "./mod.ts";
 
 Deno.test(needs(["openssl"], {

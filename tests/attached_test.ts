@@ -1,7 +1,8 @@
-import { needs } from "./_tools.ts";
 import { createHash } from "node:crypto";
 import type { AttachInfo, RunInfo, RunState } from "../protocol/mod.ts";
 import { assertEquals, assertMatch } from "./_assert.ts";
+import { readmeLines, runLines } from "./_readme.ts";
+import { needs } from "./_tools.ts";
 import { startSystem, type TestSystem } from "./_system.ts";
 import { waitFor } from "./_wait.ts";
 
@@ -239,3 +240,12 @@ Deno.test("a TTY client that disconnects hangs up the process: the run is stoppe
   assertEquals(ended.exit_code, 129, "the shell got SIGHUP");
   assertMatch(ended.reason ?? "", /client disconnected/);
 });
+
+Deno.test(needs(["nc", "jq"], {
+  name: "the README's nc -N pipe sends the secret and the input, and gets the output",
+  async fn() {
+    await using sys = await startSystem();
+    const out = await runLines(await readmeLines('| nc -N "$host" "$port"'), sys.cliEnv());
+    assertEquals([out.code, out.stdout], [0, "6 /tmp/x\n"], out.stderr);
+  },
+}));

@@ -1,8 +1,9 @@
-import { needs } from "./_tools.ts";
 import type { AttachInfo } from "../protocol/mod.ts";
-import { assert, assertEquals, assertMatch } from "./_assert.ts";
+import { assertEquals, assertMatch } from "./_assert.ts";
+import { readmeLines, runLines } from "./_readme.ts";
 import { startSystem } from "./_system.ts";
 import { selfSignedCertificate } from "./_tls.ts";
+import { needs } from "./_tools.ts";
 
 Deno.test(needs(["openssl", "ncat"], {
   name: "with a certificate the attach port speaks TLS; the CLI pins it and ncat --ssl works",
@@ -66,35 +67,15 @@ Deno.test(needs(["openssl", "ncat"], {
   },
 }));
 
-/** The README's lines for TLS clients other than the CLI, up to and including its socat pipe. */
-async function readmeTlsLines(): Promise<string[]> {
-  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
-  const blocks = [...readme.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!);
-  const block = blocks.find((text) => text.includes("socat - "));
-  assert(block, "the README has a socat example");
-  const lines = block.split("\n").filter((line) => line.trim() !== "" && !line.startsWith("#"));
-  return lines.slice(0, lines.findIndex((line) => line.includes("socat - ")) + 1);
-}
-
 Deno.test(needs(["openssl", "socat", "jq"], {
   name: "the README's openssl fingerprint check and socat pipe work against a TLS agent",
   async fn() {
     const { cert, key } = await selfSignedCertificate();
     await using sys = await startSystem({ tls: { cert, key } });
-    const lines = await readmeTlsLines();
-    assertMatch(lines.at(-1)!, /\| socat - "OPENSSL:\$host:\$port,verify=0"$/);
-    const main = new URL("../main.ts", import.meta.url).pathname;
-    const script = [`oneoff() { "${Deno.execPath()}" run -A --quiet "${main}" "$@"; }`, ...lines]
-      .join("\n");
-    const out = await new Deno.Command("bash", {
-      args: ["-euo", "pipefail", "-c", script],
-      env: sys.cliEnv(),
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const decoder = new TextDecoder();
-    assertEquals(out.code, 0, decoder.decode(out.stderr));
-    const [openssl, recorded, socat] = decoder.decode(out.stdout).trim().split("\n");
+    const lines = await readmeLines('socat - "OPENSSL:');
+    const out = await runLines(lines, sys.cliEnv());
+    assertEquals(out.code, 0, out.stderr);
+    const [openssl, recorded, socat] = out.stdout.trim().split("\n");
     assertEquals(openssl!.split("=")[1]!.replaceAll(":", "").toLowerCase(), recorded);
     // `hello\n` through socat, half-closed, is 6 bytes at the process's stdin.
     assertEquals(socat, "6 /tmp/x");
