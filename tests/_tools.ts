@@ -5,7 +5,7 @@
  * prints at the end of `deno task test` (which fails instead in CI).
  * @module
  */
-import { detectCgroups } from "../agent/sandbox/_cgroups.ts";
+import { detectCgroups } from "../agent/sandbox/mod.ts";
 
 /** What a test may need beyond the README's prerequisites. */
 export type Need =

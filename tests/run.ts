@@ -45,8 +45,18 @@ function summary(skips: SkipRecord[]): string[] {
   return lines;
 }
 
+/** Deno's `--filter`: a substring of the name, or a `/regexp/`. */
+function filtered(args: string[]): (name: string) => boolean {
+  const at = args.findIndex((arg) => arg === "--filter" || arg.startsWith("--filter="));
+  if (at === -1) return () => true;
+  const value = args[at]!.startsWith("--filter=") ? args[at]!.slice(9) : args[at + 1] ?? "";
+  const regexp = /^\/(.*)\/$/.exec(value);
+  return regexp ? (name) => new RegExp(regexp[1]!).test(name) : (name) => name.includes(value);
+}
+
 const strict = flag("CI") || flag("ONEOFF_REQUIRE_ALL_TOOLS");
 const log = await Deno.makeTempFile({ prefix: "oneoff-test-skips-" });
+const selected = filtered(Deno.args);
 let code: number;
 try {
   const status = await new Deno.Command(Deno.execPath(), {
@@ -56,7 +66,7 @@ try {
   }).spawn().status;
   code = status.code;
   const skips = (await Deno.readTextFile(log)).split("\n").filter((line) => line !== "")
-    .map((line) => JSON.parse(line) as SkipRecord);
+    .map((line) => JSON.parse(line) as SkipRecord).filter((skip) => selected(skip.test));
   if (skips.length > 0) {
     for (const line of summary(skips)) console.log(line);
     if (strict) {
