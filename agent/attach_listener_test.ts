@@ -8,6 +8,7 @@ import {
 } from "./attach_listener.ts";
 import { pemFingerprint } from "../protocol/mod.ts";
 import { waitFor } from "../tests/_wait.ts";
+import { needs } from "../tests/_tools.ts";
 
 const HOST = "127.0.0.1";
 const encoder = new TextEncoder();
@@ -120,13 +121,16 @@ Deno.test("attach accepts a secret line ending in CRLF", async () => {
   equal(waiter.clients[0]?.initial.length, 0);
 });
 
-Deno.test("attach works with nc, stdin half-close reaching the process", async () => {
-  await using listener = await listen();
-  const { secret, hash } = newSecret();
-  listener.expect(hash, Date.now() + 60_000, echoing());
-  const out = await run("nc", ["-N", HOST, String(listener.port)], `${secret}\nline1\nline2\n`);
-  equal(out, "echo:line1\nline2\n");
-});
+Deno.test(needs(["nc"], {
+  name: "attach works with nc, stdin half-close reaching the process",
+  async fn() {
+    await using listener = await listen();
+    const { secret, hash } = newSecret();
+    listener.expect(hash, Date.now() + 60_000, echoing());
+    const out = await run("nc", ["-N", HOST, String(listener.port)], `${secret}\nline1\nline2\n`);
+    equal(out, "echo:line1\nline2\n");
+  },
+}));
 
 Deno.test("attach refuses an unknown secret with one line", async () => {
   await using listener = await listen();
@@ -187,13 +191,16 @@ Deno.test("attach allows 256 bytes of line, newline included", async () => {
   equal(await exchange(listener.port, `${"a".repeat(256)}\n`), "oneoff: secret line too long\r\n");
 });
 
-Deno.test("attach refuses a secret cut short by EOF, with nc", async () => {
-  await using listener = await listen();
-  const { secret, hash } = newSecret();
-  listener.expect(hash, Date.now() + 60_000, () => ok(false, "must not attach"));
-  const out = await run("nc", ["-N", HOST, String(listener.port)], secret);
-  equal(out, "oneoff: secret line must end with a newline\r\n");
-});
+Deno.test(needs(["nc"], {
+  name: "attach refuses a secret cut short by EOF, with nc",
+  async fn() {
+    await using listener = await listen();
+    const { secret, hash } = newSecret();
+    listener.expect(hash, Date.now() + 60_000, () => ok(false, "must not attach"));
+    const out = await run("nc", ["-N", HOST, String(listener.port)], secret);
+    equal(out, "oneoff: secret line must end with a newline\r\n");
+  },
+}));
 
 Deno.test("attach rate-limits failed attempts per address, even with the right secret", async () => {
   let now = 5_000_000;
@@ -230,22 +237,25 @@ Deno.test("attach closes connections beyond the pending cap, then serves again",
   });
 });
 
-Deno.test("attach survives clients that reset or vanish mid-handshake", async () => {
-  await using listener = await listen({ maxFailuresPerMinute: 100 });
-  const { secret, hash } = newSecret();
-  listener.expect(hash, Date.now() + 60_000, answering("still here").onAttach);
-  for (let i = 0; i < 5; i++) {
-    // Unread refusal at close makes the client's kernel answer with a reset.
-    const conn = await Deno.connect({ hostname: HOST, port: listener.port });
-    await conn.write(encoder.encode("x".repeat(10_000)));
-    conn.close();
-    const half = await Deno.connect({ hostname: HOST, port: listener.port });
-    await half.write(encoder.encode("abc"));
-    half.close();
-  }
-  await run("nc", ["-z", HOST, String(listener.port)], "");
-  equal(await exchange(listener.port, `${secret}\n`), "still here");
-});
+Deno.test(needs(["nc"], {
+  name: "attach survives clients that reset or vanish mid-handshake",
+  async fn() {
+    await using listener = await listen({ maxFailuresPerMinute: 100 });
+    const { secret, hash } = newSecret();
+    listener.expect(hash, Date.now() + 60_000, answering("still here").onAttach);
+    for (let i = 0; i < 5; i++) {
+      // Unread refusal at close makes the client's kernel answer with a reset.
+      const conn = await Deno.connect({ hostname: HOST, port: listener.port });
+      await conn.write(encoder.encode("x".repeat(10_000)));
+      conn.close();
+      const half = await Deno.connect({ hostname: HOST, port: listener.port });
+      await half.write(encoder.encode("abc"));
+      half.close();
+    }
+    await run("nc", ["-z", HOST, String(listener.port)], "");
+    equal(await exchange(listener.port, `${secret}\n`), "still here");
+  },
+}));
 
 Deno.test("attach close ends pending handshakes but not attached clients", async () => {
   const listener = await listen();
@@ -283,63 +293,72 @@ Deno.test("attach listen explains a port already in use and bad options", async 
   await rejects(listen({ maxFailuresPerMinute: 0 }), /Invalid maxFailuresPerMinute "0"/);
 });
 
-Deno.test("attach over TLS works with ncat --ssl and openssl s_client", async () => {
-  const { cert, key, opensslFingerprint } = await selfSignedCertificate();
-  await using listener = await listen({ tls: { cert, key } });
-  equal(listener.tls, true);
-  equal(listener.tlsFingerprint, opensslFingerprint);
-  equal(await pemFingerprint(cert), opensslFingerprint);
-  const { secret, hash } = newSecret();
-  listener.expect(hash, Date.now() + 60_000, echoing());
-  const port = String(listener.port);
-  const refused = await run(
-    "openssl",
-    ["s_client", "-quiet", "-connect", `${HOST}:${port}`],
-    "nope\n",
-  );
-  equal(refused, "oneoff: unknown secret\r\n");
-  // Plain text at a TLS port is a broken handshake, not a crash.
-  await exchange(listener.port, "GET / HTTP/1.0\r\n\r\n");
-  equal(await run("ncat", ["--ssl", HOST, port], `${secret}\nhello`), "echo:hello");
-});
+Deno.test(needs(["openssl", "ncat"], {
+  name: "attach over TLS works with ncat --ssl and openssl s_client",
+  async fn() {
+    const { cert, key, opensslFingerprint } = await selfSignedCertificate();
+    await using listener = await listen({ tls: { cert, key } });
+    equal(listener.tls, true);
+    equal(listener.tlsFingerprint, opensslFingerprint);
+    equal(await pemFingerprint(cert), opensslFingerprint);
+    const { secret, hash } = newSecret();
+    listener.expect(hash, Date.now() + 60_000, echoing());
+    const port = String(listener.port);
+    const refused = await run(
+      "openssl",
+      ["s_client", "-quiet", "-connect", `${HOST}:${port}`],
+      "nope\n",
+    );
+    equal(refused, "oneoff: unknown secret\r\n");
+    // Plain text at a TLS port is a broken handshake, not a crash.
+    await exchange(listener.port, "GET / HTTP/1.0\r\n\r\n");
+    equal(await run("ncat", ["--ssl", HOST, port], `${secret}\nhello`), "echo:hello");
+  },
+}));
 
-Deno.test("attach over TLS times out a client that handshakes but sends nothing", async () => {
-  const { cert, key } = await selfSignedCertificate();
-  await using listener = await listen({ tls: { cert, key }, handshakeTimeoutMs: 200 });
-  const child = new Deno.Command("openssl", {
-    args: ["s_client", "-quiet", "-connect", `${HOST}:${listener.port}`],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  // stdin stays open: the client is idle, not finished.
-  const out = await new Response(child.stdout).text();
-  await child.stdin.close();
-  await child.status;
-  equal(out, "oneoff: timed out waiting for the secret\r\n");
-});
+Deno.test(needs(["openssl"], {
+  name: "attach over TLS times out a client that handshakes but sends nothing",
+  async fn() {
+    const { cert, key } = await selfSignedCertificate();
+    await using listener = await listen({ tls: { cert, key }, handshakeTimeoutMs: 200 });
+    const child = new Deno.Command("openssl", {
+      args: ["s_client", "-quiet", "-connect", `${HOST}:${listener.port}`],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    // stdin stays open: the client is idle, not finished.
+    const out = await new Response(child.stdout).text();
+    await child.stdin.close();
+    await child.status;
+    equal(out, "oneoff: timed out waiting for the secret\r\n");
+  },
+}));
 
-Deno.test("attach close does not wait for a TLS client that never starts its handshake", async () => {
-  const { cert, key } = await selfSignedCertificate();
-  // Far beyond the bound below: a close that waited for the handshake to time out fails.
-  const listener = await listen({ tls: { cert, key }, handshakeTimeoutMs: 60_000 });
-  const idle = await Deno.connect({ hostname: HOST, port: listener.port });
-  try {
-    // The listener holds the idle client (not the kernel's accept queue) when close starts.
-    await waitFor(async () => await acceptQueue(listener.port) === 0, {
-      message: "the listener to accept the idle client",
-    });
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const bound = new Promise<string>((resolve) => {
-      timer = setTimeout(() => resolve("still closing after 2000 ms"), 2_000);
-    });
-    const outcome = await Promise.race([listener.close().then(() => "closed"), bound]);
-    clearTimeout(timer);
-    equal(outcome, "closed");
-  } finally {
-    idle.close();
-  }
-});
+Deno.test(needs(["openssl"], {
+  name: "attach close does not wait for a TLS client that never starts its handshake",
+  async fn() {
+    const { cert, key } = await selfSignedCertificate();
+    // Far beyond the bound below: a close that waited for the handshake to time out fails.
+    const listener = await listen({ tls: { cert, key }, handshakeTimeoutMs: 60_000 });
+    const idle = await Deno.connect({ hostname: HOST, port: listener.port });
+    try {
+      // The listener holds the idle client (not the kernel's accept queue) when close starts.
+      await waitFor(async () => await acceptQueue(listener.port) === 0, {
+        message: "the listener to accept the idle client",
+      });
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const bound = new Promise<string>((resolve) => {
+        timer = setTimeout(() => resolve("still closing after 2000 ms"), 2_000);
+      });
+      const outcome = await Promise.race([listener.close().then(() => "closed"), bound]);
+      clearTimeout(timer);
+      equal(outcome, "closed");
+    } finally {
+      idle.close();
+    }
+  },
+}));
 
 Deno.test("attach over plain TCP reports no TLS fingerprint", async () => {
   await using listener = await listen();

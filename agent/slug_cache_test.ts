@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { gzipSync } from "node:zlib";
 import { SlugCache, type SlugCacheOptions, SlugRejectedError } from "./slug_cache.ts";
 import { type RawEntry, rawTarGz, sha256Hex, streamOf } from "./_tar_test_util.ts";
+import { needs } from "../tests/_tools.ts";
 
 const MiB = 1024 * 1024;
 
@@ -109,9 +110,8 @@ Deno.test("acquire extracts a slug owned by the agent with safe modes", async ()
   lease.release();
 });
 
-Deno.test({
+Deno.test(needs(["root"], {
   name: "the sandbox uid can read an extracted slug but not write it",
-  ignore: Deno.uid() !== 0,
   async fn() {
     await using t = await setup();
     await Deno.chmod(t.root, 0o755);
@@ -132,7 +132,7 @@ Deno.test({
     assert.notEqual(write.code, 0);
     lease.release();
   },
-});
+}));
 
 Deno.test("setuid and setgid bits are stripped, exec bits kept", async () => {
   await using t = await setup();

@@ -1,11 +1,15 @@
 import { equal, throws } from "node:assert/strict";
 import { selfSignedCertificate } from "../tests/_tls.ts";
+import { needs } from "../tests/_tools.ts";
 import { attachRefusal, certificateFingerprint, pemFingerprint } from "./mod.ts";
 
-Deno.test("pemFingerprint matches openssl's SHA-256 fingerprint", async () => {
-  const { cert, opensslFingerprint } = await selfSignedCertificate();
-  equal(await pemFingerprint(cert), opensslFingerprint);
-});
+Deno.test(needs(["openssl"], {
+  name: "pemFingerprint matches openssl's SHA-256 fingerprint",
+  async fn() {
+    const { cert, opensslFingerprint } = await selfSignedCertificate();
+    equal(await pemFingerprint(cert), opensslFingerprint);
+  },
+}));
 
 Deno.test("pemFingerprint refuses text without a certificate", () => {
   throws(() => pemFingerprint("-----BEGIN PRIVATE KEY-----\n"), /no "BEGIN CERTIFICATE"/);

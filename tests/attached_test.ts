@@ -1,6 +1,8 @@
 import { deepEqual, match } from "node:assert/strict";
 import { createHash } from "node:crypto";
 import type { AttachInfo, RunInfo, RunState } from "../protocol/mod.ts";
+import { readmeLines, runLines } from "./_readme.ts";
+import { needs } from "./_tools.ts";
 import { startSystem, type TestSystem } from "./_system.ts";
 import { waitFor } from "./_wait.ts";
 
@@ -91,29 +93,32 @@ Deno.test("no-TTY: stdout and stderr both reach the stream, half-close is EOF, t
   deepEqual([ps[0].state, ps[0].exit_code], ["exited", 7]);
 });
 
-Deno.test("plain nc attaches with --attach-info and gets the process's output", async () => {
-  await using sys = await startSystem();
-  const info = await attachInfo(sys, 'read line; echo "got:$line"; echo $CONTAINER');
-  deepEqual([info.app, info.run, info.host, info.tls], [
-    "demo",
-    "one-off-1",
-    "127.0.0.1",
-    false,
-  ]);
-  match(info.secret, /^[A-Za-z0-9_-]{43}$/);
-  const nc = new Deno.Command("nc", {
-    args: ["-N", info.host, String(info.port)],
-    stdin: "piped",
-    stdout: "piped",
-  }).spawn();
-  const writer = nc.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(`${info.secret}\nping\n`));
-  await writer.close();
-  const out = await nc.output();
-  deepEqual(new TextDecoder().decode(out.stdout), "got:ping\none-off-1\n");
-  const run = await waitState(sys, "one-off-1", "exited");
-  deepEqual(run.exit_code, 0);
-});
+Deno.test(needs(["nc"], {
+  name: "plain nc attaches with --attach-info and gets the process's output",
+  async fn() {
+    await using sys = await startSystem();
+    const info = await attachInfo(sys, 'read line; echo "got:$line"; echo $CONTAINER');
+    deepEqual([info.app, info.run, info.host, info.tls], [
+      "demo",
+      "one-off-1",
+      "127.0.0.1",
+      false,
+    ]);
+    match(info.secret, /^[A-Za-z0-9_-]{43}$/);
+    const nc = new Deno.Command("nc", {
+      args: ["-N", info.host, String(info.port)],
+      stdin: "piped",
+      stdout: "piped",
+    }).spawn();
+    const writer = nc.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(`${info.secret}\nping\n`));
+    await writer.close();
+    const out = await nc.output();
+    deepEqual(new TextDecoder().decode(out.stdout), "got:ping\none-off-1\n");
+    const run = await waitState(sys, "one-off-1", "exited");
+    deepEqual(run.exit_code, 0);
+  },
+}));
 
 Deno.test("attach refuses reused, wrong, oversized and slow secrets with one line, and starts nothing", async () => {
   await using sys = await startSystem({ handshakeTimeoutMs: 300 });
@@ -235,3 +240,12 @@ Deno.test("a TTY client that disconnects hangs up the process: the run is stoppe
   deepEqual(ended.exit_code, 129, "the shell got SIGHUP");
   match(ended.reason ?? "", /client disconnected/);
 });
+
+Deno.test(needs(["nc", "jq"], {
+  name: "the README's nc -N pipe sends the secret and the input, and gets the output",
+  async fn() {
+    await using sys = await startSystem();
+    const out = await runLines(await readmeLines('| nc -N "$host" "$port"'), sys.cliEnv());
+    deepEqual([out.code, out.stdout], [0, "6 /tmp/x\n"], out.stderr);
+  },
+}));

@@ -2,8 +2,7 @@ import { deepEqual, match, ok } from "node:assert/strict";
 import postgres from "postgres";
 import { startSystem, type TestSystem } from "./_system.ts";
 import { waitFor } from "./_wait.ts";
-
-const PG = Deno.env.get("ONEOFF_TEST_POSTGRES");
+import { needs, PG_URL as PG } from "./_tools.ts";
 
 /** Runs an attached no-TTY session that echoes a typed marker; waits until its recording is complete. */
 async function recordSession(sys: TestSystem, marker: string): Promise<void> {
@@ -73,9 +72,8 @@ Deno.test("a member cannot read another app's session", async () => {
   match(denied.stderr, /may not use app "demo"/);
 });
 
-Deno.test({
+Deno.test(needs(["postgres"], {
   name: "PostgreSQL rows hold no plaintext of a recorded session",
-  ignore: !PG,
   async fn() {
     const schema = `audit_e2e_${crypto.randomUUID().replaceAll("-", "")}`;
     const admin = postgres(PG!, { max: 1, onnotice: () => {} });
@@ -102,4 +100,28 @@ Deno.test({
       await admin.end();
     }
   },
-});
+}));
+
+Deno.test(needs(["asciinema", "script"], {
+  name: "an exported session plays in the real asciinema CLI",
+  async fn() {
+    await using sys = await startSystem();
+    const marker = `played-marker-${crypto.randomUUID()}`;
+    await recordSession(sys, marker);
+    const cast = await sys.cli(["audit", "export", "-a", "demo", "one-off-1"]);
+    deepEqual(cast.code, 0, cast.stderr);
+    const file = `${sys.dir}/session.cast`;
+    await Deno.writeTextFile(file, cast.stdout);
+    // Debian's asciinema wants a terminal to play to: script gives it one.
+    const played = await new Deno.Command("script", {
+      args: ["-qec", `asciinema cat ${file}`, "/dev/null"],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stdout = new TextDecoder().decode(played.stdout);
+    deepEqual(played.code, 0, new TextDecoder().decode(played.stderr) + stdout);
+    match(stdout, new RegExp(marker), "the session's output is played");
+    match(stdout, /binary/);
+  },
+}));

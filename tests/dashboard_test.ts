@@ -9,13 +9,14 @@ import type { RunInfo } from "../protocol/mod.ts";
 import { sha256Hex } from "../server/auth.ts";
 import { loadSessionKey, SessionSigner } from "../server/dashboard/session.ts";
 import { startSystem, type TestSystem } from "./_system.ts";
+import { needs, tool } from "./_tools.ts";
 
 const ARTIFACTS = new URL("../test-artifacts/", import.meta.url).pathname;
 const SESSION_COOKIE = "oneoff_session";
 
 function launch(): Promise<Browser> {
   return chromium.launch({
-    executablePath: "/usr/bin/chromium",
+    executablePath: tool("chromium"),
     headless: true,
     args: [
       "--no-sandbox",
@@ -71,134 +72,165 @@ async function waitEnded(sys: TestSystem, label: string): Promise<RunInfo> {
   return run;
 }
 
-Deno.test("a bad token stays on the sign-in page with a message; a good one lands on the apps list", async () => {
-  await using sys = await startSystem();
-  await inBrowser("sign-in", sys, async (page) => {
-    await page.goto("/");
-    deepEqual(new URL(page.url()).pathname, "/login");
-    await signIn(page, "oo_definitely-not-a-token");
-    deepEqual(new URL(page.url()).pathname, "/login");
-    match(await text(page), /That token is not valid/);
-    await signIn(page, sys.token);
-    deepEqual(new URL(page.url()).pathname, "/");
-    match(await text(page), /Apps/);
-    ok(await page.locator('a[href="/apps/demo"]').isVisible(), "demo is listed");
-    const cookie = (await page.context().cookies()).find((c) => c.name === SESSION_COOKIE);
-    ok(cookie?.httpOnly, "the session cookie is HttpOnly");
-    ok(!cookie.value.includes(sys.token));
-  });
-});
+Deno.test(needs(["chromium"], {
+  name: "a bad token stays on the sign-in page with a message; a good one lands on the apps list",
+  async fn() {
+    await using sys = await startSystem();
+    await inBrowser("sign-in", sys, async (page) => {
+      await page.goto("/");
+      deepEqual(new URL(page.url()).pathname, "/login");
+      await signIn(page, "oo_definitely-not-a-token");
+      deepEqual(new URL(page.url()).pathname, "/login");
+      match(await text(page), /That token is not valid/);
+      await signIn(page, sys.token);
+      deepEqual(new URL(page.url()).pathname, "/");
+      match(await text(page), /Apps/);
+      ok(await page.locator('a[href="/apps/demo"]').isVisible(), "demo is listed");
+      const cookie = (await page.context().cookies()).find((c) => c.name === SESSION_COOKIE);
+      ok(cookie?.httpOnly, "the session cookie is HttpOnly");
+      ok(!cookie.value.includes(sys.token));
+    });
+  },
+}));
 
-Deno.test("the timeline shows a run just made by the CLI, and the app page its output", async () => {
-  await using sys = await startSystem();
-  const started = await sys.cli(["run", "-d", "-a", "demo", "--", "echo hi"]);
-  deepEqual(started.code, 0, started.stderr);
-  deepEqual((await waitEnded(sys, "one-off-1")).exit_code, 0);
-  await inBrowser("timeline", sys, async (page) => {
-    await signIn(page, sys.token);
-    await page.goto("/apps/demo/timeline");
-    const shown = await text(page);
-    match(shown, /admin started one-off-1 detached, size M: echo hi/);
-    match(shown, /one-off-1 ended exited with exit code 0/);
-    match(shown, /deployed release v1/);
-    await page.goto("/apps/demo");
-    const app = await text(page);
-    match(app, /one-off-1 exited echo hi M test-agent/);
-    match(app, /one-off-1\s*hi/);
-  });
-});
-
-Deno.test("the app page follows new log lines live through the session cookie", async () => {
-  await using sys = await startSystem();
-  await inBrowser("live logs", sys, async (page) => {
-    await signIn(page, sys.token);
-    await page.goto("/apps/demo");
-    await page.locator(".follow-status.live").waitFor();
-    const started = await sys.cli(["run", "-d", "-a", "demo", "--", "echo live-line-$((6*7))"]);
+Deno.test(needs(["chromium"], {
+  name: "the timeline shows a run just made by the CLI, and the app page its output",
+  async fn() {
+    await using sys = await startSystem();
+    const started = await sys.cli(["run", "-d", "-a", "demo", "--", "echo hi"]);
     deepEqual(started.code, 0, started.stderr);
-    await page.locator(".log-text", { hasText: "live-line-42" }).waitFor();
-  });
-});
+    deepEqual((await waitEnded(sys, "one-off-1")).exit_code, 0);
+    await inBrowser("timeline", sys, async (page) => {
+      await signIn(page, sys.token);
+      await page.goto("/apps/demo/timeline");
+      const shown = await text(page);
+      match(shown, /admin started one-off-1 detached, size M: echo hi/);
+      match(shown, /one-off-1 ended exited with exit code 0/);
+      match(shown, /deployed release v1/);
+      await page.goto("/apps/demo");
+      const app = await text(page);
+      match(app, /one-off-1 exited echo hi M test-agent/);
+      match(app, /one-off-1\s*hi/);
+    });
+  },
+}));
 
-Deno.test("a forged or expired session cookie leads to the sign-in page", async () => {
-  await using sys = await startSystem();
-  await inBrowser("forged cookie", sys, async (page) => {
-    const url = sys.url;
-    const forged = btoa(JSON.stringify({ h: sha256Hex(sys.token), exp: Date.now() + 3600_000 }))
-      .replace(/=+$/, "");
-    await page.context().addCookies([{ name: SESSION_COOKIE, value: `${forged}.AAAA`, url }]);
-    await page.goto("/apps/demo");
-    deepEqual(new URL(page.url()).pathname, "/login");
-    ok(await page.locator("#token").isVisible());
+Deno.test(needs(["chromium"], {
+  name: "the app page follows new log lines live through the session cookie",
+  async fn() {
+    await using sys = await startSystem();
+    await inBrowser("live logs", sys, async (page) => {
+      await signIn(page, sys.token);
+      await page.goto("/apps/demo");
+      await page.locator(".follow-status.live").waitFor();
+      const started = await sys.cli(["run", "-d", "-a", "demo", "--", "echo live-line-$((6*7))"]);
+      deepEqual(started.code, 0, started.stderr);
+      await page.locator(".log-text", { hasText: "live-line-42" }).waitFor();
+    });
+  },
+}));
 
-    await signIn(page, sys.token);
-    const signer = new SessionSigner(await loadSessionKey(`${sys.dir}/server/session.key`));
-    const expired = signer.sign({ tokenHash: sha256Hex(sys.token), expiresAt: Date.now() - 1000 });
-    await page.context().addCookies([{ name: SESSION_COOKIE, value: expired, url }]);
-    await page.goto("/apps/demo");
-    deepEqual(new URL(page.url()).pathname, "/login");
-  });
-});
+Deno.test(needs(["chromium"], {
+  name: "a forged or expired session cookie leads to the sign-in page",
+  async fn() {
+    await using sys = await startSystem();
+    await inBrowser("forged cookie", sys, async (page) => {
+      const url = sys.url;
+      const forged = btoa(JSON.stringify({ h: sha256Hex(sys.token), exp: Date.now() + 3600_000 }))
+        .replace(/=+$/, "");
+      await page.context().addCookies([{ name: SESSION_COOKIE, value: `${forged}.AAAA`, url }]);
+      await page.goto("/apps/demo");
+      deepEqual(new URL(page.url()).pathname, "/login");
+      ok(await page.locator("#token").isVisible());
 
-Deno.test("a member cannot open another app's pages: a 403 page", async () => {
-  await using sys = await startSystem();
-  deepEqual((await sys.cli(["apps", "create", "other"])).code, 0);
-  const made = await sys.cli(["tokens", "create", "--role", "member", "--app", "other"]);
-  deepEqual(made.code, 0, made.stderr);
-  await sys.cli(["run", "-d", "-a", "demo", "--", "true"]);
-  await inBrowser("member 403", sys, async (page) => {
-    await signIn(page, made.stdout.trim());
-    ok(await page.locator('a[href="/apps/other"]').isVisible());
-    deepEqual(await page.locator('a[href="/apps/demo"]').count(), 0);
-    for (
-      const path of ["/apps/demo", "/apps/demo/timeline", "/apps/demo/runs/one-off-1", "/agents"]
-    ) {
-      const res = await page.goto(path);
-      deepEqual(res?.status(), 403, path);
-      deepEqual(new URL(page.url()).pathname, path, "not a redirect");
-      match(await text(page), /Not allowed/);
-    }
-  });
-});
+      await signIn(page, sys.token);
+      const signer = new SessionSigner(await loadSessionKey(`${sys.dir}/server/session.key`));
+      const expired = signer.sign({
+        tokenHash: sha256Hex(sys.token),
+        expiresAt: Date.now() - 1000,
+      });
+      await page.context().addCookies([{ name: SESSION_COOKIE, value: expired, url }]);
+      await page.goto("/apps/demo");
+      deepEqual(new URL(page.url()).pathname, "/login");
+    });
+  },
+}));
 
-Deno.test("a form POST without its CSRF token gets a 403 page", async () => {
-  await using sys = await startSystem();
-  await inBrowser("csrf", sys, async (page) => {
-    await signIn(page, sys.token);
-    await page.evaluate(
-      `document.querySelector('form[action="/logout"] input[name="_csrf"]').remove()`,
-    );
-    const [res] = await Promise.all([
-      page.waitForResponse((r) => r.url().endsWith("/logout")),
-      page.getByRole("button", { name: "Sign out" }).click(),
-    ]);
-    deepEqual(res.status(), 403);
-    await page.waitForLoadState();
-    match(await text(page), /missing its security token/);
-    await page.goto("/");
-    deepEqual(new URL(page.url()).pathname, "/", "still signed in");
-  });
-});
+Deno.test(needs(["chromium"], {
+  name: "a member cannot open another app's pages: a 403 page",
+  async fn() {
+    await using sys = await startSystem();
+    deepEqual((await sys.cli(["apps", "create", "other"])).code, 0);
+    const made = await sys.cli(["tokens", "create", "--role", "member", "--app", "other"]);
+    deepEqual(made.code, 0, made.stderr);
+    await sys.cli(["run", "-d", "-a", "demo", "--", "true"]);
+    await inBrowser("member 403", sys, async (page) => {
+      await signIn(page, made.stdout.trim());
+      ok(await page.locator('a[href="/apps/other"]').isVisible());
+      deepEqual(await page.locator('a[href="/apps/demo"]').count(), 0);
+      for (
+        const path of ["/apps/demo", "/apps/demo/timeline", "/apps/demo/runs/one-off-1", "/agents"]
+      ) {
+        const res = await page.goto(path);
+        deepEqual(res?.status(), 403, path);
+        deepEqual(new URL(page.url()).pathname, path, "not a redirect");
+        match(await text(page), /Not allowed/);
+      }
+    });
+  },
+}));
+
+Deno.test(needs(["chromium"], {
+  name: "a form POST without its CSRF token gets a 403 page",
+  async fn() {
+    await using sys = await startSystem();
+    await inBrowser("csrf", sys, async (page) => {
+      await signIn(page, sys.token);
+      await page.evaluate(
+        `document.querySelector('form[action="/logout"] input[name="_csrf"]').remove()`,
+      );
+      const [res] = await Promise.all([
+        page.waitForResponse((r) => r.url().endsWith("/logout")),
+        page.getByRole("button", { name: "Sign out" }).click(),
+      ]);
+      deepEqual(res.status(), 403);
+      await page.waitForLoadState();
+      match(await text(page), /missing its security token/);
+      await page.goto("/");
+      deepEqual(new URL(page.url()).pathname, "/", "still signed in");
+    });
+  },
+}));
 
 // Needs the audit recording wired end to end (agent recorder → server audit
 // store → /api/apps/:app/runs/:run/audit.cast).
-Deno.test("the replay of an attached session shows its output after playing", async () => {
-  await using sys = await startSystem();
-  const ran = await sys.cli(["run", "-a", "demo", "--no-tty", "--", "echo replay-marker-$((6*7))"]);
-  deepEqual(ran.code, 0, ran.stderr);
-  match(ran.stdout, /replay-marker-42/);
-  await waitEnded(sys, "one-off-1");
-  await inBrowser("replay", sys, async (page) => {
-    await signIn(page, sys.token);
-    await page.goto("/apps/demo/runs/one-off-1");
-    await page.locator(".ap-player").waitFor();
-    ok(
-      await page.locator("[data-problems]").isHidden(),
-      await page.locator("[data-problems]").innerText(),
-    );
-    await page.locator(".ap-player").click();
-    await page.locator(".ap-player", { hasText: "replay-marker-42" }).waitFor();
-    const download = await page.locator("a[download]").getAttribute("href");
-    deepEqual(download, "/api/apps/demo/runs/one-off-1/audit.cast");
-  });
-});
+Deno.test(needs(["chromium"], {
+  name: "the replay of an attached session shows its output after playing",
+  async fn() {
+    await using sys = await startSystem();
+    const ran = await sys.cli([
+      "run",
+      "-a",
+      "demo",
+      "--no-tty",
+      "--",
+      "echo replay-marker-$((6*7))",
+    ]);
+    deepEqual(ran.code, 0, ran.stderr);
+    match(ran.stdout, /replay-marker-42/);
+    await waitEnded(sys, "one-off-1");
+    await inBrowser("replay", sys, async (page) => {
+      await signIn(page, sys.token);
+      await page.goto("/apps/demo/runs/one-off-1");
+      await page.locator(".ap-player").waitFor();
+      ok(
+        await page.locator("[data-problems]").isHidden(),
+        await page.locator("[data-problems]").innerText(),
+      );
+      await page.locator(".ap-player").click();
+      await page.locator(".ap-player", { hasText: "replay-marker-42" }).waitFor();
+      const download = await page.locator("a[download]").getAttribute("href");
+      deepEqual(download, "/api/apps/demo/runs/one-off-1/audit.cast");
+    });
+  },
+}));

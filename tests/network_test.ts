@@ -1,9 +1,7 @@
 import assert from "node:assert/strict";
 import { SANDBOX_KINDS } from "../protocol/mod.ts";
 import { startSystem, type TestSystem } from "./_system.ts";
-
-const HAS_RUNC = await Deno.stat("/usr/sbin/runc").then(() => true, () => false);
-const ROOT = Deno.uid() === 0;
+import { needs } from "./_tools.ts";
 
 /** Interface names in a /proc/net/dev listing (its two header lines skipped). */
 function interfaces(procNetDev: string): string[] {
@@ -18,9 +16,8 @@ async function interfacesOf(sys: TestSystem, app: string): Promise<string[]> {
 }
 
 for (const kind of SANDBOX_KINDS) {
-  Deno.test({
+  Deno.test(needs(kind === "runc" ? ["root", "runc"] : [], {
     name: `[${kind}] an app whose record says network "none" runs one-offs with only loopback`,
-    ignore: kind === "runc" && !(ROOT && HAS_RUNC),
     async fn() {
       const host = interfaces(await Deno.readTextFile("/proc/net/dev"));
       assert.ok(host.some((name) => name !== "lo"), `the host has only ${host}: nothing to hide`);
@@ -37,5 +34,5 @@ for (const kind of SANDBOX_KINDS) {
       assert.deepEqual(await interfacesOf(sys, "sealed"), ["lo"]);
       assert.deepEqual(await interfacesOf(sys, "demo"), host, "a default app shares the host's");
     },
-  });
+  }));
 }

@@ -13,6 +13,8 @@ import { createRuncSandbox } from "./runc.ts";
 import type { Sandbox } from "./types.ts";
 
 export { SANDBOX_UID } from "./_rootfs.ts";
+/** Which cgroup limits this host can enforce (the tests ask before testing them). */
+export { detectCgroups } from "./_cgroups.ts";
 export type { ExitStatus, Sandbox, SandboxProcess, SandboxSpec } from "./types.ts";
 
 /** Options of {@link createSandbox}. */

@@ -4,27 +4,25 @@ import { detectCgroups, RunCgroup } from "./_cgroups.ts";
 import { SANDBOX_UID } from "./mod.ts";
 import { collect, Fixture, PATH, pidsRunning, TEST_LIMITS, TextReader } from "./_testing.ts";
 import { waitFor } from "../../tests/_wait.ts";
+import { missing, type Need, needs } from "../../tests/_tools.ts";
 
-const ROOT = Deno.uid() === 0;
-const HAS_RUNC = await Deno.stat("/usr/sbin/runc").then(() => true, () => false);
-const CGROUPS = ROOT ? await detectCgroups() : { reason: "not root" };
+const CGROUPS = missing(["root"]).length === 0 ? await detectCgroups() : { reason: "not root" };
 const LIMITED = !("reason" in CGROUPS);
 
 function sandboxTests(kind: SandboxKind): void {
-  const ignore = kind === "runc" && !(ROOT && HAS_RUNC);
+  const base: Need[] = kind === "runc" ? ["root", "runc"] : [];
   const test = (
     name: string,
     fn: (fx: Fixture) => Promise<void>,
-    options: { needsCgroups?: boolean } = {},
+    options: { needs?: Need[] } = {},
   ) =>
-    Deno.test({
+    Deno.test(needs([...base, ...options.needs ?? []], {
       name: `${kind}: ${name}`,
-      ignore: ignore || (options.needsCgroups === true && !LIMITED),
       async fn() {
         await using fx = await Fixture.create(kind);
         await fn(fx);
       },
-    });
+    }));
 
   test("the root holds /usr and a few /etc files, and nothing else of the host", async (fx) => {
     const { stdout, status } = await fx.run(
@@ -220,7 +218,7 @@ function sandboxTests(kind: SandboxKind): void {
     const { stdout } = await collect(process);
     match(stdout, /REFUSED/);
     ok(!stdout.includes("INJECTED"), stdout);
-  });
+  }, { needs: ["python3"] });
 
   test("spawn refuses a bad run id, a bad variable name and a missing slug", async (fx) => {
     await rejects(() => fx.sandbox.spawn(fx.spec("true", { runId: "../escape" })), /run id/);
@@ -240,7 +238,7 @@ function sandboxTests(kind: SandboxKind): void {
       limits: { ...TEST_LIMITS, memoryBytes: 48 * 1024 * 1024 },
     });
     deepEqual(status, { code: 137, signal: "SIGKILL", oomKilled: true });
-  }, { needsCgroups: true });
+  }, { needs: ["cgroups", "python3"] });
 
   test("a fork loop stops at pids.max and the run still ends", async (fx) => {
     const { stdout, status } = await fx.run(
@@ -251,7 +249,7 @@ function sandboxTests(kind: SandboxKind): void {
     const procs = Number(/procs (\d+)/.exec(stdout)?.[1]);
     ok(procs > 1 && procs <= 24, stdout);
     deepEqual(status.code, 0);
-  }, { needsCgroups: true });
+  }, { needs: ["cgroups"] });
 
   test("limits are written to the run's cgroup, and it is removed after the run", async (fx) => {
     if ("reason" in CGROUPS) return;
@@ -284,7 +282,7 @@ function sandboxTests(kind: SandboxKind): void {
       );
     }
     ok(!(await Deno.stat(`${fx.workDir}/runs/${spec.runId}`).then(() => true, () => false)));
-  }, { needsCgroups: true });
+  }, { needs: ["cgroups"] });
 
   test("the sandbox dies with the agent", async (fx) => {
     const marker = `1000.${crypto.getRandomValues(new Uint32Array(1))[0]}`;
@@ -331,9 +329,8 @@ function sandboxTests(kind: SandboxKind): void {
 sandboxTests("bwrap");
 sandboxTests("runc");
 
-Deno.test({
+Deno.test(needs(["root"], {
   name: "bwrap without root still sandboxes, and warns that limits are not enforced",
-  ignore: !ROOT,
   async fn() {
     const home = await Deno.makeTempDir({ prefix: "oneoff-unprivileged-home-" });
     try {
@@ -376,4 +373,4 @@ Deno.test({
       await Deno.remove(home, { recursive: true });
     }
   },
-});
+}));

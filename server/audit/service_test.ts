@@ -9,6 +9,7 @@ import postgres from "postgres";
 import type { RunRow, Store } from "../store/mod.ts";
 import { openStore } from "../store/open.ts";
 import { AuditService } from "./service.ts";
+import { needs, PG_URL } from "../../tests/_tools.ts";
 
 /** A store under test, a way around it, and a folder for key files. */
 interface Fixture {
@@ -18,8 +19,6 @@ interface Fixture {
   /** Runs SQL on the database directly; `?` placeholders. */
   exec(sql: string, ...params: (string | number)[]): Promise<void>;
 }
-
-const PG_URL = Deno.env.get("ONEOFF_TEST_POSTGRES");
 
 async function withSqlite(body: (f: Fixture) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "oneoff-audit-test-" });
@@ -71,11 +70,7 @@ async function withPostgres(body: (f: Fixture) => Promise<void>): Promise<void> 
 
 function both(name: string, body: (f: Fixture) => Promise<void>): void {
   Deno.test(`[sqlite] ${name}`, () => withSqlite(body));
-  Deno.test({
-    name: `[postgres] ${name}`,
-    ignore: PG_URL === undefined,
-    fn: () => withPostgres(body),
-  });
+  Deno.test(needs(["postgres"], { name: `[postgres] ${name}`, fn: () => withPostgres(body) }));
 }
 
 const T0 = Date.UTC(2030, 0, 2, 3, 4, 5);

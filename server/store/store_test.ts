@@ -15,6 +15,7 @@ import {
   type Store,
 } from "./mod.ts";
 import { openStore } from "./open.ts";
+import { needs, PG_URL } from "../../tests/_tools.ts";
 import { MIGRATIONS, POSTGRES_MIGRATIONS_TABLE, SQLITE_MIGRATIONS_TABLE } from "./_migrations.ts";
 
 /** An event as older code could have written it: any kind, any JSON data. */
@@ -35,8 +36,6 @@ async function freshSqlite(): Promise<FreshDatabase> {
   };
 }
 
-const PG_URL = Deno.env.get("ONEOFF_TEST_POSTGRES");
-
 async function freshPostgres(): Promise<FreshDatabase> {
   const schema = `oneoff_test_${crypto.randomUUID().replaceAll("-", "")}`;
   const admin = postgres(PG_URL!, { max: 1, onnotice: () => {} });
@@ -52,14 +51,8 @@ async function freshPostgres(): Promise<FreshDatabase> {
   };
 }
 
-if (PG_URL === undefined) {
-  console.error(
-    "\n!!! PostgreSQL store tests SKIPPED: set ONEOFF_TEST_POSTGRES=postgres://... !!!\n",
-  );
-}
-
-contract("sqlite", freshSqlite, false);
-contract("postgres", freshPostgres, PG_URL === undefined);
+contract("sqlite", freshSqlite);
+contract("postgres", freshPostgres);
 
 Deno.test("openStore refuses an unknown database URL and hides its password", async () => {
   await assert.rejects(
@@ -84,11 +77,13 @@ Deno.test("openStore takes a bare path ending in .db as SQLite", async () => {
 
 // ---------------------------------------------------------------------------
 
-function contract(kind: string, fresh: () => Promise<FreshDatabase>, ignore: boolean) {
+function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabase>) {
+  // Every test of the contract goes through here, so each needs what its kind needs.
+  const define = (definition: Deno.TestDefinition) =>
+    Deno.test(needs(kind === "postgres" ? ["postgres"] : [], definition));
   function test(name: string, body: (store: Store, url: string) => Promise<void>) {
-    Deno.test({
+    define({
       name: `[${kind}] ${name}`,
-      ignore,
       async fn() {
         await using db = await fresh();
         const store = await openStore(db.url);
@@ -112,9 +107,8 @@ function contract(kind: string, fresh: () => Promise<FreshDatabase>, ignore: boo
     }
   });
 
-  Deno.test({
+  define({
     name: `[${kind}] two servers migrating a fresh database at once both succeed`,
-    ignore,
     async fn() {
       await using db = await fresh();
       const stores = await Promise.all([openStore(db.url), openStore(db.url)]);
@@ -127,9 +121,8 @@ function contract(kind: string, fresh: () => Promise<FreshDatabase>, ignore: boo
     },
   });
 
-  Deno.test({
+  define({
     name: `[${kind}] apps made before the network column get "host"`,
-    ignore,
     async fn() {
       await using db = await fresh();
       await migrateTo1(db.url);
