@@ -158,6 +158,26 @@ function contract(kind: string, fresh: () => Promise<FreshDatabase>, ignore: boo
     assert.equal(await store.countTokens(), 1);
   });
 
+  test("tokens are listed oldest first and a deleted one is gone", async (store) => {
+    const a = await store.createToken({
+      hash: "a1".repeat(32),
+      role: "admin",
+      apps: [],
+      name: "a",
+    });
+    const b = await store.createToken({
+      hash: "b2".repeat(32),
+      role: "member",
+      apps: ["demo"],
+      name: "b",
+    });
+    assert.deepEqual(await store.listTokens(), [a, b]);
+    assert.equal(await store.deleteToken(b.id), true);
+    assert.equal(await store.deleteToken(b.id), false, "already gone");
+    assert.equal(await store.tokenByHash(b.hash), null);
+    assert.deepEqual(await store.listTokens(), [a]);
+  });
+
   test("createApp rejects a taken name with ConflictError", async (store) => {
     const app = await store.createApp("demo");
     assert.equal(typeof app.id, "number");
