@@ -1,3 +1,4 @@
+import strict from "node:assert/strict";
 import { assert, assertEquals, assertMatch } from "../../tests/_assert.ts";
 import { SESSION_COOKIE } from "./_auth.ts";
 import { CookieClient, dashboardTest, seedApp } from "./_test_util.ts";
@@ -188,4 +189,17 @@ Deno.test("sessionAuth gives the API the token row of a valid cookie, and null o
   assertEquals(await ask(`${SESSION_COOKIE}=${client.cookies.get(SESSION_COOKIE)}`), "admin");
   assertEquals(await ask(`${SESSION_COOKIE}=forged.value`), null);
   assertEquals(await ask(), null);
+});
+
+Deno.test("a session made from a token ends the moment the token is revoked", async () => {
+  await using d = await dashboardTest();
+  const member = await d.token("member", ["demo"]);
+  const client = await d.signedIn(member);
+  strict.equal((await client.request("/")).status, 200);
+  const store = d.t.ctx.store;
+  const row = (await store.listTokens()).find((t) => t.role === "member")!;
+  strict.ok(await store.deleteToken(row.id));
+  const res = await client.request("/");
+  strict.equal(res.status, 303);
+  strict.match(res.headers.get("location") ?? "", /^\/login/);
 });
