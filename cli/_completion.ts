@@ -13,7 +13,10 @@ function sq(text: string): string {
 
 function flagWords(spec: CommandSpec): string[] {
   return [
-    ...spec.flags.flatMap((f) => [`--${f.name}`, ...(f.short ? [`-${f.short}`] : [])]),
+    ...spec.flags.filter((f) => !f.hidden).flatMap((f) => [
+      `--${f.name}`,
+      ...(f.short ? [`-${f.short}`] : []),
+    ]),
     "--help",
   ];
 }
@@ -62,7 +65,7 @@ export function zshCompletion(): string {
   const commands = COMMANDS.map((c) => `    ${described(c.name, c.summary)}`);
   const cases = COMMANDS.map((c) => {
     const opts = [
-      ...c.flags.flatMap((f) =>
+      ...c.flags.filter((f) => !f.hidden).flatMap((f) =>
         [`--${f.name}`, ...(f.short ? [`-${f.short}`] : [])].map((w) => described(w, f.description))
       ),
       described("--help", "Show the help"),
