@@ -16,6 +16,7 @@ import {
   type SizeName,
   type UploadReply,
 } from "../../protocol/mod.ts";
+import { commandSpec, type FlagSpec } from "../_commands.ts";
 import { CliError, err, out, parseDuration, UsageError } from "../_io.ts";
 import { Client } from "../client.ts";
 import { attachStream } from "../attach.ts";
@@ -39,19 +40,13 @@ export interface RunOptions {
   command: string[];
 }
 
-const VALUE_OPTIONS: Record<string, string> = {
-  "-a": "app",
-  "--app": "app",
-  "-e": "env",
-  "--env": "env",
-  "-f": "file",
-  "--file": "file",
-  "-s": "size",
-  "--size": "size",
-  "-t": "type",
-  "--type": "type",
-  "--timeout": "timeout",
-};
+// The flags the command table declares for `run`, by `-x` and `--long`:
+// run parses its own arguments (they end at the command), from the same table.
+const FLAGS = new Map<string, FlagSpec>();
+for (const flag of commandSpec("run")!.flags) {
+  FLAGS.set(`--${flag.name}`, flag);
+  if (flag.short) FLAGS.set(`-${flag.short}`, flag);
+}
 
 /** Options end at `--` or at the first word of the command, as in `heroku run`. */
 export function parseRunArgs(args: string[]): RunOptions {
@@ -80,32 +75,19 @@ export function parseRunArgs(args: string[]): RunOptions {
       inline = arg.slice(eq + 1);
       arg = arg.slice(0, eq);
     }
-    const valueName = VALUE_OPTIONS[arg];
-    if (valueName) {
-      const value = inline ?? args[++i];
-      if (value === undefined) throw new UsageError(`Option ${arg} needs a value`);
-      if (valueName === "app") opts.app = value;
-      else if (valueName === "size") opts.size = value;
-      else if (valueName === "type") opts.type = value;
-      else if (valueName === "timeout") opts.timeoutMs = parseDuration(value);
-      else if (valueName === "file") opts.files.push(value);
-      else {
-        const at = value.indexOf("=");
-        if (at <= 0) throw new UsageError(`Invalid -e "${value}": use KEY=VALUE`);
-        opts.env[value.slice(0, at)] = value.slice(at + 1);
-      }
+    if (arg === "-h" || arg === "--help") {
+      opts.help = true;
       continue;
     }
-    if (arg === "-d" || arg === "--detached") opts.detached = true;
-    else if (arg === "--no-tty") opts.tty = false;
-    else if (arg === "--tty") opts.tty = true;
-    else if (arg === "--silent") opts.silent = true;
-    else if (arg === "--attach-info") opts.attachInfo = true;
-    else if (arg === "--json") opts.json = true;
-    // heroku's --exit-code: here the exit code is always passed on.
-    else if (arg === "-x" || arg === "--exit-code") continue;
-    else if (arg === "-h" || arg === "--help") opts.help = true;
-    else throw new UsageError(`Unknown option "${arg}"`);
+    const flag = FLAGS.get(arg);
+    if (!flag) throw new UsageError(`Unknown option "${arg}"`);
+    if (flag.value) {
+      const value = inline ?? args[++i];
+      if (value === undefined) throw new UsageError(`Option ${arg} needs a value`);
+      setValue(opts, flag.name, value);
+    } else {
+      setFlag(opts, flag.name);
+    }
   }
   opts.command = args.slice(i);
   if (opts.help) return opts;
@@ -122,6 +104,30 @@ export function parseRunArgs(args: string[]): RunOptions {
     );
   }
   return opts;
+}
+
+function setValue(opts: RunOptions, name: string, value: string): void {
+  if (name === "app") opts.app = value;
+  else if (name === "size") opts.size = value;
+  else if (name === "type") opts.type = value;
+  else if (name === "timeout") opts.timeoutMs = parseDuration(value);
+  else if (name === "file") opts.files.push(value);
+  else if (name === "env") {
+    const at = value.indexOf("=");
+    if (at <= 0) throw new UsageError(`Invalid -e "${value}": use KEY=VALUE`);
+    opts.env[value.slice(0, at)] = value.slice(at + 1);
+  } else throw new Error(`run declares --${name} but does not read it`);
+}
+
+function setFlag(opts: RunOptions, name: string): void {
+  if (name === "detached") opts.detached = true;
+  else if (name === "no-tty") opts.tty = false;
+  else if (name === "tty") opts.tty = true;
+  else if (name === "silent") opts.silent = true;
+  else if (name === "attach-info") opts.attachInfo = true;
+  else if (name === "json") opts.json = true;
+  // heroku's --exit-code: here the exit code is always passed on.
+  else if (name !== "exit-code") throw new Error(`run declares --${name} but does not read it`);
 }
 
 /**
@@ -230,10 +236,7 @@ function exitCodeOf(run: RunInfo, silent: boolean): number {
 export async function run(args: string[]): Promise<number> {
   const opts = parseRunArgs(args);
   if (opts.help) {
-    const [{ commandHelp }, { commandSpec }] = await Promise.all([
-      import("../_help.ts"),
-      import("../_commands.ts"),
-    ]);
+    const { commandHelp } = await import("../_help.ts");
     out(commandHelp(commandSpec("run")!));
     return 0;
   }

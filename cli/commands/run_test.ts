@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { commandSpec } from "../_commands.ts";
 import { UsageError } from "../_io.ts";
 import { commandLine, parseRunArgs, type RunOptions } from "./run.ts";
 
@@ -133,3 +134,27 @@ for (const [words, line] of lines) {
     assert.equal(commandLine(words), line);
   });
 }
+
+Deno.test("parseRunArgs reads every flag the command table declares for run", () => {
+  const samples: Record<string, string> = {
+    app: "demo",
+    env: "K=V",
+    file: "f",
+    size: "M",
+    type: "web",
+    timeout: "1s",
+  };
+  for (const flag of commandSpec("run")!.flags) {
+    const argv = [
+      ...(flag.name === "json" ? ["-d"] : []),
+      `--${flag.name}`,
+      ...(flag.value ? [samples[flag.name]!] : []),
+      "true",
+    ];
+    assert.doesNotThrow(() => parseRunArgs(argv), `--${flag.name}`);
+    if (flag.short) {
+      argv[argv.indexOf(`--${flag.name}`)] = `-${flag.short}`;
+      assert.doesNotThrow(() => parseRunArgs(argv), `-${flag.short}`);
+    }
+  }
+});
