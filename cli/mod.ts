@@ -95,8 +95,3 @@ export async function runCli(args: string[]): Promise<number> {
     return 1;
   }
 }
-
-/** Prints a command's full help (for commands that find --help themselves). */
-export function printHelp(name: string): number {
-  return help(name);
-}
