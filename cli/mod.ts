@@ -3,7 +3,6 @@
  * @module
  */
 import { commandSpec } from "./_commands.ts";
-import { commandHelp, overview, usageHint } from "./_help.ts";
 import { CliError, err, out, UsageError } from "./_io.ts";
 
 export { CliError, UsageError } from "./_io.ts";
@@ -36,8 +35,12 @@ export async function versionLine(): Promise<string> {
   return `oneoff ${VERSION} (deno ${Deno.version.deno}; ${Deno.build.os})\n`;
 }
 
+// Help text is made only when shown: `oneoff run` never loads it.
+const helpText = () => import("./_help.ts");
+
 /** `oneoff help [CMD]`. */
-function help(topic: string | undefined): number {
+async function help(topic: string | undefined): Promise<number> {
+  const { commandHelp, overview } = await helpText();
   if (topic === undefined) {
     out(overview());
     return 0;
@@ -61,7 +64,7 @@ function asksHelp(args: string[]): boolean {
 export async function runCli(args: string[]): Promise<number> {
   const [name, ...rest] = args;
   if (name === undefined) {
-    err(overview());
+    err((await helpText()).overview());
     return 2;
   }
   if (name === "help") return help(rest[0]);
@@ -84,7 +87,7 @@ export async function runCli(args: string[]): Promise<number> {
     return (await command(rest)) ?? 0;
   } catch (e) {
     if (e instanceof UsageError) {
-      err(`oneoff ${name}: ${e.message}\n${usageHint(spec)}`);
+      err(`oneoff ${name}: ${e.message}\n${(await helpText()).usageHint(spec)}`);
       return 2;
     }
     if (e instanceof CliError) {
