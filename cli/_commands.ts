@@ -44,7 +44,7 @@ const APP: FlagSpec = {
   value: "APP",
   description: "The app (default: $ONEOFF_APP)",
 };
-const JSON_FLAG: FlagSpec = { name: "json", description: "Print JSON instead of a table" };
+const JSON_FLAG: FlagSpec = { name: "json", description: "Print JSON, for scripts" };
 const SANDBOX: FlagSpec = {
   name: "sandbox",
   value: "bwrap|runc",
