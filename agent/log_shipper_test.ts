@@ -1,5 +1,4 @@
 import { deepEqual } from "node:assert/strict";
-import assert from "node:assert/strict";
 import type { AgentMessage, LogRecord } from "../protocol/mod.ts";
 import { FakeClock } from "../util/clock.ts";
 import { FLUSH_MS, LogShipper, MAX_LINE_BYTES } from "./log_shipper.ts";
@@ -65,9 +64,9 @@ Deno.test("the log shipper sends a partial batch once its flush interval has pas
   await shipper.collect(ReadableStream.from([encoder.encode("a\nb\n")]), "stdout");
   const at = clock.now();
   await clock.advance(FLUSH_MS - 1);
-  assert.deepEqual(batches, []);
+  deepEqual(batches, []);
   await clock.advance(1);
-  assert.deepEqual(batches, [[at, at]]);
+  deepEqual(batches, [[at, at]]);
 });
 
 Deno.test("an acknowledged later batch does not clear an earlier one the server did not store", async () => {

@@ -79,7 +79,10 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
   const base = options.server.replace(/\/+$/, "");
   const fetchBlob = async (sha256: string) => {
     const res = await fetch(`${base}/agent/blobs/${sha256}`, {
-      headers: { authorization: `Bearer ${options.joinToken}` },
+      headers: {
+        authorization: `Bearer ${options.joinToken}`,
+        "user-agent": `oneoff-agent/${VERSION} (deno ${Deno.version.deno}; ${Deno.build.os})`,
+      },
     });
     if (!res.ok || !res.body) {
       await res.body?.cancel();

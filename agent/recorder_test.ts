@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import { deepEqual, equal, ok } from "node:assert/strict";
 import type { AgentMessage } from "../protocol/mod.ts";
 import { Recorder } from "./recorder.ts";
 import { waitFor } from "../tests/_wait.ts";
@@ -88,16 +88,16 @@ Deno.test("recorder spools each chunk before sending it and deletes it once ackn
     await ch.sentAtLeast(1);
     recorder.input(text("exit\r"));
     await recorder.finish();
-    assert.deepEqual(ch.sent.map((m) => m.seq), [0, 1]);
-    assert.deepEqual(seen, [true, true]);
+    deepEqual(ch.sent.map((m) => m.seq), [0, 1]);
+    deepEqual(seen, [true, true]);
     const [first, last] = ch.sent.map(chunkOf);
-    assert.deepEqual(first!.size, { cols: 80, rows: 24 });
-    assert.equal(first!.final, undefined);
-    assert.equal(last!.final, true);
-    assert.equal(last!.size, undefined);
-    assert.equal(new TextDecoder().decode(bytesOf(ch.sent, "o")), "hello, world\r\n");
-    assert.equal(new TextDecoder().decode(bytesOf(ch.sent, "i")), "exit\r");
-    assert.equal(await exists(`${dir}/run-1`), false);
+    deepEqual(first!.size, { cols: 80, rows: 24 });
+    equal(first!.final, undefined);
+    equal(last!.final, true);
+    equal(last!.size, undefined);
+    equal(new TextDecoder().decode(bytesOf(ch.sent, "o")), "hello, world\r\n");
+    equal(new TextDecoder().decode(bytesOf(ch.sent, "i")), "exit\r");
+    equal(await exists(`${dir}/run-1`), false);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -124,9 +124,9 @@ Deno.test("recorder stamps events with milliseconds since the start and records 
     clock -= 300; // the wall clock stepped back
     recorder.input(text("q"));
     await recorder.finish();
-    assert.equal(ch.sent.length, 1);
+    equal(ch.sent.length, 1);
     const chunk = chunkOf(ch.sent[0]!);
-    assert.deepEqual(chunk, {
+    deepEqual(chunk, {
       v: 1,
       t0: 1_000_000,
       events: [[10, "o", text("ab").toBase64()], [500, "r", "120x40"], [
@@ -154,9 +154,9 @@ Deno.test("recorder cuts a small chunk when its timer fires", async () => {
     recorder.start(null);
     recorder.output(text("x"));
     await ch.sentAtLeast(1);
-    assert.equal(chunkOf(ch.sent[0]!).final, undefined);
+    equal(chunkOf(ch.sent[0]!).final, undefined);
     await recorder.finish();
-    assert.equal(chunkOf(ch.sent[1]!).final, true);
+    equal(chunkOf(ch.sent[1]!).final, true);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -177,7 +177,7 @@ Deno.test("recorder copies the bytes it is given", async () => {
     recorder.output(buf);
     buf.fill(0);
     await recorder.finish();
-    assert.equal(new TextDecoder().decode(bytesOf(ch.sent, "o")), "secret");
+    equal(new TextDecoder().decode(bytesOf(ch.sent, "o")), "secret");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -202,13 +202,13 @@ Deno.test("recorder keeps every byte of a burst far larger than a chunk", async 
       recorder.output(expected.subarray(off, off + 3000));
     }
     await recorder.finish();
-    assert.deepEqual(ch.sent.map((m) => m.seq), ch.sent.map((_, i) => i));
-    assert.deepEqual(bytesOf(ch.sent, "o"), expected);
+    deepEqual(ch.sent.map((m) => m.seq), ch.sent.map((_, i) => i));
+    deepEqual(bytesOf(ch.sent, "o"), expected);
     for (const msg of ch.sent) {
       const raw = chunkOf(msg).events.reduce((n, e) => n + Uint8Array.fromBase64(e[2]).length, 0);
-      assert.ok(raw <= 4 * max + 64 * 1024, `chunk ${msg.seq} holds ${raw} bytes`);
+      ok(raw <= 4 * max + 64 * 1024, `chunk ${msg.seq} holds ${raw} bytes`);
     }
-    assert.ok(ch.sent.length >= (2 * 1024 * 1024) / (4 * max + 64 * 1024));
+    ok(ch.sent.length >= (2 * 1024 * 1024) / (4 * max + 64 * 1024));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -238,13 +238,13 @@ Deno.test("recorder resends unacknowledged chunks in order, before any newer chu
     recorder.resend();
     recorder.output(text("3"));
     await ch.sentAtLeast(5);
-    assert.deepEqual(ch.sent.map((m) => m.seq), [0, 0, 1, 2, 3]);
+    deepEqual(ch.sent.map((m) => m.seq), [0, 0, 1, 2, 3]);
     recorder.ack(3);
     const done = recorder.finish();
     await ch.sentAtLeast(6);
     recorder.ack(4);
     await done;
-    assert.equal(await exists(`${dir}/run-6`), false);
+    equal(await exists(`${dir}/run-6`), false);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -270,7 +270,7 @@ Deno.test("recorder keeps a chunk in memory when the spool cannot be written", a
     ch.state.up = true;
     recorder.resend();
     await ch.sentAtLeast(1);
-    assert.equal(new TextDecoder().decode(bytesOf(ch.sent, "o")), "kept");
+    equal(new TextDecoder().decode(bytesOf(ch.sent, "o")), "kept");
     recorder.ack(0);
     await done;
   } finally {
@@ -295,7 +295,7 @@ Deno.test("recover sends chunks left on disk once each, in order, and deletes th
       await first.sentAtLeast(i + 1);
     }
     await recorder.finish(10); // never acknowledged: the chunks stay
-    assert.deepEqual(first.sent.map((m) => m.seq), [0, 1, 2, 3]);
+    deepEqual(first.sent.map((m) => m.seq), [0, 1, 2, 3]);
     // An agent crash between writing and renaming leaves temp files behind.
     await Deno.mkdir(`${dir}/run-9`);
     await Deno.writeTextFile(`${dir}/run-9/0.json.tmp`, '{"v":1,"t0":5,"events":[]}');
@@ -305,19 +305,19 @@ Deno.test("recover sends chunks left on disk once each, in order, and deletes th
     const later = channel();
     const recovered = await Recorder.recover(dir, later.send);
     const seqs = (runId: string) => later.sent.filter((m) => m.runId === runId).map((m) => m.seq);
-    assert.deepEqual(seqs("run-8"), [0, 1, 2, 3]);
-    assert.deepEqual(seqs("run-9"), [0]);
-    assert.deepEqual(
+    deepEqual(seqs("run-8"), [0, 1, 2, 3]);
+    deepEqual(seqs("run-9"), [0]);
+    deepEqual(
       later.sent.filter((m) => m.runId === "run-8").map((m) => m.data),
       first.sent.map((m) => m.data),
     );
-    assert.equal(await exists(`${dir}/run-10`), false);
+    equal(await exists(`${dir}/run-10`), false);
 
     recovered.ack("run-8", 1);
     recovered.ack("run-9", 0);
     recovered.resend();
     await later.sentAtLeast(later.sent.length + 2);
-    assert.deepEqual(seqs("run-8"), [0, 1, 2, 3, 2, 3]);
+    deepEqual(seqs("run-8"), [0, 1, 2, 3, 2, 3]);
     recovered.ack("run-8", 3);
     recovered.resend();
     // The deletions are queued before this pass: once it is done, they are too.
@@ -325,8 +325,8 @@ Deno.test("recover sends chunks left on disk once each, in order, and deletes th
     await waitFor(async () => !(await exists(`${dir}/run-8`)), {
       message: "run-8's spool to be removed",
     });
-    assert.equal(later.sent.length, before);
-    assert.deepEqual([...Deno.readDirSync(dir)], []);
+    equal(later.sent.length, before);
+    deepEqual([...Deno.readDirSync(dir)], []);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -340,11 +340,11 @@ Deno.test("recover does not send while the channel is down, and resend delivers 
     await Deno.writeTextFile(`${dir}/run-11/1.json`, '{"v":1,"t0":5,"events":[],"final":true}');
     const ch = channel({ up: false });
     const recovered = await Recorder.recover(dir, ch.send);
-    assert.equal(ch.sent.length, 0);
+    equal(ch.sent.length, 0);
     ch.state.up = true;
     recovered.resend();
     await ch.sentAtLeast(2);
-    assert.deepEqual(ch.sent.map((m) => m.seq), [0, 1]);
+    deepEqual(ch.sent.map((m) => m.seq), [0, 1]);
     recovered.ack("run-11", 1);
     await waitFor(async () => !(await exists(`${dir}/run-11`)), {
       message: "run-11's spool to be removed",
@@ -358,5 +358,5 @@ Deno.test("recover of a missing spool folder finds nothing", async () => {
   const ch = channel();
   const recovered = await Recorder.recover(`/nonexistent/oneoff-${crypto.randomUUID()}`, ch.send);
   recovered.resend();
-  assert.equal(ch.sent.length, 0);
+  equal(ch.sent.length, 0);
 });

@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import { deepEqual, equal } from "node:assert/strict";
 import type { AgentMessage, RunSpec } from "../protocol/mod.ts";
 import { FakeClock } from "../util/clock.ts";
 import { createLogger } from "../util/log.ts";
@@ -81,25 +81,25 @@ Deno.test("an attached run nobody attaches to expires and its secret is cancelle
   const { clock, runner, listener, slugs, sent, ended } = setup();
   runner.start(attached(clock));
   await clock.advance(0);
-  assert.deepEqual(sent, [{
+  deepEqual(sent, [{
     type: "attach_ready",
     runId: "run-1",
     expiresAt: clock.now() + 60_000,
   }]);
   await clock.advance(59_999);
-  assert.equal(ended(), undefined);
+  equal(ended(), undefined);
   await clock.advance(1);
-  assert.deepEqual(ended(), {
+  deepEqual(ended(), {
     type: "run_state",
     runId: "run-1",
     state: "expired",
     reason: "Nobody attached within the attach window",
     at: clock.now(),
   });
-  assert.deepEqual(listener.cancelled, [SECRET]);
-  assert.deepEqual(runner.running(), []);
-  assert.equal(slugs.released, 1);
-  assert.equal(clock.pending, 0, "no timer left behind");
+  deepEqual(listener.cancelled, [SECRET]);
+  deepEqual(runner.running(), []);
+  equal(slugs.released, 1);
+  equal(clock.pending, 0, "no timer left behind");
 });
 
 Deno.test("a detached run past its maximum duration gets SIGTERM and ends timed_out", async () => {
@@ -109,17 +109,17 @@ Deno.test("a detached run past its maximum duration gets SIGTERM and ends timed_
   const [process] = sandbox.processes;
   process!.write("working\n");
   await clock.advance(4_999);
-  assert.deepEqual(process!.signals, []);
+  deepEqual(process!.signals, []);
   await clock.advance(1);
-  assert.deepEqual(process!.signals, ["SIGTERM"]);
+  deepEqual(process!.signals, ["SIGTERM"]);
   await clock.advance(0);
-  assert.deepEqual(states(), ["running", "timed_out"]);
+  deepEqual(states(), ["running", "timed_out"]);
   const end = ended()!;
-  assert.equal(end.exitCode, 143);
-  assert.equal(end.reason, "Ran past its maximum duration of 5s");
+  equal(end.exitCode, 143);
+  equal(end.reason, "Ran past its maximum duration of 5s");
   const lines = sent.flatMap((m) => m.type === "logs" ? m.records.map((r) => r.line) : []);
-  assert.deepEqual(lines, ["working", "oneoff: Ran past its maximum duration of 5s"]);
-  assert.equal(clock.pending, 0, "no timer left behind");
+  deepEqual(lines, ["working", "oneoff: Ran past its maximum duration of 5s"]);
+  equal(clock.pending, 0, "no timer left behind");
 });
 
 Deno.test("stop sends SIGTERM, and SIGKILL after the grace period to a process that ignores it", async () => {
@@ -131,17 +131,17 @@ Deno.test("stop sends SIGTERM, and SIGKILL after the grace period to a process t
   await clock.advance(0);
   const [process] = sandbox.processes;
   runner.stop("run-1");
-  assert.deepEqual(process!.signals, ["SIGTERM"]);
+  deepEqual(process!.signals, ["SIGTERM"]);
   runner.stop("run-1"); // a second stop changes nothing
   await clock.advance(9_999);
-  assert.deepEqual(process!.signals, ["SIGTERM"]);
-  assert.deepEqual(states(), ["running"]);
+  deepEqual(process!.signals, ["SIGTERM"]);
+  deepEqual(states(), ["running"]);
   await clock.advance(1);
-  assert.deepEqual(process!.signals, ["SIGTERM", "SIGKILL"]);
+  deepEqual(process!.signals, ["SIGTERM", "SIGKILL"]);
   await clock.advance(0);
-  assert.deepEqual(states(), ["running", "stopped"]);
-  assert.equal(ended()!.exitCode, 137);
-  assert.equal(ended()!.reason, undefined);
+  deepEqual(states(), ["running", "stopped"]);
+  equal(ended()!.exitCode, 137);
+  equal(ended()!.reason, undefined);
 });
 
 Deno.test("a stop before the process starts ends the run at once and cancels its secret", async () => {
@@ -150,11 +150,11 @@ Deno.test("a stop before the process starts ends the run at once and cancels its
   await clock.advance(0);
   runner.stop("run-1");
   await clock.advance(0);
-  assert.deepEqual(states(), ["stopped"]);
-  assert.deepEqual(listener.cancelled, [SECRET]);
-  assert.equal(sandbox.processes.length, 0);
-  assert.equal(slugs.released, 1);
-  assert.equal(clock.pending, 0);
+  deepEqual(states(), ["stopped"]);
+  deepEqual(listener.cancelled, [SECRET]);
+  equal(sandbox.processes.length, 0);
+  equal(slugs.released, 1);
+  equal(clock.pending, 0);
 });
 
 Deno.test("an attached session idle for its idle timeout ends timed_out, and the attach window no longer applies", async () => {
@@ -167,18 +167,18 @@ Deno.test("an attached session idle for its idle timeout ends timed_out, and the
   const [process] = sandbox.processes;
   process!.write("$ ");
   await clock.advance(0);
-  assert.deepEqual(client.written, ["$ "]);
+  deepEqual(client.written, ["$ "]);
   await clock.advance(29_999);
-  assert.deepEqual(process!.signals, []);
+  deepEqual(process!.signals, []);
   await clock.advance(1);
-  assert.deepEqual(process!.signals, ["SIGTERM"]);
+  deepEqual(process!.signals, ["SIGTERM"]);
   await clock.advance(0);
-  assert.deepEqual(states(), ["running", "timed_out"]);
-  assert.equal(ended()!.reason, "Idle: no input or output for too long");
-  assert.equal(client.closed(), true);
+  deepEqual(states(), ["running", "timed_out"]);
+  equal(ended()!.reason, "Idle: no input or output for too long");
+  equal(client.closed(), true);
   await clock.advance(60_000);
-  assert.deepEqual(states(), ["running", "timed_out"], "no expired after the attach");
-  assert.equal(clock.pending, 0, "no timer left behind");
+  deepEqual(states(), ["running", "timed_out"], "no expired after the attach");
+  equal(clock.pending, 0, "no timer left behind");
 });
 
 Deno.test("after a reconnect the outbox is sent, and a run waiting for its client says so again", async () => {
@@ -186,13 +186,13 @@ Deno.test("after a reconnect the outbox is sent, and a run waiting for its clien
   channel.up = false;
   runner.start(attached(clock));
   await clock.advance(0);
-  assert.equal(sent.length, 0);
+  equal(sent.length, 0);
   channel.up = true;
   runner.reconnected();
-  assert.deepEqual(sent.map((m) => m.type), ["attach_ready", "attach_ready"]);
+  deepEqual(sent.map((m) => m.type), ["attach_ready", "attach_ready"]);
   runner.stop("run-1");
   await clock.advance(0);
-  assert.equal(clock.pending, 0);
+  equal(clock.pending, 0);
 });
 
 Deno.test("an ended session's recording still takes its audit acks, then its spool folder goes", async () => {
@@ -208,12 +208,12 @@ Deno.test("an ended session's recording still takes its audit acks, then its spo
     await clock.advance(0);
     process!.exit(0);
     await clock.advance(0);
-    assert.deepEqual(states(), ["running", "exited"]);
+    deepEqual(states(), ["running", "exited"]);
     const chunks = sent.flatMap((m) => m.type === "audit" ? [JSON.parse(m.data)] : []);
-    assert.equal(chunks.at(-1).final, true);
+    equal(chunks.at(-1).final, true);
     const output = chunks.flatMap((c) => c.events).filter((e: string[]) => e[1] === "o");
-    assert.deepEqual(output.map((e: string[]) => atob(e[2]!)), ["hi\n"]);
-    assert.deepEqual([...Deno.readDirSync(auditDir)], [], "every chunk acknowledged and deleted");
+    deepEqual(output.map((e: string[]) => atob(e[2]!)), ["hi\n"]);
+    deepEqual([...Deno.readDirSync(auditDir)], [], "every chunk acknowledged and deleted");
   } finally {
     await Deno.remove(auditDir, { recursive: true });
   }
@@ -230,10 +230,10 @@ Deno.test("a run stopped while its slug is being fetched releases the slug once 
   runner.start(spec());
   await clock.advance(0);
   runner.stop("run-1");
-  assert.deepEqual(states(), ["stopped"]);
-  assert.equal(slugs.released, 0);
+  deepEqual(states(), ["stopped"]);
+  equal(slugs.released, 0);
   arrived.resolve();
   await clock.advance(0);
-  assert.equal(slugs.released, 1);
-  assert.deepEqual(states(), ["stopped"]);
+  equal(slugs.released, 1);
+  deepEqual(states(), ["stopped"]);
 });

@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import { deepEqual, equal, match, notEqual, ok, rejects } from "node:assert/strict";
 import { gzipSync } from "node:zlib";
 import { SlugCache, type SlugCacheOptions, SlugRejectedError } from "./slug_cache.ts";
 import { type RawEntry, rawTarGz, sha256Hex, streamOf } from "./_tar_test_util.ts";
@@ -61,17 +61,17 @@ async function list(dir: string): Promise<string[]> {
 async function assertRefused(entries: RawEntry[] | Uint8Array, reason: RegExp) {
   await using t = await setup({ maxExtractBytes: 64 * 1024 });
   const sha256 = t.add(entries instanceof Uint8Array ? entries : rawTarGz(entries));
-  await assert.rejects(t.cache.acquire(sha256), (error: unknown) => {
-    assert.ok(error instanceof SlugRejectedError, String(error));
-    assert.equal(error.sha256, sha256);
-    assert.match(error.message, new RegExp(`^Cannot extract slug "${sha256}": `));
-    assert.match(error.reason, reason);
+  await rejects(t.cache.acquire(sha256), (error: unknown) => {
+    ok(error instanceof SlugRejectedError, String(error));
+    equal(error.sha256, sha256);
+    match(error.message, new RegExp(`^Cannot extract slug "${sha256}": `));
+    match(error.reason, reason);
     return true;
   });
-  assert.deepEqual(await list(t.cacheDir), [".tmp"]);
-  assert.deepEqual(await list(`${t.cacheDir}/.tmp`), []);
-  assert.deepEqual(await list(t.root), ["cache", "outside"]);
-  assert.deepEqual(await list(t.outside), []);
+  deepEqual(await list(t.cacheDir), [".tmp"]);
+  deepEqual(await list(`${t.cacheDir}/.tmp`), []);
+  deepEqual(await list(t.root), ["cache", "outside"]);
+  deepEqual(await list(t.outside), []);
 }
 
 const PROCFILE: RawEntry = { path: "./Procfile", body: "web: ./bin/web\n" };
@@ -89,10 +89,10 @@ Deno.test("acquire extracts a slug owned by the agent with safe modes", async ()
     { path: "copy", type: "hardlink", linkpath: "Procfile" },
   ]));
   const lease = await t.cache.acquire(sha256);
-  assert.equal(lease.dir, `${t.cacheDir}/${sha256}/root`);
-  assert.equal(await Deno.readTextFile(`${lease.dir}/web`), "#!/bin/sh\necho hi\n");
-  assert.equal(await Deno.readTextFile(`${lease.dir}/data/up`), "web: ./bin/web\n");
-  assert.equal(await Deno.readTextFile(`${lease.dir}/copy`), "web: ./bin/web\n");
+  equal(lease.dir, `${t.cacheDir}/${sha256}/root`);
+  equal(await Deno.readTextFile(`${lease.dir}/web`), "#!/bin/sh\necho hi\n");
+  equal(await Deno.readTextFile(`${lease.dir}/data/up`), "web: ./bin/web\n");
+  equal(await Deno.readTextFile(`${lease.dir}/copy`), "web: ./bin/web\n");
   const expected: Record<string, number> = {
     "": 0o755,
     "Procfile": 0o644,
@@ -103,9 +103,9 @@ Deno.test("acquire extracts a slug owned by the agent with safe modes", async ()
   };
   for (const [path, mode] of Object.entries(expected)) {
     const info = await Deno.lstat(`${lease.dir}/${path}`);
-    assert.equal((info.mode ?? 0) & 0o7777, mode, `mode of "${path}"`);
-    assert.equal(info.uid, Deno.uid(), `owner of "${path}"`);
-    assert.equal(info.gid, Deno.gid(), `group of "${path}"`);
+    equal((info.mode ?? 0) & 0o7777, mode, `mode of "${path}"`);
+    equal(info.uid, Deno.uid(), `owner of "${path}"`);
+    equal(info.gid, Deno.gid(), `group of "${path}"`);
   }
   lease.release();
 });
@@ -126,10 +126,10 @@ Deno.test(needs(["root"], {
         stderr: "null",
       }).output();
     const read = await asNobody(`cat ${lease.dir}/Procfile && test -x ${lease.dir}/bin/run`);
-    assert.equal(read.code, 0);
-    assert.equal(new TextDecoder().decode(read.stdout), "web: ./bin/web\n");
+    equal(read.code, 0);
+    equal(new TextDecoder().decode(read.stdout), "web: ./bin/web\n");
     const write = await asNobody(`echo x >> ${lease.dir}/Procfile || touch ${lease.dir}/new`);
-    assert.notEqual(write.code, 0);
+    notEqual(write.code, 0);
     lease.release();
   },
 }));
@@ -148,7 +148,7 @@ Deno.test("setuid and setgid bits are stripped, exec bits kept", async () => {
       ((await Deno.stat(`${lease.dir}/${name}`)).mode ?? 0) & 0o7777
     ),
   );
-  assert.deepEqual(modes, [0o755, 0o755, 0o755, 0o644]);
+  deepEqual(modes, [0o755, 0o755, 0o755, 0o644]);
   lease.release();
 });
 
@@ -157,8 +157,8 @@ Deno.test("a second acquire does no download and no extraction", async () => {
   const sha256 = t.add(rawTarGz([PROCFILE]));
   const first = await t.cache.acquire(sha256);
   const second = await t.cache.acquire(sha256);
-  assert.equal(second.dir, first.dir);
-  assert.deepEqual(t.cache.stats(), { downloads: 1, extractions: 1 });
+  equal(second.dir, first.dir);
+  deepEqual(t.cache.stats(), { downloads: 1, extractions: 1 });
   first.release();
   second.release();
 });
@@ -167,8 +167,8 @@ Deno.test("concurrent acquires of one slug share one download", async () => {
   await using t = await setup();
   const sha256 = t.add(rawTarGz([PROCFILE, { path: "big", body: new Uint8Array(MiB) }]));
   const leases = await Promise.all([1, 2, 3, 4].map(() => t.cache.acquire(sha256)));
-  assert.equal(new Set(leases.map((lease) => lease.dir)).size, 1);
-  assert.deepEqual(t.cache.stats(), { downloads: 1, extractions: 1 });
+  equal(new Set(leases.map((lease) => lease.dir)).size, 1);
+  deepEqual(t.cache.stats(), { downloads: 1, extractions: 1 });
   for (const lease of leases) lease.release();
 });
 
@@ -181,10 +181,10 @@ Deno.test("a restarted cache reuses the slugs on disk and wipes unfinished work"
   await Deno.mkdir(`${t.cacheDir}/.tmp/abc/root`, { recursive: true });
   const restarted = new SlugCache(t.options);
   const lease = await restarted.acquire(sha256);
-  assert.equal(await Deno.readTextFile(`${lease.dir}/Procfile`), "web: ./bin/web\n");
-  assert.deepEqual(restarted.stats(), { downloads: 0, extractions: 0 });
-  assert.deepEqual(await list(t.cacheDir), [".tmp", sha256]);
-  assert.deepEqual(await list(`${t.cacheDir}/.tmp`), []);
+  equal(await Deno.readTextFile(`${lease.dir}/Procfile`), "web: ./bin/web\n");
+  deepEqual(restarted.stats(), { downloads: 0, extractions: 0 });
+  deepEqual(await list(t.cacheDir), [".tmp", sha256]);
+  deepEqual(await list(`${t.cacheDir}/.tmp`), []);
   lease.release();
 });
 
@@ -196,19 +196,19 @@ Deno.test("acquire rejects a download whose sha256 does not match and caches not
   t.add(other);
   t.options.fetch = () => Promise.resolve(streamOf(other));
   const cache = new SlugCache(t.options);
-  await assert.rejects(cache.acquire(claimed), (error: unknown) => {
-    assert.ok(error instanceof SlugRejectedError);
-    assert.match(error.reason, new RegExp(`the download has sha256 "${sha256Hex(other)}"`));
+  await rejects(cache.acquire(claimed), (error: unknown) => {
+    ok(error instanceof SlugRejectedError);
+    match(error.reason, new RegExp(`the download has sha256 "${sha256Hex(other)}"`));
     return true;
   });
-  assert.deepEqual(await list(t.cacheDir), [".tmp"]);
-  assert.deepEqual(await list(`${t.cacheDir}/.tmp`), []);
+  deepEqual(await list(t.cacheDir), [".tmp"]);
+  deepEqual(await list(`${t.cacheDir}/.tmp`), []);
 });
 
 Deno.test("acquire passes on a failed download unchanged", async () => {
   await using t = await setup();
-  await assert.rejects(t.cache.acquire("0".repeat(64)), /No blob/);
-  await assert.rejects(t.cache.acquire("not-a-sha"), /Invalid slug sha256 "not-a-sha"/);
+  await rejects(t.cache.acquire("0".repeat(64)), /No blob/);
+  await rejects(t.cache.acquire("not-a-sha"), /Invalid slug sha256 "not-a-sha"/);
 });
 
 Deno.test("eviction removes the least recently used idle slug beyond the budget", async () => {
@@ -219,13 +219,13 @@ Deno.test("eviction removes the least recently used idle slug beyond the budget"
   (await t.cache.acquire(b)).release();
   (await t.cache.acquire(a)).release();
   (await t.cache.acquire(c)).release();
-  assert.deepEqual(await list(t.cacheDir), [".tmp", a, c].sort());
-  assert.deepEqual(t.cache.stats(), { downloads: 3, extractions: 3 });
+  deepEqual(await list(t.cacheDir), [".tmp", a, c].sort());
+  deepEqual(t.cache.stats(), { downloads: 3, extractions: 3 });
   // After a restart the order on disk still says `c` was used last.
   const restarted = new SlugCache(t.options);
   (await restarted.acquire(c)).release();
   (await restarted.acquire(b)).release();
-  assert.deepEqual(await list(t.cacheDir), [".tmp", b, c].sort());
+  deepEqual(await list(t.cacheDir), [".tmp", b, c].sort());
 });
 
 Deno.test("eviction never removes a slug in use", async () => {
@@ -234,11 +234,11 @@ Deno.test("eviction never removes a slug in use", async () => {
   const b = t.add(rawTarGz([{ path: "b", body: new Uint8Array(MiB) }]));
   const held = await t.cache.acquire(a);
   const other = await t.cache.acquire(b);
-  assert.deepEqual(await list(t.cacheDir), [".tmp", a, b].sort());
+  deepEqual(await list(t.cacheDir), [".tmp", a, b].sort());
   other.release();
   other.release(); // a second release must not free someone else's lease
   const again = await t.cache.acquire(a);
-  assert.deepEqual(await list(t.cacheDir), [".tmp", a].sort());
+  deepEqual(await list(t.cacheDir), [".tmp", a].sort());
   held.release();
   again.release();
 });
@@ -250,7 +250,7 @@ Deno.test("acquire refuses an entry with ../", async () => {
 Deno.test("acquire refuses an entry with an absolute path", async () => {
   await using probe = await setup();
   await assertRefused([{ path: `${probe.outside}/abs`, body: "x" }], /has an absolute path/);
-  assert.deepEqual(await list(probe.outside), []);
+  deepEqual(await list(probe.outside), []);
 });
 
 Deno.test("acquire refuses an absolute symlink", async () => {
@@ -326,9 +326,9 @@ Deno.test("acquire stops reading a slug as soon as it passes maxExtractBytes", a
     entries.push({ path: `f${i}`, body: crypto.getRandomValues(new Uint8Array(16 * 1024)) });
   }
   const sha256 = t.add(rawTarGz(entries));
-  await assert.rejects(t.cache.acquire(sha256), /content is larger than the limit/);
-  assert.ok(t.pulled() < 2 * MiB, `downloaded ${t.pulled()} bytes of about 6.6 MB`);
-  assert.deepEqual(await list(`${t.cacheDir}/.tmp`), []);
+  await rejects(t.cache.acquire(sha256), /content is larger than the limit/);
+  ok(t.pulled() < 2 * MiB, `downloaded ${t.pulled()} bytes of about 6.6 MB`);
+  deepEqual(await list(`${t.cacheDir}/.tmp`), []);
 });
 
 Deno.test("acquire refuses data that is not gzip, truncated gzip and gzip that is not tar", async () => {

@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import { deepEqual, equal, ok, throws } from "node:assert/strict";
 import { recoverSpools, RunSpool } from "./spool.ts";
 
 async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
@@ -16,18 +16,18 @@ Deno.test("a spool writes numbered records, reads them back and deletes them on 
     spool.write(0, "zero");
     spool.write(1, "one");
     spool.write(2, "two");
-    assert.deepEqual(spool.seqs, [0, 1, 2]);
-    assert.equal(Deno.readTextFileSync(`${dir}/run-1/1.json`), "one");
-    assert.equal(Deno.statSync(`${dir}/run-1/1.json`).mode! & 0o777, 0o600);
+    deepEqual(spool.seqs, [0, 1, 2]);
+    equal(Deno.readTextFileSync(`${dir}/run-1/1.json`), "one");
+    equal(Deno.statSync(`${dir}/run-1/1.json`).mode! & 0o777, 0o600);
     spool.ack(1);
-    assert.deepEqual(spool.seqs, [2]);
-    assert.equal(await spool.read(0), null);
-    assert.equal(await spool.read(2), "two");
+    deepEqual(spool.seqs, [2]);
+    equal(await spool.read(0), null);
+    equal(await spool.read(2), "two");
     spool.remove();
-    assert.ok(Deno.statSync(spool.dir).isDirectory, "a folder with records stays");
+    ok(Deno.statSync(spool.dir).isDirectory, "a folder with records stays");
     spool.ack(2);
     spool.remove();
-    assert.deepEqual([...Deno.readDirSync(dir)], []);
+    deepEqual([...Deno.readDirSync(dir)], []);
   });
 });
 
@@ -42,13 +42,13 @@ Deno.test("recovery lists each run's records in order, keeps whole temp files an
     await Deno.writeTextFile(`${dir}/run-a/notes.txt`, "not a record");
     await Deno.mkdir(`${dir}/run-empty`);
     const spools = await recoverSpools(dir, { isWhole: (data) => /^batch \d\d$/.test(data) });
-    assert.deepEqual(spools.map((s) => [s.runId, s.seqs]), [["run-a", [1, 2, 10, 11]]]);
-    assert.equal(await spools[0]!.read(11), "batch 11");
-    assert.equal(await Deno.stat(`${dir}/run-a/12.json.tmp`).catch(() => null), null);
-    assert.equal(await Deno.stat(`${dir}/run-empty`).catch(() => null), null);
+    deepEqual(spools.map((s) => [s.runId, s.seqs]), [["run-a", [1, 2, 10, 11]]]);
+    equal(await spools[0]!.read(11), "batch 11");
+    equal(await Deno.stat(`${dir}/run-a/12.json.tmp`).catch(() => null), null);
+    equal(await Deno.stat(`${dir}/run-empty`).catch(() => null), null);
   });
 });
 
 Deno.test("a spool refuses a run id that is not a plain folder name", () => {
-  assert.throws(() => new RunSpool("/tmp", "../escape"), /not a valid run id/);
+  throws(() => new RunSpool("/tmp", "../escape"), /not a valid run id/);
 });

@@ -2,7 +2,11 @@
  * The CLI's view of the server: where it is, the token, and JSON requests.
  * @module
  */
-import { CliError } from "./_io.ts";
+import { VERSION } from "../protocol/channel.ts";
+import { CliError, err } from "./_io.ts";
+
+/** Sent on every request, so a server's logs tell clients apart. */
+export const USER_AGENT = `oneoff/${VERSION} (deno ${Deno.version.deno}; ${Deno.build.os})`;
 
 /** Where `oneoff login` keeps the server and token. */
 export function configPath(): string {
@@ -60,24 +64,26 @@ export class Client {
   ): Promise<T> {
     const headers = new Headers(init.headers);
     headers.set("authorization", `Bearer ${this.#token}`);
+    headers.set("user-agent", USER_AGENT);
     let payload: BodyInit | null | undefined = init.body;
     if (body !== undefined) {
       headers.set("content-type", "application/json");
       payload = JSON.stringify(body);
     }
+    const url = `${this.server}/api${path}`;
+    // ONEOFF_DEBUG=1: each request on stderr; the token stays out of it.
+    const debug = Deno.env.get("ONEOFF_DEBUG") === "1";
+    const started = performance.now();
     let res: Response;
     try {
-      res = await fetch(`${this.server}/api${path}`, {
-        ...init,
-        method,
-        headers,
-        body: payload ?? null,
-      });
+      res = await fetch(url, { ...init, method, headers, body: payload ?? null });
     } catch (e) {
+      if (debug) err(`oneoff debug: ${method} ${url} failed (${elapsed(started)})\n`);
       throw new CliError(
         `Cannot reach the server at ${this.server}: ${e instanceof Error ? e.message : e}`,
       );
     }
+    if (debug) err(`oneoff debug: ${method} ${url} ${res.status} (${elapsed(started)})\n`);
     const text = await res.text();
     let json: unknown;
     try {
@@ -92,4 +98,8 @@ export class Client {
     }
     return json as T;
   }
+}
+
+function elapsed(since: number): string {
+  return `${Math.round(performance.now() - since)} ms`;
 }

@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import { deepEqual, equal, rejects } from "node:assert/strict";
 import { createHash } from "node:crypto";
 import * as tar from "tar";
 import { SlugCache } from "../agent/slug_cache.ts";
@@ -36,7 +36,7 @@ Deno.test("packDirectory writes paths relative to the dir and leaves out .git", 
   await Deno.writeFile(`${t.dir}/slug.tar.gz`, await bytesOf(packDirectory(t.app)));
   const paths: string[] = [];
   await tar.t({ file: `${t.dir}/slug.tar.gz`, onReadEntry: (entry) => paths.push(entry.path) });
-  assert.deepEqual(paths.sort(), [
+  deepEqual(paths.sort(), [
     "./",
     "./Procfile",
     "./bin/",
@@ -55,8 +55,8 @@ Deno.test("a packed directory passes inspectSlug with its Procfile", async () =>
   await using t = await setup();
   await Deno.writeFile(`${t.dir}/slug.tar.gz`, await bytesOf(packDirectory(t.app)));
   const info = await inspectSlug(`${t.dir}/slug.tar.gz`);
-  assert.deepEqual(info.processTypes, { web: "bin/web", worker: "bin/worker --queue=default" });
-  assert.equal(info.entries, 11);
+  deepEqual(info.processTypes, { web: "bin/web", worker: "bin/worker --queue=default" });
+  equal(info.entries, 11);
 });
 
 Deno.test("a packed directory extracts through the slug cache", async () => {
@@ -70,15 +70,15 @@ Deno.test("a packed directory extracts through the slug cache", async () => {
     fetch: () => Promise.resolve(ReadableStream.from([slug])),
   });
   const lease = await cache.acquire(sha256);
-  assert.equal(await Deno.readTextFile(`${lease.dir}/web`), "#!/bin/sh\necho web\n");
-  assert.equal(((await Deno.stat(`${lease.dir}/bin/web`)).mode ?? 0) & 0o777, 0o755);
-  assert.equal(await Deno.readLink(`${lease.dir}/web`), "bin/web");
-  await assert.rejects(Deno.stat(`${lease.dir}/.git`), Deno.errors.NotFound);
-  await assert.rejects(Deno.stat(`${lease.dir}/vendor/lib/.git`), Deno.errors.NotFound);
+  equal(await Deno.readTextFile(`${lease.dir}/web`), "#!/bin/sh\necho web\n");
+  equal(((await Deno.stat(`${lease.dir}/bin/web`)).mode ?? 0) & 0o777, 0o755);
+  equal(await Deno.readLink(`${lease.dir}/web`), "bin/web");
+  await rejects(Deno.stat(`${lease.dir}/.git`), Deno.errors.NotFound);
+  await rejects(Deno.stat(`${lease.dir}/vendor/lib/.git`), Deno.errors.NotFound);
   lease.release();
 });
 
 Deno.test("packDirectory errors the stream when the dir does not exist", async () => {
   await using t = await setup();
-  await assert.rejects(bytesOf(packDirectory(`${t.dir}/missing`)), /ENOENT/);
+  await rejects(bytesOf(packDirectory(`${t.dir}/missing`)), /ENOENT/);
 });

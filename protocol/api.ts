@@ -182,6 +182,25 @@ export interface TokenCreatedReply {
   name: string;
 }
 
+/** A token as `GET /tokens` shows it: never its secret or hash. */
+export interface TokenInfo {
+  id: number;
+  name: string;
+  role: Role;
+  apps: string[];
+  created_at: string;
+}
+
+/** `GET /tokens`. */
+export interface TokensReply {
+  tokens: TokenInfo[];
+}
+
+/** `DELETE /tokens/:ref`: the token that was revoked. */
+export interface TokenReply {
+  token: TokenInfo;
+}
+
 /** `POST /audit/rotate-key`: the id of the new current key. */
 export interface RotateKeyReply {
   key: string;

@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import { deepEqual, equal } from "node:assert/strict";
 import {
   decodeCreateAppBody,
   decodeCreateTokenBody,
@@ -9,7 +9,7 @@ import {
 } from "./mod.ts";
 
 function refusal(decoded: { ok: boolean; code?: string; error?: string }) {
-  assert.equal(decoded.ok, false);
+  equal(decoded.ok, false);
   return [decoded.code, decoded.error];
 }
 
@@ -27,12 +27,12 @@ Deno.test("a full run request decodes to itself", () => {
     timeout: 60,
     term: "xterm-kitty",
   };
-  assert.deepEqual(decodeRunRequestBody(body), { ok: true, value: body });
-  assert.deepEqual(decodeRunRequestBody({}), { ok: true, value: {} });
+  deepEqual(decodeRunRequestBody(body), { ok: true, value: body });
+  deepEqual(decodeRunRequestBody({}), { ok: true, value: {} });
 });
 
 Deno.test("a run request's unusable terminal size and TERM are left to the defaults", () => {
-  assert.deepEqual(
+  deepEqual(
     decodeRunRequestBody({ command: "x", cols: 0, rows: 1e6, term: "bad term", size: null }),
     { ok: true, value: { command: "x" } },
   );
@@ -56,12 +56,12 @@ Deno.test("a run request is refused with the API's code and one line", () => {
     [{ attached: "yes" }, "invalid", 'Field "attached" must be true or false'],
   ];
   for (const [body, code, error] of cases) {
-    assert.deepEqual(refusal(decodeRunRequestBody(body)), [code, error], JSON.stringify(body));
+    deepEqual(refusal(decodeRunRequestBody(body)), [code, error], JSON.stringify(body));
   }
 });
 
 Deno.test("env changes need a valid key and at least one change", () => {
-  assert.deepEqual(decodeEnvChangeBody({ set: { A: "1" }, unset: ["B"] }), {
+  deepEqual(decodeEnvChangeBody({ set: { A: "1" }, unset: ["B"] }), {
     ok: true,
     value: { set: { A: "1" }, unset: ["B"] },
   });
@@ -75,26 +75,26 @@ Deno.test("env changes need a valid key and at least one change", () => {
     [{ unset: [1] }, "invalid_key", 'Invalid variable name "1"'],
   ];
   for (const [body, code, error] of cases) {
-    assert.deepEqual(refusal(decodeEnvChangeBody(body)), [code, error], JSON.stringify(body));
+    deepEqual(refusal(decodeEnvChangeBody(body)), [code, error], JSON.stringify(body));
   }
 });
 
 Deno.test("apps, tokens and resizes are refused naming the field", () => {
-  assert.deepEqual(refusal(decodeCreateAppBody({})), ["invalid", 'Field "name" must be a string']);
-  assert.equal(refusal(decodeCreateAppBody({ name: "Demo" }))[0], "invalid_name");
-  assert.deepEqual(refusal(decodeCreateTokenBody({ role: "root" })), [
+  deepEqual(refusal(decodeCreateAppBody({})), ["invalid", 'Field "name" must be a string']);
+  equal(refusal(decodeCreateAppBody({ name: "Demo" }))[0], "invalid_name");
+  deepEqual(refusal(decodeCreateTokenBody({ role: "root" })), [
     "invalid_role",
     'Unknown role "root": use member or admin',
   ]);
-  assert.deepEqual(refusal(decodeCreateTokenBody({ apps: [1] })), [
+  deepEqual(refusal(decodeCreateTokenBody({ apps: [1] })), [
     "invalid",
     'Field "apps[0]" must be a string',
   ]);
-  assert.deepEqual(refusal(decodeResizeBody({ cols: 80 })), [
+  deepEqual(refusal(decodeResizeBody({ cols: 80 })), [
     "invalid",
     "Give cols and rows as positive integers",
   ]);
-  assert.deepEqual(decodeResizeBody({ cols: 80, rows: 24 }), {
+  deepEqual(decodeResizeBody({ cols: 80, rows: 24 }), {
     ok: true,
     value: { cols: 80, rows: 24 },
   });

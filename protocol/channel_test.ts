@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import { deepEqual, equal, ok } from "node:assert/strict";
 import {
   type AgentMessage,
   decodeAgentMessage,
@@ -60,7 +60,7 @@ Deno.test("every agent message survives the round trip through its decoder", () 
     { type: "draining" },
   ];
   for (const msg of messages) {
-    assert.deepEqual(decodeAgentMessage(JSON.stringify(msg)), { ok: true, value: msg });
+    deepEqual(decodeAgentMessage(JSON.stringify(msg)), { ok: true, value: msg });
   }
 });
 
@@ -80,7 +80,7 @@ Deno.test("every server message survives the round trip through its decoder", ()
     { type: "state_ack", runId: "r1" },
   ];
   for (const msg of messages) {
-    assert.deepEqual(decodeServerMessage(JSON.stringify(msg)), { ok: true, value: msg });
+    deepEqual(decodeServerMessage(JSON.stringify(msg)), { ok: true, value: msg });
   }
 });
 
@@ -105,25 +105,25 @@ Deno.test("a malformed agent message is refused with the field that is wrong", (
     [[1], "Value must be an object"],
   ];
   for (const [msg, error] of cases) {
-    assert.deepEqual(decodeAgentMessage(JSON.stringify(msg)), {
+    deepEqual(decodeAgentMessage(JSON.stringify(msg)), {
       ok: false,
       error,
       code: "invalid",
     });
   }
-  assert.equal(decodeAgentMessage("{nope").ok, false);
+  equal(decodeAgentMessage("{nope").ok, false);
 });
 
 Deno.test("a decoded message holds only the fields of its type", () => {
   const decoded = decodeAgentMessage(
     JSON.stringify({ type: "heartbeat", running: [], extra: { huge: true } }),
   );
-  assert.deepEqual(decoded, { ok: true, value: { type: "heartbeat", running: [] } });
+  deepEqual(decoded, { ok: true, value: { type: "heartbeat", running: [] } });
 });
 
 Deno.test("a start_run with a bad spec is refused whole, naming the nested field", () => {
   const bad = { type: "start_run", spec: { ...spec, limits: { ...spec.limits, pids: "many" } } };
-  assert.deepEqual(decodeServerMessage(JSON.stringify(bad)), {
+  deepEqual(decodeServerMessage(JSON.stringify(bad)), {
     ok: false,
     error: 'Field "spec.limits.pids" must be an integer',
     code: "invalid",
@@ -136,10 +136,10 @@ Deno.test("a __proto__ key in a decoded map stays a plain key", () => {
     '"env":{"__proto__":{"polluted":"yes"},',
   );
   const decoded = decodeServerMessage(text);
-  assert.equal(decoded.ok, false, "a non-string value is refused");
+  equal(decoded.ok, false, "a non-string value is refused");
   const stringValue = decodeServerMessage(text.replace('{"polluted":"yes"}', '"x"'));
-  assert.ok(stringValue.ok && stringValue.value.type === "start_run");
+  ok(stringValue.ok && stringValue.value.type === "start_run");
   const env = stringValue.value.spec.env;
-  assert.equal(Object.getPrototypeOf(env), Object.prototype);
-  assert.equal(Object.getOwnPropertyDescriptor(env, "__proto__")?.value, "x");
+  equal(Object.getPrototypeOf(env), Object.prototype);
+  equal(Object.getOwnPropertyDescriptor(env, "__proto__")?.value, "x");
 });

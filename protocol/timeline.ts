@@ -43,6 +43,7 @@ export interface TimelineEventData {
   /** An admin rotated the audit key; `key` is the new key's id. */
   "audit.key_rotated": { key: string };
   "token.created": { role: Role; name: string };
+  "token.revoked": { role: Role; name: string };
 }
 
 /** A kind of event the server writes. */
@@ -127,6 +128,7 @@ const CHECKS: { [K in TimelineEventKind]: { [F in keyof TimelineEventData[K]]-?:
   "audit.viewed": { run: isRun, format: isString },
   "audit.key_rotated": { key: isString },
   "token.created": { role: oneOf(ROLES), name: isString },
+  "token.revoked": { role: oneOf(ROLES), name: isString },
 };
 
 /** Whether a stored event is of a kind the server writes, with the data that kind carries. */
@@ -242,6 +244,10 @@ export function describeEvent(event: UncheckedEventBody): Segment[] {
     case "token.created": {
       const { role, name } = event.data;
       return [text(`created ${role === "admin" ? "an" : "a"} ${role} token "${name}"`)];
+    }
+    case "token.revoked": {
+      const { role, name } = event.data;
+      return [text(`revoked ${role === "admin" ? "an" : "a"} ${role} token "${name}"`)];
     }
   }
 }

@@ -66,6 +66,10 @@ const SENTENCES: Record<TimelineEventKind, [TimelineEventBody, string]> = {
     { kind: "token.created", data: { role: "admin", name: "ci" } },
     'created an admin token "ci"',
   ],
+  "token.revoked": [
+    { kind: "token.revoked", data: { role: "member", name: "alice" } },
+    'revoked a member token "alice"',
+  ],
 };
 
 Deno.test("every kind of event reads as a sentence", () => {

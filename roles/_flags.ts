@@ -4,22 +4,23 @@
  */
 import { isSandboxKind, SANDBOX_KINDS, type SandboxKind } from "../protocol/mod.ts";
 import { parseArgs } from "node:util";
-import { USAGE } from "../cli/mod.ts";
+import { commandSpec } from "../cli/_commands.ts";
+import { UsageError } from "../cli/_io.ts";
 import { errorMessage } from "../util/log.ts";
 
-/** Parses a role's flags; errors carry the usage line. */
-export function flags(
-  role: string,
-  args: string[],
-  options: Record<string, { type: "string" | "boolean" }>,
-) {
+/** Parses a role's flags as the command table declares them; refusals are usage errors. */
+export function flags(role: "server" | "agent" | "dev", args: string[]) {
+  const options: Record<string, { type: "string" | "boolean" }> = {};
+  for (const flag of commandSpec(role)?.flags ?? []) {
+    options[flag.name] = { type: flag.value ? "string" : "boolean" };
+  }
   try {
     return parseArgs({ args, options, strict: true, allowPositionals: false }).values as Record<
       string,
       string | undefined
     >;
   } catch (e) {
-    throw new Error(`${errorMessage(e).split("\n")[0]}\nUsage: ${USAGE[role]}`);
+    throw new UsageError(errorMessage(e).split("\n")[0]!);
   }
 }
 
@@ -27,7 +28,7 @@ export function flags(
 export function sandboxKind(value: string | undefined): SandboxKind {
   if (value === undefined) return SANDBOX_KINDS[0];
   if (isSandboxKind(value)) return value;
-  throw new Error(`Unknown sandbox "${value}": use ${SANDBOX_KINDS.join(" or ")}`);
+  throw new UsageError(`Unknown sandbox "${value}": use ${SANDBOX_KINDS.join(" or ")}`);
 }
 
 /** Reads `--tls-cert` and `--tls-key`, both or neither. */

@@ -3,30 +3,19 @@
  * @module
  */
 import { startAgent } from "../agent/mod.ts";
-import { USAGE } from "../cli/mod.ts";
+import { UsageError } from "../cli/_io.ts";
 import { parseAddr } from "../util/addr.ts";
 import { flags, readTls, sandboxKind, waitForSignal } from "./_flags.ts";
 
 /** Runs an agent until SIGINT/SIGTERM. */
 export async function agent(args: string[]): Promise<number> {
-  const v = flags("agent", args, {
-    server: { type: "string" },
-    "join-token": { type: "string" },
-    name: { type: "string" },
-    attach: { type: "string" },
-    advertise: { type: "string" },
-    "data-dir": { type: "string" },
-    sandbox: { type: "string" },
-    "max-runs": { type: "string" },
-    "tls-cert": { type: "string" },
-    "tls-key": { type: "string" },
-  });
+  const v = flags("agent", args);
   if (!v.server || !v["join-token"]) {
-    throw new Error(`agent needs --server and --join-token\nUsage: ${USAGE.agent}`);
+    throw new UsageError("agent needs --server and --join-token");
   }
   const maxRuns = Number(v["max-runs"] ?? 20);
   if (!Number.isInteger(maxRuns) || maxRuns < 1) {
-    throw new Error("--max-runs must be a positive integer");
+    throw new UsageError(`Invalid --max-runs "${v["max-runs"]}": give a positive integer`);
   }
   const tls = await readTls(v["tls-cert"], v["tls-key"]);
   const running = await startAgent({

@@ -23,12 +23,7 @@ async function deployDemo(server: RunningServer, token: string): Promise<void> {
 
 /** Runs server + agent until SIGINT/SIGTERM. */
 export async function dev(args: string[]): Promise<number> {
-  const v = flags("dev", args, {
-    http: { type: "string" },
-    attach: { type: "string" },
-    "data-dir": { type: "string" },
-    sandbox: { type: "string" },
-  });
+  const v = flags("dev", args);
   const dataDir = v["data-dir"] ?? "./.oneoff";
   const log = createLogger("dev", { level: "warn" });
   const server = await startServer({

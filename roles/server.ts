@@ -2,21 +2,13 @@
  * `oneoff server`.
  * @module
  */
-import { USAGE } from "../cli/mod.ts";
+import { UsageError } from "../cli/_io.ts";
 import { startServer } from "../server/mod.ts";
 import { flags, waitForSignal } from "./_flags.ts";
 
 /** Runs the server until SIGINT/SIGTERM. */
 export async function server(args: string[]): Promise<number> {
-  const v = flags("server", args, {
-    http: { type: "string" },
-    database: { type: "string" },
-    "data-dir": { type: "string" },
-    "join-token": { type: "string" },
-    "max-slug-bytes": { type: "string" },
-    "audit-key-file": { type: "string" },
-    "max-runs-per-app": { type: "string" },
-  });
+  const v = flags("server", args);
   const config: Record<string, unknown> = {};
   if (v["join-token"]) config.joinToken = v["join-token"];
   if (v["max-slug-bytes"]) config.maxSlugBytes = Number(v["max-slug-bytes"]);
@@ -25,8 +17,8 @@ export async function server(args: string[]): Promise<number> {
   if (maxRunsPerApp !== undefined) {
     const max = Number(maxRunsPerApp);
     if (!Number.isInteger(max) || max < 1) {
-      throw new Error(
-        `Invalid --max-runs-per-app "${maxRunsPerApp}": give a positive integer\nUsage: ${USAGE.server}`,
+      throw new UsageError(
+        `Invalid --max-runs-per-app "${maxRunsPerApp}": give a positive integer`,
       );
     }
     config.maxRunsPerApp = max;

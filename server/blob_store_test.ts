@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import { deepEqual, equal, ok, rejects, throws } from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { BlobStore, BlobTooLargeError } from "./blob_store.ts";
 
@@ -36,25 +36,25 @@ Deno.test("put stores a body under its sha256", async () => {
   await using t = await setup();
   const blob = await t.store.put(bodyOf("hello slug"), { maxBytes: 1024 });
   const hex = sha256("hello slug");
-  assert.deepEqual(blob, {
+  deepEqual(blob, {
     sha256: hex,
     size: 10,
     path: `${t.dir}/sha256/${hex.slice(0, 2)}/${hex}`,
   });
-  assert.equal(await Deno.readTextFile(blob.path), "hello slug");
-  assert.equal(await t.store.has(hex), true);
+  equal(await Deno.readTextFile(blob.path), "hello slug");
+  equal(await t.store.has(hex), true);
   const file = await t.store.open(hex);
-  assert.ok(file !== null);
-  assert.equal(await new Response(file.readable).text(), "hello slug");
-  assert.deepEqual(await files(t.dir), [`sha256/${hex.slice(0, 2)}/${hex}`]);
+  ok(file !== null);
+  equal(await new Response(file.readable).text(), "hello slug");
+  deepEqual(await files(t.dir), [`sha256/${hex.slice(0, 2)}/${hex}`]);
 });
 
 Deno.test("putting the same content twice keeps one blob", async () => {
   await using t = await setup();
   const first = await t.store.put(bodyOf("same"), { maxBytes: 1024 });
   const second = await t.store.put(bodyOf("same"), { maxBytes: 1024 });
-  assert.deepEqual(second, first);
-  assert.deepEqual(await files(t.dir), [`sha256/${first.sha256.slice(0, 2)}/${first.sha256}`]);
+  deepEqual(second, first);
+  deepEqual(await files(t.dir), [`sha256/${first.sha256.slice(0, 2)}/${first.sha256}`]);
 });
 
 Deno.test("put refuses a body past maxBytes, stops reading it and leaves nothing", async () => {
@@ -70,22 +70,22 @@ Deno.test("put refuses a body past maxBytes, stops reading it and leaves nothing
       cancelled = reason;
     },
   });
-  await assert.rejects(t.store.put(body, { maxBytes: 4500 }), (error: unknown) => {
-    assert.ok(error instanceof BlobTooLargeError);
-    assert.equal(error.name, "BlobTooLargeError");
-    assert.equal(error.limit, 4500);
-    assert.equal(error.message, "Blob is larger than the limit of 4500 bytes");
+  await rejects(t.store.put(body, { maxBytes: 4500 }), (error: unknown) => {
+    ok(error instanceof BlobTooLargeError);
+    equal(error.name, "BlobTooLargeError");
+    equal(error.limit, 4500);
+    equal(error.message, "Blob is larger than the limit of 4500 bytes");
     return true;
   });
-  assert.ok(cancelled instanceof BlobTooLargeError);
-  assert.ok(pulls < 10);
-  assert.deepEqual(await files(t.dir), []);
+  ok(cancelled instanceof BlobTooLargeError);
+  ok(pulls < 10);
+  deepEqual(await files(t.dir), []);
 });
 
 Deno.test("put accepts a body of exactly maxBytes", async () => {
   await using t = await setup();
   const blob = await t.store.put(bodyOf("12345"), { maxBytes: 5 });
-  assert.equal(blob.size, 5);
+  equal(blob.size, 5);
 });
 
 Deno.test("put runs check on the complete file and stores nothing when it throws", async () => {
@@ -95,12 +95,12 @@ Deno.test("put runs check on the complete file and stores nothing when it throws
     seen = await Deno.readTextFile(path);
     throw new Error("Not a slug");
   };
-  await assert.rejects(t.store.put(bodyOf("abc"), { maxBytes: 10, check: refuse }), /Not a slug/);
-  assert.equal(seen, "abc");
-  assert.deepEqual(await files(t.dir), []);
+  await rejects(t.store.put(bodyOf("abc"), { maxBytes: 10, check: refuse }), /Not a slug/);
+  equal(seen, "abc");
+  deepEqual(await files(t.dir), []);
   const accept = (path: string) => Deno.stat(path).then(() => {});
   const blob = await t.store.put(bodyOf("abc"), { maxBytes: 10, check: accept });
-  assert.equal(blob.sha256, sha256("abc"));
+  equal(blob.sha256, sha256("abc"));
 });
 
 Deno.test("put passes on a body that errors and leaves nothing", async () => {
@@ -111,29 +111,29 @@ Deno.test("put passes on a body that errors and leaves nothing", async () => {
       controller.error(new Error("Connection reset"));
     },
   });
-  await assert.rejects(t.store.put(body, { maxBytes: 100 }), /Connection reset/);
-  assert.deepEqual(await files(t.dir), []);
+  await rejects(t.store.put(body, { maxBytes: 100 }), /Connection reset/);
+  deepEqual(await files(t.dir), []);
 });
 
 Deno.test("path refuses anything but 64 lowercase hex digits", async () => {
   await using t = await setup();
   const hex = sha256("x");
-  assert.equal(t.store.path(hex), `${t.dir}/sha256/${hex.slice(0, 2)}/${hex}`);
+  equal(t.store.path(hex), `${t.dir}/sha256/${hex.slice(0, 2)}/${hex}`);
   for (const bad of [hex.toUpperCase(), hex.slice(1), `../${hex.slice(3)}`, `${hex}\n`, ""]) {
-    assert.throws(() => t.store.path(bad), /Invalid sha256/);
+    throws(() => t.store.path(bad), /Invalid sha256/);
   }
-  await assert.rejects(t.store.has("../etc/passwd"), /Invalid sha256/);
+  await rejects(t.store.has("../etc/passwd"), /Invalid sha256/);
 });
 
 Deno.test("has, open and remove treat a missing blob as absent", async () => {
   await using t = await setup();
   const hex = sha256("gone");
-  assert.equal(await t.store.has(hex), false);
-  assert.equal(await t.store.open(hex), null);
+  equal(await t.store.has(hex), false);
+  equal(await t.store.open(hex), null);
   await t.store.remove(hex);
   await t.store.put(bodyOf("gone"), { maxBytes: 10 });
   await t.store.remove(hex);
-  assert.equal(await t.store.has(hex), false);
+  equal(await t.store.has(hex), false);
 });
 
 Deno.test("put streams a 1 GiB body in constant memory", async () => {
@@ -154,7 +154,7 @@ Deno.test("put streams a 1 GiB body in constant memory", async () => {
     },
   }, { highWaterMark: 0 });
   const blob = await t.store.put(body, { maxBytes: 2 * 1024 ** 3 });
-  assert.equal(blob.size, total * chunk.length);
+  equal(blob.size, total * chunk.length);
   const growth = peak - (baseline.heapUsed + baseline.external);
-  assert.ok(growth < 64 * 1024 * 1024, `grew by ${growth} bytes for a 1 GiB body`);
+  ok(growth < 64 * 1024 * 1024, `grew by ${growth} bytes for a 1 GiB body`);
 });

@@ -179,9 +179,13 @@ export class RunEngine {
     });
     if (!placed) return;
     agent.active.add(run.id);
+    const own = { ...await store.getEnv(app.id), ...run.env_overrides };
     const env = {
-      ...await store.getEnv(app.id),
-      ...run.env_overrides,
+      // The prompt says where you are, as Scalingo's does, unless the app
+      // (or -e) has its own. $PWD rather than bash's \w, which shows ~ for
+      // /app (HOME).
+      ...(run.tty ? { PS1: `${runLabel(run.number)} ${app.name}:$PWD $ ` } : {}),
+      ...own,
       ...platformEnv(app, run, this.#terms.get(run.id) ?? "xterm-256color"),
     };
     this.#terms.delete(run.id);

@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import { deepEqual, equal, match, ok, rejects, throws } from "node:assert/strict";
 import { gzipSync } from "node:zlib";
 import * as tar from "tar";
 import { inspectSlug, parseProcfile, SlugError } from "./slug.ts";
@@ -21,11 +21,11 @@ async function setup() {
 }
 
 async function assertSlugError(promise: Promise<unknown>, message: string | RegExp) {
-  await assert.rejects(promise, (error: unknown) => {
-    assert.ok(error instanceof SlugError, String(error));
-    assert.equal(error.name, "SlugError");
-    if (typeof message === "string") assert.equal(error.message, message);
-    else assert.match(error.message, message);
+  await rejects(promise, (error: unknown) => {
+    ok(error instanceof SlugError, String(error));
+    equal(error.name, "SlugError");
+    if (typeof message === "string") equal(error.message, message);
+    else match(error.message, message);
     return true;
   });
 }
@@ -34,22 +34,22 @@ Deno.test("inspectSlug returns the process types of a root ./Procfile", async ()
   await using t = await setup();
   await Deno.writeTextFile(`${t.app}/Procfile`, "web: bin/web --port $PORT\nworker: rake jobs\n");
   const info = await inspectSlug(await t.pack());
-  assert.deepEqual(info.processTypes, { web: "bin/web --port $PORT", worker: "rake jobs" });
-  assert.equal(info.entries, 4); // ./, ./Procfile, ./bin/, ./bin/web
+  deepEqual(info.processTypes, { web: "bin/web --port $PORT", worker: "rake jobs" });
+  equal(info.entries, 4); // ./, ./Procfile, ./bin/, ./bin/web
 });
 
 Deno.test("inspectSlug finds a Procfile without the ./ prefix", async () => {
   await using t = await setup();
   await Deno.writeTextFile(`${t.app}/Procfile`, "web: x\n");
   const info = await inspectSlug(await t.pack(["Procfile", "bin"]));
-  assert.deepEqual(info.processTypes, { web: "x" });
+  deepEqual(info.processTypes, { web: "x" });
 });
 
 Deno.test("inspectSlug ignores a Procfile below the root", async () => {
   await using t = await setup();
   await Deno.writeTextFile(`${t.app}/bin/Procfile`, "not: at the root\n");
   const info = await inspectSlug(await t.pack());
-  assert.deepEqual(info.processTypes, {});
+  deepEqual(info.processTypes, {});
 });
 
 Deno.test("inspectSlug refuses data that is not gzip", async () => {
@@ -107,7 +107,7 @@ Deno.test("inspectSlug refuses a slug larger than maxBytes uncompressed", async 
     inspectSlug(slug, { maxBytes: 64 * 1024 }),
     "Slug is larger than 65536 bytes uncompressed",
   );
-  assert.equal((await inspectSlug(slug, { maxBytes: 2 * 1024 * 1024 })).entries, 4);
+  equal((await inspectSlug(slug, { maxBytes: 2 * 1024 * 1024 })).entries, 4);
 });
 
 Deno.test("inspectSlug refuses a Procfile over 64 KiB or that is not a file", async () => {
@@ -136,21 +136,21 @@ Deno.test("inspectSlug reports a malformed Procfile line by number", async () =>
 Deno.test("parseProcfile skips comments and blank lines and accepts CRLF", () => {
   const text =
     "\uFEFF# comment\r\nweb:   bundle exec puma  \r\n\r\n  # indented comment\nrelease: ./migrate\n";
-  assert.deepEqual(parseProcfile(text), { web: "bundle exec puma", release: "./migrate" });
-  assert.deepEqual(parseProcfile(""), {});
+  deepEqual(parseProcfile(text), { web: "bundle exec puma", release: "./migrate" });
+  deepEqual(parseProcfile(""), {});
 });
 
 Deno.test("parseProcfile refuses bad names, empty commands and repeats", () => {
-  assert.throws(() => parseProcfile("web.1: x"), /Procfile line 1 is not "name: command"/);
-  assert.throws(() => parseProcfile("a: x\nweb:\n"), /Procfile line 2 has no command for "web"/);
-  assert.throws(() => parseProcfile("web: a\nweb: b"), /Procfile line 2 repeats "web"/);
-  assert.throws(() => parseProcfile(": x"), SlugError);
+  throws(() => parseProcfile("web.1: x"), /Procfile line 1 is not "name: command"/);
+  throws(() => parseProcfile("a: x\nweb:\n"), /Procfile line 2 has no command for "web"/);
+  throws(() => parseProcfile("web: a\nweb: b"), /Procfile line 2 repeats "web"/);
+  throws(() => parseProcfile(": x"), SlugError);
 });
 
 Deno.test("parseProcfile keeps a type named __proto__ as a plain key", () => {
   const types = parseProcfile("__proto__: x\n");
-  assert.equal(Object.getPrototypeOf(types), Object.prototype);
-  assert.deepEqual(Object.keys(types), ["__proto__"]);
+  equal(Object.getPrototypeOf(types), Object.prototype);
+  deepEqual(Object.keys(types), ["__proto__"]);
 });
 
 Deno.test("inspectSlug refuses what agents would refuse: escaping symlinks and special files", async () => {
@@ -178,11 +178,11 @@ Deno.test("inspectSlug refuses what agents would refuse: escaping symlinks and s
       const archive = `${dir}/${name}.tar.gz`;
       const out = await new Deno.Command("tar", { args: ["-czf", archive, "-C", src, "."] })
         .output();
-      assert.ok(out.success);
-      await assert.rejects(inspectSlug(archive), (error: unknown) => {
-        assert.ok(error instanceof SlugError);
-        assert.match(error.message, /^Slug is refused: /);
-        assert.match(error.message, reason);
+      ok(out.success);
+      await rejects(inspectSlug(archive), (error: unknown) => {
+        ok(error instanceof SlugError);
+        match(error.message, /^Slug is refused: /);
+        match(error.message, reason);
         return true;
       });
     }

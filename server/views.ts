@@ -11,8 +11,29 @@ import {
   type RunInfo,
   runLabel,
   type TimelineEvent,
+  type TokenInfo,
 } from "../protocol/mod.ts";
-import type { AgentRow, AppRow, EventRow, LogRow, ReleaseRow, RunRow, Store } from "./store/mod.ts";
+import type {
+  AgentRow,
+  AppRow,
+  EventRow,
+  LogRow,
+  ReleaseRow,
+  RunRow,
+  Store,
+  TokenRow,
+} from "./store/mod.ts";
+
+/** The API view of a token: never its hash. */
+export function tokenInfo(token: TokenRow): TokenInfo {
+  return {
+    id: token.id,
+    name: token.name,
+    role: token.role,
+    apps: token.apps,
+    created_at: token.created_at.toISOString(),
+  };
+}
 
 /** The API view of a run; `agents` by id, to name the run's agent. */
 export function runInfo(run: RunRow, app: string, agents: Map<string, AgentRow>): RunInfo {

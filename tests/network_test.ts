@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import { deepEqual, equal, ok } from "node:assert/strict";
 import { SANDBOX_KINDS } from "../protocol/mod.ts";
 import { startSystem, type TestSystem } from "./_system.ts";
 import { needs } from "./_tools.ts";
@@ -11,7 +11,7 @@ function interfaces(procNetDev: string): string[] {
 /** The interfaces a one-off of `app` sees; the words are joined into one command line. */
 async function interfacesOf(sys: TestSystem, app: string): Promise<string[]> {
   const res = await sys.cli(["run", "-a", app, "--no-tty", "--silent", "cat", "/proc/net/dev"]);
-  assert.equal(res.code, 0, res.stderr);
+  equal(res.code, 0, res.stderr);
   return interfaces(res.stdout);
 }
 
@@ -20,19 +20,19 @@ for (const kind of SANDBOX_KINDS) {
     name: `[${kind}] an app whose record says network "none" runs one-offs with only loopback`,
     async fn() {
       const host = interfaces(await Deno.readTextFile("/proc/net/dev"));
-      assert.ok(host.some((name) => name !== "lo"), `the host has only ${host}: nothing to hide`);
+      ok(host.some((name) => name !== "lo"), `the host has only ${host}: nothing to hide`);
       await using sys = await startSystem({ sandbox: kind });
       const demo = new URL("../examples/demo", import.meta.url).pathname;
-      assert.equal((await sys.cli(["apps", "create", "sealed"])).code, 0);
-      assert.equal((await sys.cli(["deploy", "-a", "sealed", demo])).code, 0);
+      equal((await sys.cli(["apps", "create", "sealed"])).code, 0);
+      equal((await sys.cli(["deploy", "-a", "sealed", demo])).code, 0);
       const store = sys.server.ctx.store;
       const sealed = (await store.appByName("sealed"))!;
-      assert.equal(sealed.network, "host", "host by default");
+      equal(sealed.network, "host", "host by default");
       // No CLI or API sets it yet: the store is where the setting lives.
       await store.setAppNetwork(sealed.id, "none");
 
-      assert.deepEqual(await interfacesOf(sys, "sealed"), ["lo"]);
-      assert.deepEqual(await interfacesOf(sys, "demo"), host, "a default app shares the host's");
+      deepEqual(await interfacesOf(sys, "sealed"), ["lo"]);
+      deepEqual(await interfacesOf(sys, "demo"), host, "a default app shares the host's");
     },
   }));
 }

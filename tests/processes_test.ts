@@ -1,10 +1,10 @@
+import { deepEqual, equal, match, ok } from "node:assert/strict";
 /**
  * `oneoff server` and `oneoff agent` as separate OS processes started from
  * main.ts with their flags, as a unit file would run them, and stopped with
  * SIGTERM.
  * @module
  */
-import assert from "node:assert/strict";
 import { waitFor } from "./_wait.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -72,9 +72,9 @@ async function cli(env: Record<string, string>, args: string[], stdin?: string) 
 /** Exited by itself with code 0 after the signal; stderr holds only its log lines, none an error. */
 function assertCleanExit(status: Deno.CommandStatus, role: Role, name: string): void {
   const output = `${name} stderr:\n${role.stderr}`;
-  assert.deepEqual([status.code, status.signal], [0, null], output);
+  deepEqual([status.code, status.signal], [0, null], output);
   const lines = role.stderr.split("\n").filter((line) => line !== "");
-  assert.ok(lines.length > 0, output);
+  ok(lines.length > 0, output);
   for (const line of lines) {
     // A stack trace or an uncaught error is not a JSON log line.
     const entry = (() => {
@@ -84,7 +84,7 @@ function assertCleanExit(status: Deno.CommandStatus, role: Role, name: string): 
         return undefined;
       }
     })();
-    assert.ok(entry && entry.level !== "error", `${name} logged ${line}\n${output}`);
+    ok(entry && entry.level !== "error", `${name} logged ${line}\n${output}`);
   }
 }
 
@@ -107,10 +107,10 @@ Deno.test("oneoff server and oneoff agent as separate processes run a one-off an
       { message: "the server to print how agents join", seen: () => server.stderr },
     );
     const [, url, joinToken] = joinLine;
-    assert.equal(joinToken, "join-me-please");
-    assert.match(server.stdout, /Admin token \(shown once/);
+    equal(joinToken, "join-me-please");
+    match(server.stdout, /Admin token \(shown once/);
     const token = (await Deno.readTextFile(`${dir}/server/admin.token`)).trim();
-    assert.ok((await Deno.stat(`${dir}/server/state.db`)).isFile, "--database is used");
+    ok((await Deno.stat(`${dir}/server/state.db`)).isFile, "--database is used");
 
     await using agent = new Role([
       "agent",
@@ -135,17 +135,17 @@ Deno.test("oneoff server and oneoff agent as separate processes run a one-off an
           a.name === "vm-1" && a.state === "online"
         );
     }, { message: "agent vm-1 to be online", seen: () => agent.stderr });
-    assert.ok((await Deno.stat(`${dir}/agent`)).isDirectory, "--data-dir is used");
+    ok((await Deno.stat(`${dir}/agent`)).isDirectory, "--data-dir is used");
 
-    assert.equal((await cli(env, ["apps", "create", "demo"])).code, 0);
+    equal((await cli(env, ["apps", "create", "demo"])).code, 0);
     const deployed = await cli(env, ["deploy", "-a", "demo", DEMO]);
-    assert.equal(deployed.code, 0, deployed.stderr);
+    equal(deployed.code, 0, deployed.stderr);
     const res = await cli(
       env,
       ["run", "-a", "demo", "--no-tty", "--silent", "--", "read x; echo got-$x; exit 6"],
       "through two processes\n",
     );
-    assert.deepEqual([res.code, res.stdout], [6, "got-through two processes\n"], res.stderr);
+    deepEqual([res.code, res.stdout], [6, "got-through two processes\n"], res.stderr);
 
     assertCleanExit(await agent.stop("SIGTERM"), agent, "agent");
     await waitFor(async () => {

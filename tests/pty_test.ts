@@ -82,3 +82,51 @@ Deno.test("an interactive PTY session: tty, resize, Ctrl-C and the shell's exit 
   term.type("exit 3\r");
   deepEqual(await term.exit, 3);
 });
+
+Deno.test("the prompt of a one-off says where you are, unless the app sets its own PS1", async () => {
+  await using sys = await startSystem();
+  const term = new Terminal(["run", "-a", "demo", "bash"], sys.cliEnv(), { cols: 100, rows: 30 });
+  const first = await term.waitFor(/one-off-\d+ demo:\/app \$ /);
+  const label = /one-off-\d+/.exec(first)![0];
+  let mark = term.output.length;
+  term.type("cd /tmp\r");
+  await term.waitFor(new RegExp(`${label} demo:/tmp \\$ `), mark);
+  term.type("exit\r");
+  deepEqual(await term.exit, 0);
+
+  await sys.cli(["env", "set", "-a", "demo", "PS1=app-prompt> "]);
+  const own = new Terminal(["run", "-a", "demo", "bash"], sys.cliEnv(), { cols: 100, rows: 30 });
+  await own.waitFor(/app-prompt> /);
+  own.type("exit 4\r");
+  deepEqual(await own.exit, 4);
+  const flagged = new Terminal(
+    ["run", "-a", "demo", "-e", "PS1=mine> ", "bash"],
+    sys.cliEnv(),
+    { cols: 100, rows: 30 },
+  );
+  mark = 0;
+  await flagged.waitFor(/mine> /, mark);
+  flagged.type("exit\r");
+  deepEqual(await flagged.exit, 0);
+});
+
+Deno.test("deploy on a terminal shows the bytes sent on stderr; apps destroy asks for the name", async () => {
+  await using sys = await startSystem({ demo: false });
+  await sys.cli(["apps", "create", "big"]);
+  const dir = await Deno.makeTempDir({ dir: sys.dir });
+  // Random bytes do not compress: the slug is about this size.
+  const data = new Uint8Array(3 * 1024 * 1024);
+  for (let i = 0; i < data.length; i += 65536) crypto.getRandomValues(data.subarray(i, i + 65536));
+  await Deno.writeFile(`${dir}/blob.bin`, data);
+  const deploy = new Terminal(["deploy", "-a", "big", dir], sys.cliEnv(), { cols: 100, rows: 30 });
+  deepEqual(await deploy.exit, 0, deploy.output);
+  match(deploy.output, /Uploading: 3\.\d MiB \([\d.]+ [KMG]?i?B\/s\)/);
+  match(deploy.output, /Deployed "big" v1/);
+
+  const destroy = new Terminal(["apps", "destroy", "big"], sys.cliEnv(), { cols: 100, rows: 30 });
+  await destroy.waitFor(/Type its name to confirm: /);
+  destroy.type("big\r");
+  deepEqual(await destroy.exit, 0, destroy.output);
+  match(destroy.output, /Destroyed app "big"/);
+  deepEqual(await sys.server.ctx.store.appByName("big"), null);
+});

@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import { deepEqual, equal, match } from "node:assert/strict";
 import type { RunInfo } from "../protocol/mod.ts";
 import { startSystem } from "./_system.ts";
 import { needs } from "./_tools.ts";
@@ -8,7 +8,7 @@ Deno.test(needs(["root", "runc"], {
   async fn() {
     await using sys = await startSystem({ sandbox: "runc" });
     const agents = await sys.api<{ agents: { sandbox: string }[] }>("GET", "/agents");
-    assert.deepEqual(agents.agents.map((a) => a.sandbox), ["runc"]);
+    deepEqual(agents.agents.map((a) => a.sandbox), ["runc"]);
 
     const started = await sys.cli([
       "run",
@@ -18,17 +18,17 @@ Deno.test(needs(["root", "runc"], {
       "--",
       "echo in-runc $CONTAINER; exit 3",
     ]);
-    assert.equal(started.code, 0, started.stderr);
+    equal(started.code, 0, started.stderr);
     const { run } = await sys.api<{ run: RunInfo }>("GET", "/apps/demo/runs/one-off-1?wait=30");
-    assert.deepEqual([run.state, run.exit_code], ["exited", 3]);
+    deepEqual([run.state, run.exit_code], ["exited", 3]);
     const logs = await sys.cli(["logs", "-a", "demo", "--filter", "one-off-1"]);
-    assert.match(logs.stdout, /in-runc one-off-1/);
+    match(logs.stdout, /in-runc one-off-1/);
 
     const attached = await sys.cli(
       ["run", "-a", "demo", "--no-tty", "--silent", "--", "tr a-z A-Z; id -u; exit 5"],
       { stdin: "through runc\n" },
     );
-    assert.equal(attached.code, 5, attached.stderr);
-    assert.equal(attached.stdout, "THROUGH RUNC\n65534\n");
+    equal(attached.code, 5, attached.stderr);
+    equal(attached.stdout, "THROUGH RUNC\n65534\n");
   },
 }));

@@ -9,15 +9,47 @@ import type {
   EnvChangeBody,
   EnvReply,
 } from "../../protocol/mod.ts";
-import { APP_OPTION, parse } from "../_args.ts";
-import { appName, CliError, out, table, UsageError } from "../_io.ts";
+import { parse } from "../_args.ts";
+import { appName, CliError, err, out, table, UsageError } from "../_io.ts";
 import { Client } from "../client.ts";
 
-/** `oneoff apps create NAME | apps list | apps destroy NAME`. */
+/** Reads one line typed on the terminal, after a question on stderr. */
+async function ask(question: string): Promise<string> {
+  err(question);
+  const bytes: number[] = [];
+  const buf = new Uint8Array(1);
+  while (true) {
+    const n = await Deno.stdin.read(buf);
+    if (n === null || buf[0] === 0x0a) break;
+    bytes.push(buf[0]!);
+  }
+  return new TextDecoder().decode(new Uint8Array(bytes)).trim();
+}
+
+/** Destroying needs the name twice: `--confirm NAME`, or typed at a prompt. */
+async function confirmDestroy(name: string, confirm: string | undefined): Promise<void> {
+  if (confirm === undefined) {
+    if (!Deno.stdin.isTerminal()) {
+      throw new UsageError(
+        `Destroying "${name}" deletes its env, releases, runs and logs: pass --confirm ${name}`,
+      );
+    }
+    confirm = await ask(
+      `Destroying "${name}" deletes its env, releases, runs and logs. Type its name to confirm: `,
+    );
+  }
+  if (confirm !== name) {
+    throw new CliError(`Not destroyed: "${confirm}" is not "${name}"`);
+  }
+}
+
+/** `oneoff apps create NAME | apps list | apps destroy NAME [--confirm NAME]`. */
 export async function apps(args: string[]): Promise<void> {
-  const { values, positionals } = parse(args, { json: { type: "boolean" } });
-  const [sub, name, ...rest] = positionals;
+  const parsed = parse("apps", args);
+  const values = { json: parsed.flag("json") };
+  const [sub, name, ...rest] = parsed.positionals;
   if (rest.length > 0) throw new UsageError(`Unexpected argument "${rest[0]}"`);
+  if (sub === "destroy" && name) await confirmDestroy(name, parsed.string("confirm"));
   const client = await Client.load();
   if (sub === "list" || sub === undefined) {
     const { apps } = await client.request<AppsReply>("GET", "/apps");
@@ -48,17 +80,26 @@ export async function apps(args: string[]): Promise<void> {
   }
 }
 
-/** `oneoff env -a APP | env set -a APP K=V... | env unset -a APP K...`. */
+/** `oneoff env -a APP | env get -a APP KEY | env set -a APP K=V... | env unset -a APP K...`. */
 export async function env(args: string[]): Promise<void> {
-  const { values, positionals } = parse(args, { ...APP_OPTION, json: { type: "boolean" } });
-  const app = appName(values.app);
-  const [sub, ...items] = positionals;
+  const parsed = parse("env", args);
+  const values = { json: parsed.flag("json") };
+  const app = appName(parsed.string("app"));
+  const [sub, ...items] = parsed.positionals;
   const client = await Client.load();
   const path = `/apps/${encodeURIComponent(app)}/env`;
   if (sub === undefined) {
     const { env } = await client.request<EnvReply>("GET", path);
     if (values.json) return out(JSON.stringify(env, null, 2) + "\n");
     out(Object.entries(env).map(([k, v]) => `${k}=${v}\n`).join(""));
+    return;
+  }
+  if (sub === "get") {
+    const [key, ...extra] = items;
+    if (!key || extra.length > 0) throw new UsageError("env get needs exactly one KEY");
+    const { env } = await client.request<EnvReply>("GET", path);
+    if (!Object.hasOwn(env, key)) throw new CliError(`"${key}" is not set on "${app}"`);
+    out(`${env[key]}\n`);
     return;
   }
   if (items.length === 0) {
@@ -77,15 +118,15 @@ export async function env(args: string[]): Promise<void> {
     await client.request("PATCH", path, { unset: items } satisfies EnvChangeBody);
     out(`Unset ${items.join(", ")} on "${app}"\n`);
   } else {
-    throw new UsageError(`Unknown env command "${sub}": use set or unset`);
+    throw new UsageError(`Unknown env command "${sub}": use get, set or unset`);
   }
 }
 
 /** `oneoff deploy -a APP PATH`: a .tar.gz slug or a directory to pack. */
 export async function deploy(args: string[]): Promise<void> {
-  const { values, positionals } = parse(args, APP_OPTION);
-  const app = appName(values.app);
-  const [path, ...rest] = positionals;
+  const parsed = parse("deploy", args);
+  const app = appName(parsed.string("app"));
+  const [path, ...rest] = parsed.positionals;
   if (!path || rest.length > 0) {
     throw new UsageError("deploy needs exactly one PATH (a .tar.gz slug or a directory)");
   }
@@ -95,16 +136,18 @@ export async function deploy(args: string[]): Promise<void> {
   } catch {
     throw new CliError(`Cannot deploy "${app}": "${path}" does not exist`);
   }
-  const body = info.isDirectory
+  const packed = info.isDirectory
     ? (await import("../pack.ts")).packDirectory(path)
     : (await Deno.open(path)).readable;
   const client = await Client.load();
+  const progress = Deno.stderr.isTerminal() ? new Progress(info.isFile ? info.size : null) : null;
+  const body = progress ? packed.pipeThrough(progress.stream()) : packed;
   const { release } = await client.request<DeployReply>(
     "POST",
     `/apps/${encodeURIComponent(app)}/deploy`,
     undefined,
     { body, headers: { "content-type": "application/gzip" } },
-  );
+  ).finally(() => progress?.done());
   const types = Object.keys(release.process_types);
   out(
     `Deployed "${app}" v${release.version} (${release.size} bytes, sha256 ${
@@ -112,4 +155,54 @@ export async function deploy(args: string[]): Promise<void> {
     })` +
       (types.length ? `, process types: ${types.join(", ")}` : "") + "\n",
   );
+}
+
+/** A human size: "512 B", "3.4 MiB". */
+function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ["KiB", "MiB", "GiB"];
+  let v = n / 1024;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${v.toFixed(1)} ${units[u]}`;
+}
+
+/** The bytes sent so far of a deploy, redrawn on one stderr line (a terminal). */
+class Progress {
+  #sent = 0;
+  #total: number | null;
+  #shown = 0;
+  #started = Date.now();
+
+  constructor(total: number | null) {
+    this.#total = total;
+  }
+
+  /** A pass-through stream that counts what goes through. */
+  stream(): TransformStream<Uint8Array, Uint8Array> {
+    return new TransformStream({
+      transform: (chunk, controller) => {
+        this.#sent += chunk.length;
+        // Redrawn at most 10 times a second: a terminal is slow too.
+        if (Date.now() - this.#shown >= 100) this.#draw();
+        controller.enqueue(chunk);
+      },
+    });
+  }
+
+  #draw(): void {
+    this.#shown = Date.now();
+    const secs = Math.max(0.001, (this.#shown - this.#started) / 1000);
+    const of = this.#total === null ? "" : ` of ${bytes(this.#total)}`;
+    err(`\rUploading: ${bytes(this.#sent)}${of} (${bytes(Math.round(this.#sent / secs))}/s)\x1b[K`);
+  }
+
+  /** Ends the line, once the server has answered. */
+  done(): void {
+    this.#draw();
+    err("\n");
+  }
 }

@@ -3,13 +3,9 @@
  * @module
  */
 import type { AuditReply, RotateKeyReply } from "../../protocol/mod.ts";
-import { APP_OPTION, parse } from "../_args.ts";
+import { parse } from "../_args.ts";
 import { appName, CliError, err, out, UsageError } from "../_io.ts";
 import { Client } from "../client.ts";
-
-const USAGE =
-  "Use: oneoff audit show -a APP one-off-N | audit export -a APP one-off-N > x.cast | " +
-  "audit rotate-key";
 
 /**
  * `oneoff audit show -a APP one-off-N [--json]` (a transcript),
@@ -24,7 +20,7 @@ export async function audit(args: string[]): Promise<void> {
     case "export":
       return await display(sub, rest);
     case "rotate-key": {
-      const { positionals } = parse(rest, {});
+      const { positionals } = parse("audit", rest);
       if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
       const client = await Client.load();
       const { key } = await client.request<RotateKeyReply>("POST", "/audit/rotate-key");
@@ -34,13 +30,19 @@ export async function audit(args: string[]): Promise<void> {
       return;
     }
     default:
-      throw new UsageError(sub === undefined ? USAGE : `Unknown audit command "${sub}". ${USAGE}`);
+      throw new UsageError(
+        sub === undefined
+          ? "Which one? show, export or rotate-key"
+          : `Unknown audit command "${sub}"`,
+      );
   }
 }
 
 async function display(sub: "show" | "export", args: string[]): Promise<void> {
-  const { values, positionals } = parse(args, { ...APP_OPTION, json: { type: "boolean" } });
-  const app = appName(values.app);
+  const parsed = parse("audit", args);
+  const { positionals } = parsed;
+  const values = { json: parsed.flag("json") };
+  const app = appName(parsed.string("app"));
   const [label, ...extra] = positionals;
   if (!label || extra.length > 0) {
     throw new UsageError(`audit ${sub} needs exactly one run, e.g. one-off-3`);

@@ -16,6 +16,7 @@ import {
   type SizeName,
   type UploadReply,
 } from "../../protocol/mod.ts";
+import { commandSpec, type FlagSpec } from "../_commands.ts";
 import { CliError, err, out, parseDuration, UsageError } from "../_io.ts";
 import { Client } from "../client.ts";
 import { attachStream } from "../attach.ts";
@@ -32,22 +33,20 @@ export interface RunOptions {
   silent: boolean;
   attachInfo: boolean;
   timeoutMs?: number;
+  /** With -d: print the run as JSON. */
+  json: boolean;
+  /** `--help` came among the options. */
+  help?: true;
   command: string[];
 }
 
-const VALUE_OPTIONS: Record<string, string> = {
-  "-a": "app",
-  "--app": "app",
-  "-e": "env",
-  "--env": "env",
-  "-f": "file",
-  "--file": "file",
-  "-s": "size",
-  "--size": "size",
-  "-t": "type",
-  "--type": "type",
-  "--timeout": "timeout",
-};
+// The flags the command table declares for `run`, by `-x` and `--long`:
+// run parses its own arguments (they end at the command), from the same table.
+const FLAGS = new Map<string, FlagSpec>();
+for (const flag of commandSpec("run")!.flags) {
+  FLAGS.set(`--${flag.name}`, flag);
+  if (flag.short) FLAGS.set(`-${flag.short}`, flag);
+}
 
 /** Options end at `--` or at the first word of the command, as in `heroku run`. */
 export function parseRunArgs(args: string[]): RunOptions {
@@ -57,13 +56,16 @@ export function parseRunArgs(args: string[]): RunOptions {
     files: [],
     silent: false,
     attachInfo: false,
+    json: false,
     command: [],
   };
   let i = 0;
+  let dashes = false;
   for (; i < args.length; i++) {
     let arg = args[i]!;
     if (arg === "--") {
       i++;
+      dashes = true;
       break;
     }
     if (!arg.startsWith("-") || arg === "-") break;
@@ -73,37 +75,93 @@ export function parseRunArgs(args: string[]): RunOptions {
       inline = arg.slice(eq + 1);
       arg = arg.slice(0, eq);
     }
-    const valueName = VALUE_OPTIONS[arg];
-    if (valueName) {
-      const value = inline ?? args[++i];
-      if (value === undefined) throw new UsageError(`Option ${arg} needs a value`);
-      if (valueName === "app") opts.app = value;
-      else if (valueName === "size") opts.size = value;
-      else if (valueName === "type") opts.type = value;
-      else if (valueName === "timeout") opts.timeoutMs = parseDuration(value);
-      else if (valueName === "file") opts.files.push(value);
-      else {
-        const at = value.indexOf("=");
-        if (at <= 0) throw new UsageError(`Invalid -e "${value}": use KEY=VALUE`);
-        opts.env[value.slice(0, at)] = value.slice(at + 1);
-      }
+    if (arg === "-h" || arg === "--help") {
+      opts.help = true;
       continue;
     }
-    if (arg === "-d" || arg === "--detached") opts.detached = true;
-    else if (arg === "--no-tty") opts.tty = false;
-    else if (arg === "--tty") opts.tty = true;
-    else if (arg === "--silent") opts.silent = true;
-    else if (arg === "--attach-info") opts.attachInfo = true;
-    else throw new UsageError(`Unknown option "${arg}"`);
+    const flag = FLAGS.get(arg);
+    if (!flag) throw new UsageError(`Unknown option "${arg}"`);
+    if (flag.value) {
+      const value = inline ?? args[++i];
+      if (value === undefined) throw new UsageError(`Option ${arg} needs a value`);
+      setValue(opts, flag.name, value);
+    } else {
+      setFlag(opts, flag.name);
+    }
   }
   opts.command = args.slice(i);
+  if (opts.help) return opts;
+  if (!dashes) refuseLateApp(opts.command);
   if (opts.command.length === 0 && !opts.type) {
     throw new UsageError("run needs a COMMAND (or -t TYPE)");
   }
   if (opts.detached && opts.attachInfo) {
     throw new UsageError("--attach-info is for attached runs: drop -d");
   }
+  if (opts.json && !opts.detached) {
+    throw new UsageError(
+      "--json prints a detached run: add -d (--attach-info is JSON for attached ones)",
+    );
+  }
   return opts;
+}
+
+function setValue(opts: RunOptions, name: string, value: string): void {
+  if (name === "app") opts.app = value;
+  else if (name === "size") opts.size = value;
+  else if (name === "type") opts.type = value;
+  else if (name === "timeout") opts.timeoutMs = parseDuration(value);
+  else if (name === "file") opts.files.push(value);
+  else if (name === "env") {
+    const at = value.indexOf("=");
+    if (at <= 0) throw new UsageError(`Invalid -e "${value}": use KEY=VALUE`);
+    opts.env[value.slice(0, at)] = value.slice(at + 1);
+  } else throw new Error(`run declares --${name} but does not read it`);
+}
+
+function setFlag(opts: RunOptions, name: string): void {
+  if (name === "detached") opts.detached = true;
+  else if (name === "no-tty") opts.tty = false;
+  else if (name === "tty") opts.tty = true;
+  else if (name === "silent") opts.silent = true;
+  else if (name === "attach-info") opts.attachInfo = true;
+  else if (name === "json") opts.json = true;
+  // heroku's --exit-code: here the exit code is always passed on.
+  else if (name !== "exit-code") throw new Error(`run declares --${name} but does not read it`);
+}
+
+/**
+ * `oneoff run bash -a other` is a heroku habit that would run on
+ * $ONEOFF_APP and hand `-a other` to bash: refused, saying what to type.
+ */
+function refuseLateApp(command: string[]): void {
+  const at = command.findIndex((w, i) =>
+    i > 0 && (w === "-a" || w === "--app" || w.startsWith("--app="))
+  );
+  if (at < 0) return;
+  const word = command[at]!;
+  const value = word.startsWith("--app=") ? word.slice(6) : command[at + 1];
+  const given = word.startsWith("--app=") || value === undefined ? word : `${word} ${value}`;
+  const rest = command.filter((_, i) => i !== at && (word.startsWith("--app=") || i !== at + 1));
+  throw new UsageError(
+    `"${given}" comes after the command; put options before it: oneoff run -a ${value ?? "APP"} ${
+      rest.join(" ")
+    } (or use -- to pass ${word.replace(/=.*/, "")} to the command)`,
+  );
+}
+
+// Words a POSIX shell reads as themselves: anything else is quoted.
+const PLAIN_WORD = /^[A-Za-z0-9_@%+=:,./-]+$/;
+
+/**
+ * The command line to run with `/bin/sh -c`. One word is a shell command
+ * line as it is (`'for i in 1 2; do echo $i; done'`); several words are one
+ * command's arguments, each quoted when the shell would split or expand it,
+ * so `grep "a b" f` runs as `grep 'a b' f`, not `grep a b f`.
+ */
+export function commandLine(words: string[]): string {
+  if (words.length === 1) return words[0]!;
+  return words.map((w) => PLAIN_WORD.test(w) ? w : `'${w.replaceAll("'", `'\\''`)}'`).join(" ");
 }
 
 async function upload(client: Client, app: string, path: string): Promise<RunUploadBody> {
@@ -177,6 +235,11 @@ function exitCodeOf(run: RunInfo, silent: boolean): number {
 /** `oneoff run ...`; resolves to the exit code. */
 export async function run(args: string[]): Promise<number> {
   const opts = parseRunArgs(args);
+  if (opts.help) {
+    const { commandHelp } = await import("../_help.ts");
+    out(commandHelp(commandSpec("run")!));
+    return 0;
+  }
   const app = opts.app ?? Deno.env.get("ONEOFF_APP");
   if (!app) throw new UsageError("Which app? Give -a APP (or set ONEOFF_APP)");
   const client = await Client.load();
@@ -186,7 +249,7 @@ export async function run(args: string[]): Promise<number> {
   const tty = !opts.detached && !opts.attachInfo && (opts.tty ?? Deno.stdin.isTerminal());
   const size = terminalSize();
   const body: RunRequestBody = {
-    command: opts.command.join(" "),
+    command: commandLine(opts.command),
     attached: !opts.detached,
     tty,
     cols: size.cols,
@@ -205,6 +268,10 @@ export async function run(args: string[]): Promise<number> {
     body,
   );
 
+  if (opts.detached && opts.json) {
+    out(JSON.stringify(run) + "\n");
+    return 0;
+  }
   if (opts.detached) {
     out(`Started ${run.label} of "${app}": ${run.command}\n`);
     out(`Follow its output with: oneoff logs -a ${app} -f --filter ${run.label}\n`);

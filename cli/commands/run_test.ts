@@ -1,6 +1,7 @@
-import assert from "node:assert/strict";
+import { deepEqual, doesNotThrow, equal, ok, throws } from "node:assert/strict";
+import { commandSpec } from "../_commands.ts";
 import { UsageError } from "../_io.ts";
-import { parseRunArgs, type RunOptions } from "./run.ts";
+import { commandLine, parseRunArgs, type RunOptions } from "./run.ts";
 
 /** What `oneoff run` parses when given nothing but a command. */
 const DEFAULTS: RunOptions = {
@@ -9,6 +10,7 @@ const DEFAULTS: RunOptions = {
   files: [],
   silent: false,
   attachInfo: false,
+  json: false,
   command: [],
 };
 
@@ -46,19 +48,28 @@ const parses: [argv: string[], expected: Partial<RunOptions>][] = [
     tty: false,
     command: ["pg_dump $DATABASE_URL"],
   }],
+  [["-d", "--json", "true"], { detached: true, json: true, command: ["true"] }],
+  // heroku's -x/--exit-code is accepted and changes nothing: the exit code is always passed on.
+  [["-x", "-a", "demo", "false"], { app: "demo", command: ["false"] }],
+  [["--exit-code", "false"], { command: ["false"] }],
+  [["-h"], { help: true }],
+  [["-a", "demo", "--help", "bash"], { app: "demo", help: true, command: ["bash"] }],
+  [["bash", "--help"], { command: ["bash", "--help"] }],
+  // -a after the command is refused (below), unless after `--` or as the command's first word.
+  [["--", "bash", "-a", "other"], { command: ["bash", "-a", "other"] }],
+  [["-a", "demo", "--", "ls", "-a"], { app: "demo", command: ["ls", "-a"] }],
   // Options end at `--` or at the command's first word: what follows is the command's.
   [["--", "-d", "x"], { command: ["-d", "x"] }],
   [["echo", "-d", "--silent"], { command: ["echo", "-d", "--silent"] }],
   [["-a", "demo", "echo", "--", "x"], { app: "demo", command: ["echo", "--", "x"] }],
   [["-", "x"], { command: ["-", "x"] }],
-  // The words stay apart here; `oneoff run` joins them with spaces into one command line
-  // (tests/network_test.ts runs such a command).
+  // The words stay apart here; commandLine (below) makes them one command line.
   [["echo", "a  b", "'c d'", "$HOME"], { command: ["echo", "a  b", "'c d'", "$HOME"] }],
 ];
 
 for (const [argv, expected] of parses) {
   Deno.test(`parseRunArgs ${JSON.stringify(argv)}`, () => {
-    assert.deepEqual(parseRunArgs(argv), { ...DEFAULTS, ...expected });
+    deepEqual(parseRunArgs(argv), { ...DEFAULTS, ...expected });
   });
 }
 
@@ -76,16 +87,74 @@ const refuses: [argv: string[], message: string][] = [
   [["-e", "=value", "env"], 'Invalid -e "=value": use KEY=VALUE'],
   [["--timeout", "soon", "true"], 'Invalid duration "soon": use e.g. 90s, 10m, 2h or 1d'],
   [["--bogus", "true"], 'Unknown option "--bogus"'],
-  [["-x", "true"], 'Unknown option "-x"'],
+  [["-y", "true"], 'Unknown option "-y"'],
+  [
+    ["--json", "true"],
+    "--json prints a detached run: add -d (--attach-info is JSON for attached ones)",
+  ],
+  [
+    ["bash", "-a", "other"],
+    '"-a other" comes after the command; put options before it: oneoff run -a other bash (or use -- to pass -a to the command)',
+  ],
+  [
+    ["-d", "rake", "db:migrate", "--app=other"],
+    '"--app=other" comes after the command; put options before it: oneoff run -a other rake db:migrate (or use -- to pass --app to the command)',
+  ],
+  [
+    ["ls", "-a"],
+    '"-a" comes after the command; put options before it: oneoff run -a APP ls (or use -- to pass -a to the command)',
+  ],
   [["-d", "--attach-info", "true"], "--attach-info is for attached runs: drop -d"],
 ];
 
 for (const [argv, message] of refuses) {
   Deno.test(`parseRunArgs ${JSON.stringify(argv)} is a usage error`, () => {
-    assert.throws(() => parseRunArgs(argv), (error) => {
-      assert.ok(error instanceof UsageError, `not a UsageError: ${error}`);
-      assert.equal(error.message, message);
+    throws(() => parseRunArgs(argv), (error) => {
+      ok(error instanceof UsageError, `not a UsageError: ${error}`);
+      equal(error.message, message);
       return true;
     });
   });
 }
+
+const lines: [words: string[], line: string][] = [
+  // One word is a shell command line, as it is.
+  [["for i in 1 2; do echo $i; done"], "for i in 1 2; do echo $i; done"],
+  [["bash"], "bash"],
+  // Several words are one command's arguments: quoted where the shell would split or expand them.
+  [["grep", "a b", "f"], "grep 'a b' f"],
+  [["rake", "db:migrate", "RAILS_ENV=production"], "rake db:migrate RAILS_ENV=production"],
+  [["echo", "$HOME", "it's", ""], "echo '$HOME' 'it'\\''s' ''"],
+  [["ls", "-la", "/tmp/x,y", "a@b%c+d"], "ls -la /tmp/x,y a@b%c+d"],
+  [["sh", "-c", "echo *; exit 3"], "sh -c 'echo *; exit 3'"],
+];
+
+for (const [words, line] of lines) {
+  Deno.test(`commandLine ${JSON.stringify(words)} is ${line}`, () => {
+    equal(commandLine(words), line);
+  });
+}
+
+Deno.test("parseRunArgs reads every flag the command table declares for run", () => {
+  const samples: Record<string, string> = {
+    app: "demo",
+    env: "K=V",
+    file: "f",
+    size: "M",
+    type: "web",
+    timeout: "1s",
+  };
+  for (const flag of commandSpec("run")!.flags) {
+    const argv = [
+      ...(flag.name === "json" ? ["-d"] : []),
+      `--${flag.name}`,
+      ...(flag.value ? [samples[flag.name]!] : []),
+      "true",
+    ];
+    doesNotThrow(() => parseRunArgs(argv), `--${flag.name}`);
+    if (flag.short) {
+      argv[argv.indexOf(`--${flag.name}`)] = `-${flag.short}`;
+      doesNotThrow(() => parseRunArgs(argv), `-${flag.short}`);
+    }
+  }
+});

@@ -10,7 +10,7 @@ import {
   type RunsReply,
   type TimelineReply,
 } from "../../protocol/mod.ts";
-import { APP_OPTION, parse } from "../_args.ts";
+import { parse } from "../_args.ts";
 import { age, appName, out, table, UsageError } from "../_io.ts";
 import { Client } from "../client.ts";
 
@@ -27,14 +27,12 @@ function runAge(run: RunInfo): string {
 
 /** `oneoff ps -a APP [--json] [--all]`. */
 export async function ps(args: string[]): Promise<void> {
-  const { values, positionals } = parse(args, {
-    ...APP_OPTION,
-    json: { type: "boolean" },
-    limit: { type: "string", short: "n" },
-  });
+  const parsed = parse("ps", args);
+  const { positionals } = parsed;
+  const values = { json: parsed.flag("json") };
   if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
-  const app = appName(values.app);
-  const limit = Number(values.limit ?? 20);
+  const app = appName(parsed.string("app"));
+  const limit = Number(parsed.string("limit") ?? 20);
   if (!Number.isInteger(limit) || limit <= 0) throw new UsageError("-n must be a positive integer");
   const client = await Client.load();
   const { runs } = await client.request<RunsReply>(
@@ -59,9 +57,9 @@ export async function ps(args: string[]): Promise<void> {
 
 /** `oneoff stop -a APP one-off-N`. */
 export async function stop(args: string[]): Promise<void> {
-  const { values, positionals } = parse(args, APP_OPTION);
-  const app = appName(values.app);
-  const [label, ...rest] = positionals;
+  const parsed = parse("stop", args);
+  const app = appName(parsed.string("app"));
+  const [label, ...rest] = parsed.positionals;
   if (!label || rest.length > 0) throw new UsageError("stop needs exactly one run, e.g. one-off-3");
   const client = await Client.load();
   await client.request("POST", appPath(app, `/runs/${encodeURIComponent(label)}/stop`));
@@ -78,16 +76,16 @@ function printLines(lines: LogLine[], json: boolean | undefined): void {
 
 /** `oneoff logs -a APP [-n N] [-f] [--filter one-off-N] [--json]`. */
 export async function logs(args: string[]): Promise<void> {
-  const { values, positionals } = parse(args, {
-    ...APP_OPTION,
-    lines: { type: "string", short: "n" },
-    follow: { type: "boolean", short: "f" },
-    filter: { type: "string" },
-    json: { type: "boolean" },
-  });
+  const parsed = parse("logs", args);
+  const { positionals } = parsed;
+  const values = {
+    json: parsed.flag("json"),
+    follow: parsed.flag("follow"),
+    filter: parsed.string("filter"),
+  };
   if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
-  const app = appName(values.app);
-  const n = Number(values.lines ?? 100);
+  const app = appName(parsed.string("app"));
+  const n = Number(parsed.string("lines") ?? 100);
   if (!Number.isInteger(n) || n < 0) throw new UsageError("-n must be a non-negative integer");
   const client = await Client.load();
   const filter = values.filter ? `&filter=${encodeURIComponent(values.filter)}` : "";
@@ -118,15 +116,13 @@ export async function logs(args: string[]): Promise<void> {
 
 /** `oneoff timeline -a APP [--json] [-n N]`. */
 export async function timeline(args: string[]): Promise<void> {
-  const { values, positionals } = parse(args, {
-    ...APP_OPTION,
-    json: { type: "boolean" },
-    limit: { type: "string", short: "n" },
-  });
+  const parsed = parse("timeline", args);
+  const { positionals } = parsed;
+  const values = { json: parsed.flag("json") };
   if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
-  const app = appName(values.app);
+  const app = appName(parsed.string("app"));
   const client = await Client.load();
-  const limit = Number(values.limit ?? 50);
+  const limit = Number(parsed.string("limit") ?? 50);
   const { events } = await client.request<TimelineReply>(
     "GET",
     appPath(app, `/timeline?limit=${limit}`),

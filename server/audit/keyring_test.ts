@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import { deepEqual, equal, rejects } from "node:assert/strict";
 import { loadKeyring, rotateKey } from "./keyring.ts";
 
 async function withDir(body: (dir: string) => Promise<void>): Promise<void> {
@@ -26,15 +26,15 @@ Deno.test("loadKeyring creates a missing key file with one fresh key, mode 0600"
   await withDir(async (dir) => {
     const path = `${dir}/etc/audit-keys.json`;
     const keyring = await loadKeyring(path);
-    assert.equal(keyring.current, "k1");
-    assert.deepEqual([...keyring.keys.keys()], ["k1"]);
-    assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
+    equal(keyring.current, "k1");
+    deepEqual([...keyring.keys.keys()], ["k1"]);
+    equal((await Deno.stat(path)).mode! & 0o777, 0o600);
     const file = JSON.parse(await Deno.readTextFile(path));
-    assert.equal(file.current, "k1");
-    assert.equal(Uint8Array.fromBase64(file.keys.k1).length, 32);
+    equal(file.current, "k1");
+    equal(Uint8Array.fromBase64(file.keys.k1).length, 32);
     const again = await loadKeyring(path);
-    assert.equal(await roundTrip(keyring.keys.get("k1")!, again.keys.get("k1")!), "hi");
-    assert.deepEqual([...Deno.readDirSync(`${dir}/etc`)].map((e) => e.name), ["audit-keys.json"]);
+    equal(await roundTrip(keyring.keys.get("k1")!, again.keys.get("k1")!), "hi");
+    deepEqual([...Deno.readDirSync(`${dir}/etc`)].map((e) => e.name), ["audit-keys.json"]);
   });
 });
 
@@ -42,7 +42,7 @@ Deno.test("two servers creating the key file at once end up with the same key", 
   await withDir(async (dir) => {
     const path = `${dir}/keys.json`;
     const [a, b] = await Promise.all([loadKeyring(path), loadKeyring(path)]);
-    assert.equal(await roundTrip(a.keys.get("k1")!, b.keys.get("k1")!), "hi");
+    equal(await roundTrip(a.keys.get("k1")!, b.keys.get("k1")!), "hi");
   });
 });
 
@@ -50,20 +50,20 @@ Deno.test("rotateKey adds a current key, keeps the old ones and the mode, and le
   await withDir(async (dir) => {
     const path = `${dir}/keys.json`;
     const before = await loadKeyring(path);
-    assert.equal(await rotateKey(path), "k2");
-    assert.equal(await rotateKey(path), "k3");
+    equal(await rotateKey(path), "k2");
+    equal(await rotateKey(path), "k3");
     const after = await loadKeyring(path);
-    assert.equal(after.current, "k3");
-    assert.deepEqual([...after.keys.keys()].sort(), ["k1", "k2", "k3"]);
-    assert.equal(await roundTrip(before.keys.get("k1")!, after.keys.get("k1")!), "hi");
-    assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
-    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["keys.json"]);
+    equal(after.current, "k3");
+    deepEqual([...after.keys.keys()].sort(), ["k1", "k2", "k3"]);
+    equal(await roundTrip(before.keys.get("k1")!, after.keys.get("k1")!), "hi");
+    equal((await Deno.stat(path)).mode! & 0o777, 0o600);
+    deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["keys.json"]);
   });
 });
 
 Deno.test("rotateKey refuses a key file that does not exist", async () => {
   await withDir(async (dir) => {
-    await assert.rejects(
+    await rejects(
       rotateKey(`${dir}/none.json`),
       new Error(`Cannot rotate audit keys: key file "${dir}/none.json" does not exist`),
     );
@@ -75,7 +75,7 @@ Deno.test("loadKeyring refuses a key file other users may read", async () => {
     const path = `${dir}/keys.json`;
     await loadKeyring(path);
     await Deno.chmod(path, 0o644);
-    await assert.rejects(
+    await rejects(
       loadKeyring(path),
       new Error(
         `Audit key file "${path}" is open to other users (mode 0644): run chmod 600 "${path}"`,
@@ -103,7 +103,7 @@ Deno.test("loadKeyring explains what is wrong with a malformed key file", async 
     ];
     for (const [content, why] of cases) {
       await Deno.writeTextFile(path, content, { mode: 0o600 });
-      await assert.rejects(
+      await rejects(
         loadKeyring(path),
         new Error(`Audit key file "${path}" is invalid: ${why}; ${expected}`),
       );

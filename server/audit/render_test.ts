@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { displayEvents, toAsciicast, toTranscript } from "./render.ts";
 import type { AuditEvent, AuditReadout } from "./verify.ts";
 
@@ -33,9 +33,9 @@ const SHELL = readout([
 
 Deno.test("asciicast has a v2 header and one well-formed event per line", () => {
   const cast = toAsciicast(SHELL, { title: "demo one-off-3: bash", term: "xterm" });
-  assert.ok(cast.endsWith("\n"));
+  ok(cast.endsWith("\n"));
   const [head, ...lines] = cast.trimEnd().split("\n");
-  assert.deepEqual(JSON.parse(head!), {
+  deepEqual(JSON.parse(head!), {
     version: 2,
     width: 100,
     height: 30,
@@ -46,19 +46,19 @@ Deno.test("asciicast has a v2 header and one well-formed event per line", () => 
   let last = 0;
   for (const line of lines) {
     const event = JSON.parse(line);
-    assert.ok(Array.isArray(event) && event.length === 3, line);
+    ok(Array.isArray(event) && event.length === 3, line);
     const [t, kind, data] = event;
-    assert.equal(typeof t, "number");
-    assert.ok(t >= last, `times go back at ${line}`);
+    equal(typeof t, "number");
+    ok(t >= last, `times go back at ${line}`);
     last = t;
-    assert.ok(["o", "i", "r"].includes(kind), line);
-    assert.equal(typeof data, "string");
-    if (kind === "r") assert.match(data, /^\d+x\d+$/);
+    ok(["o", "i", "r"].includes(kind), line);
+    equal(typeof data, "string");
+    if (kind === "r") match(data, /^\d+x\d+$/);
   }
-  assert.deepEqual(JSON.parse(lines[0]!), [0, "o", "\x1b]0;demo@box\x07\x1b[32m$\x1b[0m "]);
-  assert.deepEqual(JSON.parse(lines[1]!), [0.1, "i", "l"]);
-  assert.ok(lines.includes(JSON.stringify([0.3, "r", "120x40"])));
-  assert.equal(lines.length, SHELL.events.length);
+  deepEqual(JSON.parse(lines[0]!), [0, "o", "\x1b]0;demo@box\x07\x1b[32m$\x1b[0m "]);
+  deepEqual(JSON.parse(lines[1]!), [0.1, "i", "l"]);
+  ok(lines.includes(JSON.stringify([0.3, "r", "120x40"])));
+  equal(lines.length, SHELL.events.length);
 });
 
 Deno.test("asciicast of a no-TTY run uses 80x24 and starts each line at the left", () => {
@@ -71,11 +71,11 @@ Deno.test("asciicast of a no-TTY run uses 80x24 and starts each line at the left
   });
   const [head, line] = cast.trimEnd().split("\n");
   const header = JSON.parse(head!);
-  assert.equal(header.width, 80);
-  assert.equal(header.height, 24);
-  assert.equal("timestamp" in header, false);
-  assert.equal("title" in header, false);
-  assert.deepEqual(JSON.parse(line!), [0.005, "o", "one\r\ntwo\r\nthree\r\n"]);
+  equal(header.width, 80);
+  equal(header.height, 24);
+  equal("timestamp" in header, false);
+  equal("title" in header, false);
+  deepEqual(JSON.parse(line!), [0.005, "o", "one\r\ntwo\r\nthree\r\n"]);
 });
 
 Deno.test("a character split between two events is decoded whole", () => {
@@ -85,7 +85,7 @@ Deno.test("a character split between two events is decoded whole", () => {
     { t: 2, kind: "i", bytes: bytes("y") },
     { t: 3, kind: "o", bytes: Uint8Array.of(...euro.subarray(1), 0x21) },
   ]));
-  assert.deepEqual(events, [[0.002, "i", "y"], [0.003, "o", "€!"]]);
+  deepEqual(events, [[0.002, "i", "y"], [0.003, "o", "€!"]]);
 });
 
 Deno.test("bytes that are not UTF-8 are shown escaped, in the cast and the transcript", () => {
@@ -94,12 +94,12 @@ Deno.test("bytes that are not UTF-8 are shown escaped, in the cast and the trans
     { t: 1, kind: "o", bytes: Uint8Array.of(0xe2, 0x82) }, // cut short at the very end
   ]);
   const lines = toAsciicast(binary).trimEnd().split("\n").slice(1).map((l) => JSON.parse(l));
-  assert.deepEqual(lines, [[0, "o", "a\\xff\\xc3(b\x00\n"], [0.001, "o", "\\xe2\\x82"]]);
-  assert.equal(toTranscript(binary), "a\\xff\\xc3(b\\x00\n\\xe2\\x82\n");
+  deepEqual(lines, [[0, "o", "a\\xff\\xc3(b\x00\n"], [0.001, "o", "\\xe2\\x82"]]);
+  equal(toTranscript(binary), "a\\xff\\xc3(b\\x00\n\\xe2\\x82\n");
 });
 
 Deno.test("transcript shows the output as it looked, each input line marked", () => {
-  assert.equal(
+  equal(
     toTranscript(SHELL),
     [
       "$ ls",
@@ -124,7 +124,7 @@ Deno.test("transcript of a no-TTY run puts unechoed input on its own line", () =
     { t: 2, kind: "o", bytes: bytes("Hello bob\n") },
     { t: 3, kind: "i", bytes: bytes("tail without newline") },
   ], null);
-  assert.equal(toTranscript(plain), "Name?\n⟩ bob\nHello bob\n⟩ tail without newline\n");
+  equal(toTranscript(plain), "Name?\n⟩ bob\nHello bob\n⟩ tail without newline\n");
 });
 
 Deno.test("transcript never passes control sequences through to the reader's terminal", () => {
@@ -136,16 +136,16 @@ Deno.test("transcript never passes control sequences through to the reader's ter
     },
   ]);
   const text = toTranscript(hostile);
-  assert.equal(text, "abcdef\\u009b31mg\\x01\n");
+  equal(text, "abcdef\\u009b31mg\\x01\n");
   const unsafe = [...text].filter((ch) => {
     const code = ch.codePointAt(0)!;
     return (code < 0x20 && ch !== "\n") || (code >= 0x7f && code <= 0x9f);
   });
-  assert.deepEqual(unsafe, []);
+  deepEqual(unsafe, []);
 });
 
 Deno.test("an empty readout renders as a bare header and an empty transcript", () => {
   const empty: AuditReadout = { events: [], size: null, t0: null, final: false, problems: [] };
-  assert.equal(toAsciicast(empty).split("\n").length, 2);
-  assert.equal(toTranscript(empty), "");
+  equal(toAsciicast(empty).split("\n").length, 2);
+  equal(toTranscript(empty), "");
 });

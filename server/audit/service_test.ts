@@ -1,9 +1,9 @@
+import { deepEqual, equal, match, ok, rejects } from "node:assert/strict";
 /**
  * The audit service on real stores: SQLite on a temp file, and PostgreSQL in
  * a fresh schema per test when ONEOFF_TEST_POSTGRES is set. Tampering goes
  * straight to the database, as an attacker with database access would.
  */
-import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import postgres from "postgres";
 import type { RunRow, Store } from "../store/mod.ts";
@@ -134,11 +134,11 @@ both("a recording round-trips with its timings, size and resizes", async ({ stor
   const run = await attachedRun(store);
   await record(audit, run.id);
   const readout = await audit.read(run.id);
-  assert.deepEqual(readout.problems, []);
-  assert.equal(readout.t0, T0);
-  assert.equal(readout.final, true);
-  assert.deepEqual(readout.size, { cols: 100, rows: 30 });
-  assert.deepEqual(
+  deepEqual(readout.problems, []);
+  equal(readout.t0, T0);
+  equal(readout.final, true);
+  deepEqual(readout.size, { cols: 100, rows: 30 });
+  deepEqual(
     readout.events.map((e) =>
       e.kind === "r" ? [e.t, "r", `${e.cols}x${e.rows}`] : [e.t, e.kind, text(e.bytes)]
     ),
@@ -152,9 +152,9 @@ both("a recording round-trips with its timings, size and resizes", async ({ stor
     ],
   );
   const rows = await store.auditChunks(run.id);
-  assert.deepEqual(rows.map((r) => r.key_id), ["k1", "k1", "k1", "k1"]);
-  assert.equal(rows[0]!.prev_hash, "0".repeat(64));
-  assert.match(rows[1]!.prev_hash, /^[0-9a-f]{64}$/);
+  deepEqual(rows.map((r) => r.key_id), ["k1", "k1", "k1", "k1"]);
+  equal(rows[0]!.prev_hash, "0".repeat(64));
+  match(rows[1]!.prev_hash, /^[0-9a-f]{64}$/);
 });
 
 both("a chunk received again is stored once, even out of turn", async ({ store, keyFile }) => {
@@ -166,13 +166,13 @@ both("a chunk received again is stored once, even out of turn", async ({ store, 
   await audit.receive(run.id, 0, SESSION[0]!);
   await audit.receive(run.id, 1, SESSION[1]!);
   await audit.receive(run.id, 1, SESSION[1]!);
-  assert.deepEqual(await store.auditChunks(run.id), before);
+  deepEqual(await store.auditChunks(run.id), before);
   // A fresh service (another server, a restart) knows nothing in memory.
   const other = await AuditService.open(store, keyFile);
   await other.receive(run.id, 1, SESSION[1]!);
   await other.receive(run.id, 2, SESSION[2]!);
   await other.receive(run.id, 3, SESSION[3]!);
-  assert.deepEqual((await audit.read(run.id)).problems, []);
+  deepEqual((await audit.read(run.id)).problems, []);
 });
 
 both("chunks received all at once are chained in order", async ({ store, keyFile }) => {
@@ -190,8 +190,8 @@ both("chunks received all at once are chained in order", async ({ store, keyFile
   );
   await Promise.all(chunks.map((data, seq) => audit.receive(run.id, seq, data)));
   const readout = await audit.read(run.id);
-  assert.deepEqual(readout.problems, []);
-  assert.equal(
+  deepEqual(readout.problems, []);
+  equal(
     readout.events.map((e) => e.kind === "o" ? text(e.bytes) : "").join(""),
     chunks.map((_, i) => `${i} `).join(""),
   );
@@ -207,12 +207,12 @@ both(
     const flipped = payload.slice(0, 20) + (payload[20] === "A" ? "B" : "A") + payload.slice(21);
     await exec("UPDATE audit_chunks SET payload = ? WHERE run_id = ? AND seq = 1", flipped, run.id);
     const readout = await audit.read(run.id);
-    assert.deepEqual(readout.problems, ["Chunk 1 was altered: authentication failed"]);
-    assert.deepEqual(
+    deepEqual(readout.problems, ["Chunk 1 was altered: authentication failed"]);
+    deepEqual(
       readout.events.filter((e) => e.kind === "i").map((e) => e.kind === "i" ? text(e.bytes) : ""),
       ["exit\r"],
     );
-    assert.equal(readout.final, true);
+    equal(readout.final, true);
   },
 );
 
@@ -221,7 +221,7 @@ both("a deleted chunk is reported missing", async ({ store, keyFile, exec }) => 
   const run = await attachedRun(store);
   await record(audit, run.id);
   await exec("DELETE FROM audit_chunks WHERE run_id = ? AND seq = 2", run.id);
-  assert.deepEqual((await audit.read(run.id)).problems, ["Chunk 2 is missing"]);
+  deepEqual((await audit.read(run.id)).problems, ["Chunk 2 is missing"]);
 });
 
 both("a deleted final chunk leaves the recording incomplete", async ({ store, keyFile, exec }) => {
@@ -229,7 +229,7 @@ both("a deleted final chunk leaves the recording incomplete", async ({ store, ke
   const run = await attachedRun(store);
   await record(audit, run.id);
   await exec("DELETE FROM audit_chunks WHERE run_id = ? AND seq = 3", run.id);
-  assert.deepEqual((await audit.read(run.id)).problems, [
+  deepEqual((await audit.read(run.id)).problems, [
     "Recording incomplete: the final chunk has not arrived (the last stored is chunk 2)",
   ]);
 });
@@ -241,7 +241,7 @@ both("two swapped chunks are reported removed or reordered", async ({ store, key
   await exec("UPDATE audit_chunks SET seq = 99 WHERE run_id = ? AND seq = 1", run.id);
   await exec("UPDATE audit_chunks SET seq = 1 WHERE run_id = ? AND seq = 2", run.id);
   await exec("UPDATE audit_chunks SET seq = 2 WHERE run_id = ? AND seq = 99", run.id);
-  assert.deepEqual((await audit.read(run.id)).problems, [
+  deepEqual((await audit.read(run.id)).problems, [
     "Chunk 1 was removed or reordered",
     "Chunk 2 was removed or reordered",
   ]);
@@ -259,8 +259,8 @@ both(
       run.id,
     );
     const readout = await audit.read(run.id);
-    assert.deepEqual(readout.problems, ["Chunk 2 was altered: its link to chunk 1 was changed"]);
-    assert.equal(readout.events.length, 6);
+    deepEqual(readout.problems, ["Chunk 2 was altered: its link to chunk 1 was changed"]);
+    equal(readout.events.length, 6);
   },
 );
 
@@ -270,14 +270,14 @@ both("a wrong key file is reported for every chunk", async ({ store, keyFile, di
   await record(audit, run.id);
   const stranger = await AuditService.open(store, `${dir}/other-keys.json`);
   const readout = await stranger.read(run.id);
-  assert.deepEqual(
+  deepEqual(
     readout.problems,
     [0, 1, 2, 3].map((n) =>
       `Chunk ${n} cannot be decrypted with the key "k1": authentication failed (is this the key file it was written with?)`
     ),
   );
-  assert.deepEqual(readout.events, []);
-  assert.equal(readout.t0, null);
+  deepEqual(readout.events, []);
+  equal(readout.t0, null);
 });
 
 both(
@@ -287,34 +287,34 @@ both(
     const run = await attachedRun(store);
     await audit.receive(run.id, 0, SESSION[0]!);
     await audit.receive(run.id, 1, SESSION[1]!);
-    assert.equal(await audit.rotateKey({ actor: "root" }), "k2");
+    equal(await audit.rotateKey({ actor: "root" }), "k2");
     await audit.receive(run.id, 2, SESSION[2]!);
     await audit.receive(run.id, 3, SESSION[3]!);
-    assert.deepEqual((await store.auditChunks(run.id)).map((r) => r.key_id), [
+    deepEqual((await store.auditChunks(run.id)).map((r) => r.key_id), [
       "k1",
       "k1",
       "k2",
       "k2",
     ]);
-    assert.deepEqual((await audit.read(run.id)).problems, []);
+    deepEqual((await audit.read(run.id)).problems, []);
     const [event] = await store.listEvents({ limit: 1 });
-    assert.equal(event?.kind, "audit.key_rotated");
-    assert.equal(event?.actor, "root");
-    assert.deepEqual(event?.data, { key: "k2" });
+    equal(event?.kind, "audit.key_rotated");
+    equal(event?.actor, "root");
+    deepEqual(event?.data, { key: "k2" });
 
     const file = JSON.parse(await Deno.readTextFile(keyFile));
     delete file.keys.k1;
     await Deno.writeTextFile(keyFile, JSON.stringify(file));
     const later = await AuditService.open(store, keyFile);
     const readout = await later.read(run.id);
-    assert.deepEqual(readout.problems, [
+    deepEqual(readout.problems, [
       'Chunk 0 cannot be decrypted: the key "k1" is not in the key file',
       'Chunk 1 cannot be decrypted: the key "k1" is not in the key file',
     ]);
-    assert.deepEqual(readout.events.map((e) => e.t), [200, 250, 300]);
-    assert.equal(readout.size, null);
+    deepEqual(readout.events.map((e) => e.t), [200, 250, 300]);
+    equal(readout.size, null);
     await exec("UPDATE audit_chunks SET key_id = 'k9' WHERE run_id = ? AND seq = 3", run.id);
-    assert.equal(
+    equal(
       (await later.read(run.id)).problems[2],
       'Chunk 3 cannot be decrypted: the key "k9" is not in the key file',
     );
@@ -328,13 +328,13 @@ both(
     const run = await attachedRun(store);
     await audit.receive(run.id, 0, SESSION[0]!);
     await audit.receive(run.id, 2, SESSION[2]!);
-    assert.deepEqual((await audit.read(run.id)).problems, [
+    deepEqual((await audit.read(run.id)).problems, [
       "Chunk 1 is missing",
       "Recording incomplete: the final chunk has not arrived (the last stored is chunk 2)",
     ]);
     await audit.receive(run.id, 1, SESSION[1]!);
     await audit.receive(run.id, 3, SESSION[3]!);
-    assert.deepEqual((await audit.read(run.id)).problems, [
+    deepEqual((await audit.read(run.id)).problems, [
       "Chunk 2 was stored before chunk 1 arrived: their order cannot be verified",
     ]);
   },
@@ -347,21 +347,21 @@ both(
     const run = await attachedRun(store, "running");
     await audit.receive(run.id, 0, SESSION[0]!);
     const readout = await audit.read(run.id);
-    assert.deepEqual(readout.problems, []);
-    assert.equal(readout.final, false);
+    deepEqual(readout.problems, []);
+    equal(readout.final, false);
   },
 );
 
 both("an ended attached run without any chunk is reported", async ({ store, keyFile }) => {
   const audit = await AuditService.open(store, keyFile);
   const run = await attachedRun(store);
-  assert.deepEqual((await audit.read(run.id)).problems, [
+  deepEqual((await audit.read(run.id)).problems, [
     "Recording incomplete: no chunk was stored",
   ]);
   // Nobody attached: nothing to record.
   const expired = await attachedRun(store, "running");
   await store.updateRun(expired.id, ["running"], { state: "expired", started_at: null });
-  assert.deepEqual(await audit.read(expired.id), {
+  deepEqual(await audit.read(expired.id), {
     events: [],
     size: null,
     t0: null,
@@ -372,7 +372,7 @@ both("an ended attached run without any chunk is reported", async ({ store, keyF
 
 both("receive refuses a chunk number that is not a natural number", async ({ store, keyFile }) => {
   const audit = await AuditService.open(store, keyFile);
-  await assert.rejects(
+  await rejects(
     audit.receive("r", -1, "{}"),
     new Error('Invalid audit chunk number "-1" for run "r"'),
   );
@@ -400,15 +400,15 @@ Deno.test("[sqlite] no recorded byte reaches the database file in plaintext", as
       scanned += bytes.length;
       if (indexOf(bytes, new TextEncoder().encode(run.id)) !== -1) controls++;
       for (const needle of needles) {
-        assert.equal(indexOf(bytes, needle), -1, `${entry.name} holds plaintext`);
+        equal(indexOf(bytes, needle), -1, `${entry.name} holds plaintext`);
       }
     }
-    assert.ok(scanned > 0 && controls > 0);
+    ok(scanned > 0 && controls > 0);
     // The reader still finds the marker: it was recorded, only encrypted.
     const reopened = await openStore(`sqlite:${dir}/oneoff.db`);
     try {
       const readout = await new AuditService(reopened, keyFile).read(run.id);
-      assert.ok(
+      ok(
         readout.events.some((e) => e.kind === "o" && text(e.bytes).includes("MARKER-7f3a9c")),
       );
     } finally {

@@ -1,4 +1,4 @@
-import { deepEqual, match, ok } from "node:assert/strict";
+import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { SESSION_COOKIE } from "./_auth.ts";
 import { CookieClient, dashboardTest, seedApp } from "./_test_util.ts";
 import { sessionAuth } from "./mod.ts";
@@ -188,4 +188,17 @@ Deno.test("sessionAuth gives the API the token row of a valid cookie, and null o
   deepEqual(await ask(`${SESSION_COOKIE}=${client.cookies.get(SESSION_COOKIE)}`), "admin");
   deepEqual(await ask(`${SESSION_COOKIE}=forged.value`), null);
   deepEqual(await ask(), null);
+});
+
+Deno.test("a session made from a token ends the moment the token is revoked", async () => {
+  await using d = await dashboardTest();
+  const member = await d.token("member", ["demo"]);
+  const client = await d.signedIn(member);
+  equal((await client.request("/")).status, 200);
+  const store = d.t.ctx.store;
+  const row = (await store.listTokens()).find((t) => t.role === "member")!;
+  ok(await store.deleteToken(row.id));
+  const res = await client.request("/");
+  equal(res.status, 303);
+  match(res.headers.get("location") ?? "", /^\/login/);
 });

@@ -8,18 +8,37 @@ import {
   decodeCreateTokenBody,
   NAME_PATTERN,
   type TokenCreatedReply,
+  type TokenReply,
+  type TokensReply,
   type WhoamiReply,
 } from "../../protocol/mod.ts";
 import type { AgentHub } from "../agent_hub.ts";
 import { type AuthEnv, newToken, requireAdmin, sha256Hex } from "../auth.ts";
 import type { ServerContext } from "../context.ts";
 import { decodeBody, HttpError } from "../http_error.ts";
-import { agentInfo } from "../views.ts";
+import type { TokenRow } from "../store/mod.ts";
+import { agentInfo, tokenInfo } from "../views.ts";
 
 /** Routes `/whoami`, `/agents` and `/tokens`. */
 export function adminRoutes(ctx: ServerContext, hub: AgentHub): Hono<AuthEnv> {
   const { store } = ctx;
   const app = new Hono<AuthEnv>();
+
+  /** A token change goes on the timeline of each of its apps (or the global one). */
+  async function tokenEvent(
+    kind: "token.created" | "token.revoked",
+    token: Pick<TokenRow, "role" | "name" | "apps">,
+    actor: string,
+  ): Promise<void> {
+    const data = { role: token.role, name: token.name };
+    for (const appName of token.apps) {
+      const row = await store.appByName(appName);
+      await store.addEvent({ app_id: row?.id ?? null, app_name: appName, actor, kind, data });
+    }
+    if (token.apps.length === 0) {
+      await store.addEvent({ app_id: null, app_name: null, actor, kind, data });
+    }
+  }
 
   app.get("/whoami", (c) => {
     const { token } = c.get("auth");
@@ -54,26 +73,50 @@ export function adminRoutes(ctx: ServerContext, hub: AgentHub): Hono<AuthEnv> {
       : `${role}-${crypto.randomUUID().slice(0, 8)}`;
     const token = newToken();
     await store.createToken({ hash: sha256Hex(token), role, apps, name });
-    for (const appName of apps) {
-      const row = await store.appByName(appName);
-      await store.addEvent({
-        app_id: row?.id ?? null,
-        app_name: appName,
-        actor: auth.actor,
-        kind: "token.created",
-        data: { role, name },
-      });
-    }
-    if (apps.length === 0) {
-      await store.addEvent({
-        app_id: null,
-        app_name: null,
-        actor: auth.actor,
-        kind: "token.created",
-        data: { role, name },
-      });
-    }
+    await tokenEvent("token.created", { role, apps, name }, auth.actor);
     return c.json({ token, role, apps, name } satisfies TokenCreatedReply, 201);
+  });
+
+  app.get("/tokens", async (c) => {
+    requireAdmin(c.get("auth"));
+    const tokens = (await store.listTokens()).map(tokenInfo);
+    return c.json({ tokens } satisfies TokensReply);
+  });
+
+  // By id, or by name when exactly one token has it. Deleting the row is
+  // the revocation: every request, dashboard sessions included, looks the
+  // token up anew.
+  app.delete("/tokens/:ref", async (c) => {
+    const auth = c.get("auth");
+    requireAdmin(auth);
+    const ref = c.req.param("ref");
+    const all = await store.listTokens();
+    const byId = /^\d+$/.test(ref) ? all.filter((t) => t.id === Number(ref)) : [];
+    const found = byId.length > 0 ? byId : all.filter((t) => t.name === ref);
+    if (found.length === 0) throw new HttpError(404, "not_found", `No token "${ref}"`);
+    if (found.length > 1) {
+      throw new HttpError(
+        409,
+        "conflict",
+        `${found.length} tokens are named "${ref}": revoke one by its id (ids ${
+          found.map((t) => t.id).join(", ")
+        })`,
+      );
+    }
+    const token = found[0]!;
+    if (token.role === "admin" && all.filter((t) => t.role === "admin").length === 1) {
+      throw new HttpError(
+        409,
+        "conflict",
+        `"${token.name}" is the last admin token: create another admin token first`,
+      );
+    }
+    if (!await store.deleteToken(token.id)) {
+      throw new HttpError(404, "not_found", `No token "${ref}"`);
+    }
+    ctx.log.info("token revoked", { token: token.id, name: token.name, by: auth.actor });
+    await tokenEvent("token.revoked", token, auth.actor);
+    return c.json({ token: tokenInfo(token) } satisfies TokenReply);
   });
 
   return app;

@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import { deepEqual, equal, match } from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { Hono } from "hono";
 import { testServer } from "../_testing.ts";
@@ -108,17 +108,17 @@ async function viewsOf(store: Store): Promise<{ actor: string; data: Record<stri
 Deno.test("an admin reads a recording as JSON, and the view goes on the timeline", async () => {
   await using s = await auditServer();
   const res = await s.call("GET", "/api/apps/demo/runs/one-off-1/audit");
-  assert.equal(res.status, 200);
+  equal(res.status, 200);
   const body = await res.json();
-  assert.equal(body.run, "one-off-1");
-  assert.equal(body.meta.command, "bash");
-  assert.equal(body.meta.state, "exited");
-  assert.equal(body.t0, new Date(T0).toISOString());
-  assert.deepEqual(body.size, { cols: 90, rows: 20 });
-  assert.equal(body.final, true);
-  assert.deepEqual(body.problems, []);
-  assert.deepEqual(body.events, [[0, "o", "$ "], [1.5, "i", "exit\r"], [1.501, "o", "exit\r\n"]]);
-  assert.deepEqual(await viewsOf(s.store), [{
+  equal(body.run, "one-off-1");
+  equal(body.meta.command, "bash");
+  equal(body.meta.state, "exited");
+  equal(body.t0, new Date(T0).toISOString());
+  deepEqual(body.size, { cols: 90, rows: 20 });
+  equal(body.final, true);
+  deepEqual(body.problems, []);
+  deepEqual(body.events, [[0, "o", "$ "], [1.5, "i", "exit\r"], [1.501, "o", "exit\r\n"]]);
+  deepEqual(await viewsOf(s.store), [{
     actor: "admin",
     data: { run: "one-off-1", format: "json" },
   }]);
@@ -131,18 +131,18 @@ Deno.test("a member of the app may read its recordings, others may not", async (
     `/api/apps/demo/runs/${s.run.id}/audit?format=transcript`,
     s.member,
   );
-  assert.equal(byId.status, 200);
-  assert.equal((await byId.json()).transcript, "$ exit\n⟩ exit\n");
+  equal(byId.status, 200);
+  equal((await byId.json()).transcript, "$ exit\n⟩ exit\n");
   const denied = await s.call("GET", "/api/apps/demo/runs/one-off-1/audit", s.outsider);
-  assert.equal(denied.status, 403);
-  assert.equal((await denied.json()).error.code, "forbidden");
+  equal(denied.status, 403);
+  equal((await denied.json()).error.code, "forbidden");
   const castDenied = await s.call("GET", "/api/apps/demo/runs/one-off-1/audit.cast", s.outsider);
-  assert.equal(castDenied.status, 403);
+  equal(castDenied.status, 403);
   await castDenied.body?.cancel();
   const missing = await s.call("GET", "/api/apps/demo/runs/one-off-9/audit");
-  assert.equal(missing.status, 404);
-  assert.equal((await missing.json()).error.message, 'No run "one-off-9" in app "demo"');
-  assert.deepEqual(await viewsOf(s.store), [
+  equal(missing.status, 404);
+  equal((await missing.json()).error.message, 'No run "one-off-9" in app "demo"');
+  deepEqual(await viewsOf(s.store), [
     { actor: "mallory", data: { run: "one-off-1", format: "transcript" } },
   ]);
 });
@@ -150,24 +150,24 @@ Deno.test("a member of the app may read its recordings, others may not", async (
 Deno.test("the asciicast downloads as a file with its problems in a header", async () => {
   await using s = await auditServer();
   const res = await s.call("GET", "/api/apps/demo/runs/one-off-1/audit.cast", s.member);
-  assert.equal(res.status, 200);
-  assert.equal(res.headers.get("content-type"), "application/x-asciicast");
-  assert.equal(
+  equal(res.status, 200);
+  equal(res.headers.get("content-type"), "application/x-asciicast");
+  equal(
     res.headers.get("content-disposition"),
     'attachment; filename="demo-one-off-1.cast"',
   );
-  assert.deepEqual(JSON.parse(decodeURIComponent(res.headers.get("x-oneoff-audit-problems")!)), []);
+  deepEqual(JSON.parse(decodeURIComponent(res.headers.get("x-oneoff-audit-problems")!)), []);
   const [head, ...lines] = (await res.text()).trimEnd().split("\n");
   const header = JSON.parse(head!);
-  assert.equal(header.version, 2);
-  assert.equal(header.width, 90);
-  assert.equal(header.title, "demo one-off-1: bash");
-  assert.deepEqual(lines.map((l) => JSON.parse(l)), [[0, "o", "$ "], [1.5, "i", "exit\r"], [
+  equal(header.version, 2);
+  equal(header.width, 90);
+  equal(header.title, "demo one-off-1: bash");
+  deepEqual(lines.map((l) => JSON.parse(l)), [[0, "o", "$ "], [1.5, "i", "exit\r"], [
     1.501,
     "o",
     "exit\r\n",
   ]]);
-  assert.deepEqual(await viewsOf(s.store), [{
+  deepEqual(await viewsOf(s.store), [{
     actor: "mallory",
     data: { run: "one-off-1", format: "cast" },
   }]);
@@ -182,10 +182,10 @@ Deno.test("a recording's problems come with what could be read", async () => {
   db.close();
   const res = await s.call("GET", "/api/apps/demo/runs/one-off-1/audit?format=cast");
   const body = await res.json();
-  assert.deepEqual(body.problems, ["Chunk 0 is missing"]);
-  assert.match(body.cast, /"exit\\r\\n"/);
+  deepEqual(body.problems, ["Chunk 0 is missing"]);
+  match(body.cast, /"exit\\r\\n"/);
   const file = await s.call("GET", "/api/apps/demo/runs/one-off-1/audit.cast");
-  assert.deepEqual(JSON.parse(decodeURIComponent(file.headers.get("x-oneoff-audit-problems")!)), [
+  deepEqual(JSON.parse(decodeURIComponent(file.headers.get("x-oneoff-audit-problems")!)), [
     "Chunk 0 is missing",
   ]);
   await file.body?.cancel();
@@ -194,8 +194,8 @@ Deno.test("a recording's problems come with what could be read", async () => {
 Deno.test("an unknown display format is refused", async () => {
   await using s = await auditServer();
   const res = await s.call("GET", "/api/apps/demo/runs/one-off-1/audit?format=xml");
-  assert.equal(res.status, 422);
-  assert.equal(
+  equal(res.status, 422);
+  equal(
     (await res.json()).error.message,
     'Unknown format "xml": use json, transcript or cast',
   );
@@ -204,15 +204,15 @@ Deno.test("an unknown display format is refused", async () => {
 Deno.test("only an admin rotates the audit key, and the rotation goes on the timeline", async () => {
   await using s = await auditServer();
   const denied = await s.call("POST", "/api/audit/rotate-key", s.member);
-  assert.equal(denied.status, 403);
+  equal(denied.status, 403);
   await denied.body?.cancel();
   const res = await s.call("POST", "/api/audit/rotate-key");
-  assert.equal(res.status, 200);
-  assert.deepEqual(await res.json(), { key: "k2" });
+  equal(res.status, 200);
+  deepEqual(await res.json(), { key: "k2" });
   const [event] = await s.store.listEvents({ limit: 1 });
-  assert.equal(event?.kind, "audit.key_rotated");
-  assert.equal(event?.actor, "admin");
+  equal(event?.kind, "audit.key_rotated");
+  equal(event?.actor, "admin");
   // Chunks written under the old key stay readable.
   const read = await s.call("GET", "/api/apps/demo/runs/one-off-1/audit");
-  assert.deepEqual((await read.json()).problems, []);
+  deepEqual((await read.json()).problems, []);
 });

@@ -195,6 +195,10 @@ export interface Store {
   createToken(row: Omit<TokenRow, "id" | "created_at">): Promise<TokenRow>;
   tokenByHash(hash: string): Promise<TokenRow | null>;
   countTokens(): Promise<number>;
+  /** Oldest first. */
+  listTokens(): Promise<TokenRow[]>;
+  /** Deletes a token: it stops working at once. False when there was none. */
+  deleteToken(id: number): Promise<boolean>;
 
   /** Creates an app; throws `ConflictError` when the name is taken. */
   createApp(name: string): Promise<AppRow>;

@@ -112,6 +112,15 @@ class PostgresStore implements Store {
     return row!.n;
   }
 
+  async listTokens(): Promise<TokenRow[]> {
+    return [...await this.#sql<TokenRow[]>`select * from tokens order by id`];
+  }
+
+  async deleteToken(id: number): Promise<boolean> {
+    const rows = await this.#sql`delete from tokens where id = ${id} returning id`;
+    return rows.length > 0;
+  }
+
   async createApp(name: string): Promise<AppRow> {
     const sql = this.#sql;
     try {

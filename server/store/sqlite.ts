@@ -155,6 +155,14 @@ class SqliteStore implements Store {
     return settle(() => Number(this.#get("SELECT count(*) AS n FROM tokens")!.n));
   }
 
+  listTokens(): Promise<TokenRow[]> {
+    return settle(() => this.#all("SELECT * FROM tokens ORDER BY id").map(toToken));
+  }
+
+  deleteToken(id: number): Promise<boolean> {
+    return settle(() => Number(this.#q("DELETE FROM tokens WHERE id = ?").run(id).changes) === 1);
+  }
+
   createApp(name: string): Promise<AppRow> {
     return settle(() => {
       try {

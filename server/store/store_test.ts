@@ -1,8 +1,8 @@
+import { deepEqual, equal, fail, notEqual, ok, rejects } from "node:assert/strict";
 /**
  * One contract, run against both stores: SQLite on a temp file, and
  * PostgreSQL in a fresh schema per test when ONEOFF_TEST_POSTGRES is set.
  */
-import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import postgres from "postgres";
 import type { UncheckedEventBody } from "../../protocol/mod.ts";
@@ -55,12 +55,12 @@ contract("sqlite", freshSqlite);
 contract("postgres", freshPostgres);
 
 Deno.test("openStore refuses an unknown database URL and hides its password", async () => {
-  await assert.rejects(
+  await rejects(
     openStore("mysql://root:hunter2@db/x"),
     new Error('Unknown database "mysql://root:***@db/x": use sqlite:PATH or postgres://...'),
   );
-  await assert.rejects(openStore("sqlite:"), /Unknown database "sqlite:"/);
-  await assert.rejects(openStore("data/oneoff.txt"), /Unknown database "data\/oneoff.txt"/);
+  await rejects(openStore("sqlite:"), /Unknown database "sqlite:"/);
+  await rejects(openStore("data/oneoff.txt"), /Unknown database "data\/oneoff.txt"/);
 });
 
 Deno.test("openStore takes a bare path ending in .db as SQLite", async () => {
@@ -69,7 +69,7 @@ Deno.test("openStore takes a bare path ending in .db as SQLite", async () => {
     const store = await openStore(`${dir}/bare.db`);
     await store.createApp("bare");
     await store.close();
-    assert.ok((await Deno.stat(`${dir}/bare.db`)).isFile);
+    ok((await Deno.stat(`${dir}/bare.db`)).isFile);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -101,7 +101,7 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
     await store.migrate();
     const again = await openStore(url);
     try {
-      assert.equal((await again.appByName("kept"))?.name, "kept");
+      equal((await again.appByName("kept"))?.name, "kept");
     } finally {
       await again.close();
     }
@@ -114,7 +114,7 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
       const stores = await Promise.all([openStore(db.url), openStore(db.url)]);
       try {
         await stores[0].createApp("one");
-        assert.equal((await stores[1].listApps()).length, 1);
+        equal((await stores[1].listApps()).length, 1);
       } finally {
         await Promise.all(stores.map((s) => s.close()));
       }
@@ -129,7 +129,7 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
       const store = await openStore(db.url);
       try {
         const old = await store.appByName("old");
-        assert.equal(old?.network, "host");
+        equal(old?.network, "host");
       } finally {
         await store.close();
       }
@@ -137,54 +137,74 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
   });
 
   test("tokens round-trip with their app list", async (store) => {
-    assert.equal(await store.countTokens(), 0);
+    equal(await store.countTokens(), 0);
     const made = await store.createToken({
       hash: "ab".repeat(32),
       role: "member",
       apps: ["demo", "other"],
       name: "ci",
     });
-    assert.ok(made.created_at instanceof Date);
-    assert.deepEqual(await store.tokenByHash("ab".repeat(32)), made);
-    assert.deepEqual(made.apps, ["demo", "other"]);
-    assert.equal(await store.tokenByHash("cd".repeat(32)), null);
-    assert.equal(await store.countTokens(), 1);
+    ok(made.created_at instanceof Date);
+    deepEqual(await store.tokenByHash("ab".repeat(32)), made);
+    deepEqual(made.apps, ["demo", "other"]);
+    equal(await store.tokenByHash("cd".repeat(32)), null);
+    equal(await store.countTokens(), 1);
+  });
+
+  test("tokens are listed oldest first and a deleted one is gone", async (store) => {
+    const a = await store.createToken({
+      hash: "a1".repeat(32),
+      role: "admin",
+      apps: [],
+      name: "a",
+    });
+    const b = await store.createToken({
+      hash: "b2".repeat(32),
+      role: "member",
+      apps: ["demo"],
+      name: "b",
+    });
+    deepEqual(await store.listTokens(), [a, b]);
+    equal(await store.deleteToken(b.id), true);
+    equal(await store.deleteToken(b.id), false, "already gone");
+    equal(await store.tokenByHash(b.hash), null);
+    deepEqual(await store.listTokens(), [a]);
   });
 
   test("createApp rejects a taken name with ConflictError", async (store) => {
     const app = await store.createApp("demo");
-    assert.equal(typeof app.id, "number");
-    await assert.rejects(store.createApp("demo"), ConflictError);
+    equal(typeof app.id, "number");
+    await rejects(store.createApp("demo"), ConflictError);
     await store.createApp("alpha");
-    assert.deepEqual((await store.listApps()).map((a) => a.name), ["alpha", "demo"]);
-    assert.deepEqual(await store.appByName("demo"), app);
-    assert.equal(await store.appByName("nope"), null);
-    assert.deepEqual(await store.appById(app.id), app);
-    assert.equal(await store.appById(app.id + 1000), null);
+    deepEqual((await store.listApps()).map((a) => a.name), ["alpha", "demo"]);
+    deepEqual(await store.appByName("demo"), app);
+    equal(await store.appByName("nope"), null);
+    deepEqual(await store.appById(app.id), app);
+    equal(await store.appById(app.id + 1000), null);
   });
 
   test("an app's network is host unless set, and round-trips", async (store) => {
     const app = await store.createApp("demo");
     const other = await store.createApp("other");
-    assert.equal(app.network, "host");
+    equal(app.network, "host");
     await store.setAppNetwork(app.id, "none");
-    assert.deepEqual(await store.appById(app.id), { ...app, network: "none" });
-    assert.equal((await store.appByName("demo"))?.network, "none");
-    assert.deepEqual((await store.listApps()).map((a) => [a.name, a.network]), [
+    deepEqual(await store.appById(app.id), { ...app, network: "none" });
+    equal((await store.appByName("demo"))?.network, "none");
+    deepEqual((await store.listApps()).map((a) => [a.name, a.network]), [
       ["demo", "none"],
       ["other", "host"],
     ]);
     await store.setAppNetwork(app.id, "host");
-    assert.deepEqual(await store.appById(app.id), app);
-    assert.deepEqual(await store.appById(other.id), other);
+    deepEqual(await store.appById(app.id), app);
+    deepEqual(await store.appById(other.id), other);
   });
 
   test("updateEnv sets and removes keys", async (store) => {
     const app = await store.createApp("demo");
     await store.updateEnv(app.id, { A: "1", B: "two words", C: "" }, []);
     await store.updateEnv(app.id, { A: "changed" }, ["B", "MISSING"]);
-    assert.deepEqual(await store.getEnv(app.id), { A: "changed", C: "" });
-    assert.deepEqual(await store.getEnv(app.id + 1000), {});
+    deepEqual(await store.getEnv(app.id), { A: "changed", C: "" });
+    deepEqual(await store.getEnv(app.id + 1000), {});
   });
 
   test("releases number per app, even when created at once", async (store) => {
@@ -195,15 +215,15 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
     );
     const versions = (id: number) =>
       made.filter((r) => r.app_id === id).map((r) => r.version).sort((x, y) => x - y);
-    assert.deepEqual(versions(a.id), [1, 2, 3, 4, 5, 6]);
-    assert.deepEqual(versions(b.id), [1, 2, 3, 4, 5, 6]);
+    deepEqual(versions(a.id), [1, 2, 3, 4, 5, 6]);
+    deepEqual(versions(b.id), [1, 2, 3, 4, 5, 6]);
     const latest = await store.latestRelease(a.id);
-    assert.equal(latest?.version, 6);
-    assert.deepEqual(await store.releaseById(latest!.id), latest);
-    assert.deepEqual(latest!.process_types, { web: "node server.js", worker: "node w.js" });
-    assert.equal(latest!.size, 3_000_000_000);
-    assert.equal(await store.latestRelease(a.id + 1000), null);
-    assert.equal((await store.releaseShas()).length, 12);
+    equal(latest?.version, 6);
+    deepEqual(await store.releaseById(latest!.id), latest);
+    deepEqual(latest!.process_types, { web: "node server.js", worker: "node w.js" });
+    equal(latest!.size, 3_000_000_000);
+    equal(await store.latestRelease(a.id + 1000), null);
+    equal((await store.releaseShas()).length, 12);
   });
 
   test("runs number per app, even when created at once", async (store) => {
@@ -212,13 +232,13 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
     const runs = await Promise.all(
       Array.from({ length: 15 }, () => store.createRun(newRun(app.id, rel.id))),
     );
-    assert.deepEqual(runs.map((r) => r.number).sort((x, y) => x - y), range(1, 15));
+    deepEqual(runs.map((r) => r.number).sort((x, y) => x - y), range(1, 15));
     const run = runs[0]!;
-    assert.equal(run.state, "pending");
-    assert.ok(run.created_at instanceof Date);
-    assert.ok(Math.abs(run.created_at.getTime() - Date.now()) < 60_000);
-    assert.deepEqual(await store.runByNumber(app.id, run.number), run);
-    assert.equal(await store.runById("missing"), null);
+    equal(run.state, "pending");
+    ok(run.created_at instanceof Date);
+    ok(Math.abs(run.created_at.getTime() - Date.now()) < 60_000);
+    deepEqual(await store.runByNumber(app.id, run.number), run);
+    equal(await store.runById("missing"), null);
   });
 
   test("a run round-trips every field", async (store) => {
@@ -231,8 +251,8 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
       expires_at: new Date(Date.UTC(2030, 0, 2, 3, 4, 5, 678)),
     });
     const run = await store.createRun(spec);
-    assert.deepEqual(await store.runById(spec.id), run);
-    assert.deepEqual(run, {
+    deepEqual(await store.runById(spec.id), run);
+    deepEqual(run, {
       ...spec,
       number: 1,
       state: "pending",
@@ -249,31 +269,31 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
     const app = await store.createApp("demo");
     const rel = await store.createRelease(release(app.id, 1));
     const run = await store.createRun(newRun(app.id, rel.id));
-    assert.equal(await store.updateRun(run.id, ["running"], { state: "exited" }), null);
-    assert.equal((await store.runById(run.id))?.state, "pending");
+    equal(await store.updateRun(run.id, ["running"], { state: "exited" }), null);
+    equal((await store.runById(run.id))?.state, "pending");
     const started = new Date(Date.UTC(2031, 5, 6, 7, 8, 9, 10));
     const running = await store.updateRun(run.id, ["pending", "starting"], {
       state: "running",
       agent_id: "agent-1",
       started_at: started,
     });
-    assert.equal(running?.state, "running");
-    assert.equal(running?.agent_id, "agent-1");
-    assert.deepEqual(running?.started_at, started);
+    equal(running?.state, "running");
+    equal(running?.agent_id, "agent-1");
+    deepEqual(running?.started_at, started);
     const ended = await store.updateRun(run.id, ["running"], {
       state: "exited",
       exit_code: 3,
       reason: null,
       ended_at: new Date(started.getTime() + 1500),
     });
-    assert.equal(ended?.agent_id, "agent-1");
-    assert.deepEqual(ended?.started_at, started);
-    assert.equal(ended?.exit_code, 3);
-    assert.equal(ended?.ended_at?.getTime(), started.getTime() + 1500);
-    assert.deepEqual(await store.runById(run.id), ended);
+    equal(ended?.agent_id, "agent-1");
+    deepEqual(ended?.started_at, started);
+    equal(ended?.exit_code, 3);
+    equal(ended?.ended_at?.getTime(), started.getTime() + 1500);
+    deepEqual(await store.runById(run.id), ended);
     const cleared = await store.updateRun(run.id, ["exited"], { state: "exited", agent_id: null });
-    assert.equal(cleared?.agent_id, null);
-    assert.equal(await store.updateRun("missing", ["pending"], { state: "running" }), null);
+    equal(cleared?.agent_id, null);
+    equal(await store.updateRun("missing", ["pending"], { state: "running" }), null);
   });
 
   test("racing updateRun calls from the same state let exactly one win", async (store) => {
@@ -288,8 +308,8 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
       ),
     );
     const winners = results.filter((r) => r !== null);
-    assert.equal(winners.length, 1);
-    assert.deepEqual(await store.runById(run.id), winners[0]);
+    equal(winners.length, 1);
+    deepEqual(await store.runById(run.id), winners[0]);
   });
 
   test("listRuns gives most recent first and applies its filters", async (store) => {
@@ -302,68 +322,68 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
     const onA = await store.runByNumber(a.id, 7);
     await store.updateRun(onA!.id, ["pending"], { state: "running", agent_id: "ag" });
     const all = await store.listRuns({});
-    assert.equal(all.length, 100);
-    assert.deepEqual(
+    equal(all.length, 100);
+    deepEqual(
       (await store.listRuns({ app_id: b.id })).map((r) => r.number),
       [3, 2, 1],
     );
     const ofA = await store.listRuns({ app_id: a.id, limit: 1000 });
-    assert.deepEqual(ofA.map((r) => r.number), range(1, 105).reverse());
-    assert.deepEqual((await store.listRuns({ app_id: a.id, limit: 2 })).map((r) => r.number), [
+    deepEqual(ofA.map((r) => r.number), range(1, 105).reverse());
+    deepEqual((await store.listRuns({ app_id: a.id, limit: 2 })).map((r) => r.number), [
       105,
       104,
     ]);
-    assert.deepEqual((await store.listRuns({ states: ["running", "exited"] })).map((r) => r.id), [
+    deepEqual((await store.listRuns({ states: ["running", "exited"] })).map((r) => r.id), [
       onA!.id,
     ]);
-    assert.equal((await store.listRuns({ agent_id: "ag" }))[0]?.id, onA!.id);
-    assert.equal((await store.listRuns({ app_id: b.id, states: ["running"] })).length, 0);
-    assert.equal((await store.listRuns({ states: [] })).length, 0);
+    equal((await store.listRuns({ agent_id: "ag" }))[0]?.id, onA!.id);
+    equal((await store.listRuns({ app_id: b.id, states: ["running"] })).length, 0);
+    equal((await store.listRuns({ states: [] })).length, 0);
   });
 
   test("upsertAgent inserts, then updates by name keeping the id", async (store) => {
     const first = await store.upsertAgent(agent("host-1", { capacity: 4 }));
-    assert.equal(typeof first.id, "string");
-    assert.ok(first.id.length > 0);
+    equal(typeof first.id, "string");
+    ok(first.id.length > 0);
     const again = await store.upsertAgent(
       agent("host-1", { capacity: 8, online: false, warnings: [], tls_fingerprint: null }),
     );
-    assert.equal(again.id, first.id);
-    assert.equal(again.capacity, 8);
-    assert.equal(again.online, false);
-    assert.deepEqual(again.warnings, []);
+    equal(again.id, first.id);
+    equal(again.capacity, 8);
+    equal(again.online, false);
+    deepEqual(again.warnings, []);
     const given = await store.upsertAgent({ ...agent("host-2"), id: "fixed-id" });
-    assert.equal(given.id, "fixed-id");
+    equal(given.id, "fixed-id");
     const since = new Date(Date.UTC(2032, 1, 2, 3, 4, 5, 6));
     await store.setAgentOnline(first.id, true, since);
     const back = await store.agentById(first.id);
-    assert.equal(back?.online, true);
-    assert.deepEqual(back?.since, since);
-    assert.deepEqual((await store.listAgents()).map((a) => a.name), ["host-1", "host-2"]);
-    assert.deepEqual(await store.agentById("fixed-id"), given);
-    assert.equal(await store.agentById("nope"), null);
+    equal(back?.online, true);
+    deepEqual(back?.since, since);
+    deepEqual((await store.listAgents()).map((a) => a.name), ["host-1", "host-2"]);
+    deepEqual(await store.agentById("fixed-id"), given);
+    equal(await store.agentById("nope"), null);
   });
 
   test("agents round-trip every field", async (store) => {
     const spec = agent("host-9");
     const made = await store.upsertAgent(spec);
-    assert.deepEqual(made, { ...spec, id: made.id });
+    deepEqual(made, { ...spec, id: made.id });
   });
 
   test("appendLogs stores each (run, seq) once and counts only new lines", async (store) => {
     const app = await store.createApp("demo");
     const batch = logs("run-1", 1, 5);
-    assert.equal(await store.appendLogs(app.id, batch), 5);
-    assert.equal(await store.appendLogs(app.id, batch), 0);
-    assert.equal(
+    equal(await store.appendLogs(app.id, batch), 5);
+    equal(await store.appendLogs(app.id, batch), 0);
+    equal(
       await store.appendLogs(app.id, [...logs("run-1", 4, 3), ...logs("run-2", 1, 2)]),
       3,
     );
-    assert.equal(await store.appendLogs(app.id, []), 0);
+    equal(await store.appendLogs(app.id, []), 0);
     const twice = [...logs("run-3", 1, 2), ...logs("run-3", 2, 2)];
-    assert.equal(await store.appendLogs(app.id, twice), 3, "a line twice in one batch");
+    equal(await store.appendLogs(app.id, twice), 3, "a line twice in one batch");
     const stored = await store.readLogs(app.id, { limit: 100 });
-    assert.deepEqual(stored.map((l) => l.line), [
+    deepEqual(stored.map((l) => l.line), [
       ...range(1, 5).map((i) => `run-1 line ${i}`),
       "run-1 line 6",
       "run-2 line 1",
@@ -372,7 +392,7 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
       "run-3 line 2",
       "run-3 line 3",
     ]);
-    assert.deepEqual(stored[0], {
+    deepEqual(stored[0], {
       id: stored[0]!.id,
       app_id: app.id,
       ts: batch[0]!.ts,
@@ -389,14 +409,14 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
     await store.appendLogs(app.id, logs("r2", 1, 10, "one-off-2"));
     await store.appendLogs(other.id, logs("r3", 1, 5));
     const last = await store.readLogs(app.id, {});
-    assert.equal(last.length, 100);
-    assert.equal(last.at(-1)?.line, "r2 line 10");
-    assert.equal(last[0]?.line, "r1 line 61");
+    equal(last.length, 100);
+    equal(last.at(-1)?.line, "r2 line 10");
+    equal(last[0]?.line, "r1 line 61");
     assertAscending(last.map((l) => l.id));
     const tail = await store.readLogs(app.id, { source: "one-off-1", limit: 3 });
-    assert.deepEqual(tail.map((l) => l.line), ["r1 line 148", "r1 line 149", "r1 line 150"]);
+    deepEqual(tail.map((l) => l.line), ["r1 line 148", "r1 line 149", "r1 line 150"]);
     const after = await store.readLogs(app.id, { after_id: tail[0]!.id, limit: 4 });
-    assert.deepEqual(after.map((l) => l.line), [
+    deepEqual(after.map((l) => l.line), [
       "r1 line 149",
       "r1 line 150",
       "r2 line 1",
@@ -406,15 +426,15 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
       after_id: tail[0]!.id,
       source: "one-off-2",
     });
-    assert.equal(afterSource.length, 10);
-    assert.deepEqual(await store.readLogs(app.id, { after_id: last.at(-1)!.id }), []);
-    assert.equal((await store.readLogs(other.id, {})).length, 5);
+    equal(afterSource.length, 10);
+    deepEqual(await store.readLogs(app.id, { after_id: last.at(-1)!.id }), []);
+    equal((await store.readLogs(other.id, {})).length, 5);
   });
 
   test("a log line holding NUL comes back with U+FFFD in its place", async (store) => {
     const app = await store.createApp("demo");
     await store.appendLogs(app.id, [{ ...logs("r", 1, 1)[0]!, line: "a\0b\u00e9\u{1F600}" }]);
-    assert.equal((await store.readLogs(app.id, {}))[0]?.line, "a\uFFFDb\u00e9\u{1F600}");
+    equal((await store.readLogs(app.id, {}))[0]?.line, "a\uFFFDb\u00e9\u{1F600}");
   });
 
   test("appendLogs stores 100,000 lines once, in order, when half is replayed", async (store) => {
@@ -428,12 +448,12 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
     for (const batch of batches.filter((_, i) => i % 2 === 0)) {
       added += await store.appendLogs(app.id, batch);
     }
-    assert.equal(added, 100_000);
+    equal(added, 100_000);
     const stored = await store.readLogs(app.id, { after_id: 0, limit: 200_000 });
-    assert.equal(stored.length, 100_000);
+    equal(stored.length, 100_000);
     assertAscending(stored.map((l) => l.id));
     stored.forEach((l, i) => {
-      if (l.line !== `big line ${i + 1}`) assert.fail(`Line ${i} is "${l.line}"`);
+      if (l.line !== `big line ${i + 1}`) fail(`Line ${i} is "${l.line}"`);
     });
   });
 
@@ -448,8 +468,8 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
       data: { nested: { list: [1, "two", null, true] }, n: 1.5 },
       at,
     }));
-    assert.deepEqual(first.at, at);
-    assert.deepEqual(first.data, { nested: { list: [1, "two", null, true] }, n: 1.5 });
+    deepEqual(first.at, at);
+    deepEqual(first.data, { nested: { list: [1, "two", null, true] }, n: 1.5 });
     const global = await store.addEvent({
       app_id: null,
       app_name: null,
@@ -457,7 +477,7 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
       kind: "token.created",
       data: { role: "admin", name: "ci" },
     });
-    assert.ok(Math.abs(global.at.getTime() - Date.now()) < 60_000);
+    ok(Math.abs(global.at.getTime() - Date.now()) < 60_000);
     for (let i = 0; i < 110; i++) {
       await store.addEvent(oldEvent({
         app_id: app.id,
@@ -468,16 +488,16 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
       }));
     }
     const page = await store.listEvents({});
-    assert.equal(page.length, 100);
-    assert.deepEqual(page[0]?.data, { i: 109 });
+    equal(page.length, 100);
+    deepEqual(page[0]?.data, { i: 109 });
     assertAscending(page.map((e) => e.id).reverse());
     const ofApp = await store.listEvents({ app_id: app.id, limit: 1000 });
-    assert.equal(ofApp.length, 111);
-    assert.deepEqual(ofApp.at(-1), first);
+    equal(ofApp.length, 111);
+    deepEqual(ofApp.at(-1), first);
     const next = await store.listEvents({ before_id: page.at(-1)!.id, limit: 5 });
-    assert.deepEqual(next.map((e) => e.data), [{ i: 9 }, { i: 8 }, { i: 7 }, { i: 6 }, { i: 5 }]);
+    deepEqual(next.map((e) => e.data), [{ i: 9 }, { i: 8 }, { i: 7 }, { i: 6 }, { i: 5 }]);
     const older = await store.listEvents({ app_id: app.id, before_id: ofApp[1]!.id, limit: 2 });
-    assert.deepEqual(older.map((e) => e.data), [{ i: 107 }, { i: 106 }]);
+    deepEqual(older.map((e) => e.data), [{ i: 107 }, { i: 106 }]);
   });
 
   test("putAuditChunk keeps the first chunk of a (run, seq)", async (store) => {
@@ -492,11 +512,11 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
       prev_hash: "00".repeat(32),
       at: new Date(Date.UTC(2034, 0, 1, 0, 0, seq)),
     });
-    assert.equal(await store.putAuditChunk(chunk(2, "second")), true);
-    assert.equal(await store.putAuditChunk(chunk(1, "first")), true);
-    assert.equal(await store.putAuditChunk(chunk(1, "replaced?")), false);
-    assert.deepEqual(await store.auditChunks(run.id), [chunk(1, "first"), chunk(2, "second")]);
-    assert.deepEqual(await store.auditChunks("other"), []);
+    equal(await store.putAuditChunk(chunk(2, "second")), true);
+    equal(await store.putAuditChunk(chunk(1, "first")), true);
+    equal(await store.putAuditChunk(chunk(1, "replaced?")), false);
+    deepEqual(await store.auditChunks(run.id), [chunk(1, "first"), chunk(2, "second")]);
+    deepEqual(await store.auditChunks("other"), []);
   });
 
   test("destroyApp removes what the app owns and keeps its timeline", async (store) => {
@@ -526,19 +546,19 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
       data: {},
     });
     await store.destroyApp(app.id);
-    assert.equal(await store.appByName("doomed"), null);
-    assert.deepEqual(await store.getEnv(app.id), {});
-    assert.equal(await store.releaseById(rel.id), null);
-    assert.equal(await store.runById(run.id), null);
-    assert.deepEqual(await store.readLogs(app.id, {}), []);
-    assert.deepEqual(await store.auditChunks(run.id), []);
-    assert.deepEqual(await store.listEvents({}), [{ ...event, app_id: null }]);
-    assert.deepEqual(await store.getEnv(kept.id), { B: "2" });
-    assert.equal((await store.readLogs(kept.id, {})).length, 3);
-    assert.deepEqual(await store.runById(keptRun.id), keptRun);
-    assert.deepEqual(await store.releaseShas(), [keptRel.sha256]);
+    equal(await store.appByName("doomed"), null);
+    deepEqual(await store.getEnv(app.id), {});
+    equal(await store.releaseById(rel.id), null);
+    equal(await store.runById(run.id), null);
+    deepEqual(await store.readLogs(app.id, {}), []);
+    deepEqual(await store.auditChunks(run.id), []);
+    deepEqual(await store.listEvents({}), [{ ...event, app_id: null }]);
+    deepEqual(await store.getEnv(kept.id), { B: "2" });
+    equal((await store.readLogs(kept.id, {})).length, 3);
+    deepEqual(await store.runById(keptRun.id), keptRun);
+    deepEqual(await store.releaseShas(), [keptRel.sha256]);
     const reborn = await store.createApp("doomed");
-    assert.notEqual(reborn.id, app.id);
+    notEqual(reborn.id, app.id);
   });
 }
 
@@ -575,7 +595,7 @@ function range(from: number, to: number): number[] {
 function assertAscending(ids: number[]) {
   for (let i = 1; i < ids.length; i++) {
     if (!(ids[i]! > ids[i - 1]!)) {
-      assert.fail(`Ids are not ascending at ${i}: ${ids[i - 1]}, ${ids[i]}`);
+      fail(`Ids are not ascending at ${i}: ${ids[i - 1]}, ${ids[i]}`);
     }
   }
 }

@@ -1,0 +1,365 @@
+/**
+ * Every command of the program and its flags, declared once: `--help`,
+ * `oneoff help CMD`, usage errors, `oneoff completion` and the flag parsing
+ * of the CLI and the roles all read this table. Plain data, no imports, so
+ * that loading it costs nothing at start-up.
+ * @module
+ */
+
+/** One flag of a command. */
+export interface FlagSpec {
+  /** Long name, without `--`. */
+  name: string;
+  /** One letter, without `-`. */
+  short?: string;
+  /** Present when the flag takes a value: its placeholder, e.g. `APP`. */
+  value?: string;
+  /** May be given several times. */
+  multiple?: boolean;
+  description: string;
+  /** The value used when the flag is absent, as shown in help. */
+  default?: string;
+  /** Accepted but not shown in help (kept for muscle memory). */
+  hidden?: boolean;
+}
+
+/** One command: what help shows and what parsing accepts. */
+export interface CommandSpec {
+  name: string;
+  /** One line for the overview. */
+  summary: string;
+  /** Usage lines, without the leading `oneoff `. */
+  usage: string[];
+  /** Subcommand words, for completion. */
+  subcommands?: string[];
+  /** Paragraphs shown after the usage in the command's help. */
+  notes?: string[];
+  flags: FlagSpec[];
+  examples: string[];
+}
+
+const APP: FlagSpec = {
+  name: "app",
+  short: "a",
+  value: "APP",
+  description: "The app (default: $ONEOFF_APP)",
+};
+const JSON_FLAG: FlagSpec = { name: "json", description: "Print JSON, for scripts" };
+const SANDBOX: FlagSpec = {
+  name: "sandbox",
+  value: "bwrap|runc",
+  description: "How one-offs are isolated",
+  default: "bwrap",
+};
+
+/** The commands, in the order the overview lists them. */
+export const COMMANDS: readonly CommandSpec[] = [
+  {
+    name: "run",
+    summary: "Start a one-off: attached to this terminal, or detached (-d)",
+    usage: [
+      "run -a APP [-d] [-e K=V]... [-f PATH]... [-s SIZE] [-t TYPE] [--timeout DURATION] [--no-tty] [--silent] [--attach-info] [--json] [--] COMMAND...",
+    ],
+    notes: [
+      "Options come before the command: everything from the command's first word on is the command's own (use -- when it starts with a dash).",
+      "One argument is a shell command line, run with /bin/sh -c as it is: 'for i in 1 2; do echo $i; done' loops in the one-off. Several arguments are the words of one command: each word with spaces or shell characters in it is quoted, so `oneoff run -- grep \"a b\" f` runs `grep 'a b' f`. The command line that ran is shown by `oneoff ps` and the timeline.",
+      "The CLI exits with the process's exit code (124 when it timed out).",
+    ],
+    flags: [
+      APP,
+      { name: "detached", short: "d", description: "Start at once; output goes to the app's logs" },
+      {
+        name: "env",
+        short: "e",
+        value: "K=V",
+        multiple: true,
+        description: "Set a variable for this run (over the app's)",
+      },
+      {
+        name: "file",
+        short: "f",
+        value: "PATH",
+        multiple: true,
+        description: "Upload a file or directory to /tmp/uploads",
+      },
+      { name: "size", short: "s", value: "S|M|L|XL", description: "Resources", default: "M" },
+      { name: "type", short: "t", value: "TYPE", description: "Run the Procfile type's command" },
+      {
+        name: "timeout",
+        value: "DURATION",
+        description: "Longest a run may take, e.g. 90s, 10m, 2h",
+        default: "24h",
+      },
+      { name: "tty", description: "Use a terminal even when stdin is not one" },
+      { name: "no-tty", description: "A plain byte stream, no terminal (for pipes)" },
+      { name: "silent", description: "Print nothing of the CLI's own on stderr" },
+      {
+        name: "attach-info",
+        description: "Print host, port and secret as JSON instead of attaching (for nc)",
+      },
+      { name: "json", description: "With -d: print the started run as JSON" },
+      {
+        name: "exit-code",
+        short: "x",
+        description: "Accepted for heroku habits: the exit code is always passed on",
+        hidden: true,
+      },
+    ],
+    examples: [
+      "oneoff run -a demo bash",
+      "oneoff run -a demo -t hello",
+      "oneoff run -a demo -e DEBUG=1 -- rake db:migrate",
+      "oneoff run -a demo -d -- 'for i in 1 2 3; do echo $i; sleep 1; done'",
+      "label=$(oneoff run -a demo -d --json -- rake db:migrate | jq -r .label)",
+    ],
+  },
+  {
+    name: "ps",
+    summary: "List an app's one-offs",
+    usage: ["ps -a APP [-n N] [--json]"],
+    flags: [
+      APP,
+      { name: "limit", short: "n", value: "N", description: "How many", default: "20" },
+      JSON_FLAG,
+    ],
+    examples: ["oneoff ps -a demo"],
+  },
+  {
+    name: "stop",
+    summary: "Stop a one-off",
+    usage: ["stop -a APP one-off-N"],
+    flags: [APP],
+    examples: ["oneoff stop -a demo one-off-3"],
+  },
+  {
+    name: "logs",
+    summary: "Show an app's logs (detached one-offs' output)",
+    usage: ["logs -a APP [-n N] [-f] [--filter one-off-N] [--json]"],
+    flags: [
+      APP,
+      { name: "lines", short: "n", value: "N", description: "How many lines", default: "100" },
+      { name: "follow", short: "f", description: "Keep printing new lines" },
+      { name: "filter", value: "one-off-N", description: "Only this one-off's lines" },
+      JSON_FLAG,
+    ],
+    examples: ["oneoff logs -a demo -f", "oneoff logs -a demo --filter one-off-3"],
+  },
+  {
+    name: "apps",
+    summary: "Create, list and destroy apps",
+    usage: ["apps list [--json]", "apps create NAME", "apps destroy NAME [--confirm NAME]"],
+    subcommands: ["list", "create", "destroy"],
+    notes: [
+      "destroy deletes the app with its env, releases, runs and logs. Without --confirm it asks for the name on a terminal, and refuses elsewhere.",
+    ],
+    flags: [
+      JSON_FLAG,
+      { name: "confirm", value: "NAME", description: "destroy: the app's name again" },
+    ],
+    examples: ["oneoff apps create myapp", "oneoff apps destroy myapp --confirm myapp"],
+  },
+  {
+    name: "env",
+    summary: "Show, get, set and unset an app's variables",
+    usage: [
+      "env -a APP [--json]",
+      "env get -a APP KEY",
+      "env set -a APP K=V...",
+      "env unset -a APP K...",
+    ],
+    subcommands: ["get", "set", "unset"],
+    flags: [APP, JSON_FLAG],
+    examples: [
+      "oneoff env set -a myapp DATABASE_URL=postgres://db/myapp",
+      "oneoff env get -a myapp DATABASE_URL",
+    ],
+  },
+  {
+    name: "deploy",
+    summary: "Deploy a slug: a .tar.gz or a directory to pack",
+    usage: ["deploy -a APP PATH"],
+    notes: ["On a terminal, the bytes sent so far are shown on stderr."],
+    flags: [APP],
+    examples: ["oneoff deploy -a myapp ./build", "oneoff deploy -a myapp slug.tar.gz"],
+  },
+  {
+    name: "timeline",
+    summary: "Every change to an app, with who made it",
+    usage: ["timeline -a APP [-n N] [--json]"],
+    flags: [
+      APP,
+      { name: "limit", short: "n", value: "N", description: "How many events", default: "50" },
+      JSON_FLAG,
+    ],
+    examples: ["oneoff timeline -a demo"],
+  },
+  {
+    name: "audit",
+    summary: "Show or export a session recording; rotate the audit key",
+    usage: [
+      "audit show -a APP one-off-N [--json]",
+      "audit export -a APP one-off-N > x.cast",
+      "audit rotate-key",
+    ],
+    subcommands: ["show", "export", "rotate-key"],
+    flags: [APP, { name: "json", description: "show: print the recording as JSON" }],
+    examples: [
+      "oneoff audit show -a demo one-off-1",
+      "oneoff audit export -a demo one-off-1 > s.cast",
+    ],
+  },
+  {
+    name: "login",
+    summary: "Check and store the server and token (~/.config/oneoff/config.json)",
+    usage: ["login --server URL --token T"],
+    flags: [
+      { name: "server", value: "URL", description: "The server (default: $ONEOFF_SERVER)" },
+      { name: "token", value: "T", description: "An API token (default: $ONEOFF_TOKEN)" },
+    ],
+    examples: ["oneoff login --server https://oneoff.example.com --token oo_..."],
+  },
+  {
+    name: "logout",
+    summary: "Forget the stored server and token",
+    usage: ["logout"],
+    flags: [],
+    examples: ["oneoff logout"],
+  },
+  {
+    name: "whoami",
+    summary: "Show the token's name, role and apps",
+    usage: ["whoami [--json]"],
+    flags: [JSON_FLAG],
+    examples: ["oneoff whoami"],
+  },
+  {
+    name: "tokens",
+    summary: "Create, list and revoke API tokens (admins)",
+    usage: [
+      "tokens create [--role admin|member] [-a APP]... [--name NAME]",
+      "tokens list [--json]",
+      "tokens revoke ID|NAME",
+    ],
+    subcommands: ["create", "list", "revoke"],
+    notes: [
+      "A member token may use only its apps. The token is printed once, by create; list shows no secret. A revoked token stops working at once, dashboard sessions made with it included.",
+    ],
+    flags: [
+      { name: "role", value: "admin|member", description: "create: the role", default: "member" },
+      {
+        name: "app",
+        short: "a",
+        value: "APP",
+        multiple: true,
+        description: "create: an app a member may use",
+      },
+      { name: "name", value: "NAME", description: "create: who the token is for" },
+      JSON_FLAG,
+    ],
+    examples: [
+      "oneoff tokens create --role member -a demo --name alice",
+      "oneoff tokens list",
+      "oneoff tokens revoke alice",
+    ],
+  },
+  {
+    name: "agents",
+    summary: "List the agents (admins)",
+    usage: ["agents [--json]"],
+    flags: [JSON_FLAG],
+    examples: ["oneoff agents"],
+  },
+  {
+    name: "completion",
+    summary: "Print a shell completion script",
+    usage: ["completion bash|zsh"],
+    subcommands: ["bash", "zsh"],
+    flags: [],
+    examples: [
+      'eval "$(oneoff completion bash)"      # in ~/.bashrc',
+      'eval "$(oneoff completion zsh)"       # in ~/.zshrc',
+    ],
+  },
+  {
+    name: "dev",
+    summary: "Server and agent on this machine (SQLite), with a demo app",
+    usage: ["dev [--data-dir DIR] [--http ADDR] [--attach ADDR] [--sandbox bwrap|runc]"],
+    flags: [
+      { name: "data-dir", value: "DIR", description: "Where state is kept", default: "./.oneoff" },
+      {
+        name: "http",
+        value: "ADDR",
+        description: "The API and dashboard",
+        default: "127.0.0.1:8080",
+      },
+      { name: "attach", value: "ADDR", description: "The attach port", default: "127.0.0.1:5000" },
+      SANDBOX,
+    ],
+    examples: ["oneoff dev"],
+  },
+  {
+    name: "server",
+    summary: "The HTTP API and dashboard",
+    usage: [
+      "server [--http ADDR] [--database sqlite:PATH|postgres://...] [--data-dir DIR] [--join-token T] [--audit-key-file PATH] [--max-slug-bytes N] [--max-runs-per-app N]",
+    ],
+    flags: [
+      { name: "http", value: "ADDR", description: "Where to listen", default: "0.0.0.0:8080" },
+      {
+        name: "database",
+        value: "URL",
+        description: "sqlite:PATH or postgres://...",
+        default: "sqlite:<data-dir>/oneoff.db",
+      },
+      { name: "data-dir", value: "DIR", description: "State and blobs", default: "./.oneoff" },
+      {
+        name: "join-token",
+        value: "T",
+        description: "The token agents join with",
+        default: "<data-dir>/join.token",
+      },
+      {
+        name: "audit-key-file",
+        value: "PATH",
+        description: "Keys that encrypt session recordings",
+        default: "<data-dir>/audit.key",
+      },
+      { name: "max-slug-bytes", value: "N", description: "Largest slug accepted" },
+      { name: "max-runs-per-app", value: "N", description: "Live one-offs allowed per app" },
+    ],
+    examples: [
+      "oneoff server --data-dir /var/lib/oneoff",
+      "oneoff server --database postgres://oneoff@db/oneoff",
+    ],
+  },
+  {
+    name: "agent",
+    summary: "Run one-offs on this host for a server",
+    usage: [
+      "agent --server URL --join-token T [--name NAME] [--attach ADDR] [--advertise HOST] [--data-dir DIR] [--sandbox bwrap|runc] [--max-runs N] [--tls-cert PEM --tls-key PEM]",
+    ],
+    flags: [
+      { name: "server", value: "URL", description: "The server to dial" },
+      { name: "join-token", value: "T", description: "The server's join token" },
+      { name: "name", value: "NAME", description: "This agent's name", default: "the host name" },
+      { name: "attach", value: "ADDR", description: "The attach port", default: "0.0.0.0:5000" },
+      { name: "advertise", value: "HOST", description: "The host clients attach to" },
+      {
+        name: "data-dir",
+        value: "DIR",
+        description: "Slug cache and spool",
+        default: "./.oneoff-agent",
+      },
+      SANDBOX,
+      { name: "max-runs", value: "N", description: "One-offs at once", default: "20" },
+      { name: "tls-cert", value: "PEM", description: "Serve the attach port over TLS" },
+      { name: "tls-key", value: "PEM", description: "The certificate's key" },
+    ],
+    examples: ["oneoff agent --server https://oneoff.example.com --join-token oj_..."],
+  },
+];
+
+/** The command named `name`, if there is one. */
+export function commandSpec(name: string): CommandSpec | undefined {
+  return COMMANDS.find((c) => c.name === name);
+}
