@@ -53,6 +53,9 @@ export async function dev(args: string[]): Promise<number> {
     "In another terminal:",
     `  export ONEOFF_SERVER=${server.url} ONEOFF_TOKEN=${token}`,
     `  alias oneoff="deno run -A ${new URL("../main.ts", import.meta.url).pathname}"`,
+    `  #  or install it for every day: deno install -g -A -n oneoff --config ${
+      new URL("../deno.json", import.meta.url).pathname
+    } ${new URL("../main.ts", import.meta.url).pathname}`,
     "  oneoff run -a demo bash                 # a shell in a throwaway copy of the demo app",
     "  oneoff run -a demo -d -- 'for i in 1 2 3; do echo $i; sleep 1; done'",
     "  oneoff logs -a demo -f",
