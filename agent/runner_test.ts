@@ -3,6 +3,7 @@ import type { AgentMessage, RunSpec } from "../protocol/mod.ts";
 import { FakeClock } from "../util/clock.ts";
 import { createLogger } from "../util/log.ts";
 import { fakeClient, FakeListener, FakeSandbox, FakeSlugs } from "./_testing.ts";
+import { Outcomes } from "./outcomes.ts";
 import { Runner } from "./runner.ts";
 
 type RunStateMsg = Extract<AgentMessage, { type: "run_state" }>;
@@ -21,17 +22,23 @@ function setup(
   const listener = new FakeListener();
   const sent: AgentMessage[] = [];
   const channel = { up: true };
+  const send = (msg: AgentMessage) => {
+    if (!channel.up) return false;
+    sent.push(msg);
+    if (msg.type === "logs") queueMicrotask(() => runner.ackLogs(msg.runId, msg.batch));
+    if (msg.type === "audit") queueMicrotask(() => runner.ackAudit(msg.runId, msg.seq));
+    if (msg.type === "run_state" && msg.state !== "running") {
+      queueMicrotask(() => outcomes.ack(msg.runId));
+    }
+    return true;
+  };
+  const outcomes = Outcomes.inMemory({ send, clock });
   const runner: Runner = new Runner({
     sandbox,
     slugs,
     listener,
-    send(msg) {
-      if (!channel.up) return false;
-      sent.push(msg);
-      if (msg.type === "logs") queueMicrotask(() => runner.ackLogs(msg.runId, msg.batch));
-      if (msg.type === "audit") queueMicrotask(() => runner.ackAudit(msg.runId, msg.seq));
-      return true;
-    },
+    send,
+    outcomes,
     fetchBlob: () => Promise.reject(new Error("No uploads in these tests")),
     workDir: "/nonexistent/work",
     auditDir: options.auditDir ?? "/nonexistent/audit",
@@ -44,7 +51,7 @@ function setup(
     sent.filter((m): m is RunStateMsg => m.type === "run_state").map((m) => m.state);
   const ended = () =>
     sent.find((m): m is RunStateMsg => m.type === "run_state" && m.state !== "running");
-  return { clock, sandbox, slugs, listener, sent, channel, runner, states, ended };
+  return { clock, sandbox, slugs, listener, sent, channel, runner, states, ended, outcomes };
 }
 
 function spec(overrides: Partial<RunSpec> = {}): RunSpec {
