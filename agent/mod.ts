@@ -241,6 +241,16 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
     attach: `${listener.hostname}:${listener.port}`,
     sandbox: sandbox.name,
   });
+  let closing: Promise<void> | undefined;
+  function close(): Promise<void> {
+    closing ??= (async () => {
+      // Killed runs end first (their ends go to disk), then the channel closes.
+      await runner.close();
+      channel.close();
+      await listener.close();
+    })();
+    return closing;
+  }
   return {
     name: options.name,
     attachPort: listener.port,
@@ -262,10 +272,4 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
     },
     close,
   };
-  async function close(): Promise<void> {
-    // Killed runs end first (their ends go to disk), then the channel closes.
-    await runner.close();
-    channel.close();
-    await listener.close();
-  }
 }
