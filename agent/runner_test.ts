@@ -244,3 +244,81 @@ Deno.test("a run stopped while its slug is being fetched releases the slug once 
   assert.equal(slugs.released, 1);
   assert.deepEqual(states(), ["stopped"]);
 });
+
+Deno.test("a drain lets a run finish within the drain timeout, then stops the others with a reason", async () => {
+  const { clock, runner, sandbox, sent } = setup({ ignore: ["SIGTERM"], stopGraceMs: 1_000 });
+  runner.start(spec({ runId: "quick" }));
+  runner.start(spec({ runId: "slow" }));
+  await clock.advance(0);
+  const [quick, slow] = sandbox.processes;
+  const drained = runner.drain(10_000);
+  await clock.advance(0);
+  assert.ok(sent.some((m) => m.type === "draining"), "the server is told");
+  quick!.write("done\n");
+  await clock.advance(1_000);
+  quick!.exit(0);
+  await clock.advance(9_000);
+  assert.deepEqual(slow!.signals, ["SIGTERM"], "stopped at the drain timeout");
+  await clock.advance(1_000);
+  assert.deepEqual(slow!.signals, ["SIGTERM", "SIGKILL"], "killed after the grace");
+  await clock.advance(0);
+  await drained;
+  const ends = sent.filter((m): m is RunStateMsg => m.type === "run_state" && m.state !== "running");
+  assert.deepEqual(ends.map((m) => [m.runId, m.state, m.exitCode, m.reason, m.lines]), [
+    ["quick", "exited", 0, undefined, 1],
+    ["slow", "stopped", 137, "The agent was stopped", 1],
+  ]);
+  assert.deepEqual(runner.running(), []);
+});
+
+Deno.test("a run placed on a draining agent ends failed at once, and an attached one waiting for its client is stopped", async () => {
+  const { clock, runner, sandbox, listener, sent, outcomes } = setup();
+  runner.start(attached(clock, { runId: "waiting" }));
+  await clock.advance(0);
+  const drained = runner.drain(30_000);
+  await clock.advance(0);
+  await drained;
+  runner.start(spec({ runId: "late" }));
+  await clock.advance(0);
+  const ends = sent.filter((m): m is RunStateMsg => m.type === "run_state");
+  assert.deepEqual(ends.map((m) => [m.runId, m.state, m.reason]), [
+    ["waiting", "stopped", "The agent was stopped"],
+    ["late", "failed", "The agent is shutting down"],
+  ]);
+  assert.deepEqual(listener.cancelled, [SECRET]);
+  assert.equal(sandbox.processes.length, 0, "nothing was started");
+  assert.deepEqual(outcomes.pending(), [], "both ends were acknowledged");
+});
+
+Deno.test("stop_run for a run the agent does not have is harmless; a repeated start_run starts nothing twice", async () => {
+  const { clock, runner, sandbox, states } = setup();
+  runner.stop("no-such-run");
+  runner.start(spec());
+  runner.start(spec());
+  await clock.advance(0);
+  assert.equal(sandbox.processes.length, 1);
+  runner.stop("run-1");
+  await clock.advance(0);
+  runner.stop("run-1");
+  assert.deepEqual(states(), ["running", "stopped"]);
+});
+
+Deno.test("a detached run's end names its line count and is reported once its lines are spooled, acknowledged or not", async () => {
+  const { clock, runner, sandbox, sent, channel } = setup();
+  runner.start(spec());
+  await clock.advance(0);
+  const [process] = sandbox.processes;
+  channel.up = false;
+  process!.write("a\nb\n");
+  process!.exit(0);
+  await clock.advance(5_000);
+  assert.deepEqual(runner.running(), [], "the end is reported with the server away");
+  channel.up = true;
+  runner.reconnected();
+  // The end goes on the resend timer (in the agent, also in the hello).
+  await clock.advance(1_000);
+  const end = sent.find((m): m is RunStateMsg => m.type === "run_state" && m.state !== "running");
+  assert.equal(end?.lines, 2);
+  const lines = sent.flatMap((m) => m.type === "logs" ? m.records.map((r) => r.line) : []);
+  assert.deepEqual(lines, ["a", "b"]);
+});
