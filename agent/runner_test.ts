@@ -263,7 +263,9 @@ Deno.test("a drain lets a run finish within the drain timeout, then stops the ot
   assert.deepEqual(slow!.signals, ["SIGTERM", "SIGKILL"], "killed after the grace");
   await clock.advance(0);
   await drained;
-  const ends = sent.filter((m): m is RunStateMsg => m.type === "run_state" && m.state !== "running");
+  const ends = sent.filter((m): m is RunStateMsg =>
+    m.type === "run_state" && m.state !== "running"
+  );
   assert.deepEqual(ends.map((m) => [m.runId, m.state, m.exitCode, m.reason, m.lines]), [
     ["quick", "exited", 0, undefined, 1],
     ["slow", "stopped", 137, "The agent was stopped", 1],
