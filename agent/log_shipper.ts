@@ -34,8 +34,10 @@ export type SendFn = (msg: AgentMessage) => boolean;
 
 /**
  * The bound on unacknowledged log bytes on the agent's disk, over all runs.
- * Past it, shippers stop reading their processes' output until acks free
- * room; the agent logs once when it pauses and once when it resumes.
+ * Past it, shippers stop reading their processes' output until acks bring
+ * it down to half (so a steady flow does not flap at the bound); the agent
+ * logs once when it pauses and once when it resumes. The bound can be
+ * passed by what was read before the pause: at most a batch per run.
  */
 export class SpoolBudget {
   readonly maxBytes: number;
@@ -73,7 +75,7 @@ export class SpoolBudget {
   /** Frees an acknowledged batch. */
   free(bytes: number): void {
     this.#used = Math.max(0, this.#used - bytes);
-    if (!this.#paused || this.#used >= this.maxBytes) return;
+    if (!this.#paused || this.#used > this.maxBytes / 2) return;
     this.#paused = false;
     this.#log?.info("log spool has room again: detached runs' output resumes", {
       usedBytes: this.#used,

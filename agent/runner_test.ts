@@ -324,3 +324,19 @@ Deno.test("a detached run's end names its line count and is reported once its li
   const lines = sent.flatMap((m) => m.type === "logs" ? m.records.map((r) => r.line) : []);
   assert.deepEqual(lines, ["a", "b"]);
 });
+
+Deno.test("an attached client gets one clear line when the agent stops under its session", async () => {
+  const { clock, runner, listener, sandbox, ended } = setup();
+  runner.start(attached(clock));
+  await clock.advance(0);
+  const client = fakeClient();
+  listener.attach(SECRET, client);
+  await clock.advance(0);
+  sandbox.processes[0]!.write("$ ");
+  const drained = runner.drain(1_000);
+  await clock.advance(1_000);
+  await drained;
+  assert.deepEqual(client.written, ["$ ", "\r\noneoff: the agent is shutting down\r\n"]);
+  assert.equal(client.closed(), true);
+  assert.deepEqual([ended()!.state, ended()!.reason], ["stopped", "The agent was stopped"]);
+});

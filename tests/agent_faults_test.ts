@@ -165,3 +165,59 @@ Deno.test(needs(["root", "cgroups"], {
     assert.match(agent.stderr, /agent draining/);
   },
 }));
+
+Deno.test(needs(["root"], {
+  name:
+    "a full log spool pauses the run's process instead of dropping output; after the partition every line is stored once and the run exits 0",
+  async fn() {
+    await using sys = await faultServer();
+    await using proxy = new HoldingProxy(sys.server.url);
+    const dataDir = `${sys.dir}/agent`;
+    const marker = `marker-${crypto.randomUUID()}`;
+    await using agent = new AgentProcess(proxy.url, sys.server.joinToken, {
+      name: "vm-1",
+      dataDir,
+      sandbox: "bwrap",
+      flags: ["--spool-max-bytes", "32KiB"],
+    });
+    await sys.online("vm-1");
+    const count = 8000;
+    const pad = "x".repeat(60);
+    const run = await sys.detached(
+      `echo begin; sleep 2; i=0; while [ $i -lt ${count} ]; do i=$((i+1)); echo line-$i-${pad}; done # ${marker}`,
+    );
+    await waitFor(async () => (await sys.lines(run.label)).includes("begin"), {
+      message: "the run's first line to be stored",
+      seen: () => agent.stderr,
+    });
+    proxy.hold();
+    await waitFor(() => /log spool full/.test(agent.stderr), {
+      message: "the agent to say its spool is full",
+      seen: () => agent.stderr,
+    });
+    // The sandboxed shell waits on its full pipe: paused, not dropped.
+    await waitFor(async () => {
+      for (const pid of await pidsWith(marker)) {
+        const wchan = await Deno.readTextFile(`/proc/${pid}/wchan`).catch(() => "");
+        if (wchan.includes("pipe_write")) return true;
+      }
+      return false;
+    }, { message: "the run's process to be blocked writing to its pipe" });
+    assert.ok((await spooledLines(dataDir, run.id)).length < count);
+    assert.equal(agent.stderr.match(/log spool full/g)?.length, 1, "said once");
+    proxy.release();
+    const ended = await waitFor(async () => {
+      const info = await sys.run(run.id);
+      return info.state === "exited" ? info : null;
+    }, { message: "the run to exit", seen: () => agent.stderr, timeoutMs: 60_000 });
+    assert.equal(ended.exit_code, 0);
+    await waitFor(async () => (await sys.lines(run.label)).length >= count + 1, {
+      message: "every line to be stored",
+    });
+    assert.deepEqual(await sys.lines(run.label), [
+      "begin",
+      ...Array.from({ length: count }, (_, i) => `line-${i + 1}-${pad}`),
+    ]);
+    assert.match(agent.stderr, /log spool has room again/);
+  },
+}));
