@@ -95,8 +95,8 @@ export async function agent(args: string[]): Promise<number> {
   return 0;
 }
 
-/** SIGINT/SIGTERM: the first drains, the second cuts the drain short. */
-function signalCounter() {
+/** SIGINT/SIGTERM: the first resolves `first` (drain), the second `second` (cut the drain short). */
+export function signalCounter() {
   const first = Promise.withResolvers<void>();
   const second = Promise.withResolvers<void>();
   let count = 0;
