@@ -140,6 +140,7 @@ export class LogShipper {
   /** Set when the run is being killed: its last output is read past the bound. */
   #unbounded = Promise.withResolvers<void>();
   #isUnbounded = false;
+  #closed = false;
 
   constructor(runId: string, send: SendFn, options: LogShipperOptions = {}) {
     this.runId = runId;
@@ -306,7 +307,7 @@ export class LogShipper {
   }
 
   #armResend(): void {
-    if (this.#resendTimer !== undefined || this.#owed.size === 0) return;
+    if (this.#closed || this.#resendTimer !== undefined || this.#owed.size === 0) return;
     const every = Math.max(10, Math.min(1000, this.#resendMs / 4));
     this.#resendTimer = this.#clock.setInterval(() => this.#due(), every);
   }
@@ -335,7 +336,8 @@ export class LogShipper {
   finish(): Promise<void> {
     this.#flush();
     this.#finished = true;
-    if (this.#owed.size === 0) {
+    // Closed: what is owed stays on disk for the next agent start; nobody waits for it.
+    if (this.#owed.size === 0 || this.#closed) {
       this.#settle();
       return Promise.resolve();
     }
@@ -349,6 +351,7 @@ export class LogShipper {
 
   /** Stops the timers (the agent is stopping); what is unacknowledged stays on disk. */
   close(): void {
+    this.#closed = true;
     this.#clock.clearTimeout(this.#flushTimer);
     this.#clock.clearInterval(this.#resendTimer);
     this.#flushTimer = this.#resendTimer = undefined;

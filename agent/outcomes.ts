@@ -48,6 +48,7 @@ export class Outcomes {
   #owed = new Map<string, Owed>();
   #timer: TimerId | undefined;
   #settled: (() => void)[] = [];
+  #closed = false;
 
   private constructor(dataDir: string | null, options: OutcomesOptions) {
     this.#endedDir = dataDir === null ? null : `${dataDir}/ended`;
@@ -99,7 +100,11 @@ export class Outcomes {
   /** Marks a run as placed here, before anything of it starts. */
   started(runId: string): void {
     if (this.#startedDir === null) return;
-    Deno.writeTextFileSync(`${this.#startedDir}/${runId}`, "", { mode: 0o600 });
+    try {
+      Deno.writeTextFileSync(`${this.#startedDir}/${runId}`, "", { mode: 0o600 });
+    } catch {
+      // A full disk: the run still runs; only a crash of this agent would leave it unreported.
+    }
   }
 
   /** Records a run's end on disk, then sends it. Synchronous, as spool writes are. */
@@ -163,6 +168,7 @@ export class Outcomes {
 
   /** Stops the resend timer; what is unacknowledged stays on disk for the next start. */
   close(): void {
+    this.#closed = true;
     this.#clock.clearInterval(this.#timer);
     this.#timer = undefined;
   }
@@ -180,7 +186,7 @@ export class Outcomes {
   }
 
   #arm(): void {
-    if (this.#timer !== undefined || this.#owed.size === 0) return;
+    if (this.#closed || this.#timer !== undefined || this.#owed.size === 0) return;
     const every = Math.max(10, Math.min(1000, this.#resendMs / 4));
     this.#timer = this.#clock.setInterval(() => this.#due(), every);
   }

@@ -92,6 +92,9 @@ export class OneOff {
   #finalFlush: TimerId | undefined;
   /** Written to the attached client before its connection closes. */
   #farewell: string | undefined;
+  /** The agent is closing: nothing waits for acks any more. */
+  #killed = false;
+  #done = Promise.withResolvers<void>();
 
   constructor(spec: RunSpec, host: RunHost) {
     this.spec = spec;
@@ -224,10 +227,15 @@ export class OneOff {
     const outcome = this.#outcome(await process.status);
     if (outcome[1].reason && outcome[0] !== "exited") shipper.note(`oneoff: ${outcome[1].reason}`);
     // Spooled by now: the end can be reported, the lines follow exactly once.
-    await Promise.race([
-      shipper.finish(),
-      new Promise<void>((resolve) => this.#finalFlush = clock.setTimeout(resolve, FINAL_FLUSH_MS)),
-    ]);
+    const delivered = shipper.finish();
+    if (!this.#killed) {
+      await Promise.race([
+        delivered,
+        new Promise<void>((resolve) =>
+          this.#finalFlush = clock.setTimeout(resolve, FINAL_FLUSH_MS)
+        ),
+      ]);
+    }
     await this.#finish(...outcome);
   }
 
@@ -325,6 +333,7 @@ export class OneOff {
     this.#host.outcome({ runId: spec.runId, state, ...detail, ...lines, at: clock.now() });
     log.info("run ended", { run: spec.label, app: spec.app, state, ...detail });
     this.#host.ended(this);
+    this.#done.resolve();
     await this.#cleanup();
   }
 
@@ -337,13 +346,34 @@ export class OneOff {
     if (dir) await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 
-  /** The agent is stopping: SIGKILL, and resolves once the process is gone. */
-  async kill(): Promise<void> {
-    this.#clearTimers();
+  /**
+   * The agent is closing: SIGKILL, and resolves once the process is gone and
+   * the end (`stopped`, "The agent was stopped") is recorded, or after
+   * `waitMs` (the end then stays unrecorded, and the next agent start
+   * reports the run as interrupted).
+   */
+  async kill(waitMs = 5_000): Promise<void> {
+    this.#killed = true;
+    this.#shipper?.unbound();
     const process = this.#process;
-    if (!process) return;
+    if (!process) {
+      // Preparing, or waiting for its client: it ends at once.
+      this.stop("stopped", AGENT_STOPPED_REASON);
+      return;
+    }
+    if (!this.#ending) {
+      this.#ending = "stopped";
+      this.#endingReason = AGENT_STOPPED_REASON;
+    }
+    this.#clearTimers();
     process.kill("SIGKILL");
     await process.status.catch(() => {});
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.#done.promise,
+      new Promise<void>((resolve) => timer = setTimeout(resolve, waitMs)),
+    ]);
+    clearTimeout(timer);
   }
 
   #clearTimers(): void {

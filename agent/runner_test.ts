@@ -340,3 +340,21 @@ Deno.test("an attached client gets one clear line when the agent stops under its
   assert.equal(client.closed(), true);
   assert.deepEqual([ended()!.state, ended()!.reason], ["stopped", "The agent was stopped"]);
 });
+
+Deno.test("closing the runner kills its runs, records them stopped and leaves no timer", async () => {
+  const { clock, runner, sandbox, ended, channel, outcomes } = setup();
+  runner.start(spec());
+  await clock.advance(0);
+  channel.up = false;
+  sandbox.processes[0]!.write("unacknowledged\n");
+  await clock.advance(100);
+  await runner.close();
+  assert.deepEqual(sandbox.processes[0]!.signals, ["SIGKILL"]);
+  channel.up = true;
+  assert.equal(ended(), undefined, "the end was recorded while the channel was down");
+  assert.deepEqual(
+    outcomes.pending().map((e) => [e.state, e.reason, e.lines]),
+    [["stopped", "The agent was stopped", 1]],
+  );
+  assert.equal(clock.pending, 0, "no resend timer survives the close");
+});
