@@ -354,7 +354,7 @@ Deno.test("closing the runner kills its runs, records them stopped and leaves no
   assert.equal(ended(), undefined, "the end was recorded while the channel was down");
   assert.deepEqual(
     outcomes.pending().map((e) => [e.state, e.reason, e.lines]),
-    [["stopped", "The agent was stopped", 1]],
+    [["stopped", "The agent was stopped", 2]],
   );
   assert.equal(clock.pending, 0, "no resend timer survives the close");
 });
