@@ -221,3 +221,58 @@ Deno.test(needs(["root"], {
     assert.match(agent.stderr, /log spool has room again/);
   },
 }));
+
+Deno.test(needs(["root"], {
+  name:
+    "a run that prints and exits while the server is cut off keeps its lines and its end on the agent's disk, and both are delivered afterwards",
+  async fn() {
+    await using sys = await faultServer();
+    await using proxy = new HoldingProxy(sys.server.url);
+    const dataDir = `${sys.dir}/agent`;
+    await using agent = new AgentProcess(proxy.url, sys.server.joinToken, {
+      name: "vm-1",
+      dataDir,
+      sandbox: "bwrap",
+    });
+    await sys.online("vm-1");
+    const count = 5000;
+    const run = await sys.detached(
+      `echo begin; sleep 2; i=0; while [ $i -lt ${count} ]; do i=$((i+1)); echo line-$i; done`,
+    );
+    await waitFor(async () => (await sys.lines(run.label)).includes("begin"), {
+      message: "the run's first line to be stored",
+      seen: () => agent.stderr,
+    });
+    proxy.hold();
+    const kept = await waitFor(
+      () => Deno.readTextFile(`${dataDir}/ended/${run.id}.json`).then(JSON.parse, () => null),
+      { message: "the run's end to be kept on the agent's disk", seen: () => agent.stderr },
+    );
+    assert.deepEqual([kept.state, kept.exitCode, kept.lines], ["exited", 0, count + 1]);
+    assert.equal((await spooledLines(dataDir, run.id)).length, count, "unacknowledged lines wait");
+    proxy.release();
+    await waitFor(async () => (await sys.lines(run.label)).length >= count + 1, {
+      message: "the spooled lines to be delivered",
+      seen: () => agent.stderr,
+    });
+    assert.deepEqual(await sys.lines(run.label), [
+      "begin",
+      ...Array.from({ length: count }, (_, i) => `line-${i + 1}`),
+    ]);
+    const ended = await waitFor(async () => {
+      const info = await sys.run(run.id);
+      return info.state === "exited" || info.state === "lost" ? info : null;
+    }, { message: "the run to end" });
+    if (ended.state === "exited") {
+      assert.equal(ended.exit_code, 0);
+      await waitFor(
+        () => Deno.stat(`${dataDir}/ended/${run.id}.json`).then(() => false, () => true),
+        { message: "the agent to forget the acknowledged end" },
+      );
+    } else {
+      // A server that ignores `hello.ended` (before it learnt it) marks the run lost at the
+      // rejoin and never acknowledges the end: the agent keeps it, to send again.
+      assert.ok(await Deno.stat(`${dataDir}/ended/${run.id}.json`).then(() => true, () => false));
+    }
+  },
+}));
