@@ -1,7 +1,11 @@
 /**
  * The agent's control channel: it dials the server (so agents work behind
  * NAT), says hello with the join token, sends heartbeats and reconnects
- * with backoff.
+ * with backoff. A server that goes silent (frozen, or a partition that
+ * leaves the TCP connection half-open) is noticed: once the server has sent
+ * heartbeats on a connection, no message for `silentHeartbeats` × its
+ * heartbeat interval counts as a dead channel, dropped without waiting for
+ * a close handshake; a connection not welcomed in time is dropped too.
  * @module
  */
 import {
@@ -32,6 +36,14 @@ export class JoinRefusedError extends Error {
   }
 }
 
+/** How the channel notices a dead server. */
+export interface ControlOptions {
+  /** Heartbeat intervals of silence after which the server counts as gone (default 3). */
+  silentHeartbeats?: number;
+  /** A connection not welcomed within this long is dropped and tried again (default 10 s). */
+  connectTimeoutMs?: number;
+}
+
 /** One WebSocket to the server, kept open. */
 export class ControlChannel {
   #url: string;
@@ -43,10 +55,25 @@ export class ControlChannel {
   #heartbeat: ReturnType<typeof setInterval> | undefined;
   #retry: ReturnType<typeof setTimeout> | undefined;
   #backoffMs = 250;
+  #silentHeartbeats: number;
+  #connectTimeoutMs: number;
+  #lastHeard = 0;
+  #heartbeatMs = 0;
+  /** The server sends heartbeats on this connection: its silence means something. */
+  #serverBeats = false;
+  #watchdog: ReturnType<typeof setInterval> | undefined;
+  #connectTimer: ReturnType<typeof setTimeout> | undefined;
   #firstWelcome = Promise.withResolvers<void>();
   #refusal = Promise.withResolvers<never>();
 
-  constructor(serverUrl: string, handlers: ControlHandlers, log: Logger) {
+  constructor(
+    serverUrl: string,
+    handlers: ControlHandlers,
+    log: Logger,
+    options: ControlOptions = {},
+  ) {
+    this.#silentHeartbeats = options.silentHeartbeats ?? 3;
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.#url = serverUrl.replace(/^http/, "ws").replace(/\/+$/, "") + AGENT_CHANNEL_PATH;
     this.#handlers = handlers;
     this.#log = log;
@@ -84,8 +111,19 @@ export class ControlChannel {
     if (this.#closed) return;
     const socket = new WebSocket(this.#url);
     this.#socket = socket;
+    this.#serverBeats = false;
+    clearTimeout(this.#connectTimer);
+    this.#connectTimer = setTimeout(() => {
+      if (this.#socket !== socket || this.#open) return;
+      this.#log.warn("the server did not welcome this agent in time, reconnecting", {
+        timeoutMs: this.#connectTimeoutMs,
+      });
+      this.#drop(socket);
+    }, this.#connectTimeoutMs);
     socket.onopen = () => socket.send(JSON.stringify(this.#handlers.hello()));
     socket.onmessage = (event) => {
+      if (this.#socket !== socket) return;
+      this.#lastHeard = Date.now();
       const decoded = decodeServerMessage(String(event.data));
       if (!decoded.ok) {
         // Dropped whole: nothing of a malformed message is applied.
@@ -93,14 +131,22 @@ export class ControlChannel {
         return;
       }
       const msg = decoded.value;
+      if (msg.type === "heartbeat") {
+        this.#serverBeats = true;
+        return;
+      }
       if (msg.type === "welcome") {
         this.#open = true;
         this.#backoffMs = 250;
+        clearTimeout(this.#connectTimer);
         clearInterval(this.#heartbeat);
+        this.#heartbeatMs = msg.heartbeatMs;
         this.#heartbeat = setInterval(
           () => this.send({ type: "heartbeat", running: this.#handlers.running() }),
           msg.heartbeatMs,
         );
+        clearInterval(this.#watchdog);
+        this.#watchdog = setInterval(() => this.#checkSilence(socket), msg.heartbeatMs);
         this.#log.info("connected to server", { url: this.#url, agentId: msg.agentId });
         this.#firstWelcome.resolve();
         this.#handlers.connected();
@@ -126,20 +172,48 @@ export class ControlChannel {
     };
     socket.onerror = () => {};
     socket.onclose = () => {
-      const wasOpen = this.#open;
-      this.#open = false;
-      clearInterval(this.#heartbeat);
-      if (this.#closed) return;
-      if (wasOpen) this.#log.warn("lost the server, reconnecting");
-      this.#retry = setTimeout(() => this.#connect(), this.#backoffMs);
-      this.#backoffMs = Math.min(this.#backoffMs * 2, 10_000);
+      if (this.#socket !== socket) return;
+      this.#lost();
     };
+  }
+
+  // An older server sends no heartbeats: only a server that does is held to them.
+  #checkSilence(socket: WebSocket): void {
+    if (this.#socket !== socket || !this.#open || !this.#serverBeats) return;
+    const silentMs = Date.now() - this.#lastHeard;
+    if (silentMs < this.#silentHeartbeats * this.#heartbeatMs) return;
+    this.#log.warn("the server is silent, reconnecting", { silentMs });
+    this.#drop(socket);
+  }
+
+  /** Gives a connection up at once: a frozen peer would never finish a close handshake. */
+  #drop(socket: WebSocket): void {
+    socket.onmessage = socket.onclose = socket.onopen = null;
+    try {
+      socket.close();
+    } catch { /* not open yet */ }
+    if (this.#socket === socket) this.#lost();
+  }
+
+  #lost(): void {
+    const wasOpen = this.#open;
+    this.#open = false;
+    this.#socket = null;
+    clearInterval(this.#heartbeat);
+    clearInterval(this.#watchdog);
+    clearTimeout(this.#connectTimer);
+    if (this.#closed) return;
+    if (wasOpen) this.#log.warn("lost the server, reconnecting");
+    this.#retry = setTimeout(() => this.#connect(), this.#backoffMs);
+    this.#backoffMs = Math.min(this.#backoffMs * 2, 10_000);
   }
 
   /** Closes the channel for good. */
   close(): void {
     this.#closed = true;
     clearInterval(this.#heartbeat);
+    clearInterval(this.#watchdog);
+    clearTimeout(this.#connectTimer);
     clearTimeout(this.#retry);
     this.#socket?.close();
     this.#firstWelcome.promise.catch(() => {});

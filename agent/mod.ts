@@ -11,10 +11,20 @@ import { raiseFileLimit } from "./_fd_limit.ts";
 import { ControlChannel } from "./control.ts";
 
 export { JoinRefusedError } from "./control.ts";
+import { SpoolBudget } from "./log_shipper.ts";
+import { Outcomes } from "./outcomes.ts";
 import { Recorder } from "./recorder.ts";
 import { Runner } from "./runner.ts";
-import { createSandbox, SANDBOX_UID } from "./sandbox/mod.ts";
+import { createSandbox, removeLeftovers, SANDBOX_UID } from "./sandbox/mod.ts";
 import { SlugCache } from "./slug_cache.ts";
+import { recoverSpools } from "./spool.ts";
+
+/** Default bound of the log spool: unacknowledged detached output on disk, over all runs. */
+export const DEFAULT_SPOOL_MAX_BYTES = 1024 ** 3;
+/** Default time detached runs of a stopping agent have to finish. */
+export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
+/** How long a stopping agent waits for the server to acknowledge the last logs and ends. */
+const FLUSH_TIMEOUT_MS = 5_000;
 
 /** Options of `oneoff agent`. */
 export interface AgentOptions {
@@ -36,6 +46,20 @@ export interface AgentOptions {
   record?: boolean;
   /** Disk budget of the slug cache. */
   cacheBytes?: number;
+  /**
+   * Bound on unacknowledged detached output on disk, over all runs (default
+   * 1 GiB); past it the runs' output is not read (their processes pause on
+   * the full pipe) until the server acknowledges some. Nothing is dropped.
+   */
+  spoolMaxBytes?: number;
+  /** How long detached runs may finish when the agent is stopped (default 30 s). */
+  drainTimeoutMs?: number;
+  /** SIGTERM → SIGKILL grace when a run is stopped (default 10 s). */
+  stopGraceMs?: number;
+  /** First resend of an unacknowledged log batch or run end (default 5 s). */
+  resendMs?: number;
+  /** Seconds of server silence, in heartbeats, before the channel counts as dead (default 3). */
+  silentHeartbeats?: number;
   log?: Logger;
 }
 
@@ -46,6 +70,14 @@ export interface RunningAgent {
   warnings: string[];
   /** Rejects with a `JoinRefusedError` if the server refuses the agent on a reconnect. */
   refused: Promise<never>;
+  /**
+   * Stops gracefully: tells the server (`draining`), takes no more runs, lets
+   * runs finish for the drain timeout, then stops them (`stopped`, "The
+   * agent was stopped"), waits a while for the server to acknowledge the
+   * last logs and ends, and closes.
+   */
+  drain(): Promise<void>;
+  /** Stops at once: runs are killed; what is unacknowledged stays on disk for the next start. */
   close(): Promise<void>;
 }
 
@@ -64,6 +96,22 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
   const log = options.log ?? createLogger("agent");
   await Deno.mkdir(`${options.dataDir}/work`, { recursive: true, mode: 0o700 });
   await Deno.chmod(options.dataDir, 0o700);
+  // Filled in once the channel exists; nothing is sent before start().
+  let send: (msg: AgentMessage) => boolean = () => false;
+  const { outcomes, started, interrupted } = await Outcomes.open(options.dataDir, {
+    send: (msg) => send(msg),
+    ...(options.resendMs !== undefined ? { resendMs: options.resendMs } : {}),
+  });
+  // An earlier process of this agent died with runs: its sandboxes died with it, their traces go.
+  const leftover = await removeLeftovers(`${options.dataDir}/work`, started);
+  for (const failure of leftover.failures) {
+    log.error("cannot remove what an earlier agent process left", {
+      error: failure instanceof Error ? failure.message : String(failure),
+    });
+  }
+  if (interrupted.length > 0) {
+    log.warn("runs of an earlier agent process ended with it", { runs: interrupted });
+  }
   const files = await raiseFileLimit();
   const warnings: string[] = [];
   if (files !== null && files < 5 * options.maxRuns + 64) {
@@ -105,38 +153,66 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
     ...(options.handshakeTimeoutMs ? { handshakeTimeoutMs: options.handshakeTimeoutMs } : {}),
   });
   // The channel's handlers use `runner`, made next; none runs before start().
-  const channel: ControlChannel = new ControlChannel(base, {
-    hello: () => ({
-      type: "hello",
-      token: options.joinToken,
-      name: options.name,
-      version: VERSION,
-      capacity: options.maxRuns,
-      sandbox: sandbox.name,
-      attach: {
-        host: options.advertise ?? advertisedHost(listener.hostname),
-        port: listener.port,
-        tls: listener.tls,
-        ...(listener.tlsFingerprint ? { tlsFingerprint: listener.tlsFingerprint } : {}),
+  const channel: ControlChannel = new ControlChannel(
+    base,
+    {
+      hello: () => ({
+        type: "hello",
+        token: options.joinToken,
+        name: options.name,
+        version: VERSION,
+        capacity: options.maxRuns,
+        sandbox: sandbox.name,
+        attach: {
+          host: options.advertise ?? advertisedHost(listener.hostname),
+          port: listener.port,
+          tls: listener.tls,
+          ...(listener.tlsFingerprint ? { tlsFingerprint: listener.tlsFingerprint } : {}),
+        },
+        running: runner.running(),
+        ended: outcomes.pending(),
+        warnings,
+      }),
+      running: () => runner.running(),
+      message: (msg) => {
+        if (msg.type === "start_run") runner.start(msg.spec);
+        else if (msg.type === "stop_run") runner.stop(msg.runId);
+        else if (msg.type === "resize") runner.resize(msg.runId, msg.cols, msg.rows);
+        else if (msg.type === "logs_ack") runner.ackLogs(msg.runId, msg.batch);
+        else if (msg.type === "logs_nack") {
+          log.warn("the server could not store a log batch: it goes again", {
+            run: msg.runId,
+            batch: msg.batch,
+            reason: msg.reason,
+          });
+          runner.nackLogs(msg.runId, msg.batch);
+        } else if (msg.type === "audit_ack") runner.ackAudit(msg.runId, msg.seq);
+        else if (msg.type === "audit_nack") runner.nackAudit(msg.runId);
+        else if (msg.type === "state_ack") outcomes.ack(msg.runId);
       },
-      running: runner.running(),
-      ended: [],
-      warnings,
-    }),
-    running: () => runner.running(),
-    message: (msg) => {
-      if (msg.type === "start_run") runner.start(msg.spec);
-      else if (msg.type === "stop_run") runner.stop(msg.runId);
-      else if (msg.type === "resize") runner.resize(msg.runId, msg.cols, msg.rows);
-      else if (msg.type === "logs_ack") runner.ackLogs(msg.runId, msg.batch);
-      else if (msg.type === "audit_ack") runner.ackAudit(msg.runId, msg.seq);
+      connected: () => {
+        outcomes.sentInHello();
+        runner.reconnected();
+      },
     },
-    connected: () => runner.reconnected(),
-  }, log.child("control"));
-  const send = (msg: AgentMessage) => channel.send(msg);
+    log.child("control"),
+    {
+      ...(options.silentHeartbeats !== undefined
+        ? { silentHeartbeats: options.silentHeartbeats }
+        : {}),
+    },
+  );
+  send = (msg: AgentMessage) => channel.send(msg);
   const auditDir = `${options.dataDir}/audit`;
   await Deno.mkdir(auditDir, { recursive: true, mode: 0o700 });
   const leftovers = await Recorder.recover(auditDir, send);
+  const logDir = `${options.dataDir}/logs`;
+  await Deno.mkdir(logDir, { recursive: true, mode: 0o700 });
+  const logLeftovers = await recoverSpools(logDir);
+  const budget = new SpoolBudget(
+    options.spoolMaxBytes ?? DEFAULT_SPOOL_MAX_BYTES,
+    log.child("logs"),
+  );
   const runner = new Runner({
     sandbox,
     slugs,
@@ -146,6 +222,12 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
     workDir: `${options.dataDir}/work`,
     auditDir,
     leftovers,
+    outcomes,
+    logDir,
+    budget,
+    logLeftovers,
+    ...(options.resendMs !== undefined ? { logResendMs: options.resendMs } : {}),
+    ...(options.stopGraceMs !== undefined ? { stopGraceMs: options.stopGraceMs } : {}),
     ...(options.record === false ? { record: false } : {}),
     log: log.child("runner"),
   });
@@ -153,6 +235,7 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
     await channel.start();
   } catch (err) {
     channel.close();
+    await runner.close();
     await listener.close();
     throw err;
   }
@@ -161,15 +244,35 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
     attach: `${listener.hostname}:${listener.port}`,
     sandbox: sandbox.name,
   });
+  let closing: Promise<void> | undefined;
+  function close(): Promise<void> {
+    closing ??= (async () => {
+      // Killed runs end first (their ends go to disk), then the channel closes.
+      await runner.close();
+      channel.close();
+      await listener.close();
+    })();
+    return closing;
+  }
   return {
     name: options.name,
     attachPort: listener.port,
     warnings,
     refused: channel.refused,
-    async close() {
-      channel.close();
-      await runner.close();
-      await listener.close();
+    async drain() {
+      log.info("agent draining: no more runs; the running ones may finish", {
+        runs: runner.running().length,
+      });
+      await runner.drain(options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS);
+      const logs = await runner.logsDelivered(FLUSH_TIMEOUT_MS);
+      const ends = await outcomes.settled(FLUSH_TIMEOUT_MS);
+      if (!logs || !ends) {
+        log.warn("stopping with output or run ends the server has not acknowledged", {
+          detail: "they stay on disk and are delivered when this agent starts again",
+        });
+      }
+      await close();
     },
+    close,
   };
 }

@@ -4,19 +4,26 @@
  * goes through prepare → (wait for the client) → launch → stop → finish.
  * @module
  */
-import type { AgentMessage, RunSpec, RunState } from "../protocol/mod.ts";
+import type { AgentMessage, RunEnded, RunSpec, RunState } from "../protocol/mod.ts";
 import type { Clock, TimerId } from "../util/clock.ts";
 import { streamToFile } from "../util/file_batcher.ts";
 import { errorMessage, type Logger } from "../util/log.ts";
 import type { AttachedClient } from "./attach_listener.ts";
-import { LogShipper } from "./log_shipper.ts";
+import type { LogShipper } from "./log_shipper.ts";
 import { Recorder } from "./recorder.ts";
 import type { ExitStatus, Sandbox, SandboxProcess } from "./sandbox/mod.ts";
 import { pipeSession } from "./session.ts";
 import type { SlugCache, SlugLease } from "./slug_cache.ts";
 
-/** How long a detached run's last lines may wait for the server's ack before the run ends anyway. */
-export const FINAL_FLUSH_MS = 30_000;
+/**
+ * How long a detached run's last lines may wait for the server's ack before
+ * its end is reported anyway: they are on disk by then and follow later.
+ */
+export const FINAL_FLUSH_MS = 5_000;
+/** The line an attached client gets when the agent stops under its session. */
+export const SHUTDOWN_LINE = "\r\noneoff: the agent is shutting down\r\n";
+/** The reason given to the runs a stopping agent ends. */
+export const AGENT_STOPPED_REASON = "The agent was stopped";
 
 /** The part of the attach listener a run uses: waiting for its client's secret. */
 export interface AttachWaiter {
@@ -47,6 +54,10 @@ export interface RunHost {
   send(msg: AgentMessage): boolean;
   /** Sends a state change, kept until the channel is back when it is down. */
   report(msg: AgentMessage): void;
+  /** Records the run's end on disk and sends it until the server acknowledges it. */
+  outcome(ended: RunEnded): void;
+  /** The shipper of a detached run's output (spooled on disk, acknowledged batch by batch). */
+  shipper(runId: string): LogShipper;
   /** The run has ended and said so: it leaves the agent's table. */
   ended(run: OneOff): void;
 }
@@ -55,6 +66,8 @@ export interface RunHost {
 export type Ending = "stopped" | "timed_out";
 
 type Detail = { exitCode?: number; reason?: string };
+
+const encoder = new TextEncoder();
 
 /** One run placed on this agent; see the module documentation. */
 export class OneOff {
@@ -77,6 +90,11 @@ export class OneOff {
   #maxDuration: TimerId | undefined;
   #killGrace: TimerId | undefined;
   #finalFlush: TimerId | undefined;
+  /** Written to the attached client before its connection closes. */
+  #farewell: string | undefined;
+  /** The agent is closing: nothing waits for acks any more. */
+  #killed = false;
+  #done = Promise.withResolvers<void>();
 
   constructor(spec: RunSpec, host: RunHost) {
     this.spec = spec;
@@ -191,23 +209,33 @@ export class OneOff {
       clock: this.#host.clock,
     });
     await this.#finish(...this.#outcome(session.status));
+    if (this.#farewell) {
+      await client.conn.write(encoder.encode(this.#farewell)).catch(() => {});
+    }
     session.close();
   }
 
   async #detached(process: SandboxProcess): Promise<void> {
     const { clock } = this.#host;
-    const shipper = new LogShipper(this.spec.runId, (msg) => this.#host.send(msg), { clock });
+    const shipper = this.#host.shipper(this.spec.runId);
     this.#shipper = shipper;
+    if (this.#ending) shipper.unbound();
     await Promise.all([
       shipper.collect(process.stdout, "stdout"),
       shipper.collect(process.stderr!, "stderr"),
     ]);
     const outcome = this.#outcome(await process.status);
     if (outcome[1].reason && outcome[0] !== "exited") shipper.note(`oneoff: ${outcome[1].reason}`);
-    await Promise.race([
-      shipper.finish(),
-      new Promise<void>((resolve) => this.#finalFlush = clock.setTimeout(resolve, FINAL_FLUSH_MS)),
-    ]);
+    // Spooled by now: the end can be reported, the lines follow exactly once.
+    const delivered = shipper.finish();
+    if (!this.#killed) {
+      await Promise.race([
+        delivered,
+        new Promise<void>((resolve) =>
+          this.#finalFlush = clock.setTimeout(resolve, FINAL_FLUSH_MS)
+        ),
+      ]);
+    }
     await this.#finish(...outcome);
   }
 
@@ -232,6 +260,8 @@ export class OneOff {
     if (this.#ended || this.#ending) return;
     this.#ending = state;
     if (reason) this.#endingReason = reason;
+    // A process paused by a full spool must still be able to die and be read to its end.
+    this.#shipper?.unbound();
     const process = this.#process;
     if (!process) {
       if (this.spec.attach) this.#host.listener.cancel(this.spec.attach.secretSha256);
@@ -245,15 +275,21 @@ export class OneOff {
     );
   }
 
+  /** The agent is stopping: the run ends `stopped`, and an attached client is told why. */
+  shutdown(): void {
+    if (this.spec.attach) this.#farewell = SHUTDOWN_LINE;
+    this.stop("stopped", AGENT_STOPPED_REASON);
+  }
+
+  /** True while an attached run still waits for its client. */
+  get waiting(): boolean {
+    return this.#waiting && !this.#process && !this.#ending && !this.#ended;
+  }
+
   /** Resizes a TTY run's terminal, and records it. */
   resize(cols: number, rows: number): void {
     this.#process?.resize(cols, rows);
     this.#recorder?.resize(cols, rows);
-  }
-
-  /** The server committed log batch `batch` of the run. */
-  ackLogs(batch: number): void {
-    this.#shipper?.ack(batch);
   }
 
   /** The channel is back: say again that the run waits for its client, and resend what is unacknowledged. */
@@ -266,7 +302,6 @@ export class OneOff {
         expiresAt: attach.expiresAt,
       });
     }
-    this.#shipper?.resend();
     this.#recorder?.resend();
   }
 
@@ -294,9 +329,11 @@ export class OneOff {
     this.#clearTimers();
     const { spec } = this;
     const { clock, log } = this.#host;
-    this.#host.report({ type: "run_state", runId: spec.runId, state, ...detail, at: clock.now() });
+    const lines = spec.attach ? {} : { lines: this.#shipper?.lines ?? 0 };
+    this.#host.outcome({ runId: spec.runId, state, ...detail, ...lines, at: clock.now() });
     log.info("run ended", { run: spec.label, app: spec.app, state, ...detail });
     this.#host.ended(this);
+    this.#done.resolve();
     await this.#cleanup();
   }
 
@@ -309,13 +346,34 @@ export class OneOff {
     if (dir) await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 
-  /** The agent is stopping: SIGKILL, and resolves once the process is gone. */
-  async kill(): Promise<void> {
-    this.#clearTimers();
+  /**
+   * The agent is closing: SIGKILL, and resolves once the process is gone and
+   * the end (`stopped`, "The agent was stopped") is recorded, or after
+   * `waitMs` (the end then stays unrecorded, and the next agent start
+   * reports the run as interrupted).
+   */
+  async kill(waitMs = 5_000): Promise<void> {
+    this.#killed = true;
+    this.#shipper?.unbound();
     const process = this.#process;
-    if (!process) return;
+    if (!process) {
+      // Preparing, or waiting for its client: it ends at once.
+      this.stop("stopped", AGENT_STOPPED_REASON);
+      return;
+    }
+    if (!this.#ending) {
+      this.#ending = "stopped";
+      this.#endingReason = AGENT_STOPPED_REASON;
+    }
+    this.#clearTimers();
     process.kill("SIGKILL");
     await process.status.catch(() => {});
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.#done.promise,
+      new Promise<void>((resolve) => timer = setTimeout(resolve, waitMs)),
+    ]);
+    clearTimeout(timer);
   }
 
   #clearTimers(): void {

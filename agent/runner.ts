@@ -1,16 +1,24 @@
 /**
  * The runs of one agent: the table of {@link OneOff}s by id, the outbox of
- * state changes the server has not received yet, and what a reconnect sends
- * again (unacknowledged logs and audit chunks, runs waiting for their client).
+ * state changes the server has not received yet, the log shippers whose
+ * batches await acks (of live runs, ended ones and an earlier agent
+ * process's), the book of ends awaiting `state_ack`, what a reconnect sends
+ * again, and the drain of a stopping agent.
  * @module
  */
 import type { AgentMessage, RunSpec } from "../protocol/mod.ts";
-import { type Clock, realClock } from "../util/clock.ts";
+import { type Clock, realClock, type TimerId } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
+import { LogShipper, type LogShipperOptions, SpoolBudget } from "./log_shipper.ts";
+import type { Outcomes } from "./outcomes.ts";
 import type { Recorder, RecoveredChunks } from "./recorder.ts";
 import { type AttachWaiter, type Ending, OneOff, type RunHost } from "./run.ts";
 import type { Sandbox } from "./sandbox/mod.ts";
+import { RunSpool } from "./spool.ts";
 import type { SlugCache } from "./slug_cache.ts";
+
+/** The reason given to a run placed on an agent that is stopping. */
+export const SHUTTING_DOWN_REASON = "The agent is shutting down";
 
 /** How long an ended session's last audit chunks are waited for; the rest stays on disk. */
 const RECORDING_WAIT_MS = 60_000;
@@ -30,6 +38,16 @@ export interface RunnerDeps {
   auditDir: string;
   /** Chunks an earlier agent process left in the spool. */
   leftovers?: RecoveredChunks;
+  /** Ends not yet acknowledged by the server, on disk. */
+  outcomes: Outcomes;
+  /** Spool of detached output not yet stored by the server (`<logDir>/<runId>/<batch>.json`); memory only when absent. */
+  logDir?: string;
+  /** The bound on spooled log bytes over all runs (default a 1 GiB one). */
+  budget?: SpoolBudget;
+  /** Log spools an earlier agent process left, to deliver (see `LogShipper.recover`). */
+  logLeftovers?: RunSpool[];
+  /** First resend of an unacknowledged log batch (default 5 s). */
+  logResendMs?: number;
   /** Record attached sessions (default true; false only to measure what recording costs). */
   record?: boolean;
   log: Logger;
@@ -47,6 +65,11 @@ export class Runner {
   #outbox: AgentMessage[] = [];
   /** Recordings of ended sessions whose last chunks await the server's ack. */
   #recorders = new Map<string, Recorder>();
+  /** Log shippers with batches still owed: live runs, ended ones, leftovers. */
+  #shippers = new Map<string, LogShipper>();
+  #budget: SpoolBudget;
+  #draining = false;
+  #idle: (() => void)[] = [];
 
   constructor(deps: RunnerDeps) {
     this.#deps = deps;
@@ -63,8 +86,38 @@ export class Runner {
       log: deps.log,
       send: (msg) => deps.send(msg),
       report: (msg) => this.#report(msg),
+      outcome: (ended) => deps.outcomes.ended(ended),
+      shipper: (runId) => this.#shipper(runId),
       ended: (run) => this.#ended(run),
     };
+    this.#budget = deps.budget ?? new SpoolBudget(1024 ** 3, deps.log);
+    for (const spool of deps.logLeftovers ?? []) {
+      const shipper = LogShipper.recover(spool, deps.send, this.#shipperOptions());
+      if (!shipper.done) this.#shippers.set(spool.runId, shipper);
+    }
+  }
+
+  #shipperOptions(): LogShipperOptions {
+    const deps = this.#deps;
+    return {
+      clock: this.#host.clock,
+      budget: this.#budget,
+      ...(deps.logResendMs !== undefined ? { resendMs: deps.logResendMs } : {}),
+      onError: (err) =>
+        deps.log.error("log spool failed: the batch is kept in memory", {
+          error: err instanceof Error ? err.message : String(err),
+        }),
+    };
+  }
+
+  #shipper(runId: string): LogShipper {
+    const { logDir } = this.#deps;
+    const shipper = new LogShipper(runId, (msg) => this.#deps.send(msg), {
+      ...this.#shipperOptions(),
+      ...(logDir ? { spool: new RunSpool(logDir, runId) } : {}),
+    });
+    this.#shippers.set(runId, shipper);
+    return shipper;
   }
 
   /** Ids of the runs this agent has. */
@@ -74,11 +127,22 @@ export class Runner {
 
   /** The channel is back: send what could not be sent, and unacknowledged logs. */
   reconnected(): void {
+    if (this.#draining) this.#deps.send({ type: "draining" });
     for (const msg of this.#outbox.splice(0)) this.#report(msg);
+    for (const shipper of this.#shippers.values()) shipper.resend();
     // A restarted server has forgotten which attached runs wait for their client.
     for (const run of this.#runs.values()) run.reconnected();
     for (const recorder of this.#recorders.values()) recorder.resend();
     this.#deps.leftovers?.resend();
+  }
+
+  /** The server could not store an audit chunk of the run: its unacknowledged chunks go again later. */
+  nackAudit(runId: string): void {
+    this.#host.clock.setTimeout(() => {
+      const recorder = this.#runs.get(runId)?.recorder ?? this.#recorders.get(runId);
+      if (recorder) recorder.resend();
+      else this.#deps.leftovers?.resend();
+    }, this.#deps.logResendMs ?? 5_000);
   }
 
   /** The server stored every audit chunk of the run up to `seq`. */
@@ -90,15 +154,81 @@ export class Runner {
 
   /** The server committed log batch `batch` of a run. */
   ackLogs(runId: string, batch: number): void {
-    this.#runs.get(runId)?.ackLogs(batch);
+    const shipper = this.#shippers.get(runId);
+    if (!shipper) return;
+    shipper.ack(batch);
+    if (shipper.done) this.#shippers.delete(runId);
   }
 
-  /** Starts a run placed on this agent. */
+  /** The server could not store log batch `batch` of a run: it is sent again later. */
+  nackLogs(runId: string, batch: number): void {
+    this.#shippers.get(runId)?.nack(batch);
+  }
+
+  /** Starts a run placed on this agent; while draining, it ends `failed` at once. */
   start(spec: RunSpec): void {
-    if (this.#runs.has(spec.runId)) return;
+    // Already here, or already ended (a repeated start_run): nothing to do again.
+    if (this.#runs.has(spec.runId) || this.#deps.outcomes.has(spec.runId)) return;
+    if (this.#draining) {
+      this.#deps.outcomes.ended({
+        runId: spec.runId,
+        state: "failed",
+        reason: SHUTTING_DOWN_REASON,
+        at: this.#host.clock.now(),
+        ...(spec.attach ? {} : { lines: 0 }),
+      });
+      return;
+    }
+    this.#deps.outcomes.started(spec.runId);
     const run = new OneOff(spec, this.#host);
     this.#runs.set(spec.runId, run);
     run.prepare();
+  }
+
+  /** True while the agent is stopping. */
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /**
+   * The agent is stopping: no run is taken any more, runs waiting for their
+   * client end at once, the others may finish for `timeoutMs`, then are
+   * stopped (SIGTERM, SIGKILL after the grace). Resolves once every run has
+   * ended and reported it.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    this.#draining = true;
+    this.#deps.send({ type: "draining" });
+    for (const run of this.#runs.values()) if (run.waiting) run.shutdown();
+    const { clock } = this.#host;
+    let timer: TimerId | undefined;
+    const timedOut = new Promise<void>((resolve) => timer = clock.setTimeout(resolve, timeoutMs));
+    await Promise.race([this.#whenIdle(), timedOut]);
+    clock.clearTimeout(timer);
+    if (this.#runs.size === 0) return;
+    this.#deps.log.warn("drain timeout: stopping the runs still running", {
+      runs: this.#runs.size,
+    });
+    for (const run of this.#runs.values()) run.shutdown();
+    await this.#whenIdle();
+  }
+
+  #whenIdle(): Promise<void> {
+    if (this.#runs.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  /** Resolves once every log batch is acknowledged, or after `timeoutMs`; true when all were. */
+  async logsDelivered(timeoutMs: number): Promise<boolean> {
+    const { clock } = this.#host;
+    let timer: TimerId | undefined;
+    const all = Promise.all([...this.#shippers.values()].map((s) => s.finish())).then(() => true);
+    const late = new Promise<boolean>((resolve) =>
+      timer = clock.setTimeout(() => resolve(false), timeoutMs)
+    );
+    const done = await Promise.race([all, late]);
+    clock.clearTimeout(timer);
+    return done;
   }
 
   /** Stops a run: SIGTERM, then SIGKILL after the grace period. */
@@ -119,6 +249,8 @@ export class Runner {
   #ended(run: OneOff): void {
     const { runId } = run.spec;
     this.#runs.delete(runId);
+    if (this.#shippers.get(runId)?.done) this.#shippers.delete(runId);
+    if (this.#runs.size === 0) { for (const wake of this.#idle.splice(0)) wake(); }
     const recorder = run.recorder;
     if (!recorder) return;
     // Unacknowledged chunks stay spooled on disk: a later agent start delivers them.
@@ -132,8 +264,10 @@ export class Runner {
     if (!this.#deps.send(msg)) this.#outbox.push(msg);
   }
 
-  /** Kills every run (the agent is stopping). */
+  /** Kills every run (the agent is stopping); what is unacknowledged stays on disk. */
   async close(): Promise<void> {
     await Promise.all([...this.#runs.values()].map((run) => run.kill()));
+    for (const shipper of this.#shippers.values()) shipper.close();
+    this.#deps.outcomes.close();
   }
 }

@@ -1,8 +1,9 @@
-import { deepEqual, equal } from "node:assert/strict";
+import { deepEqual, equal, ok } from "node:assert/strict";
 import type { AgentMessage, RunSpec } from "../protocol/mod.ts";
 import { FakeClock } from "../util/clock.ts";
 import { createLogger } from "../util/log.ts";
 import { fakeClient, FakeListener, FakeSandbox, FakeSlugs } from "./_testing.ts";
+import { Outcomes } from "./outcomes.ts";
 import { Runner } from "./runner.ts";
 
 type RunStateMsg = Extract<AgentMessage, { type: "run_state" }>;
@@ -21,17 +22,23 @@ function setup(
   const listener = new FakeListener();
   const sent: AgentMessage[] = [];
   const channel = { up: true };
+  const send = (msg: AgentMessage) => {
+    if (!channel.up) return false;
+    sent.push(msg);
+    if (msg.type === "logs") queueMicrotask(() => runner.ackLogs(msg.runId, msg.batch));
+    if (msg.type === "audit") queueMicrotask(() => runner.ackAudit(msg.runId, msg.seq));
+    if (msg.type === "run_state" && msg.state !== "running") {
+      queueMicrotask(() => outcomes.ack(msg.runId));
+    }
+    return true;
+  };
+  const outcomes = Outcomes.inMemory({ send, clock });
   const runner: Runner = new Runner({
     sandbox,
     slugs,
     listener,
-    send(msg) {
-      if (!channel.up) return false;
-      sent.push(msg);
-      if (msg.type === "logs") queueMicrotask(() => runner.ackLogs(msg.runId, msg.batch));
-      if (msg.type === "audit") queueMicrotask(() => runner.ackAudit(msg.runId, msg.seq));
-      return true;
-    },
+    send,
+    outcomes,
     fetchBlob: () => Promise.reject(new Error("No uploads in these tests")),
     workDir: "/nonexistent/work",
     auditDir: options.auditDir ?? "/nonexistent/audit",
@@ -44,7 +51,7 @@ function setup(
     sent.filter((m): m is RunStateMsg => m.type === "run_state").map((m) => m.state);
   const ended = () =>
     sent.find((m): m is RunStateMsg => m.type === "run_state" && m.state !== "running");
-  return { clock, sandbox, slugs, listener, sent, channel, runner, states, ended };
+  return { clock, sandbox, slugs, listener, sent, channel, runner, states, ended, outcomes };
 }
 
 function spec(overrides: Partial<RunSpec> = {}): RunSpec {
@@ -236,4 +243,118 @@ Deno.test("a run stopped while its slug is being fetched releases the slug once 
   await clock.advance(0);
   equal(slugs.released, 1);
   deepEqual(states(), ["stopped"]);
+});
+
+Deno.test("a drain lets a run finish within the drain timeout, then stops the others with a reason", async () => {
+  const { clock, runner, sandbox, sent } = setup({ ignore: ["SIGTERM"], stopGraceMs: 1_000 });
+  runner.start(spec({ runId: "quick" }));
+  runner.start(spec({ runId: "slow" }));
+  await clock.advance(0);
+  const [quick, slow] = sandbox.processes;
+  const drained = runner.drain(10_000);
+  await clock.advance(0);
+  ok(sent.some((m) => m.type === "draining"), "the server is told");
+  quick!.write("done\n");
+  await clock.advance(1_000);
+  quick!.exit(0);
+  await clock.advance(9_000);
+  deepEqual(slow!.signals, ["SIGTERM"], "stopped at the drain timeout");
+  await clock.advance(1_000);
+  deepEqual(slow!.signals, ["SIGTERM", "SIGKILL"], "killed after the grace");
+  await clock.advance(0);
+  await drained;
+  const ends = sent.filter((m): m is RunStateMsg =>
+    m.type === "run_state" && m.state !== "running"
+  );
+  deepEqual(ends.map((m) => [m.runId, m.state, m.exitCode, m.reason, m.lines]), [
+    ["quick", "exited", 0, undefined, 1],
+    ["slow", "stopped", 137, "The agent was stopped", 1],
+  ]);
+  deepEqual(runner.running(), []);
+});
+
+Deno.test("a run placed on a draining agent ends failed at once, and an attached one waiting for its client is stopped", async () => {
+  const { clock, runner, sandbox, listener, sent, outcomes } = setup();
+  runner.start(attached(clock, { runId: "waiting" }));
+  await clock.advance(0);
+  const drained = runner.drain(30_000);
+  await clock.advance(0);
+  await drained;
+  runner.start(spec({ runId: "late" }));
+  await clock.advance(0);
+  const ends = sent.filter((m): m is RunStateMsg => m.type === "run_state");
+  deepEqual(ends.map((m) => [m.runId, m.state, m.reason]), [
+    ["waiting", "stopped", "The agent was stopped"],
+    ["late", "failed", "The agent is shutting down"],
+  ]);
+  deepEqual(listener.cancelled, [SECRET]);
+  equal(sandbox.processes.length, 0, "nothing was started");
+  deepEqual(outcomes.pending(), [], "both ends were acknowledged");
+});
+
+Deno.test("stop_run for a run the agent does not have is harmless; a repeated start_run starts nothing twice", async () => {
+  const { clock, runner, sandbox, states } = setup();
+  runner.stop("no-such-run");
+  runner.start(spec());
+  runner.start(spec());
+  await clock.advance(0);
+  equal(sandbox.processes.length, 1);
+  runner.stop("run-1");
+  await clock.advance(0);
+  runner.stop("run-1");
+  deepEqual(states(), ["running", "stopped"]);
+});
+
+Deno.test("a detached run's end names its line count and is reported once its lines are spooled, acknowledged or not", async () => {
+  const { clock, runner, sandbox, sent, channel } = setup();
+  runner.start(spec());
+  await clock.advance(0);
+  const [process] = sandbox.processes;
+  channel.up = false;
+  process!.write("a\nb\n");
+  process!.exit(0);
+  await clock.advance(5_000);
+  deepEqual(runner.running(), [], "the end is reported with the server away");
+  channel.up = true;
+  runner.reconnected();
+  // The end goes on the resend timer (in the agent, also in the hello).
+  await clock.advance(1_000);
+  const end = sent.find((m): m is RunStateMsg => m.type === "run_state" && m.state !== "running");
+  equal(end?.lines, 2);
+  const lines = sent.flatMap((m) => m.type === "logs" ? m.records.map((r) => r.line) : []);
+  deepEqual(lines, ["a", "b"]);
+});
+
+Deno.test("an attached client gets one clear line when the agent stops under its session", async () => {
+  const { clock, runner, listener, sandbox, ended } = setup();
+  runner.start(attached(clock));
+  await clock.advance(0);
+  const client = fakeClient();
+  listener.attach(SECRET, client);
+  await clock.advance(0);
+  sandbox.processes[0]!.write("$ ");
+  const drained = runner.drain(1_000);
+  await clock.advance(1_000);
+  await drained;
+  deepEqual(client.written, ["$ ", "\r\noneoff: the agent is shutting down\r\n"]);
+  equal(client.closed(), true);
+  deepEqual([ended()!.state, ended()!.reason], ["stopped", "The agent was stopped"]);
+});
+
+Deno.test("closing the runner kills its runs, records them stopped and leaves no timer", async () => {
+  const { clock, runner, sandbox, ended, channel, outcomes } = setup();
+  runner.start(spec());
+  await clock.advance(0);
+  channel.up = false;
+  sandbox.processes[0]!.write("unacknowledged\n");
+  await clock.advance(100);
+  await runner.close();
+  deepEqual(sandbox.processes[0]!.signals, ["SIGKILL"]);
+  channel.up = true;
+  equal(ended(), undefined, "the end was recorded while the channel was down");
+  deepEqual(
+    outcomes.pending().map((e) => [e.state, e.reason, e.lines]),
+    [["stopped", "The agent was stopped", 2]],
+  );
+  equal(clock.pending, 0, "no resend timer survives the close");
 });

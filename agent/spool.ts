@@ -64,6 +64,32 @@ export class RunSpool {
     return await Deno.readTextFile(this.#path(seq)).catch(() => null);
   }
 
+  /** Reads record `seq` back at once (see the module documentation on why sync); null once it is gone. */
+  readSync(seq: number): string | null {
+    try {
+      return Deno.readTextFileSync(this.#path(seq));
+    } catch {
+      return null;
+    }
+  }
+
+  /** Bytes of record `seq` on disk, 0 when it is gone. */
+  sizeOf(seq: number): number {
+    try {
+      return Deno.statSync(this.#path(seq)).size;
+    } catch {
+      return 0;
+    }
+  }
+
+  /** The server stored record `seq` alone (log batches are acknowledged one by one): its file goes. */
+  drop(seq: number): void {
+    const at = this.#seqs.indexOf(seq);
+    if (at === -1) return;
+    this.#seqs.splice(at, 1);
+    removeQuietly(this.#path(seq));
+  }
+
   /** The server stored every record up to `seq`: their files go. */
   ack(seq: number): void {
     while (this.#seqs.length > 0 && this.#seqs[0]! <= seq) {
@@ -73,7 +99,10 @@ export class RunSpool {
 
   /** Removes the run's folder if no record is left in it. */
   remove(): void {
-    if (this.#seqs.length === 0) removeQuietly(this.dir);
+    if (this.#seqs.length === 0) {
+      removeQuietly(this.dir);
+      this.#dirMade = false;
+    }
   }
 
   #path(seq: number): string {

@@ -354,6 +354,25 @@ export const COMMANDS: readonly CommandSpec[] = [
       { name: "max-runs", value: "N", description: "One-offs at once", default: "20" },
       { name: "tls-cert", value: "PEM", description: "Serve the attach port over TLS" },
       { name: "tls-key", value: "PEM", description: "The certificate's key" },
+      {
+        name: "spool-max-bytes",
+        value: "SIZE",
+        description:
+          "Disk for detached output the server has not stored yet; when full, runs pause (never drop)",
+        default: "1GiB",
+      },
+      {
+        name: "drain-timeout",
+        value: "DURATION",
+        description: "On SIGTERM, how long running one-offs may finish before they are stopped",
+        default: "30s",
+      },
+      {
+        name: "stop-grace",
+        value: "DURATION",
+        description: "Between SIGTERM and SIGKILL when a one-off is stopped",
+        default: "10s",
+      },
     ],
     examples: ["oneoff agent --server https://oneoff.example.com --join-token oj_..."],
   },

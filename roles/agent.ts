@@ -3,11 +3,45 @@
  * @module
  */
 import { startAgent } from "../agent/mod.ts";
-import { UsageError } from "../cli/_io.ts";
+import { parseDuration, UsageError } from "../cli/_io.ts";
 import { parseAddr } from "../util/addr.ts";
-import { flags, readTls, sandboxKind, waitForSignal } from "./_flags.ts";
+import { flags, readTls, sandboxKind } from "./_flags.ts";
 
-/** Runs an agent until SIGINT/SIGTERM. */
+const UNITS: Record<string, number> = {
+  "": 1,
+  k: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gib: 1024 ** 3,
+};
+
+/** `--spool-max-bytes`: bytes, or with a unit (`512MiB`, `2G`). */
+export function parseBytes(flag: string, value: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(value.trim());
+  const unit = UNITS[match?.[2]?.toLowerCase() ?? "x"];
+  const bytes = match && unit ? Math.floor(Number(match[1]) * unit) : NaN;
+  if (!Number.isFinite(bytes) || bytes < 1) {
+    throw new UsageError(`Invalid ${flag} "${value}": give bytes, e.g. 1073741824 or 1GiB`);
+  }
+  return bytes;
+}
+
+/** A duration flag (`500ms`, `30s`, `2m`; bare numbers are seconds), named in its error. */
+function flagDuration(flag: string, value: string): number {
+  try {
+    return parseDuration(value);
+  } catch {
+    throw new UsageError(`Invalid ${flag} "${value}": give e.g. 30s, 500ms or 2m`);
+  }
+}
+
+/**
+ * Runs an agent until SIGINT/SIGTERM, which drain it: no more runs, running
+ * ones may finish for `--drain-timeout`, then are stopped. A second signal
+ * stops at once.
+ */
 export async function agent(args: string[]): Promise<number> {
   const v = flags("agent", args);
   if (!v.server || !v["join-token"]) {
@@ -17,6 +51,9 @@ export async function agent(args: string[]): Promise<number> {
   if (!Number.isInteger(maxRuns) || maxRuns < 1) {
     throw new UsageError(`Invalid --max-runs "${v["max-runs"]}": give a positive integer`);
   }
+  const spool = v["spool-max-bytes"];
+  const drain = v["drain-timeout"];
+  const grace = v["stop-grace"];
   const tls = await readTls(v["tls-cert"], v["tls-key"]);
   const running = await startAgent({
     server: v.server,
@@ -28,13 +65,40 @@ export async function agent(args: string[]): Promise<number> {
     sandbox: sandboxKind(v.sandbox),
     maxRuns,
     ...(tls ? { tls } : {}),
+    ...(spool ? { spoolMaxBytes: parseBytes("--spool-max-bytes", spool) } : {}),
+    ...(drain ? { drainTimeoutMs: flagDuration("--drain-timeout", drain) } : {}),
+    ...(grace ? { stopGraceMs: flagDuration("--stop-grace", grace) } : {}),
   });
+  const signals = signalCounter();
   try {
     // A refusal after a reconnect (the join token was changed) ends the
     // agent like one at start: one line from runRole, exit 1.
-    await Promise.race([waitForSignal(), running.refused]);
+    await Promise.race([signals.first, running.refused]);
+    await Promise.race([running.drain(), signals.second]);
   } finally {
+    signals.remove();
     await running.close();
   }
   return 0;
+}
+
+/** SIGINT/SIGTERM: the first resolves `first` (drain), the second `second` (cut the drain short). */
+export function signalCounter() {
+  const first = Promise.withResolvers<void>();
+  const second = Promise.withResolvers<void>();
+  let count = 0;
+  const listener = () => {
+    count++;
+    if (count === 1) first.resolve();
+    else second.resolve();
+  };
+  const names = ["SIGINT", "SIGTERM"] as const;
+  for (const name of names) Deno.addSignalListener(name, listener);
+  return {
+    first: first.promise,
+    second: second.promise,
+    remove() {
+      for (const name of names) Deno.removeSignalListener(name, listener);
+    },
+  };
 }

@@ -9,7 +9,8 @@ import { packDirectory } from "../cli/pack.ts";
 import { type RunningServer, startServer } from "../server/mod.ts";
 import { parseAddr } from "../util/addr.ts";
 import { createLogger } from "../util/log.ts";
-import { flags, sandboxKind, waitForSignal } from "./_flags.ts";
+import { flags, sandboxKind } from "./_flags.ts";
+import { signalCounter } from "./agent.ts";
 
 async function deployDemo(server: RunningServer, token: string): Promise<void> {
   const client = new Client(server.url, token);
@@ -44,7 +45,7 @@ export async function dev(args: string[]): Promise<number> {
   });
   await deployDemo(server, token);
   console.log([
-    `oneoff dev is running (data in ${dataDir}; Ctrl-C stops it)`,
+    `oneoff dev is running (data in ${dataDir}; Ctrl-C stops it, twice without waiting for runs)`,
     `  server  ${server.url}`,
     `  agent   "local", attach port ${agent.attachPort}, ${sandboxKind(v.sandbox)} sandbox`,
     `  token   ${token}${server.newAdminToken ? " (new admin token)" : ""}`,
@@ -63,9 +64,13 @@ export async function dev(args: string[]): Promise<number> {
     "  oneoff timeline -a demo",
     "",
   ].join("\n"));
+  const signals = signalCounter();
   try {
-    await Promise.race([waitForSignal(), agent.refused]);
+    await Promise.race([signals.first, agent.refused]);
+    // Runs may finish (a second Ctrl-C stops them at once); the server stays up meanwhile.
+    await Promise.race([agent.drain(), signals.second]);
   } finally {
+    signals.remove();
     await agent.close();
     await server.close();
   }

@@ -31,6 +31,15 @@ export interface LayerPlan {
   procsFiles: string[];
   /** Files opened on descriptors 3, 4, ... for the sandbox tool. */
   fds: string[];
+  /**
+   * Files removed from the host as soon as the wrapper has them open (they
+   * hold the run's environment: nothing of it stays on disk while it runs).
+   */
+  unlink?: string[];
+  /** Host files copied into the tmpfs (`<base>/<path>`, in one of `dirs`), read from a descriptor opened before it. */
+  copies?: { source: string; path: string }[];
+  /** More directories to make in the tmpfs besides the layer's and the binds'. */
+  dirs?: string[];
   /** The sandbox tool's argv; `"$1"` in it is the run's command. */
   exec: string[];
   /** The run's command, handed over as `$1` so it is never quoted into the script. */
@@ -51,19 +60,23 @@ export function layerArgv(plan: LayerPlan): string[] {
   const base = plan.base;
   const slugFd = 3 + plan.fds.length;
   const bindFd = (i: number) => slugFd + 1 + i;
-  if (bindFd(plan.binds.length - 1) > MAX_FD) {
-    throw new Error(`Cannot open ${bindFd(plan.binds.length - 1)} files in the wrapper`);
-  }
+  const copies = plan.copies ?? [];
+  const copyFd = (i: number) => bindFd(plan.binds.length) + i;
+  const lastFd = copyFd(copies.length - 1);
+  if (lastFd > MAX_FD) throw new Error(`Cannot open ${lastFd} files in the wrapper`);
   const steps: string[] = [];
   for (const file of plan.procsFiles) steps.push(`echo $$ >${q(file)}`);
   const opens = plan.fds.map((file, i) => `${i + 3}<${q(file)}`);
   opens.push(`${slugFd}<${q(plan.slugDir)}`);
   plan.binds.forEach((bind, i) => opens.push(`${bindFd(i)}<${q(bind.source)}`));
+  copies.forEach((copy, i) => opens.push(`${copyFd(i)}<${q(copy.source)}`));
   // `command`: a failed redirection must not end the shell before `exit 125`.
   steps.push(`command exec ${opens.join(" ")}`);
+  const unlink = [...(plan.unlink ?? []), ...copies.map((copy) => copy.source)];
+  if (unlink.length > 0) steps.push(`/usr/bin/rm -f -- ${unlink.map(q).join(" ")}`);
   steps.push(`/usr/bin/mount -n -i -t tmpfs -o size=${plan.sizeBytes},mode=0755 oneoff ${q(base)}`);
-  const dirs = ["u", "w", "m", ...plan.binds.map((bind) => bind.name)].map((d) => q(`${base}/${d}`))
-    .join(" ");
+  const dirs = ["u", "w", "m", ...plan.binds.map((bind) => bind.name), ...(plan.dirs ?? [])]
+    .map((d) => q(`${base}/${d}`)).join(" ");
   steps.push(
     plan.userns
       ? `/usr/bin/mkdir ${dirs}`
@@ -84,7 +97,15 @@ export function layerArgv(plan: LayerPlan): string[] {
       `/usr/bin/mount -n -i -c --bind${ro} /proc/self/fd/${bindFd(i)} ${q(`${base}/${bind.name}`)}`,
     );
   });
-  const closes = [slugFd, ...plan.binds.map((_, i) => bindFd(i))].map((fd) => `${fd}<&-`).join(" ");
+  copies.forEach((copy, i) => {
+    steps.push(`/usr/bin/cat <&${copyFd(i)} >${q(`${base}/${copy.path}`)}`);
+  });
+  const closes = [
+    slugFd,
+    ...plan.binds.map((_, i) => bindFd(i)),
+    ...copies.map((_, i) => copyFd(i)),
+  ]
+    .map((fd) => `${fd}<&-`).join(" ");
   // 125, as container tools do, says "the sandbox could not be set up".
   const script = `{ ${steps.join(" && ")}; } || exit 125\nexec ${closes}\nexec ${
     plan.exec.map((w) => w === '"$1"' ? w : q(w)).join(" ")

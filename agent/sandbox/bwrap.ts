@@ -7,7 +7,9 @@
  * root: the same through an unprivileged user namespace, without cgroups.
  *
  * bwrap reads its arguments (environment included, so secrets stay out of
- * the host's process list) from a file in the run's scratch directory.
+ * the host's process list) from a file in the run's scratch directory,
+ * which the wrapper removes as soon as it has it open: no environment value
+ * stays on the disk while the run runs.
  * @module
  */
 import type { CgroupHost } from "./_cgroups.ts";
@@ -131,6 +133,7 @@ class BwrapSandbox implements Sandbox {
       copy: this.#copy,
       procsFiles: cgroup?.procsFiles ?? [],
       fds: [argsFile, seccompFile, passwdFile, groupFile],
+      unlink: [argsFile],
       exec: [
         ...(this.#root ? dropRoot : []),
         BWRAP,

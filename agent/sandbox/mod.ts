@@ -15,6 +15,8 @@ import type { Sandbox } from "./types.ts";
 export { SANDBOX_UID } from "./_rootfs.ts";
 /** Which cgroup limits this host can enforce (the tests ask before testing them). */
 export { detectCgroups } from "./_cgroups.ts";
+/** Cleans up after an agent process that died with runs in its sandboxes. */
+export { removeLeftovers } from "./_leftovers.ts";
 export type { ExitStatus, Sandbox, SandboxProcess, SandboxSpec } from "./types.ts";
 
 /** Options of {@link createSandbox}. */

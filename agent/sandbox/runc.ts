@@ -92,7 +92,6 @@ class RuncSandbox implements Sandbox {
     });
     await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config), { mode: 0o600 });
     const binds = [
-      { source: dir, name: "bundle", readOnly: true },
       { source: this.#rootfs, name: "root", readOnly: true },
       ...(spec.uploadsDir ? [{ source: spec.uploadsDir, name: "up", readOnly: true }] : []),
     ];
@@ -106,6 +105,9 @@ class RuncSandbox implements Sandbox {
       // runc stays outside the limits; it puts the container in a child of the run's cgroup.
       procsFiles: [],
       fds: [],
+      // The config holds the run's environment: copied into the run's tmpfs, gone from the disk.
+      dirs: ["bundle"],
+      copies: [{ source: `${dir}/config.json`, path: "bundle/config.json" }],
       exec: [
         ...["/usr/bin/setpriv", "--pdeathsig", "KILL", "--", this.#runc],
         // runc's state lives and dies with the run's tmpfs: a killed run leaves no container behind.
