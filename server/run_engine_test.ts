@@ -1,12 +1,11 @@
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
-import { DEFAULT_SIZES, type RunState } from "../protocol/mod.ts";
+import { DEFAULT_SIZES, type RunEnded, type RunState } from "../protocol/mod.ts";
 import { FakeClock } from "../util/clock.ts";
 import { engineFixture, FakeAgent, runRequest, stateReport } from "./_engine_testing.ts";
 import { ConnectedAgents } from "./agent_directory.ts";
 import { routeAgentEvents } from "./agent_events.ts";
 import type { AgentEvents } from "./agent_hub.ts";
 import type { ServerContext } from "./context.ts";
-import { HttpError } from "./http_error.ts";
 import { Ingest } from "./ingest.ts";
 import { RunEngine, type RunRequest } from "./run_engine.ts";
 import type { AppRow, ReleaseRow, RunRow } from "./store/mod.ts";
@@ -16,12 +15,14 @@ class Server implements Disposable {
   agents = new ConnectedAgents();
   engine: RunEngine;
   events: AgentEvents;
+  ingest: Ingest;
   #ctx: ServerContext;
 
   constructor(ctx: ServerContext, clock: FakeClock) {
     this.#ctx = ctx;
     this.engine = new RunEngine(ctx, { agents: this.agents, clock });
-    this.events = routeAgentEvents(this.engine, new Ingest(ctx));
+    this.ingest = new Ingest(ctx, { clock });
+    this.events = routeAgentEvents(this.engine, this.ingest);
   }
 
   /** An agent row as the hub's hello makes it, and a fake agent with its id. */
@@ -43,9 +44,9 @@ class Server implements Disposable {
   }
 
   /** What the hub does once an agent said hello. */
-  async join(agent: FakeAgent): Promise<void> {
+  async join(agent: FakeAgent, ended: RunEnded[] = []): Promise<void> {
     this.agents.add(agent);
-    await this.events.joined(agent, [...agent.active]);
+    await this.events.joined(agent, [...agent.active], ended);
   }
 
   /** What the hub does when an agent's channel closes. */
@@ -57,6 +58,7 @@ class Server implements Disposable {
 
   [Symbol.dispose](): void {
     this.engine.close();
+    this.ingest.close();
   }
 }
 
@@ -105,10 +107,13 @@ Deno.test("a run is placed on the least loaded agent with its label, env and lim
   await f.ctx.store.updateEnv(f.app.id, { DATABASE_URL: "postgres://db", PORT: "1" }, []);
   const clock = clockNow();
   using server = new Server(f.ctx, clock);
-  const half = await server.agent("half", { capacity: 4, running: ["a", "b"] });
+  const half = await server.agent("half", { capacity: 4 });
   const idle = await server.agent("idle", { capacity: 2 });
-  const full = await server.agent("full", { capacity: 1, running: ["c"] });
+  const full = await server.agent("full", { capacity: 1 });
   for (const agent of [half, idle, full]) await server.join(agent);
+  // Load placed by another test's worth of runs (ids unknown to this store).
+  half.active.add("a").add("b");
+  full.active.add("c");
 
   const run = await createRun(server, f, {
     command: "rake db:migrate",
@@ -267,7 +272,7 @@ Deno.test("stopping a running run asks its agent, and it ends when the agent say
   deepEqual((await endings(f.ctx)).map((e) => e.state), ["stopped"]);
 });
 
-Deno.test("stopping a run whose agent is disconnected is a 503 agent_unreachable", async () => {
+Deno.test("a run stopped while its agent is away is stopped, and killed when the agent returns with it", async () => {
   await using f = await engineFixture();
   const clock = clockNow();
   using server = new Server(f.ctx, clock);
@@ -278,13 +283,20 @@ Deno.test("stopping a run whose agent is disconnected is a 503 agent_unreachable
   await server.leave(agent);
 
   const row = (await f.ctx.store.runById(run.id))!;
-  await rejects(server.engine.stop(row, "bob", "one-off-1", "demo"), (err) => {
-    ok(err instanceof HttpError);
-    deepEqual([err.status, err.code], [503, "agent_unreachable"]);
-    equal(err.message, "The agent of one-off-1 is not connected: try again");
-    return true;
-  });
-  equal(await stateOf(f.ctx, run.id), "running");
+  await server.engine.stop(row, "bob", "one-off-1", "demo");
+  const stopped = await f.ctx.store.runById(run.id);
+  deepEqual([stopped?.state, stopped?.reason], [
+    "stopped",
+    "Stopped by bob while its agent was disconnected",
+  ]);
+
+  const back = await server.agent("a1", { running: [run.id] });
+  await server.join(back);
+  deepEqual(back.sent, [{ type: "stop_run", runId: run.id }]);
+  ok(!back.active.has(run.id), "its place is free again");
+  await server.events.message(back, stateReport(run.id, "stopped", clock.now()));
+  deepEqual(back.sent.at(-1), { type: "state_ack", runId: run.id });
+  equal(await stateOf(f.ctx, run.id), "stopped");
 });
 
 Deno.test("after a restart, pending runs are placed and rejoining agents keep their runs", async () => {

@@ -12,6 +12,7 @@ import {
   type AuditChunkRow,
   ConflictError,
   type EventRow,
+  type IdempotencyRow,
   type LogQuery,
   type LogRow,
   type NewEvent,
@@ -102,7 +103,9 @@ class SqliteStore implements Store {
       this.#db.exec("COMMIT");
       return result;
     } catch (error) {
-      this.#db.exec("ROLLBACK");
+      // SQLite rolls back by itself on some errors (a full disk): a second
+      // ROLLBACK would throw and hide the error that matters.
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
       throw error;
     }
   }
@@ -331,7 +334,8 @@ class SqliteStore implements Store {
            exit_code = CASE WHEN :set_exit_code THEN :exit_code ELSE exit_code END,
            reason = CASE WHEN :set_reason THEN :reason ELSE reason END,
            started_at = CASE WHEN :set_started_at THEN :started_at ELSE started_at END,
-           ended_at = CASE WHEN :set_ended_at THEN :ended_at ELSE ended_at END
+           ended_at = CASE WHEN :set_ended_at THEN :ended_at ELSE ended_at END,
+           expires_at = CASE WHEN :set_expires_at THEN :expires_at ELSE expires_at END
          WHERE id = :id AND state IN (SELECT value FROM json_each(:from))
          RETURNING *`,
       ).get({
@@ -348,6 +352,8 @@ class SqliteStore implements Store {
         started_at: millis(update.started_at ?? null),
         set_ended_at: update.ended_at === undefined ? 0 : 1,
         ended_at: millis(update.ended_at ?? null),
+        set_expires_at: update.expires_at === undefined ? 0 : 1,
+        expires_at: millis(update.expires_at ?? null),
       }) as Row | undefined;
       return row === undefined ? null : toRun(row);
     });
@@ -398,6 +404,48 @@ class SqliteStore implements Store {
     });
   }
 
+  claimIdempotencyKey(
+    row: Omit<IdempotencyRow, "created_at">,
+    expiredBefore: Date,
+  ): Promise<IdempotencyRow | null> {
+    return settle(() =>
+      this.#tx(() => {
+        this.#q("DELETE FROM idempotency_keys WHERE app_id = ? AND key = ? AND created_at < ?")
+          .run(row.app_id, row.key, expiredBefore.getTime());
+        const claimed = this.#q(
+          "INSERT INTO idempotency_keys (app_id, key, fingerprint, run_id, created_at) " +
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (app_id, key) DO NOTHING",
+        ).run(row.app_id, row.key, row.fingerprint, row.run_id, Date.now());
+        if (Number(claimed.changes) === 1) return null;
+        const held = this.#get(
+          "SELECT * FROM idempotency_keys WHERE app_id = ? AND key = ?",
+          row.app_id,
+          row.key,
+        )!;
+        return {
+          app_id: Number(held.app_id),
+          key: String(held.key),
+          fingerprint: String(held.fingerprint),
+          run_id: String(held.run_id),
+          created_at: new Date(Number(held.created_at)),
+        };
+      })
+    );
+  }
+
+  releaseIdempotencyKey(appId: number, key: string, runId: string): Promise<void> {
+    return settle(() => {
+      this.#q("DELETE FROM idempotency_keys WHERE app_id = ? AND key = ? AND run_id = ?")
+        .run(appId, key, runId);
+    });
+  }
+
+  countRunLogs(runId: string): Promise<number> {
+    return settle(() =>
+      Number(this.#get("SELECT count(*) AS n FROM logs WHERE run_id = ?", runId)!.n)
+    );
+  }
+
   appendLogs(appId: number, lines: NewLog[]): Promise<number> {
     // One transaction per batch: per-line commits would cap us at the disk's sync rate.
     return settle(() => {
@@ -434,6 +482,7 @@ class SqliteStore implements Store {
         const sql = `SELECT * FROM logs WHERE ${filter} AND id > ? ORDER BY id LIMIT ?`;
         return this.#all(sql, ...params, query.after_id, limit).map(toLog);
       }
+      if (query.before_id !== undefined) filter += " AND id < ?", params.push(query.before_id);
       // The last `limit` lines, read backwards on the index and turned around.
       const sql = `SELECT * FROM logs WHERE ${filter} ORDER BY id DESC LIMIT ?`;
       return this.#all(sql, ...params, limit).map(toLog).reverse();
