@@ -90,6 +90,14 @@ class SqliteStore implements Store {
     return this.#q(sql).get(...params) as Row | undefined;
   }
 
+  // A write with RETURNING, stepped to its end: `get()` stops at the first
+  // row, before the implicit commit, so a commit that fails (a full disk)
+  // would go unnoticed and the row be reported written. Every RETURNING
+  // write goes through `all()` (here, or inline with named parameters).
+  #write(sql: string, ...params: SQLInputValue[]): Row | undefined {
+    return this.#q(sql).all(...params)[0] as Row | undefined;
+  }
+
   #all(sql: string, ...params: SQLInputValue[]): Row[] {
     return this.#q(sql).all(...params) as Row[];
   }
@@ -135,7 +143,7 @@ class SqliteStore implements Store {
   createToken(row: Omit<TokenRow, "id" | "created_at">): Promise<TokenRow> {
     return settle(() =>
       toToken(
-        this.#get(
+        this.#write(
           "INSERT INTO tokens (hash, role, apps, name, created_at) VALUES (?, ?, ?, ?, ?) RETURNING *",
           row.hash,
           row.role,
@@ -162,7 +170,7 @@ class SqliteStore implements Store {
     return settle(() => {
       try {
         const sql = "INSERT INTO apps (name, created_at) VALUES (?, ?) RETURNING *";
-        return toApp(this.#get(sql, name, Date.now())!);
+        return toApp(this.#write(sql, name, Date.now())!);
       } catch (error) {
         if (isUniqueViolation(error)) {
           throw new ConflictError(`App "${name}" already exists`, { cause: error });
@@ -238,14 +246,14 @@ class SqliteStore implements Store {
              (SELECT coalesce(max(version), 0) + 1 FROM releases WHERE app_id = :app_id),
              :sha256, :size, :process_types, :actor, :created_at)
            RETURNING *`,
-        ).get({
+        ).all({
           app_id: row.app_id,
           sha256: row.sha256,
           size: row.size,
           process_types: JSON.stringify(row.process_types),
           actor: row.actor,
           created_at: Date.now(),
-        }) as Row,
+        })[0] as Row,
       )
     );
   }
@@ -281,7 +289,7 @@ class SqliteStore implements Store {
              :command, 'pending', :attached, :tty, :size, :release_id, :env_overrides, :uploads,
              :cols, :rows, :timeout_ms, :actor, :secret_sha256, :expires_at, :created_at)
            RETURNING *`,
-        ).get({
+        ).all({
           ...row,
           attached: row.attached ? 1 : 0,
           tty: row.tty ? 1 : 0,
@@ -289,7 +297,7 @@ class SqliteStore implements Store {
           uploads: JSON.stringify(row.uploads),
           expires_at: millis(row.expires_at),
           created_at: Date.now(),
-        }) as Row,
+        })[0] as Row,
       )
     );
   }
@@ -338,7 +346,7 @@ class SqliteStore implements Store {
            expires_at = CASE WHEN :set_expires_at THEN :expires_at ELSE expires_at END
          WHERE id = :id AND state IN (SELECT value FROM json_each(:from))
          RETURNING *`,
-      ).get({
+      ).all({
         id,
         from: JSON.stringify(from),
         state: update.state,
@@ -354,7 +362,7 @@ class SqliteStore implements Store {
         ended_at: millis(update.ended_at ?? null),
         set_expires_at: update.expires_at === undefined ? 0 : 1,
         expires_at: millis(update.expires_at ?? null),
-      }) as Row | undefined;
+      })[0] as Row | undefined;
       return row === undefined ? null : toRun(row);
     });
   }
@@ -374,14 +382,14 @@ class SqliteStore implements Store {
              attach_port = excluded.attach_port, attach_tls = excluded.attach_tls,
              tls_fingerprint = excluded.tls_fingerprint, warnings = excluded.warnings
            RETURNING *`,
-        ).get({
+        ).all({
           ...row,
           id: row.id ?? crypto.randomUUID(),
           online: row.online ? 1 : 0,
           since: row.since.getTime(),
           attach_tls: row.attach_tls ? 1 : 0,
           warnings: JSON.stringify(row.warnings),
-        }) as Row,
+        })[0] as Row,
       )
     );
   }
@@ -492,7 +500,7 @@ class SqliteStore implements Store {
   addEvent(event: NewEvent): Promise<EventRow> {
     return settle(() =>
       toEvent(
-        this.#get(
+        this.#write(
           "INSERT INTO events (app_id, app_name, actor, kind, data, at) " +
             "VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
           event.app_id,
