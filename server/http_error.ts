@@ -7,7 +7,7 @@ import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { ApiError, Decoding } from "../protocol/mod.ts";
 import type { Logger } from "../util/log.ts";
-import { ConflictError, isStorageFull } from "./store/mod.ts";
+import { ConflictError, isStorageFull, isStoreUnavailable } from "./store/mod.ts";
 
 /** An error with an HTTP status and a stable machine-readable code. */
 export class HttpError extends Error {
@@ -44,6 +44,19 @@ export function errorHandler(log: Logger): (err: Error, c: Context) => Response 
             "free some space on the server and try again",
         },
       }, 507);
+    }
+    if (isStoreUnavailable(err)) {
+      log.error("request failed: database unreachable", {
+        method: c.req.method,
+        path: c.req.path,
+        error: String(err),
+      });
+      return c.json<ApiError>({
+        error: {
+          code: "store_unavailable",
+          message: "The server's database cannot be reached right now: try again shortly",
+        },
+      }, 503);
     }
     log.error("request failed", { method: c.req.method, path: c.req.path, error: String(err) });
     return c.json<ApiError>(

@@ -117,6 +117,9 @@ Deno.test(needs(["pg_server"], {
         !agent.received.slice(outage).some((m) => m.type === "logs_ack"),
         "nothing acknowledged while the database is down",
       );
+      const down = await api("POST", "/apps", { name: "second" });
+      equal(down.status, 503, "the API says the database is away, not an internal error");
+      equal((await down.json()).error.code, "store_unavailable");
 
       await pg.start();
       // The agent sends each nacked batch again later, until it is acknowledged
