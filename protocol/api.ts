@@ -128,9 +128,20 @@ export interface RunCreatedReply {
   attach: AttachTarget | null;
 }
 
+/** The app's limit of live one-offs and how it is used: what `ps` shows above the runs. */
+export interface RunsQueueInfo {
+  /** Live (`starting`, `running`) one-offs the app may have at once. */
+  limit: number;
+  /** How many it has now. */
+  active: number;
+  /** How many wait `pending` in its queue. */
+  pending: number;
+}
+
 /** `GET /apps/:app/runs`. */
 export interface RunsReply {
   runs: RunInfo[];
+  queue?: RunsQueueInfo;
 }
 
 /** `GET /apps/:app/runs/:run`. */

@@ -226,15 +226,31 @@ export class RunEngine {
     return { run: await this.#ctx.store.runById(run.id) ?? run, secret };
   }
 
-  /** Why each pending run of the app waits, and its place in the app's queue. */
-  async queue(appId: number): Promise<Map<string, QueuePlace>> {
+  /**
+   * Why each pending run of the app waits and its place in the app's queue
+   * (`places`), and how the app's limit is used.
+   */
+  async queue(appId: number): Promise<{
+    places: Map<string, QueuePlace>;
+    limit: number;
+    active: number;
+    pending: number;
+  }> {
     const { store, config } = this.#ctx;
     const pending = await store.listRuns({ app_id: appId, states: ["pending"], limit: 100_000 });
     const active = await store.listRuns({ app_id: appId, states: ACTIVE, limit: 100_000 });
     const reason: QueuedReason = active.length >= config.maxRunsPerApp
       ? "app_limit"
       : "no_capacity";
-    return new Map(pending.reverse().map((run, i) => [run.id, { reason, position: i + 1 }]));
+    const places = new Map(
+      pending.reverse().map((run, i) => [run.id, { reason, position: i + 1 }]),
+    );
+    return {
+      places,
+      limit: config.maxRunsPerApp,
+      active: active.length,
+      pending: pending.length,
+    };
   }
 
   /**

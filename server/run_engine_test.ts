@@ -522,8 +522,8 @@ Deno.test("a burst beyond the app's limit waits in the queue and runs, never mor
   );
   equal(runs.length, 50, "all accepted");
   const queue = await server.engine.queue(f.app.id);
-  equal(queue.size, 40);
-  deepEqual([...queue.values()][0], { reason: "app_limit", position: 1 });
+  deepEqual([queue.limit, queue.active, queue.pending], [10, 10, 40]);
+  deepEqual([...queue.places.values()][0], { reason: "app_limit", position: 1 });
 
   let most = 0;
   const done = new Set<string>();

@@ -186,7 +186,7 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AppEnv> {
     if (replayed) c.header("Idempotent-Replayed", "true");
     return c.json(
       {
-        run: runInfo(fresh, row.name, await agentMap(store), await engine.queue(row.id)),
+        run: runInfo(fresh, row.name, await agentMap(store), (await engine.queue(row.id)).places),
         secret,
         attach,
       } satisfies RunCreatedReply,
@@ -199,9 +199,12 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AppEnv> {
     const limit = intParam(c, "limit", 100, 10000);
     const runs = await store.listRuns({ app_id: row.id, limit });
     const agents = await agentMap(store);
-    const queue = await engine.queue(row.id);
+    const { places, limit: max, active, pending } = await engine.queue(row.id);
     return c.json(
-      { runs: runs.map((r) => runInfo(r, row.name, agents, queue)) } satisfies RunsReply,
+      {
+        runs: runs.map((r) => runInfo(r, row.name, agents, places)),
+        queue: { limit: max, active, pending },
+      } satisfies RunsReply,
     );
   });
 
@@ -215,7 +218,7 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AppEnv> {
       await ctx.signals.wait(runKey(run.id), deadline - Date.now());
       run = await store.runById(run.id) ?? run;
     }
-    const queue = run.state === "pending" ? await engine.queue(row.id) : undefined;
+    const queue = run.state === "pending" ? (await engine.queue(row.id)).places : undefined;
     return c.json({ run: runInfo(run, row.name, await agentMap(store), queue) } satisfies RunReply);
   });
 

@@ -117,6 +117,7 @@ Deno.test("ps shows why a queued run waits and its place in the queue", async ()
     ],
     "no agent: all wait for capacity, none refused",
   );
+  deepEqual(ps.queue, { limit: 2, active: 0, pending: 4 });
   const one = await (await t.call("GET", "/api/apps/demo/runs/one-off-2")).json();
   deepEqual([one.run.queued_reason, one.run.queue_position], ["no_capacity", 2]);
   const refused = await createRun(t, { command: "echo", fail_fast: true });
