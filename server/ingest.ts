@@ -5,7 +5,7 @@
  * than the store holds once its batches stopped coming gets that said.
  * @module
  */
-import { type AgentMessage, isTerminal, runLabel } from "../protocol/mod.ts";
+import { type AgentMessage, isTerminal, runLabel, TERMINAL_STATES } from "../protocol/mod.ts";
 import { type Clock, realClock, type TimerId } from "../util/clock.ts";
 import { errorMessage } from "../util/log.ts";
 import type { ConnectedAgent } from "./agent_directory.ts";
@@ -21,6 +21,12 @@ interface Owner {
   appId: number;
   label: string;
 }
+
+/** How far back a restarted server looks for ended runs whose lines it had not checked. */
+const RESUME_WITHIN_MS = 24 * 3600_000;
+
+/** The words of the note on a run with missing lines. */
+const MISSING_NOTE = "log lines missing";
 
 /** What an {@link Ingest} is built with. */
 export interface IngestOptions {
@@ -41,6 +47,24 @@ export class Ingest {
   constructor(ctx: ServerContext, options: IngestOptions = {}) {
     this.#ctx = ctx;
     this.#clock = options.clock ?? realClock;
+    this.started = this.#resume().catch((err) =>
+      ctx.log.error("resuming the missing-lines checks failed", { error: errorMessage(err) })
+    );
+  }
+
+  /** Resolves once the checks of runs ended before a restart are set again. */
+  readonly started: Promise<void>;
+
+  // Runs that ended recently with a line count: a restart between their end
+  // and their check must not hide a shortfall.
+  async #resume(): Promise<void> {
+    const since = this.#clock.now() - RESUME_WITHIN_MS;
+    const runs = await this.#ctx.store.listRuns({ states: [...TERMINAL_STATES], limit: 1000 });
+    for (const run of runs) {
+      if (run.log_lines === null || run.log_lines === 0 || this.#awaited.has(run.id)) continue;
+      if ((run.ended_at?.getTime() ?? 0) < since || run.reason?.includes(MISSING_NOTE)) continue;
+      this.#expect(run.id, run.log_lines);
+    }
   }
 
   /**
@@ -175,7 +199,7 @@ export class Ingest {
     const run = await store.runById(runId);
     if (!run || !isTerminal(run.state)) return;
     const missing = lines - stored;
-    const note = `${missing} of ${lines} log lines missing`;
+    const note = `${missing} of ${lines} ${MISSING_NOTE}`;
     if (run.reason?.includes(note)) return;
     await store.updateRun(run.id, [run.state], {
       state: run.state,

@@ -446,6 +446,7 @@ export class RunEngine {
       exitCode: end.exitCode ?? null,
       reason: end.reason ?? null,
       at: new Date(end.at),
+      ...(end.lines !== undefined ? { logLines: end.lines } : {}),
     }, [...LIVE_STATES, "lost"]);
     agent.send({ type: "state_ack", runId: run.id });
   }
@@ -453,7 +454,7 @@ export class RunEngine {
   async #end(
     run: RunRow,
     state: RunState,
-    detail: { exitCode?: number | null; reason?: string | null; at?: Date },
+    detail: { exitCode?: number | null; reason?: string | null; at?: Date; logLines?: number },
     from: RunState[] = LIVE_STATES,
   ): Promise<void> {
     const { store } = this.#ctx;
@@ -462,6 +463,7 @@ export class RunEngine {
       exit_code: detail.exitCode ?? null,
       reason: detail.reason ?? null,
       ended_at: detail.at ?? new Date(this.#clock.now()),
+      ...(detail.logLines !== undefined ? { log_lines: detail.logLines } : {}),
     });
     this.#terms.delete(run.id);
     if (!ended) return;

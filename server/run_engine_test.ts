@@ -591,6 +591,24 @@ Deno.test("a run whose end reported more lines than were stored says how many ar
   }]);
 });
 
+Deno.test("a shortfall is still reported when the server restarts before the check", async () => {
+  await using f = await engineFixture({ logsSettleMs: 10_000 });
+  const clock = clockNow();
+  const before = new Server(f.ctx, clock);
+  const agent = await before.agent("a1");
+  await before.join(agent);
+  const run = await createRun(before, f);
+  await before.events.message(agent, stateReport(run.id, "running", clock.now()));
+  await before.events.message(agent, exitReport(run.id, clock.now(), 3));
+  equal((await f.ctx.store.runById(run.id))?.log_lines, 3);
+  before[Symbol.dispose]();
+
+  using after = new Server(f.ctx, clock);
+  await after.ingest.started;
+  await clock.advance(11_000);
+  equal((await f.ctx.store.runById(run.id))?.reason, "3 of 3 log lines missing");
+});
+
 Deno.test("a run whose lines all arrived gets no note", async () => {
   await using f = await engineFixture({ logsSettleMs: 10_000 });
   const clock = clockNow();

@@ -280,6 +280,11 @@ const IDEMPOTENCY_POSTGRES = `
     primary key (app_id, key)
   )`;
 
+// How many log lines a detached run's end reported, so that a shortfall is
+// still found after a server restart.
+const LOG_LINES_SQLITE = `ALTER TABLE runs ADD COLUMN log_lines INTEGER`;
+const LOG_LINES_POSTGRES = `alter table runs add column log_lines bigint`;
+
 /** Every migration, in the order they apply. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "initial schema", sqlite: INITIAL_SQLITE, postgres: INITIAL_POSTGRES },
@@ -290,4 +295,5 @@ export const MIGRATIONS: readonly Migration[] = [
     sqlite: IDEMPOTENCY_SQLITE,
     postgres: IDEMPOTENCY_POSTGRES,
   },
+  { version: 4, name: "run log lines", sqlite: LOG_LINES_SQLITE, postgres: LOG_LINES_POSTGRES },
 ];

@@ -77,6 +77,8 @@ export interface RunRow {
   created_at: Date;
   started_at: Date | null;
   ended_at: Date | null;
+  /** Detached runs: how many log lines the agent said the run produced, once it ended. */
+  log_lines: number | null;
 }
 
 /** The fields a new run is created with. */
@@ -90,6 +92,7 @@ export type NewRun = Omit<
   | "created_at"
   | "started_at"
   | "ended_at"
+  | "log_lines"
 >;
 
 /** A change of a run's state and what comes with it. */
@@ -102,6 +105,7 @@ export interface RunUpdate {
   ended_at?: Date | null;
   /** Attached runs: set once the agent expects the client, until this time. */
   expires_at?: Date | null;
+  log_lines?: number | null;
 }
 
 /** An agent as stored. */

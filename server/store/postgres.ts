@@ -67,6 +67,7 @@ const OPTIONAL_RUN_FIELDS = [
   "started_at",
   "ended_at",
   "expires_at",
+  "log_lines",
 ] as const;
 
 class PostgresStore implements Store {

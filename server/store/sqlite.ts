@@ -343,7 +343,8 @@ class SqliteStore implements Store {
            reason = CASE WHEN :set_reason THEN :reason ELSE reason END,
            started_at = CASE WHEN :set_started_at THEN :started_at ELSE started_at END,
            ended_at = CASE WHEN :set_ended_at THEN :ended_at ELSE ended_at END,
-           expires_at = CASE WHEN :set_expires_at THEN :expires_at ELSE expires_at END
+           expires_at = CASE WHEN :set_expires_at THEN :expires_at ELSE expires_at END,
+           log_lines = CASE WHEN :set_log_lines THEN :log_lines ELSE log_lines END
          WHERE id = :id AND state IN (SELECT value FROM json_each(:from))
          RETURNING *`,
       ).all({
@@ -362,6 +363,8 @@ class SqliteStore implements Store {
         ended_at: millis(update.ended_at ?? null),
         set_expires_at: update.expires_at === undefined ? 0 : 1,
         expires_at: millis(update.expires_at ?? null),
+        set_log_lines: update.log_lines === undefined ? 0 : 1,
+        log_lines: update.log_lines ?? null,
       })[0] as Row | undefined;
       return row === undefined ? null : toRun(row);
     });

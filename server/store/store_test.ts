@@ -242,7 +242,13 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
       created_at: run.created_at,
       started_at: null,
       ended_at: null,
+      log_lines: null,
     });
+    const ended = await store.updateRun(run.id, ["pending"], {
+      state: "exited",
+      log_lines: 70_000,
+    });
+    assert.equal(ended?.log_lines, 70_000);
   });
 
   test("updateRun changes only a run in an expected state and only given fields", async (store) => {
