@@ -16,8 +16,9 @@ export function routeAgentEvents(engine: RunEngine, ingest: Ingest): AgentEvents
         case "attach_ready":
           return engine.attachReady(agent, msg);
         case "run_state":
-          await engine.runState(agent, msg);
-          if (isTerminal(msg.state)) ingest.ended(msg.runId, msg.lines);
+          if (await engine.runState(agent, msg) && isTerminal(msg.state)) {
+            ingest.ended(msg.runId, msg.lines);
+          }
           return;
         case "logs":
           return await ingest.logs(agent, msg);
@@ -31,8 +32,9 @@ export function routeAgentEvents(engine: RunEngine, ingest: Ingest): AgentEvents
       }
     },
     async joined(agent, running, ended) {
-      await engine.joined(agent, running, ended);
-      for (const end of ended) ingest.ended(end.runId, end.lines);
+      for (const end of await engine.joined(agent, running, ended)) {
+        ingest.ended(end.runId, end.lines);
+      }
     },
     left(agent) {
       ingest.left(agent);

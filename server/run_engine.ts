@@ -406,16 +406,17 @@ export class RunEngine {
   /**
    * Applies an agent's report on one of its runs; reports on others' runs
    * are ignored. An end is answered `state_ack` once recorded, a repeat too.
+   * True when it was a report on one of this agent's runs.
    */
   async runState(
     agent: ConnectedAgent,
     msg: Extract<AgentMessage, { type: "run_state" }>,
-  ): Promise<void> {
+  ): Promise<boolean> {
     const run = await this.#ctx.store.runById(msg.runId);
     if (!run) {
       // Its app was destroyed: nothing to record, and the agent may forget it.
       if (isTerminal(msg.state)) agent.send({ type: "state_ack", runId: msg.runId });
-      return;
+      return false;
     }
     if (run.agent_id !== agent.id) {
       this.#ctx.log.warn("run report refused: the run is not this agent's", {
@@ -423,7 +424,7 @@ export class RunEngine {
         run: msg.runId,
         state: msg.state,
       });
-      return;
+      return false;
     }
     if (msg.state === "running") {
       await this.#ctx.store.updateRun(run.id, ["starting"], {
@@ -431,11 +432,12 @@ export class RunEngine {
         started_at: new Date(msg.at),
       });
       this.#ctx.signals.notify(runKey(run.id));
-      return;
+      return true;
     }
-    if (!isTerminal(msg.state)) return;
+    if (!isTerminal(msg.state)) return true;
     await this.#applyEnd(agent, run, msg);
     await this.schedule();
+    return true;
   }
 
   // An end the agent reports overrides `lost`: lost is only for runs whose
@@ -492,12 +494,18 @@ export class RunEngine {
    * An agent (re)joined. First the ends it kept while the server was away
    * are applied; then the runs it still has are reconciled (a run marked
    * lost meanwhile is running again, one stopped or unknown here is
-   * killed); only then are its other runs lost.
+   * killed); only then are its other runs lost. Resolves with the ends
+   * applied to this agent's runs.
    */
-  async joined(agent: ConnectedAgent, running: string[], ended: RunEnded[] = []): Promise<void> {
+  async joined(
+    agent: ConnectedAgent,
+    running: string[],
+    ended: RunEnded[] = [],
+  ): Promise<RunEnded[]> {
     this.#clock.clearTimeout(this.#lostTimers.get(agent.id));
     this.#lostTimers.delete(agent.id);
     const { store } = this.#ctx;
+    const applied: RunEnded[] = [];
     for (const end of ended) {
       if (!isTerminal(end.state)) continue;
       const run = await store.runById(end.runId);
@@ -505,6 +513,7 @@ export class RunEngine {
         agent.send({ type: "state_ack", runId: end.runId });
       } else if (run.agent_id === agent.id) {
         await this.#applyEnd(agent, run, end);
+        applied.push(end);
       }
     }
     const still = new Set<string>();
@@ -523,6 +532,7 @@ export class RunEngine {
     }
     await this.#loseRunsOf(agent.id, still);
     await this.schedule();
+    return applied;
   }
 
   async #recover(agent: ConnectedAgent, run: RunRow): Promise<void> {
