@@ -18,6 +18,7 @@ import { type Clock, realClock, type TimerId } from "../util/clock.ts";
 import { errorMessage } from "../util/log.ts";
 import type { AgentDirectory, ConnectedAgent } from "./agent_directory.ts";
 import { AttachSecrets } from "./_attach_secret.ts";
+import { type Idempotency, IDEMPOTENCY_KEEP_MS, replayedRun } from "./_idempotency.ts";
 import { sha256Hex } from "./auth.ts";
 import type { ServerContext } from "./context.ts";
 import { HttpError } from "./http_error.ts";
@@ -39,16 +40,6 @@ export interface RunRequest {
   /** Refuse (429) rather than queue when the app is at its limit of live runs. */
   failFast?: boolean;
 }
-
-/** An `Idempotency-Key` and what it was sent with, for {@link RunEngine.create}. */
-export interface Idempotency {
-  key: string;
-  /** Hex SHA-256 of the actor and the request body: a repeat must match it. */
-  fingerprint: string;
-}
-
-/** How long an idempotency key holds its run. */
-export const IDEMPOTENCY_KEEP_MS = 24 * 3600_000;
 
 /** Why a pending run waits, and its place in its app's queue (1 = next). */
 export interface QueuePlace {
@@ -135,7 +126,11 @@ export class RunEngine {
         { app_id: app.id, key: idem.key, fingerprint: idem.fingerprint, run_id: id },
         new Date(this.#clock.now() - IDEMPOTENCY_KEEP_MS),
       );
-      if (held) return await this.#replay(app, held, idem);
+      if (held) {
+        const run = await replayedRun(this.#ctx, { app, held, idem });
+        const secret = run.attached ? await this.#secrets.secret(run.id) : null;
+        return { run, secret, replayed: true };
+      }
     }
     try {
       const run = await this.#create(id, app, release, req, actor);
@@ -144,37 +139,6 @@ export class RunEngine {
       if (idem) await this.#ctx.store.releaseIdempotencyKey(app.id, idem.key, id);
       throw err;
     }
-  }
-
-  async #replay(
-    app: AppRow,
-    held: { fingerprint: string; run_id: string },
-    idem: Idempotency,
-  ): Promise<{ run: RunRow; secret: string | null; replayed: boolean }> {
-    if (held.fingerprint !== idem.fingerprint) {
-      throw new HttpError(
-        422,
-        "idempotency_mismatch",
-        `Idempotency-Key "${idem.key}" was first used for a different request on "${app.name}": ` +
-          "use a new key for a new run",
-      );
-    }
-    // The first request may still be creating it (a retry racing the original).
-    const deadline = Date.now() + 5_000;
-    let run = await this.#ctx.store.runById(held.run_id);
-    while (!run && Date.now() < deadline && !this.#ctx.signals.closed) {
-      await this.#ctx.signals.wait(runKey(held.run_id), 100);
-      run = await this.#ctx.store.runById(held.run_id);
-    }
-    if (!run) {
-      throw new HttpError(
-        409,
-        "idempotency_in_progress",
-        `The first request with Idempotency-Key "${idem.key}" is still being handled: try again`,
-      );
-    }
-    const secret = run.attached ? await this.#secrets.secret(run.id) : null;
-    return { run, secret, replayed: true };
   }
 
   async #create(id: string, app: AppRow, release: ReleaseRow, req: RunRequest, actor: string) {

@@ -10,7 +10,6 @@ import {
   decodeResizeBody,
   decodeRunRequestBody,
   IDEMPOTENCY_HEADER,
-  isIdempotencyKey,
   isTerminal,
   type ResizeReply,
   type RunCreatedReply,
@@ -23,8 +22,8 @@ import {
 import type { ServerContext } from "../context.ts";
 import { decodeBody, HttpError } from "../http_error.ts";
 import { type AppEnv, intParam, loadRun } from "../_lookup.ts";
-import { type Idempotency, RunEngine, type RunRequest } from "../run_engine.ts";
-import { sha256Hex } from "../auth.ts";
+import { RunEngine, type RunRequest } from "../run_engine.ts";
+import { idempotencyOf } from "../_idempotency.ts";
 import { runKey } from "../signals.ts";
 import type { AppRow, RunRow } from "../store/mod.ts";
 import { agentMap, runInfo } from "../views.ts";
@@ -90,34 +89,6 @@ async function runRequest(ctx: ServerContext, app: AppRow, body: RunRequestBody)
   return { release, request };
 }
 
-/** JSON with object keys sorted, so that equal bodies give equal fingerprints. */
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (typeof value === "object" && value !== null) {
-    const entries = Object.entries(value).filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0);
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value);
-}
-
-/** The request's `Idempotency-Key`, if any, with the fingerprint a repeat must match. */
-function idempotency(
-  header: string | undefined,
-  actor: string,
-  body: RunRequestBody,
-): Idempotency | undefined {
-  if (header === undefined) return undefined;
-  if (!isIdempotencyKey(header)) {
-    throw new HttpError(
-      400,
-      "invalid_idempotency_key",
-      `Invalid ${IDEMPOTENCY_HEADER} header: use 1-200 printable ASCII characters, e.g. a UUID`,
-    );
-  }
-  return { key: header, fingerprint: sha256Hex(canonicalJson({ actor, body })) };
-}
-
 /** Routes under `/apps/:app/runs`, the app loaded by the `/apps/:app/*` middleware. */
 export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AppEnv> {
   const { store } = ctx;
@@ -169,7 +140,7 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AppEnv> {
     const row = c.get("app");
     const body = await decodeBody(c, decodeRunRequestBody);
     const actor = c.get("auth").actor;
-    const idem = idempotency(c.req.header(IDEMPOTENCY_HEADER), actor, body);
+    const idem = idempotencyOf(c.req.header(IDEMPOTENCY_HEADER), actor, body);
     const { release, request } = await runRequest(ctx, row, body);
     const { run, secret, replayed } = await engine.create(
       row,
