@@ -25,6 +25,12 @@ export interface ReleaseInfo {
   process_types: Record<string, string>;
 }
 
+/**
+ * Why a pending run waits: its app is at its limit of live one-offs
+ * (`app_limit`), or no agent has free capacity (`no_capacity`).
+ */
+export type QueuedReason = "app_limit" | "no_capacity";
+
 /** A run as the API shows it. */
 export interface RunInfo {
   id: string;
@@ -42,6 +48,10 @@ export interface RunInfo {
   created_at: string;
   started_at: string | null;
   ended_at: string | null;
+  /** Pending runs: why it waits (else null). */
+  queued_reason?: QueuedReason | null;
+  /** Pending runs: its place in the app's queue, 1 = next (else null). */
+  queue_position?: number | null;
 }
 
 /** A stored log line as the API shows it. */
@@ -118,9 +128,20 @@ export interface RunCreatedReply {
   attach: AttachTarget | null;
 }
 
+/** The app's limit of live one-offs and how it is used: what `ps` shows above the runs. */
+export interface RunsQueueInfo {
+  /** Live (`starting`, `running`) one-offs the app may have at once. */
+  limit: number;
+  /** How many it has now. */
+  active: number;
+  /** How many wait `pending` in its queue. */
+  pending: number;
+}
+
 /** `GET /apps/:app/runs`. */
 export interface RunsReply {
   runs: RunInfo[];
+  queue?: RunsQueueInfo;
 }
 
 /** `GET /apps/:app/runs/:run`. */
@@ -139,9 +160,17 @@ export interface StopReply {
 /** `POST /apps/:app/runs/:run/resize`. */
 export type ResizeReply = ResizeBody;
 
-/** `GET /apps/:app/logs`. */
+/**
+ * `GET /apps/:app/logs`. Without `after`, `more` tells whether older lines
+ * exist before the first one returned: ask again with `before` set to
+ * `before` (that first line's id) to page backwards. `truncated` says the
+ * `n` asked for was more than one reply gives (at most 10,000 lines).
+ */
 export interface LogsReply {
   lines: LogLine[];
+  more?: boolean;
+  before?: number | null;
+  truncated?: boolean;
 }
 
 /** `GET /apps/:app/timeline`. */

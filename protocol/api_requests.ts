@@ -57,6 +57,26 @@ export interface RunRequestBody {
   timeout?: number;
   /** `TERM` inside the sandbox; a missing or unusable value means xterm-256color. */
   term?: string;
+  /**
+   * When the app is at its limit of live one-offs: true answers 429 at
+   * once; otherwise (the default) the run waits in the queue, `pending`,
+   * until a place frees up or the queue timeout.
+   */
+  fail_fast?: boolean;
+}
+
+/**
+ * The request header that makes `POST /apps/:app/runs` safe to retry: one
+ * fresh value per invocation (a UUID), 1-200 printable ASCII characters.
+ * A repeat within 24 h on the same app by the same token with the same body
+ * gets the first run back (200, header `Idempotent-Replayed: true`, an
+ * attached run's secret again); with another body, 422 `idempotency_mismatch`.
+ */
+export const IDEMPOTENCY_HEADER = "Idempotency-Key";
+
+/** Whether a value is usable as an `Idempotency-Key`. */
+export function isIdempotencyKey(value: string): boolean {
+  return /^[\x21-\x7e]{1,200}$/.test(value);
 }
 
 /** `POST /apps/:app/runs/:run/resize`. */
@@ -171,6 +191,7 @@ const runRequestBody: Decoder<RunRequestBody> = object({}, {
     message: () => `Field "timeout" must be a positive number of seconds`,
   }),
   term: lenient(check(string, (term) => TERM.test(term) || "is not a terminal type")),
+  fail_fast: boolean,
 });
 
 const resizeBody: Decoder<ResizeBody> = refusing(object({ cols: dimension, rows: dimension }), {

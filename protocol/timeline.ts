@@ -36,6 +36,10 @@ export interface TimelineEventData {
     reason: string | null;
     duration_ms: number | null;
   };
+  /** A run marked lost turned out alive when its agent came back: it is running again. */
+  "run.recovered": { run: string; command: string };
+  /** A run's end reported `lines` log lines, and `missing` of them never reached the store. */
+  "run.logs_missing": { run: string; missing: number; lines: number };
   /** A stop was asked for; `run.ended` follows when it took effect. */
   "run.stop": { run: string };
   /** Someone displayed a run's session recording, in this format. */
@@ -124,6 +128,8 @@ const CHECKS: { [K in TimelineEventKind]: { [F in keyof TimelineEventData[K]]-?:
     reason: orNull(isString),
     duration_ms: orNull(isNumber),
   },
+  "run.recovered": { run: isRun, command: isString },
+  "run.logs_missing": { run: isRun, missing: isNumber, lines: isNumber },
   "run.stop": { run: isRun },
   "audit.viewed": { run: isRun, format: isString },
   "audit.key_rotated": { key: isString },
@@ -229,6 +235,22 @@ export function describeEvent(event: UncheckedEventBody): Segment[] {
         ...(d.reason ? [seg("note", ` (${d.reason})`)] : []),
         text(": "),
         seg("command", d.command),
+      ];
+    }
+    case "run.recovered":
+      return [
+        seg("run", event.data.run),
+        text(" is running again"),
+        seg("note", " (marked lost, but its agent came back still running it)"),
+        text(": "),
+        seg("command", event.data.command),
+      ];
+    case "run.logs_missing": {
+      const { run, missing, lines } = event.data;
+      return [
+        seg("run", run),
+        text(` is missing ${missing} of its ${lines} log lines`),
+        seg("note", " (they never reached the server's store)"),
       ];
     }
     case "run.stop":

@@ -54,6 +54,14 @@ const SENTENCES: Record<TimelineEventKind, [TimelineEventBody, string]> = {
     "one-off-7 ended exited with exit code 1 after 1 min 1 s: rake db:migrate",
   ],
   "run.stop": [{ kind: "run.stop", data: { run: "one-off-8" } }, "asked one-off-8 to stop"],
+  "run.recovered": [
+    { kind: "run.recovered", data: { run: "one-off-7", command: "sleep 600" } },
+    "one-off-7 is running again (marked lost, but its agent came back still running it): sleep 600",
+  ],
+  "run.logs_missing": [
+    { kind: "run.logs_missing", data: { run: "one-off-7", missing: 10000, lines: 70000 } },
+    "one-off-7 is missing 10000 of its 70000 log lines (they never reached the server's store)",
+  ],
   "audit.viewed": [
     { kind: "audit.viewed", data: { run: "one-off-7", format: "cast" } },
     "viewed the session recording of one-off-7 (cast)",

@@ -46,6 +46,8 @@ export async function engineFixture(
     sizes: { ...DEFAULT_SIZES },
     joinToken: "join_test",
     agentGraceMs: 30_000,
+    logsSettleMs: 60_000,
+    heartbeatMs: 5_000,
     auditKeyFile: `${dir}/audit.key`,
     ...overrides,
   };
@@ -101,6 +103,7 @@ export class FakeAgent implements ConnectedAgent {
   endpoint = { host: "127.0.0.1", port: 5000, tls: false };
   active: Set<string>;
   lastSeen = 0;
+  draining = false;
   /** Everything the server sent it, oldest first. */
   sent: ServerMessage[] = [];
   open = true;

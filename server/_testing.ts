@@ -38,6 +38,8 @@ export async function testServer(overrides: Partial<ServerConfig> = {}): Promise
     sizes: { ...DEFAULT_SIZES },
     joinToken: "join_test",
     agentGraceMs: 1000,
+    logsSettleMs: 60_000,
+    heartbeatMs: 5_000,
     auditKeyFile: `${dir}/audit.key`,
     ...overrides,
   };

@@ -15,6 +15,8 @@ export interface ConnectedAgent {
   active: Set<string>;
   /** When the hub last heard from it (clock milliseconds). */
   lastSeen: number;
+  /** It said it is stopping: no new run is placed on it. */
+  draining: boolean;
   /** Sends a message; false when the channel is no longer open. */
   send(msg: ServerMessage): boolean;
   /** Closes the channel. */
@@ -23,7 +25,7 @@ export interface ConnectedAgent {
 
 /** What the run engine needs to reach agents. */
 export interface AgentDirectory {
-  /** The least loaded connected agent with free capacity, if any. */
+  /** The least loaded connected agent with free capacity that is not draining, if any. */
   pick(): ConnectedAgent | undefined;
   /** A connected agent by id. */
   get(id: string): ConnectedAgent | undefined;
@@ -45,7 +47,7 @@ export class ConnectedAgents implements AgentDirectory {
   pick(): ConnectedAgent | undefined {
     let best: ConnectedAgent | undefined;
     for (const agent of this.#agents.values()) {
-      if (agent.active.size >= agent.capacity) continue;
+      if (agent.draining || agent.active.size >= agent.capacity) continue;
       if (!best || agent.active.size / agent.capacity < best.active.size / best.capacity) {
         best = agent;
       }

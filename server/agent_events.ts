@@ -16,19 +16,25 @@ export function routeAgentEvents(engine: RunEngine, ingest: Ingest): AgentEvents
         case "attach_ready":
           return engine.attachReady(agent, msg);
         case "run_state":
-          await engine.runState(agent, msg);
-          if (isTerminal(msg.state)) ingest.ended(msg.runId);
+          if (await engine.runState(agent, msg) && isTerminal(msg.state)) {
+            ingest.ended(msg.runId, msg.lines);
+          }
           return;
         case "logs":
           return await ingest.logs(agent, msg);
         case "audit":
           return await ingest.audit(agent, msg);
+        case "draining":
+          agent.draining = true;
+          return;
         default:
           return;
       }
     },
-    joined(agent, running) {
-      return engine.joined(agent, running);
+    async joined(agent, running, ended) {
+      for (const end of await engine.joined(agent, running, ended)) {
+        ingest.ended(end.runId, end.lines);
+      }
     },
     left(agent) {
       ingest.left(agent);

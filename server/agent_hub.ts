@@ -5,7 +5,12 @@
  */
 import { timingSafeEqual } from "node:crypto";
 import { Buffer } from "node:buffer";
-import { type AgentMessage, decodeAgentMessage, type ServerMessage } from "../protocol/mod.ts";
+import {
+  type AgentMessage,
+  decodeAgentMessage,
+  type RunEnded,
+  type ServerMessage,
+} from "../protocol/mod.ts";
 import { type Clock, realClock, type TimerId } from "../util/clock.ts";
 import { errorMessage } from "../util/log.ts";
 import type { ConnectedAgent, ConnectedAgents } from "./agent_directory.ts";
@@ -16,13 +21,14 @@ import type { ServerContext } from "./context.ts";
 export interface AgentEvents {
   /** A message about a run from this agent; processed in order per agent. */
   message(agent: ConnectedAgent, msg: AgentMessage): Promise<void>;
-  /** An agent (re)joined; `running` are the runs it still has. */
-  joined(agent: ConnectedAgent, running: string[]): Promise<void>;
+  /**
+   * An agent (re)joined; `running` are the runs it still has, `ended` the
+   * ends it kept while the server was away.
+   */
+  joined(agent: ConnectedAgent, running: string[], ended: RunEnded[]): Promise<void>;
   /** An agent's channel closed. */
   left(agent: ConnectedAgent): Promise<void>;
 }
-
-const HEARTBEAT_MS = 5_000;
 
 /** What an {@link AgentHub} is built with. */
 export interface AgentHubOptions {
@@ -47,7 +53,7 @@ export class AgentHub {
     this.#events = options.events;
     this.#agents = options.agents;
     this.#clock = options.clock ?? realClock;
-    this.#sweeper = this.#clock.setInterval(() => this.#sweep(), HEARTBEAT_MS);
+    this.#sweeper = this.#clock.setInterval(() => this.#sweep(), ctx.config.heartbeatMs);
   }
 
   /** A connected agent by id. */
@@ -82,6 +88,9 @@ export class AgentHub {
           agent = await this.#hello(socket, msg, address);
           return;
         }
+        // Dropped for silence (frozen, partitioned): what the old channel
+        // still says is ignored; the agent dials again and says hello.
+        if (this.#agents.get(agent.id) !== agent) return;
         agent.lastSeen = this.#clock.now();
         if (msg.type === "heartbeat" || msg.type === "hello") return;
         await this.#events.message(agent, msg);
@@ -128,6 +137,7 @@ export class AgentHub {
       endpoint: msg.attach,
       active: new Set(msg.running),
       lastSeen: this.#clock.now(),
+      draining: false,
       send(out: ServerMessage): boolean {
         if (socket.readyState !== WebSocket.OPEN) return false;
         socket.send(JSON.stringify(out));
@@ -138,14 +148,14 @@ export class AgentHub {
       },
     };
     this.#agents.add(agent)?.close(1000, "replaced by a new connection");
-    agent.send({ type: "welcome", agentId: row.id, heartbeatMs: HEARTBEAT_MS });
+    agent.send({ type: "welcome", agentId: row.id, heartbeatMs: this.#ctx.config.heartbeatMs });
     log.info("agent joined", {
       agent: row.name,
       address,
       capacity: msg.capacity,
       sandbox: msg.sandbox,
     });
-    await this.#events.joined(agent, msg.running);
+    await this.#events.joined(agent, msg.running, msg.ended);
     return agent;
   }
 
@@ -156,10 +166,24 @@ export class AgentHub {
     return timingSafeEqual(a, b);
   }
 
+  // Each tick: a heartbeat to every agent (it treats silence as death), and
+  // an agent silent for three beats is dropped at once. A frozen or
+  // partitioned peer never answers a close handshake, so waiting for its
+  // close event would leave it online with its runs running for ever.
   #sweep(): void {
-    const deadline = this.#clock.now() - 3 * HEARTBEAT_MS;
+    const deadline = this.#clock.now() - 3 * this.#ctx.config.heartbeatMs;
     for (const agent of this.#agents.list()) {
-      if (agent.lastSeen < deadline) agent.close(1001, "missed heartbeats");
+      if (agent.lastSeen >= deadline) {
+        agent.send({ type: "heartbeat" });
+        continue;
+      }
+      if (!this.#agents.remove(agent)) continue;
+      const log = this.#ctx.log.child("hub");
+      log.warn("agent dropped: missed heartbeats", { agent: agent.name });
+      agent.close(1001, "missed heartbeats");
+      this.#events.left(agent).catch((err) =>
+        log.error("agent drop failed", { agent: agent.name, error: errorMessage(err) })
+      );
     }
   }
 

@@ -68,3 +68,62 @@ Deno.test("an agent that misses its heartbeats is dropped, and its run is lost a
     await http.shutdown();
   }
 });
+
+// An agent in a process of its own: says hello, reports every run it is
+// asked to start as running, and prints each message it gets.
+const CHILD_AGENT = `
+const ws = new WebSocket(Deno.args[0]);
+ws.onopen = () => ws.send(JSON.stringify({
+  type: "hello", token: "join_test", name: "frozen", version: "test", capacity: 2,
+  sandbox: "bwrap", attach: { host: "127.0.0.1", port: 5000, tls: false },
+  running: [], ended: [], warnings: [],
+}));
+ws.onmessage = (event) => {
+  const msg = JSON.parse(event.data);
+  if (msg.type === "start_run") {
+    ws.send(JSON.stringify({ type: "run_state", runId: msg.spec.runId, state: "running", at: Date.now() }));
+  }
+  console.log(msg.type);
+};
+`;
+
+Deno.test("a frozen agent (SIGSTOP) is dropped when its heartbeats stop, and its grace starts at once", async () => {
+  await using f = await engineFixture({ agentGraceMs: 30_000, heartbeatMs: 5_000 });
+  const clock = new FakeClock(Date.now());
+  const server = createApp(f.ctx, { clock });
+  const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, server.app.fetch);
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", CHILD_AGENT, `ws://127.0.0.1:${http.addr.port}${AGENT_CHANNEL_PATH}`],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const seen: string[] = [];
+  const reading = (async () => {
+    const decoder = new TextDecoderStream();
+    for await (const chunk of child.stdout.pipeThrough(decoder)) seen.push(...chunk.split("\n"));
+  })();
+  try {
+    await until("welcomed", () => Promise.resolve(seen.includes("welcome")));
+    const { run } = await server.engine.create(f.app, f.release, runRequest(), "alice");
+    const stateOf = async () => (await f.ctx.store.runById(run.id))?.state;
+    await until("running", async () => await stateOf() === "running");
+    const agentId = (await f.ctx.store.runById(run.id))?.agent_id ?? "";
+
+    await clock.advance(5_000);
+    await until("sent a heartbeat", () => Promise.resolve(seen.includes("heartbeat")));
+    Deno.kill(child.pid, "SIGSTOP");
+    await clock.advance(20_000);
+    await until("offline", async () => (await f.ctx.store.agentById(agentId))?.online === false);
+    equal(server.hub.get(agentId), undefined, "no longer a place for runs");
+    equal(await stateOf(), "running", "its grace has started");
+    await clock.advance(31_000);
+    await until("lost", async () => await stateOf() === "lost");
+  } finally {
+    Deno.kill(child.pid, "SIGCONT");
+    child.kill("SIGKILL");
+    await child.status;
+    await reading;
+    server.close();
+    await http.shutdown();
+  }
+});

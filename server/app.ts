@@ -46,7 +46,7 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
   const clock = options.clock ?? realClock;
   const agents = new ConnectedAgents();
   const engine = new RunEngine(ctx, { agents, clock });
-  const ingest = new Ingest(ctx);
+  const ingest = new Ingest(ctx, { clock });
   const hub = new AgentHub(ctx, { agents, events: routeAgentEvents(engine, ingest), clock });
   const limiter = new FailureLimiter({ limit: 10 });
 
@@ -110,6 +110,7 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
     close() {
       hub.close();
       engine.close();
+      ingest.close();
     },
   };
 }

@@ -195,7 +195,7 @@ Deno.test("runs refuse unknown sizes and process types with 422", async () => {
   deepEqual(empty.status, 422);
 });
 
-Deno.test("the 11th concurrent one-off of an app is refused", async () => {
+Deno.test("the 11th concurrent one-off of an app asking to fail fast is refused", async () => {
   await using t = await testServer({ maxRunsPerApp: 10 });
   await t.call("POST", "/api/apps", { name: "demo" });
   await t.call("POST", "/api/apps/demo/deploy", await makeSlug({ "a.txt": "a" }));
@@ -205,7 +205,7 @@ Deno.test("the 11th concurrent one-off of an app is refused", async () => {
     deepEqual((await res.json()).run.state, "pending", "no agent: pending");
   }
   const refused = await errorOf(
-    await t.call("POST", "/api/apps/demo/runs", { command: "echo 11" }),
+    await t.call("POST", "/api/apps/demo/runs", { command: "echo 11", fail_fast: true }),
   );
   deepEqual([refused.status, refused.code], [429, "too_many_runs"]);
   const ps = await (await t.call("GET", "/api/apps/demo/runs")).json();

@@ -31,6 +31,10 @@ export interface ServerConfig {
   joinToken: string;
   /** How long a disconnected agent's runs wait for it before they are `lost`. */
   agentGraceMs: number;
+  /** How long after a run's end with no log batch before missing lines are reported. */
+  logsSettleMs: number;
+  /** How often the server sends each agent a heartbeat; silence for 3 of them drops it. */
+  heartbeatMs: number;
   /** The audit key file: outside the database by design. */
   auditKeyFile: string;
 }

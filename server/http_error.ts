@@ -7,7 +7,7 @@ import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { ApiError, Decoding } from "../protocol/mod.ts";
 import type { Logger } from "../util/log.ts";
-import { ConflictError } from "./store/mod.ts";
+import { ConflictError, isStorageFull, isStoreUnavailable } from "./store/mod.ts";
 
 /** An error with an HTTP status and a stable machine-readable code. */
 export class HttpError extends Error {
@@ -29,6 +29,34 @@ export function errorHandler(log: Logger): (err: Error, c: Context) => Response 
     }
     if (err instanceof ConflictError) {
       return c.json<ApiError>({ error: { code: "conflict", message: err.message } }, 409);
+    }
+    if (isStorageFull(err)) {
+      log.error("request failed: disk full", {
+        method: c.req.method,
+        path: c.req.path,
+        error: String(err),
+      });
+      // Said to the client: nothing was changed, and it is worth retrying later.
+      return c.json<ApiError>({
+        error: {
+          code: "insufficient_storage",
+          message: `The server's disk is full: ${err.message}. Nothing was changed; ` +
+            "free some space on the server and try again",
+        },
+      }, 507);
+    }
+    if (isStoreUnavailable(err)) {
+      log.error("request failed: database unreachable", {
+        method: c.req.method,
+        path: c.req.path,
+        error: String(err),
+      });
+      return c.json<ApiError>({
+        error: {
+          code: "store_unavailable",
+          message: "The server's database cannot be reached right now: try again shortly",
+        },
+      }, 503);
     }
     log.error("request failed", { method: c.req.method, path: c.req.path, error: String(err) });
     return c.json<ApiError>(

@@ -1,11 +1,16 @@
 /**
- * Where agents' log and audit batches are stored and acknowledged.
+ * Where agents' log and audit batches are stored and acknowledged: a batch
+ * is acknowledged only once committed, nacked when the store failed (the
+ * agent sends it again later), and a run whose end reported more lines
+ * than the store holds once its batches stopped coming gets that said.
  * @module
  */
-import { type AgentMessage, isTerminal, runLabel } from "../protocol/mod.ts";
+import { type AgentMessage, isTerminal, runLabel, TERMINAL_STATES } from "../protocol/mod.ts";
+import { type Clock, realClock, type TimerId } from "../util/clock.ts";
+import { errorMessage } from "../util/log.ts";
 import type { ConnectedAgent } from "./agent_directory.ts";
 import type { ServerContext } from "./context.ts";
-import { logKey } from "./signals.ts";
+import { logKey, runKey } from "./signals.ts";
 
 type LogsMessage = Extract<AgentMessage, { type: "logs" }>;
 type AuditMessage = Extract<AgentMessage, { type: "audit" }>;
@@ -17,21 +22,78 @@ interface Owner {
   label: string;
 }
 
+/** How far back a restarted server looks for ended runs whose lines it had not checked. */
+const RESUME_WITHIN_MS = 24 * 3600_000;
+
+/** The words of the note on a run with missing lines. */
+const MISSING_NOTE = "log lines missing";
+
+/** What an {@link Ingest} is built with. */
+export interface IngestOptions {
+  /** Time for the missing-lines check; the real clock by default. */
+  clock?: Clock;
+}
+
 /** Stores detached output and audit chunks, acknowledging each batch once committed. */
 export class Ingest {
   #ctx: ServerContext;
+  #clock: Clock;
   // A detached run ships many batches: look its owner up once, not per
   // batch, while it is live. Forgotten when it ends or its agent leaves.
   #owners = new Map<string, Owner>();
+  /** Ended runs whose reported line count is not all stored yet: checked once batches stop. */
+  #awaited = new Map<string, { lines: number; timer: TimerId }>();
 
-  constructor(ctx: ServerContext) {
+  constructor(ctx: ServerContext, options: IngestOptions = {}) {
     this.#ctx = ctx;
+    this.#clock = options.clock ?? realClock;
+    this.started = this.#resume().catch((err) =>
+      ctx.log.error("resuming the missing-lines checks failed", { error: errorMessage(err) })
+    );
   }
 
-  /** Stores a batch of log lines of a run of this agent, then acknowledges it. */
+  /** Resolves once the checks of runs ended before a restart are set again. */
+  readonly started: Promise<void>;
+
+  // Runs that ended recently with a line count: a restart between their end
+  // and their check must not hide a shortfall.
+  async #resume(): Promise<void> {
+    const since = this.#clock.now() - RESUME_WITHIN_MS;
+    const runs = await this.#ctx.store.listRuns({ states: [...TERMINAL_STATES], limit: 1000 });
+    for (const run of runs) {
+      if (run.log_lines === null || run.log_lines === 0 || this.#awaited.has(run.id)) continue;
+      if ((run.ended_at?.getTime() ?? 0) < since || run.reason?.includes(MISSING_NOTE)) continue;
+      this.#expect(run.id, run.log_lines);
+    }
+  }
+
+  /**
+   * Stores a batch of log lines of a run of this agent, then acknowledges
+   * it; a store failure is nacked, never acknowledged.
+   */
   async logs(agent: ConnectedAgent, msg: LogsMessage): Promise<void> {
-    const owner = await this.#owner(agent, msg.runId);
-    if (!owner) return;
+    const log = this.#ctx.log.child("ingest");
+    let owner: Owner | "gone" | "other";
+    try {
+      owner = await this.#owner(agent, msg.runId);
+    } catch (err) {
+      this.#nackLogs(agent, msg, err);
+      return;
+    }
+    if (owner === "gone") {
+      // Its app was destroyed: acknowledged and dropped, or the agent would
+      // keep the batch forever.
+      agent.send({ type: "logs_ack", runId: msg.runId, batch: msg.batch });
+      return;
+    }
+    if (owner === "other") {
+      log.warn("log batch refused: the run is not this agent's", {
+        agent: agent.name,
+        run: msg.runId,
+        batch: msg.batch,
+      });
+      return;
+    }
     const source = owner.label;
     const lines = msg.records.map((r) => ({
       run_id: msg.runId,
@@ -41,25 +103,66 @@ export class Ingest {
       stream: r.stream,
       line: r.line,
     }));
-    if (lines.length > 0) await this.#ctx.store.appendLogs(owner.appId, lines);
+    try {
+      if (lines.length > 0) await this.#ctx.store.appendLogs(owner.appId, lines);
+    } catch (err) {
+      this.#nackLogs(agent, msg, err);
+      return;
+    }
     agent.send({ type: "logs_ack", runId: msg.runId, batch: msg.batch });
     this.#ctx.signals.notify(logKey(owner.appId));
+    const awaited = this.#awaited.get(msg.runId);
+    if (awaited) this.#expect(msg.runId, awaited.lines);
   }
 
-  /** Stores an audit chunk of a run of this agent, then acknowledges it. */
+  #nackLogs(agent: ConnectedAgent, msg: LogsMessage, err: unknown): void {
+    const reason = `The server could not store the batch: ${errorMessage(err)}`;
+    this.#ctx.log.child("ingest").warn("log batch not stored", {
+      agent: agent.name,
+      run: msg.runId,
+      batch: msg.batch,
+      error: errorMessage(err),
+    });
+    agent.send({ type: "logs_nack", runId: msg.runId, batch: msg.batch, reason });
+  }
+
+  /** Stores an audit chunk of a run of this agent, then acknowledges it; failures are nacked. */
   async audit(agent: ConnectedAgent, msg: AuditMessage): Promise<void> {
-    const run = await this.#ctx.store.runById(msg.runId);
-    // A chunk of a run that no longer exists (its app was destroyed) is
-    // acknowledged and dropped, or the agent would keep it forever.
-    if (run && run.agent_id === agent.id) {
-      await this.#ctx.audit.receive(msg.runId, msg.seq, msg.data);
+    try {
+      const run = await this.#ctx.store.runById(msg.runId);
+      if (run && run.agent_id !== agent.id) {
+        this.#ctx.log.child("ingest").warn("audit chunk refused: the run is not this agent's", {
+          agent: agent.name,
+          run: msg.runId,
+          seq: msg.seq,
+        });
+        return;
+      }
+      // A chunk of a run that no longer exists (its app was destroyed) is
+      // acknowledged and dropped, or the agent would keep it forever.
+      if (run) await this.#ctx.audit.receive(msg.runId, msg.seq, msg.data);
+    } catch (err) {
+      this.#ctx.log.child("ingest").warn("audit chunk not stored", {
+        agent: agent.name,
+        run: msg.runId,
+        seq: msg.seq,
+        error: errorMessage(err),
+      });
+      const reason = `The server could not store the chunk: ${errorMessage(err)}`;
+      agent.send({ type: "audit_nack", runId: msg.runId, seq: msg.seq, reason });
+      return;
     }
     agent.send({ type: "audit_ack", runId: msg.runId, seq: msg.seq });
   }
 
-  /** The run has ended: later batches look it up again. */
-  ended(runId: string): void {
+  /**
+   * The run has ended, having produced `lines` log lines when the agent
+   * says so: later batches look it up again, and once none came for
+   * `logsSettleMs` a shortfall is written on the run and its timeline.
+   */
+  ended(runId: string, lines?: number): void {
     this.#owners.delete(runId);
+    if (lines !== undefined && lines > 0) this.#expect(runId, lines);
   }
 
   /** The agent's channel closed: its runs may end without a word. */
@@ -69,11 +172,61 @@ export class Ingest {
     }
   }
 
-  async #owner(agent: ConnectedAgent, runId: string): Promise<Owner | undefined> {
+  /** Stops the missing-lines timers. */
+  close(): void {
+    for (const { timer } of this.#awaited.values()) this.#clock.clearTimeout(timer);
+    this.#awaited.clear();
+  }
+
+  #expect(runId: string, lines: number): void {
+    this.#clock.clearTimeout(this.#awaited.get(runId)?.timer);
+    const timer = this.#clock.setTimeout(() => {
+      this.#awaited.delete(runId);
+      this.#checkLines(runId, lines).catch((err) =>
+        this.#ctx.log.error("checking a run's lines failed", {
+          run: runId,
+          error: errorMessage(err),
+        })
+      );
+    }, this.#ctx.config.logsSettleMs);
+    this.#awaited.set(runId, { lines, timer });
+  }
+
+  async #checkLines(runId: string, lines: number): Promise<void> {
+    const { store } = this.#ctx;
+    const stored = await store.countRunLogs(runId);
+    if (stored >= lines) return;
+    const run = await store.runById(runId);
+    if (!run || !isTerminal(run.state)) return;
+    const missing = lines - stored;
+    const note = `${missing} of ${lines} ${MISSING_NOTE}`;
+    if (run.reason?.includes(note)) return;
+    await store.updateRun(run.id, [run.state], {
+      state: run.state,
+      reason: run.reason ? `${run.reason}; ${note}` : note,
+    });
+    const app = await store.appById(run.app_id);
+    await store.addEvent({
+      app_id: run.app_id,
+      app_name: app?.name ?? null,
+      actor: run.actor,
+      kind: "run.logs_missing",
+      data: { run: runLabel(run.number), missing, lines },
+    });
+    this.#ctx.log.child("ingest").warn("a run's log lines are missing", {
+      run: runId,
+      missing,
+      lines,
+    });
+    this.#ctx.signals.notify(runKey(run.id));
+  }
+
+  async #owner(agent: ConnectedAgent, runId: string): Promise<Owner | "gone" | "other"> {
     const known = this.#owners.get(runId);
-    if (known) return known.agentId === agent.id ? known : undefined;
+    if (known) return known.agentId === agent.id ? known : "other";
     const run = await this.#ctx.store.runById(runId);
-    if (!run || run.agent_id !== agent.id) return undefined;
+    if (!run) return "gone";
+    if (run.agent_id !== agent.id) return "other";
     const owner = { agentId: agent.id, appId: run.app_id, label: runLabel(run.number) };
     // Only live runs are kept: the last batches of an ended one are few.
     if (!isTerminal(run.state)) this.#owners.set(runId, owner);

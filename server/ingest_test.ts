@@ -68,9 +68,17 @@ Deno.test("log lines of a run the agent does not own are neither stored nor ackn
   const run = await placedRun(f.ctx.store, f, owner.id);
   await ingest.logs(owner, lines(run.id, 0, 1));
   await ingest.logs(other, lines(run.id, 1, 1));
-  await ingest.logs(other, lines("no-such-run", 0, 1));
   deepEqual(other.sent, []);
   equal((await f.ctx.store.readLogs(f.app.id, {})).length, 1);
+});
+
+Deno.test("a log batch of a run that no longer exists is acknowledged and dropped", async () => {
+  await using f = await engineFixture();
+  const ingest = new Ingest(f.ctx);
+  const agent = new FakeAgent("a1");
+  await ingest.logs(agent, lines("no-such-run", 0, 2, 7));
+  deepEqual(agent.sent, [{ type: "logs_ack", runId: "no-such-run", batch: 7 }]);
+  equal((await f.ctx.store.readLogs(f.app.id, {})).length, 0);
 });
 
 Deno.test("the last log lines of an ended run are still stored", async () => {

@@ -74,6 +74,8 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
     maxDurationMs: MAX_DURATION_MS,
     sizes: { ...DEFAULT_SIZES },
     agentGraceMs: 30_000,
+    logsSettleMs: 60_000,
+    heartbeatMs: 5_000,
     auditKeyFile: `${options.dataDir}/audit.key`,
     ...options.config,
     joinToken,
@@ -101,12 +103,10 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
   };
   const server = createApp(ctx);
   const { hostname, port } = parseAddr(options.http);
-  const abort = new AbortController();
   const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
   const http = Deno.serve({
     hostname,
     port,
-    signal: abort.signal,
     onListen: (addr) => resolve(addr as Deno.NetAddr),
     onError: (err) => {
       log.error("request failed", { error: String(err) });
@@ -122,11 +122,15 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
     newAdminToken,
     joinToken,
     ctx,
+    // Graceful: agents' channels close (they keep what they have until
+    // the next server acks it), requests in flight finish (long polls are
+    // woken), then the store closes cleanly.
     async close() {
       server.close();
-      abort.abort();
-      await http.finished;
+      ctx.signals.close();
+      await http.shutdown();
       await store.close();
+      log.info("server stopped");
     },
   };
 }

@@ -3,11 +3,12 @@
  * state reports, stopping, and the queue timeout of pending runs.
  * @module
  */
-import { randomBytes } from "node:crypto";
 import {
   type AgentMessage,
   isTerminal,
   LIVE_STATES,
+  type QueuedReason,
+  type RunEnded,
   runLabel,
   type RunSpec,
   type RunState,
@@ -16,6 +17,8 @@ import {
 import { type Clock, realClock, type TimerId } from "../util/clock.ts";
 import { errorMessage } from "../util/log.ts";
 import type { AgentDirectory, ConnectedAgent } from "./agent_directory.ts";
+import { AttachSecrets } from "./_attach_secret.ts";
+import { type Idempotency, IDEMPOTENCY_KEEP_MS, replayedRun } from "./_idempotency.ts";
 import { sha256Hex } from "./auth.ts";
 import type { ServerContext } from "./context.ts";
 import { HttpError } from "./http_error.ts";
@@ -34,7 +37,18 @@ export interface RunRequest {
   timeoutMs: number;
   uploads: { name: string; sha256: string; size: number }[];
   term: string;
+  /** Refuse (429) rather than queue when the app is at its limit of live runs. */
+  failFast?: boolean;
 }
+
+/** Why a pending run waits, and its place in its app's queue (1 = next). */
+export interface QueuePlace {
+  reason: QueuedReason;
+  position: number;
+}
+
+/** The run states that hold one of an app's places and an agent's capacity. */
+const ACTIVE: RunState[] = ["starting", "running"];
 
 /** Platform variables, set last so the app cannot override them. */
 function platformEnv(app: AppRow, run: RunRow, term: string): Record<string, string> {
@@ -63,7 +77,7 @@ export class RunEngine {
   #ctx: ServerContext;
   #agents: AgentDirectory;
   #clock: Clock;
-  #ready = new Map<string, { agentId: string; expiresAt: number }>();
+  #secrets: AttachSecrets;
   #terms = new Map<string, string>();
   #scheduling: Promise<void> | null = null;
   #again = false;
@@ -74,26 +88,74 @@ export class RunEngine {
     this.#ctx = ctx;
     this.#agents = options.agents;
     this.#clock = options.clock ?? realClock;
+    this.#secrets = new AttachSecrets(`${ctx.config.dataDir}/attach.key`);
     this.#timer = this.#clock.setInterval(() => this.schedule(), SCHEDULE_EVERY_MS);
+    this.started = this.#watchAbsentAgents().catch((err) =>
+      this.#ctx.log.error("starting the agents' grace failed", { error: errorMessage(err) })
+    );
   }
 
-  /** Creates a run; attached runs get their secret, returned only here. */
-  async create(app: AppRow, release: ReleaseRow, req: RunRequest, actor: string) {
-    const live = await this.#ctx.store.listRuns({
-      app_id: app.id,
-      states: LIVE_STATES,
-      limit: 1000,
-    });
-    if (live.length >= this.#ctx.config.maxRunsPerApp) {
-      throw new HttpError(
-        429,
-        "too_many_runs",
-        `App "${app.name}" already has ${live.length} one-offs running (limit ${this.#ctx.config.maxRunsPerApp}): stop one first`,
-      );
+  /** Resolves once the grace timers of agents absent at start are set. */
+  readonly started: Promise<void>;
+
+  // After a restart no channel is open: an agent that had live runs and
+  // never comes back must still have them lost after the grace.
+  async #watchAbsentAgents(): Promise<void> {
+    const live = await this.#ctx.store.listRuns({ states: ACTIVE, limit: 100_000 });
+    const agentIds = new Set(live.flatMap((run) => run.agent_id ? [run.agent_id] : []));
+    for (const agentId of agentIds) {
+      if (!this.#agents.get(agentId) && !this.#lostTimers.has(agentId)) this.#startGrace(agentId);
     }
-    const secret = req.attached ? randomBytes(32).toString("base64url") : null;
+  }
+
+  /**
+   * Creates a run; attached runs get their secret, returned only here. With
+   * an idempotency key, a repeat gets the first run (and its secret) back.
+   */
+  async create(
+    app: AppRow,
+    release: ReleaseRow,
+    req: RunRequest,
+    actor: string,
+    options: { idempotency?: Idempotency } = {},
+  ): Promise<{ run: RunRow; secret: string | null; replayed: boolean }> {
+    const id = crypto.randomUUID();
+    const idem = options.idempotency;
+    if (idem) {
+      const held = await this.#ctx.store.claimIdempotencyKey(
+        { app_id: app.id, key: idem.key, fingerprint: idem.fingerprint, run_id: id },
+        new Date(this.#clock.now() - IDEMPOTENCY_KEEP_MS),
+      );
+      if (held) {
+        const run = await replayedRun(this.#ctx, { app, held, idem });
+        const secret = run.attached ? await this.#secrets.secret(run.id) : null;
+        return { run, secret, replayed: true };
+      }
+    }
+    try {
+      const run = await this.#create(id, app, release, req, actor);
+      return { ...run, replayed: false };
+    } catch (err) {
+      if (idem) await this.#ctx.store.releaseIdempotencyKey(app.id, idem.key, id);
+      throw err;
+    }
+  }
+
+  async #create(id: string, app: AppRow, release: ReleaseRow, req: RunRequest, actor: string) {
+    const limit = this.#ctx.config.maxRunsPerApp;
+    if (req.failFast) {
+      const live = await this.#ctx.store.listRuns({ app_id: app.id, states: LIVE_STATES, limit });
+      if (live.length >= limit) {
+        throw new HttpError(
+          429,
+          "too_many_runs",
+          `App "${app.name}" already has ${live.length} one-offs running or queued (limit ${limit}): stop one first, or leave out fail_fast to wait in the queue`,
+        );
+      }
+    }
+    const secret = req.attached ? await this.#secrets.secret(id) : null;
     const run = await this.#ctx.store.createRun({
-      id: crypto.randomUUID(),
+      id,
       app_id: app.id,
       command: req.command,
       attached: req.attached,
@@ -109,6 +171,7 @@ export class RunEngine {
       secret_sha256: secret ? sha256Hex(secret) : null,
       expires_at: null,
     });
+    this.#ctx.signals.notify(runKey(run.id));
     this.#terms.set(run.id, req.term);
     await this.#ctx.store.addEvent({
       app_id: app.id,
@@ -127,9 +190,43 @@ export class RunEngine {
     return { run: await this.#ctx.store.runById(run.id) ?? run, secret };
   }
 
-  /** Where an attached run's client must connect, once its agent is ready. */
-  readiness(runId: string): { agentId: string; expiresAt: number } | undefined {
-    return this.#ready.get(runId);
+  /**
+   * Why each pending run of the app waits and its place in the app's queue
+   * (`places`), and how the app's limit is used.
+   */
+  async queue(appId: number): Promise<{
+    places: Map<string, QueuePlace>;
+    limit: number;
+    active: number;
+    pending: number;
+  }> {
+    const { store, config } = this.#ctx;
+    const pending = await store.listRuns({ app_id: appId, states: ["pending"], limit: 100_000 });
+    const active = await store.listRuns({ app_id: appId, states: ACTIVE, limit: 100_000 });
+    const reason: QueuedReason = active.length >= config.maxRunsPerApp
+      ? "app_limit"
+      : "no_capacity";
+    const places = new Map(
+      pending.reverse().map((run, i) => [run.id, { reason, position: i + 1 }]),
+    );
+    return {
+      places,
+      limit: config.maxRunsPerApp,
+      active: active.length,
+      pending: pending.length,
+    };
+  }
+
+  /**
+   * Where an attached run's client must connect, once its agent is ready.
+   * Kept on the run's row (its agent, and `expires_at` set by
+   * `attach_ready`), so that a restarted server still knows.
+   */
+  static readiness(run: RunRow): { agentId: string; expiresAt: number } | undefined {
+    if (!run.attached || run.state !== "starting" || !run.agent_id || !run.expires_at) {
+      return undefined;
+    }
+    return { agentId: run.agent_id, expiresAt: run.expires_at.getTime() };
   }
 
   /** Places pending runs, oldest first; one pass at a time. */
@@ -149,35 +246,49 @@ export class RunEngine {
     return this.#scheduling;
   }
 
+  // Oldest first; a run whose app is at its limit of live runs waits its
+  // turn (the queue timeout still applies) without holding up other apps.
   async #placePending(): Promise<void> {
-    const pending = await this.#ctx.store.listRuns({ states: ["pending"], limit: 1000 });
+    const { store, config } = this.#ctx;
+    const pending = await store.listRuns({ states: ["pending"], limit: 1000 });
+    if (pending.length === 0) return;
+    const perApp = new Map<number, number>();
+    for (const run of await store.listRuns({ states: ACTIVE, limit: 100_000 })) {
+      perApp.set(run.app_id, (perApp.get(run.app_id) ?? 0) + 1);
+    }
     for (const run of pending.reverse()) {
-      if (this.#clock.now() - run.created_at.getTime() > this.#ctx.config.queueTimeoutMs) {
+      if (this.#clock.now() - run.created_at.getTime() > config.queueTimeoutMs) {
+        const full = (perApp.get(run.app_id) ?? 0) >= config.maxRunsPerApp;
         await this.#end(run, "failed", {
-          reason: "No agent had capacity before the queue timeout",
+          reason: full
+            ? `The app stayed at its limit of ${config.maxRunsPerApp} live one-offs until the queue timeout`
+            : "No agent had capacity before the queue timeout",
         });
         continue;
       }
+      if ((perApp.get(run.app_id) ?? 0) >= config.maxRunsPerApp) continue;
       const agent = this.#agents.pick();
-      if (!agent) return;
-      await this.#place(run, agent);
+      if (!agent) continue;
+      if (await this.#place(run, agent)) {
+        perApp.set(run.app_id, (perApp.get(run.app_id) ?? 0) + 1);
+      }
     }
   }
 
-  async #place(run: RunRow, agent: ConnectedAgent): Promise<void> {
+  async #place(run: RunRow, agent: ConnectedAgent): Promise<boolean> {
     const { store, config } = this.#ctx;
     const app = await store.appById(run.app_id);
     const release = await store.releaseById(run.release_id);
     if (!app || !release) {
       await this.#end(run, "failed", { reason: "The app or its release no longer exists" });
-      return;
+      return false;
     }
     const expiresAt = run.attached ? this.#clock.now() + config.attachWindowMs : null;
     const placed = await store.updateRun(run.id, ["pending"], {
       state: "starting",
       agent_id: agent.id,
     });
-    if (!placed) return;
+    if (!placed) return false;
     agent.active.add(run.id);
     const own = { ...await store.getEnv(app.id), ...run.env_overrides };
     const env = {
@@ -212,9 +323,10 @@ export class RunEngine {
     if (!agent.send({ type: "start_run", spec })) {
       agent.active.delete(run.id);
       await store.updateRun(run.id, ["starting"], { state: "pending", agent_id: null });
-      return;
+      return false;
     }
     this.#ctx.signals.notify(runKey(run.id));
+    return true;
   }
 
   /** Stops a run: pending ones at once, others through their agent. */
@@ -231,13 +343,12 @@ export class RunEngine {
       return;
     }
     const agent = run.agent_id ? this.#agents.get(run.agent_id) : undefined;
-    if (!agent?.send({ type: "stop_run", runId: run.id })) {
-      throw new HttpError(
-        503,
-        "agent_unreachable",
-        `The agent of ${label} is not connected: try again`,
-      );
-    }
+    if (agent?.send({ type: "stop_run", runId: run.id })) return;
+    // Its agent is away: the run is stopped here, and the agent is told to
+    // kill it if it comes back still running it (see `joined`).
+    await this.#end(run, "stopped", {
+      reason: `Stopped by ${actor} while its agent was disconnected`,
+    });
   }
 
   /** Forwards a terminal resize to the run's agent. */
@@ -246,51 +357,84 @@ export class RunEngine {
     agent?.send({ type: "resize", runId: run.id, cols, rows });
   }
 
-  /** The agent expects an attached run's client from now on. */
-  attachReady(agent: ConnectedAgent, msg: Extract<AgentMessage, { type: "attach_ready" }>): void {
-    this.#ready.set(msg.runId, { agentId: agent.id, expiresAt: msg.expiresAt });
-    this.#ctx.signals.notify(runKey(msg.runId));
-  }
-
-  /** Applies an agent's report on one of its runs; reports on others' runs are ignored. */
-  async runState(
+  /** The agent expects an attached run's client from now on: kept on the run's row. */
+  async attachReady(
     agent: ConnectedAgent,
-    msg: Extract<AgentMessage, { type: "run_state" }>,
+    msg: Extract<AgentMessage, { type: "attach_ready" }>,
   ): Promise<void> {
     const run = await this.#ctx.store.runById(msg.runId);
     if (!run || run.agent_id !== agent.id) return;
+    await this.#ctx.store.updateRun(run.id, ["starting"], {
+      state: "starting",
+      expires_at: new Date(msg.expiresAt),
+    });
+    this.#ctx.signals.notify(runKey(msg.runId));
+  }
+
+  /**
+   * Applies an agent's report on one of its runs; reports on others' runs
+   * are ignored. An end is answered `state_ack` once recorded, a repeat too.
+   * True when it was a report on one of this agent's runs.
+   */
+  async runState(
+    agent: ConnectedAgent,
+    msg: Extract<AgentMessage, { type: "run_state" }>,
+  ): Promise<boolean> {
+    const run = await this.#ctx.store.runById(msg.runId);
+    if (!run) {
+      // Its app was destroyed: nothing to record, and the agent may forget it.
+      if (isTerminal(msg.state)) agent.send({ type: "state_ack", runId: msg.runId });
+      return false;
+    }
+    if (run.agent_id !== agent.id) {
+      this.#ctx.log.warn("run report refused: the run is not this agent's", {
+        agent: agent.name,
+        run: msg.runId,
+        state: msg.state,
+      });
+      return false;
+    }
     if (msg.state === "running") {
-      const updated = await this.#ctx.store.updateRun(run.id, ["starting"], {
+      await this.#ctx.store.updateRun(run.id, ["starting"], {
         state: "running",
         started_at: new Date(msg.at),
       });
-      if (updated) this.#ready.delete(run.id);
       this.#ctx.signals.notify(runKey(run.id));
-      return;
+      return true;
     }
-    if (!isTerminal(msg.state)) return;
-    agent.active.delete(run.id);
-    await this.#end(run, msg.state, {
-      exitCode: msg.exitCode ?? null,
-      reason: msg.reason ?? null,
-      at: new Date(msg.at),
-    });
+    if (!isTerminal(msg.state)) return true;
+    await this.#applyEnd(agent, run, msg);
     await this.schedule();
+    return true;
+  }
+
+  // An end the agent reports overrides `lost`: lost is only for runs whose
+  // agent never reported back. Any other recorded end stands.
+  async #applyEnd(agent: ConnectedAgent, run: RunRow, end: RunEnded): Promise<void> {
+    agent.active.delete(run.id);
+    await this.#end(run, end.state, {
+      exitCode: end.exitCode ?? null,
+      reason: end.reason ?? null,
+      at: new Date(end.at),
+      ...(end.lines !== undefined ? { logLines: end.lines } : {}),
+    }, [...LIVE_STATES, "lost"]);
+    agent.send({ type: "state_ack", runId: run.id });
   }
 
   async #end(
     run: RunRow,
     state: RunState,
-    detail: { exitCode?: number | null; reason?: string | null; at?: Date },
+    detail: { exitCode?: number | null; reason?: string | null; at?: Date; logLines?: number },
+    from: RunState[] = LIVE_STATES,
   ): Promise<void> {
     const { store } = this.#ctx;
-    const ended = await store.updateRun(run.id, LIVE_STATES, {
+    const ended = await store.updateRun(run.id, from, {
       state,
       exit_code: detail.exitCode ?? null,
       reason: detail.reason ?? null,
       ended_at: detail.at ?? new Date(this.#clock.now()),
+      ...(detail.logLines !== undefined ? { log_lines: detail.logLines } : {}),
     });
-    this.#ready.delete(run.id);
     this.#terms.delete(run.id);
     if (!ended) return;
     const app = await store.appById(run.app_id);
@@ -314,29 +458,91 @@ export class RunEngine {
     this.#ctx.signals.notify(runKey(run.id));
   }
 
-  /** An agent (re)joined listing the runs it still has: the others of its runs are lost. */
-  async joined(agent: ConnectedAgent, running: string[]): Promise<void> {
+  /**
+   * An agent (re)joined. First the ends it kept while the server was away
+   * are applied; then the runs it still has are reconciled (a run marked
+   * lost meanwhile is running again, one stopped or unknown here is
+   * killed); only then are its other runs lost. Resolves with the ends
+   * applied to this agent's runs.
+   */
+  async joined(
+    agent: ConnectedAgent,
+    running: string[],
+    ended: RunEnded[] = [],
+  ): Promise<RunEnded[]> {
     this.#clock.clearTimeout(this.#lostTimers.get(agent.id));
     this.#lostTimers.delete(agent.id);
-    await this.#loseRunsOf(agent.id, new Set(running));
+    const { store } = this.#ctx;
+    const applied: RunEnded[] = [];
+    for (const end of ended) {
+      if (!isTerminal(end.state)) continue;
+      const run = await store.runById(end.runId);
+      if (!run) {
+        agent.send({ type: "state_ack", runId: end.runId });
+      } else if (run.agent_id === agent.id) {
+        await this.#applyEnd(agent, run, end);
+        applied.push(end);
+      }
+    }
+    const still = new Set<string>();
+    for (const runId of running) {
+      const run = await store.runById(runId);
+      if (run?.agent_id === agent.id && !isTerminal(run.state)) {
+        still.add(runId);
+      } else if (run?.agent_id === agent.id && run.state === "lost") {
+        await this.#recover(agent, run);
+        still.add(runId);
+      } else {
+        // Stopped while its agent was away, or no longer known here.
+        agent.active.delete(runId);
+        agent.send({ type: "stop_run", runId });
+      }
+    }
+    await this.#loseRunsOf(agent.id, still);
     await this.schedule();
+    return applied;
+  }
+
+  async #recover(agent: ConnectedAgent, run: RunRow): Promise<void> {
+    const { store } = this.#ctx;
+    const back = await store.updateRun(run.id, ["lost"], {
+      state: run.started_at ? "running" : "starting",
+      exit_code: null,
+      reason: null,
+      ended_at: null,
+    });
+    if (!back) return;
+    agent.active.add(run.id);
+    const app = await store.appById(run.app_id);
+    await store.addEvent({
+      app_id: run.app_id,
+      app_name: app?.name ?? null,
+      actor: run.actor,
+      kind: "run.recovered",
+      data: { run: runLabel(run.number), command: run.command },
+    });
+    this.#ctx.signals.notify(runKey(run.id));
   }
 
   /** An agent's channel closed: its runs are lost unless it is back within the grace period. */
   left(agent: ConnectedAgent): Promise<void> {
-    const { store } = this.#ctx;
-    // The channel may come back (a network blip): its runs get a grace period.
+    this.#startGrace(agent.id);
+    return this.#ctx.store.setAgentOnline(agent.id, false, new Date(this.#clock.now()));
+  }
+
+  // The channel may come back (a network blip): its runs get a grace period.
+  #startGrace(agentId: string): void {
+    this.#clock.clearTimeout(this.#lostTimers.get(agentId));
     this.#lostTimers.set(
-      agent.id,
+      agentId,
       this.#clock.setTimeout(() => {
-        this.#lostTimers.delete(agent.id);
-        if (this.#agents.get(agent.id)) return;
-        this.#loseRunsOf(agent.id, new Set()).catch((err) =>
+        this.#lostTimers.delete(agentId);
+        if (this.#agents.get(agentId)) return;
+        this.#loseRunsOf(agentId, new Set()).catch((err) =>
           this.#ctx.log.error("marking runs lost failed", { error: errorMessage(err) })
         );
       }, this.#ctx.config.agentGraceMs),
     );
-    return store.setAgentOnline(agent.id, false, new Date(this.#clock.now()));
   }
 
   async #loseRunsOf(agentId: string, keep: Set<string>): Promise<void> {

@@ -1,12 +1,12 @@
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
-import { DEFAULT_SIZES, type RunState } from "../protocol/mod.ts";
+import { type AgentMessage, DEFAULT_SIZES, type RunEnded, type RunState } from "../protocol/mod.ts";
 import { FakeClock } from "../util/clock.ts";
+import { HttpError } from "./http_error.ts";
 import { engineFixture, FakeAgent, runRequest, stateReport } from "./_engine_testing.ts";
 import { ConnectedAgents } from "./agent_directory.ts";
 import { routeAgentEvents } from "./agent_events.ts";
 import type { AgentEvents } from "./agent_hub.ts";
 import type { ServerContext } from "./context.ts";
-import { HttpError } from "./http_error.ts";
 import { Ingest } from "./ingest.ts";
 import { RunEngine, type RunRequest } from "./run_engine.ts";
 import type { AppRow, ReleaseRow, RunRow } from "./store/mod.ts";
@@ -16,12 +16,14 @@ class Server implements Disposable {
   agents = new ConnectedAgents();
   engine: RunEngine;
   events: AgentEvents;
+  ingest: Ingest;
   #ctx: ServerContext;
 
   constructor(ctx: ServerContext, clock: FakeClock) {
     this.#ctx = ctx;
     this.engine = new RunEngine(ctx, { agents: this.agents, clock });
-    this.events = routeAgentEvents(this.engine, new Ingest(ctx));
+    this.ingest = new Ingest(ctx, { clock });
+    this.events = routeAgentEvents(this.engine, this.ingest);
   }
 
   /** An agent row as the hub's hello makes it, and a fake agent with its id. */
@@ -43,9 +45,9 @@ class Server implements Disposable {
   }
 
   /** What the hub does once an agent said hello. */
-  async join(agent: FakeAgent): Promise<void> {
+  async join(agent: FakeAgent, ended: RunEnded[] = []): Promise<void> {
     this.agents.add(agent);
-    await this.events.joined(agent, [...agent.active]);
+    await this.events.joined(agent, [...agent.active], ended);
   }
 
   /** What the hub does when an agent's channel closes. */
@@ -57,6 +59,7 @@ class Server implements Disposable {
 
   [Symbol.dispose](): void {
     this.engine.close();
+    this.ingest.close();
   }
 }
 
@@ -105,10 +108,13 @@ Deno.test("a run is placed on the least loaded agent with its label, env and lim
   await f.ctx.store.updateEnv(f.app.id, { DATABASE_URL: "postgres://db", PORT: "1" }, []);
   const clock = clockNow();
   using server = new Server(f.ctx, clock);
-  const half = await server.agent("half", { capacity: 4, running: ["a", "b"] });
+  const half = await server.agent("half", { capacity: 4 });
   const idle = await server.agent("idle", { capacity: 2 });
-  const full = await server.agent("full", { capacity: 1, running: ["c"] });
+  const full = await server.agent("full", { capacity: 1 });
   for (const agent of [half, idle, full]) await server.join(agent);
+  // Load placed by another test's worth of runs (ids unknown to this store).
+  half.active.add("a").add("b");
+  full.active.add("c");
 
   const run = await createRun(server, f, {
     command: "rake db:migrate",
@@ -267,7 +273,7 @@ Deno.test("stopping a running run asks its agent, and it ends when the agent say
   deepEqual((await endings(f.ctx)).map((e) => e.state), ["stopped"]);
 });
 
-Deno.test("stopping a run whose agent is disconnected is a 503 agent_unreachable", async () => {
+Deno.test("a run stopped while its agent is away is stopped, and killed when the agent returns with it", async () => {
   await using f = await engineFixture();
   const clock = clockNow();
   using server = new Server(f.ctx, clock);
@@ -278,13 +284,20 @@ Deno.test("stopping a run whose agent is disconnected is a 503 agent_unreachable
   await server.leave(agent);
 
   const row = (await f.ctx.store.runById(run.id))!;
-  await rejects(server.engine.stop(row, "bob", "one-off-1", "demo"), (err) => {
-    ok(err instanceof HttpError);
-    deepEqual([err.status, err.code], [503, "agent_unreachable"]);
-    equal(err.message, "The agent of one-off-1 is not connected: try again");
-    return true;
-  });
-  equal(await stateOf(f.ctx, run.id), "running");
+  await server.engine.stop(row, "bob", "one-off-1", "demo");
+  const stopped = await f.ctx.store.runById(run.id);
+  deepEqual([stopped?.state, stopped?.reason], [
+    "stopped",
+    "Stopped by bob while its agent was disconnected",
+  ]);
+
+  const back = await server.agent("a1", { running: [run.id] });
+  await server.join(back);
+  deepEqual(back.sent, [{ type: "stop_run", runId: run.id }]);
+  ok(!back.active.has(run.id), "its place is free again");
+  await server.events.message(back, stateReport(run.id, "stopped", clock.now()));
+  deepEqual(back.sent.at(-1), { type: "state_ack", runId: run.id });
+  equal(await stateOf(f.ctx, run.id), "stopped");
 });
 
 Deno.test("after a restart, pending runs are placed and rejoining agents keep their runs", async () => {
@@ -332,4 +345,285 @@ Deno.test("run_state reports from an agent that does not own the run are ignored
   await server.events.message(owner, stateReport(run.id, "exited", clock.now(), 0));
   const ended = await f.ctx.store.runById(run.id);
   deepEqual([ended?.state, ended?.exit_code], ["exited", 0]);
+});
+
+/** A `run_state` report of a detached run that exited 0 having printed `lines` lines. */
+function exitReport(runId: string, at: number, lines: number): AgentMessage {
+  return { type: "run_state", runId, state: "exited", at, exitCode: 0, lines };
+}
+
+/** An end as the agent keeps it until `state_ack`. */
+function ended(
+  runId: string,
+  state: RunState,
+  at: number,
+  extra: Partial<RunEnded> = {},
+): RunEnded {
+  return { runId, state, at, ...extra };
+}
+
+Deno.test("ends kept by the agent in its hello are applied before its other runs are lost", async () => {
+  await using f = await engineFixture({ agentGraceMs: 30_000 });
+  const clock = clockNow();
+  using server = new Server(f.ctx, clock);
+  const agent = await server.agent("a1");
+  await server.join(agent);
+  const clean = await createRun(server, f);
+  const vanished = await createRun(server, f);
+  for (const run of [clean, vanished]) {
+    await server.events.message(agent, stateReport(run.id, "running", clock.now()));
+  }
+  await server.leave(agent);
+  await clock.advance(10_000);
+
+  const back = await server.agent("a1");
+  await server.join(back, [ended(clean.id, "exited", clock.now(), { exitCode: 0, lines: 0 })]);
+  const row = await f.ctx.store.runById(clean.id);
+  deepEqual([row?.state, row?.exit_code], ["exited", 0], "not lost: its end was kept");
+  equal(await stateOf(f.ctx, vanished.id), "lost", "neither running nor ended: lost");
+  deepEqual(back.sent, [{ type: "state_ack", runId: clean.id }]);
+  deepEqual(
+    (await endings(f.ctx)).map((e) => [e.run, e.state]),
+    [["one-off-1", "exited"], ["one-off-2", "lost"]],
+  );
+});
+
+Deno.test("an end reported after the grace turns a lost run into how it really ended", async () => {
+  await using f = await engineFixture({ agentGraceMs: 30_000 });
+  const clock = clockNow();
+  using server = new Server(f.ctx, clock);
+  const agent = await server.agent("a1");
+  await server.join(agent);
+  const run = await createRun(server, f);
+  await server.events.message(agent, stateReport(run.id, "running", clock.now()));
+  await server.leave(agent);
+  await clock.advance(31_000);
+  equal(await stateOf(f.ctx, run.id), "lost");
+
+  const back = await server.agent("a1");
+  await server.join(back, [ended(run.id, "exited", clock.now(), { exitCode: 3 })]);
+  const row = await f.ctx.store.runById(run.id);
+  deepEqual([row?.state, row?.exit_code, row?.reason], ["exited", 3, null]);
+  deepEqual(back.sent, [{ type: "state_ack", runId: run.id }]);
+});
+
+Deno.test("a run marked lost whose agent comes back still running it is running again", async () => {
+  await using f = await engineFixture({ agentGraceMs: 30_000 });
+  const clock = clockNow();
+  using server = new Server(f.ctx, clock);
+  const agent = await server.agent("a1");
+  await server.join(agent);
+  const run = await createRun(server, f);
+  await server.events.message(agent, stateReport(run.id, "running", clock.now()));
+  await server.leave(agent);
+  await clock.advance(31_000);
+  equal(await stateOf(f.ctx, run.id), "lost");
+
+  const back = await server.agent("a1", { running: [run.id] });
+  await server.join(back);
+  const row = await f.ctx.store.runById(run.id);
+  deepEqual([row?.state, row?.reason, row?.ended_at], ["running", null, null]);
+  ok(back.active.has(run.id));
+  deepEqual(back.sent, [], "not told to stop it");
+  const events = (await f.ctx.store.listEvents({ limit: 10 })).map((e) => e.kind).reverse();
+  deepEqual(events, ["run.created", "run.ended", "run.recovered"]);
+
+  await server.events.message(back, stateReport(run.id, "exited", clock.now(), 0));
+  deepEqual(await stateOf(f.ctx, run.id), "exited");
+});
+
+Deno.test("a run the agent still has but the server no longer knows is killed", async () => {
+  await using f = await engineFixture();
+  const clock = clockNow();
+  using server = new Server(f.ctx, clock);
+  const agent = await server.agent("a1", { running: ["gone-run"] });
+  await server.join(agent);
+  deepEqual(agent.sent, [{ type: "stop_run", runId: "gone-run" }]);
+  equal(agent.active.size, 0);
+});
+
+Deno.test("after a restart, the runs of an agent that never returns are lost after the grace", async () => {
+  await using f = await engineFixture({ agentGraceMs: 30_000 });
+  const clock = clockNow();
+  const before = new Server(f.ctx, clock);
+  const agent = await before.agent("a1");
+  await before.join(agent);
+  const run = await createRun(before, f);
+  await before.events.message(agent, stateReport(run.id, "running", clock.now()));
+  before[Symbol.dispose]();
+
+  using after = new Server(f.ctx, clock);
+  await after.engine.started;
+  await clock.advance(29_000);
+  equal(await stateOf(f.ctx, run.id), "running", "its agent may still come back");
+  await clock.advance(2_000);
+  const row = await f.ctx.store.runById(run.id);
+  deepEqual([row?.state, row?.reason], ["lost", "Its agent went away"]);
+});
+
+Deno.test("a draining agent gets no new runs", async () => {
+  await using f = await engineFixture();
+  const clock = clockNow();
+  using server = new Server(f.ctx, clock);
+  const draining = await server.agent("draining", { capacity: 10 });
+  await server.join(draining);
+  await server.events.message(draining, { type: "draining" });
+  const run = await createRun(server, f);
+  equal(run.state, "pending");
+  deepEqual(draining.started(), []);
+
+  const other = await server.agent("other", { capacity: 1 });
+  await server.join(other);
+  equal(await stateOf(f.ctx, run.id), "starting");
+  deepEqual(other.started().map((s) => s.runId), [run.id]);
+});
+
+Deno.test("a repeated end, log batch or audit chunk is harmless and acknowledged again", async () => {
+  await using f = await engineFixture();
+  const clock = clockNow();
+  using server = new Server(f.ctx, clock);
+  const agent = await server.agent("a1");
+  await server.join(agent);
+  const run = await createRun(server, f);
+  await server.events.message(agent, stateReport(run.id, "running", clock.now()));
+  const batch = {
+    type: "logs" as const,
+    runId: run.id,
+    batch: 0,
+    records: [{ seq: 0, stream: "stdout" as const, ts: clock.now(), line: "hello" }],
+  };
+  const chunk = { type: "audit" as const, runId: run.id, seq: 0, data: "aGVsbG8=" };
+  const end = exitReport(run.id, clock.now(), 1);
+  for (let i = 0; i < 2; i++) {
+    await server.events.message(agent, batch);
+    await server.events.message(agent, chunk);
+    await server.events.message(agent, end);
+  }
+  const acks = agent.sent.filter((m) => m.type !== "start_run");
+  const once = [
+    { type: "logs_ack", runId: run.id, batch: 0 },
+    { type: "audit_ack", runId: run.id, seq: 0 },
+    { type: "state_ack", runId: run.id },
+  ];
+  deepEqual(acks, [...once, ...once]);
+  equal((await f.ctx.store.readLogs(f.app.id, {})).length, 1);
+  equal((await f.ctx.store.auditChunks(run.id)).length, 1);
+  deepEqual((await endings(f.ctx)).map((e) => e.state), ["exited"]);
+});
+
+Deno.test("a burst beyond the app's limit waits in the queue and runs, never more than the limit at once", async () => {
+  await using f = await engineFixture({ maxRunsPerApp: 10 });
+  const clock = clockNow();
+  using server = new Server(f.ctx, clock);
+  const agent = await server.agent("big", { capacity: 100 });
+  await server.join(agent);
+  const runs = await Promise.all(
+    Array.from({ length: 50 }, (_, i) => createRun(server, f, { command: `echo ${i}` })),
+  );
+  equal(runs.length, 50, "all accepted");
+  const queue = await server.engine.queue(f.app.id);
+  deepEqual([queue.limit, queue.active, queue.pending], [10, 10, 40]);
+  deepEqual([...queue.places.values()][0], { reason: "app_limit", position: 1 });
+
+  let most = 0;
+  const done = new Set<string>();
+  while (done.size < 50) {
+    const live = await f.ctx.store.listRuns({
+      app_id: f.app.id,
+      states: ["starting", "running"],
+    });
+    most = Math.max(most, live.length);
+    ok(live.length > 0, "the queue moves");
+    for (const run of live) {
+      await server.events.message(agent, stateReport(run.id, "exited", clock.now(), 0));
+      done.add(run.id);
+    }
+  }
+  equal(most, 10);
+  equal(agent.started().length, 50, "each started once");
+  const states = await f.ctx.store.listRuns({ app_id: f.app.id, limit: 100 });
+  deepEqual(new Set(states.map((r) => r.state)), new Set(["exited"]));
+});
+
+Deno.test("a run asking to fail fast at the app's limit is refused with 429", async () => {
+  await using f = await engineFixture({ maxRunsPerApp: 2 });
+  const clock = clockNow();
+  using server = new Server(f.ctx, clock);
+  await createRun(server, f);
+  await createRun(server, f);
+  const queued = await createRun(server, f);
+  equal(queued.state, "pending");
+  await rejects(createRun(server, f, { failFast: true }), (err) => {
+    ok(err instanceof HttpError);
+    deepEqual([err.status, err.code], [429, "too_many_runs"]);
+    return true;
+  });
+});
+
+Deno.test("a run whose end reported more lines than were stored says how many are missing", async () => {
+  await using f = await engineFixture({ logsSettleMs: 10_000 });
+  const clock = clockNow();
+  using server = new Server(f.ctx, clock);
+  const agent = await server.agent("a1");
+  await server.join(agent);
+  const run = await createRun(server, f);
+  await server.events.message(agent, stateReport(run.id, "running", clock.now()));
+  const batch = (n: number, seqs: number[]) => ({
+    type: "logs" as const,
+    runId: run.id,
+    batch: n,
+    records: seqs.map((seq) => ({ seq, stream: "stdout" as const, ts: clock.now(), line: "x" })),
+  });
+  await server.events.message(agent, batch(0, [0, 1]));
+  await server.events.message(agent, exitReport(run.id, clock.now(), 5));
+  await clock.advance(8_000);
+  await server.events.message(agent, batch(1, [2]));
+  await clock.advance(8_000);
+  equal((await f.ctx.store.runById(run.id))?.reason, null, "a late batch restarts the wait");
+  await clock.advance(3_000);
+  const row = await f.ctx.store.runById(run.id);
+  deepEqual([row?.state, row?.exit_code, row?.reason], ["exited", 0, "2 of 5 log lines missing"]);
+  const last = (await f.ctx.store.listEvents({ limit: 1 }))[0];
+  deepEqual([last?.kind, last?.data], ["run.logs_missing", {
+    run: "one-off-1",
+    missing: 2,
+    lines: 5,
+  }]);
+});
+
+Deno.test("a shortfall is still reported when the server restarts before the check", async () => {
+  await using f = await engineFixture({ logsSettleMs: 10_000 });
+  const clock = clockNow();
+  const before = new Server(f.ctx, clock);
+  const agent = await before.agent("a1");
+  await before.join(agent);
+  const run = await createRun(before, f);
+  await before.events.message(agent, stateReport(run.id, "running", clock.now()));
+  await before.events.message(agent, exitReport(run.id, clock.now(), 3));
+  equal((await f.ctx.store.runById(run.id))?.log_lines, 3);
+  before[Symbol.dispose]();
+
+  using after = new Server(f.ctx, clock);
+  await after.ingest.started;
+  await clock.advance(11_000);
+  equal((await f.ctx.store.runById(run.id))?.reason, "3 of 3 log lines missing");
+});
+
+Deno.test("a run whose lines all arrived gets no note", async () => {
+  await using f = await engineFixture({ logsSettleMs: 10_000 });
+  const clock = clockNow();
+  using server = new Server(f.ctx, clock);
+  const agent = await server.agent("a1");
+  await server.join(agent);
+  const run = await createRun(server, f);
+  await server.events.message(agent, stateReport(run.id, "running", clock.now()));
+  await server.events.message(agent, exitReport(run.id, clock.now(), 1));
+  await server.events.message(agent, {
+    type: "logs",
+    runId: run.id,
+    batch: 0,
+    records: [{ seq: 0, stream: "stdout", ts: clock.now(), line: "x" }],
+  });
+  await clock.advance(20_000);
+  equal((await f.ctx.store.runById(run.id))?.reason, null);
 });

@@ -15,8 +15,22 @@ export class Signals {
     for (const wake of set) wake();
   }
 
+  #closed = false;
+
+  /** True once {@link close} was called: long polls stop waiting. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** The server is stopping: every waiter wakes, later waits return at once. */
+  close(): void {
+    this.#closed = true;
+    for (const key of [...this.#waiters.keys()]) this.notify(key);
+  }
+
   /** Resolves true when `key` is notified, false after `timeoutMs`. */
   wait(key: string, timeoutMs: number): Promise<boolean> {
+    if (this.#closed) return Promise.resolve(false);
     return new Promise((resolve) => {
       let set = this.#waiters.get(key);
       if (!set) this.#waiters.set(key, set = new Set());

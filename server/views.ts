@@ -7,6 +7,7 @@ import {
   type AgentInfo,
   type AppInfo,
   type LogLine,
+  type QueuedReason,
   type ReleaseInfo,
   type RunInfo,
   runLabel,
@@ -35,8 +36,17 @@ export function tokenInfo(token: TokenRow): TokenInfo {
   };
 }
 
-/** The API view of a run; `agents` by id, to name the run's agent. */
-export function runInfo(run: RunRow, app: string, agents: Map<string, AgentRow>): RunInfo {
+/**
+ * The API view of a run; `agents` by id, to name the run's agent; `queue`
+ * by run id, to say why a pending run waits.
+ */
+export function runInfo(
+  run: RunRow,
+  app: string,
+  agents: Map<string, AgentRow>,
+  queue?: Map<string, { reason: QueuedReason; position: number }>,
+): RunInfo {
+  const place = run.state === "pending" ? queue?.get(run.id) : undefined;
   return {
     id: run.id,
     app,
@@ -53,6 +63,8 @@ export function runInfo(run: RunRow, app: string, agents: Map<string, AgentRow>)
     created_at: run.created_at.toISOString(),
     started_at: run.started_at?.toISOString() ?? null,
     ended_at: run.ended_at?.toISOString() ?? null,
+    queued_reason: place?.reason ?? null,
+    queue_position: place?.position ?? null,
   };
 }
 

@@ -20,6 +20,7 @@ export type Need =
   | "jq"
   | "script"
   | "postgres"
+  | "pg_server"
   | "root"
   | "cgroups";
 
@@ -60,6 +61,18 @@ function lookup(name: string, dirs: string[]): string | undefined {
 const PATH_DIRS = (Deno.env.get("PATH") ?? "").split(":").filter((dir) => dir !== "");
 const onPath = (name: string) => lookup(name, PATH_DIRS);
 const ROOT = Deno.uid() === 0;
+
+/** The PostgreSQL server programs' directory (Debian: /usr/lib/postgresql/N/bin), newest first. */
+function postgresBin(): string | undefined {
+  try {
+    const versions = [...Deno.readDirSync("/usr/lib/postgresql")].map((e) => e.name)
+      .filter((name) => /^\d+$/.test(name)).sort((a, b) => Number(b) - Number(a));
+    return versions.map((v) => `/usr/lib/postgresql/${v}/bin`)
+      .find((dir) => executable(`${dir}/initdb`) && executable(`${dir}/pg_ctl`));
+  } catch {
+    return undefined;
+  }
+}
 const cgroups = ROOT ? await detectCgroups() : { reason: "not root" };
 
 /** Every need, and what was found for it. */
@@ -81,6 +94,12 @@ export const REQUIREMENTS: Record<Need, Requirement> = {
     path: PG_URL,
     hint: "start it and set ONEOFF_TEST_POSTGRES=postgres://USER:PASSWORD@127.0.0.1:5432/DB " +
       "(a database the tests may create schemas in; .ci/run shows how)",
+  },
+  // A private cluster a test may stop and start (never the shared one).
+  pg_server: {
+    package: "postgresql",
+    path: postgresBin(),
+    hint: "the PostgreSQL server programs (initdb, pg_ctl) under /usr/lib/postgresql/*/bin",
   },
   root: { path: ROOT ? "uid 0" : undefined, hint: "run the tests as root" },
   cgroups: {

@@ -9,6 +9,7 @@ import {
   type AttachTarget,
   decodeResizeBody,
   decodeRunRequestBody,
+  IDEMPOTENCY_HEADER,
   isTerminal,
   type ResizeReply,
   type RunCreatedReply,
@@ -21,7 +22,8 @@ import {
 import type { ServerContext } from "../context.ts";
 import { decodeBody, HttpError } from "../http_error.ts";
 import { type AppEnv, intParam, loadRun } from "../_lookup.ts";
-import type { RunEngine, RunRequest } from "../run_engine.ts";
+import { RunEngine, type RunRequest } from "../run_engine.ts";
+import { idempotencyOf } from "../_idempotency.ts";
 import { runKey } from "../signals.ts";
 import type { AppRow, RunRow } from "../store/mod.ts";
 import { agentMap, runInfo } from "../views.ts";
@@ -82,6 +84,7 @@ async function runRequest(ctx: ServerContext, app: AppRow, body: RunRequestBody)
     timeoutMs: body.timeout !== undefined ? body.timeout * 1000 : ctx.config.maxDurationMs,
     uploads,
     term: body.term ?? "xterm-256color",
+    failFast: body.fail_fast === true,
   };
   return { release, request };
 }
@@ -100,13 +103,13 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AppEnv> {
     let run = initial;
     const deadline = Date.now() + wait * 1000;
     while (
-      !engine.readiness(run.id) && !isTerminal(run.state) && run.state !== "running" &&
-      Date.now() < deadline
+      !RunEngine.readiness(run) && !isTerminal(run.state) && run.state !== "running" &&
+      Date.now() < deadline && !ctx.signals.closed
     ) {
       await ctx.signals.wait(runKey(run.id), deadline - Date.now());
       run = await store.runById(run.id) ?? run;
     }
-    const ready = engine.readiness(run.id);
+    const ready = RunEngine.readiness(run);
     if (!ready) {
       if (isTerminal(run.state) || run.state === "running") {
         throw new HttpError(
@@ -136,20 +139,30 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AppEnv> {
   app.post("/", async (c) => {
     const row = c.get("app");
     const body = await decodeBody(c, decodeRunRequestBody);
+    const actor = c.get("auth").actor;
+    const idem = idempotencyOf(c.req.header(IDEMPOTENCY_HEADER), actor, body);
     const { release, request } = await runRequest(ctx, row, body);
-    const { run, secret } = await engine.create(row, release, request, c.get("auth").actor);
+    const { run, secret, replayed } = await engine.create(
+      row,
+      release,
+      request,
+      actor,
+      idem ? { idempotency: idem } : {},
+    );
     // ?wait=S on an attached run: answer once its agent expects the client,
     // which saves the CLI a round trip before it connects.
     const wait = intParam(c, "wait", 0, 60);
     const attach = run.attached && wait > 0 ? await waitAttachable(run, row.name, wait) : null;
     const fresh = await store.runById(run.id) ?? run;
+    if (replayed) c.header("Idempotent-Replayed", "true");
+    const queue = fresh.state === "pending" ? (await engine.queue(row.id)).places : undefined;
     return c.json(
       {
-        run: runInfo(fresh, row.name, await agentMap(store)),
+        run: runInfo(fresh, row.name, await agentMap(store), queue),
         secret,
         attach,
       } satisfies RunCreatedReply,
-      201,
+      replayed ? 200 : 201,
     );
   });
 
@@ -158,7 +171,13 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AppEnv> {
     const limit = intParam(c, "limit", 100, 10000);
     const runs = await store.listRuns({ app_id: row.id, limit });
     const agents = await agentMap(store);
-    return c.json({ runs: runs.map((r) => runInfo(r, row.name, agents)) } satisfies RunsReply);
+    const { places, limit: max, active, pending } = await engine.queue(row.id);
+    return c.json(
+      {
+        runs: runs.map((r) => runInfo(r, row.name, agents, places)),
+        queue: { limit: max, active, pending },
+      } satisfies RunsReply,
+    );
   });
 
   app.get("/:run", async (c) => {
@@ -167,11 +186,12 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AppEnv> {
     // ?wait=S: long-poll until the run has ended (or S seconds passed).
     const wait = intParam(c, "wait", 0, 60);
     const deadline = Date.now() + wait * 1000;
-    while (!isTerminal(run.state) && Date.now() < deadline) {
+    while (!isTerminal(run.state) && Date.now() < deadline && !ctx.signals.closed) {
       await ctx.signals.wait(runKey(run.id), deadline - Date.now());
       run = await store.runById(run.id) ?? run;
     }
-    return c.json({ run: runInfo(run, row.name, await agentMap(store)) } satisfies RunReply);
+    const queue = run.state === "pending" ? (await engine.queue(row.id)).places : undefined;
+    return c.json({ run: runInfo(run, row.name, await agentMap(store), queue) } satisfies RunReply);
   });
 
   app.get("/:run/attach", async (c) => {

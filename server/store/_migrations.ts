@@ -259,8 +259,41 @@ const INITIAL_POSTGRES = `
 const APP_NETWORK_SQLITE = `ALTER TABLE apps ADD COLUMN network TEXT NOT NULL DEFAULT 'host'`;
 const APP_NETWORK_POSTGRES = `alter table apps add column network text not null default 'host'`;
 
+// Keys of `Idempotency-Key` run creations, kept 24 h per app; the run's id
+// is known before the run row exists, so no foreign key to runs.
+const IDEMPOTENCY_SQLITE = `
+  CREATE TABLE idempotency_keys (
+    app_id INTEGER NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (app_id, key)
+  ) WITHOUT ROWID`;
+const IDEMPOTENCY_POSTGRES = `
+  create table idempotency_keys (
+    app_id integer not null references apps (id) on delete cascade,
+    key text not null,
+    fingerprint text not null,
+    run_id text not null,
+    created_at timestamptz not null,
+    primary key (app_id, key)
+  )`;
+
+// How many log lines a detached run's end reported, so that a shortfall is
+// still found after a server restart.
+const LOG_LINES_SQLITE = `ALTER TABLE runs ADD COLUMN log_lines INTEGER`;
+const LOG_LINES_POSTGRES = `alter table runs add column log_lines bigint`;
+
 /** Every migration, in the order they apply. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "initial schema", sqlite: INITIAL_SQLITE, postgres: INITIAL_POSTGRES },
   { version: 2, name: "app network", sqlite: APP_NETWORK_SQLITE, postgres: APP_NETWORK_POSTGRES },
+  {
+    version: 3,
+    name: "idempotency keys",
+    sqlite: IDEMPOTENCY_SQLITE,
+    postgres: IDEMPOTENCY_POSTGRES,
+  },
+  { version: 4, name: "run log lines", sqlite: LOG_LINES_SQLITE, postgres: LOG_LINES_POSTGRES },
 ];

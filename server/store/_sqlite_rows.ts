@@ -114,6 +114,7 @@ export function toRun(r: Row): RunRow {
     created_at: date(r.created_at),
     started_at: dateOrNull(r.started_at),
     ended_at: dateOrNull(r.ended_at),
+    log_lines: numOrNull(r.log_lines),
   };
 }
 

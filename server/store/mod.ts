@@ -77,6 +77,8 @@ export interface RunRow {
   created_at: Date;
   started_at: Date | null;
   ended_at: Date | null;
+  /** Detached runs: how many log lines the agent said the run produced, once it ended. */
+  log_lines: number | null;
 }
 
 /** The fields a new run is created with. */
@@ -90,6 +92,7 @@ export type NewRun = Omit<
   | "created_at"
   | "started_at"
   | "ended_at"
+  | "log_lines"
 >;
 
 /** A change of a run's state and what comes with it. */
@@ -100,6 +103,9 @@ export interface RunUpdate {
   reason?: string | null;
   started_at?: Date | null;
   ended_at?: Date | null;
+  /** Attached runs: set once the agent expects the client, until this time. */
+  expires_at?: Date | null;
+  log_lines?: number | null;
 }
 
 /** An agent as stored. */
@@ -138,6 +144,16 @@ export interface NewLog {
   source: string;
   stream: string;
   line: string;
+}
+
+/** An `Idempotency-Key` of a run creation, as stored. */
+export interface IdempotencyRow {
+  app_id: number;
+  key: string;
+  /** Hex SHA-256 of who asked and what they asked for. */
+  fingerprint: string;
+  run_id: string;
+  created_at: Date;
 }
 
 /** What a timeline event has besides its kind and data. */
@@ -180,6 +196,8 @@ export interface RunQuery {
 export interface LogQuery {
   /** Only lines after this id (for following). */
   after_id?: number;
+  /** Only lines before this id: the last `limit` of them (for paging backwards). */
+  before_id?: number;
   /** Only this source, e.g. `one-off-3`. */
   source?: string;
   /** The last N lines (default 100). */
@@ -239,8 +257,22 @@ export interface Store {
   listAgents(): Promise<AgentRow[]>;
   setAgentOnline(id: string, online: boolean, since: Date): Promise<void>;
 
+  /**
+   * Claims an idempotency key for a run about to be created: null when this
+   * call claimed it, else the row that holds it. A row created before
+   * `expiredBefore` no longer holds it and is replaced.
+   */
+  claimIdempotencyKey(
+    row: Omit<IdempotencyRow, "created_at">,
+    expiredBefore: Date,
+  ): Promise<IdempotencyRow | null>;
+  /** Gives a key up again (the creation it was claimed for failed). */
+  releaseIdempotencyKey(appId: number, key: string, runId: string): Promise<void>;
+
   /** Stores lines once each; returns how many were new. */
   appendLogs(appId: number, lines: NewLog[]): Promise<number>;
+  /** How many lines of this run are stored. */
+  countRunLogs(runId: string): Promise<number>;
   /** Oldest first. */
   readLogs(appId: number, query: LogQuery): Promise<LogRow[]>;
 
@@ -260,4 +292,46 @@ export class ConflictError extends Error {
     super(message, options);
     this.name = "ConflictError";
   }
+}
+
+const FULL_MESSAGES = [
+  "No space left on device",
+  "database or disk is full",
+  "could not extend file",
+  "Disk quota exceeded",
+];
+
+/**
+ * Whether an error (or one of its causes) says the disk is full: SQLite's
+ * SQLITE_FULL, PostgreSQL's disk_full (53100), a file write's ENOSPC.
+ */
+export function isStorageFull(error: unknown): boolean {
+  for (let e = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (code === "ENOSPC" || code === "53100" || code === "EDQUOT") return true;
+    if (FULL_MESSAGES.some((m) => e instanceof Error && e.message.includes(m))) return true;
+  }
+  return false;
+}
+
+const UNAVAILABLE_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+  "CONNECT_TIMEOUT",
+  "57P01", // admin_shutdown
+  "57P02", // crash_shutdown
+  "57P03", // cannot_connect_now
+]);
+
+/** Whether an error says the database cannot be reached right now (a restart, a network cut). */
+export function isStoreUnavailable(error: unknown): boolean {
+  for (let e = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && UNAVAILABLE_CODES.has(code)) return true;
+    if (e instanceof Deno.errors.ConnectionRefused) return true;
+  }
+  return false;
 }

@@ -12,6 +12,7 @@ import {
   type AuditChunkRow,
   ConflictError,
   type EventRow,
+  type IdempotencyRow,
   type LogQuery,
   type LogRow,
   type NewEvent,
@@ -59,7 +60,15 @@ async function lockMigrations(tx: postgres.TransactionSql<{ int8: number }>): Pr
 
 const APP_COLUMNS = "id, name, network, created_at";
 const LOG_COLUMNS = "id, app_id, ts, source, stream, line";
-const OPTIONAL_RUN_FIELDS = ["agent_id", "exit_code", "reason", "started_at", "ended_at"] as const;
+const OPTIONAL_RUN_FIELDS = [
+  "agent_id",
+  "exit_code",
+  "reason",
+  "started_at",
+  "ended_at",
+  "expires_at",
+  "log_lines",
+] as const;
 
 class PostgresStore implements Store {
   #sql: Sql;
@@ -314,6 +323,35 @@ class PostgresStore implements Store {
     await this.#sql`update agents set online = ${online}, since = ${since} where id = ${id}`;
   }
 
+  async claimIdempotencyKey(
+    row: Omit<IdempotencyRow, "created_at">,
+    expiredBefore: Date,
+  ): Promise<IdempotencyRow | null> {
+    return await this.#sql.begin(async (tx) => {
+      await tx`delete from idempotency_keys
+        where app_id = ${row.app_id} and key = ${row.key} and created_at < ${expiredBefore}`;
+      const claimed = await tx`
+        insert into idempotency_keys (app_id, key, fingerprint, run_id, created_at)
+        values (${row.app_id}, ${row.key}, ${row.fingerprint}, ${row.run_id}, now())
+        on conflict (app_id, key) do nothing`;
+      if (claimed.count === 1) return null;
+      const [held] = await tx<IdempotencyRow[]>`
+        select * from idempotency_keys where app_id = ${row.app_id} and key = ${row.key}`;
+      return held ?? null;
+    });
+  }
+
+  async releaseIdempotencyKey(appId: number, key: string, runId: string): Promise<void> {
+    await this.#sql`delete from idempotency_keys
+      where app_id = ${appId} and key = ${key} and run_id = ${runId}`;
+  }
+
+  async countRunLogs(runId: string): Promise<number> {
+    const [row] = await this.#sql<{ n: number }[]>`
+      select count(*)::int8 as n from logs where run_id = ${runId}`;
+    return row!.n;
+  }
+
   async appendLogs(appId: number, lines: NewLog[]): Promise<number> {
     if (lines.length === 0) return 0;
     // Six arrays and one statement text whatever the batch size: one
@@ -360,9 +398,10 @@ class PostgresStore implements Store {
           and id > ${query.after_id} order by id limit ${limit}`,
       ];
     }
+    const before = query.before_id === undefined ? sql`` : sql`and id < ${query.before_id}`;
     // The last `limit` lines, read backwards on the index and turned around.
     const rows = await sql<LogRow[]>`
-      select ${columns} from logs where app_id = ${appId} ${source}
+      select ${columns} from logs where app_id = ${appId} ${source} ${before}
       order by id desc limit ${limit}`;
     return [...rows].reverse();
   }

@@ -12,6 +12,7 @@ import {
   type AuditChunkRow,
   ConflictError,
   type EventRow,
+  type IdempotencyRow,
   type LogQuery,
   type LogRow,
   type NewEvent,
@@ -89,6 +90,14 @@ class SqliteStore implements Store {
     return this.#q(sql).get(...params) as Row | undefined;
   }
 
+  // A write with RETURNING, stepped to its end: `get()` stops at the first
+  // row, before the implicit commit, so a commit that fails (a full disk)
+  // would go unnoticed and the row be reported written. Every RETURNING
+  // write goes through `all()` (here, or inline with named parameters).
+  #write(sql: string, ...params: SQLInputValue[]): Row | undefined {
+    return this.#q(sql).all(...params)[0] as Row | undefined;
+  }
+
   #all(sql: string, ...params: SQLInputValue[]): Row[] {
     return this.#q(sql).all(...params) as Row[];
   }
@@ -102,7 +111,9 @@ class SqliteStore implements Store {
       this.#db.exec("COMMIT");
       return result;
     } catch (error) {
-      this.#db.exec("ROLLBACK");
+      // SQLite rolls back by itself on some errors (a full disk): a second
+      // ROLLBACK would throw and hide the error that matters.
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
       throw error;
     }
   }
@@ -132,7 +143,7 @@ class SqliteStore implements Store {
   createToken(row: Omit<TokenRow, "id" | "created_at">): Promise<TokenRow> {
     return settle(() =>
       toToken(
-        this.#get(
+        this.#write(
           "INSERT INTO tokens (hash, role, apps, name, created_at) VALUES (?, ?, ?, ?, ?) RETURNING *",
           row.hash,
           row.role,
@@ -167,7 +178,7 @@ class SqliteStore implements Store {
     return settle(() => {
       try {
         const sql = "INSERT INTO apps (name, created_at) VALUES (?, ?) RETURNING *";
-        return toApp(this.#get(sql, name, Date.now())!);
+        return toApp(this.#write(sql, name, Date.now())!);
       } catch (error) {
         if (isUniqueViolation(error)) {
           throw new ConflictError(`App "${name}" already exists`, { cause: error });
@@ -243,14 +254,14 @@ class SqliteStore implements Store {
              (SELECT coalesce(max(version), 0) + 1 FROM releases WHERE app_id = :app_id),
              :sha256, :size, :process_types, :actor, :created_at)
            RETURNING *`,
-        ).get({
+        ).all({
           app_id: row.app_id,
           sha256: row.sha256,
           size: row.size,
           process_types: JSON.stringify(row.process_types),
           actor: row.actor,
           created_at: Date.now(),
-        }) as Row,
+        })[0] as Row,
       )
     );
   }
@@ -286,7 +297,7 @@ class SqliteStore implements Store {
              :command, 'pending', :attached, :tty, :size, :release_id, :env_overrides, :uploads,
              :cols, :rows, :timeout_ms, :actor, :secret_sha256, :expires_at, :created_at)
            RETURNING *`,
-        ).get({
+        ).all({
           ...row,
           attached: row.attached ? 1 : 0,
           tty: row.tty ? 1 : 0,
@@ -294,7 +305,7 @@ class SqliteStore implements Store {
           uploads: JSON.stringify(row.uploads),
           expires_at: millis(row.expires_at),
           created_at: Date.now(),
-        }) as Row,
+        })[0] as Row,
       )
     );
   }
@@ -339,10 +350,12 @@ class SqliteStore implements Store {
            exit_code = CASE WHEN :set_exit_code THEN :exit_code ELSE exit_code END,
            reason = CASE WHEN :set_reason THEN :reason ELSE reason END,
            started_at = CASE WHEN :set_started_at THEN :started_at ELSE started_at END,
-           ended_at = CASE WHEN :set_ended_at THEN :ended_at ELSE ended_at END
+           ended_at = CASE WHEN :set_ended_at THEN :ended_at ELSE ended_at END,
+           expires_at = CASE WHEN :set_expires_at THEN :expires_at ELSE expires_at END,
+           log_lines = CASE WHEN :set_log_lines THEN :log_lines ELSE log_lines END
          WHERE id = :id AND state IN (SELECT value FROM json_each(:from))
          RETURNING *`,
-      ).get({
+      ).all({
         id,
         from: JSON.stringify(from),
         state: update.state,
@@ -356,7 +369,11 @@ class SqliteStore implements Store {
         started_at: millis(update.started_at ?? null),
         set_ended_at: update.ended_at === undefined ? 0 : 1,
         ended_at: millis(update.ended_at ?? null),
-      }) as Row | undefined;
+        set_expires_at: update.expires_at === undefined ? 0 : 1,
+        expires_at: millis(update.expires_at ?? null),
+        set_log_lines: update.log_lines === undefined ? 0 : 1,
+        log_lines: update.log_lines ?? null,
+      })[0] as Row | undefined;
       return row === undefined ? null : toRun(row);
     });
   }
@@ -376,14 +393,14 @@ class SqliteStore implements Store {
              attach_port = excluded.attach_port, attach_tls = excluded.attach_tls,
              tls_fingerprint = excluded.tls_fingerprint, warnings = excluded.warnings
            RETURNING *`,
-        ).get({
+        ).all({
           ...row,
           id: row.id ?? crypto.randomUUID(),
           online: row.online ? 1 : 0,
           since: row.since.getTime(),
           attach_tls: row.attach_tls ? 1 : 0,
           warnings: JSON.stringify(row.warnings),
-        }) as Row,
+        })[0] as Row,
       )
     );
   }
@@ -404,6 +421,48 @@ class SqliteStore implements Store {
       this.#q("UPDATE agents SET online = ?, since = ? WHERE id = ?")
         .run(online ? 1 : 0, since.getTime(), id);
     });
+  }
+
+  claimIdempotencyKey(
+    row: Omit<IdempotencyRow, "created_at">,
+    expiredBefore: Date,
+  ): Promise<IdempotencyRow | null> {
+    return settle(() =>
+      this.#tx(() => {
+        this.#q("DELETE FROM idempotency_keys WHERE app_id = ? AND key = ? AND created_at < ?")
+          .run(row.app_id, row.key, expiredBefore.getTime());
+        const claimed = this.#q(
+          "INSERT INTO idempotency_keys (app_id, key, fingerprint, run_id, created_at) " +
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (app_id, key) DO NOTHING",
+        ).run(row.app_id, row.key, row.fingerprint, row.run_id, Date.now());
+        if (Number(claimed.changes) === 1) return null;
+        const held = this.#get(
+          "SELECT * FROM idempotency_keys WHERE app_id = ? AND key = ?",
+          row.app_id,
+          row.key,
+        )!;
+        return {
+          app_id: Number(held.app_id),
+          key: String(held.key),
+          fingerprint: String(held.fingerprint),
+          run_id: String(held.run_id),
+          created_at: new Date(Number(held.created_at)),
+        };
+      })
+    );
+  }
+
+  releaseIdempotencyKey(appId: number, key: string, runId: string): Promise<void> {
+    return settle(() => {
+      this.#q("DELETE FROM idempotency_keys WHERE app_id = ? AND key = ? AND run_id = ?")
+        .run(appId, key, runId);
+    });
+  }
+
+  countRunLogs(runId: string): Promise<number> {
+    return settle(() =>
+      Number(this.#get("SELECT count(*) AS n FROM logs WHERE run_id = ?", runId)!.n)
+    );
   }
 
   appendLogs(appId: number, lines: NewLog[]): Promise<number> {
@@ -442,6 +501,7 @@ class SqliteStore implements Store {
         const sql = `SELECT * FROM logs WHERE ${filter} AND id > ? ORDER BY id LIMIT ?`;
         return this.#all(sql, ...params, query.after_id, limit).map(toLog);
       }
+      if (query.before_id !== undefined) filter += " AND id < ?", params.push(query.before_id);
       // The last `limit` lines, read backwards on the index and turned around.
       const sql = `SELECT * FROM logs WHERE ${filter} ORDER BY id DESC LIMIT ?`;
       return this.#all(sql, ...params, limit).map(toLog).reverse();
@@ -451,7 +511,7 @@ class SqliteStore implements Store {
   addEvent(event: NewEvent): Promise<EventRow> {
     return settle(() =>
       toEvent(
-        this.#get(
+        this.#write(
           "INSERT INTO events (app_id, app_name, actor, kind, data, at) " +
             "VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
           event.app_id,
