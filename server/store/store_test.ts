@@ -268,7 +268,7 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
       state: "exited",
       log_lines: 70_000,
     });
-    assert.equal(ended?.log_lines, 70_000);
+    equal(ended?.log_lines, 70_000);
   });
 
   test("updateRun changes only a run in an expected state and only given fields", async (store) => {
@@ -443,39 +443,39 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
     await store.appendLogs(app.id, logs("r2", 1, 4, "one-off-2"));
     const all = await store.readLogs(app.id, { limit: 1000 });
     const page = await store.readLogs(app.id, { before_id: all[20]!.id, limit: 5 });
-    assert.deepEqual(page.map((l) => l.line), range(16, 20).map((i) => `r1 line ${i}`));
+    deepEqual(page.map((l) => l.line), range(16, 20).map((i) => `r1 line ${i}`));
     const first = await store.readLogs(app.id, { before_id: all[2]!.id, limit: 5 });
-    assert.deepEqual(first.map((l) => l.line), ["r1 line 1", "r1 line 2"]);
-    assert.equal(await store.countRunLogs("r1"), 30);
-    assert.equal(await store.countRunLogs("r2"), 4);
-    assert.equal(await store.countRunLogs("none"), 0);
+    deepEqual(first.map((l) => l.line), ["r1 line 1", "r1 line 2"]);
+    equal(await store.countRunLogs("r1"), 30);
+    equal(await store.countRunLogs("r2"), 4);
+    equal(await store.countRunLogs("none"), 0);
   });
 
   test("an idempotency key is claimed once, until it expires or is given up", async (store) => {
     const app = await store.createApp("demo");
     const long = new Date(Date.now() - 86_400_000);
     const row = { app_id: app.id, key: "k1", fingerprint: "f1", run_id: "run-1" };
-    assert.equal(await store.claimIdempotencyKey(row, long), null, "claimed");
+    equal(await store.claimIdempotencyKey(row, long), null, "claimed");
     const held = await store.claimIdempotencyKey(
       { ...row, fingerprint: "f2", run_id: "run-2" },
       long,
     );
-    assert.deepEqual(
+    deepEqual(
       [held?.app_id, held?.key, held?.fingerprint, held?.run_id],
       [app.id, "k1", "f1", "run-1"],
     );
-    assert.ok(held?.created_at instanceof Date);
+    ok(held?.created_at instanceof Date);
     const other = await store.createApp("other");
-    assert.equal(await store.claimIdempotencyKey({ ...row, app_id: other.id }, long), null);
+    equal(await store.claimIdempotencyKey({ ...row, app_id: other.id }, long), null);
     await store.releaseIdempotencyKey(app.id, "k1", "run-other");
-    assert.ok(await store.claimIdempotencyKey(row, long), "only its own run gives it up");
+    ok(await store.claimIdempotencyKey(row, long), "only its own run gives it up");
     await store.releaseIdempotencyKey(app.id, "k1", "run-1");
-    assert.equal(await store.claimIdempotencyKey({ ...row, run_id: "run-3" }, long), null);
+    equal(await store.claimIdempotencyKey({ ...row, run_id: "run-3" }, long), null);
     const expired = await store.claimIdempotencyKey(
       { ...row, run_id: "run-4" },
       new Date(Date.now() + 1000),
     );
-    assert.equal(expired, null, "older than the cut-off: replaced");
+    equal(expired, null, "older than the cut-off: replaced");
   });
 
   test("updateRun sets and clears an attached run's expires_at", async (store) => {
@@ -484,14 +484,14 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
     const run = await store.createRun(newRun(app.id, rel.id, { attached: true }));
     const at = new Date(Date.UTC(2030, 0, 1, 0, 1));
     const ready = await store.updateRun(run.id, ["pending"], { state: "starting", expires_at: at });
-    assert.deepEqual(ready?.expires_at, at);
+    deepEqual(ready?.expires_at, at);
     const kept = await store.updateRun(run.id, ["starting"], { state: "running" });
-    assert.deepEqual(kept?.expires_at, at);
+    deepEqual(kept?.expires_at, at);
     const cleared = await store.updateRun(run.id, ["running"], {
       state: "running",
       expires_at: null,
     });
-    assert.equal(cleared?.expires_at, null);
+    equal(cleared?.expires_at, null);
   });
 
   test("a log line holding NUL comes back with U+FFFD in its place", async (store) => {
