@@ -259,8 +259,27 @@ const INITIAL_POSTGRES = `
 const APP_NETWORK_SQLITE = `ALTER TABLE apps ADD COLUMN network TEXT NOT NULL DEFAULT 'host'`;
 const APP_NETWORK_POSTGRES = `alter table apps add column network text not null default 'host'`;
 
+// Dashboard sessions signed out before their cookie expires, kept until
+// then. Version 4: version 3 is the idempotency keys of another branch.
+const REVOKED_SESSIONS_SQLITE = `
+  CREATE TABLE revoked_sessions (
+    id TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+  ) WITHOUT ROWID`;
+const REVOKED_SESSIONS_POSTGRES = `
+  create table revoked_sessions (
+    id text primary key,
+    expires_at timestamptz not null
+  )`;
+
 /** Every migration, in the order they apply. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "initial schema", sqlite: INITIAL_SQLITE, postgres: INITIAL_POSTGRES },
   { version: 2, name: "app network", sqlite: APP_NETWORK_SQLITE, postgres: APP_NETWORK_POSTGRES },
+  {
+    version: 4,
+    name: "revoked sessions",
+    sqlite: REVOKED_SESSIONS_SQLITE,
+    postgres: REVOKED_SESSIONS_POSTGRES,
+  },
 ];
