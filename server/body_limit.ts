@@ -61,7 +61,14 @@ export function bodyLimit(limitOf: LimitOf): MiddlewareHandler {
       await body.cancel().catch(() => {});
       throw tooLarge(limit);
     }
-    c.req.raw = new Request(c.req.raw, { body: counted(body, limit) });
+    // Built from its parts, not `new Request(raw)`: copying the request
+    // would read its `signal`, which makes Deno.serve warn on every request.
+    const raw = c.req.raw;
+    c.req.raw = new Request(raw.url, {
+      method: raw.method,
+      headers: raw.headers,
+      body: counted(body, limit),
+    });
     await next();
   };
 }
