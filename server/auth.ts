@@ -30,6 +30,9 @@ export function sha256Hex(value: string): string {
   return createHash("sha256").update(value).digest("hex");
 }
 
+/** Keys a {@link FailureLimiter} keeps at most. */
+const MAX_KEYS = 10_000;
+
 /** Options of a {@link FailureLimiter}. */
 export interface FailureLimiterOptions {
   /** Failures per key and window before the key is blocked. */
@@ -61,6 +64,11 @@ export class FailureLimiter {
     this.#now = options.now ?? Date.now;
   }
 
+  /** How many keys are held: at most 10,000, whatever the flood. */
+  get size(): number {
+    return this.#hits.size;
+  }
+
   /** True when any of these keys has failed too often recently. */
   blocked(...keys: string[]): boolean {
     return keys.some((key) => this.#recent(key).length >= this.#limit);
@@ -72,9 +80,11 @@ export class FailureLimiter {
       // Only the newest `limit` failures matter: a key stays bounded while blocked.
       const hits = this.#recent(key).slice(-(this.#limit - 1));
       hits.push(this.#now());
+      // Re-inserted, so the map is ordered by last failure, oldest first.
+      this.#hits.delete(key);
       this.#hits.set(key, hits);
     }
-    if (this.#hits.size > 10_000) this.#prune();
+    if (this.#hits.size > MAX_KEYS) this.#prune();
   }
 
   /**
@@ -90,9 +100,15 @@ export class FailureLimiter {
     return (this.#hits.get(key) ?? []).filter((t) => t > since);
   }
 
+  // Oldest first: what expired goes, then, under a flood of distinct
+  // tokens, the keys that failed least recently. A guesser's own address
+  // fails with every guess, so it is the last key to go.
   #prune(): void {
-    for (const key of [...this.#hits.keys()]) {
-      if (this.#recent(key).length === 0) this.#hits.delete(key);
+    const since = this.#now() - this.#windowMs;
+    for (const [key, hits] of this.#hits) {
+      const expired = (hits.at(-1) ?? 0) <= since;
+      if (!expired && this.#hits.size <= MAX_KEYS * 0.9) break;
+      this.#hits.delete(key);
     }
   }
 }
