@@ -4,7 +4,7 @@
  * @module
  */
 import { parseDuration, UsageError } from "../cli/_io.ts";
-import { MAX_TIMER_MS } from "../server/run_limits.ts";
+import { MAX_TIMER_MS } from "../protocol/mod.ts";
 import type { ServerConfig } from "../server/mod.ts";
 
 /** The limit settings given on the command line. */

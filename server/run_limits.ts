@@ -2,11 +2,9 @@
  * The server's limits on what a run may ask for: its `--timeout`.
  * @module
  */
+import { MAX_TIMER_MS } from "../protocol/mod.ts";
 import type { ServerConfig } from "./context.ts";
 import { HttpError } from "./http_error.ts";
-
-/** The longest delay a JavaScript timer keeps: longer ones fire at once. */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Throws at start-up when a configured duration cannot be a timer's. */
 export function checkTimeouts(config: Pick<ServerConfig, "maxTimeoutMs" | "maxDurationMs">): void {

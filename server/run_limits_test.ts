@@ -1,6 +1,7 @@
 import { deepEqual, match, throws } from "node:assert/strict";
 import { makeSlug, testServer } from "./_testing.ts";
-import { checkTimeouts, MAX_TIMER_MS, runTimeoutMs } from "./run_limits.ts";
+import { MAX_TIMER_MS } from "../protocol/mod.ts";
+import { checkTimeouts, runTimeoutMs } from "./run_limits.ts";
 import { HttpError } from "./http_error.ts";
 
 const DAY = 24 * 3600_000;

@@ -7,7 +7,7 @@
 import { deepEqual, match, ok } from "node:assert/strict";
 import type { RunInfo } from "../protocol/mod.ts";
 import { startServer } from "../server/mod.ts";
-import { MAX_TIMER_MS } from "../server/run_limits.ts";
+import { MAX_TIMER_MS } from "../protocol/mod.ts";
 import { createLogger } from "../util/log.ts";
 import { startSystem } from "./_system.ts";
 import { waitFor } from "./_wait.ts";
