@@ -301,7 +301,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "server",
     summary: "The HTTP API and dashboard",
     usage: [
-      "server [--http ADDR] [--database sqlite:PATH|postgres://...] [--data-dir DIR] [--join-token T] [--audit-key-file PATH] [--max-slug-bytes N] [--max-runs-per-app N]",
+      "server [--http ADDR] [--database sqlite:PATH|postgres://...] [--data-dir DIR] [--join-token T] [--audit-key-file PATH] [--max-slug-bytes N] [--max-slug-unpacked-bytes N] [--max-timeout DURATION] [--max-runs-per-app N]",
     ],
     flags: [
       { name: "http", value: "ADDR", description: "Where to listen", default: "0.0.0.0:8080" },
@@ -325,6 +325,18 @@ export const COMMANDS: readonly CommandSpec[] = [
         default: "<data-dir>/audit.key",
       },
       { name: "max-slug-bytes", value: "N", description: "Largest slug accepted" },
+      {
+        name: "max-slug-unpacked-bytes",
+        value: "N",
+        description: "Largest slug content once uncompressed",
+        default: "8 GiB",
+      },
+      {
+        name: "max-timeout",
+        value: "DURATION",
+        description: "Longest --timeout a run may ask for (at most 24d)",
+        default: "24h",
+      },
       { name: "max-runs-per-app", value: "N", description: "Live one-offs allowed per app" },
     ],
     examples: [

@@ -74,6 +74,12 @@ export type Role = "admin" | "member";
 /** Default maximum duration of a detached run. */
 export const MAX_DURATION_MS = 24 * 3600_000;
 
+/**
+ * The longest delay a JavaScript timer keeps (2^31 - 1 ms, about 24.8
+ * days): a longer one fires at once. No run's timeout may exceed it.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** The per-app label of run number `n`: `one-off-N`. */
 export function runLabel(n: number): string {
   return `one-off-${n}`;

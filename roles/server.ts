@@ -5,6 +5,7 @@
 import { UsageError } from "../cli/_io.ts";
 import { startServer } from "../server/mod.ts";
 import { flags, waitForSignal } from "./_flags.ts";
+import { limitFlags } from "./_server_limits.ts";
 
 /** Runs the server until SIGINT/SIGTERM. */
 export async function server(args: string[]): Promise<number> {
@@ -13,6 +14,7 @@ export async function server(args: string[]): Promise<number> {
   if (v["join-token"]) config.joinToken = v["join-token"];
   if (v["max-slug-bytes"]) config.maxSlugBytes = Number(v["max-slug-bytes"]);
   if (v["audit-key-file"]) config.auditKeyFile = v["audit-key-file"];
+  Object.assign(config, limitFlags(v));
   const maxRunsPerApp = v["max-runs-per-app"];
   if (maxRunsPerApp !== undefined) {
     const max = Number(maxRunsPerApp);

@@ -38,6 +38,8 @@ export async function engineFixture(
     dataDir: dir,
     maxSlugBytes: 1024 * 1024,
     maxUploadBytes: 1024 * 1024,
+    maxSlugUnpackedBytes: 64 * 1024 * 1024,
+    maxTimeoutMs: 24 * 3600_000,
     maxRunsPerApp: 10,
     queueTimeoutMs: 60_000,
     attachWindowMs: 60_000,

@@ -30,6 +30,8 @@ export async function testServer(overrides: Partial<ServerConfig> = {}): Promise
     dataDir: dir,
     maxSlugBytes: 10 * 1024 * 1024,
     maxUploadBytes: 10 * 1024 * 1024,
+    maxSlugUnpackedBytes: 64 * 1024 * 1024,
+    maxTimeoutMs: 24 * 3600_000,
     maxRunsPerApp: 10,
     queueTimeoutMs: 60_000,
     attachWindowMs: 60_000,

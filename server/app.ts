@@ -11,6 +11,7 @@ import { ConnectedAgents } from "./agent_directory.ts";
 import { routeAgentEvents } from "./agent_events.ts";
 import { AgentHub } from "./agent_hub.ts";
 import { clientAddress, FailureLimiter, requireToken, sha256Hex } from "./auth.ts";
+import { bodyLimit, serverLimits } from "./body_limit.ts";
 import type { ServerContext } from "./context.ts";
 import { dashboardRoutes, sessionAuth } from "./dashboard/mod.ts";
 import { errorHandler, HttpError } from "./http_error.ts";
@@ -60,6 +61,9 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
       404,
     )
   );
+
+  // Before any route reads a body: a size over its limit is refused while read.
+  app.use("*", bodyLimit(serverLimits));
 
   app.get("/healthz", (c) => c.json({ ok: true } satisfies HealthReply));
 

@@ -34,14 +34,39 @@ Deno.test("every API route refuses a request without a valid token", async () =>
   });
 });
 
-Deno.test("wrong tokens are rate-limited per client address", async () => {
+/** Hono's Deno adapter reads the client's address from here. */
+function from(hostname: string) {
+  return { remoteAddr: { hostname, port: 40000, transport: "tcp" } };
+}
+
+Deno.test("a valid token still works from an address that sent 11 bad ones", async () => {
   await using t = await testServer();
-  for (let i = 0; i < 10; i++) {
-    await (await t.call("GET", "/api/apps", undefined, "oo_bad")).body?.cancel();
-  }
-  const res = await t.call("GET", "/api/apps");
-  deepEqual(res.status, 429, "even a right token waits once the address is limited");
+  const get = (token: string, address = "127.0.0.1") =>
+    t.server.app.request(
+      "/api/apps",
+      { headers: { authorization: `Bearer ${token}` } },
+      from(address),
+    );
+  for (let i = 0; i < 10; i++) deepEqual((await errorOf(await get(`oo_bad-${i}`))).status, 401);
+  const limited = await errorOf(await get("oo_bad-10"));
+  deepEqual([limited.status, limited.code], [429, "rate_limited"]);
+  match(limited.message, /valid tokens still work/);
+  const res = await get(t.admin);
+  deepEqual(res.status, 200, "the host's admin token is never refused by the limiter");
   await res.body?.cancel();
+  deepEqual((await errorOf(await get("oo_bad-11", "127.0.0.2"))).status, 401, "another address");
+});
+
+Deno.test("one wrong token retried from many addresses is limited too", async () => {
+  await using t = await testServer();
+  const get = (address: string) =>
+    t.server.app.request(
+      "/api/apps",
+      { headers: { authorization: "Bearer oo_revoked" } },
+      from(address),
+    );
+  for (let i = 0; i < 10; i++) deepEqual((await errorOf(await get(`10.9.0.${i}`))).status, 401);
+  deepEqual((await errorOf(await get("10.9.0.200"))).status, 429);
 });
 
 Deno.test("apps are created, listed and destroyed, with names checked", async () => {

@@ -1,6 +1,7 @@
 /**
  * Bearer API tokens: made here, stored only as SHA-256 hashes, checked on
- * every route, with failed attempts rate-limited per client address.
+ * every route, with failed attempts rate-limited per client address and per
+ * presented token.
  * @module
  */
 import { createHash, randomBytes } from "node:crypto";
@@ -29,30 +30,69 @@ export function sha256Hex(value: string): string {
   return createHash("sha256").update(value).digest("hex");
 }
 
-/** Counts failures per key in a sliding minute; past the limit the key is refused. */
+/** Keys a {@link FailureLimiter} keeps at most. */
+const MAX_KEYS = 10_000;
+
+/** Options of a {@link FailureLimiter}. */
+export interface FailureLimiterOptions {
+  /** Failures per key and window before the key is blocked. */
+  limit: number;
+  /** The sliding window (default a minute). */
+  windowMs?: number;
+  /** How long a refusal of a blocked key waits before it answers (default 500 ms). */
+  penaltyMs?: number;
+  now?: () => number;
+}
+
+/**
+ * Counts failures per key in a sliding window; past the limit the key is
+ * blocked. Callers check the credential first and consult the limiter only
+ * for one that failed, so a valid credential is never refused: see
+ * {@link failureKeys}.
+ */
 export class FailureLimiter {
   #limit: number;
   #windowMs: number;
+  #penaltyMs: number;
   #now: () => number;
   #hits = new Map<string, number[]>();
 
-  constructor(options: { limit: number; windowMs?: number; now?: () => number }) {
+  constructor(options: FailureLimiterOptions) {
     this.#limit = options.limit;
     this.#windowMs = options.windowMs ?? 60_000;
+    this.#penaltyMs = options.penaltyMs ?? 500;
     this.#now = options.now ?? Date.now;
   }
 
-  /** True when this key has failed too often recently. */
-  blocked(key: string): boolean {
-    return this.#recent(key).length >= this.#limit;
+  /** How many keys are held: at most 10,000, whatever the flood. */
+  get size(): number {
+    return this.#hits.size;
   }
 
-  /** Records one failure for this key. */
-  fail(key: string): void {
-    const hits = this.#recent(key);
-    hits.push(this.#now());
-    this.#hits.set(key, hits);
-    if (this.#hits.size > 10_000) this.#prune();
+  /** True when any of these keys has failed too often recently. */
+  blocked(...keys: string[]): boolean {
+    return keys.some((key) => this.#recent(key).length >= this.#limit);
+  }
+
+  /** Records one failure under each of these keys. */
+  fail(...keys: string[]): void {
+    for (const key of keys) {
+      // Only the newest `limit` failures matter: a key stays bounded while blocked.
+      const hits = this.#recent(key).slice(-(this.#limit - 1));
+      hits.push(this.#now());
+      // Re-inserted, so the map is ordered by last failure, oldest first.
+      this.#hits.delete(key);
+      this.#hits.set(key, hits);
+    }
+    if (this.#hits.size > MAX_KEYS) this.#prune();
+  }
+
+  /**
+   * Waits before a refusal of a blocked key is answered, so a guesser that
+   * waits for each answer is slowed even though every guess is checked.
+   */
+  penalty(): Promise<void> {
+    return new Promise((resolve) => setTimeout(resolve, this.#penaltyMs));
   }
 
   #recent(key: string): number[] {
@@ -60,11 +100,27 @@ export class FailureLimiter {
     return (this.#hits.get(key) ?? []).filter((t) => t > since);
   }
 
+  // Oldest first: what expired goes, then, under a flood of distinct
+  // tokens, the keys that failed least recently. A guesser's own address
+  // fails with every guess, so it is the last key to go.
   #prune(): void {
-    for (const key of [...this.#hits.keys()]) {
-      if (this.#recent(key).length === 0) this.#hits.delete(key);
+    const since = this.#now() - this.#windowMs;
+    for (const [key, hits] of this.#hits) {
+      const expired = (hits.at(-1) ?? 0) <= since;
+      if (!expired && this.#hits.size <= MAX_KEYS * 0.9) break;
+      this.#hits.delete(key);
     }
   }
+}
+
+/**
+ * The keys a failed token is counted under: the client's address, and the
+ * first 8 hex digits of the presented token's hash, so that one address
+ * cannot lock out valid tokens (they are never refused) and retrying one
+ * wrong token is slowed from wherever it comes.
+ */
+export function failureKeys(address: string, presentedHash: string): string[] {
+  return [`address:${address}`, `token:${presentedHash.slice(0, 8)}`];
 }
 
 /** The client's address, or "local" for in-process requests. */
@@ -95,14 +151,6 @@ export function requireToken(
         return await next();
       }
     }
-    const address = clientAddress(c);
-    if (limiter.blocked(address)) {
-      throw new HttpError(
-        429,
-        "rate_limited",
-        "Too many failed sign-ins from this address, try again in a minute",
-      );
-    }
     const presented = header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined;
     if (!presented) {
       throw new HttpError(
@@ -111,13 +159,27 @@ export function requireToken(
         "Missing API token: run `oneoff login` or set ONEOFF_TOKEN",
       );
     }
-    const token = await store.tokenByHash(sha256Hex(presented));
-    if (!token) {
-      limiter.fail(address);
-      throw new HttpError(401, "unauthorized", "Invalid API token");
+    // The token is checked first: one that validates is never refused, so
+    // a process sharing the host's address cannot lock its admin out.
+    const hash = sha256Hex(presented);
+    const token = await store.tokenByHash(hash);
+    if (token) {
+      c.set("auth", { token, actor: token.name });
+      return await next();
     }
-    c.set("auth", { token, actor: token.name });
-    await next();
+    const keys = failureKeys(clientAddress(c), hash);
+    const blocked = limiter.blocked(...keys);
+    limiter.fail(...keys);
+    if (blocked) {
+      await limiter.penalty();
+      throw new HttpError(
+        429,
+        "rate_limited",
+        "Too many invalid API tokens from this address or with this token: " +
+          "try again in a minute (valid tokens still work)",
+      );
+    }
+    throw new HttpError(401, "unauthorized", "Invalid API token");
   };
 }
 

@@ -14,6 +14,10 @@ export interface ServerConfig {
   dataDir: string;
   /** Largest slug accepted by `deploy`. */
   maxSlugBytes: number;
+  /** Largest uncompressed content of a slug (a gzip bomb stops here). */
+  maxSlugUnpackedBytes: number;
+  /** Longest `--timeout` a run may ask for, in ms (at most 2^31 - 1, a timer's range). */
+  maxTimeoutMs: number;
   /** Largest single upload (`run -f`). */
   maxUploadBytes: number;
   /** Concurrent one-offs per app before the next is refused. */

@@ -71,7 +71,9 @@ async function jsonBody(c: Context): Promise<Record<string, unknown>> {
   let body: unknown;
   try {
     body = await c.req.json();
-  } catch {
+  } catch (err) {
+    // A body over its limit (server/body_limit.ts) is a 413, not bad JSON.
+    if (err instanceof HttpError) throw err;
     throw new HttpError(400, "bad_json", "Request body is not valid JSON");
   }
   if (typeof body !== "object" || body === null || Array.isArray(body)) {

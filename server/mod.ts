@@ -17,6 +17,7 @@ import { newToken, sha256Hex } from "./auth.ts";
 import { AuditService } from "./audit/mod.ts";
 import { BlobStore } from "./blob_store.ts";
 import type { ServerConfig, ServerContext } from "./context.ts";
+import { checkTimeouts } from "./run_limits.ts";
 import { Signals } from "./signals.ts";
 import { openStore } from "./store/open.ts";
 
@@ -67,6 +68,8 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
     dataDir: options.dataDir,
     maxSlugBytes: 2 * 1024 ** 3,
     maxUploadBytes: 1024 ** 3,
+    maxSlugUnpackedBytes: 8 * 1024 ** 3,
+    maxTimeoutMs: MAX_DURATION_MS,
     maxRunsPerApp: 10,
     queueTimeoutMs: 5 * 60_000,
     attachWindowMs: ATTACH_WINDOW_MS,
@@ -80,6 +83,7 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
     ...options.config,
     joinToken,
   };
+  checkTimeouts(config);
   let newAdminToken: string | null = null;
   if (await store.countTokens() === 0) {
     newAdminToken = newToken();

@@ -20,6 +20,18 @@ export class SlugError extends Error {
   }
 }
 
+/** A slug whose uncompressed content passes the limit; inflating stopped there. */
+export class SlugTooLargeError extends SlugError {
+  /** The limit, in uncompressed bytes. */
+  readonly limit: number;
+
+  constructor(limit: number) {
+    super(`Slug is larger than ${limit} bytes uncompressed`);
+    this.name = "SlugTooLargeError";
+    this.limit = limit;
+  }
+}
+
 /** What `inspectSlug` found. */
 export interface SlugInfo {
   /** Process types from the Procfile, `{}` when there is none. */
@@ -122,9 +134,9 @@ class Lister {
   async #write(chunk: Buffer): Promise<void> {
     if (this.failure !== undefined) throw this.failure;
     this.#bytes += chunk.length;
-    if (this.#bytes > this.#maxBytes) {
-      throw new SlugError(`Slug is larger than ${this.#maxBytes} bytes uncompressed`);
-    }
+    // Thrown from the write: the pipeline stops inflating, a gzip bomb
+    // costs at most one chunk past the cap.
+    if (this.#bytes > this.#maxBytes) throw new SlugTooLargeError(this.#maxBytes);
     // Past the end-of-archive marker node-tar would only buffer what it is given.
     if (this.#sawEof) return;
     if (this.#head !== undefined) {

@@ -1,7 +1,7 @@
 import { deepEqual, equal, match, ok, rejects, throws } from "node:assert/strict";
 import { gzipSync } from "node:zlib";
 import * as tar from "tar";
-import { inspectSlug, parseProcfile, SlugError } from "./slug.ts";
+import { inspectSlug, parseProcfile, SlugError, SlugTooLargeError } from "./slug.ts";
 
 async function setup() {
   const dir = await Deno.makeTempDir({ prefix: "slug_test_" });
@@ -103,10 +103,11 @@ Deno.test("inspectSlug refuses a slug larger than maxBytes uncompressed", async 
   await using t = await setup();
   await Deno.writeFile(`${t.app}/zeros`, new Uint8Array(1024 * 1024));
   const slug = await t.pack();
-  await assertSlugError(
-    inspectSlug(slug, { maxBytes: 64 * 1024 }),
-    "Slug is larger than 65536 bytes uncompressed",
-  );
+  await rejects(inspectSlug(slug, { maxBytes: 64 * 1024 }), (error: unknown) => {
+    ok(error instanceof SlugTooLargeError, String(error));
+    equal(error.message, "Slug is larger than 65536 bytes uncompressed");
+    return true;
+  });
   equal((await inspectSlug(slug, { maxBytes: 2 * 1024 * 1024 })).entries, 4);
 });
 

@@ -146,6 +146,7 @@ Deno.test(needs(["chromium"], {
       await signIn(page, sys.token);
       const signer = new SessionSigner(await loadSessionKey(`${sys.dir}/server/session.key`));
       const expired = signer.sign({
+        id: "expired-session-0123",
         tokenHash: sha256Hex(sys.token),
         expiresAt: Date.now() - 1000,
       });

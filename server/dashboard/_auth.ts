@@ -11,7 +11,7 @@ import type { Auth } from "../auth.ts";
 import type { ServerContext } from "../context.ts";
 import { HttpError } from "../http_error.ts";
 import type { Store, TokenRow } from "../store/mod.ts";
-import { lazySigner, type SessionSigner } from "./session.ts";
+import { lazySigner, newSessionId, type Session, type SessionSigner } from "./session.ts";
 
 /** Hono variables of a signed-in dashboard request. */
 export type DashEnv = { Variables: { auth: Auth; csrf?: string } };
@@ -47,21 +47,29 @@ export class Sessions {
     this.#ttlMs = options.sessionTtlMs ?? SESSION_TTL_MS;
   }
 
-  /** The token and CSRF token of the request's session, or null without a valid one. */
-  async read(c: Context): Promise<{ token: TokenRow; csrf: string } | null> {
+  /**
+   * The session, its token and CSRF token, or null without a valid one:
+   * forged, expired, signed out, or its token revoked.
+   */
+  async read(c: Context): Promise<{ token: TokenRow; csrf: string; session: Session } | null> {
     const value = getCookie(c, SESSION_COOKIE);
     if (!value) return null;
     const signer = await this.#signer();
     const session = signer.verify(value);
     if (!session) return null;
+    if (await this.#store.sessionRevoked(session.id)) return null;
     const token = await this.#store.tokenByHash(session.tokenHash);
-    return token ? { token, csrf: signer.csrf("session", value) } : null;
+    return token ? { token, csrf: signer.csrf("session", value), session } : null;
   }
 
   /** Signs the user in: sets the session cookie for this token. */
   async start(c: Context, token: TokenRow): Promise<void> {
     const signer = await this.#signer();
-    const value = signer.sign({ tokenHash: token.hash, expiresAt: Date.now() + this.#ttlMs });
+    const value = signer.sign({
+      id: newSessionId(),
+      tokenHash: token.hash,
+      expiresAt: Date.now() + this.#ttlMs,
+    });
     setCookie(c, SESSION_COOKIE, value, {
       httpOnly: true,
       sameSite: "Lax",
@@ -72,9 +80,19 @@ export class Sessions {
     deleteCookie(c, LOGIN_COOKIE, { path: "/login" });
   }
 
-  /** Signs the user out. */
+  /** Drops the session cookie from the browser. */
   end(c: Context): void {
     deleteCookie(c, SESSION_COOKIE, { path: "/", secure: isHttps(c) });
+  }
+
+  /**
+   * Signs the user out: the session is revoked in the store, so its cookie
+   * no longer works even where a copy of it was kept.
+   */
+  async revoke(c: Context): Promise<void> {
+    const found = await this.read(c);
+    if (found) await this.#store.revokeSession(found.session.id, found.session.expiresAt);
+    this.end(c);
   }
 
   /** The CSRF token of the sign-in form, setting its nonce cookie when missing. */

@@ -4,17 +4,33 @@
  * @module
  */
 import type { Context, Handler } from "hono";
-import { clientAddress, FailureLimiter, sha256Hex } from "../auth.ts";
+import { clientAddress, failureKeys, type FailureLimiter, sha256Hex } from "../auth.ts";
 import type { Store } from "../store/mod.ts";
 import { checkedForm, type DashEnv, type Sessions } from "./_auth.ts";
 import { render } from "./_layout.tsx";
 
-/** Where to go after signing in: a path on this site, never another origin. */
+// Printable ASCII but space: what a path needs, once percent-encoded.
+const PLAIN_PATH = /^\/[\x21-\x7e]*$/;
+
+/**
+ * Where to go after signing in: a path on this site, never another origin.
+ * Browsers drop tabs and newlines from URLs and read `\` as `/`, so
+ * `/\t/evil` or `/\evil` would leave the site: anything but a plain path
+ * (a single leading `/`, then printable ASCII with no `\`, also once
+ * decoded) goes to `/`. Being ASCII, it is always a valid `Location`.
+ */
 export function safeNext(raw: unknown): string {
-  if (
-    typeof raw !== "string" || !raw.startsWith("/") || raw.startsWith("//") || raw.includes("\\")
-  ) return "/";
-  if (raw.startsWith("/login") || raw.length > 2000) return "/";
+  if (typeof raw !== "string" || raw.length > 2000) return "/";
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(raw);
+  } catch {
+    return "/";
+  }
+  for (const value of [raw, decoded]) {
+    if (!PLAIN_PATH.test(value) || value.startsWith("//") || value.includes("\\")) return "/";
+  }
+  if (raw.startsWith("/login")) return "/";
   return raw;
 }
 
@@ -73,41 +89,48 @@ export function loginForm(sessions: Sessions): Handler {
   };
 }
 
-/** `POST /login`: checks the token; failures are counted per address. */
+/**
+ * `POST /login`: checks the token first. A valid one always signs in; a
+ * failure is counted per address and per token (see `failureKeys`), and
+ * past the limit the answer is a 429 instead of a 401.
+ */
 export function signIn(sessions: Sessions, store: Store, limiter: FailureLimiter): Handler {
   return async (c) => {
-    const address = clientAddress(c);
     const form = await c.req.parseBody();
     const next = safeNext(form.next);
-    if (limiter.blocked(address)) {
-      return showForm(
-        c,
-        sessions,
-        next,
-        "Too many failed sign-ins from your address: try again in a minute",
-        429,
-      );
-    }
     await sessions.checkLoginCsrf(c, form._csrf);
     const presented = typeof form.token === "string" ? form.token.trim() : "";
     if (presented === "") {
       return showForm(c, sessions, next, "Paste your API token to sign in", 422);
     }
-    const token = await store.tokenByHash(sha256Hex(presented));
-    if (!token) {
-      limiter.fail(address);
-      return showForm(c, sessions, next, "That token is not valid: check it and try again", 401);
+    const hash = sha256Hex(presented);
+    const token = await store.tokenByHash(hash);
+    if (token) {
+      await sessions.start(c, token);
+      return c.redirect(next, 303);
     }
-    await sessions.start(c, token);
-    return c.redirect(next, 303);
+    const keys = failureKeys(clientAddress(c), hash);
+    const blocked = limiter.blocked(...keys);
+    limiter.fail(...keys);
+    if (blocked) {
+      await limiter.penalty();
+      return showForm(
+        c,
+        sessions,
+        next,
+        "Too many failed sign-ins from your address or with this token: try again in a minute",
+        429,
+      );
+    }
+    return showForm(c, sessions, next, "That token is not valid: check it and try again", 401);
   };
 }
 
-/** `POST /logout`. */
+/** `POST /logout`: revokes the session, not only its cookie. */
 export function signOut(sessions: Sessions): Handler<DashEnv> {
   return async (c) => {
     await checkedForm(c);
-    sessions.end(c);
+    await sessions.revoke(c);
     return c.redirect("/login", 303);
   };
 }

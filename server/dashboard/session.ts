@@ -1,7 +1,9 @@
 /**
- * Dashboard sessions without server-side state: a cookie that names a token
- * by its hash (never the token itself) and an expiry, signed with HMAC-SHA256
- * under a key kept in the data dir; and CSRF tokens derived from it.
+ * Dashboard sessions: a cookie that names a token by its hash (never the
+ * token itself), a random session id and an expiry, signed with HMAC-SHA256
+ * under a key kept in the data dir; and CSRF tokens derived from it. The
+ * only server-side state is the ids of sessions signed out before their
+ * expiry (`Store.revokeSession`).
  * @module
  */
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
@@ -9,6 +11,8 @@ import { Buffer } from "node:buffer";
 
 /** What a valid session cookie says. */
 export interface Session {
+  /** Random, names the session for its revocation at sign-out. */
+  id: string;
   /** Hex SHA-256 of the API token the user signed in with. */
   tokenHash: string;
   /** Milliseconds since the epoch. */
@@ -77,8 +81,9 @@ export class SessionSigner {
 
   /** A cookie value for a session. */
   sign(session: Session): string {
-    const payload = Buffer.from(JSON.stringify({ h: session.tokenHash, exp: session.expiresAt }))
-      .toString("base64url");
+    const payload = Buffer.from(
+      JSON.stringify({ id: session.id, h: session.tokenHash, exp: session.expiresAt }),
+    ).toString("base64url");
     return `${payload}.${this.#mac("session", payload).toString("base64url")}`;
   }
 
@@ -93,10 +98,13 @@ export class SessionSigner {
     } catch {
       return null;
     }
-    const { h, exp } = (parsed ?? {}) as Record<string, unknown>;
+    const { id, h, exp } = (parsed ?? {}) as Record<string, unknown>;
+    // A cookie without an id (signed before sessions had one) cannot be
+    // revoked, so it is not accepted either: its user signs in again.
+    if (typeof id !== "string" || !/^[A-Za-z0-9_-]{16,64}$/.test(id)) return null;
     if (typeof h !== "string" || !/^[0-9a-f]{64}$/.test(h)) return null;
     if (typeof exp !== "number" || !(exp > now)) return null;
-    return { tokenHash: h, expiresAt: exp };
+    return { id, tokenHash: h, expiresAt: exp };
   }
 
   /** The CSRF token bound to a cookie value. */
@@ -108,6 +116,11 @@ export class SessionSigner {
   checkCsrf(purpose: CsrfPurpose, value: string, presented: string): boolean {
     return sameBytes(Buffer.from(presented, "base64url"), this.#mac(`csrf-${purpose}`, value));
   }
+}
+
+/** A new random session id. */
+export function newSessionId(): string {
+  return randomBytes(18).toString("base64url");
 }
 
 /** A signer whose key is read (or made) on first use, once. */

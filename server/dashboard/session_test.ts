@@ -2,6 +2,7 @@ import { deepEqual, match, ok, rejects } from "node:assert/strict";
 import { lazySigner, loadSessionKey, SessionSigner } from "./session.ts";
 
 const HASH = "ab".repeat(32);
+const ID = "session-id-0123456789";
 
 function signer(fill = 7): SessionSigner {
   return new SessionSigner(new Uint8Array(32).fill(fill));
@@ -9,16 +10,16 @@ function signer(fill = 7): SessionSigner {
 
 Deno.test("a signed session verifies until it expires", () => {
   const s = signer();
-  const value = s.sign({ tokenHash: HASH, expiresAt: 2_000 });
-  deepEqual(s.verify(value, 1_999), { tokenHash: HASH, expiresAt: 2_000 });
+  const value = s.sign({ id: ID, tokenHash: HASH, expiresAt: 2_000 });
+  deepEqual(s.verify(value, 1_999), { id: ID, tokenHash: HASH, expiresAt: 2_000 });
   deepEqual(s.verify(value, 2_000), null);
 });
 
 Deno.test("a session signed with another key, or altered, does not verify", () => {
-  const value = signer(1).sign({ tokenHash: HASH, expiresAt: Date.now() + 60_000 });
+  const value = signer(1).sign({ id: ID, tokenHash: HASH, expiresAt: Date.now() + 60_000 });
   deepEqual(signer(2).verify(value), null);
   const [payload, sig] = value.split(".") as [string, string];
-  const later = btoa(JSON.stringify({ h: HASH, exp: Date.now() + 9e9 })).replace(/=+$/, "");
+  const later = btoa(JSON.stringify({ id: ID, h: HASH, exp: Date.now() + 9e9 })).replace(/=+$/, "");
   deepEqual(signer(1).verify(`${later}.${sig}`), null);
   deepEqual(signer(1).verify(`${payload}.${sig.slice(0, -2)}`), null);
   deepEqual(signer(1).verify(`${payload}.${sig}.x`), null);
@@ -27,8 +28,8 @@ Deno.test("a session signed with another key, or altered, does not verify", () =
 
 Deno.test("a CSRF token is bound to its session and its purpose", () => {
   const s = signer();
-  const a = s.sign({ tokenHash: HASH, expiresAt: 1e15 });
-  const b = s.sign({ tokenHash: HASH, expiresAt: 1e15 + 1 });
+  const a = s.sign({ id: ID, tokenHash: HASH, expiresAt: 1e15 });
+  const b = s.sign({ id: ID, tokenHash: HASH, expiresAt: 1e15 + 1 });
   const token = s.csrf("session", a);
   ok(s.checkCsrf("session", a, token));
   ok(!s.checkCsrf("session", b, token));
@@ -84,4 +85,10 @@ Deno.test("a malformed session key file is reported, not replaced", async () => 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("a signed session without an id does not verify: it could not be revoked", () => {
+  const s = signer();
+  const value = s.sign({ id: "", tokenHash: HASH, expiresAt: 1e15 });
+  deepEqual(s.verify(value), null);
 });

@@ -17,7 +17,7 @@ import type { ServerContext } from "../context.ts";
 import { decodeBody, HttpError } from "../http_error.ts";
 import { BlobTooLargeError } from "../blob_store.ts";
 import type { AppEnv } from "../_lookup.ts";
-import { inspectSlug, SlugError } from "../slug.ts";
+import { inspectSlug, SlugError, SlugTooLargeError } from "../slug.ts";
 import { appInfo, releaseInfo } from "../views.ts";
 
 /**
@@ -131,7 +131,10 @@ export function appRoutes(ctx: ServerContext): Hono<AppEnv> {
       blob = await ctx.blobs.put(body, {
         maxBytes: ctx.config.maxSlugBytes,
         check: async (path) => {
-          processTypes = (await inspectSlug(path)).processTypes;
+          // Inflated as a stream and stopped at the cap (a gzip bomb is not
+          // inflated whole), the temp file removed with everything else.
+          const maxBytes = ctx.config.maxSlugUnpackedBytes;
+          processTypes = (await inspectSlug(path, { maxBytes })).processTypes;
         },
       });
     } catch (err) {
@@ -140,6 +143,14 @@ export function appRoutes(ctx: ServerContext): Hono<AppEnv> {
           413,
           "slug_too_large",
           `Cannot deploy "${row.name}": slug is larger than ${ctx.config.maxSlugBytes} bytes`,
+        );
+      }
+      if (err instanceof SlugTooLargeError) {
+        throw new HttpError(
+          413,
+          "slug_too_large",
+          `Cannot deploy "${row.name}": slug is larger than ${err.limit} bytes uncompressed ` +
+            "(the server's --max-slug-unpacked-bytes)",
         );
       }
       if (err instanceof SlugError) {

@@ -24,6 +24,7 @@ import { decodeBody, HttpError } from "../http_error.ts";
 import { type AppEnv, intParam, loadRun } from "../_lookup.ts";
 import { RunEngine, type RunRequest } from "../run_engine.ts";
 import { idempotencyOf } from "../_idempotency.ts";
+import { runTimeoutMs } from "../run_limits.ts";
 import { runKey } from "../signals.ts";
 import type { AppRow, RunRow } from "../store/mod.ts";
 import { agentMap, runInfo } from "../views.ts";
@@ -81,7 +82,7 @@ async function runRequest(ctx: ServerContext, app: AppRow, body: RunRequestBody)
     rows: body.rows ?? 24,
     size: body.size ?? "M",
     env: body.env ?? {},
-    timeoutMs: body.timeout !== undefined ? body.timeout * 1000 : ctx.config.maxDurationMs,
+    timeoutMs: runTimeoutMs(ctx.config, body.timeout),
     uploads,
     term: body.term ?? "xterm-256color",
     failFast: body.fail_fast === true,

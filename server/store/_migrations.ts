@@ -285,6 +285,18 @@ const IDEMPOTENCY_POSTGRES = `
 const LOG_LINES_SQLITE = `ALTER TABLE runs ADD COLUMN log_lines INTEGER`;
 const LOG_LINES_POSTGRES = `alter table runs add column log_lines bigint`;
 
+// Dashboard sessions signed out before their cookie expires, kept until then.
+const REVOKED_SESSIONS_SQLITE = `
+  CREATE TABLE revoked_sessions (
+    id TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+  ) WITHOUT ROWID`;
+const REVOKED_SESSIONS_POSTGRES = `
+  create table revoked_sessions (
+    id text primary key,
+    expires_at timestamptz not null
+  )`;
+
 /** Every migration, in the order they apply. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "initial schema", sqlite: INITIAL_SQLITE, postgres: INITIAL_POSTGRES },
@@ -296,4 +308,10 @@ export const MIGRATIONS: readonly Migration[] = [
     postgres: IDEMPOTENCY_POSTGRES,
   },
   { version: 4, name: "run log lines", sqlite: LOG_LINES_SQLITE, postgres: LOG_LINES_POSTGRES },
+  {
+    version: 5,
+    name: "revoked sessions",
+    sqlite: REVOKED_SESSIONS_SQLITE,
+    postgres: REVOKED_SESSIONS_POSTGRES,
+  },
 ];

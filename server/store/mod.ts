@@ -218,6 +218,14 @@ export interface Store {
   /** Deletes a token: it stops working at once. False when there was none. */
   deleteToken(id: number): Promise<boolean>;
 
+  /**
+   * Refuses a dashboard session (by its id) until `expiresAt` (epoch ms),
+   * when its cookie would have expired anyway; forgets expired ones.
+   */
+  revokeSession(id: string, expiresAt: number): Promise<void>;
+  /** True when the session was revoked (signed out) and has not expired. */
+  sessionRevoked(id: string): Promise<boolean>;
+
   /** Creates an app; throws `ConflictError` when the name is taken. */
   createApp(name: string): Promise<AppRow>;
   appByName(name: string): Promise<AppRow | null>;

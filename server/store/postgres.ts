@@ -130,6 +130,21 @@ class PostgresStore implements Store {
     return rows.length > 0;
   }
 
+  async revokeSession(id: string, expiresAt: number): Promise<void> {
+    await this.#sql.begin(async (tx) => {
+      await tx`delete from revoked_sessions where expires_at <= now()`;
+      await tx`
+        insert into revoked_sessions (id, expires_at) values (${id}, ${new Date(expiresAt)})
+        on conflict (id) do nothing`;
+    });
+  }
+
+  async sessionRevoked(id: string): Promise<boolean> {
+    const rows = await this.#sql`
+      select 1 from revoked_sessions where id = ${id} and expires_at > now()`;
+    return rows.length > 0;
+  }
+
   async createApp(name: string): Promise<AppRow> {
     const sql = this.#sql;
     try {

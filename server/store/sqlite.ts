@@ -174,6 +174,21 @@ class SqliteStore implements Store {
     return settle(() => Number(this.#q("DELETE FROM tokens WHERE id = ?").run(id).changes) === 1);
   }
 
+  revokeSession(id: string, expiresAt: number): Promise<void> {
+    return settle(() => {
+      this.#q("DELETE FROM revoked_sessions WHERE expires_at <= ?").run(Date.now());
+      this.#q("INSERT OR IGNORE INTO revoked_sessions (id, expires_at) VALUES (?, ?)")
+        .run(id, expiresAt);
+    });
+  }
+
+  sessionRevoked(id: string): Promise<boolean> {
+    return settle(() => {
+      const sql = "SELECT 1 FROM revoked_sessions WHERE id = ? AND expires_at > ?";
+      return this.#get(sql, id, Date.now()) !== undefined;
+    });
+  }
+
   createApp(name: string): Promise<AppRow> {
     return settle(() => {
       try {

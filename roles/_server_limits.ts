@@ -1,0 +1,37 @@
+/**
+ * `oneoff server`'s limit flags: `--max-slug-unpacked-bytes` and
+ * `--max-timeout`, checked here so a bad value is a usage error.
+ * @module
+ */
+import { parseDuration, UsageError } from "../cli/_io.ts";
+import { MAX_TIMER_MS } from "../protocol/mod.ts";
+import type { ServerConfig } from "../server/mod.ts";
+
+/** The limit settings given on the command line. */
+export function limitFlags(
+  v: Record<string, string | undefined>,
+): Partial<Pick<ServerConfig, "maxSlugUnpackedBytes" | "maxTimeoutMs">> {
+  const config: Partial<Pick<ServerConfig, "maxSlugUnpackedBytes" | "maxTimeoutMs">> = {};
+  const unpacked = v["max-slug-unpacked-bytes"];
+  if (unpacked !== undefined) {
+    const bytes = Number(unpacked);
+    if (!Number.isSafeInteger(bytes) || bytes < 1) {
+      throw new UsageError(
+        `Invalid --max-slug-unpacked-bytes "${unpacked}": give a positive number of bytes`,
+      );
+    }
+    config.maxSlugUnpackedBytes = bytes;
+  }
+  const timeout = v["max-timeout"];
+  if (timeout !== undefined) {
+    const ms = parseDuration(timeout);
+    // A longer timer would fire at once: the run would time out at its start.
+    if (ms < 1000 || ms > MAX_TIMER_MS) {
+      throw new UsageError(
+        `Invalid --max-timeout "${timeout}": give from 1s to 24d (a timer's range)`,
+      );
+    }
+    config.maxTimeoutMs = ms;
+  }
+  return config;
+}

@@ -1,0 +1,18 @@
+import { deepEqual, throws } from "node:assert/strict";
+import { UsageError } from "../cli/_io.ts";
+import { limitFlags } from "./_server_limits.ts";
+
+Deno.test("server limit flags: sizes in bytes, --max-timeout a duration within a timer's range", () => {
+  deepEqual(limitFlags({}), {});
+  deepEqual(limitFlags({ "max-slug-unpacked-bytes": "1048576", "max-timeout": "2h" }), {
+    maxSlugUnpackedBytes: 1048576,
+    maxTimeoutMs: 2 * 3600_000,
+  });
+  deepEqual(limitFlags({ "max-timeout": "24d" }).maxTimeoutMs, 24 * 86_400_000);
+  for (const bad of ["25d", "0s", "500ms", "forever"]) {
+    throws(() => limitFlags({ "max-timeout": bad }), UsageError, bad);
+  }
+  for (const bad of ["0", "-1", "1.5", "8GiB"]) {
+    throws(() => limitFlags({ "max-slug-unpacked-bytes": bad }), UsageError, bad);
+  }
+});
