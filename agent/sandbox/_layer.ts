@@ -11,6 +11,7 @@
  * work dir).
  * @module
  */
+import { isolatedNetwork } from "./_network.ts";
 import { SANDBOX_UID } from "./_rootfs.ts";
 
 /** Everything the wrapper does before it execs the sandbox tool. */
@@ -27,8 +28,12 @@ export interface LayerPlan {
   userns: boolean;
   /** Copy the slug instead of an overlay (hosts that refuse overlayfs). */
   copy: boolean;
-  /** `cgroup.procs` files the wrapper joins before anything else. */
+  /** `cgroup.procs` files the wrapper joins once the network is up (pasta stays outside). */
   procsFiles: string[];
+  /** Network `isolated`: make the run's network namespace and its pasta (`_network.ts`). */
+  isolated: { hostPorts: readonly number[] } | null;
+  /** RLIMIT_NOFILE, soft and hard, of the sandbox tool and everything it starts. */
+  openFiles: number;
   /** Files opened on descriptors 3, 4, ... for the sandbox tool. */
   fds: string[];
   /** The sandbox tool's argv; `"$1"` in it is the run's command. */
@@ -55,7 +60,6 @@ export function layerArgv(plan: LayerPlan): string[] {
     throw new Error(`Cannot open ${bindFd(plan.binds.length - 1)} files in the wrapper`);
   }
   const steps: string[] = [];
-  for (const file of plan.procsFiles) steps.push(`echo $$ >${q(file)}`);
   const opens = plan.fds.map((file, i) => `${i + 3}<${q(file)}`);
   opens.push(`${slugFd}<${q(plan.slugDir)}`);
   plan.binds.forEach((bind, i) => opens.push(`${bindFd(i)}<${q(bind.source)}`));
@@ -69,6 +73,15 @@ export function layerArgv(plan: LayerPlan): string[] {
       ? `/usr/bin/mkdir ${dirs}`
       : `/usr/bin/install -d -o ${SANDBOX_UID} -g ${SANDBOX_UID} -m 0755 ${dirs}`,
   );
+  const openFds = [
+    ...plan.fds.map((_, i) => i + 3),
+    slugFd,
+    ...plan.binds.map((_, i) => bindFd(i)),
+  ];
+  const network = plan.isolated ? isolatedNetwork(base, plan.isolated.hostPorts, openFds) : null;
+  if (network) steps.push(...network.steps);
+  // The tmpfs's pages are charged to the cgroup of whoever writes them: join before the layer is made.
+  for (const file of plan.procsFiles) steps.push(`echo $$ >${q(file)}`);
   const slug = `/proc/self/fd/${slugFd}`;
   steps.push(
     plan.copy
@@ -86,8 +99,13 @@ export function layerArgv(plan: LayerPlan): string[] {
   });
   const closes = [slugFd, ...plan.binds.map((_, i) => bindFd(i))].map((fd) => `${fd}<&-`).join(" ");
   // 125, as container tools do, says "the sandbox could not be set up".
+  if (!Number.isInteger(plan.openFiles) || plan.openFiles < 16) {
+    throw new Error(`Cannot limit open files to ${plan.openFiles}: allow at least 16`);
+  }
+  steps.push(`ulimit -n ${plan.openFiles}`);
+  const exec = [...network?.enter ?? [], ...plan.exec];
   const script = `{ ${steps.join(" && ")}; } || exit 125\nexec ${closes}\nexec ${
-    plan.exec.map((w) => w === '"$1"' ? w : q(w)).join(" ")
+    exec.map((w) => w === '"$1"' ? w : q(w)).join(" ")
   }`;
   const unshare = plan.userns
     ? ["/usr/bin/unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"]

@@ -105,6 +105,9 @@ class RuncSandbox implements Sandbox {
       copy: false,
       // runc stays outside the limits; it puts the container in a child of the run's cgroup.
       procsFiles: [],
+      // isolated: runc, and the container with it, starts in the run's own network namespace.
+      isolated: spec.network === "isolated" ? { hostPorts: spec.hostPorts ?? [] } : null,
+      openFiles: spec.limits.openFiles,
       fds: [],
       exec: [
         ...["/usr/bin/setpriv", "--pdeathsig", "KILL", "--", this.#runc],

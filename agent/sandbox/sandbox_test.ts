@@ -5,12 +5,20 @@ import { SANDBOX_UID } from "./mod.ts";
 import { collect, Fixture, PATH, pidsRunning, TEST_LIMITS, TextReader } from "./_testing.ts";
 import { waitFor } from "../../tests/_wait.ts";
 import { missing, type Need, needs } from "../../tests/_tools.ts";
+import {
+  ABSTRACT_LISTENER,
+  loopbackListener,
+  OutsideHost,
+  PROBE,
+  probeResults,
+} from "./_testing_net.ts";
 
 const CGROUPS = missing(["root"]).length === 0 ? await detectCgroups() : { reason: "not root" };
 const LIMITED = !("reason" in CGROUPS);
 
 function sandboxTests(kind: SandboxKind): void {
-  const base: Need[] = kind === "runc" ? ["root", "runc"] : [];
+  // Network "isolated", the default, runs pasta.
+  const base: Need[] = kind === "runc" ? ["root", "runc", "pasta"] : ["pasta"];
   const test = (
     name: string,
     fn: (fx: Fixture) => Promise<void>,
@@ -105,8 +113,7 @@ function sandboxTests(kind: SandboxKind): void {
     for (const line of lines.slice(4)) {
       const [name, inside] = line.split(" ");
       const host = await Deno.readLink(`/proc/self/ns/${name}`);
-      if (name === "net") deepEqual(inside, host, "the host network is shared");
-      else ok(inside !== host, `namespace ${name} is shared with the host`);
+      ok(inside !== host, `namespace ${name} is shared with the host`);
     }
   });
 
@@ -120,6 +127,71 @@ function sandboxTests(kind: SandboxKind): void {
     const [ns, ...devices] = stdout.trim().split("\n");
     ok(ns !== await Deno.readLink("/proc/self/ns/net"));
     deepEqual(devices.map((d) => d.trim()), ["lo"]);
+  });
+
+  test(
+    "isolated: the host's loopback, abstract sockets and connections are out of reach",
+    async (fx) => {
+      await using tcp = loopbackListener();
+      const name = `oneoff-host-${crypto.randomUUID()}`;
+      await using host = spawnListener(name, 0);
+      await host.ready;
+      const probes = [
+        `tcp:127.0.0.1:${tcp.addr.port}`,
+        `abstract:${name}`,
+        `proc:${tcp.addr.port}`,
+      ];
+      const { stdout } = await fx.run(`python3 -c '${PROBE}' ${probes.join(" ")}`);
+      deepEqual(probeResults(stdout), Object.fromEntries(probes.map((p) => [p, "refused"])));
+      // The same probes in host mode reach both: they are real.
+      const shared = await fx.run(`python3 -c '${PROBE}' ${probes.join(" ")}`, { network: "host" });
+      deepEqual(probeResults(shared.stdout), Object.fromEntries(probes.map((p) => [p, "reached"])));
+    },
+    { needs: ["python3"] },
+  );
+
+  test(
+    "isolated: another run's abstract sockets and loopback listeners are out of reach",
+    async (fx) => {
+      const name = `oneoff-run-${crypto.randomUUID()}`;
+      const port = 20000 + Math.floor(Math.random() * 20000);
+      const other = await fx.sandbox.spawn(
+        fx.spec(`python3 -c '${ABSTRACT_LISTENER}' ${name} ${port}`),
+      );
+      try {
+        const out = new TextReader(other.stdout);
+        await out.waitFor("ready");
+        const probes = [`abstract:${name}`, `tcp:127.0.0.1:${port}`, `proc:${port}`];
+        const { stdout } = await fx.run(`python3 -c '${PROBE}' ${probes.join(" ")}`);
+        deepEqual(probeResults(stdout), Object.fromEntries(probes.map((p) => [p, "refused"])));
+      } finally {
+        other.kill("SIGKILL");
+        await other.status;
+      }
+    },
+    { needs: ["python3"] },
+  );
+
+  test("isolated: a TCP service outside the host is reachable", async (fx) => {
+    await using outside = await OutsideHost.create();
+    const probe = `tcp:${outside.address}:${outside.port}`;
+    const { stdout } = await fx.run(`python3 -c '${PROBE}' ${probe}`);
+    deepEqual(probeResults(stdout), { [probe]: "reached" });
+  }, { needs: ["root", "ip", "python3"] });
+
+  test("isolated: a chosen port of the host's loopback is reachable, no other", async (fx) => {
+    await using allowed = loopbackListener();
+    await using other = loopbackListener();
+    const probes = [`tcp:127.0.0.1:${allowed.addr.port}`, `tcp:127.0.0.1:${other.addr.port}`];
+    const { stdout } = await fx.run(`python3 -c '${PROBE}' ${probes.join(" ")}`, {
+      hostPorts: [allowed.addr.port],
+    });
+    deepEqual(probeResults(stdout), { [probes[0]!]: "reached", [probes[1]!]: "refused" });
+  }, { needs: ["python3"] });
+
+  test("open files per process are bounded by the run's size", async (fx) => {
+    const { stdout } = await fx.run("ulimit -Sn; ulimit -Hn");
+    deepEqual(stdout, `${TEST_LIMITS.openFiles}\n${TEST_LIMITS.openFiles}\n`);
   });
 
   test("host processes are invisible", async (fx) => {
@@ -324,6 +396,24 @@ function sandboxTests(kind: SandboxKind): void {
       }
     }
   });
+}
+
+/** A host python3 listening on abstract socket `@name` (and TCP `port`, 0 = any), as another tenant's service would. */
+function spawnListener(name: string, port: number) {
+  const child = new Deno.Command("/usr/bin/python3", {
+    args: ["-c", ABSTRACT_LISTENER, name, String(port)],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const out = new TextReader(child.stdout);
+  return {
+    ready: out.waitFor("ready"),
+    async [Symbol.asyncDispose]() {
+      child.kill("SIGKILL");
+      await child.status;
+      await out.done;
+    },
+  };
 }
 
 sandboxTests("bwrap");

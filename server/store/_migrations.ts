@@ -259,8 +259,24 @@ const INITIAL_POSTGRES = `
 const APP_NETWORK_SQLITE = `ALTER TABLE apps ADD COLUMN network TEXT NOT NULL DEFAULT 'host'`;
 const APP_NETWORK_POSTGRES = `alter table apps add column network text not null default 'host'`;
 
+// Network "isolated" becomes every app's default. Nothing could set an app's
+// network before (no route or command did), so every "host" is the old
+// default, not a choice: those move too. SQLite cannot change a column's
+// default, so its inserts name the network (sqlite.ts); PostgreSQL can.
+const APP_NETWORK_ISOLATED_SQLITE = `UPDATE apps SET network = 'isolated' WHERE network = 'host'`;
+const APP_NETWORK_ISOLATED_POSTGRES = `
+  alter table apps alter column network set default 'isolated';
+  update apps set network = 'isolated' where network = 'host';
+`;
+
 /** Every migration, in the order they apply. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "initial schema", sqlite: INITIAL_SQLITE, postgres: INITIAL_POSTGRES },
   { version: 2, name: "app network", sqlite: APP_NETWORK_SQLITE, postgres: APP_NETWORK_POSTGRES },
+  {
+    version: 3,
+    name: "app network isolated by default",
+    sqlite: APP_NETWORK_ISOLATED_SQLITE,
+    postgres: APP_NETWORK_ISOLATED_POSTGRES,
+  },
 ];
