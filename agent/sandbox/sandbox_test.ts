@@ -194,6 +194,29 @@ function sandboxTests(kind: SandboxKind): void {
     deepEqual(stdout, `${TEST_LIMITS.openFiles}\n${TEST_LIMITS.openFiles}\n`);
   });
 
+  test(
+    "the seccomp filter refuses nested user namespaces, io_uring, keyrings and the rest",
+    async (fx) => {
+      const { stdout, stderr } = await fx.run(`python3 -c '${SYSCALL_PROBE}'`);
+      deepEqual(Object.fromEntries(stdout.trim().split("\n").map((l) => l.split(" "))), {
+        unshare_newuser: "EPERM",
+        clone_newuser: "EPERM",
+        clone3: "ENOSYS",
+        io_uring_setup: "ENOSYS",
+        keyctl: "EPERM",
+        bpf: "EPERM",
+        perf_event_open: "EPERM",
+        ptrace: "EPERM",
+        mount: "EPERM",
+        setns: "EPERM",
+        personality_no_aslr: "EPERM",
+        personality_linux32: "ok",
+        threads: "ok",
+      }, stderr);
+    },
+    { needs: ["python3"] },
+  );
+
   test("host processes are invisible", async (fx) => {
     // Builtins only: every pid listed is one of the sandbox's.
     const { stdout } = await fx.run("for p in /proc/[0-9]*; do echo ${p#/proc/}; done");
@@ -397,6 +420,32 @@ function sandboxTests(kind: SandboxKind): void {
     }
   });
 }
+
+/** Calls each refused system call from inside a sandbox and prints its errno name (or ok). */
+const SYSCALL_PROBE = `import ctypes, errno, os, platform, threading
+libc = ctypes.CDLL(None, use_errno=True)
+NR = {"x86_64": {"keyctl": 250, "bpf": 321, "perf_event_open": 298, "clone": 56},
+      "aarch64": {"keyctl": 219, "bpf": 280, "perf_event_open": 241, "clone": 220}}[platform.machine()]
+NR.update({"io_uring_setup": 425, "clone3": 435})
+def show(name, rc):
+    e = ctypes.get_errno()
+    print(name, "ok" if rc >= 0 else errno.errorcode.get(e, str(e)), flush=True)
+show("unshare_newuser", libc.unshare(0x10000000))
+show("clone_newuser", libc.syscall(NR["clone"], 0x10000000 | 17, 0, 0, 0, 0))
+show("clone3", libc.syscall(NR["clone3"], 0, 0))
+params = ctypes.create_string_buffer(120)
+show("io_uring_setup", libc.syscall(NR["io_uring_setup"], 8, params))
+show("keyctl", libc.syscall(NR["keyctl"], 0, -3, 0))
+show("bpf", libc.syscall(NR["bpf"], 0, 0, 0))
+show("perf_event_open", libc.syscall(NR["perf_event_open"], 0, 0, -1, -1, 0))
+show("ptrace", libc.ptrace(0, 0, 0, 0))
+show("mount", libc.mount(b"none", b"/tmp", b"tmpfs", 0, None))
+fd = os.open("/proc/self/ns/uts", os.O_RDONLY)
+show("setns", libc.setns(fd, 0))
+show("personality_no_aslr", libc.personality(0x0040000))
+show("personality_linux32", libc.personality(0x0008))
+t = threading.Thread(target=lambda: None); t.start(); t.join(); print("threads ok")
+`;
 
 /** A host python3 listening on abstract socket `@name` (and TCP `port`, 0 = any), as another tenant's service would. */
 function spawnListener(name: string, port: number) {
