@@ -31,7 +31,7 @@ export interface LayerPlan {
   /** `cgroup.procs` files the wrapper joins once the network is up (pasta stays outside). */
   procsFiles: string[];
   /** Network `isolated`: make the run's network namespace and its pasta (`_network.ts`). */
-  isolated: { hostPorts: readonly number[] } | null;
+  isolated: { runId: string; hostPorts: readonly number[] } | null;
   /** RLIMIT_NOFILE, soft and hard, of the sandbox tool and everything it starts. */
   openFiles: number;
   /** Files opened on descriptors 3, 4, ... for the sandbox tool. */
@@ -66,7 +66,9 @@ export function layerArgv(plan: LayerPlan): string[] {
   // `command`: a failed redirection must not end the shell before `exit 125`.
   steps.push(`command exec ${opens.join(" ")}`);
   steps.push(`/usr/bin/mount -n -i -t tmpfs -o size=${plan.sizeBytes},mode=0755 oneoff ${q(base)}`);
-  const dirs = ["u", "w", "m", ...plan.binds.map((bind) => bind.name)].map((d) => q(`${base}/${d}`))
+  const dirs = ["u", "w", "m", "e", ...plan.binds.map((bind) => bind.name)].map((d) =>
+    q(`${base}/${d}`)
+  )
     .join(" ");
   steps.push(
     plan.userns
@@ -78,7 +80,7 @@ export function layerArgv(plan: LayerPlan): string[] {
     slugFd,
     ...plan.binds.map((_, i) => bindFd(i)),
   ];
-  const network = plan.isolated ? isolatedNetwork(base, plan.isolated.hostPorts, openFds) : null;
+  const network = plan.isolated ? isolatedNetwork(base, plan.isolated, openFds) : null;
   if (network) steps.push(...network.steps);
   // The tmpfs's pages are charged to the cgroup of whoever writes them: join before the layer is made.
   for (const file of plan.procsFiles) steps.push(`echo $$ >${q(file)}`);
@@ -91,11 +93,21 @@ export function layerArgv(plan: LayerPlan): string[] {
       },workdir=${q(`${base}/w`)} ${q(`${base}/m`)}`,
   );
   plan.binds.forEach((bind, i) => {
+    const source = `/proc/self/fd/${bindFd(i)}`;
+    const target = q(`${base}/${bind.name}`);
+    if (bind.readOnly && !plan.copy) {
+      // A read-only overlay, not a bind: a bind mount shows its source's host path in the
+      // sandbox's /proc/self/mountinfo, an overlay shows "/" and the descriptor's name.
+      steps.push(
+        `/usr/bin/mount -n -i -t overlay overlay -o ro,lowerdir=${source}:${
+          q(`${base}/e`)
+        } ${target}`,
+      );
+      return;
+    }
     // -c: the source is a descriptor's magic link, which must not be resolved to a (hidden) path.
     const ro = bind.readOnly ? " -o ro" : "";
-    steps.push(
-      `/usr/bin/mount -n -i -c --bind${ro} /proc/self/fd/${bindFd(i)} ${q(`${base}/${bind.name}`)}`,
-    );
+    steps.push(`/usr/bin/mount -n -i -c --bind${ro} ${source} ${target}`);
   });
   const closes = [slugFd, ...plan.binds.map((_, i) => bindFd(i))].map((fd) => `${fd}<&-`).join(" ");
   // 125, as container tools do, says "the sandbox could not be set up".

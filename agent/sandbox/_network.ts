@@ -70,11 +70,13 @@ export function pastaArgs(netns: string, hostPorts: readonly number[]): string[]
  */
 export function isolatedNetwork(
   base: string,
-  hostPorts: readonly number[],
+  plan: { runId: string; hostPorts: readonly number[] },
   openFds: readonly number[],
 ): { steps: string[]; enter: string[] } {
   const q = shellQuote;
-  const netns = `${base}/netns`;
+  const { hostPorts } = plan;
+  // Named after the run: its pasta is told apart in the host's process list.
+  const netns = `${base}/netns-${plan.runId}`;
   const closes = openFds.map((fd) => ` ${fd}<&-`).join("");
   const pasta = [PASTA, ...pastaArgs(netns, hostPorts)].map(q).join(" ");
   // The keeper: runs pasta, ends with it, and kills it once the wrapper ($$) has gone.

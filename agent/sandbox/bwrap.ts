@@ -132,7 +132,9 @@ class BwrapSandbox implements Sandbox {
       userns: !this.#root,
       copy: this.#copy,
       procsFiles: cgroup?.procsFiles ?? [],
-      isolated: spec.network === "isolated" ? { hostPorts: spec.hostPorts ?? [] } : null,
+      isolated: spec.network === "isolated"
+        ? { runId: spec.runId, hostPorts: spec.hostPorts ?? [] }
+        : null,
       openFiles: spec.limits.openFiles,
       fds: [argsFile, seccompFile, passwdFile, groupFile],
       exec: [

@@ -106,7 +106,9 @@ class RuncSandbox implements Sandbox {
       // runc stays outside the limits; it puts the container in a child of the run's cgroup.
       procsFiles: [],
       // isolated: runc, and the container with it, starts in the run's own network namespace.
-      isolated: spec.network === "isolated" ? { hostPorts: spec.hostPorts ?? [] } : null,
+      isolated: spec.network === "isolated"
+        ? { runId: spec.runId, hostPorts: spec.hostPorts ?? [] }
+        : null,
       openFiles: spec.limits.openFiles,
       fds: [],
       exec: [

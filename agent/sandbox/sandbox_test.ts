@@ -217,6 +217,52 @@ function sandboxTests(kind: SandboxKind): void {
     { needs: ["python3"] },
   );
 
+  test("no descriptor the agent inherited crosses into the sandbox", async (fx) => {
+    const canary = `${fx.workDir}/../canary`;
+    await Deno.writeTextFile(canary, "canary-secret\n");
+    const agent = new Deno.Command("/bin/sh", {
+      args: [
+        "-c",
+        'exec 9<"$1"; shift; exec "$@"',
+        "sh",
+        canary,
+        Deno.execPath(),
+        "run",
+        "-A",
+        `--config=${new URL("../../deno.json", import.meta.url).pathname}`,
+        new URL("./_testing_agent.ts", import.meta.url).pathname,
+        kind,
+        fx.workDir,
+        fx.slugDir,
+        crypto.randomUUID(),
+        "ls /proc/self/fd; cat /proc/self/fd/9 2>/dev/null; cat <&9 2>/dev/null; true",
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    });
+    const { stdout, stderr, success } = await agent.output();
+    const text = new TextDecoder().decode(stdout);
+    ok(success, new TextDecoder().decode(stderr));
+    ok(!text.includes("canary-secret"), text);
+    // 0-2, and 3: the directory ls reads.
+    deepEqual(text.trim().split("\n").filter((fd) => Number(fd) > 3), [], text);
+  });
+
+  test("no host path of the agent shows in the sandbox's mount table or process files", async (fx) => {
+    // The fixture's top dir holds the work dir, the slug and the uploads; its name is split
+    // in two so that the command line itself does not hold it.
+    const top = fx.workDir.split("/").at(-2)!;
+    const [head, tail] = [top.slice(0, 8), top.slice(8)];
+    const { stdout, status } = await fx.run(
+      `t="${head}"; t="$t${tail}"; for f in /proc/self/mountinfo /proc/1/mountinfo /proc/self/cgroup \
+        /proc/1/cgroup /proc/1/environ /proc/self/environ /proc/self/mounts; do
+        test -r "$f" || continue; grep -q -F "$t" "$f" && echo "leak $f"; done; echo checked`,
+      { uploadsDir: fx.uploadsDir },
+    );
+    deepEqual(status.code, 0);
+    deepEqual(stdout, "checked\n");
+  });
+
   test("host processes are invisible", async (fx) => {
     // Builtins only: every pid listed is one of the sandbox's.
     const { stdout } = await fx.run("for p in /proc/[0-9]*; do echo ${p#/proc/}; done");
@@ -408,6 +454,11 @@ function sandboxTests(kind: SandboxKind): void {
         message: "the sandboxed sleep to be gone",
         seen: () => ({ pids: left }),
       });
+      // The run's pasta too, named by its namespace (see _network.ts).
+      await waitFor(async () => (left = await pidsMentioning(runId)).length === 0, {
+        message: "the run's pasta to be gone",
+        seen: () => ({ pids: left }),
+      });
     } finally {
       try {
         agent.kill("SIGKILL");
@@ -419,6 +470,17 @@ function sandboxTests(kind: SandboxKind): void {
       }
     }
   });
+}
+
+/** Host pids whose command line mentions `text` (a run id). */
+async function pidsMentioning(text: string): Promise<number[]> {
+  const pids: number[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name) || Number(entry.name) === Deno.pid) continue;
+    const cmdline = await Deno.readTextFile(`/proc/${entry.name}/cmdline`).catch(() => "");
+    if (cmdline.includes(text) && cmdline.includes("pasta")) pids.push(Number(entry.name));
+  }
+  return pids;
 }
 
 /** Calls each refused system call from inside a sandbox and prints its errno name (or ok). */
