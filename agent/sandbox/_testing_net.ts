@@ -84,8 +84,12 @@ export class OutsideHost {
     this.#listener = listener;
   }
 
-  /** Creates the namespace, the veth pair and the listener; resolves once it listens. */
-  static async create(): Promise<OutsideHost> {
+  /**
+   * Creates the namespace, the veth pair and the listener (by default the
+   * greeter; else a python3 `program` given ID PORT ADDRESS that prints
+   * `ready`); resolves once it listens.
+   */
+  static async create(program: string = ABSTRACT_LISTENER): Promise<OutsideHost> {
     const n = crypto.getRandomValues(new Uint8Array(1))[0]! % 250 + 1;
     const id = crypto.randomUUID().slice(0, 8);
     const name = `oneoff-test-${id}`;
@@ -106,7 +110,7 @@ export class OutsideHost {
           name,
           "/usr/bin/python3",
           "-c",
-          ABSTRACT_LISTENER,
+          program,
           id,
           "7777",
           "0.0.0.0",
