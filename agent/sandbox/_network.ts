@@ -40,12 +40,18 @@ const WATCH_SECONDS = 0.2;
 const READY_POLLS = 200_000;
 
 /**
- * Waits for a default route in the namespace the script runs in, as long as
- * pasta (pid `$1`) lives. Builtins only: no process per poll.
+ * Waits, as long as pasta's keeper (pid `$1`) lives, for a default route in
+ * the namespace the script runs in, and for pasta's listeners of the host
+ * ports (hex, `$2`...), which it opens after the routes. Builtins only: no
+ * process per poll.
  */
-const READY_SCRIPT = `i=0; while :; do
-while read -r _ d _; do [ "$d" = 00000000 ] && exit 0; done </proc/net/route
-read -r _ _ st _ </proc/$1/stat 2>/dev/null || exit 1; [ "$st" = Z ] && exit 1
+const READY_SCRIPT = `pid=$1; shift
+route() { while read -r _ d _; do [ "$d" = 00000000 ] && return 0; done </proc/net/route; return 1; }
+listens() { for f in /proc/net/tcp /proc/net/tcp6; do while read -r _ l _ st _; do
+  [ "$st" = 0A ] && [ "\${l##*:}" = "$1" ] && return 0; done <"$f"; done; return 1; }
+ready() { route || return 1; for p; do listens "$p" || return 1; done; }
+i=0; until ready "$@"; do
+read -r _ _ st _ </proc/$pid/stat 2>/dev/null || exit 1; [ "$st" = Z ] && exit 1
 i=$((i+1)); [ $i -lt ${READY_POLLS} ] || exit 1; done`;
 
 /** The pasta arguments for one run's namespace bound at `netns`. */
@@ -79,6 +85,8 @@ export function isolatedNetwork(
   const netns = `${base}/netns-${plan.runId}`;
   const closes = openFds.map((fd) => ` ${fd}<&-`).join("");
   const pasta = [PASTA, ...pastaArgs(netns, hostPorts)].map(q).join(" ");
+  const hexPorts = hostPorts.map((port) => ` ${port.toString(16).toUpperCase().padStart(4, "0")}`)
+    .join("");
   // The keeper: runs pasta, ends with it, and kills it once the wrapper ($$) has gone.
   const keeper = `${pasta} & p=$!; ` +
     `{ /usr/bin/tail -s ${WATCH_SECONDS} --pid=$$ -f /dev/null; kill -9 $p; } & wait $p`;
@@ -90,7 +98,7 @@ export function isolatedNetwork(
       `{ { ${keeper}; } </dev/null >/dev/null 2>&1${closes} & }`,
       `{ /usr/bin/nsenter --net=${q(netns)} /bin/sh -c ${
         q(READY_SCRIPT)
-      } oneoff-net "$!" || { echo "oneoff: pasta could not set up the run's network" >&2; false; }; }`,
+      } oneoff-net "$!"${hexPorts} || { echo "oneoff: pasta could not set up the run's network" >&2; false; }; }`,
     ],
     enter: ["/usr/bin/nsenter", `--net=${netns}`, "--"],
   };
