@@ -165,6 +165,7 @@ export class OneOff {
       env: spec.env,
       limits: spec.limits,
       network: spec.network,
+      ...(spec.hostPorts?.length ? { hostPorts: spec.hostPorts } : {}),
       ...(spec.tty && client ? { tty: { cols: spec.cols, rows: spec.rows } } : {}),
     });
     this.#process = process;

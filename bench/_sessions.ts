@@ -5,6 +5,7 @@
  * sends its secret and then stays silent.
  * @module
  */
+import { DatabaseSync } from "node:sqlite";
 import { type RoleProcess, type ServerProcess, spawnAgent, spawnServer } from "./_procs.ts";
 import { MAIN, MIB, openFileLimit, row, rssOf, sleep } from "./_util.ts";
 
@@ -139,6 +140,12 @@ export async function benchSessions(count: number): Promise<void> {
   await using server = await spawnServer(["--max-runs-per-app", limit]);
   await using agent = await spawnAgent(server, { maxRuns: count + 20 });
   await deployDemo(server, APP);
+  // Network "host": this row is the agent's own cost per session. Isolated runs would add a
+  // pasta each (about 30 MiB, the network row measures it): hundreds would exhaust the machine.
+  // No API sets an app's network yet, so the bench writes the server's store.
+  const db = new DatabaseSync(`${server.dir}/oneoff.db`);
+  db.prepare("UPDATE apps SET network = 'host' WHERE name = ?").run(APP);
+  db.close();
   const sessions: Created[] = [];
   try {
     await measure(server, agent, count, sessions);

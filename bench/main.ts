@@ -5,7 +5,7 @@
  *   deno task bench [--only NAME,...] [--postgres URL] [--sessions N]
  *
  * NAME: run, exec, stream, lines (SQLite, and PostgreSQL with --postgres or
- * ONEOFF_TEST_POSTGRES), idle, sessions, deploy, pages.
+ * ONEOFF_TEST_POSTGRES), idle, sessions, deploy, pages, network.
  *
  * @module
  */
@@ -13,6 +13,7 @@ import { parseArgs } from "node:util";
 import { startSystem } from "../tests/_system.ts";
 import { benchDeploy } from "./_deploy.ts";
 import { benchIdle } from "./_idle.ts";
+import { benchNetwork } from "./_network.ts";
 import {
   benchDetachedLines,
   benchRequestToExec,
@@ -23,7 +24,7 @@ import { benchPages } from "./_pages.ts";
 import { benchSessions } from "./_sessions.ts";
 import { header } from "./_util.ts";
 
-const NAMES = ["run", "exec", "stream", "lines", "idle", "sessions", "deploy", "pages"];
+const NAMES = ["run", "exec", "stream", "lines", "idle", "sessions", "deploy", "pages", "network"];
 
 async function postgresLines(pg: string): Promise<void> {
   const schema = `bench_${Date.now()}`;
@@ -86,4 +87,5 @@ if (import.meta.main) {
   if (want("deploy")) await benchDeploy();
   // In this process, on SQLite: the dashboard's own cost, no network in between.
   if (want("pages")) await benchPages();
+  if (want("network")) await benchNetwork();
 }

@@ -61,6 +61,8 @@ export interface RunSpec {
   idleTimeoutMs: number;
   uploads: UploadRef[];
   network: NetworkMode;
+  /** Network `isolated`: TCP ports of the host's loopback the run may reach at 127.0.0.1:PORT. */
+  hostPorts?: number[];
 }
 
 /** One line of detached output as shipped by the agent. */
@@ -193,6 +195,7 @@ const limits: Decoder<Limits> = object({
   pids: integer,
   cpuMillis: integer,
   tmpBytes: integer,
+  openFiles: integer,
 });
 
 const runSpec: Decoder<RunSpec> = object({
@@ -211,7 +214,10 @@ const runSpec: Decoder<RunSpec> = object({
   idleTimeoutMs: number,
   uploads: array(object({ name: string, sha256: string, size: integer })),
   network: oneOf(NETWORK_MODES),
-}, { attach: object({ secretSha256: string, expiresAt: number }) });
+}, {
+  attach: object({ secretSha256: string, expiresAt: number }),
+  hostPorts: array(integer),
+});
 
 const serverMessage: Decoder<ServerMessage> = byType({
   welcome: object({ agentId: string, heartbeatMs: number }),

@@ -56,16 +56,27 @@ export interface Limits {
   cpuMillis: number;
   /** Size of the `/tmp` tmpfs in bytes. */
   tmpBytes: number;
+  /**
+   * Open files per process (RLIMIT_NOFILE, soft and hard): with `pids`, it
+   * bounds the host's file handles one run can hold (`openFiles × pids`).
+   */
+  openFiles: number;
 }
 
 const MiB = 1024 * 1024;
 
 /** Default sizes; the server may be configured with others. */
 export const DEFAULT_SIZES: Readonly<Record<SizeName, Limits>> = {
-  S: { memoryBytes: 256 * MiB, pids: 128, cpuMillis: 500, tmpBytes: 64 * MiB },
-  M: { memoryBytes: 512 * MiB, pids: 256, cpuMillis: 1000, tmpBytes: 128 * MiB },
-  L: { memoryBytes: 1024 * MiB, pids: 512, cpuMillis: 2000, tmpBytes: 256 * MiB },
-  XL: { memoryBytes: 2048 * MiB, pids: 1024, cpuMillis: 2000, tmpBytes: 512 * MiB },
+  S: { memoryBytes: 256 * MiB, pids: 128, cpuMillis: 500, tmpBytes: 64 * MiB, openFiles: 256 },
+  M: { memoryBytes: 512 * MiB, pids: 256, cpuMillis: 1000, tmpBytes: 128 * MiB, openFiles: 512 },
+  L: { memoryBytes: 1024 * MiB, pids: 512, cpuMillis: 2000, tmpBytes: 256 * MiB, openFiles: 1024 },
+  XL: {
+    memoryBytes: 2048 * MiB,
+    pids: 1024,
+    cpuMillis: 2000,
+    tmpBytes: 512 * MiB,
+    openFiles: 1024,
+  },
 };
 
 /** Roles of API tokens. */
@@ -106,8 +117,14 @@ export function isSandboxKind(value: string): value is SandboxKind {
   return (SANDBOX_KINDS as readonly string[]).includes(value);
 }
 
-/** The network a run's sandbox gets. */
-export const NETWORK_MODES = ["host", "none"] as const;
+/**
+ * The network a run's sandbox gets; the first is the default. `isolated`: a
+ * network namespace of its own with outbound NAT (pasta), no way to the
+ * host's loopback, its abstract unix sockets or other runs. `host`: the
+ * host's network namespace, shared (weaker: see SECURITY.md). `none`: only a
+ * loopback device.
+ */
+export const NETWORK_MODES = ["isolated", "host", "none"] as const;
 
 /** One network mode. */
 export type NetworkMode = typeof NETWORK_MODES[number];

@@ -16,6 +16,8 @@ export type Need =
   | "chromium"
   | "runc"
   | "python3"
+  | "pasta"
+  | "ip"
   | "asciinema"
   | "jq"
   | "script"
@@ -86,6 +88,9 @@ export const REQUIREMENTS: Record<Need, Requirement> = {
   // Run inside the sandbox, which sees only the host's /usr.
   python3: { package: "python3", path: lookup("python3", SANDBOX_PATH) },
   asciinema: { package: "asciinema", path: onPath("asciinema") },
+  // Network "isolated" (the default) runs pasta from passt; the network tests make namespaces with ip.
+  pasta: { package: "passt", path: lookup("pasta", ["/usr/bin"]) },
+  ip: { package: "iproute2", path: lookup("ip", ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]) },
   script: { package: "bsdutils", path: onPath("script") },
   // The README's examples read --attach-info with it.
   jq: { package: "jq", path: onPath("jq") },

@@ -3,9 +3,13 @@ import { SANDBOX_KINDS } from "../protocol/mod.ts";
 import { startSystem, type TestSystem } from "./_system.ts";
 import { needs } from "./_tools.ts";
 
-/** Interface names in a /proc/net/dev listing (its two header lines skipped). */
+/**
+ * Interface names in a /proc/net/dev listing (its two header lines skipped),
+ * but the veth pairs the sandbox tests make and remove meanwhile (`oo…`).
+ */
 function interfaces(procNetDev: string): string[] {
-  return procNetDev.trim().split("\n").slice(2).map((line) => line.split(":")[0]!.trim()).sort();
+  return procNetDev.trim().split("\n").slice(2).map((line) => line.split(":")[0]!.trim())
+    .filter((name) => !name.startsWith("oo")).sort();
 }
 
 /** The interfaces a one-off of `app` sees; the words are joined into one command line. */
@@ -16,8 +20,9 @@ async function interfacesOf(sys: TestSystem, app: string): Promise<string[]> {
 }
 
 for (const kind of SANDBOX_KINDS) {
-  Deno.test(needs(kind === "runc" ? ["root", "runc"] : [], {
-    name: `[${kind}] an app whose record says network "none" runs one-offs with only loopback`,
+  Deno.test(needs(kind === "runc" ? ["root", "runc", "pasta"] : ["pasta"], {
+    name:
+      `[${kind}] apps get network "isolated" by default, "none" and "host" when their record says so`,
     async fn() {
       const host = interfaces(await Deno.readTextFile("/proc/net/dev"));
       ok(host.some((name) => name !== "lo"), `the host has only ${host}: nothing to hide`);
@@ -27,12 +32,18 @@ for (const kind of SANDBOX_KINDS) {
       equal((await sys.cli(["deploy", "-a", "sealed", demo])).code, 0);
       const store = sys.server.ctx.store;
       const sealed = (await store.appByName("sealed"))!;
-      equal(sealed.network, "host", "host by default");
+      equal(sealed.network, "isolated", "isolated by default");
       // No CLI or API sets it yet: the store is where the setting lives.
       await store.setAppNetwork(sealed.id, "none");
-
       deepEqual(await interfacesOf(sys, "sealed"), ["lo"]);
-      deepEqual(await interfacesOf(sys, "demo"), host, "a default app shares the host's");
+
+      // Isolated: loopback and pasta's one interface, in a namespace of the run's own.
+      const isolated = await interfacesOf(sys, "demo");
+      equal(isolated.length, 2, `${isolated}`);
+      ok(isolated.includes("lo"));
+
+      await store.setAppNetwork(sealed.id, "host");
+      deepEqual(await interfacesOf(sys, "sealed"), host, "a host app shares the host's");
     },
   }));
 }

@@ -11,6 +11,7 @@
  * work dir).
  * @module
  */
+import { isolatedNetwork } from "./_network.ts";
 import { SANDBOX_UID } from "./_rootfs.ts";
 
 /** Everything the wrapper does before it execs the sandbox tool. */
@@ -27,8 +28,12 @@ export interface LayerPlan {
   userns: boolean;
   /** Copy the slug instead of an overlay (hosts that refuse overlayfs). */
   copy: boolean;
-  /** `cgroup.procs` files the wrapper joins before anything else. */
+  /** `cgroup.procs` files the wrapper joins once the network is up (pasta stays outside). */
   procsFiles: string[];
+  /** Network `isolated`: make the run's network namespace and its pasta (`_network.ts`). */
+  isolated: { runId: string; hostPorts: readonly number[] } | null;
+  /** RLIMIT_NOFILE, soft and hard, of the sandbox tool and everything it starts. */
+  openFiles: number;
   /** Files opened on descriptors 3, 4, ... for the sandbox tool. */
   fds: string[];
   /**
@@ -65,7 +70,6 @@ export function layerArgv(plan: LayerPlan): string[] {
   const lastFd = copyFd(copies.length - 1);
   if (lastFd > MAX_FD) throw new Error(`Cannot open ${lastFd} files in the wrapper`);
   const steps: string[] = [];
-  for (const file of plan.procsFiles) steps.push(`echo $$ >${q(file)}`);
   const opens = plan.fds.map((file, i) => `${i + 3}<${q(file)}`);
   opens.push(`${slugFd}<${q(plan.slugDir)}`);
   plan.binds.forEach((bind, i) => opens.push(`${bindFd(i)}<${q(bind.source)}`));
@@ -75,13 +79,22 @@ export function layerArgv(plan: LayerPlan): string[] {
   const unlink = [...(plan.unlink ?? []), ...copies.map((copy) => copy.source)];
   if (unlink.length > 0) steps.push(`/usr/bin/rm -f -- ${unlink.map(q).join(" ")}`);
   steps.push(`/usr/bin/mount -n -i -t tmpfs -o size=${plan.sizeBytes},mode=0755 oneoff ${q(base)}`);
-  const dirs = ["u", "w", "m", ...plan.binds.map((bind) => bind.name), ...(plan.dirs ?? [])]
+  const dirs = ["u", "w", "m", "e", ...plan.binds.map((bind) => bind.name), ...(plan.dirs ?? [])]
     .map((d) => q(`${base}/${d}`)).join(" ");
   steps.push(
     plan.userns
       ? `/usr/bin/mkdir ${dirs}`
       : `/usr/bin/install -d -o ${SANDBOX_UID} -g ${SANDBOX_UID} -m 0755 ${dirs}`,
   );
+  const openFds = [
+    ...plan.fds.map((_, i) => i + 3),
+    slugFd,
+    ...plan.binds.map((_, i) => bindFd(i)),
+  ];
+  const network = plan.isolated ? isolatedNetwork(base, plan.isolated, openFds) : null;
+  if (network) steps.push(...network.steps);
+  // The tmpfs's pages are charged to the cgroup of whoever writes them: join before the layer is made.
+  for (const file of plan.procsFiles) steps.push(`echo $$ >${q(file)}`);
   const slug = `/proc/self/fd/${slugFd}`;
   steps.push(
     plan.copy
@@ -91,11 +104,21 @@ export function layerArgv(plan: LayerPlan): string[] {
       },workdir=${q(`${base}/w`)} ${q(`${base}/m`)}`,
   );
   plan.binds.forEach((bind, i) => {
+    const source = `/proc/self/fd/${bindFd(i)}`;
+    const target = q(`${base}/${bind.name}`);
+    if (bind.readOnly && !plan.copy) {
+      // A read-only overlay, not a bind: a bind mount shows its source's host path in the
+      // sandbox's /proc/self/mountinfo, an overlay shows "/" and the descriptor's name.
+      steps.push(
+        `/usr/bin/mount -n -i -t overlay overlay -o ro,lowerdir=${source}:${
+          q(`${base}/e`)
+        } ${target}`,
+      );
+      return;
+    }
     // -c: the source is a descriptor's magic link, which must not be resolved to a (hidden) path.
     const ro = bind.readOnly ? " -o ro" : "";
-    steps.push(
-      `/usr/bin/mount -n -i -c --bind${ro} /proc/self/fd/${bindFd(i)} ${q(`${base}/${bind.name}`)}`,
-    );
+    steps.push(`/usr/bin/mount -n -i -c --bind${ro} ${source} ${target}`);
   });
   copies.forEach((copy, i) => {
     steps.push(`/usr/bin/cat <&${copyFd(i)} >${q(`${base}/${copy.path}`)}`);
@@ -107,8 +130,13 @@ export function layerArgv(plan: LayerPlan): string[] {
   ]
     .map((fd) => `${fd}<&-`).join(" ");
   // 125, as container tools do, says "the sandbox could not be set up".
+  if (!Number.isInteger(plan.openFiles) || plan.openFiles < 16) {
+    throw new Error(`Cannot limit open files to ${plan.openFiles}: allow at least 16`);
+  }
+  steps.push(`ulimit -n ${plan.openFiles}`);
+  const exec = [...network?.enter ?? [], ...plan.exec];
   const script = `{ ${steps.join(" && ")}; } || exit 125\nexec ${closes}\nexec ${
-    plan.exec.map((w) => w === '"$1"' ? w : q(w)).join(" ")
+    exec.map((w) => w === '"$1"' ? w : q(w)).join(" ")
   }`;
   const unshare = plan.userns
     ? ["/usr/bin/unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"]

@@ -5,7 +5,7 @@
  * the work dir.
  * @module
  */
-import { seccompProgram } from "./_seccomp.ts";
+import { writeSeccompProgram } from "./_seccomp.ts";
 import type { SandboxSpec } from "./types.ts";
 
 /** The uid and gid the sandboxed process runs as. */
@@ -66,7 +66,7 @@ export async function prepareLayout(workDir: string): Promise<RootLayout> {
   const seccompFile = `${workDir}/seccomp.bpf`;
   await Deno.writeTextFile(passwdFile, PASSWD, { mode: 0o644 });
   await Deno.writeTextFile(groupFile, GROUP, { mode: 0o644 });
-  await Deno.writeFile(seccompFile, seccompProgram(), { mode: 0o644 });
+  writeSeccompProgram(seccompFile);
 
   const top: TopEntry[] = [];
   for (const name of TOP_DIRS) {

@@ -8,6 +8,7 @@
 import { type CgroupHost, detectCgroups, RunCgroup } from "./_cgroups.ts";
 import { spawnPiped, spawnPty } from "./_child.ts";
 import { sandboxProcess } from "./_process.ts";
+import { PASTA } from "./_network.ts";
 import { checkSpec } from "./_rootfs.ts";
 import type { SandboxProcess, SandboxSpec } from "./types.ts";
 
@@ -34,6 +35,7 @@ export interface Backend {
 /** Starts one run of a backend; see the module documentation. */
 export async function spawnSandbox(spec: SandboxSpec, backend: Backend): Promise<SandboxProcess> {
   await checkSpec(spec);
+  if (spec.network === "isolated") await checkPasta();
   const dir = `${backend.runsDir}/${spec.runId}`;
   await Deno.mkdir(dir, { mode: 0o700 });
   const removal = { withRunc: backend.runcCgroup };
@@ -56,6 +58,19 @@ export async function spawnSandbox(spec: SandboxSpec, backend: Backend): Promise
     await cgroup?.remove(removal).catch(() => {});
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     throw err;
+  }
+}
+
+let pastaFound: Promise<boolean> | undefined;
+
+/** Throws unless pasta, which network "isolated" needs, is installed. */
+async function checkPasta(): Promise<void> {
+  pastaFound ??= Deno.stat(PASTA).then((info) => info.isFile, () => false);
+  if (!(await pastaFound)) {
+    throw new Error(
+      `Cannot isolate the run's network: ${PASTA} is missing (apt-get install passt), ` +
+        `or choose network "host" for the app`,
+    );
   }
 }
 

@@ -16,6 +16,7 @@ export const TEST_LIMITS: Limits = {
   pids: 64,
   cpuMillis: 500,
   tmpBytes: 4 * MiB,
+  openFiles: 256,
 };
 
 /** A PATH for commands inside the sandbox. */
@@ -61,7 +62,7 @@ export class Fixture {
       command,
       env: { PATH, HOME: "/app" },
       limits: TEST_LIMITS,
-      network: "host",
+      network: "isolated",
       ...overrides,
     };
   }

@@ -1,6 +1,8 @@
 /**
- * A stand-in agent for the die-with-parent test: it starts one sandbox and
- * waits to be SIGKILLed. Usage: KIND WORK_DIR SLUG_DIR RUN_ID COMMAND.
+ * A stand-in agent for the die-with-parent and inherited-descriptor tests:
+ * it starts one sandbox (network isolated, the default), copies its output
+ * to its own and exits with its code, unless SIGKILLed first. Usage: KIND
+ * WORK_DIR SLUG_DIR RUN_ID COMMAND.
  * @module
  */
 import { createSandbox } from "./mod.ts";
@@ -17,6 +19,11 @@ const process = await sandbox.spawn({
   command,
   env: { PATH },
   limits: TEST_LIMITS,
-  network: "host",
+  network: "isolated",
 });
-await process.status;
+await process.stdin.close();
+await Promise.all([
+  process.stdout.pipeTo(Deno.stdout.writable, { preventClose: true }),
+  process.stderr?.pipeTo(Deno.stderr.writable, { preventClose: true }),
+]);
+Deno.exit((await process.status).code);

@@ -18,7 +18,7 @@ try {
     command: "id -u; grep CapEff /proc/self/status; echo new > /app/new.txt && cat /app/new.txt; " +
       "dd if=/dev/zero of=/tmp/fill bs=64k count=64",
     env: { PATH: "/usr/bin:/bin" },
-    limits: { memoryBytes: 64 << 20, pids: 64, cpuMillis: 500, tmpBytes: 1 << 20 },
+    limits: { memoryBytes: 64 << 20, pids: 64, cpuMillis: 500, tmpBytes: 1 << 20, openFiles: 256 },
     network: "host",
   });
   await process.stdin.close();

@@ -3,8 +3,10 @@
  * run's cgroups and mounts the `/app` layer on `/tmp` of a private mount
  * namespace, then drops to uid 65534 with setpriv and execs bwrap, which
  * builds the root from that layer and host paths in unprivileged user, pid,
- * ipc, uts, mount, cgroup (and, for network "none", net) namespaces. Not
- * root: the same through an unprivileged user namespace, without cgroups.
+ * ipc, uts, mount, cgroup (and, for network "none", net) namespaces; for
+ * network "isolated" the wrapper has made the run's own network namespace
+ * first (`_network.ts`), which bwrap keeps. Not root: the same through an
+ * unprivileged user namespace, without cgroups.
  *
  * bwrap reads its arguments (environment included, so secrets stay out of
  * the host's process list) from a file in the run's scratch directory,
@@ -132,6 +134,10 @@ class BwrapSandbox implements Sandbox {
       userns: !this.#root,
       copy: this.#copy,
       procsFiles: cgroup?.procsFiles ?? [],
+      isolated: spec.network === "isolated"
+        ? { runId: spec.runId, hostPorts: spec.hostPorts ?? [] }
+        : null,
+      openFiles: spec.limits.openFiles,
       fds: [argsFile, seccompFile, passwdFile, groupFile],
       unlink: [argsFile],
       exec: [
@@ -151,7 +157,8 @@ class BwrapSandbox implements Sandbox {
   /** bwrap's arguments up to (not including) the command. */
   #bwrapArgs(spec: SandboxSpec): string[] {
     const args = ["--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent"];
-    if (spec.network === "host") args.push("--share-net");
+    // isolated: the wrapper has already entered the run's own network namespace (see _network.ts).
+    if (spec.network !== "none") args.push("--share-net");
     // Without a TTY nothing needs job control: a new session also cuts the agent's own terminal off.
     if (!spec.tty) args.push("--new-session");
     args.push("--uid", String(SANDBOX_UID), "--gid", String(SANDBOX_UID), "--hostname", "oneoff");

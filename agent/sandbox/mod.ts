@@ -8,6 +8,7 @@
  * @module
  */
 import { SANDBOX_KINDS, type SandboxKind } from "../../protocol/mod.ts";
+import { closeInheritedOnExec } from "./_fds.ts";
 import { createBwrapSandbox } from "./bwrap.ts";
 import { createRuncSandbox } from "./runc.ts";
 import type { Sandbox } from "./types.ts";
@@ -27,6 +28,8 @@ export interface SandboxOptions {
 
 /** Checks the host and prepares `workDir` for the chosen backend. */
 export function createSandbox(kind: SandboxKind, options: SandboxOptions): Promise<Sandbox> {
+  // Whatever this process inherited stays out of every sandbox (see _fds.ts).
+  closeInheritedOnExec();
   if (kind === "bwrap") return createBwrapSandbox(options.workDir);
   if (kind === "runc") return createRuncSandbox(options.workDir);
   throw new Error(`Cannot create sandbox "${kind}": choose one of ${SANDBOX_KINDS.join(", ")}`);

@@ -104,6 +104,11 @@ class RuncSandbox implements Sandbox {
       copy: false,
       // runc stays outside the limits; it puts the container in a child of the run's cgroup.
       procsFiles: [],
+      // isolated: runc, and the container with it, starts in the run's own network namespace.
+      isolated: spec.network === "isolated"
+        ? { runId: spec.runId, hostPorts: spec.hostPorts ?? [] }
+        : null,
+      openFiles: spec.limits.openFiles,
       fds: [],
       // The config holds the run's environment: copied into the run's tmpfs, gone from the disk.
       dirs: ["bundle"],

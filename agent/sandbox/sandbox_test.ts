@@ -5,12 +5,20 @@ import { SANDBOX_UID } from "./mod.ts";
 import { collect, Fixture, PATH, pidsRunning, TEST_LIMITS, TextReader } from "./_testing.ts";
 import { waitFor } from "../../tests/_wait.ts";
 import { missing, type Need, needs } from "../../tests/_tools.ts";
+import {
+  ABSTRACT_LISTENER,
+  loopbackListener,
+  OutsideHost,
+  PROBE,
+  probeResults,
+} from "./_testing_net.ts";
 
 const CGROUPS = missing(["root"]).length === 0 ? await detectCgroups() : { reason: "not root" };
 const LIMITED = !("reason" in CGROUPS);
 
 function sandboxTests(kind: SandboxKind): void {
-  const base: Need[] = kind === "runc" ? ["root", "runc"] : [];
+  // Network "isolated", the default, runs pasta.
+  const base: Need[] = kind === "runc" ? ["root", "runc", "pasta"] : ["pasta"];
   const test = (
     name: string,
     fn: (fx: Fixture) => Promise<void>,
@@ -105,8 +113,7 @@ function sandboxTests(kind: SandboxKind): void {
     for (const line of lines.slice(4)) {
       const [name, inside] = line.split(" ");
       const host = await Deno.readLink(`/proc/self/ns/${name}`);
-      if (name === "net") deepEqual(inside, host, "the host network is shared");
-      else ok(inside !== host, `namespace ${name} is shared with the host`);
+      ok(inside !== host, `namespace ${name} is shared with the host`);
     }
   });
 
@@ -120,6 +127,140 @@ function sandboxTests(kind: SandboxKind): void {
     const [ns, ...devices] = stdout.trim().split("\n");
     ok(ns !== await Deno.readLink("/proc/self/ns/net"));
     deepEqual(devices.map((d) => d.trim()), ["lo"]);
+  });
+
+  test(
+    "isolated: the host's loopback, abstract sockets and connections are out of reach",
+    async (fx) => {
+      await using tcp = loopbackListener();
+      const name = `oneoff-host-${crypto.randomUUID()}`;
+      await using host = spawnListener(name, 0);
+      await host.ready;
+      const probes = [
+        `tcp:127.0.0.1:${tcp.addr.port}`,
+        `abstract:${name}`,
+        `proc:${tcp.addr.port}`,
+      ];
+      const { stdout } = await fx.run(`python3 -c '${PROBE}' ${probes.join(" ")}`);
+      deepEqual(probeResults(stdout), Object.fromEntries(probes.map((p) => [p, "refused"])));
+      // The same probes in host mode reach both: they are real.
+      const shared = await fx.run(`python3 -c '${PROBE}' ${probes.join(" ")}`, { network: "host" });
+      deepEqual(probeResults(shared.stdout), Object.fromEntries(probes.map((p) => [p, "reached"])));
+    },
+    { needs: ["python3"] },
+  );
+
+  test(
+    "isolated: another run's abstract sockets and loopback listeners are out of reach",
+    async (fx) => {
+      const name = `oneoff-run-${crypto.randomUUID()}`;
+      const port = 20000 + Math.floor(Math.random() * 20000);
+      const other = await fx.sandbox.spawn(
+        fx.spec(`python3 -c '${ABSTRACT_LISTENER}' ${name} ${port}`),
+      );
+      try {
+        const out = new TextReader(other.stdout);
+        await out.waitFor("ready");
+        const probes = [`abstract:${name}`, `tcp:127.0.0.1:${port}`, `proc:${port}`];
+        const { stdout } = await fx.run(`python3 -c '${PROBE}' ${probes.join(" ")}`);
+        deepEqual(probeResults(stdout), Object.fromEntries(probes.map((p) => [p, "refused"])));
+      } finally {
+        other.kill("SIGKILL");
+        await other.status;
+      }
+    },
+    { needs: ["python3"] },
+  );
+
+  test("isolated: a TCP service outside the host is reachable", async (fx) => {
+    await using outside = await OutsideHost.create();
+    const probe = `tcp:${outside.address}:${outside.port}`;
+    const { stdout } = await fx.run(`python3 -c '${PROBE}' ${probe}`);
+    deepEqual(probeResults(stdout), { [probe]: "reached" });
+  }, { needs: ["root", "ip", "python3"] });
+
+  test("isolated: a chosen port of the host's loopback is reachable, no other", async (fx) => {
+    await using allowed = loopbackListener();
+    await using other = loopbackListener();
+    const probes = [`tcp:127.0.0.1:${allowed.addr.port}`, `tcp:127.0.0.1:${other.addr.port}`];
+    const { stdout } = await fx.run(`python3 -c '${PROBE}' ${probes.join(" ")}`, {
+      hostPorts: [allowed.addr.port],
+    });
+    deepEqual(probeResults(stdout), { [probes[0]!]: "reached", [probes[1]!]: "refused" });
+  }, { needs: ["python3"] });
+
+  test("open files per process are bounded by the run's size", async (fx) => {
+    const { stdout } = await fx.run("ulimit -Sn; ulimit -Hn");
+    deepEqual(stdout, `${TEST_LIMITS.openFiles}\n${TEST_LIMITS.openFiles}\n`);
+  });
+
+  test(
+    "the seccomp filter refuses nested user namespaces, io_uring, keyrings and the rest",
+    async (fx) => {
+      const { stdout, stderr } = await fx.run(`python3 -c '${SYSCALL_PROBE}'`);
+      deepEqual(Object.fromEntries(stdout.trim().split("\n").map((l) => l.split(" "))), {
+        unshare_newuser: "EPERM",
+        clone_newuser: "EPERM",
+        clone3: "ENOSYS",
+        io_uring_setup: "ENOSYS",
+        keyctl: "EPERM",
+        bpf: "EPERM",
+        perf_event_open: "EPERM",
+        ptrace: "EPERM",
+        mount: "EPERM",
+        setns: "EPERM",
+        personality_no_aslr: "EPERM",
+        personality_linux32: "ok",
+        threads: "ok",
+      }, stderr);
+    },
+    { needs: ["python3"] },
+  );
+
+  test("no descriptor the agent inherited crosses into the sandbox", async (fx) => {
+    const canary = `${fx.workDir}/../canary`;
+    await Deno.writeTextFile(canary, "canary-secret\n");
+    const agent = new Deno.Command("/bin/sh", {
+      args: [
+        "-c",
+        'exec 9<"$1"; shift; exec "$@"',
+        "sh",
+        canary,
+        Deno.execPath(),
+        "run",
+        "-A",
+        `--config=${new URL("../../deno.json", import.meta.url).pathname}`,
+        new URL("./_testing_agent.ts", import.meta.url).pathname,
+        kind,
+        fx.workDir,
+        fx.slugDir,
+        crypto.randomUUID(),
+        "ls /proc/self/fd; cat /proc/self/fd/9 2>/dev/null; cat <&9 2>/dev/null; true",
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    });
+    const { stdout, stderr, success } = await agent.output();
+    const text = new TextDecoder().decode(stdout);
+    ok(success, new TextDecoder().decode(stderr));
+    ok(!text.includes("canary-secret"), text);
+    // 0-2, and 3: the directory ls reads.
+    deepEqual(text.trim().split("\n").filter((fd) => Number(fd) > 3), [], text);
+  });
+
+  test("no host path of the agent shows in the sandbox's mount table or process files", async (fx) => {
+    // The fixture's top dir holds the work dir, the slug and the uploads; its name is split
+    // in two so that the command line itself does not hold it.
+    const top = fx.workDir.split("/").at(-2)!;
+    const [head, tail] = [top.slice(0, 8), top.slice(8)];
+    const { stdout, status } = await fx.run(
+      `t="${head}"; t="$t${tail}"; for f in /proc/self/mountinfo /proc/1/mountinfo /proc/self/cgroup \
+        /proc/1/cgroup /proc/1/environ /proc/self/environ /proc/self/mounts; do
+        test -r "$f" || continue; grep -q -F "$t" "$f" && echo "leak $f"; done; echo checked`,
+      { uploadsDir: fx.uploadsDir },
+    );
+    deepEqual(status.code, 0);
+    deepEqual(stdout, "checked\n");
   });
 
   test("host processes are invisible", async (fx) => {
@@ -313,6 +454,11 @@ function sandboxTests(kind: SandboxKind): void {
         message: "the sandboxed sleep to be gone",
         seen: () => ({ pids: left }),
       });
+      // The run's pasta too, named by its namespace (see _network.ts).
+      await waitFor(async () => (left = await pidsMentioning(runId)).length === 0, {
+        message: "the run's pasta to be gone",
+        seen: () => ({ pids: left }),
+      });
     } finally {
       try {
         agent.kill("SIGKILL");
@@ -324,6 +470,61 @@ function sandboxTests(kind: SandboxKind): void {
       }
     }
   });
+}
+
+/** Host pids whose command line mentions `text` (a run id). */
+async function pidsMentioning(text: string): Promise<number[]> {
+  const pids: number[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name) || Number(entry.name) === Deno.pid) continue;
+    const cmdline = await Deno.readTextFile(`/proc/${entry.name}/cmdline`).catch(() => "");
+    if (cmdline.includes(text) && cmdline.includes("pasta")) pids.push(Number(entry.name));
+  }
+  return pids;
+}
+
+/** Calls each refused system call from inside a sandbox and prints its errno name (or ok). */
+const SYSCALL_PROBE = `import ctypes, errno, os, platform, threading
+libc = ctypes.CDLL(None, use_errno=True)
+NR = {"x86_64": {"keyctl": 250, "bpf": 321, "perf_event_open": 298, "clone": 56},
+      "aarch64": {"keyctl": 219, "bpf": 280, "perf_event_open": 241, "clone": 220}}[platform.machine()]
+NR.update({"io_uring_setup": 425, "clone3": 435})
+def show(name, rc):
+    e = ctypes.get_errno()
+    print(name, "ok" if rc >= 0 else errno.errorcode.get(e, str(e)), flush=True)
+show("unshare_newuser", libc.unshare(0x10000000))
+show("clone_newuser", libc.syscall(NR["clone"], 0x10000000 | 17, 0, 0, 0, 0))
+show("clone3", libc.syscall(NR["clone3"], 0, 0))
+params = ctypes.create_string_buffer(120)
+show("io_uring_setup", libc.syscall(NR["io_uring_setup"], 8, params))
+show("keyctl", libc.syscall(NR["keyctl"], 0, -3, 0))
+show("bpf", libc.syscall(NR["bpf"], 0, 0, 0))
+show("perf_event_open", libc.syscall(NR["perf_event_open"], 0, 0, -1, -1, 0))
+show("ptrace", libc.ptrace(0, 0, 0, 0))
+show("mount", libc.mount(b"none", b"/tmp", b"tmpfs", 0, None))
+fd = os.open("/proc/self/ns/uts", os.O_RDONLY)
+show("setns", libc.setns(fd, 0))
+show("personality_no_aslr", libc.personality(0x0040000))
+show("personality_linux32", libc.personality(0x0008))
+t = threading.Thread(target=lambda: None); t.start(); t.join(); print("threads ok")
+`;
+
+/** A host python3 listening on abstract socket `@name` (and TCP `port`, 0 = any), as another tenant's service would. */
+function spawnListener(name: string, port: number) {
+  const child = new Deno.Command("/usr/bin/python3", {
+    args: ["-c", ABSTRACT_LISTENER, name, String(port)],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const out = new TextReader(child.stdout);
+  return {
+    ready: out.waitFor("ready"),
+    async [Symbol.asyncDispose]() {
+      child.kill("SIGKILL");
+      await child.status;
+      await out.done;
+    },
+  };
 }
 
 sandboxTests("bwrap");

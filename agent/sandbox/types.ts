@@ -19,10 +19,12 @@ export interface SandboxSpec {
   command: string;
   /** The whole environment: nothing is inherited from the agent. */
   env: Record<string, string>;
-  /** Memory, pids, CPU and `/tmp` size. */
+  /** Memory, pids, CPU, open files and `/tmp` size. */
   limits: Limits;
-  /** Share the host's network, or have none. */
+  /** A network namespace of its own with outbound NAT (`isolated`), the host's, or none. */
   network: NetworkMode;
+  /** Network `isolated`: TCP ports of the host's loopback reachable at 127.0.0.1:PORT inside. */
+  hostPorts?: number[];
   /** A real pseudo-terminal of this size when present. */
   tty?: { cols: number; rows: number };
 }

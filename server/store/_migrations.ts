@@ -297,6 +297,16 @@ const REVOKED_SESSIONS_POSTGRES = `
     expires_at timestamptz not null
   )`;
 
+// Network "isolated" becomes every app's default. Nothing could set an app's
+// network before (no route or command did), so every "host" is the old
+// default, not a choice: those move too. SQLite cannot change a column's
+// default, so its inserts name the network (sqlite.ts); PostgreSQL can.
+const APP_NETWORK_ISOLATED_SQLITE = `UPDATE apps SET network = 'isolated' WHERE network = 'host'`;
+const APP_NETWORK_ISOLATED_POSTGRES = `
+  alter table apps alter column network set default 'isolated';
+  update apps set network = 'isolated' where network = 'host';
+`;
+
 /** Every migration, in the order they apply. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "initial schema", sqlite: INITIAL_SQLITE, postgres: INITIAL_POSTGRES },
@@ -313,5 +323,11 @@ export const MIGRATIONS: readonly Migration[] = [
     name: "revoked sessions",
     sqlite: REVOKED_SESSIONS_SQLITE,
     postgres: REVOKED_SESSIONS_POSTGRES,
+  },
+  {
+    version: 6,
+    name: "app network isolated by default",
+    sqlite: APP_NETWORK_ISOLATED_SQLITE,
+    postgres: APP_NETWORK_ISOLATED_POSTGRES,
   },
 ];

@@ -29,7 +29,7 @@ export interface TokenRow {
 export interface AppRow {
   id: number;
   name: string;
-  /** The network its one-offs' sandboxes get ("host" unless set). */
+  /** The network its one-offs' sandboxes get ("isolated" unless set). */
   network: NetworkMode;
   created_at: Date;
 }

@@ -192,7 +192,8 @@ class SqliteStore implements Store {
   createApp(name: string): Promise<AppRow> {
     return settle(() => {
       try {
-        const sql = "INSERT INTO apps (name, created_at) VALUES (?, ?) RETURNING *";
+        const sql =
+          "INSERT INTO apps (name, created_at, network) VALUES (?, ?, 'isolated') RETURNING *";
         return toApp(this.#write(sql, name, Date.now())!);
       } catch (error) {
         if (isUniqueViolation(error)) {

@@ -122,14 +122,14 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
   });
 
   define({
-    name: `[${kind}] apps made before the network column get "host"`,
+    name: `[${kind}] apps made before the network column get "isolated", the default`,
     async fn() {
       await using db = await fresh();
       await migrateTo1(db.url);
       const store = await openStore(db.url);
       try {
         const old = await store.appByName("old");
-        equal(old?.network, "host");
+        equal(old?.network, "isolated");
       } finally {
         await store.close();
       }
@@ -183,18 +183,18 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
     equal(await store.appById(app.id + 1000), null);
   });
 
-  test("an app's network is host unless set, and round-trips", async (store) => {
+  test("an app's network is isolated unless set, and round-trips", async (store) => {
     const app = await store.createApp("demo");
     const other = await store.createApp("other");
-    equal(app.network, "host");
+    equal(app.network, "isolated");
     await store.setAppNetwork(app.id, "none");
     deepEqual(await store.appById(app.id), { ...app, network: "none" });
     equal((await store.appByName("demo"))?.network, "none");
     deepEqual((await store.listApps()).map((a) => [a.name, a.network]), [
       ["demo", "none"],
-      ["other", "host"],
+      ["other", "isolated"],
     ]);
-    await store.setAppNetwork(app.id, "host");
+    await store.setAppNetwork(app.id, "isolated");
     deepEqual(await store.appById(app.id), app);
     deepEqual(await store.appById(other.id), other);
   });
