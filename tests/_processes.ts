@@ -41,8 +41,8 @@ export class Proc implements AsyncDisposable {
   }
 
   /** Writes to the process's stdin (started with `stdin: true`). */
-  async write(text: string): Promise<void> {
-    await this.#stdin!.write(new TextEncoder().encode(text));
+  async write(data: string | Uint8Array): Promise<void> {
+    await this.#stdin!.write(typeof data === "string" ? new TextEncoder().encode(data) : data);
   }
 
   /** Closes the process's stdin. */
