@@ -30,7 +30,7 @@ const { values } = parseArgs({
 });
 const loadMs = Number(values.seconds ?? (values.quick ? 30 : 110)) * 1000;
 // The whole script's budget; the waits after the load share what is left of it.
-const budgetMs = values.seconds ? loadMs + 70_000 : values.quick ? 60_000 : 180_000;
+const budgetMs = values.seconds ? loadMs + 70_000 : values.quick ? 55_000 : 180_000;
 const left = (cap: number) => Math.max(5_000, Math.min(cap, t0 + budgetMs - performance.now()));
 const seed = Number(values.seed ?? Math.floor(Math.random() * 2 ** 31));
 
