@@ -251,6 +251,7 @@ const schedule: [number, string, () => Promise<unknown>][] = [
 ];
 
 const loadStart = performance.now();
+const loadStartWall = Date.now();
 const faulting = Promise.all(schedule.map(async ([at, what, action]) => {
   const wait = loadStart + at * loadMs - performance.now();
   if (wait > 0) await new Promise((r) => setTimeout(r, wait));
@@ -334,6 +335,22 @@ function interrupted(run: Run | undefined): boolean {
   return faults.some((f) => f.agent === run.agent && start < f.from! && end > f.from!);
 }
 
+/** Seconds since the load started, for the details. */
+function since(at: string | number | null | undefined): string {
+  if (at === null || at === undefined) return "-";
+  return `${
+    ((Number(typeof at === "string" ? Date.parse(at) : at) - loadStartWall) / 1000).toFixed(1)
+  }s`;
+}
+
+function describe(run: Run | undefined): string {
+  if (!run) return "no such run";
+  const code = run.exit_code === null ? "" : ` ${run.exit_code}`;
+  return `${run.state}${code} (${run.reason ?? ""}) on ${run.agent ?? "-"}, started ${
+    since(run.started_at)
+  }, ended ${since(run.ended_at)}`;
+}
+
 const counts = {
   "submissions that failed": 0,
   "lines missing": 0,
@@ -374,9 +391,7 @@ for (const d of detached) {
   if (!ok) {
     counts["runs in a wrong end state"]++;
     details.push(
-      `${d.label}: ${run?.state} ${run?.exit_code ?? ""} (${
-        run?.reason ?? ""
-      }), expected exited ${d.code}`,
+      `${d.label}: ${describe(run)}, expected exited ${d.code}`,
     );
   }
   if (run?.state === "lost") counts["runs wrongly lost"]++;
@@ -415,9 +430,7 @@ for (const a of attached) {
   if (!rightEnd) {
     counts["runs in a wrong end state"]++;
     details.push(
-      `${a.label}: ${run?.state} ${run?.exit_code ?? ""} (${
-        run?.reason ?? ""
-      }), expected exited ${a.code}; CLI: ${a.stderr}`,
+      `${a.label}: ${describe(run)}, expected exited ${a.code}; CLI: ${a.stderr}`,
     );
   }
   if (run?.state === "lost") counts["runs wrongly lost"]++;
@@ -493,7 +506,11 @@ const out: string[] = [];
 out.push(
   `chaos: seed ${seed}, ${detached.length} detached + ${attached.length} attached runs, ${interruptedRuns} interrupted by an agent kill`,
 );
-out.push(`faults: ${faults.sort((a, b) => a.at - b.at).map((f) => f.what).join("; ")}`);
+out.push(
+  `faults: ${
+    faults.sort((a, b) => a.at - b.at).map((f) => `${f.what} at ${since(f.at)}`).join("; ")
+  }`,
+);
 out.push(`lines: ${produced} produced, ${stored} stored`);
 out.push("end states (seen / as expected):");
 for (const [state, n] of Object.entries(states)) {
