@@ -146,6 +146,7 @@ interface Attached {
   got?: string;
   stderr?: string;
   started: number;
+  proc?: Proc;
 }
 const detached: Detached[] = [];
 const attached: Attached[] = [];
@@ -184,7 +185,7 @@ function submitAttached(): void {
   track((async () => {
     run.sha256 = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)))
       .map((b) => b.toString(16).padStart(2, "0")).join("");
-    const proc = new Proc(
+    const proc = run.proc = new Proc(
       ["run", "-a", app, "--no-tty", "--", `sleep ${between(0, 4)}; sha256sum; exit ${run.code}`],
       { env, stdin: true },
     );
@@ -275,6 +276,8 @@ await faulting;
 // The CLIs' own bounds are long (an attached CLI waits 10 min for an outcome): cap it here.
 await Promise.race([Promise.all([...inFlight]), new Promise((r) => setTimeout(r, left(120_000)))]);
 const hungClis = inFlight.size;
+const hung = attached.filter((a) => a.cliCode === undefined && a.proc);
+for (const a of hung) a.proc!.kill("SIGKILL");
 
 // --- quiescence -------------------------------------------------------------
 
@@ -290,6 +293,7 @@ interface Run {
   exit_code: number | null;
   reason: string | null;
   agent: string | null;
+  created_at: string;
   started_at: string | null;
   ended_at: string | null;
 }
@@ -329,8 +333,9 @@ await waitFor(async () => {
 const byLabel = new Map(runs.map((r) => [r.label, r]));
 /** Runs on an agent while it was killed: their process died with it. */
 function interrupted(run: Run | undefined): boolean {
-  if (!run?.agent || !run.started_at) return false;
-  const start = Date.parse(run.started_at);
+  if (!run?.agent) return false;
+  // A run whose start the server never heard of (it was down) began after its creation.
+  const start = Date.parse(run.started_at ?? run.created_at);
   const end = run.ended_at ? Date.parse(run.ended_at) : Infinity;
   return faults.some((f) => f.agent === run.agent && start < f.from! && end > f.from!);
 }
@@ -365,7 +370,9 @@ const counts = {
   "leftover mounts": 0,
   "leftover dirs": 0,
 };
-const details: string[] = [];
+const details: string[] = hung.map((a) =>
+  `attached CLI still waiting: ${a.proc!.stderr.trim().replaceAll("\n", " | ")}`
+);
 const states: Record<string, { seen: number; expected: number }> = {};
 const tally = (state: string, expected: boolean) => {
   const entry = states[state] ??= { seen: 0, expected: 0 };

@@ -148,14 +148,21 @@ export class Client {
       throw new CliError(`Unexpected answer from ${this.server} (HTTP ${res.status})`);
     }
     if (!res.ok) {
-      const message = (json as { error?: { message?: string } }).error?.message ??
-        `HTTP ${res.status}`;
+      const error = (json as { error?: { code?: string; message?: string } }).error;
+      const message = error?.message ?? `HTTP ${res.status}`;
       if (isTransientStatus(res.status)) throw new TransientError(`HTTP ${res.status}: ${message}`);
+      // A retry that overtook the try it repeats: that one's answer comes soon.
+      if (idempotencyKey !== undefined && error?.code === IN_PROGRESS) {
+        throw new TransientError("the first try is still being handled");
+      }
       throw new CliError(message);
     }
     return json as T;
   }
 }
+
+/** The server's answer to a keyed request while the first with that key is handled. */
+const IN_PROGRESS = "idempotency_in_progress";
 
 /** What a request may add to fetch's options. */
 export interface RequestOptions extends RequestInit {
