@@ -136,6 +136,7 @@ interface Detached {
   submitted: number;
   cliCode?: number;
   cliErr?: string;
+  proc?: Proc;
 }
 interface Attached {
   label?: string;
@@ -165,10 +166,11 @@ function submitDetached(): void {
     first + 1
   } ${lines}; exit ${run.code}`;
   track((async () => {
-    const res = await cli(env, ["run", "-a", app, "-d", "--json", "--", command]);
-    run.cliCode = res.code;
-    if (res.code === 0) run.label = JSON.parse(res.stdout).label;
-    else run.cliErr = res.stderr.trim();
+    const proc = run.proc = new Proc(["run", "-a", app, "-d", "--json", "--", command], { env });
+    const { code } = await proc.status();
+    run.cliCode = code;
+    if (code === 0) run.label = JSON.parse(proc.stdout).label;
+    else run.cliErr = proc.stderr.trim();
   })());
 }
 
@@ -276,7 +278,7 @@ await faulting;
 // The CLIs' own bounds are long (an attached CLI waits 10 min for an outcome): cap it here.
 await Promise.race([Promise.all([...inFlight]), new Promise((r) => setTimeout(r, left(120_000)))]);
 const hungClis = inFlight.size;
-const hung = attached.filter((a) => a.cliCode === undefined && a.proc);
+const hung = [...detached, ...attached].filter((a) => a.cliCode === undefined && a.proc);
 for (const a of hung) a.proc!.kill("SIGKILL");
 
 // --- quiescence -------------------------------------------------------------
@@ -330,6 +332,8 @@ await waitFor(async () => {
 
 // --- the counts -------------------------------------------------------------
 
+// Once more: a CLI that returned late may have created a run since.
+runs = (await api<{ runs: Run[] }>(`/apps/${app}/runs?limit=10000`)).runs;
 const byLabel = new Map(runs.map((r) => [r.label, r]));
 /** Runs on an agent while it was killed: their process died with it. */
 function interrupted(run: Run | undefined): boolean {
@@ -371,7 +375,7 @@ const counts = {
   "leftover dirs": 0,
 };
 const details: string[] = hung.map((a) =>
-  `attached CLI still waiting: ${a.proc!.stderr.trim().replaceAll("\n", " | ")}`
+  `a CLI still waiting: ${a.proc!.stderr.trim().replaceAll("\n", " | ")}`
 );
 const states: Record<string, { seen: number; expected: number }> = {};
 const tally = (state: string, expected: boolean) => {
