@@ -44,6 +44,11 @@ export function networkReason(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/** Whether a failed fetch can go better on another try (not a refusal by Deno itself, as of port 1). */
+export function isTransientNetworkError(e: unknown): boolean {
+  return !(e instanceof Error && /requests to port \d+ are blocked|invalid url/i.test(e.message));
+}
+
 /** How {@link retrying} retries. */
 export interface RetryOptions {
   /** Give up this long after the first failure (default {@link DEFAULT_RETRY_MS}). */

@@ -1,5 +1,5 @@
 import { deepEqual, equal, rejects } from "node:assert/strict";
-import { networkReason, retrying, TransientError } from "./_retry.ts";
+import { isTransientNetworkError, networkReason, retrying, TransientError } from "./_retry.ts";
 
 Deno.test("a transient failure is retried until the attempt succeeds", async () => {
   let tries = 0;
@@ -44,4 +44,12 @@ Deno.test("a failed fetch is named by what happened to the connection", () => {
   const reset = new TypeError("fetch failed", { cause: new Error("connection reset by peer") });
   equal(networkReason(reset), "connection reset");
   equal(networkReason(new DOMException("Signal timed out.", "TimeoutError")), "no answer in time");
+});
+
+Deno.test("a request Deno refuses to send is not retried", () => {
+  equal(
+    isTransientNetworkError(new TypeError("Fetch failed: Requests to port 1 are blocked")),
+    false,
+  );
+  equal(isTransientNetworkError(new TypeError("fetch failed")), true);
 });

@@ -6,6 +6,7 @@ import { VERSION } from "../protocol/channel.ts";
 import { CliError, err } from "./_io.ts";
 import {
   DEFAULT_RETRY_MS,
+  isTransientNetworkError,
   isTransientStatus,
   networkReason,
   retrying,
@@ -137,6 +138,9 @@ export class Client {
       text = await res.text();
     } catch (e) {
       if (debug) err(`oneoff debug: ${method} ${url} failed (${elapsed(started)})\n`);
+      if (!isTransientNetworkError(e)) {
+        throw this.#unreachable(new TransientError(networkReason(e)));
+      }
       throw new TransientError(networkReason(e), { cause: e });
     }
     if (debug) err(`oneoff debug: ${method} ${url} ${res.status} (${elapsed(started)})\n`);
