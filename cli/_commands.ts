@@ -64,6 +64,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       "Options come before the command: everything from the command's first word on is the command's own (use -- when it starts with a dash).",
       "One argument is a shell command line, run with /bin/sh -c as it is: 'for i in 1 2; do echo $i; done' loops in the one-off. Several arguments are the words of one command: each word with spaces or shell characters in it is quoted, so `oneoff run -- grep \"a b\" f` runs `grep 'a b' f`. The command line that ran is shown by `oneoff ps` and the timeline.",
       "The CLI exits with the process's exit code (124 when it timed out).",
+      "When the server cannot be reached (restarting, a proxy's 502/503/504, a dropped connection), the CLI says so once and retries, 250 ms doubling to 5 s between tries: for 30 s to start the run (every try carries the same Idempotency-Key, so a retry never starts a second run) and for 10 minutes to learn the run's outcome, which it then exits with. Other commands retry their reads for 30 s.",
     ],
     flags: [
       APP,

@@ -48,26 +48,31 @@ async function copyStdinTo(conn: ByteConn, halfClose: boolean): Promise<void> {
   }
 }
 
-async function copyConnToStdout(conn: ByteConn): Promise<void> {
+/** Copies the agent's bytes out; true when the stream broke rather than closed. */
+async function copyConnToStdout(conn: ByteConn): Promise<boolean> {
   const buf = new Uint8Array(64 * 1024);
   try {
     while (true) {
       const n = await conn.read(buf);
-      if (n === null) break;
+      if (n === null) return false;
       let off = 0;
       while (off < n) off += Deno.stdout.writeSync(buf.subarray(off, n));
     }
   } catch {
-    // A reset ends the session like a close does.
+    // A reset ends the session too, but the agent did not close it after an exit.
+    return true;
   }
 }
 
-/** Attaches this terminal to a run; resolves when the agent ends the stream. */
+/**
+ * Attaches this terminal to a run; resolves when the agent ends the stream,
+ * `broken` when it was reset rather than closed.
+ */
 export async function attachStream(
   info: Omit<AttachInfo, "secret">,
   secret: string,
   options: AttachOptions,
-): Promise<void> {
+): Promise<{ broken: boolean }> {
   const conn = await connect(info);
   await conn.write(new TextEncoder().encode(secret + "\n"));
   const raw = options.tty && Deno.stdin.isTerminal();
@@ -95,7 +100,7 @@ export async function attachStream(
     // stdin is copied in the background: it may never end (a terminal), and
     // the session ends when the agent closes the stream.
     copyStdinTo(conn, !options.tty);
-    await copyConnToStdout(conn);
+    return { broken: await copyConnToStdout(conn) };
   } finally {
     restore();
     if (raw) Deno.removeSignalListener("SIGWINCH", onWinch);

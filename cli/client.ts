@@ -4,6 +4,14 @@
  */
 import { VERSION } from "../protocol/channel.ts";
 import { CliError, err } from "./_io.ts";
+import {
+  DEFAULT_RETRY_MS,
+  isTransientNetworkError,
+  isTransientStatus,
+  networkReason,
+  retrying,
+  TransientError,
+} from "./_retry.ts";
 
 /** Sent on every request, so a server's logs tell clients apart. */
 export const USER_AGENT = `oneoff/${VERSION} (deno ${Deno.version.deno}; ${Deno.build.os})`;
@@ -55,16 +63,57 @@ export class Client {
     return new Client(server, token);
   }
 
-  /** Sends a request; an API error becomes a CliError with its message. */
+  /** Say nothing of retries on stderr (`--silent`). */
+  quiet = false;
+
+  /**
+   * Sends a request; an API error becomes a CliError with its message. A GET,
+   * and a POST with an `idempotencyKey`, is retried on a transient failure
+   * (see `_retry.ts`) for `retryFor` ms (default 30 s); anything else is sent once.
+   */
   async request<T>(
     method: string,
     path: string,
     body?: unknown,
-    init: RequestInit = {},
+    init: RequestOptions = {},
+  ): Promise<T> {
+    const { retryFor, idempotencyKey, timeoutMs, ...rest } = init;
+    const safe = method === "GET" || idempotencyKey !== undefined;
+    const send = () => this.#send<T>(method, path, body, rest, idempotencyKey, timeoutMs);
+    if (!safe) {
+      try {
+        return await send();
+      } catch (e) {
+        if (e instanceof TransientError) throw this.#unreachable(e);
+        throw e;
+      }
+    }
+    try {
+      return await retrying(send, { forMs: retryFor ?? DEFAULT_RETRY_MS, quiet: this.quiet });
+    } catch (e) {
+      if (e instanceof TransientError) throw this.#unreachable(e);
+      throw e;
+    }
+  }
+
+  #unreachable(e: TransientError): CliError {
+    return new CliError(`Cannot reach the server at ${this.server}: ${e.reason}`, 1, { cause: e });
+  }
+
+  /** One try; a failure worth retrying is a TransientError. */
+  async #send<T>(
+    method: string,
+    path: string,
+    body: unknown,
+    init: RequestInit,
+    idempotencyKey: string | undefined,
+    timeoutMs: number | undefined,
   ): Promise<T> {
     const headers = new Headers(init.headers);
     headers.set("authorization", `Bearer ${this.#token}`);
     headers.set("user-agent", USER_AGENT);
+    // TODO(#8): IDEMPOTENCY_HEADER from protocol/ once the server side has landed.
+    if (idempotencyKey !== undefined) headers.set("idempotency-key", idempotencyKey);
     let payload: BodyInit | null | undefined = init.body;
     if (body !== undefined) {
       headers.set("content-type", "application/json");
@@ -74,30 +123,59 @@ export class Client {
     // ONEOFF_DEBUG=1: each request on stderr; the token stays out of it.
     const debug = Deno.env.get("ONEOFF_DEBUG") === "1";
     const started = performance.now();
+    const signal = timeoutMs === undefined ? init.signal : AbortSignal.timeout(timeoutMs);
     let res: Response;
+    let text: string;
     try {
-      res = await fetch(url, { ...init, method, headers, body: payload ?? null });
+      res = await fetch(url, {
+        ...init,
+        method,
+        headers,
+        body: payload ?? null,
+        signal: signal ?? null,
+      });
+      // The connection may drop in the middle of the answer, too.
+      text = await res.text();
     } catch (e) {
       if (debug) err(`oneoff debug: ${method} ${url} failed (${elapsed(started)})\n`);
-      throw new CliError(
-        `Cannot reach the server at ${this.server}: ${e instanceof Error ? e.message : e}`,
-      );
+      if (!isTransientNetworkError(e)) {
+        throw this.#unreachable(new TransientError(networkReason(e)));
+      }
+      throw new TransientError(networkReason(e), { cause: e });
     }
     if (debug) err(`oneoff debug: ${method} ${url} ${res.status} (${elapsed(started)})\n`);
-    const text = await res.text();
     let json: unknown;
     try {
       json = JSON.parse(text);
     } catch {
+      if (isTransientStatus(res.status)) throw new TransientError(`HTTP ${res.status}`);
       throw new CliError(`Unexpected answer from ${this.server} (HTTP ${res.status})`);
     }
     if (!res.ok) {
-      const message = (json as { error?: { message?: string } }).error?.message ??
-        `HTTP ${res.status}`;
+      const error = (json as { error?: { code?: string; message?: string } }).error;
+      const message = error?.message ?? `HTTP ${res.status}`;
+      if (isTransientStatus(res.status)) throw new TransientError(`HTTP ${res.status}: ${message}`);
+      // A retry that overtook the try it repeats: that one's answer comes soon.
+      if (idempotencyKey !== undefined && error?.code === IN_PROGRESS) {
+        throw new TransientError("the first try is still being handled");
+      }
       throw new CliError(message);
     }
     return json as T;
   }
+}
+
+/** The server's answer to a keyed request while the first with that key is handled. */
+const IN_PROGRESS = "idempotency_in_progress";
+
+/** What a request may add to fetch's options. */
+export interface RequestOptions extends RequestInit {
+  /** How long to keep retrying a GET or a keyed POST (default 30 s). */
+  retryFor?: number;
+  /** Makes a POST safe to retry: the same key on every try of one invocation. */
+  idempotencyKey?: string;
+  /** Abort one try after this long, as a transient failure. */
+  timeoutMs?: number;
 }
 
 function elapsed(since: number): string {

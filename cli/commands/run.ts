@@ -20,6 +20,7 @@ import { commandSpec, type FlagSpec } from "../_commands.ts";
 import { CliError, err, out, parseDuration, UsageError } from "../_io.ts";
 import { Client } from "../client.ts";
 import { attachStream } from "../attach.ts";
+import { OUTCOME_RETRY_MS } from "../_retry.ts";
 
 /** Parsed `oneoff run` options. */
 export interface RunOptions {
@@ -194,6 +195,14 @@ function terminalSize(): { cols: number; rows: number } {
   }
 }
 
+// Each long poll is at most 25 s, under the idle timeout of most proxies;
+// a try that gets no answer 15 s after that counts as a dropped connection.
+const POLL_S = 25;
+const POLL_TIMEOUT_MS = (POLL_S + 15) * 1000;
+// How long the run's end may take to reach the server after the agent has
+// closed the stream, before the CLI says the connection was lost.
+const END_GRACE_MS = 1000;
+
 /** Waits until the run's agent expects the client; the attach details. */
 async function waitReady(
   client: Client,
@@ -201,17 +210,58 @@ async function waitReady(
   label: string,
 ): Promise<AttachTarget> {
   while (true) {
-    const res = await client.request<AttachReply>("GET", `${base}/runs/${label}/attach?wait=30`);
+    const res = await client.request<AttachReply>(
+      "GET",
+      `${base}/runs/${label}/attach?wait=${POLL_S}`,
+      undefined,
+      { retryFor: OUTCOME_RETRY_MS, timeoutMs: POLL_TIMEOUT_MS },
+    );
     if (res.ready) return res.attach;
   }
 }
 
-/** Long-polls the run until it has ended. */
+/** Long-polls the run until it has ended, through server restarts (bounded, see `_retry.ts`). */
 async function waitEnded(client: Client, path: string): Promise<RunInfo> {
   while (true) {
-    const { run } = await client.request<RunReply>("GET", `${path}?wait=60`);
+    const { run } = await client.request<RunReply>(
+      "GET",
+      `${path}?wait=${POLL_S}`,
+      undefined,
+      { retryFor: OUTCOME_RETRY_MS, timeoutMs: POLL_TIMEOUT_MS },
+    );
     if (isTerminal(run.state)) return run;
   }
+}
+
+/**
+ * The stream has ended: the run's end normally follows at once. When it
+ * does not (the agent died, or the connection to it broke), say so now
+ * rather than leave the user in silence until the server decides.
+ */
+async function afterStream(
+  client: Client,
+  path: string,
+  ended: Promise<RunInfo>,
+  broken: boolean,
+  silent: boolean,
+): Promise<RunInfo> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const grace = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), broken ? 0 : END_GRACE_MS);
+  });
+  const early = await Promise.race([ended.catch(() => undefined), grace]);
+  clearTimeout(timer);
+  if (early) return early;
+  let state: RunInfo | undefined;
+  try {
+    // One try: when the server is away, the wait has said so already.
+    state = (await client.request<RunReply>("GET", path, undefined, { retryFor: 0 })).run;
+  } catch { /* the wait goes on */ }
+  if (state && isTerminal(state.state)) return state;
+  if (!silent && (broken || state)) {
+    err("oneoff: the connection to the agent was lost; waiting for the run's outcome…\n");
+  }
+  return await ended;
 }
 
 /** Maps a finished run to the CLI's exit code, saying why when it is not the process's. */
@@ -243,6 +293,7 @@ export async function run(args: string[]): Promise<number> {
   const app = opts.app ?? Deno.env.get("ONEOFF_APP");
   if (!app) throw new UsageError("Which app? Give -a APP (or set ONEOFF_APP)");
   const client = await Client.load();
+  client.quiet = opts.silent;
   const base = `/apps/${encodeURIComponent(app)}`;
   const uploads: RunUploadBody[] = [];
   for (const path of opts.files) uploads.push(await upload(client, app, path));
@@ -262,10 +313,13 @@ export async function run(args: string[]): Promise<number> {
   // The server says which sizes exist, and words the refusal of others.
   if (opts.size) body.size = opts.size as SizeName;
   if (opts.timeoutMs !== undefined) body.timeout = Math.max(1, Math.round(opts.timeoutMs / 1000));
+  // One key for every try of this invocation: a retry after a dropped
+  // answer gets the run the first try created, not a second run.
   const { run, secret, attach: early } = await client.request<RunCreatedReply>(
     "POST",
     `${base}/runs${opts.detached ? "" : "?wait=20"}`,
     body,
+    { idempotencyKey: crypto.randomUUID(), timeoutMs: opts.detached ? 30_000 : 35_000 },
   );
 
   if (opts.detached && opts.json) {
@@ -290,13 +344,13 @@ export async function run(args: string[]): Promise<number> {
   // Asked before attaching, so the exit code is known the moment the stream ends.
   const ended = waitEnded(client, `${base}/runs/${run.label}`);
   ended.catch(() => {});
-  await attachStream(attach, secret, {
+  const { broken } = await attachStream(attach, secret, {
     tty,
     onResize: (cols, rows) => {
       const resize: ResizeBody = { cols, rows };
       client.request("POST", `${base}/runs/${run.label}/resize`, resize).catch(() => {});
     },
   });
-  const final = await ended;
+  const final = await afterStream(client, `${base}/runs/${run.label}`, ended, broken, opts.silent);
   return exitCodeOf(final, opts.silent);
 }

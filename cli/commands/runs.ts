@@ -11,7 +11,7 @@ import {
   type TimelineReply,
 } from "../../protocol/mod.ts";
 import { parse } from "../_args.ts";
-import { age, appName, out, table, UsageError } from "../_io.ts";
+import { age, appName, err, out, table, UsageError } from "../_io.ts";
 import { Client } from "../client.ts";
 
 function appPath(app: string, rest: string): string {
@@ -25,6 +25,28 @@ function runAge(run: RunInfo): string {
   return age(end - start);
 }
 
+// TODO(#9): from protocol/api.ts once the server side (queued runs) has landed.
+/** A run as a server that queues runs shows it: why and where a pending run waits. */
+type QueuedRunInfo = RunInfo & {
+  queued_reason?: "app_limit" | "no_capacity" | null;
+  queue_position?: number | null;
+};
+
+const QUEUED_BECAUSE = {
+  app_limit: "the app is at its limit of one-offs",
+  no_capacity: "no agent has room",
+};
+
+/** The last column of `ps`: the exit code, or why the run is where it is. */
+function outcome(run: QueuedRunInfo): string {
+  if (run.exit_code !== null) return String(run.exit_code);
+  if (run.state === "pending" && run.queue_position) {
+    const why = run.queued_reason ? `: ${QUEUED_BECAUSE[run.queued_reason]}` : "";
+    return `queued #${run.queue_position}${why}`;
+  }
+  return run.reason ? run.reason.slice(0, 40) : "-";
+}
+
 /** `oneoff ps -a APP [--json] [--all]`. */
 export async function ps(args: string[]): Promise<void> {
   const parsed = parse("ps", args);
@@ -35,14 +57,14 @@ export async function ps(args: string[]): Promise<void> {
   const limit = Number(parsed.string("limit") ?? 20);
   if (!Number.isInteger(limit) || limit <= 0) throw new UsageError("-n must be a positive integer");
   const client = await Client.load();
-  const { runs } = await client.request<RunsReply>(
+  const { runs }: { runs: QueuedRunInfo[] } = await client.request<RunsReply>(
     "GET",
     appPath(app, `/runs?limit=${limit}`),
   );
   if (values.json) return out(JSON.stringify(runs, null, 2) + "\n");
   if (runs.length === 0) return out(`No one-offs for "${app}" yet\n`);
   out(table(
-    ["NAME", "STATE", "COMMAND", "SIZE", "AGENT", "AGE", "EXIT"],
+    ["NAME", "STATE", "COMMAND", "SIZE", "AGENT", "AGE", "EXIT/WHY"],
     runs.map((r) => [
       r.label,
       r.state,
@@ -50,7 +72,7 @@ export async function ps(args: string[]): Promise<void> {
       r.size,
       r.agent ?? "-",
       runAge(r),
-      r.exit_code === null ? (r.reason ? r.reason.slice(0, 40) : "-") : String(r.exit_code),
+      outcome(r),
     ]),
   ));
 }
@@ -64,6 +86,47 @@ export async function stop(args: string[]): Promise<void> {
   const client = await Client.load();
   await client.request("POST", appPath(app, `/runs/${encodeURIComponent(label)}/stop`));
   out(`Stopping ${label} of "${app}"\n`);
+}
+
+// TODO(#10): from protocol/api.ts once the server side (paging) has landed.
+/** A reply of a server that pages backwards: `before` is the cursor for older lines. */
+type PagedLogsReply = LogsReply & { more?: boolean; before?: number | null; truncated?: boolean };
+
+/** The most lines a server gives in one reply. */
+const PAGE = 10_000;
+
+/**
+ * The last `n` lines, oldest first, paging backwards with `before` when `n`
+ * is more than one reply holds. A server that cannot page says so, not in silence.
+ */
+async function lastLines(
+  client: Client,
+  path: string,
+  n: number,
+  filter: string,
+): Promise<{ lines: LogLine[] }> {
+  const pages: LogLine[][] = [];
+  let have = 0;
+  let cursor = "";
+  while (true) {
+    const want = Math.min(n - have, PAGE);
+    const page = await client.request<PagedLogsReply>("GET", `${path}?n=${want}${cursor}${filter}`);
+    pages.unshift(page.lines);
+    have += page.lines.length;
+    if (have >= n || page.lines.length === 0) break;
+    if (page.more === undefined) {
+      // An older server: one reply, at most 10,000 lines, and no way further back.
+      if (page.lines.length < n) {
+        err(
+          `oneoff: the server gave the last ${page.lines.length} lines only; it cannot page further back\n`,
+        );
+      }
+      break;
+    }
+    if (!page.more || page.before == null) break;
+    cursor = `&before=${page.before}`;
+  }
+  return { lines: pages.flat() };
 }
 
 function printLines(lines: LogLine[], json: boolean | undefined): void {
@@ -89,10 +152,7 @@ export async function logs(args: string[]): Promise<void> {
   if (!Number.isInteger(n) || n < 0) throw new UsageError("-n must be a non-negative integer");
   const client = await Client.load();
   const filter = values.filter ? `&filter=${encodeURIComponent(values.filter)}` : "";
-  const first = await client.request<LogsReply>(
-    "GET",
-    appPath(app, `/logs?n=${n}${filter}`),
-  );
+  const first = await lastLines(client, appPath(app, "/logs"), n, filter);
   printLines(first.lines, values.json);
   if (!values.follow) return;
   let after = first.lines.at(-1)?.id ?? 0;
