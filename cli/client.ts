@@ -2,6 +2,7 @@
  * The CLI's view of the server: where it is, the token, and JSON requests.
  * @module
  */
+import { IDEMPOTENCY_HEADER } from "../protocol/api_requests.ts";
 import { VERSION } from "../protocol/channel.ts";
 import { CliError, err } from "./_io.ts";
 import {
@@ -112,8 +113,7 @@ export class Client {
     const headers = new Headers(init.headers);
     headers.set("authorization", `Bearer ${this.#token}`);
     headers.set("user-agent", USER_AGENT);
-    // TODO(#8): IDEMPOTENCY_HEADER from protocol/ once the server side has landed.
-    if (idempotencyKey !== undefined) headers.set("idempotency-key", idempotencyKey);
+    if (idempotencyKey !== undefined) headers.set(IDEMPOTENCY_HEADER, idempotencyKey);
     let payload: BodyInit | null | undefined = init.body;
     if (body !== undefined) {
       headers.set("content-type", "application/json");

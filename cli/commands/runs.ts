@@ -6,6 +6,7 @@ import {
   eventText,
   type LogLine,
   type LogsReply,
+  type QueuedReason,
   type RunInfo,
   type RunsReply,
   type TimelineReply,
@@ -25,20 +26,13 @@ function runAge(run: RunInfo): string {
   return age(end - start);
 }
 
-// TODO(#9): from protocol/api.ts once the server side (queued runs) has landed.
-/** A run as a server that queues runs shows it: why and where a pending run waits. */
-type QueuedRunInfo = RunInfo & {
-  queued_reason?: "app_limit" | "no_capacity" | null;
-  queue_position?: number | null;
-};
-
-const QUEUED_BECAUSE = {
+const QUEUED_BECAUSE: Record<QueuedReason, string> = {
   app_limit: "the app is at its limit of one-offs",
   no_capacity: "no agent has room",
 };
 
 /** The last column of `ps`: the exit code, or why the run is where it is. */
-function outcome(run: QueuedRunInfo): string {
+function outcome(run: RunInfo): string {
   if (run.exit_code !== null) return String(run.exit_code);
   if (run.state === "pending" && run.queue_position) {
     const why = run.queued_reason ? `: ${QUEUED_BECAUSE[run.queued_reason]}` : "";
@@ -57,7 +51,7 @@ export async function ps(args: string[]): Promise<void> {
   const limit = Number(parsed.string("limit") ?? 20);
   if (!Number.isInteger(limit) || limit <= 0) throw new UsageError("-n must be a positive integer");
   const client = await Client.load();
-  const { runs }: { runs: QueuedRunInfo[] } = await client.request<RunsReply>(
+  const { runs }: { runs: RunInfo[] } = await client.request<RunsReply>(
     "GET",
     appPath(app, `/runs?limit=${limit}`),
   );
@@ -88,10 +82,6 @@ export async function stop(args: string[]): Promise<void> {
   out(`Stopping ${label} of "${app}"\n`);
 }
 
-// TODO(#10): from protocol/api.ts once the server side (paging) has landed.
-/** A reply of a server that pages backwards: `before` is the cursor for older lines. */
-type PagedLogsReply = LogsReply & { more?: boolean; before?: number | null; truncated?: boolean };
-
 /** The most lines a server gives in one reply. */
 const PAGE = 10_000;
 
@@ -110,7 +100,7 @@ async function lastLines(
   let cursor = "";
   while (true) {
     const want = Math.min(n - have, PAGE);
-    const page = await client.request<PagedLogsReply>("GET", `${path}?n=${want}${cursor}${filter}`);
+    const page = await client.request<LogsReply>("GET", `${path}?n=${want}${cursor}${filter}`);
     pages.unshift(page.lines);
     have += page.lines.length;
     if (have >= n || page.lines.length === 0) break;
