@@ -30,7 +30,12 @@ export function errorHandler(log: Logger): (err: Error, c: Context) => Response 
     if (err instanceof ConflictError) {
       return c.json<ApiError>({ error: { code: "conflict", message: err.message } }, 409);
     }
-    log.error("request failed", { method: c.req.method, path: c.req.path, error: String(err) });
+    log.error("request failed", {
+      request_id: c.get("requestId"),
+      method: c.req.method,
+      path: c.req.path,
+      error: String(err),
+    });
     return c.json<ApiError>(
       { error: { code: "internal", message: "Internal server error, see the server log" } },
       500,

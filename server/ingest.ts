@@ -31,7 +31,10 @@ export class Ingest {
   /** Stores a batch of log lines of a run of this agent, then acknowledges it. */
   async logs(agent: ConnectedAgent, msg: LogsMessage): Promise<void> {
     const owner = await this.#owner(agent, msg.runId);
-    if (!owner) return;
+    if (!owner) {
+      this.#ctx.metrics?.logLinesDropped.inc({ reason: "unknown_run" }, msg.records.length);
+      return;
+    }
     const source = owner.label;
     const lines = msg.records.map((r) => ({
       run_id: msg.runId,
