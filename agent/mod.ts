@@ -15,6 +15,7 @@ import { Recorder } from "./recorder.ts";
 import { Runner } from "./runner.ts";
 import { createSandbox, SANDBOX_UID } from "./sandbox/mod.ts";
 import { SlugCache } from "./slug_cache.ts";
+import type { AgentMetrics } from "./metrics.ts";
 
 /** Options of `oneoff agent`. */
 export interface AgentOptions {
@@ -37,6 +38,8 @@ export interface AgentOptions {
   /** Disk budget of the slug cache. */
   cacheBytes?: number;
   log?: Logger;
+  /** Prometheus metrics to keep (`--metrics`); none by default. */
+  metrics?: AgentMetrics;
 }
 
 /** A running agent. */
@@ -73,7 +76,11 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
       } attached sessions fit; raise it (LimitNOFILE) for --max-runs ${options.maxRuns}`,
     );
   }
-  const sandbox = await createSandbox(options.sandbox, { workDir: `${options.dataDir}/work` });
+  const created = await createSandbox(options.sandbox, { workDir: `${options.dataDir}/work` });
+  const { metrics } = options;
+  const sandbox = metrics
+    ? (await import("./metrics.ts")).instrumentSandbox(created, metrics)
+    : created;
   warnings.push(...sandbox.warnings);
   for (const warning of warnings) log.warn(warning);
   const base = options.server.replace(/\/+$/, "");
@@ -103,6 +110,7 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
     ...options.attach,
     ...(options.tls ? { tls: options.tls } : {}),
     ...(options.handshakeTimeoutMs ? { handshakeTimeoutMs: options.handshakeTimeoutMs } : {}),
+    ...(metrics ? { onHandshake: metrics.handshake.bind(metrics) } : {}),
   });
   // The channel's handlers use `runner`, made next; none runs before start().
   const channel: ControlChannel = new ControlChannel(base, {
@@ -133,7 +141,10 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
     },
     connected: () => runner.reconnected(),
   }, log.child("control"));
-  const send = (msg: AgentMessage) => channel.send(msg);
+  const send = (msg: AgentMessage) => {
+    metrics?.sent(msg);
+    return channel.send(msg);
+  };
   const auditDir = `${options.dataDir}/audit`;
   await Deno.mkdir(auditDir, { recursive: true, mode: 0o700 });
   const leftovers = await Recorder.recover(auditDir, send);
@@ -148,6 +159,10 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
     leftovers,
     ...(options.record === false ? { record: false } : {}),
     log: log.child("runner"),
+  });
+  metrics?.watch({
+    runsActive: () => runner.running().length,
+    slugCacheBytes: () => slugs.stats().bytes,
   });
   try {
     await channel.start();

@@ -96,8 +96,10 @@ export class SlugCache {
   }
 
   /** Counters for tests and benchmarks. */
-  stats(): { downloads: number; extractions: number } {
-    return { downloads: this.#downloads, extractions: this.#extractions };
+  stats(): { downloads: number; extractions: number; bytes: number } {
+    let bytes = 0;
+    for (const entry of this.#entries.values()) bytes += entry.size;
+    return { downloads: this.#downloads, extractions: this.#extractions, bytes };
   }
 
   async #lease(sha256: string, entry: Entry): Promise<SlugLease> {

@@ -336,7 +336,8 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "agent",
     summary: "Run one-offs on this host for a server",
     usage: [
-      "agent --server URL --join-token T [--name NAME] [--attach ADDR] [--advertise HOST] [--data-dir DIR] [--sandbox bwrap|runc] [--max-runs N] [--tls-cert PEM --tls-key PEM]",
+      "agent --server URL --join-token T [--name NAME] [--attach ADDR] [--advertise HOST] [--data-dir DIR] [--sandbox bwrap|runc] [--max-runs N] [--tls-cert PEM --tls-key PEM] [--metrics ADDR]",
+      "agent --check [--sandbox bwrap|runc] [--max-runs N]",
     ],
     flags: [
       { name: "server", value: "URL", description: "The server to dial" },
@@ -354,8 +355,17 @@ export const COMMANDS: readonly CommandSpec[] = [
       { name: "max-runs", value: "N", description: "One-offs at once", default: "20" },
       { name: "tls-cert", value: "PEM", description: "Serve the attach port over TLS" },
       { name: "tls-key", value: "PEM", description: "The certificate's key" },
+      {
+        name: "metrics",
+        value: "ADDR",
+        description: "Serve Prometheus metrics on GET /metrics here, e.g. 127.0.0.1:9105",
+      },
+      { name: "check", description: "Test what the sandbox needs on this host, then exit" },
     ],
-    examples: ["oneoff agent --server https://oneoff.example.com --join-token oj_..."],
+    examples: [
+      "oneoff agent --server https://oneoff.example.com --join-token oj_...",
+      "oneoff agent --check --sandbox runc",
+    ],
   },
 ];
 
