@@ -162,7 +162,7 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
   });
   metrics?.watch({
     runsActive: () => runner.running().length,
-    slugCacheBytes: () => slugs.stats().bytes,
+    slugCacheBytes: () => slugs.bytes(),
   });
   try {
     await channel.start();

@@ -96,10 +96,15 @@ export class SlugCache {
   }
 
   /** Counters for tests and benchmarks. */
-  stats(): { downloads: number; extractions: number; bytes: number } {
+  stats(): { downloads: number; extractions: number } {
+    return { downloads: this.#downloads, extractions: this.#extractions };
+  }
+
+  /** Bytes of the extracted slugs kept, for metrics. */
+  bytes(): number {
     let bytes = 0;
     for (const entry of this.#entries.values()) bytes += entry.size;
-    return { downloads: this.#downloads, extractions: this.#extractions, bytes };
+    return bytes;
   }
 
   async #lease(sha256: string, entry: Entry): Promise<SlugLease> {

@@ -336,8 +336,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "agent",
     summary: "Run one-offs on this host for a server",
     usage: [
-      "agent --server URL --join-token T [--name NAME] [--attach ADDR] [--advertise HOST] [--data-dir DIR] [--sandbox bwrap|runc] [--max-runs N] [--tls-cert PEM --tls-key PEM] [--metrics ADDR]",
-      "agent --check [--sandbox bwrap|runc] [--max-runs N]",
+      "agent --server URL --join-token T [--name NAME] [--attach ADDR] [--advertise HOST] [--data-dir DIR] [--sandbox bwrap|runc] [--max-runs N] [--tls-cert PEM --tls-key PEM] [--metrics ADDR] | agent --check [--sandbox bwrap|runc] [--max-runs N]",
     ],
     flags: [
       { name: "server", value: "URL", description: "The server to dial" },
