@@ -7,6 +7,7 @@
 import type { SandboxKind } from "../protocol/mod.ts";
 import type { AgentMetrics, MetricsServer } from "../agent/metrics.ts";
 import { UsageError } from "../cli/_io.ts";
+import { createLogger } from "../util/log.ts";
 
 /** `oneoff agent --check`: prints one line per probe; 0 when nothing required is missing. */
 export async function checkOnly(sandbox: SandboxKind, maxRunsFlag?: string): Promise<number> {
@@ -27,14 +28,21 @@ export async function checkOnly(sandbox: SandboxKind, maxRunsFlag?: string): Pro
 }
 
 /**
- * The same probes at an agent's start: what is not ok is said on stderr,
- * one line each; false when a required piece is missing (the agent refuses to start).
+ * The same probes at an agent's start, said on the agent's log (JSON lines,
+ * as the rest of its output): an error line per missing required piece, a
+ * warning per optional one. False when a required piece is missing: the
+ * agent refuses to start.
  */
 export async function hostReady(sandbox: SandboxKind, maxRuns: number): Promise<boolean> {
-  const { checksPass, formatChecks, runChecks } = await import("../agent/check.ts");
+  const { checksPass, runChecks } = await import("../agent/check.ts");
+  const log = createLogger("agent.check");
   const checks = await runChecks({ sandbox, maxRuns });
-  const notOk = checks.filter((c) => !c.ok);
-  if (notOk.length > 0) console.error(formatChecks(notOk).replace(/^/gm, "oneoff agent: "));
+  for (const c of checks) {
+    if (c.ok) continue;
+    const fields = { check: c.name };
+    if (c.required) log.error(`Cannot start: ${c.name} is missing: ${c.detail}`, fields);
+    else log.warn(`${c.name}: ${c.detail}`, fields);
+  }
   return checksPass(checks);
 }
 
