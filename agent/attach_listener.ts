@@ -38,6 +38,8 @@ export interface AttachListenerOptions {
   maxFailuresPerMinute?: number;
   /** Clock in epoch milliseconds, for tests. */
   now?: () => number;
+  /** Told of each handshake's outcome (metrics); a refusal comes with its reason. */
+  onHandshake?: (outcome: "accepted" | "refused", reason?: string) => void;
 }
 
 /**
@@ -70,6 +72,7 @@ export class AttachListener {
   #timeoutMs: number;
   #maxPending: number;
   #now: () => number;
+  #onHandshake: AttachListenerOptions["onHandshake"];
   #secrets = new SecretTable<OnAttach>();
   #limiter: FailureLimiter;
   #pending = new Set<Deno.Conn>();
@@ -95,6 +98,7 @@ export class AttachListener {
     }
     this.#limiter = new FailureLimiter(options.maxFailuresPerMinute ?? 10);
     this.#now = options.now ?? Date.now;
+    this.#onHandshake = options.onHandshake;
     this.tlsFingerprint = fingerprint;
     const where = { hostname: options.hostname, port: options.port };
     try {
@@ -183,6 +187,7 @@ export class AttachListener {
     let attached = false;
     const refuse = async (reason: string, counts: boolean) => {
       if (counts) this.#limiter.record(addr.hostname, this.#now());
+      this.#onHandshake?.("refused", reason);
       await refuseConn(conn, reader, reason);
     };
     try {
@@ -208,6 +213,7 @@ export class AttachListener {
       const claim = this.#secrets.claim(outcome.secret, this.#now());
       if (!claim.ok) return await refuse(claim.reason, true);
       attached = true;
+      this.#onHandshake?.("accepted");
       this.#pending.delete(conn);
       const remoteAddr = addr.hostname.includes(":")
         ? `[${addr.hostname}]:${addr.port}`

@@ -25,6 +25,7 @@ export const DEFAULT_SPOOL_MAX_BYTES = 1024 ** 3;
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
 /** How long a stopping agent waits for the server to acknowledge the last logs and ends. */
 const FLUSH_TIMEOUT_MS = 5_000;
+import type { AgentMetrics } from "./metrics.ts";
 
 /** Options of `oneoff agent`. */
 export interface AgentOptions {
@@ -61,6 +62,8 @@ export interface AgentOptions {
   /** Seconds of server silence, in heartbeats, before the channel counts as dead (default 3). */
   silentHeartbeats?: number;
   log?: Logger;
+  /** Prometheus metrics to keep (`--metrics`); none by default. */
+  metrics?: AgentMetrics;
 }
 
 /** A running agent. */
@@ -121,7 +124,11 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
       } attached sessions fit; raise it (LimitNOFILE) for --max-runs ${options.maxRuns}`,
     );
   }
-  const sandbox = await createSandbox(options.sandbox, { workDir: `${options.dataDir}/work` });
+  const created = await createSandbox(options.sandbox, { workDir: `${options.dataDir}/work` });
+  const { metrics } = options;
+  const sandbox = metrics
+    ? (await import("./metrics.ts")).instrumentSandbox(created, metrics)
+    : created;
   warnings.push(...sandbox.warnings);
   for (const warning of warnings) log.warn(warning);
   const base = options.server.replace(/\/+$/, "");
@@ -151,6 +158,7 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
     ...options.attach,
     ...(options.tls ? { tls: options.tls } : {}),
     ...(options.handshakeTimeoutMs ? { handshakeTimeoutMs: options.handshakeTimeoutMs } : {}),
+    ...(metrics ? { onHandshake: metrics.handshake.bind(metrics) } : {}),
   });
   // The channel's handlers use `runner`, made next; none runs before start().
   const channel: ControlChannel = new ControlChannel(
@@ -202,7 +210,10 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
         : {}),
     },
   );
-  send = (msg: AgentMessage) => channel.send(msg);
+  send = (msg: AgentMessage) => {
+    metrics?.sent(msg);
+    return channel.send(msg);
+  };
   const auditDir = `${options.dataDir}/audit`;
   await Deno.mkdir(auditDir, { recursive: true, mode: 0o700 });
   const leftovers = await Recorder.recover(auditDir, send);
@@ -230,6 +241,11 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
     ...(options.stopGraceMs !== undefined ? { stopGraceMs: options.stopGraceMs } : {}),
     ...(options.record === false ? { record: false } : {}),
     log: log.child("runner"),
+  });
+  metrics?.watch({
+    runsActive: () => runner.running().length,
+    slugCacheBytes: () => slugs.bytes(),
+    spoolBytes: () => budget.usedBytes,
   });
   try {
     await channel.start();

@@ -100,6 +100,13 @@ export class SlugCache {
     return { downloads: this.#downloads, extractions: this.#extractions };
   }
 
+  /** Bytes of the extracted slugs kept, for metrics. */
+  bytes(): number {
+    let bytes = 0;
+    for (const entry of this.#entries.values()) bytes += entry.size;
+    return bytes;
+  }
+
   async #lease(sha256: string, entry: Entry): Promise<SlugLease> {
     entry.leases++;
     entry.usedAt = this.#stamp();

@@ -349,7 +349,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "agent",
     summary: "Run one-offs on this host for a server",
     usage: [
-      "agent --server URL --join-token T [--name NAME] [--attach ADDR] [--advertise HOST] [--data-dir DIR] [--sandbox bwrap|runc] [--max-runs N] [--tls-cert PEM --tls-key PEM]",
+      "agent --server URL --join-token T [--name NAME] [--attach ADDR] [--advertise HOST] [--data-dir DIR] [--sandbox bwrap|runc] [--max-runs N] [--tls-cert PEM --tls-key PEM] [--metrics ADDR] | agent --check [--sandbox bwrap|runc] [--max-runs N]",
     ],
     flags: [
       { name: "server", value: "URL", description: "The server to dial" },
@@ -386,8 +386,17 @@ export const COMMANDS: readonly CommandSpec[] = [
         description: "Between SIGTERM and SIGKILL when a one-off is stopped",
         default: "10s",
       },
+      {
+        name: "metrics",
+        value: "ADDR",
+        description: "Serve Prometheus metrics on GET /metrics here, e.g. 127.0.0.1:9105",
+      },
+      { name: "check", description: "Test what the sandbox needs on this host, then exit" },
     ],
-    examples: ["oneoff agent --server https://oneoff.example.com --join-token oj_..."],
+    examples: [
+      "oneoff agent --server https://oneoff.example.com --join-token oj_...",
+      "oneoff agent --check --sandbox runc",
+    ],
   },
 ];
 

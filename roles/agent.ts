@@ -6,6 +6,7 @@ import { startAgent } from "../agent/mod.ts";
 import { parseDuration, UsageError } from "../cli/_io.ts";
 import { parseAddr } from "../util/addr.ts";
 import { flags, readTls, sandboxKind } from "./_flags.ts";
+import { checkOnly, hostReady, serveAgentMetrics } from "./_agent_checks.ts";
 
 const UNITS: Record<string, number> = {
   "": 1,
@@ -44,6 +45,7 @@ function flagDuration(flag: string, value: string): number {
  */
 export async function agent(args: string[]): Promise<number> {
   const v = flags("agent", args);
+  if (v.check) return await checkOnly(sandboxKind(v.sandbox), v["max-runs"]);
   if (!v.server || !v["join-token"]) {
     throw new UsageError("agent needs --server and --join-token");
   }
@@ -54,6 +56,8 @@ export async function agent(args: string[]): Promise<number> {
   const spool = v["spool-max-bytes"];
   const drain = v["drain-timeout"];
   const grace = v["stop-grace"];
+  if (!await hostReady(sandboxKind(v.sandbox), maxRuns)) return 1;
+  const metrics = v.metrics ? await serveAgentMetrics(parseAddr(v.metrics)) : undefined;
   const tls = await readTls(v["tls-cert"], v["tls-key"]);
   const running = await startAgent({
     server: v.server,
@@ -68,6 +72,7 @@ export async function agent(args: string[]): Promise<number> {
     ...(spool ? { spoolMaxBytes: parseBytes("--spool-max-bytes", spool) } : {}),
     ...(drain ? { drainTimeoutMs: flagDuration("--drain-timeout", drain) } : {}),
     ...(grace ? { stopGraceMs: flagDuration("--stop-grace", grace) } : {}),
+    ...(metrics ? { metrics: metrics.metrics } : {}),
   });
   const signals = signalCounter();
   try {
@@ -78,6 +83,7 @@ export async function agent(args: string[]): Promise<number> {
   } finally {
     signals.remove();
     await running.close();
+    await metrics?.server.close();
   }
   return 0;
 }

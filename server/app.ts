@@ -25,6 +25,8 @@ import { logRoutes } from "./routes/logs.ts";
 import { runRoutes } from "./routes/runs.ts";
 import { timelineRoutes } from "./routes/timeline.ts";
 import { uploadRoutes } from "./routes/uploads.ts";
+import { accessLog, withRequestId } from "./access_log.ts";
+import { observabilityRoutes, ServerMetrics } from "./metrics.ts";
 
 /** The composed application and the services behind it. */
 export interface ServerApp {
@@ -52,6 +54,9 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
   const limiter = new FailureLimiter({ limit: 10 });
 
   const app = new Hono();
+  const metrics = ctx.metrics ?? new ServerMetrics();
+  metrics.watch({ store: ctx.store, agentsOnline: () => agents.list().length });
+  app.use("*", withRequestId, accessLog(ctx.log.child("http"), metrics));
   app.onError(errorHandler(ctx.log));
   app.notFound((c) =>
     c.json(
@@ -66,6 +71,7 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
   app.use("*", bodyLimit(serverLimits));
 
   app.get("/healthz", (c) => c.json({ ok: true } satisfies HealthReply));
+  app.route("/", observabilityRoutes(ctx.store, metrics));
 
   // Agent-facing: the control channel authenticates in its first message,
   // blob downloads with the join token as bearer.

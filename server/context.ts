@@ -8,6 +8,7 @@ import type { AuditService } from "./audit/mod.ts";
 import type { BlobStore } from "./blob_store.ts";
 import type { Store } from "./store/mod.ts";
 import type { Signals } from "./signals.ts";
+import type { ServerMetrics } from "./metrics.ts";
 
 /** Server settings, from the command line. */
 export interface ServerConfig {
@@ -51,4 +52,6 @@ export interface ServerContext {
   log: Logger;
   signals: Signals;
   audit: AuditService;
+  /** Prometheus metrics; `createApp` makes its own when absent (tests). */
+  metrics?: ServerMetrics;
 }

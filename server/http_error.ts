@@ -32,6 +32,7 @@ export function errorHandler(log: Logger): (err: Error, c: Context) => Response 
     }
     if (isStorageFull(err)) {
       log.error("request failed: disk full", {
+        request_id: c.get("requestId"),
         method: c.req.method,
         path: c.req.path,
         error: String(err),
@@ -47,6 +48,7 @@ export function errorHandler(log: Logger): (err: Error, c: Context) => Response 
     }
     if (isStoreUnavailable(err)) {
       log.error("request failed: database unreachable", {
+        request_id: c.get("requestId"),
         method: c.req.method,
         path: c.req.path,
         error: String(err),
@@ -58,7 +60,12 @@ export function errorHandler(log: Logger): (err: Error, c: Context) => Response 
         },
       }, 503);
     }
-    log.error("request failed", { method: c.req.method, path: c.req.path, error: String(err) });
+    log.error("request failed", {
+      request_id: c.get("requestId"),
+      method: c.req.method,
+      path: c.req.path,
+      error: String(err),
+    });
     return c.json<ApiError>(
       { error: { code: "internal", message: "Internal server error, see the server log" } },
       500,

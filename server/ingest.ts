@@ -83,10 +83,12 @@ export class Ingest {
     if (owner === "gone") {
       // Its app was destroyed: acknowledged and dropped, or the agent would
       // keep the batch forever.
+      this.#ctx.metrics?.logLinesDropped.inc({ reason: "run_gone" }, msg.records.length);
       agent.send({ type: "logs_ack", runId: msg.runId, batch: msg.batch });
       return;
     }
     if (owner === "other") {
+      this.#ctx.metrics?.logLinesDropped.inc({ reason: "not_owner" }, msg.records.length);
       log.warn("log batch refused: the run is not this agent's", {
         agent: agent.name,
         run: msg.runId,

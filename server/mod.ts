@@ -20,6 +20,7 @@ import type { ServerConfig, ServerContext } from "./context.ts";
 import { checkTimeouts } from "./run_limits.ts";
 import { Signals } from "./signals.ts";
 import { openStore } from "./store/open.ts";
+import { instrumentStore, ServerMetrics } from "./metrics.ts";
 
 export type { ServerConfig } from "./context.ts";
 
@@ -61,7 +62,11 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
   const options = { ...given, dataDir: resolvePath(given.dataDir) };
   const log = options.log ?? createLogger("server");
   await Deno.mkdir(options.dataDir, { recursive: true, mode: 0o700 });
-  const store = await openStore(options.database ?? `sqlite:${options.dataDir}/oneoff.db`);
+  const metrics = new ServerMetrics();
+  const store = instrumentStore(
+    await openStore(options.database ?? `sqlite:${options.dataDir}/oneoff.db`),
+    metrics,
+  );
   const joinToken = options.config?.joinToken ??
     await readOrCreateSecret(`${options.dataDir}/join.token`, () => newToken("join"));
   const config: ServerConfig = {
@@ -104,6 +109,7 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
     log,
     signals: new Signals(),
     audit: await AuditService.open(store, config.auditKeyFile),
+    metrics,
   };
   const server = createApp(ctx);
   const { hostname, port } = parseAddr(options.http);

@@ -5,6 +5,7 @@
  */
 import { type SandboxKind } from "../protocol/mod.ts";
 import { startAgent } from "../agent/mod.ts";
+import type { AgentMetrics } from "../agent/metrics.ts";
 import { type RunningServer, type ServerConfig, startServer } from "../server/mod.ts";
 import { createLogger } from "../util/log.ts";
 
@@ -51,6 +52,8 @@ export interface SystemOptions {
   record?: boolean;
   /** PEM certificate and key: the agent's attach port speaks TLS. */
   tls?: { cert: string; key: string };
+  /** Metrics for the agent to keep. */
+  agentMetrics?: AgentMetrics;
 }
 
 /** Starts server + agent on free ports in a temp dir. */
@@ -76,6 +79,7 @@ export async function startSystem(options: SystemOptions = {}): Promise<TestSyst
     ...(options.handshakeTimeoutMs ? { handshakeTimeoutMs: options.handshakeTimeoutMs } : {}),
     ...(options.record === false ? { record: false } : {}),
     ...(options.tls ? { tls: options.tls } : {}),
+    ...(options.agentMetrics ? { metrics: options.agentMetrics } : {}),
   });
   const token = server.newAdminToken!;
   const env = () => ({ ONEOFF_SERVER: server.url, ONEOFF_TOKEN: token, HOME: dir, NO_COLOR: "1" });

@@ -21,6 +21,7 @@ export type Need =
   | "asciinema"
   | "jq"
   | "script"
+  | "prometheus_parser"
   | "postgres"
   | "pg_server"
   | "root"
@@ -53,6 +54,14 @@ function executable(path: string): boolean {
     return info.isFile && ((info.mode ?? 0) & 0o111) !== 0;
   } catch {
     return false;
+  }
+}
+
+function fileAt(path: string): string | undefined {
+  try {
+    return Deno.statSync(path).isFile ? path : undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -94,6 +103,11 @@ export const REQUIREMENTS: Record<Need, Requirement> = {
   script: { package: "bsdutils", path: onPath("script") },
   // The README's examples read --attach-info with it.
   jq: { package: "jq", path: onPath("jq") },
+  // The Prometheus text-format parser the metrics tests read /metrics with.
+  prometheus_parser: {
+    package: "python3-prometheus-client",
+    path: fileAt("/usr/lib/python3/dist-packages/prometheus_client/parser.py"),
+  },
   postgres: {
     package: "postgresql",
     path: PG_URL,

@@ -21,7 +21,8 @@ import type { RootLayout } from "./_rootfs.ts";
 import { limitCgroups, type RunScratch, spawnSandbox } from "./_spawn.ts";
 import type { Sandbox, SandboxProcess, SandboxSpec } from "./types.ts";
 
-const BWRAP = "/usr/bin/bwrap";
+/** Where the bwrap sandbox runs bubblewrap from. */
+export const BWRAP = "/usr/bin/bwrap";
 /** Where the wrapper mounts the run's tmpfs: bwrap itself mounts over /tmp, so it hides nothing bwrap needs. */
 const LAYER_BASE = "/tmp";
 // Descriptors the wrapper opens for bwrap (see layerArgv's `fds`).

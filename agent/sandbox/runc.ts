@@ -19,7 +19,8 @@ import type { Sandbox, SandboxProcess, SandboxSpec } from "./types.ts";
 
 /** The run's tmpfs in the wrapper's mount namespace: a path container root (host uid 2e9) can traverse. */
 const LAYER_BASE = "/tmp";
-const RUNC_PATHS = [
+/** Where the runc sandbox looks for runc, in order. */
+export const RUNC_PATHS = [
   "/usr/sbin/runc",
   "/usr/bin/runc",
   "/usr/local/sbin/runc",

@@ -11,6 +11,7 @@ import type {
   TimelineEventBody,
   UncheckedEventBody,
 } from "../../protocol/mod.ts";
+import { MIGRATIONS } from "./_migrations.ts";
 
 /** An API token as stored: only its hash. */
 export interface TokenRow {
@@ -204,11 +205,18 @@ export interface LogQuery {
   limit?: number;
 }
 
+/** The schema version `migrate()` brings a store to: a ready store reports it. */
+export const LATEST_SCHEMA_VERSION: number = Math.max(...MIGRATIONS.map((m) => m.version));
+
 /** The server's state. All writes of one call are atomic. */
 export interface Store {
   /** Applies pending migrations; safe to call on every start. */
   migrate(): Promise<void>;
   close(): Promise<void>;
+  /** The newest schema version applied (0 before any): one cheap query, for readiness. */
+  schemaVersion(): Promise<number>;
+  /** How many runs are in each state (states with none are absent), for metrics. */
+  countRunsByState(): Promise<Partial<Record<RunState, number>>>;
 
   createToken(row: Omit<TokenRow, "id" | "created_at">): Promise<TokenRow>;
   tokenByHash(hash: string): Promise<TokenRow | null>;

@@ -102,6 +102,18 @@ class PostgresStore implements Store {
     await this.#sql.end({ timeout: 5 });
   }
 
+  async schemaVersion(): Promise<number> {
+    const [row] = await this.#sql<{ v: number }[]>`
+      select coalesce(max(version), 0)::int as v from schema_migrations`;
+    return row!.v;
+  }
+
+  async countRunsByState(): Promise<Partial<Record<RunState, number>>> {
+    const rows = await this.#sql<{ state: RunState; n: number }[]>`
+      select state, count(*)::int as n from runs group by state`;
+    return Object.fromEntries(rows.map((r) => [r.state, r.n]));
+  }
+
   async createToken(row: Omit<TokenRow, "id" | "created_at">): Promise<TokenRow> {
     const sql = this.#sql;
     const [token] = await sql<TokenRow[]>`

@@ -140,6 +140,19 @@ class SqliteStore implements Store {
     });
   }
 
+  schemaVersion(): Promise<number> {
+    return settle(() =>
+      Number(this.#get("SELECT coalesce(max(version), 0) AS v FROM schema_migrations")!.v)
+    );
+  }
+
+  countRunsByState(): Promise<Partial<Record<RunState, number>>> {
+    return settle(() => {
+      const rows = this.#all("SELECT state, count(*) AS n FROM runs GROUP BY state");
+      return Object.fromEntries(rows.map((r) => [String(r.state), Number(r.n)]));
+    });
+  }
+
   createToken(row: Omit<TokenRow, "id" | "created_at">): Promise<TokenRow> {
     return settle(() =>
       toToken(
