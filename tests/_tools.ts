@@ -20,6 +20,10 @@ export type Need =
   | "jq"
   | "script"
   | "postgres"
+  | "podman"
+  | "mmdebstrap"
+  | "systemd-analyze"
+  | "nginx"
   | "root"
   | "cgroups";
 
@@ -82,6 +86,13 @@ export const REQUIREMENTS: Record<Need, Requirement> = {
     hint: "start it and set ONEOFF_TEST_POSTGRES=postgres://USER:PASSWORD@127.0.0.1:5432/DB " +
       "(a database the tests may create schemas in; .ci/run shows how)",
   },
+  // The container image is built and run for real (tests/container_test.ts).
+  podman: { package: "podman", path: onPath("podman") },
+  mmdebstrap: { package: "mmdebstrap", path: onPath("mmdebstrap") },
+  // deploy/*.service are checked with it (Debian's systemd package).
+  "systemd-analyze": { package: "systemd", path: onPath("systemd-analyze") },
+  // docs/install.md's reverse proxy, in front of a real server.
+  nginx: { package: "nginx", path: lookup("nginx", [...PATH_DIRS, "/usr/sbin"]) },
   root: { path: ROOT ? "uid 0" : undefined, hint: "run the tests as root" },
   cgroups: {
     path: "reason" in cgroups ? undefined : `cgroup v${cgroups.version}`,
