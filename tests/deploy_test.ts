@@ -6,7 +6,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { needs, tool } from "./_tools.ts";
+import { needs, PG_URL, tool } from "./_tools.ts";
 import { waitFor } from "./_wait.ts";
 
 const DEPLOY = new URL("../deploy/", import.meta.url).pathname;
@@ -259,6 +259,73 @@ Deno.test(needs(["root", "cgroups"], {
     } finally {
       await Deno.remove(dir, { recursive: true });
       await Deno.remove(state, { recursive: true });
+    }
+  },
+}));
+
+/** `KEY=value` lines of an env file, comments left out. */
+async function envFile(path: string): Promise<Record<string, string>> {
+  const entries = (await Deno.readTextFile(path)).split("\n")
+    .filter((line) => /^[A-Z_]+=/.test(line))
+    .map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]);
+  return Object.fromEntries(entries);
+}
+
+Deno.test(needs(["postgres", "root"], {
+  name:
+    "the server starts on PostgreSQL over its socket with peer authentication, as server.env says",
+  async fn() {
+    const env = await envFile(`${DEPLOY}server.env`);
+    assert.equal(env.ONEOFF_DATABASE, "postgres:///oneoff");
+    assert.ok(env.PGHOST, "server.env sets PGHOST");
+    const { default: postgres } = await import("postgres");
+    const admin = postgres(PG_URL!, { max: 1, onnotice: () => {} });
+    // Peer authentication: the OS user (root here, oneoff in the unit) is the role.
+    const role = "root";
+    const database = `oneoff_peer_${crypto.randomUUID().slice(0, 8)}`;
+    const dir = await Deno.makeTempDir({ prefix: "oneoff-peer-" });
+    const found = await admin`select 1 from pg_roles where rolname = ${role}`;
+    const exists = found.length > 0;
+    if (!exists) await admin.unsafe(`create role ${role} login`);
+    await admin.unsafe(`create database ${database} owner ${role}`);
+    try {
+      const port = (() => {
+        const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+        const { port } = listener.addr as Deno.NetAddr;
+        listener.close();
+        return port;
+      })();
+      const url = `http://127.0.0.1:${port}`;
+      await using server = collect(
+        new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", "--quiet", MAIN, "server", "--http", `127.0.0.1:${port}`]
+            .concat(["--data-dir", dir, "--database", `postgres:///${database}`]),
+          env: { PGHOST: env.PGHOST!, USER: role },
+          stdin: "null",
+          stdout: "piped",
+          stderr: "piped",
+        }).spawn(),
+      );
+      await waitFor(
+        () => fetch(`${url}/healthz`).then((res) => res.ok, () => false),
+        { message: "the server on PostgreSQL to answer", seen: () => server.seen.output },
+      );
+      const token = (await Deno.readTextFile(`${dir}/admin.token`)).trim();
+      const cliEnv = { ONEOFF_SERVER: url, ONEOFF_TOKEN: token, HOME: dir };
+      const created = await cli(cliEnv, ["apps", "create", "peer"]);
+      assert.equal(created.code, 0, created.stderr);
+      const db = postgres(PG_URL!.replace(/\/[^/]*$/, `/${database}`), { max: 1 });
+      try {
+        const rows = await db`select name from apps`;
+        assert.deepEqual(rows.map((row) => row.name), ["peer"]);
+      } finally {
+        await db.end();
+      }
+    } finally {
+      await admin.unsafe(`drop database if exists ${database} with (force)`);
+      if (!exists) await admin.unsafe(`drop role if exists ${role}`);
+      await admin.end();
+      await Deno.remove(dir, { recursive: true });
     }
   },
 }));
