@@ -69,7 +69,8 @@ USER oneoff
 VOLUME /var/lib/oneoff
 EXPOSE 8080
 # TODO: switch to /readyz (ready to serve, database reachable) once the server has it.
+# Listening elsewhere than 8080 (--http): set ONEOFF_HEALTH_PORT to that port.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q '\"ok\":true' <&3"]
+  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${ONEOFF_HEALTH_PORT:-8080} && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q '\"ok\":true' <&3"]
 ENTRYPOINT ["oneoff", "server"]
 CMD ["--http", "0.0.0.0:8080", "--data-dir", "/var/lib/oneoff"]

@@ -81,6 +81,13 @@ class Podman {
   }
 }
 
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
 /** Unmounts every mount at or below `dir`, deepest first. */
 async function unmountUnder(dir: string): Promise<void> {
   const mounts = (await Deno.readTextFile("/proc/self/mountinfo")).split("\n")
@@ -152,6 +159,9 @@ Deno.test(needs(["podman", "mmdebstrap", "root", "cgroups"], {
           "--quiet",
           "--format",
           "docker", // keeps HEALTHCHECK
+          // No bridge: its interfaces would come and go under the tests running alongside.
+          "--network",
+          "host",
           ...secret,
           "--build-arg",
           `BASE=${image}-base:bookworm`,
@@ -173,19 +183,27 @@ Deno.test(needs(["podman", "mmdebstrap", "root", "cgroups"], {
         agent: await size(`${image}:agent`),
       };
 
+      // The host's network rather than a published port: a bridge's interfaces would come
+      // and go under the tests running alongside (tests/network_test.ts compares them).
+      const port = freePort();
       await podman.run([
         "run",
         "--detach",
         "--name",
         server,
-        "--publish",
-        "127.0.0.1::8080",
+        "--network",
+        "host",
+        "--env",
+        `ONEOFF_HEALTH_PORT=${port}`,
         "--volume",
         `${server}-data:/var/lib/oneoff`,
         `${image}:server`,
+        "--http",
+        `127.0.0.1:${port}`,
+        "--data-dir",
+        "/var/lib/oneoff",
       ]);
-      const published = (await podman.run(["port", server, "8080/tcp"])).stdout;
-      const url = `http://${published.split("\n")[0]}`;
+      const url = `http://127.0.0.1:${port}`;
       // TODO: wait for /readyz (database reachable) once the server has it.
       await seconds(timings, "server up", () =>
         waitFor(async () => {
