@@ -24,6 +24,10 @@ export type Need =
   | "prometheus_parser"
   | "postgres"
   | "pg_server"
+  | "podman"
+  | "mmdebstrap"
+  | "systemd-analyze"
+  | "nginx"
   | "root"
   | "cgroups";
 
@@ -120,6 +124,13 @@ export const REQUIREMENTS: Record<Need, Requirement> = {
     path: postgresBin(),
     hint: "the PostgreSQL server programs (initdb, pg_ctl) under /usr/lib/postgresql/*/bin",
   },
+  // The container image is built and run for real (tests/container_test.ts).
+  podman: { package: "podman", path: onPath("podman") },
+  mmdebstrap: { package: "mmdebstrap", path: onPath("mmdebstrap") },
+  // deploy/*.service are checked with it (Debian's systemd package).
+  "systemd-analyze": { package: "systemd", path: onPath("systemd-analyze") },
+  // docs/install.md's reverse proxy, in front of a real server.
+  nginx: { package: "nginx", path: lookup("nginx", [...PATH_DIRS, "/usr/sbin"]) },
   root: { path: ROOT ? "uid 0" : undefined, hint: "run the tests as root" },
   cgroups: {
     path: "reason" in cgroups ? undefined : `cgroup v${cgroups.version}`,
