@@ -498,9 +498,36 @@ export class RunEngine {
         agent.send({ type: "stop_run", runId });
       }
     }
+    await this.#requeueUnstarted(agent, still);
     await this.#loseRunsOf(agent.id, still);
     await this.schedule();
     return applied;
+  }
+
+  /**
+   * Runs placed on this agent that it neither has nor reported (their
+   * `start_run` never reached it: it froze or the channel broke right then)
+   * and that never started go back to the queue, to be placed again, rather
+   * than be lost. A run that did start and is not listed is lost.
+   */
+  async #requeueUnstarted(agent: ConnectedAgent, keep: Set<string>): Promise<void> {
+    const { store } = this.#ctx;
+    const placed = await store.listRuns({ agent_id: agent.id, states: ["starting"], limit: 10000 });
+    for (const run of placed) {
+      if (keep.has(run.id) || run.started_at) continue;
+      const back = await store.updateRun(run.id, ["starting"], {
+        state: "pending",
+        agent_id: null,
+        expires_at: null,
+      });
+      if (!back) continue;
+      agent.active.delete(run.id);
+      this.#ctx.log.info("run placed again: its agent never received it", {
+        run: runLabel(run.number),
+        agent: agent.name,
+      });
+      this.#ctx.signals.notify(runKey(run.id));
+    }
   }
 
   async #recover(agent: ConnectedAgent, run: RunRow): Promise<void> {

@@ -242,6 +242,27 @@ Deno.test("an agent back within the grace period without a run has that run lost
   deepEqual((await endings(f.ctx)).map((e) => [e.run, e.state]), [["one-off-2", "lost"]]);
 });
 
+Deno.test("a run placed on an agent that comes back without it, never started, is placed again", async () => {
+  await using f = await engineFixture({ agentGraceMs: 30_000 });
+  const clock = clockNow();
+  using server = new Server(f.ctx, clock);
+  const agent = await server.agent("a1");
+  await server.join(agent);
+  const started = await createRun(server, f);
+  const unstarted = await createRun(server, f);
+  await server.events.message(agent, stateReport(started.id, "running", clock.now()));
+  // The agent froze as `unstarted` was placed: it never got its start_run.
+  await server.leave(agent);
+  await clock.advance(10_000);
+
+  const back = await server.agent("a1");
+  await server.join(back);
+  equal(await stateOf(f.ctx, started.id), "lost", "it had started: its output may be gone");
+  equal(await stateOf(f.ctx, unstarted.id), "starting", "placed again, not lost");
+  deepEqual(back.started().map((s) => s.runId), [unstarted.id]);
+  deepEqual((await endings(f.ctx)).map((e) => [e.run, e.state]), [["one-off-1", "lost"]]);
+});
+
 Deno.test("stopping a pending run stops it at once", async () => {
   await using f = await engineFixture();
   const clock = clockNow();
