@@ -54,7 +54,7 @@ COPY --from=build /opt/oneoff /opt/oneoff
 # privileged container; docs/install.md says which privileges and why.
 FROM runtime AS agent
 RUN apt-get update \
- && apt-get install -y --no-install-recommends bubblewrap mount runc \
+ && apt-get install -y --no-install-recommends bubblewrap mount runc passt \
  && rm -rf /var/lib/apt/lists/*
 VOLUME /var/lib/oneoff-agent
 EXPOSE 5000
