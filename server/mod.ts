@@ -32,6 +32,8 @@ export interface ServerOptions {
   database?: string;
   /** Overrides of the default settings. */
   config?: Partial<ServerConfig>;
+  /** PEM certificate and key: the API is served over HTTPS. */
+  tls?: { cert: string; key: string };
   log?: Logger;
 }
 
@@ -41,6 +43,8 @@ export interface RunningServer {
   /** The admin token if this start created it (printed once), else null. */
   newAdminToken: string | null;
   joinToken: string;
+  /** The file the join token was read from or written to; null when it was given. */
+  joinTokenFile: string | null;
   ctx: ServerContext;
   close(): Promise<void>;
 }
@@ -62,7 +66,8 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
   const log = options.log ?? createLogger("server");
   await Deno.mkdir(options.dataDir, { recursive: true, mode: 0o700 });
   const store = await openStore(options.database ?? `sqlite:${options.dataDir}/oneoff.db`);
-  const joinToken = options.config?.joinToken ??
+  const joinTokenFile = options.config?.joinToken ? null : `${options.dataDir}/join.token`;
+  const joinToken = options.config?.joinToken ||
     await readOrCreateSecret(`${options.dataDir}/join.token`, () => newToken("join"));
   const config: ServerConfig = {
     dataDir: options.dataDir,
@@ -111,6 +116,7 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
   const http = Deno.serve({
     hostname,
     port,
+    ...(options.tls ?? {}),
     onListen: (addr) => resolve(addr as Deno.NetAddr),
     onError: (err) => {
       log.error("request failed", { error: String(err) });
@@ -119,12 +125,14 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
   }, server.app.fetch);
   const addr = await listening;
   const shownHost = addr.hostname === "0.0.0.0" ? "127.0.0.1" : addr.hostname;
-  const url = `http://${shownHost.includes(":") ? `[${shownHost}]` : shownHost}:${addr.port}`;
+  const scheme = options.tls ? "https" : "http";
+  const url = `${scheme}://${shownHost.includes(":") ? `[${shownHost}]` : shownHost}:${addr.port}`;
   log.info("server listening", { url });
   return {
     url,
     newAdminToken,
     joinToken,
+    joinTokenFile,
     ctx,
     // Graceful: agents' channels close (they keep what they have until
     // the next server acks it), requests in flight finish (long polls are

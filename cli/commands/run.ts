@@ -7,6 +7,7 @@ import {
   type AttachReply,
   type AttachTarget,
   isTerminal,
+  MAX_LONG_POLL_S,
   type ResizeBody,
   type RunCreatedReply,
   type RunInfo,
@@ -201,7 +202,10 @@ async function waitReady(
   label: string,
 ): Promise<AttachTarget> {
   while (true) {
-    const res = await client.request<AttachReply>("GET", `${base}/runs/${label}/attach?wait=30`);
+    const res = await client.request<AttachReply>(
+      "GET",
+      `${base}/runs/${label}/attach?wait=${MAX_LONG_POLL_S}`,
+    );
     if (res.ready) return res.attach;
   }
 }
@@ -209,7 +213,7 @@ async function waitReady(
 /** Long-polls the run until it has ended. */
 async function waitEnded(client: Client, path: string): Promise<RunInfo> {
   while (true) {
-    const { run } = await client.request<RunReply>("GET", `${path}?wait=60`);
+    const { run } = await client.request<RunReply>("GET", `${path}?wait=${MAX_LONG_POLL_S}`);
     if (isTerminal(run.state)) return run;
   }
 }
