@@ -79,9 +79,7 @@ export class Client {
       res = await fetch(url, { ...init, method, headers, body: payload ?? null });
     } catch (e) {
       if (debug) err(`oneoff debug: ${method} ${url} failed (${elapsed(started)})\n`);
-      throw new CliError(
-        `Cannot reach the server at ${this.server}: ${e instanceof Error ? e.message : e}`,
-      );
+      throw new CliError(`Cannot reach the server at ${this.server}: ${reachError(e)}`);
     }
     if (debug) err(`oneoff debug: ${method} ${url} ${res.status} (${elapsed(started)})\n`);
     const text = await res.text();
@@ -102,4 +100,15 @@ export class Client {
 
 function elapsed(since: number): string {
   return `${Math.round(performance.now() - since)} ms`;
+}
+
+/** Why fetch failed; for a certificate no CA vouches for, what to do. */
+function reachError(e: unknown): string {
+  const cause = e instanceof Error && e.cause instanceof Error ? e.cause.message : "";
+  if (/certificate/i.test(cause)) {
+    return `the server's TLS certificate is not trusted (${
+      cause.replace(/^.*invalid peer certificate: /, "")
+    }): for a private CA, set DENO_CERT=/path/to/ca.pem`;
+  }
+  return e instanceof Error ? e.message : String(e);
 }

@@ -10,6 +10,8 @@ import { detectCgroups } from "../agent/sandbox/mod.ts";
 /** What a test may need beyond the README's prerequisites. */
 export type Need =
   | "nc"
+  | "nginx"
+  | "curl"
   | "ncat"
   | "socat"
   | "openssl"
@@ -80,6 +82,10 @@ const cgroups = ROOT ? await detectCgroups() : { reason: "not root" };
 /** Every need, and what was found for it. */
 export const REQUIREMENTS: Record<Need, Requirement> = {
   nc: { package: "netcat-openbsd", path: onPath("nc") },
+  // The reverse proxy in front of the server (trusted X-Forwarded-For, WebSocket upgrade).
+  nginx: { package: "nginx", path: lookup("nginx", ["/usr/sbin", "/usr/bin", "/sbin"]) },
+  // Clients from distinct loopback addresses (--interface 127.0.0.N).
+  curl: { package: "curl", path: onPath("curl") },
   ncat: { package: "ncat", path: onPath("ncat") },
   socat: { package: "socat", path: onPath("socat") },
   openssl: { package: "openssl", path: onPath("openssl") },

@@ -163,3 +163,59 @@ Deno.test("oneoff server and oneoff agent as separate processes run a one-off an
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a bad config file or secret file is one line naming it, exit 2, and nothing starts", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "oneoff-config-" });
+  try {
+    const env = { HOME: dir, ONEOFF_DATA_DIR: `${dir}/state`, ONEOFF_HTTP: "127.0.0.1:0" };
+    const file = `${dir}/server.json`;
+    await Deno.writeTextFile(file, JSON.stringify({ "dta-dir": "/var/lib/oneoff" }));
+    const unknown = await cli(env, ["server", "--config", file]);
+    deepEqual(
+      [unknown.code, unknown.stderr],
+      [2, `oneoff server: config ${file}: unknown key "dta-dir"\n`],
+    );
+    await Deno.writeTextFile(file, JSON.stringify({ "max-runs": true }));
+    const wrongType = await cli({ ...env, ONEOFF_CONFIG: file }, ["agent"]);
+    deepEqual(
+      [wrongType.code, wrongType.stderr],
+      [2, `oneoff agent: config ${file}: key "max-runs" must be a string, not true\n`],
+    );
+    const secret = `${dir}/join.token`;
+    await Deno.writeTextFile(secret, "join_readable\n");
+    await Deno.chmod(secret, 0o644);
+    const open = await cli(env, ["server", "--join-token-file", secret]);
+    equal(open.code, 2);
+    equal(
+      open.stderr,
+      `oneoff server: --join-token-file ${secret}: must not be readable by others (mode 644; chmod 600 it)\n`,
+    );
+    await Deno.stat(`${dir}/state`).then(
+      () => ok(false, "the server started"),
+      (e) => ok(e instanceof Deno.errors.NotFound),
+    );
+
+    await Deno.chmod(secret, 0o600);
+    const shown = await cli({ ...env, ONEOFF_JOIN_TOKEN_FILE: secret }, [
+      "server",
+      "--print-config",
+      "--trust-proxy",
+      "loopback",
+    ]);
+    equal(shown.code, 0, shown.stderr);
+    ok(!shown.stdout.includes("join_readable"), shown.stdout);
+    const printed = JSON.parse(shown.stdout) as Record<string, { value: unknown; source: string }>;
+    deepEqual(printed["join-token"], {
+      value: "***",
+      source: `file ${secret} (environment ONEOFF_JOIN_TOKEN_FILE)`,
+    });
+    deepEqual(printed["trust-proxy"], { value: "loopback", source: "command line" });
+    deepEqual(printed["data-dir"], {
+      value: `${dir}/state`,
+      source: "environment ONEOFF_DATA_DIR",
+    });
+    deepEqual(printed["max-runs-per-app"], { value: null, source: "default" });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
