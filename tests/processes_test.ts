@@ -219,3 +219,23 @@ Deno.test("a bad config file or secret file is one line naming it, exit 2, and n
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("oneoff dev prints where the admin token is and an export line that reads it, never the token", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "oneoff-dev-" });
+  try {
+    await using dev = new Role([
+      "dev",
+      ...["--data-dir", `${dir}/dev`, "--http", "127.0.0.1:0", "--attach", "127.0.0.1:0"],
+    ]);
+    await waitFor(() => dev.stdout.includes("In another terminal"), {
+      message: "oneoff dev to say what to type",
+      seen: () => dev.stderr,
+    });
+    const token = (await Deno.readTextFile(`${dir}/dev/admin.token`)).trim();
+    ok(!dev.stdout.includes(token) && !dev.stderr.includes(token), dev.stdout);
+    match(dev.stdout, new RegExp(`ONEOFF_TOKEN=\\$\\(cat ${dir}/dev/admin\\.token\\)`));
+    await dev.stop("SIGTERM");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
