@@ -52,12 +52,13 @@ export class TrustedProxies {
 export const NO_PROXIES = new TrustedProxies([], "");
 
 /**
- * Parses `--trust-proxy`: comma-separated addresses and CIDRs, and
- * `loopback` for 127.0.0.0/8 and ::1.
+ * Parses `--trust-proxy`: comma-separated addresses and CIDRs,
+ * `loopback` for 127.0.0.0/8 and ::1, `none` (the default) for none.
  */
 export function parseTrustedProxies(spec: string): TrustedProxies {
   const ranges: Range[] = [];
   for (const raw of spec.split(",").map((s) => s.trim()).filter((s) => s !== "")) {
+    if (raw === "none") continue;
     if (raw === "loopback") {
       ranges.push(range("127.0.0.0", 8)!, range("::1", 128)!);
       continue;

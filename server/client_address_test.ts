@@ -6,6 +6,7 @@ Deno.test("X-Forwarded-For is ignored unless the peer is a trusted proxy", () =>
   const trusted = parseTrustedProxies("10.0.0.0/8");
   equal(trusted.clientAddress("192.0.2.1", "203.0.113.9"), "192.0.2.1");
   equal(trusted.clientAddress("10.1.2.3", undefined), "10.1.2.3");
+  equal(parseTrustedProxies("none").trusts("127.0.0.1"), false);
 });
 
 Deno.test("the client is the rightmost X-Forwarded-For entry that is not a trusted proxy", () => {
