@@ -165,7 +165,7 @@ export async function spawnServer(extraArgs: string[] = []): Promise<ServerProce
   try {
     const match = await startedOr(
       "server",
-      output.wait(/Agents join with: oneoff agent --server (\S+) --join-token (\S+)/),
+      output.wait(/Agents join with: oneoff agent --server (\S+) --join-token-file (\S+)/),
       child,
       output,
     );

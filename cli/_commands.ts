@@ -21,6 +21,13 @@ export interface FlagSpec {
   default?: string;
   /** Accepted but not shown in help (kept for muscle memory). */
   hidden?: boolean;
+  /**
+   * A role's secret: masked by `--print-config`, and given a `NAME-file`
+   * twin flag that reads it from a file (keep it out of `/proc/PID/cmdline`).
+   */
+  secret?: boolean;
+  /** A role's flag that only the command line gives: no `ONEOFF_*` variable, no config key. */
+  commandLineOnly?: boolean;
 }
 
 /** One command: what help shows and what parsing accepts. */
@@ -50,6 +57,28 @@ const SANDBOX: FlagSpec = {
   value: "bwrap|runc",
   description: "How one-offs are isolated",
   default: "bwrap",
+};
+
+/** How a role reads its settings, shown in `oneoff help server` and `oneoff help agent`. */
+const ROLE_CONFIG_NOTE =
+  'Every flag may also come from an environment variable ONEOFF_<FLAG> (--data-dir is ONEOFF_DATA_DIR) or a key of the JSON config file --config PATH (or ONEOFF_CONFIG), named as the flag: {"data-dir": "/var/lib/oneoff"}. Precedence: command line > environment > config file > default. A secret (--join-token) is best read from a file, --join-token-file PATH (or ONEOFF_JOIN_TOKEN_FILE, or the config key), which must not be readable by group or others unless it is a systemd credential under $CREDENTIALS_DIRECTORY. --print-config shows the settings, where each comes from, secrets masked, and exits.';
+const CONFIG_FLAGS: FlagSpec[] = [
+  {
+    name: "config",
+    value: "PATH",
+    description: "A JSON file of settings, keys named as the flags (default: $ONEOFF_CONFIG)",
+    commandLineOnly: true,
+  },
+  {
+    name: "print-config",
+    description: "Print the settings and their sources as JSON, secrets masked, and exit",
+    commandLineOnly: true,
+  },
+];
+const JOIN_TOKEN_FILE: FlagSpec = {
+  name: "join-token-file",
+  value: "PATH",
+  description: "Read the join token from this file (0600, or a systemd credential)",
 };
 
 /** The commands, in the order the overview lists them. */
@@ -302,8 +331,9 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "server",
     summary: "The HTTP API and dashboard",
     usage: [
-      "server [--http ADDR] [--database sqlite:PATH|postgres://...] [--data-dir DIR] [--join-token T] [--audit-key-file PATH] [--max-slug-bytes N] [--max-slug-unpacked-bytes N] [--max-timeout DURATION] [--max-runs-per-app N]",
+      "server [--http ADDR] [--database sqlite:PATH|postgres://...] [--data-dir DIR] [--join-token-file PATH] [--tls-cert PEM --tls-key PEM] [--trust-proxy LIST] [--audit-key-file PATH] [--max-slug-bytes N] [--max-slug-unpacked-bytes N] [--max-timeout DURATION] [--max-runs-per-app N] [--config PATH] [--print-config]",
     ],
+    notes: [ROLE_CONFIG_NOTE],
     flags: [
       { name: "http", value: "ADDR", description: "Where to listen", default: "0.0.0.0:8080" },
       {
@@ -316,8 +346,19 @@ export const COMMANDS: readonly CommandSpec[] = [
       {
         name: "join-token",
         value: "T",
-        description: "The token agents join with",
+        description: "The token agents join with (visible to local users: prefer the file)",
         default: "<data-dir>/join.token",
+        secret: true,
+      },
+      JOIN_TOKEN_FILE,
+      { name: "tls-cert", value: "PEM", description: "Serve the API and dashboard over HTTPS" },
+      { name: "tls-key", value: "PEM", description: "The certificate's key" },
+      {
+        name: "trust-proxy",
+        value: "LIST",
+        description:
+          "Reverse proxies whose X-Forwarded-For names the client: addresses, CIDRs, loopback",
+        default: "none",
       },
       {
         name: "audit-key-file",
@@ -339,21 +380,35 @@ export const COMMANDS: readonly CommandSpec[] = [
         default: "24h",
       },
       { name: "max-runs-per-app", value: "N", description: "Live one-offs allowed per app" },
+      ...CONFIG_FLAGS,
     ],
     examples: [
       "oneoff server --data-dir /var/lib/oneoff",
       "oneoff server --database postgres://oneoff@db/oneoff",
+      "oneoff server --config /etc/oneoff/server.json --print-config",
+      "oneoff server --tls-cert /etc/oneoff/cert.pem --tls-key /etc/oneoff/key.pem",
+      "oneoff server --http 127.0.0.1:8080 --trust-proxy loopback    # behind nginx on this host",
     ],
   },
   {
     name: "agent",
     summary: "Run one-offs on this host for a server",
     usage: [
-      "agent --server URL --join-token T [--name NAME] [--attach ADDR] [--advertise HOST] [--data-dir DIR] [--sandbox bwrap|runc] [--max-runs N] [--tls-cert PEM --tls-key PEM] [--metrics ADDR] | agent --check [--sandbox bwrap|runc] [--max-runs N]",
+      "agent --server URL --join-token-file PATH [--name NAME] [--attach ADDR] [--advertise HOST] [--data-dir DIR] [--sandbox bwrap|runc] [--max-runs N] [--tls-cert PEM --tls-key PEM] [--metrics ADDR] [--config PATH] [--print-config] | agent --check [--sandbox bwrap|runc] [--max-runs N]",
+    ],
+    notes: [
+      ROLE_CONFIG_NOTE,
+      "An https:// server with a certificate no system CA vouches for: DENO_CERT=/path/ca.pem (or deno's --cert) makes the agent and the CLI trust it.",
     ],
     flags: [
-      { name: "server", value: "URL", description: "The server to dial" },
-      { name: "join-token", value: "T", description: "The server's join token" },
+      { name: "server", value: "URL", description: "The server to dial (http:// or https://)" },
+      {
+        name: "join-token",
+        value: "T",
+        description: "The server's join token (visible to local users: prefer the file)",
+        secret: true,
+      },
+      JOIN_TOKEN_FILE,
       { name: "name", value: "NAME", description: "This agent's name", default: "the host name" },
       { name: "attach", value: "ADDR", description: "The attach port", default: "0.0.0.0:5000" },
       { name: "advertise", value: "HOST", description: "The host clients attach to" },
@@ -391,10 +446,16 @@ export const COMMANDS: readonly CommandSpec[] = [
         value: "ADDR",
         description: "Serve Prometheus metrics on GET /metrics here, e.g. 127.0.0.1:9105",
       },
-      { name: "check", description: "Test what the sandbox needs on this host, then exit" },
+      {
+        name: "check",
+        description: "Test what the sandbox needs on this host, then exit",
+        commandLineOnly: true,
+      },
+      ...CONFIG_FLAGS,
     ],
     examples: [
-      "oneoff agent --server https://oneoff.example.com --join-token oj_...",
+      "oneoff agent --server https://oneoff.example.com --join-token-file /etc/oneoff/join.token",
+      "ONEOFF_SERVER=https://oneoff.example.com ONEOFF_JOIN_TOKEN_FILE=/etc/oneoff/join.token oneoff agent",
       "oneoff agent --check --sandbox runc",
     ],
   },

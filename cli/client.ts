@@ -138,6 +138,10 @@ export class Client {
       text = await res.text();
     } catch (e) {
       if (debug) err(`oneoff debug: ${method} ${url} failed (${elapsed(started)})\n`);
+      const untrusted = certificateProblem(e);
+      if (untrusted !== null) {
+        throw new CliError(`Cannot reach the server at ${this.server}: ${untrusted}`);
+      }
       if (!isTransientNetworkError(e)) {
         throw this.#unreachable(new TransientError(networkReason(e)));
       }
@@ -180,4 +184,13 @@ export interface RequestOptions extends RequestInit {
 
 function elapsed(since: number): string {
   return `${Math.round(performance.now() - since)} ms`;
+}
+
+/** Why fetch failed; for a certificate no CA vouches for, what to do. */
+function certificateProblem(e: unknown): string | null {
+  const cause = e instanceof Error && e.cause instanceof Error ? e.cause.message : "";
+  if (!/certificate/i.test(cause)) return null;
+  return `the server's TLS certificate is not trusted (${
+    cause.replace(/^.*invalid peer certificate: /, "")
+  }): for a private CA, set DENO_CERT=/path/to/ca.pem`;
 }

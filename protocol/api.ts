@@ -244,3 +244,10 @@ export interface HealthReply {
 export interface ApiError {
   error: { code: string; message: string };
 }
+
+/**
+ * The longest a `?wait=` long-poll is held, in seconds: under the 60 s idle
+ * timeout of nginx and the usual cloud load balancers, so a proxy never
+ * cuts a poll short with a 504. Clients poll again.
+ */
+export const MAX_LONG_POLL_S = 25;

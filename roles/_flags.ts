@@ -34,7 +34,7 @@ export function sandboxKind(value: string | undefined): SandboxKind {
 /** Reads `--tls-cert` and `--tls-key`, both or neither. */
 export async function readTls(cert?: string, key?: string) {
   if (!cert && !key) return undefined;
-  if (!cert || !key) throw new Error("Give both --tls-cert and --tls-key");
+  if (!cert || !key) throw new UsageError("Give both --tls-cert and --tls-key");
   return { cert: await Deno.readTextFile(cert), key: await Deno.readTextFile(key) };
 }
 

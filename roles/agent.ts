@@ -5,7 +5,9 @@
 import { startAgent } from "../agent/mod.ts";
 import { parseDuration, UsageError } from "../cli/_io.ts";
 import { parseAddr } from "../util/addr.ts";
-import { flags, readTls, sandboxKind } from "./_flags.ts";
+import { createLogger } from "../util/log.ts";
+import { roleConfig } from "./_config.ts";
+import { readTls, sandboxKind } from "./_flags.ts";
 import { checkOnly, hostReady, serveAgentMetrics } from "./_agent_checks.ts";
 
 const UNITS: Record<string, number> = {
@@ -44,10 +46,14 @@ function flagDuration(flag: string, value: string): number {
  * stops at once.
  */
 export async function agent(args: string[]): Promise<number> {
-  const v = flags("agent", args);
+  const settings = await roleConfig("agent", args);
+  const v = settings.values;
   if (v.check) return await checkOnly(sandboxKind(v.sandbox), v["max-runs"]);
+  for (const warning of settings.warnings) createLogger("agent").warn(warning);
   if (!v.server || !v["join-token"]) {
-    throw new UsageError("agent needs --server and --join-token");
+    throw new UsageError(
+      "agent needs --server and --join-token-file (or ONEOFF_SERVER and ONEOFF_JOIN_TOKEN_FILE)",
+    );
   }
   const maxRuns = Number(v["max-runs"] ?? 20);
   if (!Number.isInteger(maxRuns) || maxRuns < 1) {

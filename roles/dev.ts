@@ -32,7 +32,9 @@ export async function dev(args: string[]): Promise<number> {
     dataDir,
     log: log.child("server"),
   });
-  const token = (await Deno.readTextFile(`${dataDir}/admin.token`)).trim();
+  // Shown by its path, never its value: terminals and logs keep what is printed.
+  const tokenFile = `${server.ctx.config.dataDir}/admin.token`;
+  const token = (await Deno.readTextFile(tokenFile)).trim();
   const agent = await startAgent({
     server: server.url,
     joinToken: server.joinToken,
@@ -48,11 +50,11 @@ export async function dev(args: string[]): Promise<number> {
     `oneoff dev is running (data in ${dataDir}; Ctrl-C stops it, twice without waiting for runs)`,
     `  server  ${server.url}`,
     `  agent   "local", attach port ${agent.attachPort}, ${sandboxKind(v.sandbox)} sandbox`,
-    `  token   ${token}${server.newAdminToken ? " (new admin token)" : ""}`,
+    `  token   in ${tokenFile}${server.newAdminToken ? " (a new admin token)" : ""}`,
     ...agent.warnings.map((w) => `  warning ${w}`),
     "",
     "In another terminal:",
-    `  export ONEOFF_SERVER=${server.url} ONEOFF_TOKEN=${token}`,
+    `  export ONEOFF_SERVER=${server.url} ONEOFF_TOKEN=$(cat ${tokenFile})`,
     `  alias oneoff="deno run -A ${new URL("../main.ts", import.meta.url).pathname}"`,
     `  #  or install it for every day: deno install -g -A -n oneoff --config ${
       new URL("../deno.json", import.meta.url).pathname

@@ -22,11 +22,21 @@ export async function runRole(role: "server" | "agent" | "dev", args: string[]):
     return 0;
   }
   try {
+    if (role !== "dev" && args.includes("--print-config")) {
+      const { printableConfig, roleConfig } = await import("./_config.ts");
+      console.log(JSON.stringify(printableConfig(role, await roleConfig(role, args)), null, 2));
+      return 0;
+    }
     // Each role loads only its own modules: an agent never loads the server.
     if (role === "server") return await (await import("./server.ts")).server(args);
     if (role === "agent") return await (await import("./agent.ts")).agent(args);
     return await (await import("./dev.ts")).dev(args);
   } catch (e) {
+    // A bad config file, variable or secret file: one line naming it, nothing started.
+    if (e instanceof Error && e.name === "ConfigError") {
+      console.error(`oneoff ${role}: ${e.message}`);
+      return 2;
+    }
     if (e instanceof UsageError) {
       console.error(`oneoff ${role}: ${e.message}\n${usageHint(spec).trimEnd()}`);
       return 2;

@@ -3,13 +3,18 @@
  * @module
  */
 import { UsageError } from "../cli/_io.ts";
-import { startServer } from "../server/mod.ts";
-import { flags, waitForSignal } from "./_flags.ts";
+import { type RunningServer, startServer } from "../server/mod.ts";
+import { parseTrustedProxies, type TrustedProxies } from "../server/client_address.ts";
+import { createLogger } from "../util/log.ts";
+import { roleConfig, type Setting } from "./_config.ts";
+import { readTls, waitForSignal } from "./_flags.ts";
 import { limitFlags } from "./_server_limits.ts";
 
 /** Runs the server until SIGINT/SIGTERM. */
 export async function server(args: string[]): Promise<number> {
-  const v = flags("server", args);
+  const settings = await roleConfig("server", args);
+  const v = settings.values;
+  for (const warning of settings.warnings) createLogger("server").warn(warning);
   const config: Record<string, unknown> = {};
   if (v["join-token"]) config.joinToken = v["join-token"];
   if (v["max-slug-bytes"]) config.maxSlugBytes = Number(v["max-slug-bytes"]);
@@ -25,21 +30,46 @@ export async function server(args: string[]): Promise<number> {
     }
     config.maxRunsPerApp = max;
   }
+  if (v["trust-proxy"]) config.trustProxy = trustedProxies(v["trust-proxy"]);
+  const tls = await readTls(v["tls-cert"], v["tls-key"]);
   const running = await startServer({
     http: v.http ?? "0.0.0.0:8080",
     dataDir: v["data-dir"] ?? "./.oneoff",
     ...(v.database ? { database: v.database } : {}),
+    ...(tls ? { tls } : {}),
     config,
   });
+  // Where the tokens are, never their values: journald keeps what is printed.
+  const dataDir = running.ctx.config.dataDir;
   if (running.newAdminToken) {
     console.log(
-      `Admin token (shown once, also in ${running.ctx.config.dataDir}/admin.token): ${running.newAdminToken}`,
+      `New admin token in ${dataDir}/admin.token (0600): oneoff login --server ${running.url} --token "$(cat ${dataDir}/admin.token)"`,
     );
   }
-  console.log(
-    `Agents join with: oneoff agent --server ${running.url} --join-token ${running.joinToken}`,
-  );
+  console.log(`Agents join with: ${joinCommand(running, settings.settings.get("join-token"))}`);
   await waitForSignal();
   await running.close();
   return 0;
+}
+
+/** `--trust-proxy`, a bad entry a usage error. */
+function trustedProxies(spec: string): TrustedProxies {
+  try {
+    return parseTrustedProxies(spec);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+/** How agents join, naming where the join token is rather than what it is. */
+function joinCommand(running: RunningServer, setting: Setting | undefined): string {
+  const agent = `oneoff agent --server ${running.url}`;
+  const file = running.joinTokenFile ?? setting?.secretFile;
+  if (file) return `${agent} --join-token-file ${file} (a copy of that file, mode 0600)`;
+  const from = setting?.source.kind === "env"
+    ? setting.source.name
+    : setting?.source.kind === "file"
+    ? `the config file ${setting.source.path}`
+    : "--join-token";
+  return `${agent} --join-token-file PATH, PATH holding the join token given in ${from}`;
 }

@@ -10,7 +10,7 @@ import { type Clock, realClock } from "../util/clock.ts";
 import { ConnectedAgents } from "./agent_directory.ts";
 import { routeAgentEvents } from "./agent_events.ts";
 import { AgentHub } from "./agent_hub.ts";
-import { clientAddress, FailureLimiter, requireToken, sha256Hex } from "./auth.ts";
+import { clientAddress, FailureLimiter, requireToken, sha256Hex, trustProxy } from "./auth.ts";
 import { bodyLimit, serverLimits } from "./body_limit.ts";
 import type { ServerContext } from "./context.ts";
 import { dashboardRoutes, sessionAuth } from "./dashboard/mod.ts";
@@ -67,6 +67,8 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
     )
   );
 
+  // Before anything counts failures or logs by address.
+  if (ctx.config.trustProxy) app.use("*", trustProxy(ctx.config.trustProxy));
   // Before any route reads a body: a size over its limit is refused while read.
   app.use("*", bodyLimit(serverLimits));
 

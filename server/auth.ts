@@ -9,6 +9,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import { getConnInfo } from "hono/deno";
 import type { Store, TokenRow } from "./store/mod.ts";
 import { HttpError } from "./http_error.ts";
+import type { TrustedProxies } from "./client_address.ts";
 
 /** What an authenticated request carries. */
 export interface Auth {
@@ -123,13 +124,35 @@ export function failureKeys(address: string, presentedHash: string): string[] {
   return [`address:${address}`, `token:${presentedHash.slice(0, 8)}`];
 }
 
-/** The client's address, or "local" for in-process requests. */
+/**
+ * The client's address, or "local" for in-process requests: the one
+ * {@link trustProxy} found behind a trusted proxy, else the peer's.
+ */
 export function clientAddress(c: Context): string {
+  const behindProxy: unknown = c.get(CLIENT_ADDRESS);
+  return typeof behindProxy === "string" ? behindProxy : peerAddress(c);
+}
+
+const CLIENT_ADDRESS = "clientAddress";
+
+function peerAddress(c: Context): string {
   try {
     return getConnInfo(c).remote.address ?? "local";
   } catch {
     return "local";
   }
+}
+
+/**
+ * Middleware: the client's address from `X-Forwarded-For` when the peer is
+ * a trusted proxy, for every later {@link clientAddress}.
+ */
+export function trustProxy(proxies: TrustedProxies): MiddlewareHandler {
+  return async (c, next) => {
+    const peer = peerAddress(c);
+    c.set(CLIENT_ADDRESS, proxies.clientAddress(peer, c.req.header("x-forwarded-for")));
+    await next();
+  };
 }
 
 /**

@@ -6,6 +6,7 @@ import type { Limits, SizeName } from "../protocol/mod.ts";
 import type { Logger } from "../util/log.ts";
 import type { AuditService } from "./audit/mod.ts";
 import type { BlobStore } from "./blob_store.ts";
+import type { TrustedProxies } from "./client_address.ts";
 import type { Store } from "./store/mod.ts";
 import type { Signals } from "./signals.ts";
 import type { ServerMetrics } from "./metrics.ts";
@@ -42,6 +43,8 @@ export interface ServerConfig {
   heartbeatMs: number;
   /** The audit key file: outside the database by design. */
   auditKeyFile: string;
+  /** `--trust-proxy`: whose `X-Forwarded-For` names the client; none by default. */
+  trustProxy?: TrustedProxies;
 }
 
 /** The server's shared services. */

@@ -33,6 +33,8 @@ export interface ServerOptions {
   database?: string;
   /** Overrides of the default settings. */
   config?: Partial<ServerConfig>;
+  /** PEM certificate and key: the API is served over HTTPS. */
+  tls?: { cert: string; key: string };
   log?: Logger;
 }
 
@@ -42,6 +44,8 @@ export interface RunningServer {
   /** The admin token if this start created it (printed once), else null. */
   newAdminToken: string | null;
   joinToken: string;
+  /** The file the join token was read from or written to; null when it was given. */
+  joinTokenFile: string | null;
   ctx: ServerContext;
   close(): Promise<void>;
 }
@@ -67,7 +71,8 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
     await openStore(options.database ?? `sqlite:${options.dataDir}/oneoff.db`),
     metrics,
   );
-  const joinToken = options.config?.joinToken ??
+  const joinTokenFile = options.config?.joinToken ? null : `${options.dataDir}/join.token`;
+  const joinToken = options.config?.joinToken ||
     await readOrCreateSecret(`${options.dataDir}/join.token`, () => newToken("join"));
   const config: ServerConfig = {
     dataDir: options.dataDir,
@@ -117,6 +122,7 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
   const http = Deno.serve({
     hostname,
     port,
+    ...(options.tls ?? {}),
     onListen: (addr) => resolve(addr as Deno.NetAddr),
     onError: (err) => {
       log.error("request failed", { error: String(err) });
@@ -125,12 +131,14 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
   }, server.app.fetch);
   const addr = await listening;
   const shownHost = addr.hostname === "0.0.0.0" ? "127.0.0.1" : addr.hostname;
-  const url = `http://${shownHost.includes(":") ? `[${shownHost}]` : shownHost}:${addr.port}`;
+  const scheme = options.tls ? "https" : "http";
+  const url = `${scheme}://${shownHost.includes(":") ? `[${shownHost}]` : shownHost}:${addr.port}`;
   log.info("server listening", { url });
   return {
     url,
     newAdminToken,
     joinToken,
+    joinTokenFile,
     ctx,
     // Graceful: agents' channels close (they keep what they have until
     // the next server acks it), requests in flight finish (long polls are

@@ -94,7 +94,13 @@ export class AgentProcess implements AsyncDisposable {
   constructor(
     serverUrl: string,
     joinToken: string,
-    options: { name: string; dataDir: string; sandbox: SandboxKind; flags?: string[] },
+    options: {
+      name: string;
+      dataDir: string;
+      sandbox: SandboxKind;
+      flags?: string[];
+      env?: Record<string, string>;
+    },
   ) {
     this.dataDir = options.dataDir;
     const child = new Deno.Command(Deno.execPath(), {
@@ -108,6 +114,7 @@ export class AgentProcess implements AsyncDisposable {
         ...["--attach", "127.0.0.1:0", "--data-dir", options.dataDir, "--sandbox", options.sandbox],
         ...(options.flags ?? []),
       ],
+      ...(options.env ? { env: options.env } : {}),
       stdin: "null",
       stdout: "null",
       stderr: "piped",

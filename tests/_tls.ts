@@ -11,8 +11,13 @@ export interface TestCertificate {
   opensslFingerprint: string;
 }
 
-/** Makes an EC P-256 self-signed certificate valid for a day. */
-export async function selfSignedCertificate(): Promise<TestCertificate> {
+/**
+ * Makes an EC P-256 self-signed certificate valid for a day; `altNames`
+ * (e.g. `IP:127.0.0.1`) for a server that clients check by name.
+ */
+export async function selfSignedCertificate(
+  options: { altNames?: string } = {},
+): Promise<TestCertificate> {
   const dir = await Deno.makeTempDir({ prefix: "oneoff-test-tls-" });
   try {
     const req = await new Deno.Command("openssl", {
@@ -26,6 +31,9 @@ export async function selfSignedCertificate(): Promise<TestCertificate> {
         "-nodes",
         "-subj",
         "/CN=oneoff-agent",
+        // rustls (Deno's fetch and WebSocket) refuses a CA certificate as a server's own.
+        ...(options.altNames ? ["-addext", `subjectAltName=${options.altNames}`] : []),
+        ...(options.altNames ? ["-addext", "basicConstraints=critical,CA:FALSE"] : []),
         "-days",
         "1",
         "-keyout",

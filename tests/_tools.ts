@@ -10,6 +10,7 @@ import { detectCgroups } from "../agent/sandbox/mod.ts";
 /** What a test may need beyond the README's prerequisites. */
 export type Need =
   | "nc"
+  | "curl"
   | "ncat"
   | "socat"
   | "openssl"
@@ -93,6 +94,8 @@ const cgroups = ROOT ? await detectCgroups() : { reason: "not root" };
 /** Every need, and what was found for it. */
 export const REQUIREMENTS: Record<Need, Requirement> = {
   nc: { package: "netcat-openbsd", path: onPath("nc") },
+  // Clients from distinct loopback addresses (--interface 127.0.0.N).
+  curl: { package: "curl", path: onPath("curl") },
   ncat: { package: "ncat", path: onPath("ncat") },
   socat: { package: "socat", path: onPath("socat") },
   openssl: { package: "openssl", path: onPath("openssl") },
@@ -130,7 +133,8 @@ export const REQUIREMENTS: Record<Need, Requirement> = {
   // deploy/*.service are checked with it (Debian's systemd package).
   "systemd-analyze": { package: "systemd", path: onPath("systemd-analyze") },
   // docs/install.md's reverse proxy, in front of a real server.
-  nginx: { package: "nginx", path: lookup("nginx", [...PATH_DIRS, "/usr/sbin"]) },
+  // The reverse proxy: docs/install.md's site, and trusted X-Forwarded-For / WebSocket upgrade.
+  nginx: { package: "nginx", path: lookup("nginx", [...PATH_DIRS, "/usr/sbin", "/sbin"]) },
   root: { path: ROOT ? "uid 0" : undefined, hint: "run the tests as root" },
   cgroups: {
     path: "reason" in cgroups ? undefined : `cgroup v${cgroups.version}`,

@@ -7,6 +7,7 @@ import {
   type AttachReply,
   type AttachTarget,
   isTerminal,
+  MAX_LONG_POLL_S,
   type ResizeBody,
   type RunCreatedReply,
   type RunInfo,
@@ -195,10 +196,10 @@ function terminalSize(): { cols: number; rows: number } {
   }
 }
 
-// Each long poll is at most 25 s, under the idle timeout of most proxies;
-// a try that gets no answer 15 s after that counts as a dropped connection.
-const POLL_S = 25;
-const POLL_TIMEOUT_MS = (POLL_S + 15) * 1000;
+// Each long poll is at most MAX_LONG_POLL_S (25 s), under the idle timeout of
+// most proxies; a try that gets no answer 15 s after that counts as a dropped
+// connection.
+const POLL_TIMEOUT_MS = (MAX_LONG_POLL_S + 15) * 1000;
 // How long the run's end may take to reach the server after the agent has
 // closed the stream, before the CLI says the connection was lost.
 const END_GRACE_MS = 1000;
@@ -212,7 +213,7 @@ async function waitReady(
   while (true) {
     const res = await client.request<AttachReply>(
       "GET",
-      `${base}/runs/${label}/attach?wait=${POLL_S}`,
+      `${base}/runs/${label}/attach?wait=${MAX_LONG_POLL_S}`,
       undefined,
       { retryFor: OUTCOME_RETRY_MS, timeoutMs: POLL_TIMEOUT_MS },
     );
@@ -225,7 +226,7 @@ async function waitEnded(client: Client, path: string): Promise<RunInfo> {
   while (true) {
     const { run } = await client.request<RunReply>(
       "GET",
-      `${path}?wait=${POLL_S}`,
+      `${path}?wait=${MAX_LONG_POLL_S}`,
       undefined,
       { retryFor: OUTCOME_RETRY_MS, timeoutMs: POLL_TIMEOUT_MS },
     );

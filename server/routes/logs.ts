@@ -3,7 +3,7 @@
  * @module
  */
 import { type Context, Hono } from "hono";
-import type { LogsReply } from "../../protocol/mod.ts";
+import { type LogsReply, MAX_LONG_POLL_S } from "../../protocol/mod.ts";
 import type { ServerContext } from "../context.ts";
 import { HttpError } from "../http_error.ts";
 import { type AppEnv, intParam } from "../_lookup.ts";
@@ -44,7 +44,7 @@ export function logRoutes(ctx: ServerContext): Hono<AppEnv> {
     if (after !== undefined && before !== undefined) {
       throw new HttpError(422, "invalid", `Give "after" or "before", not both`);
     }
-    const wait = intParam(c, "wait", 0, 60);
+    const wait = intParam(c, "wait", 0, MAX_LONG_POLL_S);
     const query = {
       limit,
       ...(filter ? { source: filter } : {}),

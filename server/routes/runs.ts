@@ -11,6 +11,7 @@ import {
   decodeRunRequestBody,
   IDEMPOTENCY_HEADER,
   isTerminal,
+  MAX_LONG_POLL_S,
   type ResizeReply,
   type RunCreatedReply,
   runLabel,
@@ -152,7 +153,7 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AppEnv> {
     );
     // ?wait=S on an attached run: answer once its agent expects the client,
     // which saves the CLI a round trip before it connects.
-    const wait = intParam(c, "wait", 0, 60);
+    const wait = intParam(c, "wait", 0, MAX_LONG_POLL_S);
     const attach = run.attached && wait > 0 ? await waitAttachable(run, row.name, wait) : null;
     const fresh = await store.runById(run.id) ?? run;
     if (replayed) c.header("Idempotent-Replayed", "true");
@@ -185,7 +186,7 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AppEnv> {
     const row = c.get("app");
     let run = await loadRun(c, store, row);
     // ?wait=S: long-poll until the run has ended (or S seconds passed).
-    const wait = intParam(c, "wait", 0, 60);
+    const wait = intParam(c, "wait", 0, MAX_LONG_POLL_S);
     const deadline = Date.now() + wait * 1000;
     while (!isTerminal(run.state) && Date.now() < deadline && !ctx.signals.closed) {
       await ctx.signals.wait(runKey(run.id), deadline - Date.now());
@@ -201,7 +202,7 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AppEnv> {
     if (!run.attached) {
       throw new HttpError(409, "not_attached", `${c.req.param("run")} is a detached run`);
     }
-    const attach = await waitAttachable(run, row.name, intParam(c, "wait", 0, 60));
+    const attach = await waitAttachable(run, row.name, intParam(c, "wait", 0, MAX_LONG_POLL_S));
     return attach
       ? c.json({ ready: true, attach } satisfies AttachReply)
       : c.json({ ready: false } satisfies AttachReply, 202);
