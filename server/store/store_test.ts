@@ -676,7 +676,7 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
     for (let n = 1; n <= 5; n++) rels.push(await store.createRelease(release(app.id, n)));
     const otherRel = await store.createRelease(release(other.id, 99));
     const upload = { name: "f", sha256: "ab".repeat(32), size: 1 };
-    const live = await store.createRun(newRun(app.id, rels[0]!.id, { uploads: [upload] }));
+    await store.createRun(newRun(app.id, rels[0]!.id, { uploads: [upload] })); // pending: live
     const ended = await store.createRun(
       newRun(app.id, rels[1]!.id, { uploads: [{ ...upload, sha256: "cd".repeat(32) }] }),
     );
