@@ -18,6 +18,12 @@ import { AuditService } from "./audit/mod.ts";
 import { BlobStore } from "./blob_store.ts";
 import type { ServerConfig, ServerContext } from "./context.ts";
 import { checkTimeouts } from "./run_limits.ts";
+import {
+  checkLifecycle,
+  DEFAULT_LIFECYCLE,
+  Lifecycle,
+  type LifecycleSettings,
+} from "./lifecycle.ts";
 import { Signals } from "./signals.ts";
 import { openStore } from "./store/open.ts";
 
@@ -32,6 +38,8 @@ export interface ServerOptions {
   database?: string;
   /** Overrides of the default settings. */
   config?: Partial<ServerConfig>;
+  /** Retention and garbage collection (server/lifecycle.ts); defaults otherwise. */
+  lifecycle?: Partial<LifecycleSettings>;
   log?: Logger;
 }
 
@@ -60,6 +68,8 @@ async function readOrCreateSecret(path: string, make: () => string): Promise<str
 export async function startServer(given: ServerOptions): Promise<RunningServer> {
   const options = { ...given, dataDir: resolvePath(given.dataDir) };
   const log = options.log ?? createLogger("server");
+  const lifecycleSettings = { ...DEFAULT_LIFECYCLE, ...options.lifecycle };
+  checkLifecycle(lifecycleSettings);
   await Deno.mkdir(options.dataDir, { recursive: true, mode: 0o700 });
   const store = await openStore(options.database ?? `sqlite:${options.dataDir}/oneoff.db`);
   const joinToken = options.config?.joinToken ??
@@ -106,6 +116,7 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
     audit: await AuditService.open(store, config.auditKeyFile),
   };
   const server = createApp(ctx);
+  const lifecycle = new Lifecycle(ctx, { settings: lifecycleSettings });
   const { hostname, port } = parseAddr(options.http);
   const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
   const http = Deno.serve({
@@ -121,6 +132,7 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
   const shownHost = addr.hostname === "0.0.0.0" ? "127.0.0.1" : addr.hostname;
   const url = `http://${shownHost.includes(":") ? `[${shownHost}]` : shownHost}:${addr.port}`;
   log.info("server listening", { url });
+  lifecycle.start();
   return {
     url,
     newAdminToken,
@@ -131,6 +143,7 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
     // woken), then the store closes cleanly.
     async close() {
       server.close();
+      await lifecycle.close();
       ctx.signals.close();
       await http.shutdown();
       await store.close();
