@@ -6,9 +6,13 @@ import { UsageError } from "../cli/_io.ts";
 import { startServer } from "../server/mod.ts";
 import { flags, waitForSignal } from "./_flags.ts";
 import { limitFlags } from "./_server_limits.ts";
+import { lifecycleFlags } from "./_server_lifecycle.ts";
 
 /** Runs the server until SIGINT/SIGTERM. */
 export async function server(args: string[]): Promise<number> {
+  if (args[0] === "backup") {
+    return await (await import("./_server_backup.ts")).backup(args.slice(1));
+  }
   const v = flags("server", args);
   const config: Record<string, unknown> = {};
   if (v["join-token"]) config.joinToken = v["join-token"];
@@ -30,6 +34,7 @@ export async function server(args: string[]): Promise<number> {
     dataDir: v["data-dir"] ?? "./.oneoff",
     ...(v.database ? { database: v.database } : {}),
     config,
+    lifecycle: lifecycleFlags(v),
   });
   if (running.newAdminToken) {
     console.log(
