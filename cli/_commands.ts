@@ -307,7 +307,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     ],
     subcommands: ["backup"],
     notes: [
-      "Retention is enforced by a sweep at start and then hourly. Audit recordings (and who ran what) are kept after their app is destroyed, until --audit-retention ends; an admin reads them with GET /api/audit/runs/RUN_ID. --audit-retention may not be shorter than --run-retention.",
+      "Retention is enforced by a sweep at start and then hourly. Audit recordings (and who ran what) are kept after their app is destroyed, until --audit-retention ends; an admin lists them with GET /api/audit/runs?app=NAME and reads one with GET /api/audit/runs/RUN_ID. --audit-retention may not be shorter than --run-retention.",
       'backup writes a consistent copy while the server runs (SQLite: VACUUM INTO; PostgreSQL: pg_dump --format=custom) and the key files into DIR; copy the blob directory it names with rsync. See README "Backup and restore".',
     ],
     flags: [

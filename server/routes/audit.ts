@@ -90,6 +90,16 @@ export function auditRoutes(ctx: ServerContext, audit: AuditService): Hono<AppEn
  */
 export function adminAuditRoutes(audit: AuditService, store: Store): Hono<AuthEnv> {
   const app = new Hono<AuthEnv>();
+  // `GET /audit/runs?app=NAME` (admin only): the runs the audit trail keeps
+  // of an app whose rows are gone (destroyed app, pruned runs), with their ids.
+  app.get("/audit/runs", async (c) => {
+    requireAdmin(c.get("auth"));
+    const name = c.req.query("app");
+    if (!name) throw new HttpError(422, "invalid", "Give the app: /api/audit/runs?app=NAME");
+    const agents = await agentMap(store);
+    const kept = await store.listArchivedRuns(name, 1000);
+    return c.json({ runs: kept.map((a) => runInfo(a.run, a.app_name, agents)) });
+  });
   app.get("/audit/runs/:id", async (c) => {
     const auth = c.get("auth");
     requireAdmin(auth);

@@ -236,4 +236,9 @@ Deno.test("an admin reads a destroyed app's recording by run id, a member may no
     [[null, "demo", { run: "one-off-1", format: "transcript" }]],
   );
   equal((await s.call("GET", `/api/audit/runs/${crypto.randomUUID()}`)).status, 404);
+  const listed = await (await s.call("GET", "/api/audit/runs?app=demo")).json();
+  deepEqual(listed.runs.map((r: { id: string; label: string }) => [r.id, r.label]), [
+    [s.run.id, "one-off-1"],
+  ]);
+  equal((await s.call("GET", "/api/audit/runs?app=demo", s.member)).status, 403);
 });

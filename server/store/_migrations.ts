@@ -334,6 +334,7 @@ const AUDIT_OUTLIVES_SQLITE = `
     at INTEGER NOT NULL
   ) WITHOUT ROWID;
   CREATE INDEX audit_runs_at ON audit_runs (at);
+  CREATE INDEX audit_runs_app ON audit_runs (app_name, at);
 `;
 const AUDIT_OUTLIVES_POSTGRES = `
   alter table audit_chunks drop constraint if exists audit_chunks_run_id_fkey;
@@ -345,6 +346,7 @@ const AUDIT_OUTLIVES_POSTGRES = `
     at timestamptz not null
   );
   create index audit_runs_at on audit_runs (at);
+  create index audit_runs_app on audit_runs (app_name, at);
 `;
 
 /** Every migration, in the order they apply. */

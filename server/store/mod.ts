@@ -314,6 +314,8 @@ export interface Store {
   auditChunks(runId: string): Promise<AuditChunkRow[]>;
   /** The audit trail's copy of a run whose row is gone, or null. */
   archivedRun(runId: string): Promise<ArchivedRun | null>;
+  /** The audit trail's runs of an app by its name (destroyed or not), most recent first. */
+  listArchivedRuns(appName: string, limit: number): Promise<ArchivedRun[]>;
 
   // Data lifecycle (server/lifecycle.ts): each call removes one bounded
   // batch, so a big table is never locked for long; callers loop while a

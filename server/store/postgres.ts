@@ -474,6 +474,13 @@ class PostgresStore implements Store {
     return row === undefined ? null : fromArchive(row.app_name, row.run);
   }
 
+  async listArchivedRuns(appName: string, limit: number): Promise<ArchivedRun[]> {
+    const rows = await this.#sql<{ app_name: string; run: unknown }[]>`
+      select app_name, run from audit_runs where app_name = ${appName}
+      order by at desc limit ${limit}`;
+    return rows.map((row) => fromArchive(row.app_name, row.run));
+  }
+
   async pruneLogs(appId: number, prune: LogPrune): Promise<number> {
     const sql = this.#sql;
     const [floor] = await sql<{ id: number }[]>`

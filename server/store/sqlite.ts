@@ -595,6 +595,16 @@ class SqliteStore implements Store {
     });
   }
 
+  listArchivedRuns(appName: string, limit: number): Promise<ArchivedRun[]> {
+    return settle(() =>
+      this.#all(
+        "SELECT app_name, run FROM audit_runs WHERE app_name = ? ORDER BY at DESC LIMIT ?",
+        appName,
+        limit,
+      ).map((row) => fromArchive(String(row.app_name), row.run))
+    );
+  }
+
   pruneLogs(appId: number, prune: LogPrune): Promise<number> {
     return settle(() => {
       const floor = this.#get(

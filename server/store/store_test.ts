@@ -732,6 +732,8 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
       run: { ...run, env_overrides: {}, secret_sha256: null },
     });
     equal(await store.archivedRun(keptRun.id), null);
+    deepEqual(await store.listArchivedRuns("doomed", 10), [(await store.archivedRun(run.id))!]);
+    deepEqual(await store.listArchivedRuns("kept", 10), []);
     deepEqual(await store.listEvents({}), [{ ...event, app_id: null }]);
     deepEqual(await store.getEnv(kept.id), { B: "2" });
     equal((await store.readLogs(kept.id, {})).length, 3);
