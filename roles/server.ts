@@ -14,6 +14,7 @@ export async function server(args: string[]): Promise<number> {
     return await (await import("./_server_backup.ts")).backup(args.slice(1));
   }
   const v = flags("server", args);
+  if (v.to !== undefined) throw new UsageError("--to is for backups: server backup --to DIR");
   const config: Record<string, unknown> = {};
   if (v["join-token"]) config.joinToken = v["join-token"];
   if (v["max-slug-bytes"]) config.maxSlugBytes = Number(v["max-slug-bytes"]);
