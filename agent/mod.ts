@@ -5,7 +5,7 @@
  */
 import { resolve as resolvePath } from "node:path";
 import { type AgentMessage, type SandboxKind, VERSION } from "../protocol/mod.ts";
-import { createLogger, type Logger } from "../util/log.ts";
+import { createLogger, errorMessage, type Logger } from "../util/log.ts";
 import { AttachListener } from "./attach_listener.ts";
 import { raiseFileLimit } from "./_fd_limit.ts";
 import { ControlChannel } from "./control.ts";
@@ -260,9 +260,17 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
     attach: `${listener.hostname}:${listener.port}`,
     sandbox: sandbox.name,
   });
+  // Slugs of releases no run asks for any more go after a week idle, even under the budget.
+  const sweepSlugs = () =>
+    slugs.sweepIdle().then(
+      (removed) => removed > 0 && log.info("idle slugs removed", { removed }),
+      (err) => log.warn("slug cache sweep failed", { error: errorMessage(err) }),
+    );
+  const slugSweep = setInterval(sweepSlugs, 3600_000);
   let closing: Promise<void> | undefined;
   function close(): Promise<void> {
     closing ??= (async () => {
+      clearInterval(slugSweep);
       // Killed runs end first (their ends go to disk), then the channel closes.
       await runner.close();
       channel.close();

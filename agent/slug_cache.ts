@@ -13,6 +13,7 @@
 
 import { resolve } from "node:path";
 import { extractSlug, SlugRejectedError } from "./_slug_extract.ts";
+import { type Clock, realClock } from "../util/clock.ts";
 
 export { SlugRejectedError };
 
@@ -22,6 +23,10 @@ export interface SlugCacheOptions {
   dir: string;
   /** LRU budget over extracted sizes. */
   maxDiskBytes: number;
+  /** Idle slugs unused for this long go even under the budget (default 7 days). */
+  maxIdleMs?: number;
+  /** Time for last uses and the idle sweep; real by default. */
+  clock?: Clock;
   /** Cap on the total extracted size of one slug (its uncompressed tar). */
   maxExtractBytes: number;
   /** Downloads a slug from the server. */
@@ -54,6 +59,7 @@ export class SlugCache {
   #options: SlugCacheOptions;
   #dir: string;
   #entries = new Map<string, Entry>();
+  #clock: Clock;
   #loading = new Map<string, Promise<void>>();
   #removing = new Map<string, Promise<void>>();
   #ready: Promise<void> | undefined;
@@ -63,6 +69,7 @@ export class SlugCache {
 
   constructor(options: SlugCacheOptions) {
     this.#options = options;
+    this.#clock = options.clock ?? realClock;
     this.#dir = resolve(options.dir);
   }
 
@@ -75,12 +82,7 @@ export class SlugCache {
    */
   async acquire(sha256: string): Promise<SlugLease> {
     if (!SHA256.test(sha256)) throw new Error(`Invalid slug sha256 "${sha256}"`);
-    // A failed scan (say, a permission error) is retried by the next acquire.
-    this.#ready ??= this.#scan().catch((error) => {
-      this.#ready = undefined;
-      throw error;
-    });
-    await this.#ready;
+    await this.#scanned();
     for (;;) {
       const entry = this.#entries.get(sha256);
       if (entry !== undefined) return await this.#lease(sha256, entry);
@@ -132,7 +134,7 @@ export class SlugCache {
 
   /** Strictly increasing milliseconds, so uses in the same millisecond keep their order. */
   #stamp(): number {
-    this.#lastStamp = Math.max(Date.now(), this.#lastStamp + 1);
+    this.#lastStamp = Math.max(this.#clock.now(), this.#lastStamp + 1);
     return this.#lastStamp;
   }
 
@@ -159,23 +161,51 @@ export class SlugCache {
     }
   }
 
+  /**
+   * Removes the slugs nobody holds that were last used longer ago than
+   * `maxIdleMs` (old releases no run asks for any more); returns how many.
+   */
+  async sweepIdle(): Promise<number> {
+    await this.#scanned();
+    const before = this.#clock.now() - (this.#options.maxIdleMs ?? 7 * 86_400_000);
+    return await this.#removeIdle((_, usedAt) => usedAt < before);
+  }
+
+  #scanned(): Promise<void> {
+    // A failed scan (say, a permission error) is retried by the next call.
+    this.#ready ??= this.#scan().catch((error) => {
+      this.#ready = undefined;
+      throw error;
+    });
+    return this.#ready;
+  }
+
   /** Removes least recently used slugs nobody holds until the cache fits its budget. */
   async #evict(): Promise<void> {
     let total = 0;
     for (const entry of this.#entries.values()) total += entry.size;
     if (total <= this.#options.maxDiskBytes) return;
+    await this.#removeIdle((size) => {
+      if (total <= this.#options.maxDiskBytes) return false;
+      total -= size;
+      return true;
+    });
+  }
+
+  // Removes idle slugs, least recently used first, while `take` says so.
+  async #removeIdle(take: (size: number, usedAt: number) => boolean): Promise<number> {
     const idle = [...this.#entries].filter(([, entry]) => entry.leases === 0)
       .sort(([, a], [, b]) => a.usedAt - b.usedAt);
     const removals: Promise<void>[] = [];
     for (const [sha256, entry] of idle) {
-      if (total <= this.#options.maxDiskBytes) break;
-      total -= entry.size;
+      if (!take(entry.size, entry.usedAt)) continue;
       this.#entries.delete(sha256);
       const removal = this.#remove(sha256, entry).finally(() => this.#removing.delete(sha256));
       this.#removing.set(sha256, removal);
       removals.push(removal);
     }
     await Promise.all(removals);
+    return removals.length;
   }
 
   /**

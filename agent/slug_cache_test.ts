@@ -3,6 +3,7 @@ import { gzipSync } from "node:zlib";
 import { SlugCache, type SlugCacheOptions, SlugRejectedError } from "./slug_cache.ts";
 import { type RawEntry, rawTarGz, sha256Hex, streamOf } from "./_tar_test_util.ts";
 import { needs } from "../tests/_tools.ts";
+import { FakeClock } from "../util/clock.ts";
 
 const MiB = 1024 * 1024;
 
@@ -341,4 +342,23 @@ Deno.test("acquire refuses data that is not gzip, truncated gzip and gzip that i
   const text = new Uint8Array(gzipSync(new TextEncoder().encode("hello ".repeat(500))));
   await assertRefused(text, /not a valid tar archive/);
   await assertRefused(new Uint8Array(gzipSync(good)), /gzip data inside gzip data/);
+});
+
+Deno.test("the idle sweep removes slugs unused for longer than maxIdleMs, never one in use", async () => {
+  const clock = new FakeClock(Date.now());
+  await using t = await setup({ maxIdleMs: 7 * 86_400_000, clock });
+  const slug = (name: string) => t.add(rawTarGz([{ path: name, body: new Uint8Array(10) }]));
+  const [a, b, c] = [slug("a"), slug("b"), slug("c")];
+  (await t.cache.acquire(a)).release();
+  const held = await t.cache.acquire(c);
+  await clock.advance(6 * 86_400_000);
+  (await t.cache.acquire(b)).release();
+  equal(await t.cache.sweepIdle(), 0);
+  await clock.advance(2 * 86_400_000);
+  equal(await t.cache.sweepIdle(), 1, "a: idle for 8 days; c is held");
+  deepEqual(await list(t.cacheDir), [".tmp", b, c].sort());
+  held.release();
+  await clock.advance(7 * 86_400_000);
+  equal(await t.cache.sweepIdle(), 2);
+  deepEqual(await list(t.cacheDir), [".tmp"]);
 });

@@ -332,8 +332,15 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: "The HTTP API and dashboard",
     usage: [
       "server [--http ADDR] [--database sqlite:PATH|postgres://...] [--data-dir DIR] [--join-token-file PATH] [--tls-cert PEM --tls-key PEM] [--trust-proxy LIST] [--audit-key-file PATH] [--max-slug-bytes N] [--max-slug-unpacked-bytes N] [--max-timeout DURATION] [--max-runs-per-app N] [--config PATH] [--print-config]",
+      "server [--log-retention DURATION] [--log-max-lines-per-app N] [--run-retention DURATION] [--audit-retention DURATION] [--keep-releases N] [--blob-grace DURATION]",
+      "server backup --to DIR [--data-dir DIR] [--database URL] [--audit-key-file PATH]",
     ],
-    notes: [ROLE_CONFIG_NOTE],
+    subcommands: ["backup"],
+    notes: [
+      ROLE_CONFIG_NOTE,
+      "Retention is enforced by a sweep at start and then hourly. Audit recordings (and who ran what) are kept after their app is destroyed, until --audit-retention ends; an admin lists them with GET /api/audit/runs?app=NAME and reads one with GET /api/audit/runs/RUN_ID. --audit-retention may not be shorter than --run-retention.",
+      'backup writes a consistent copy while the server runs (SQLite: VACUUM INTO; PostgreSQL: pg_dump --format=custom) and the key files into DIR; copy the blob directory it names with rsync. See README "Backup and restore".',
+    ],
     flags: [
       { name: "http", value: "ADDR", description: "Where to listen", default: "0.0.0.0:8080" },
       {
@@ -380,6 +387,48 @@ export const COMMANDS: readonly CommandSpec[] = [
         default: "24h",
       },
       { name: "max-runs-per-app", value: "N", description: "Live one-offs allowed per app" },
+      {
+        name: "log-retention",
+        value: "DURATION",
+        description: "App log lines older than this are removed",
+        default: "30d",
+      },
+      {
+        name: "log-max-lines-per-app",
+        value: "N",
+        description: "Beyond this many log lines per app, the oldest are removed",
+        default: "1000000",
+      },
+      {
+        name: "run-retention",
+        value: "DURATION",
+        description: "Ended runs are removed this long after their end (the timeline stays)",
+        default: "90d",
+      },
+      {
+        name: "audit-retention",
+        value: "DURATION",
+        description: "Audit recordings are removed this long after they end (>= --run-retention)",
+        default: "365d",
+      },
+      {
+        name: "keep-releases",
+        value: "N",
+        description: "Slugs of older releases than each app's newest N are removed",
+        default: "10",
+      },
+      {
+        name: "blob-grace",
+        value: "DURATION",
+        description: "Unreferenced slugs and uploads are removed once older than this",
+        default: "1h",
+      },
+      {
+        name: "to",
+        value: "DIR",
+        description: "backup: the directory the copy is written to",
+        commandLineOnly: true,
+      },
       ...CONFIG_FLAGS,
     ],
     examples: [
@@ -388,6 +437,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       "oneoff server --config /etc/oneoff/server.json --print-config",
       "oneoff server --tls-cert /etc/oneoff/cert.pem --tls-key /etc/oneoff/key.pem",
       "oneoff server --http 127.0.0.1:8080 --trust-proxy loopback    # behind nginx on this host",
+      "oneoff server backup --data-dir /var/lib/oneoff --to /backup/oneoff-$(date +%F)",
     ],
   },
   {

@@ -9,12 +9,17 @@ import { createLogger } from "../util/log.ts";
 import { roleConfig, type Setting } from "./_config.ts";
 import { readTls, waitForSignal } from "./_flags.ts";
 import { limitFlags } from "./_server_limits.ts";
+import { lifecycleFlags } from "./_server_lifecycle.ts";
 
 /** Runs the server until SIGINT/SIGTERM. */
 export async function server(args: string[]): Promise<number> {
+  if (args[0] === "backup") {
+    return await (await import("./_server_backup.ts")).backup(args.slice(1));
+  }
   const settings = await roleConfig("server", args);
   const v = settings.values;
   for (const warning of settings.warnings) createLogger("server").warn(warning);
+  if (v.to !== undefined) throw new UsageError("--to is for backups: server backup --to DIR");
   const config: Record<string, unknown> = {};
   if (v["join-token"]) config.joinToken = v["join-token"];
   if (v["max-slug-bytes"]) config.maxSlugBytes = Number(v["max-slug-bytes"]);
@@ -38,6 +43,7 @@ export async function server(args: string[]): Promise<number> {
     ...(v.database ? { database: v.database } : {}),
     ...(tls ? { tls } : {}),
     config,
+    lifecycle: lifecycleFlags(v),
   });
   // Where the tokens are, never their values: journald keeps what is printed.
   const dataDir = running.ctx.config.dataDir;

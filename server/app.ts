@@ -111,7 +111,7 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
   api.route("/apps/:app/logs", logRoutes(ctx));
   api.route("/apps/:app/timeline", timelineRoutes(ctx));
   api.route("/", adminRoutes(ctx, hub));
-  api.route("/", adminAuditRoutes(ctx.audit));
+  api.route("/", adminAuditRoutes(ctx.audit, ctx.store));
   app.route("/api", api);
   app.route("/", dashboardRoutes(ctx, engine));
 

@@ -125,4 +125,55 @@ export class BlobStore {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
   }
+
+  /**
+   * Removes every stored blob not in `keep` whose file was last written
+   * before `before` (epoch ms), and temp files older than that (left by a
+   * crash mid-upload). The age is what protects a blob being uploaded or
+   * deployed right now, before anything refers to it: storing the same
+   * content again renames a new file into place, so its time is new too.
+   * Returns how many blobs and how many bytes went.
+   */
+  async sweep(
+    keep: ReadonlySet<string>,
+    before: number,
+  ): Promise<{ blobs: number; bytes: number }> {
+    const removed = { blobs: 0, bytes: 0 };
+    for (const path of await listFiles(`${this.#dir}/sha256`, 2)) {
+      const sha256 = path.slice(path.lastIndexOf("/") + 1);
+      if (keep.has(sha256)) continue;
+      const size = await removeIfOlder(path, before);
+      if (size !== null) removed.blobs++, removed.bytes += size;
+    }
+    for (const path of await listFiles(`${this.#dir}/tmp`, 1)) await removeIfOlder(path, before);
+    return removed;
+  }
+}
+
+// The files `depth` directory levels below `dir` (none when it does not exist).
+async function listFiles(dir: string, depth: number): Promise<string[]> {
+  const found: string[] = [];
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      const path = `${dir}/${entry.name}`;
+      if (depth > 1 && entry.isDirectory) found.push(...await listFiles(path, depth - 1));
+      else if (depth === 1 && entry.isFile) found.push(path);
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return found;
+}
+
+// Removes a file last modified before `before`; its size, or null when kept or gone.
+async function removeIfOlder(path: string, before: number): Promise<number | null> {
+  try {
+    const info = await Deno.stat(path);
+    if (info.mtime === null || info.mtime.getTime() >= before) return null;
+    await Deno.remove(path);
+    return info.size;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  }
 }

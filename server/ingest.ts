@@ -131,7 +131,10 @@ export class Ingest {
   /** Stores an audit chunk of a run of this agent, then acknowledges it; failures are nacked. */
   async audit(agent: ConnectedAgent, msg: AuditMessage): Promise<void> {
     try {
-      const run = await this.#ctx.store.runById(msg.runId);
+      const { store } = this.#ctx;
+      // A run of a destroyed app lives on in the audit trail: its last chunks still count.
+      const run = await store.runById(msg.runId) ??
+        (await store.archivedRun(msg.runId))?.run ?? null;
       if (run && run.agent_id !== agent.id) {
         this.#ctx.log.child("ingest").warn("audit chunk refused: the run is not this agent's", {
           agent: agent.name,
@@ -140,7 +143,7 @@ export class Ingest {
         });
         return;
       }
-      // A chunk of a run that no longer exists (its app was destroyed) is
+      // A chunk of a run nothing knows of (its audit retention ended) is
       // acknowledged and dropped, or the agent would keep it forever.
       if (run) await this.#ctx.audit.receive(msg.runId, msg.seq, msg.data);
     } catch (err) {

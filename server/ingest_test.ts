@@ -96,7 +96,7 @@ Deno.test("the last log lines of an ended run are still stored", async () => {
   equal((await f.ctx.store.readLogs(f.app.id, {})).length, 3);
 });
 
-Deno.test("an audit chunk is stored and acknowledged; one of a vanished run is acknowledged and dropped", async () => {
+Deno.test("an audit chunk is stored and acknowledged, also once the app is destroyed; one of an unknown run is acknowledged and dropped", async () => {
   await using f = await engineFixture();
   const ingest = new Ingest(f.ctx);
   const agent = new FakeAgent("a1");
@@ -106,9 +106,13 @@ Deno.test("an audit chunk is stored and acknowledged; one of a vanished run is a
 
   await f.ctx.store.destroyApp(f.app.id);
   await ingest.audit(agent, { type: "audit", runId: run.id, seq: 1, data: "aGVsbG8=" });
+  const unknown = crypto.randomUUID();
+  await ingest.audit(agent, { type: "audit", runId: unknown, seq: 0, data: "aGVsbG8=" });
   deepEqual(agent.sent, [
     { type: "audit_ack", runId: run.id, seq: 0 },
     { type: "audit_ack", runId: run.id, seq: 1 },
+    { type: "audit_ack", runId: unknown, seq: 0 },
   ]);
-  equal((await f.ctx.store.auditChunks(run.id)).length, 0);
+  equal((await f.ctx.store.auditChunks(run.id)).length, 2, "the audit trail outlives the app");
+  equal((await f.ctx.store.auditChunks(unknown)).length, 0);
 });

@@ -18,6 +18,12 @@ import { AuditService } from "./audit/mod.ts";
 import { BlobStore } from "./blob_store.ts";
 import type { ServerConfig, ServerContext } from "./context.ts";
 import { checkTimeouts } from "./run_limits.ts";
+import {
+  checkLifecycle,
+  DEFAULT_LIFECYCLE,
+  Lifecycle,
+  type LifecycleSettings,
+} from "./lifecycle.ts";
 import { Signals } from "./signals.ts";
 import { openStore } from "./store/open.ts";
 import { instrumentStore, ServerMetrics } from "./metrics.ts";
@@ -35,6 +41,8 @@ export interface ServerOptions {
   config?: Partial<ServerConfig>;
   /** PEM certificate and key: the API is served over HTTPS. */
   tls?: { cert: string; key: string };
+  /** Retention and garbage collection (server/lifecycle.ts); defaults otherwise. */
+  lifecycle?: Partial<LifecycleSettings>;
   log?: Logger;
 }
 
@@ -65,6 +73,8 @@ async function readOrCreateSecret(path: string, make: () => string): Promise<str
 export async function startServer(given: ServerOptions): Promise<RunningServer> {
   const options = { ...given, dataDir: resolvePath(given.dataDir) };
   const log = options.log ?? createLogger("server");
+  const lifecycleSettings = { ...DEFAULT_LIFECYCLE, ...options.lifecycle };
+  checkLifecycle(lifecycleSettings);
   await Deno.mkdir(options.dataDir, { recursive: true, mode: 0o700 });
   const metrics = new ServerMetrics();
   const store = instrumentStore(
@@ -117,6 +127,7 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
     metrics,
   };
   const server = createApp(ctx);
+  const lifecycle = new Lifecycle(ctx, { settings: lifecycleSettings });
   const { hostname, port } = parseAddr(options.http);
   const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
   const http = Deno.serve({
@@ -134,6 +145,7 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
   const scheme = options.tls ? "https" : "http";
   const url = `${scheme}://${shownHost.includes(":") ? `[${shownHost}]` : shownHost}:${addr.port}`;
   log.info("server listening", { url });
+  lifecycle.start();
   return {
     url,
     newAdminToken,
@@ -145,6 +157,7 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
     // woken), then the store closes cleanly.
     async close() {
       server.close();
+      await lifecycle.close();
       ctx.signals.close();
       await http.shutdown();
       await store.close();

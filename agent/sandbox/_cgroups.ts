@@ -1,7 +1,10 @@
 /**
  * Per-run cgroups: memory (without swap), pids and CPU limits, through
- * cgroup v2 when the host offers its controllers, else through v1. Every run
- * gets `oneoff/<runId>` at the root of each hierarchy; the sandbox's wrapper
+ * cgroup v2 when the host offers its controllers, else through v1. On v2,
+ * when the agent's own cgroup is delegated to it (systemd `Delegate=yes`),
+ * the agent moves into `<own>/agent` and runs get `<own>/runs/<runId>`
+ * (see {@link planV2}); otherwise, and on v1, every run gets
+ * `oneoff/<runId>` at the root of each hierarchy. The sandbox's wrapper
  * shell writes its own pid into {@link RunCgroup.procsFiles} before it execs,
  * so nothing of the run ever runs outside the limits.
  * @module
@@ -21,6 +24,92 @@ export interface CgroupHost {
   allRoots: string[];
   /** v1 only: the memory controller also limits memory plus swap. */
   swapAccounting: boolean;
+  /** The directory, relative to each root, that holds the run cgroups ("oneoff" unless delegated). */
+  base?: string;
+  /** Said when limits work but not as they should (v2 without delegation). */
+  warning?: string;
+}
+
+/** Where run cgroups go on a cgroup v2 host. */
+export interface V2Layout {
+  /** The directory, relative to the mount root, holding the run cgroups. */
+  base: string;
+  /** Delegated: the leaf (relative to the root) the agent's processes move into first. */
+  agentLeaf: string | null;
+  /** Set when run cgroups go outside any subtree delegated to the agent. */
+  warning: string | null;
+}
+
+/** The agent's own cgroup v2 path (e.g. `/system.slice/oneoff-agent.service`) from `/proc/self/cgroup`. */
+export function ownCgroup(procSelfCgroup: string): string | null {
+  const line = procSelfCgroup.split("\n").find((l) => l.startsWith("0::"));
+  return line === undefined ? null : line.slice(3).trim() || "/";
+}
+
+/**
+ * Decides where run cgroups go under the v2 mount `root`, given the text of
+ * `/proc/self/cgroup`. At the root of the hierarchy (no systemd, a
+ * container): `oneoff/` as always. In a cgroup with the memory and pids
+ * controllers and a writable `cgroup.subtree_control` (delegated): `agent`
+ * and `runs` children of it, as v2's no-internal-processes rule requires.
+ * Otherwise `oneoff/` at the root, with a warning.
+ */
+export async function planV2(root: string, procSelfCgroup: string): Promise<V2Layout> {
+  let own = ownCgroup(procSelfCgroup) ?? "/";
+  if (own === "/") return { base: "oneoff", agentLeaf: null, warning: null };
+  // Already in our leaf (a second detection, or a restart that kept it).
+  const parent = own.slice(0, own.lastIndexOf("/")) || "/";
+  if (own.endsWith("/agent") && parent !== "/" && await isDir(`${root}${parent}/runs`)) {
+    own = parent;
+  }
+  const dir = `${root}${own}`;
+  const controllers = (await Deno.readTextFile(`${dir}/cgroup.controllers`).catch(() => ""))
+    .trim().split(/\s+/);
+  const writable = await Deno.open(`${dir}/cgroup.subtree_control`, { write: true }).then(
+    (file) => (file.close(), true),
+    () => false,
+  );
+  if (!controllers.includes("memory") || !controllers.includes("pids") || !writable) {
+    return {
+      base: "oneoff",
+      agentLeaf: null,
+      warning: `The agent's cgroup ${own} is not delegated to it (no writable subtree with ` +
+        `memory and pids): run cgroups go to /oneoff at the root, outside it; ` +
+        `set Delegate=yes in the agent's systemd unit`,
+    };
+  }
+  const rel = own.slice(1);
+  return { base: `${rel}/runs`, agentLeaf: `${rel}/agent`, warning: null };
+}
+
+/**
+ * Makes a layout real under `root`: delegated, moves every process of the
+ * agent's cgroup into its leaf, then enables the controllers for `runs` and
+ * below; otherwise enables them on the root and `oneoff/`.
+ */
+export async function applyV2(root: string, layout: V2Layout): Promise<void> {
+  const offered = (await Deno.readTextFile(`${root}/cgroup.controllers`).catch(() => ""))
+    .trim().split(/\s+/);
+  const wanted = CONTROLLERS.filter((c) => offered.includes(c)).map((c) => `+${c}`).join(" ");
+  if (layout.agentLeaf === null) {
+    // The root usually has them already (systemd); writing again is harmless.
+    await Deno.writeTextFile(`${root}/cgroup.subtree_control`, wanted).catch(() => {});
+  } else {
+    const own = layout.agentLeaf.slice(0, layout.agentLeaf.lastIndexOf("/"));
+    await Deno.mkdir(`${root}/${layout.agentLeaf}`, { recursive: true });
+    const procs = await Deno.readTextFile(`${root}/${own}/cgroup.procs`).catch(() => "");
+    for (const pid of procs.split("\n").filter(Boolean)) {
+      // A process that exited meanwhile cannot move: that is fine.
+      await Deno.writeTextFile(`${root}/${layout.agentLeaf}/cgroup.procs`, pid).catch(() => {});
+    }
+    await Deno.writeTextFile(`${root}/${own}/cgroup.subtree_control`, wanted);
+  }
+  await Deno.mkdir(`${root}/${layout.base}`, { recursive: true });
+  await Deno.writeTextFile(`${root}/${layout.base}/cgroup.subtree_control`, wanted);
+}
+
+async function isDir(path: string): Promise<boolean> {
+  return await Deno.stat(path).then((info) => info.isDirectory, () => false);
 }
 
 /** Finds the cgroup hierarchy to use; null with a reason when there is none. */
@@ -28,12 +117,21 @@ export async function detectCgroups(): Promise<CgroupHost | { reason: string }> 
   const v2 = await Deno.readTextFile(`${V2_ROOT}/cgroup.controllers`).catch(() => "");
   const offered = v2.trim().split(/\s+/);
   if (offered.includes("memory") && offered.includes("pids")) {
-    await enableV2Controllers(offered).catch(() => {});
-    const root = `${V2_ROOT}/oneoff`;
-    const enabled = await Deno.readTextFile(`${root}/cgroup.subtree_control`).catch(() => "");
+    // Once per process: the first call moves the agent into its leaf.
+    v2Layout ??= (async () => {
+      const self = await Deno.readTextFile("/proc/self/cgroup").catch(() => "");
+      const layout = await planV2(V2_ROOT, self);
+      await applyV2(V2_ROOT, layout).catch(() => {});
+      return layout;
+    })();
+    const layout = await v2Layout;
+    const enabled = await Deno.readTextFile(`${V2_ROOT}/${layout.base}/cgroup.subtree_control`)
+      .catch(() => "");
     if (!enabled.includes("memory") || !enabled.includes("pids")) {
+      v2Layout = null;
       return {
-        reason: `cgroup v2 controllers "memory" and "pids" cannot be enabled under ${root}`,
+        reason: `cgroup v2 controllers "memory" and "pids" cannot be enabled under ` +
+          `${V2_ROOT}/${layout.base}`,
       };
     }
     return {
@@ -41,6 +139,8 @@ export async function detectCgroups(): Promise<CgroupHost | { reason: string }> 
       roots: { memory: V2_ROOT, pids: V2_ROOT, cpu: V2_ROOT },
       allRoots: [V2_ROOT],
       swapAccounting: true,
+      base: layout.base,
+      ...(layout.warning === null ? {} : { warning: layout.warning }),
     };
   }
   const { mounts, all } = await v1Mounts();
@@ -59,13 +159,7 @@ export async function detectCgroups(): Promise<CgroupHost | { reason: string }> 
   return { version: 1, roots: { memory, pids, cpu }, allRoots: all, swapAccounting };
 }
 
-async function enableV2Controllers(offered: string[]): Promise<void> {
-  const wanted = CONTROLLERS.filter((c) => offered.includes(c)).map((c) => `+${c}`).join(" ");
-  // The root usually has them already (systemd); writing again is harmless.
-  await Deno.writeTextFile(`${V2_ROOT}/cgroup.subtree_control`, wanted).catch(() => {});
-  await Deno.mkdir(`${V2_ROOT}/oneoff`, { recursive: true });
-  await Deno.writeTextFile(`${V2_ROOT}/oneoff/cgroup.subtree_control`, wanted);
-}
+let v2Layout: Promise<V2Layout> | null = null;
 
 /** Maps each v1 controller to its mount point, and lists every cgroup mount (v2 of a hybrid host too). */
 async function v1Mounts(): Promise<{ mounts: Map<string, string>; all: string[] }> {
@@ -132,7 +226,7 @@ export class RunCgroup {
   /** The run's cgroup directory per controller. */
   get #paths(): Record<(typeof CONTROLLERS)[number], string> {
     const { roots } = this.#host;
-    const rel = `oneoff/${this.#runId}`;
+    const rel = `${this.#host.base ?? "oneoff"}/${this.#runId}`;
     return {
       memory: `${roots.memory}/${rel}`,
       pids: `${roots.pids}/${rel}`,
@@ -152,7 +246,7 @@ export class RunCgroup {
 
   /** Path for runc's `linux.cgroupsPath`: a child of this cgroup, so runc's own cleanup leaves ours. */
   get runcPath(): string {
-    return `/oneoff/${this.#runId}/ctr`;
+    return `/${this.#host.base ?? "oneoff"}/${this.#runId}/ctr`;
   }
 
   /** Allows a child cgroup (runc's) to use the controllers; v2 needs it said. */
@@ -187,7 +281,7 @@ export class RunCgroup {
    * in every hierarchy it joined.
    */
   async remove(options: { withRunc?: boolean } = {}): Promise<void> {
-    const rel = `oneoff/${this.#runId}`;
+    const rel = `${this.#host.base ?? "oneoff"}/${this.#runId}`;
     const dirs = options.withRunc
       ? this.#host.allRoots.flatMap((root) => [`${root}/${rel}/ctr`, `${root}/${rel}`])
       : this.dirs;

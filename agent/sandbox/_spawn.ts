@@ -81,6 +81,7 @@ export async function limitCgroups(warnings: string[]): Promise<CgroupHost | nul
     warnings.push(`Memory, process and CPU limits are not enforced: ${found.reason}`);
     return null;
   }
+  if (found.warning !== undefined) warnings.push(found.warning);
   if (found.version === 1 && !found.swapAccounting) {
     warnings.push(
       "Swap is not accounted (no memory.memsw in cgroup v1): the memory limit does not cover swap",

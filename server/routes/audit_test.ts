@@ -23,7 +23,7 @@ async function auditServer() {
   api.use("*", requireToken(store, new FailureLimiter({ limit: 100 })));
   api.use("/apps/:app/*", appLoader(store));
   api.route("/apps/:app/runs/:run", auditRoutes(t.ctx, audit));
-  api.route("/", adminAuditRoutes(audit));
+  api.route("/", adminAuditRoutes(audit, store));
   app.route("/api", api);
   const member = await memberToken(store, "mallory", ["demo"]);
   const outsider = await memberToken(store, "oscar", ["other"]);
@@ -215,4 +215,30 @@ Deno.test("only an admin rotates the audit key, and the rotation goes on the tim
   // Chunks written under the old key stay readable.
   const read = await s.call("GET", "/api/apps/demo/runs/one-off-1/audit");
   deepEqual((await read.json()).problems, []);
+});
+
+Deno.test("an admin reads a destroyed app's recording by run id, a member may not", async () => {
+  await using s = await auditServer();
+  const app = (await s.store.appByName("demo"))!;
+  await s.store.destroyApp(app.id);
+  equal((await s.call("GET", `/api/audit/runs/${s.run.id}`, s.member)).status, 403);
+  const res = await s.call("GET", `/api/audit/runs/${s.run.id}?format=transcript`);
+  equal(res.status, 200);
+  const body = await res.json();
+  equal(body.run, "one-off-1");
+  equal(body.meta.app, "demo");
+  equal(body.meta.command, "bash");
+  equal(body.final, true);
+  match(body.transcript, /exit/);
+  const views = await s.store.listEvents({ limit: 100 });
+  deepEqual(
+    views.filter((e) => e.kind === "audit.viewed").map((e) => [e.app_id, e.app_name, e.data]),
+    [[null, "demo", { run: "one-off-1", format: "transcript" }]],
+  );
+  equal((await s.call("GET", `/api/audit/runs/${crypto.randomUUID()}`)).status, 404);
+  const listed = await (await s.call("GET", "/api/audit/runs?app=demo")).json();
+  deepEqual(listed.runs.map((r: { id: string; label: string }) => [r.id, r.label]), [
+    [s.run.id, "one-off-1"],
+  ]);
+  equal((await s.call("GET", "/api/audit/runs?app=demo", s.member)).status, 403);
 });

@@ -307,6 +307,48 @@ const APP_NETWORK_ISOLATED_POSTGRES = `
   update apps set network = 'isolated' where network = 'host';
 `;
 
+// An audit trail outlives what it audits: a run's recording and who ran
+// what stay after its app is destroyed or its row is pruned, until the
+// audit retention ends. So audit chunks lose their foreign key to runs
+// (SQLite rebuilds the table; nothing references it), and a run's
+// metadata is copied to audit_runs when its row goes. An index on `at`
+// lets the retention sweep find old recordings without reading payloads.
+const AUDIT_OUTLIVES_SQLITE = `
+  CREATE TABLE audit_chunks_kept (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    key_id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (run_id, seq)
+  ) WITHOUT ROWID;
+  INSERT INTO audit_chunks_kept SELECT run_id, seq, key_id, payload, prev_hash, at FROM audit_chunks;
+  DROP TABLE audit_chunks;
+  ALTER TABLE audit_chunks_kept RENAME TO audit_chunks;
+  CREATE INDEX audit_chunks_at ON audit_chunks (at);
+  CREATE TABLE audit_runs (
+    run_id TEXT PRIMARY KEY,
+    app_name TEXT NOT NULL,
+    run TEXT NOT NULL,
+    at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX audit_runs_at ON audit_runs (at);
+  CREATE INDEX audit_runs_app ON audit_runs (app_name, at);
+`;
+const AUDIT_OUTLIVES_POSTGRES = `
+  alter table audit_chunks drop constraint if exists audit_chunks_run_id_fkey;
+  create index audit_chunks_at on audit_chunks (at);
+  create table audit_runs (
+    run_id text primary key,
+    app_name text not null,
+    run jsonb not null,
+    at timestamptz not null
+  );
+  create index audit_runs_at on audit_runs (at);
+  create index audit_runs_app on audit_runs (app_name, at);
+`;
+
 /** Every migration, in the order they apply. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "initial schema", sqlite: INITIAL_SQLITE, postgres: INITIAL_POSTGRES },
@@ -329,5 +371,11 @@ export const MIGRATIONS: readonly Migration[] = [
     name: "app network isolated by default",
     sqlite: APP_NETWORK_ISOLATED_SQLITE,
     postgres: APP_NETWORK_ISOLATED_POSTGRES,
+  },
+  {
+    version: 7,
+    name: "audit outlives its app",
+    sqlite: AUDIT_OUTLIVES_SQLITE,
+    postgres: AUDIT_OUTLIVES_POSTGRES,
   },
 ];

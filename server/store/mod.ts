@@ -185,6 +185,26 @@ export interface AuditChunkRow {
   at: Date;
 }
 
+/**
+ * A run whose row is gone (its app destroyed, or pruned by the run
+ * retention) as its audit trail keeps it: who ran what, where, when, and
+ * how it ended. Its env overrides and attach secret are not kept.
+ */
+export interface ArchivedRun {
+  app_name: string;
+  run: RunRow;
+}
+
+/** What one batch of log pruning removes from an app. */
+export interface LogPrune {
+  /** Lines with a timestamp before this go. */
+  before: Date;
+  /** Lines beyond the app's newest this many go. */
+  keepLines: number;
+  /** At most this many lines are looked at (and removed) in one call. */
+  limit: number;
+}
+
 /** Which runs to list. */
 export interface RunQuery {
   app_id?: number;
@@ -300,6 +320,40 @@ export interface Store {
   putAuditChunk(row: AuditChunkRow): Promise<boolean>;
   /** In sequence order. */
   auditChunks(runId: string): Promise<AuditChunkRow[]>;
+  /** The audit trail's copy of a run whose row is gone, or null. */
+  archivedRun(runId: string): Promise<ArchivedRun | null>;
+  /** The audit trail's runs of an app by its name (destroyed or not), most recent first. */
+  listArchivedRuns(appName: string, limit: number): Promise<ArchivedRun[]>;
+
+  // Data lifecycle (server/lifecycle.ts): each call removes one bounded
+  // batch, so a big table is never locked for long; callers loop while a
+  // call removes something.
+
+  /**
+   * Removes, among the app's oldest `limit` lines (by id), those older than
+   * `before` or beyond its newest `keepLines`; returns how many.
+   */
+  pruneLogs(appId: number, prune: LogPrune): Promise<number>;
+  /**
+   * Removes up to `limit` ended runs that ended (or were created, if they
+   * never started) before `before`, copying each to the audit trail first.
+   */
+  pruneRuns(before: Date, limit: number): Promise<number>;
+  /**
+   * Removes the recordings (and archived metadata) of up to `limit` runs
+   * whose last audit record is older than `before`; returns how many runs.
+   */
+  pruneAudit(before: Date, limit: number): Promise<number>;
+  /**
+   * Removes up to `limit` releases older than each app's newest `keep`
+   * that no run row refers to; returns how many.
+   */
+  pruneReleases(keep: number, limit: number): Promise<number>;
+  /**
+   * Every blob still needed: the slugs of each app's newest `keepReleases`
+   * releases, and the slug and uploads of every run not yet ended.
+   */
+  blobReferences(keepReleases: number): Promise<Set<string>>;
 }
 
 /** Thrown when a unique name is already taken. */

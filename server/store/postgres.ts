@@ -5,14 +5,16 @@
  * @module
  */
 import postgres from "postgres";
-import type { NetworkMode, RunState } from "../../protocol/mod.ts";
+import { LIVE_STATES, type NetworkMode, type RunState } from "../../protocol/mod.ts";
 import {
   type AgentRow,
   type AppRow,
+  type ArchivedRun,
   type AuditChunkRow,
   ConflictError,
   type EventRow,
   type IdempotencyRow,
+  type LogPrune,
   type LogQuery,
   type LogRow,
   type NewEvent,
@@ -27,6 +29,7 @@ import {
 } from "./mod.ts";
 import { MIGRATIONS, POSTGRES_MIGRATIONS_TABLE } from "./_migrations.ts";
 import { withoutNul } from "./_log_line.ts";
+import { fromArchive } from "./_archive.ts";
 
 /**
  * Connects to the database at `url` (a pool of at most 5 connections); call
@@ -195,10 +198,16 @@ class PostgresStore implements Store {
   }
 
   async destroyApp(id: number): Promise<void> {
-    // Foreign keys cascade to env, releases, runs and audit chunks, and null
-    // the app on events, whose app_name keeps the timeline readable. Logs
-    // have no foreign key (it slows every insert): they go explicitly.
+    // Foreign keys cascade to env, releases and runs, and null the app on
+    // events, whose app_name keeps the timeline readable. Logs have no
+    // foreign key (it slows every insert): they go explicitly. Audit chunks
+    // stay, and each run is copied to the audit trail first.
     await this.#sql.begin(async (tx) => {
+      await tx`
+        insert into audit_runs (run_id, app_name, run, at)
+        select r.id, a.name, to_jsonb(r) - 'env_overrides' - 'secret_sha256', coalesce(r.ended_at, r.created_at)
+        from runs r join apps a on a.id = r.app_id where r.app_id = ${id}
+        on conflict (run_id) do nothing`;
       await tx`delete from logs where app_id = ${id}`;
       await tx`delete from apps where id = ${id}`;
     });
@@ -469,5 +478,94 @@ class PostgresStore implements Store {
       ...await this.#sql<AuditChunkRow[]>`
         select * from audit_chunks where run_id = ${runId} order by seq`,
     ];
+  }
+
+  async archivedRun(runId: string): Promise<ArchivedRun | null> {
+    const [row] = await this.#sql<{ app_name: string; run: unknown }[]>`
+      select app_name, run from audit_runs where run_id = ${runId}`;
+    return row === undefined ? null : fromArchive(row.app_name, row.run);
+  }
+
+  async listArchivedRuns(appName: string, limit: number): Promise<ArchivedRun[]> {
+    const rows = await this.#sql<{ app_name: string; run: unknown }[]>`
+      select app_name, run from audit_runs where app_name = ${appName}
+      order by at desc limit ${limit}`;
+    return rows.map((row) => fromArchive(row.app_name, row.run));
+  }
+
+  async pruneLogs(appId: number, prune: LogPrune): Promise<number> {
+    const sql = this.#sql;
+    const [floor] = await sql<{ id: number }[]>`
+      select id from logs where app_id = ${appId} order by id desc limit 1 offset ${prune.keepLines}`;
+    // Ids follow arrival, which follows time closely enough: looking at the
+    // oldest lines by id needs no index on ts (which every insert would pay).
+    const result = await sql`
+      delete from logs where id in (
+        select id from logs where app_id = ${appId} order by id limit ${prune.limit}
+      ) and (ts < ${prune.before} or id <= ${floor?.id ?? 0})`;
+    return result.count;
+  }
+
+  async pruneRuns(before: Date, limit: number): Promise<number> {
+    return await this.#sql.begin(async (tx) => {
+      const rows = await tx`
+        with old as (
+          select r.id from runs r
+          where r.created_at < ${before} and coalesce(r.ended_at, r.created_at) < ${before}
+            and r.state <> all(${LIVE_STATES as string[]})
+          order by r.created_at limit ${limit}
+          for update skip locked
+        ), kept as (
+          insert into audit_runs (run_id, app_name, run, at)
+          select r.id, a.name, to_jsonb(r) - 'env_overrides' - 'secret_sha256', coalesce(r.ended_at, r.created_at)
+          from runs r join apps a on a.id = r.app_id where r.id in (select id from old)
+          on conflict (run_id) do nothing
+        )
+        delete from runs where id in (select id from old) returning id`;
+      return rows.length;
+    });
+  }
+
+  async pruneAudit(before: Date, limit: number): Promise<number> {
+    return await this.#sql.begin(async (tx) => {
+      const runs = await tx<{ run_id: string }[]>`
+        select distinct run_id from audit_chunks a where at < ${before}
+          and not exists (select 1 from audit_chunks b where b.run_id = a.run_id and b.at >= ${before})
+        limit ${limit}`;
+      const ids = runs.map((row) => row.run_id);
+      if (ids.length > 0) await tx`delete from audit_chunks where run_id = any(${ids})`;
+      // Metadata of runs that had no recording (detached ones) ends the same way.
+      const kept = await tx`
+        delete from audit_runs where run_id in (
+          select run_id from audit_runs where at < ${before} limit ${limit})`;
+      return ids.length + kept.count;
+    });
+  }
+
+  async pruneReleases(keep: number, limit: number): Promise<number> {
+    const result = await this.#sql`
+      delete from releases where id in (
+        select r.id from releases r
+        where r.version <= (select max(version) from releases m where m.app_id = r.app_id) - ${keep}
+          and not exists (select 1 from runs where runs.release_id = r.id)
+        limit ${limit})`;
+    return result.count;
+  }
+
+  async blobReferences(keepReleases: number): Promise<Set<string>> {
+    const sql = this.#sql;
+    const recent = await sql<{ sha256: string }[]>`
+      select sha256 from releases r
+      where r.version > (select max(version) from releases m where m.app_id = r.app_id) - ${keepReleases}`;
+    const live = await sql<{ slug: string; uploads: RunRow["uploads"] }[]>`
+      select releases.sha256 as slug, runs.uploads from runs
+      join releases on releases.id = runs.release_id
+      where runs.state = any(${LIVE_STATES as string[]})`;
+    const shas = new Set(recent.map((row) => row.sha256));
+    for (const row of live) {
+      shas.add(row.slug);
+      for (const upload of row.uploads) shas.add(upload.sha256);
+    }
+    return shas;
   }
 }

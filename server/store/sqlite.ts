@@ -5,14 +5,16 @@
  * @module
  */
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
-import type { NetworkMode, RunState } from "../../protocol/mod.ts";
+import { LIVE_STATES, type NetworkMode, type RunState } from "../../protocol/mod.ts";
 import {
   type AgentRow,
   type AppRow,
+  type ArchivedRun,
   type AuditChunkRow,
   ConflictError,
   type EventRow,
   type IdempotencyRow,
+  type LogPrune,
   type LogQuery,
   type LogRow,
   type NewEvent,
@@ -27,6 +29,7 @@ import {
 } from "./mod.ts";
 import { MIGRATIONS, SQLITE_MIGRATIONS_TABLE } from "./_migrations.ts";
 import { withoutNul } from "./_log_line.ts";
+import { archiveJson, fromArchive } from "./_archive.ts";
 import {
   millis,
   type Row,
@@ -242,11 +245,26 @@ class SqliteStore implements Store {
   }
 
   destroyApp(id: number): Promise<void> {
-    // Foreign keys cascade to env, releases, runs, audit chunks and logs, and
-    // null the app on events, whose app_name keeps the timeline readable.
-    return settle(() => {
-      this.#q("DELETE FROM apps WHERE id = ?").run(id);
-    });
+    // Foreign keys cascade to env, releases, runs and logs, and null the app
+    // on events, whose app_name keeps the timeline readable. Audit chunks
+    // stay, and each run is copied to the audit trail first.
+    return settle(() =>
+      this.#tx(() => {
+        this.#archive(this.#all("SELECT * FROM runs WHERE app_id = ?", id).map(toRun));
+        this.#q("DELETE FROM apps WHERE id = ?").run(id);
+      })
+    );
+  }
+
+  // Copies runs to the audit trail (inside the caller's transaction).
+  #archive(runs: RunRow[]): void {
+    const insert = this.#q(
+      "INSERT INTO audit_runs (run_id, app_name, run, at) " +
+        "VALUES (?, (SELECT name FROM apps WHERE id = ?), ?, ?) ON CONFLICT (run_id) DO NOTHING",
+    );
+    for (const run of runs) {
+      insert.run(run.id, run.app_id, archiveJson(run), (run.ended_at ?? run.created_at).getTime());
+    }
   }
 
   getEnv(appId: number): Promise<Record<string, string>> {
@@ -581,5 +599,120 @@ class SqliteStore implements Store {
       this.#all("SELECT * FROM audit_chunks WHERE run_id = ? ORDER BY seq", runId)
         .map(toAuditChunk)
     );
+  }
+
+  archivedRun(runId: string): Promise<ArchivedRun | null> {
+    return settle(() => {
+      const row = this.#get("SELECT app_name, run FROM audit_runs WHERE run_id = ?", runId);
+      return row === undefined ? null : fromArchive(String(row.app_name), row.run);
+    });
+  }
+
+  listArchivedRuns(appName: string, limit: number): Promise<ArchivedRun[]> {
+    return settle(() =>
+      this.#all(
+        "SELECT app_name, run FROM audit_runs WHERE app_name = ? ORDER BY at DESC LIMIT ?",
+        appName,
+        limit,
+      ).map((row) => fromArchive(String(row.app_name), row.run))
+    );
+  }
+
+  pruneLogs(appId: number, prune: LogPrune): Promise<number> {
+    return settle(() => {
+      const floor = this.#get(
+        "SELECT id FROM logs WHERE app_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+        appId,
+        prune.keepLines,
+      );
+      // Ids follow arrival, which follows time closely enough: looking at the
+      // oldest lines by id needs no index on ts (which every insert would pay).
+      const result = this.#q(
+        `DELETE FROM logs WHERE id IN (
+           SELECT id FROM logs WHERE app_id = ? ORDER BY id LIMIT ?
+         ) AND (ts < ? OR id <= ?)`,
+      ).run(appId, prune.limit, prune.before.getTime(), floor === undefined ? 0 : Number(floor.id));
+      return Number(result.changes);
+    });
+  }
+
+  pruneRuns(before: Date, limit: number): Promise<number> {
+    return settle(() =>
+      this.#tx(() => {
+        const runs = this.#q(
+          `SELECT * FROM runs WHERE created_at < :before
+             AND coalesce(ended_at, created_at) < :before
+             AND state NOT IN (SELECT value FROM json_each(:live))
+           ORDER BY created_at LIMIT :limit`,
+        ).all({ before: before.getTime(), live: JSON.stringify(LIVE_STATES), limit }).map((row) =>
+          toRun(row as Row)
+        );
+        this.#archive(runs);
+        const remove = this.#q("DELETE FROM runs WHERE id = ?");
+        for (const run of runs) remove.run(run.id);
+        return runs.length;
+      })
+    );
+  }
+
+  pruneAudit(before: Date, limit: number): Promise<number> {
+    return settle(() =>
+      this.#tx(() => {
+        const cutoff = before.getTime();
+        const runIds = this.#all(
+          `SELECT DISTINCT run_id FROM audit_chunks a WHERE at < ?
+             AND NOT EXISTS (SELECT 1 FROM audit_chunks b WHERE b.run_id = a.run_id AND b.at >= ?)
+           LIMIT ?`,
+          cutoff,
+          cutoff,
+          limit,
+        ).map((row) => String(row.run_id));
+        const chunks = this.#q("DELETE FROM audit_chunks WHERE run_id = ?");
+        for (const id of runIds) chunks.run(id);
+        // Metadata of runs that had no recording (detached ones) ends the same way.
+        const kept = this.#q(
+          "DELETE FROM audit_runs WHERE run_id IN (SELECT run_id FROM audit_runs WHERE at < ? LIMIT ?)",
+        ).run(cutoff, limit);
+        return runIds.length + Number(kept.changes);
+      })
+    );
+  }
+
+  pruneReleases(keep: number, limit: number): Promise<number> {
+    return settle(() => {
+      const result = this.#q(
+        `DELETE FROM releases WHERE id IN (
+           SELECT r.id FROM releases r
+           WHERE r.version <= (SELECT max(version) FROM releases m WHERE m.app_id = r.app_id) - ?
+             AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.release_id = r.id)
+           LIMIT ?)`,
+      ).run(keep, limit);
+      return Number(result.changes);
+    });
+  }
+
+  blobReferences(keepReleases: number): Promise<Set<string>> {
+    return settle(() => {
+      const shas = new Set<string>();
+      const recent = this.#all(
+        `SELECT sha256 FROM releases r
+         WHERE r.version > (SELECT max(version) FROM releases m WHERE m.app_id = r.app_id) - ?`,
+        keepReleases,
+      );
+      for (const row of recent) shas.add(String(row.sha256));
+      const live = this.#all(
+        `SELECT releases.sha256 AS slug, runs.uploads FROM runs
+         JOIN releases ON releases.id = runs.release_id
+         WHERE runs.state IN (SELECT value FROM json_each(?))`,
+        JSON.stringify(LIVE_STATES),
+      );
+      for (const row of live) {
+        shas.add(String(row.slug));
+        for (const upload of JSON.parse(String(row.uploads)) as RunRow["uploads"]) {
+          shas.add(upload.sha256);
+        }
+      }
+      return shas;
+    });
   }
 }

@@ -582,6 +582,118 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
     deepEqual(await store.auditChunks("other"), []);
   });
 
+  test("pruneLogs removes lines past the retention and beyond the per-app maximum", async (store) => {
+    const app = await store.createApp("noisy");
+    const other = await store.createApp("quiet");
+    const rel = await store.createRelease(release(app.id, 1));
+    const run = await store.createRun(newRun(app.id, rel.id));
+    const otherRun = await store.createRun(newRun(other.id, rel.id));
+    await store.appendLogs(app.id, logs(run.id, 1, 50));
+    await store.appendLogs(other.id, logs(otherRun.id, 1, 5));
+    // Lines 1..20 are older than the cutoff (ts = base + seq ms).
+    const before = new Date(Date.UTC(2030, 0, 1) + 21);
+    const prune = { before, keepLines: 1_000_000, limit: 7 };
+    const removed: number[] = [];
+    for (let n = -1; n !== 0;) removed.push(n = await store.pruneLogs(app.id, prune));
+    deepEqual(removed, [7, 7, 6, 0], "batches of at most the limit");
+    const left = await store.readLogs(app.id, { limit: 1000 });
+    deepEqual(left.map((l) => l.line), range(21, 50).map((i) => `${run.id} line ${i}`));
+    while (await store.pruneLogs(app.id, { before, keepLines: 10, limit: 1000 }) > 0);
+    const newest = await store.readLogs(app.id, { limit: 1000 });
+    deepEqual(newest.map((l) => l.line), range(41, 50).map((i) => `${run.id} line ${i}`));
+    equal((await store.readLogs(other.id, {})).length, 5, "other apps untouched");
+    equal(await store.pruneLogs(app.id, { before, keepLines: 0, limit: 100 }), 10);
+  });
+
+  test("pruneRuns removes ended runs past the retention into the audit trail", async (store) => {
+    const app = await store.createApp("busy");
+    const rel = await store.createRelease(release(app.id, 1));
+    const ended = await store.createRun(newRun(app.id, rel.id));
+    const live = await store.createRun(newRun(app.id, rel.id));
+    const fresh = await store.createRun(newRun(app.id, rel.id));
+    const endedAt = new Date(Date.now() - 60_000);
+    const done = await store.updateRun(ended.id, ["pending"], {
+      state: "exited",
+      exit_code: 0,
+      ended_at: endedAt,
+    });
+    await store.updateRun(live.id, ["pending"], { state: "running", started_at: endedAt });
+    await store.updateRun(fresh.id, ["pending"], { state: "exited", ended_at: new Date() });
+    const before = new Date(Date.now() - 30_000);
+    equal(await store.pruneRuns(new Date(Date.now() + 1000), 0), 0);
+    // All were created just now: ended long ago is not enough to go.
+    equal(await store.pruneRuns(before, 100), 0);
+    const cutoff = new Date(Date.now() + 1);
+    await store.updateRun(fresh.id, ["exited"], {
+      state: "exited",
+      ended_at: new Date(cutoff.getTime() + 60_000),
+    });
+    equal(await store.pruneRuns(cutoff, 100), 1);
+    equal(await store.runById(ended.id), null);
+    deepEqual(await store.archivedRun(ended.id), {
+      app_name: "busy",
+      run: { ...done!, env_overrides: {}, secret_sha256: null },
+    });
+    equal((await store.runById(live.id))?.state, "running", "live runs are never pruned");
+    ok(await store.runById(fresh.id));
+    equal(await store.pruneRuns(cutoff, 100), 0);
+  });
+
+  test("pruneAudit removes recordings whose last record is past the retention", async (store) => {
+    const app = await store.createApp("audited");
+    const rel = await store.createRelease(release(app.id, 1));
+    const run = await store.createRun(newRun(app.id, rel.id));
+    const young = await store.createRun(newRun(app.id, rel.id));
+    const t0 = Date.now() - 10 * 86_400_000;
+    const chunk = (runId: string, seq: number, at: number) => ({
+      run_id: runId,
+      seq,
+      key_id: "k",
+      payload: `p${seq}`,
+      prev_hash: "",
+      at: new Date(at),
+    });
+    await store.putAuditChunk(chunk(run.id, 1, t0));
+    await store.putAuditChunk(chunk(run.id, 2, t0 + 1000));
+    await store.putAuditChunk(chunk(young.id, 1, t0));
+    await store.putAuditChunk(chunk(young.id, 2, t0 + 5000));
+    await store.destroyApp(app.id);
+    const before = new Date(t0 + 2000);
+    equal(await store.pruneAudit(before, 100), 1, "a recording goes whole, once all of it is old");
+    deepEqual(await store.auditChunks(run.id), []);
+    equal((await store.auditChunks(young.id)).length, 2);
+    ok(await store.archivedRun(run.id), "metadata follows its own time");
+    // The archived runs were created now: a cutoff past now removes them.
+    equal(await store.pruneAudit(new Date(Date.now() + 1000), 100), 3);
+    equal(await store.archivedRun(run.id), null);
+    deepEqual(await store.auditChunks(young.id), []);
+  });
+
+  test("pruneReleases and blobReferences keep the newest releases and what live runs use", async (store) => {
+    const app = await store.createApp("deploys");
+    const other = await store.createApp("other");
+    const rels = [];
+    for (let n = 1; n <= 5; n++) rels.push(await store.createRelease(release(app.id, n)));
+    const otherRel = await store.createRelease(release(other.id, 99));
+    const upload = { name: "f", sha256: "ab".repeat(32), size: 1 };
+    await store.createRun(newRun(app.id, rels[0]!.id, { uploads: [upload] })); // pending: live
+    const ended = await store.createRun(
+      newRun(app.id, rels[1]!.id, { uploads: [{ ...upload, sha256: "cd".repeat(32) }] }),
+    );
+    await store.updateRun(ended.id, ["pending"], { state: "exited", ended_at: new Date() });
+    deepEqual(
+      [...await store.blobReferences(2)].sort(),
+      [rels[0]!.sha256, rels[3]!.sha256, rels[4]!.sha256, otherRel.sha256, upload.sha256].sort(),
+    );
+    // Release 3 has no run: it goes; 1 and 2 have run rows, 4 and 5 are newest.
+    equal(await store.pruneReleases(2, 100), 1);
+    equal(await store.releaseById(rels[2]!.id), null);
+    ok(await store.releaseById(rels[1]!.id));
+    ok(await store.releaseById(otherRel.id));
+    equal((await store.runById(ended.id))?.release_id, rels[1]!.id);
+    equal(await store.pruneReleases(2, 100), 0);
+  });
+
   test("destroyApp removes what the app owns and keeps its timeline", async (store) => {
     const app = await store.createApp("doomed");
     const kept = await store.createApp("kept");
@@ -614,7 +726,14 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
     equal(await store.releaseById(rel.id), null);
     equal(await store.runById(run.id), null);
     deepEqual(await store.readLogs(app.id, {}), []);
-    deepEqual(await store.auditChunks(run.id), []);
+    equal((await store.auditChunks(run.id)).length, 1, "the audit trail outlives the app");
+    deepEqual(await store.archivedRun(run.id), {
+      app_name: "doomed",
+      run: { ...run, env_overrides: {}, secret_sha256: null },
+    });
+    equal(await store.archivedRun(keptRun.id), null);
+    deepEqual(await store.listArchivedRuns("doomed", 10), [(await store.archivedRun(run.id))!]);
+    deepEqual(await store.listArchivedRuns("kept", 10), []);
     deepEqual(await store.listEvents({}), [{ ...event, app_id: null }]);
     deepEqual(await store.getEnv(kept.id), { B: "2" });
     equal((await store.readLogs(kept.id, {})).length, 3);

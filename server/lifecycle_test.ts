@@ -1,0 +1,195 @@
+import { deepEqual, equal, ok, throws } from "node:assert/strict";
+import { FakeClock } from "../util/clock.ts";
+import { testServer } from "./_testing.ts";
+import type { BlobStore } from "./blob_store.ts";
+import { checkLifecycle, DEFAULT_LIFECYCLE, Lifecycle } from "./lifecycle.ts";
+import type { NewRun, Store } from "./store/mod.ts";
+
+const DAY = 86_400_000;
+
+function newRun(appId: number, releaseId: number, extra: Partial<NewRun> = {}): NewRun {
+  return {
+    id: crypto.randomUUID(),
+    app_id: appId,
+    command: "bash",
+    attached: true,
+    tty: true,
+    size: "M",
+    release_id: releaseId,
+    env_overrides: {},
+    uploads: [],
+    cols: 80,
+    rows: 24,
+    timeout_ms: 60_000,
+    actor: "alice",
+    secret_sha256: null,
+    expires_at: null,
+    ...extra,
+  };
+}
+
+async function release(store: Store, appId: number, sha256: string) {
+  return await store.createRelease({
+    app_id: appId,
+    sha256,
+    size: 1,
+    process_types: {},
+    actor: "alice",
+  });
+}
+
+async function blob(blobs: BlobStore, text: string): Promise<string> {
+  return (await blobs.put(new Blob([text]).stream(), { maxBytes: 1000 })).sha256;
+}
+
+Deno.test("the sweep runs once at start, then on its interval, and stops on close", async () => {
+  await using t = await testServer();
+  const clock = new FakeClock(Date.now());
+  let sweeps = 0;
+  const listApps = t.ctx.store.listApps.bind(t.ctx.store);
+  t.ctx.store.listApps = () => (sweeps++, listApps());
+  const lifecycle = new Lifecycle(t.ctx, { clock, settings: { everyMs: 3600_000 } });
+  lifecycle.start();
+  await clock.advance(0);
+  equal(sweeps, 1, "once at start");
+  await clock.advance(3599_000);
+  equal(sweeps, 1);
+  await clock.advance(1000);
+  equal(sweeps, 2, "hourly");
+  await clock.advance(2 * 3600_000);
+  equal(sweeps, 4);
+  await lifecycle.close();
+  await clock.advance(3600_000);
+  equal(sweeps, 4);
+  equal(clock.pending, 0);
+});
+
+Deno.test("the sweep enforces log retention by age and by lines per app", async () => {
+  await using t = await testServer();
+  const { store } = t.ctx;
+  const clock = new FakeClock(Date.now());
+  const app = await store.createApp("demo");
+  const rel = await release(store, app.id, "aa".repeat(32));
+  const run = await store.createRun(newRun(app.id, rel.id));
+  const now = clock.now();
+  const line = (seq: number, ts: number) => ({
+    run_id: run.id,
+    seq,
+    ts: new Date(ts),
+    source: "one-off-1",
+    stream: "stdout",
+    line: `l${seq}`,
+  });
+  await store.appendLogs(app.id, [
+    line(1, now - 31 * DAY),
+    line(2, now - 29 * DAY),
+    line(3, now - DAY),
+    line(4, now),
+  ]);
+  const lifecycle = new Lifecycle(t.ctx, { clock, settings: { logMaxLinesPerApp: 2 } });
+  const first = await lifecycle.sweep();
+  equal(first.logLines, 2, "line 1 by age, line 2 by count");
+  deepEqual((await store.readLogs(app.id, {})).map((l) => l.line), ["l3", "l4"]);
+  await clock.advance(30 * DAY);
+  equal((await lifecycle.sweep()).logLines, 1);
+  deepEqual((await store.readLogs(app.id, {})).map((l) => l.line), ["l4"]);
+});
+
+Deno.test("a destroyed app's recording stays readable until the audit retention ends", async () => {
+  await using t = await testServer();
+  const { store, audit } = t.ctx;
+  const clock = new FakeClock(Date.now());
+  const app = await store.createApp("doomed");
+  const rel = await release(store, app.id, "bb".repeat(32));
+  const run = await store.createRun(newRun(app.id, rel.id));
+  await store.updateRun(run.id, ["pending"], { state: "running", started_at: new Date() });
+  await store.updateRun(run.id, ["running"], { state: "exited", ended_at: new Date() });
+  const chunk = { v: 1, t0: Date.now(), events: [[0, "o", btoa("hi")]], final: true };
+  await audit.receive(run.id, 0, JSON.stringify(chunk));
+  equal((await t.call("DELETE", "/api/apps/doomed")).status < 300, true);
+  equal(await store.appByName("doomed"), null);
+  const lifecycle = new Lifecycle(t.ctx, {
+    clock,
+    settings: { runRetentionMs: 10 * DAY, auditRetentionMs: 20 * DAY },
+  });
+  await clock.advance(19 * DAY);
+  equal((await lifecycle.sweep()).auditRuns, 0);
+  const res = await t.call("GET", `/api/audit/runs/${run.id}`);
+  equal(res.status, 200);
+  deepEqual((await res.json()).events, [[0, "o", "hi"]]);
+  await clock.advance(2 * DAY);
+  ok((await lifecycle.sweep()).auditRuns >= 1);
+  deepEqual(await store.auditChunks(run.id), []);
+  equal(await store.archivedRun(run.id), null);
+  equal((await t.call("GET", `/api/audit/runs/${run.id}`)).status, 404);
+});
+
+Deno.test("ended runs go after the run retention, live ones stay, the timeline stays", async () => {
+  await using t = await testServer();
+  const { store } = t.ctx;
+  const clock = new FakeClock(Date.now());
+  const app = await store.createApp("demo");
+  const rel = await release(store, app.id, "cc".repeat(32));
+  const ended = await store.createRun(newRun(app.id, rel.id));
+  const live = await store.createRun(newRun(app.id, rel.id));
+  await store.updateRun(ended.id, ["pending"], { state: "exited", ended_at: new Date() });
+  await store.updateRun(live.id, ["pending"], { state: "running", started_at: new Date() });
+  const event = await store.addEvent({
+    app_id: app.id,
+    app_name: "demo",
+    actor: "alice",
+    kind: "app.created",
+    data: {},
+  });
+  const lifecycle = new Lifecycle(t.ctx, { clock });
+  await clock.advance(89 * DAY);
+  equal((await lifecycle.sweep()).runs, 0);
+  await clock.advance(2 * DAY);
+  equal((await lifecycle.sweep()).runs, 1);
+  equal(await store.runById(ended.id), null);
+  ok(await store.archivedRun(ended.id), "kept for the audit trail");
+  ok(await store.runById(live.id));
+  deepEqual(await store.listEvents({}), [event]);
+});
+
+Deno.test("blob GC keeps referenced and recent blobs and removes old unreferenced ones", async () => {
+  await using t = await testServer();
+  const { store } = t.ctx;
+  const clock = new FakeClock(Date.now());
+  const app = await store.createApp("demo");
+  const shas: string[] = [];
+  for (let i = 0; i < 4; i++) shas.push(await blob(t.ctx.blobs, `slug ${i}`));
+  const rels = [];
+  for (const sha of shas) rels.push(await release(store, app.id, sha));
+  const upload = await blob(t.ctx.blobs, "live upload");
+  const oldUpload = await blob(t.ctx.blobs, "ended upload");
+  const fresh = await blob(t.ctx.blobs, "being deployed right now");
+  // A pending run on the oldest release with an upload: both are needed.
+  await store.createRun(newRun(app.id, rels[0]!.id, {
+    uploads: [{ name: "f", sha256: upload, size: 1 }],
+  }));
+  const old = new Date(clock.now() - 2 * 3600_000);
+  for (const sha of [...shas, upload, oldUpload]) {
+    await Deno.utime(t.ctx.blobs.path(sha), old, old);
+  }
+  const lifecycle = new Lifecycle(t.ctx, { clock, settings: { keepReleases: 2 } });
+  const report = await lifecycle.sweep();
+  equal(report.blobs, 2, "release 2's slug and the ended run's upload");
+  equal(report.releases, 1, "release 2 (release 1 has a run)");
+  for (const sha of [shas[0]!, shas[2]!, shas[3]!, upload, fresh]) ok(await t.ctx.blobs.has(sha));
+  equal(await t.ctx.blobs.has(shas[1]!), false);
+  equal(await t.ctx.blobs.has(oldUpload), false);
+  await clock.advance(2 * 3600_000);
+  equal((await lifecycle.sweep()).blobs, 1, "the fresh blob once past the grace");
+  equal(await t.ctx.blobs.has(fresh), false);
+});
+
+Deno.test("an audit retention shorter than the run retention is refused", () => {
+  throws(
+    () => checkLifecycle({ ...DEFAULT_LIFECYCLE, auditRetentionMs: 30 * DAY }),
+    new Error(
+      "Audit retention (30d) is shorter than run retention (90d): give --audit-retention at least --run-retention",
+    ),
+  );
+  checkLifecycle({ ...DEFAULT_LIFECYCLE, auditRetentionMs: 90 * DAY });
+});
