@@ -44,9 +44,8 @@ function flagDuration(flag: string, value: string): number {
  */
 export async function agent(args: string[]): Promise<number> {
   const v = flags("agent", args);
-  if (!v.server || !v["join-token"]) {
-    throw new UsageError("agent needs --server and --join-token");
-  }
+  // --join-token only enrols: once the data dir holds the agent's credential it is not needed.
+  if (!v.server) throw new UsageError("agent needs --server (and --join-token to enrol)");
   const maxRuns = Number(v["max-runs"] ?? 20);
   if (!Number.isInteger(maxRuns) || maxRuns < 1) {
     throw new UsageError(`Invalid --max-runs "${v["max-runs"]}": give a positive integer`);
@@ -57,7 +56,7 @@ export async function agent(args: string[]): Promise<number> {
   const tls = await readTls(v["tls-cert"], v["tls-key"]);
   const running = await startAgent({
     server: v.server,
-    joinToken: v["join-token"],
+    ...(v["join-token"] ? { joinToken: v["join-token"] } : {}),
     name: v.name ?? Deno.hostname().toLowerCase().replace(/[^a-z0-9-]/g, "-"),
     attach: parseAddr(v.attach ?? "0.0.0.0:5000"),
     ...(v.advertise ? { advertise: v.advertise } : {}),

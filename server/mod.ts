@@ -17,6 +17,7 @@ import { newToken, sha256Hex } from "./auth.ts";
 import { AuditService } from "./audit/mod.ts";
 import { BlobStore } from "./blob_store.ts";
 import type { ServerConfig, ServerContext } from "./context.ts";
+import { registerJoinToken } from "./join_tokens.ts";
 import { checkTimeouts } from "./run_limits.ts";
 import { Signals } from "./signals.ts";
 import { openStore } from "./store/open.ts";
@@ -40,6 +41,7 @@ export interface RunningServer {
   url: string;
   /** The admin token if this start created it (printed once), else null. */
   newAdminToken: string | null;
+  /** The join token as the server started: a rotation changes `ctx.config.joinToken`. */
   joinToken: string;
   ctx: ServerContext;
   close(): Promise<void>;
@@ -62,8 +64,9 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
   const log = options.log ?? createLogger("server");
   await Deno.mkdir(options.dataDir, { recursive: true, mode: 0o700 });
   const store = await openStore(options.database ?? `sqlite:${options.dataDir}/oneoff.db`);
+  const joinTokenFile = options.config?.joinToken ? null : `${options.dataDir}/join.token`;
   const joinToken = options.config?.joinToken ??
-    await readOrCreateSecret(`${options.dataDir}/join.token`, () => newToken("join"));
+    await readOrCreateSecret(joinTokenFile!, () => newToken("join"));
   const config: ServerConfig = {
     dataDir: options.dataDir,
     maxSlugBytes: 2 * 1024 ** 3,
@@ -80,10 +83,15 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
     logsSettleMs: 60_000,
     heartbeatMs: 5_000,
     auditKeyFile: `${options.dataDir}/audit.key`,
+    joinTokenUses: null,
+    joinTokenTtlMs: null,
+    autoApprove: false,
     ...options.config,
     joinToken,
+    joinTokenFile,
   };
   checkTimeouts(config);
+  await registerJoinToken(store, config);
   let newAdminToken: string | null = null;
   if (await store.countTokens() === 0) {
     newAdminToken = newToken();

@@ -307,6 +307,32 @@ const APP_NETWORK_ISOLATED_POSTGRES = `
   update apps set network = 'isolated' where network = 'host';
 `;
 
+// Agents enrol with a join token and then hold a credential of their own
+// (its hash here); an admin approves them. Join tokens move to a table so
+// that they can be rotated, limited in uses and expire. Existing agents
+// have no credential: they enrol again on their next connection.
+const AGENT_CREDENTIALS_SQLITE = `
+  ALTER TABLE agents ADD COLUMN trust TEXT NOT NULL DEFAULT 'pending';
+  ALTER TABLE agents ADD COLUMN credential_sha256 TEXT;
+  CREATE UNIQUE INDEX agents_credential ON agents (credential_sha256);
+  CREATE TABLE join_tokens (
+    sha256 TEXT PRIMARY KEY,
+    uses_left INTEGER,
+    expires_at INTEGER,
+    revoked INTEGER NOT NULL DEFAULT 0
+  ) WITHOUT ROWID;
+`;
+const AGENT_CREDENTIALS_POSTGRES = `
+  alter table agents add column trust text not null default 'pending';
+  alter table agents add column credential_sha256 text unique;
+  create table join_tokens (
+    sha256 text primary key,
+    uses_left integer,
+    expires_at timestamptz,
+    revoked boolean not null default false
+  );
+`;
+
 /** Every migration, in the order they apply. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "initial schema", sqlite: INITIAL_SQLITE, postgres: INITIAL_POSTGRES },
@@ -329,5 +355,11 @@ export const MIGRATIONS: readonly Migration[] = [
     name: "app network isolated by default",
     sqlite: APP_NETWORK_ISOLATED_SQLITE,
     postgres: APP_NETWORK_ISOLATED_POSTGRES,
+  },
+  {
+    version: 7,
+    name: "agent credentials and join tokens",
+    sqlite: AGENT_CREDENTIALS_SQLITE,
+    postgres: AGENT_CREDENTIALS_POSTGRES,
   },
 ];
