@@ -264,10 +264,27 @@ export const COMMANDS: readonly CommandSpec[] = [
   },
   {
     name: "agents",
-    summary: "List the agents (admins)",
-    usage: ["agents [--json]"],
-    flags: [JSON_FLAG],
-    examples: ["oneoff agents"],
+    summary: "List, approve and revoke agents; rotate the join token (admins)",
+    usage: [
+      "agents [list] [--json]",
+      "agents approve NAME",
+      "agents revoke NAME",
+      "agents join-token rotate [--uses N] [--ttl DURATION]",
+    ],
+    subcommands: ["list", "approve", "revoke", "join-token"],
+    notes: [
+      "An agent enrolled with the join token is pending: it gets no run until approve (servers started with --auto-approve skip this; oneoff dev does). Revoke closes its channel at once, tells its runs to stop, and its credential no longer works (its runs end lost after the grace). The join token only enrols: rotate prints a new one, and the old ones stop enrolling; enrolled agents keep working.",
+    ],
+    flags: [
+      JSON_FLAG,
+      { name: "uses", value: "N", description: "join-token rotate: enrolments it allows" },
+      { name: "ttl", value: "DURATION", description: "join-token rotate: how long it enrols" },
+    ],
+    examples: [
+      "oneoff agents",
+      "oneoff agents approve vm-3",
+      "oneoff agents join-token rotate --uses 1 --ttl 1h",
+    ],
   },
   {
     name: "completion",
@@ -301,7 +318,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "server",
     summary: "The HTTP API and dashboard",
     usage: [
-      "server [--http ADDR] [--database sqlite:PATH|postgres://...] [--data-dir DIR] [--join-token T] [--audit-key-file PATH] [--max-slug-bytes N] [--max-slug-unpacked-bytes N] [--max-timeout DURATION] [--max-runs-per-app N]",
+      "server [--http ADDR] [--database sqlite:PATH|postgres://...] [--data-dir DIR] [--join-token T] [--join-token-uses N] [--join-token-ttl DURATION] [--auto-approve] [--audit-key-file PATH] [--max-slug-bytes N] [--max-slug-unpacked-bytes N] [--max-timeout DURATION] [--max-runs-per-app N]",
     ],
     flags: [
       { name: "http", value: "ADDR", description: "Where to listen", default: "0.0.0.0:8080" },
@@ -317,6 +334,21 @@ export const COMMANDS: readonly CommandSpec[] = [
         value: "T",
         description: "The token agents join with",
         default: "<data-dir>/join.token",
+      },
+      {
+        name: "join-token-uses",
+        value: "N",
+        description: "Enrolments the join token allows (counted from its first start)",
+      },
+      {
+        name: "join-token-ttl",
+        value: "DURATION",
+        description: "How long the join token enrols after its first start",
+      },
+      {
+        name: "auto-approve",
+        description:
+          "Approve agents the join token enrols at once (weaker: the token is then enough to get runs)",
       },
       {
         name: "audit-key-file",
@@ -348,11 +380,16 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "agent",
     summary: "Run one-offs on this host for a server",
     usage: [
-      "agent --server URL --join-token T [--name NAME] [--attach ADDR] [--advertise HOST] [--data-dir DIR] [--sandbox bwrap|runc] [--max-runs N] [--tls-cert PEM --tls-key PEM]",
+      "agent --server URL [--join-token T] [--name NAME] [--attach ADDR] [--advertise HOST] [--data-dir DIR] [--sandbox bwrap|runc] [--max-runs N] [--tls-cert PEM --tls-key PEM]",
     ],
     flags: [
       { name: "server", value: "URL", description: "The server to dial" },
-      { name: "join-token", value: "T", description: "The server's join token" },
+      {
+        name: "join-token",
+        value: "T",
+        description:
+          "Enrols the agent once; then its credential in <data-dir>/agent.credential is used",
+      },
       { name: "name", value: "NAME", description: "This agent's name", default: "the host name" },
       { name: "attach", value: "ADDR", description: "The attach port", default: "0.0.0.0:5000" },
       { name: "advertise", value: "HOST", description: "The host clients attach to" },

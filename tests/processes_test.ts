@@ -101,6 +101,7 @@ Deno.test("oneoff server and oneoff agent as separate processes run a one-off an
       `sqlite:${dir}/server/state.db`,
       "--join-token",
       "join-me-please",
+      "--auto-approve",
     ]);
     const joinLine = await waitFor(
       () => /oneoff agent --server (\S+) --join-token (\S+)/.exec(server.stdout),
