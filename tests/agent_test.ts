@@ -88,7 +88,9 @@ Deno.test("an enrolled agent reconnects with its credential after the server res
   const second = await serve(new URL(first.url).host, "join_after");
   try {
     const { agents } = await waitFor(async () => {
-      const reply = await api(second)<{ agents: AgentInfo[] }>("GET", "/agents");
+      // The admin token was made by the first start only.
+      const admin = { url: second.url, newAdminToken: first.newAdminToken };
+      const reply = await api(admin)<{ agents: AgentInfo[] }>("GET", "/agents");
       return reply.agents[0]?.state === "online" && reply;
     }, { message: "the agent to be back online" });
     deepEqual(agents.map((a) => [a.name, a.trust]), [["moved", "approved"]]);
