@@ -10,7 +10,6 @@ import {
 import { type RunningServer, startServer } from "../server/mod.ts";
 import { makeSlug } from "../server/_testing.ts";
 import { createLogger } from "../util/log.ts";
-import { waitFor } from "./_wait.ts";
 
 const silent = createLogger("test", { level: "silent" });
 
