@@ -396,8 +396,10 @@ class SqliteStore implements Store {
     });
   }
 
-  upsertAgent(row: Omit<AgentRow, "id" | "trust"> & { id?: string }): Promise<AgentRow> {
+  upsertAgent(given: Omit<AgentRow, "id" | "trust"> & { id?: string }): Promise<AgentRow> {
     // An agent that comes back under its name keeps the id it was given first.
+    // A row read back (with its trust) may be given: trust is never set here.
+    const { trust: _, ...row } = given as typeof given & { trust?: unknown };
     return settle(() =>
       toAgent(
         this.#q(
