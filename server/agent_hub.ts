@@ -261,6 +261,9 @@ export class AgentHub {
   // partitioned peer never answers a close handshake, so waiting for its
   // close event would leave it online with its runs running for ever.
   #sweep(): void {
+    this.#refreshTrust().catch((err) =>
+      this.#ctx.log.child("hub").error("reading agents' trust failed", { error: errorMessage(err) })
+    );
     const deadline = this.#clock.now() - 3 * this.#ctx.config.heartbeatMs;
     for (const agent of this.#agents.list()) {
       if (agent.lastSeen >= deadline) {
@@ -274,6 +277,18 @@ export class AgentHub {
       this.#events.left(agent).catch((err) =>
         log.error("agent drop failed", { agent: agent.name, error: errorMessage(err) })
       );
+    }
+  }
+
+  // Several servers may share one store: an approval or revocation made
+  // through another reaches this one's channels within a heartbeat.
+  async #refreshTrust(): Promise<void> {
+    if (this.#agents.list().length === 0) return;
+    const rows = new Map((await this.#ctx.store.listAgents()).map((row) => [row.id, row]));
+    for (const agent of this.#agents.list()) {
+      const trust = rows.get(agent.id)?.trust ?? "revoked";
+      if (trust === "revoked") await this.setTrust(agent.id, "revoked");
+      else if (trust === "approved" && !agent.approved) await this.setTrust(agent.id, "approved");
     }
   }
 

@@ -305,3 +305,24 @@ Deno.test("join token guesses on the channel are rate-limited and logged with th
   deepEqual(valid.received.map((m) => m.type), ["enrolled", "welcome"]);
   await closeSocket(valid.socket);
 });
+
+Deno.test("an approval or revocation made through another server sharing the store reaches this one within a heartbeat", async () => {
+  await using f = await fixture({ heartbeatMs: 200 });
+  await deployDemo(f);
+  const agent = await startAgent(f.agentOptions("vm-1"));
+  try {
+    const [row] = await f.server.ctx.store.listAgents();
+    const { run } = await f.call<{ run: RunInfo }>("POST", "/apps/demo/runs", {
+      command: "echo approved-elsewhere",
+    });
+    equal(run.state, "pending");
+    // What another server's `agents approve` writes: the store only.
+    await f.server.ctx.store.setAgentTrust(row!.id, "approved");
+    const ended = await f.call<{ run: RunInfo }>("GET", `/apps/demo/runs/${run.label}?wait=30`);
+    deepEqual([ended.run.state, ended.run.agent], ["exited", "vm-1"]);
+    await f.server.ctx.store.setAgentTrust(row!.id, "revoked");
+    await rejects(agent.refused, /This agent was revoked by an admin/);
+  } finally {
+    await agent.close();
+  }
+});
