@@ -79,7 +79,12 @@ for (const kind of ["bwrap", "runc"] as const) {
         [],
         "no scratch directory is left",
       );
-      deepEqual(await pidsWith(marker), [], "no sandbox process is left");
+      // The killed run's network keeper (pasta and its shell, outside the
+      // run's cgroup) ends on its own a moment after the sandbox has gone.
+      await waitFor(async () => (await pidsWith(marker)).length === 0, {
+        message: "no sandbox process to be left",
+        timeoutMs: 10_000,
+      });
       await waitFor(async () => (await spooledLines(dataDir, run.id)).length === 0, {
         message: "the spool to be emptied by the acks",
       });
@@ -161,7 +166,12 @@ Deno.test(needs(["root", "cgroups"], {
     deepEqual(await sys.lines(stubborn.label), ["started", "oneoff: The agent was stopped"]);
     for (const run of [quick, stubborn]) deepEqual(await runCgroups(run.id), []);
     deepEqual(await Array.fromAsync(Deno.readDir(`${dataDir}/work/runs`)), []);
-    deepEqual(await pidsWith(marker), []);
+    // The runs' network keepers (pasta and its shell, outside the runs'
+    // cgroups) end on their own a moment after the sandboxes have gone.
+    await waitFor(async () => (await pidsWith(marker)).length === 0, {
+      message: "no sandbox process to be left",
+      timeoutMs: 10_000,
+    });
     match(agent.stderr, /agent draining/);
   },
 }));
