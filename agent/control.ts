@@ -28,7 +28,7 @@ export interface ControlHandlers {
   connected(): void;
 }
 
-/** Thrown when the server refuses the agent (a wrong join token). */
+/** Thrown when the server refuses the agent (a wrong join token or credential, a name taken, revoked). */
 export class JoinRefusedError extends Error {
   constructor(message: string) {
     super(message);

@@ -120,7 +120,8 @@ export class AgentHub {
     const refuse = (reason: string, detail: Record<string, unknown> = {}) => {
       log.warn("agent join refused", { address, reason, ...detail });
       socket.send(JSON.stringify({ type: "refused", reason } satisfies ServerMessage));
-      socket.close(1008, reason.slice(0, 100));
+      // The reason is in the message: a close reason is bounded (123 bytes).
+      socket.close(1008, "refused");
       return undefined;
     };
     if (msg.type !== "hello") return refuse("The first message must be a hello");
