@@ -1,6 +1,6 @@
 /**
  * The agent's control channel: it dials the server (so agents work behind
- * NAT), says hello with the join token, sends heartbeats and reconnects
+ * NAT), says hello with its credential (or the join token, to enrol), sends heartbeats and reconnects
  * with backoff. A server that goes silent (frozen, or a partition that
  * leaves the TCP connection half-open) is noticed: once the server has sent
  * heartbeats on a connection, no message for `silentHeartbeats` × its
@@ -28,7 +28,7 @@ export interface ControlHandlers {
   connected(): void;
 }
 
-/** Thrown when the server refuses the agent (a wrong join token). */
+/** Thrown when the server refuses the agent (a wrong join token or credential, a name taken, revoked). */
 export class JoinRefusedError extends Error {
   constructor(message: string) {
     super(message);
@@ -148,6 +148,11 @@ export class ControlChannel {
         clearInterval(this.#watchdog);
         this.#watchdog = setInterval(() => this.#checkSilence(socket), msg.heartbeatMs);
         this.#log.info("connected to server", { url: this.#url, agentId: msg.agentId });
+        if (msg.trust === "pending") {
+          this.#log.warn("this agent is pending: it gets no run until an admin approves it", {
+            detail: "oneoff agents approve NAME",
+          });
+        }
         this.#firstWelcome.resolve();
         this.#handlers.connected();
         return;

@@ -27,11 +27,24 @@ export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
 const FLUSH_TIMEOUT_MS = 5_000;
 import type { AgentMetrics } from "./metrics.ts";
 
+/** The agent's credential, in its data dir (0600). */
+export const CREDENTIAL_FILE = "agent.credential";
+
+async function readCredential(path: string): Promise<string | undefined> {
+  try {
+    return (await Deno.readTextFile(path)).trim() || undefined;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw err;
+  }
+}
+
 /** Options of `oneoff agent`. */
 export interface AgentOptions {
   /** The server's base URL, e.g. http://10.0.0.2:8080. */
   server: string;
-  joinToken: string;
+  /** Enrols the agent when its data dir has no credential yet; not needed after. */
+  joinToken?: string;
   name: string;
   /** `HOST:PORT` of the attach listener. */
   attach: { hostname: string; port: number };
@@ -115,6 +128,15 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
   if (interrupted.length > 0) {
     log.warn("runs of an earlier agent process ended with it", { runs: interrupted });
   }
+  // The agent's own credential, given once by the server when the join
+  // token enrolled it; from then on it is what the agent presents.
+  const credentialFile = `${options.dataDir}/${CREDENTIAL_FILE}`;
+  let credential = await readCredential(credentialFile);
+  if (!credential && !options.joinToken) {
+    throw new Error(
+      `No credential in "${credentialFile}": give --join-token to enrol this agent`,
+    );
+  }
   const files = await raiseFileLimit();
   const warnings: string[] = [];
   if (files !== null && files < 5 * options.maxRuns + 64) {
@@ -135,7 +157,7 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
   const fetchBlob = async (sha256: string) => {
     const res = await fetch(`${base}/agent/blobs/${sha256}`, {
       headers: {
-        authorization: `Bearer ${options.joinToken}`,
+        authorization: `Bearer ${credential ?? ""}`,
         "user-agent": `oneoff-agent/${VERSION} (deno ${Deno.version.deno}; ${Deno.build.os})`,
       },
     });
@@ -166,7 +188,7 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
     {
       hello: () => ({
         type: "hello",
-        token: options.joinToken,
+        ...(credential ? { credential } : { token: options.joinToken ?? "" }),
         name: options.name,
         version: VERSION,
         capacity: options.maxRuns,
@@ -183,7 +205,16 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
       }),
       running: () => runner.running(),
       message: (msg) => {
-        if (msg.type === "start_run") runner.start(msg.spec);
+        if (msg.type === "enrolled") {
+          // Written before the welcome is handled: a crash right after still finds it.
+          Deno.writeTextFileSync(credentialFile, msg.credential + "\n", { mode: 0o600 });
+          Deno.chmodSync(credentialFile, 0o600);
+          credential = msg.credential;
+          log.info("enrolled: the credential is kept for the next connections", {
+            agentId: msg.agentId,
+            file: credentialFile,
+          });
+        } else if (msg.type === "start_run") runner.start(msg.spec);
         else if (msg.type === "stop_run") runner.stop(msg.runId);
         else if (msg.type === "resize") runner.resize(msg.runId, msg.cols, msg.rows);
         else if (msg.type === "logs_ack") runner.ackLogs(msg.runId, msg.batch);

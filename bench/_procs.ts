@@ -159,6 +159,8 @@ export async function spawnServer(extraArgs: string[] = []): Promise<ServerProce
     "127.0.0.1:0",
     "--data-dir",
     dir,
+    // Bench agents take runs at once, as an operator's approval would let them.
+    "--auto-approve",
     ...extraArgs,
   ]);
   const base = roleProcess(child, output, dir);

@@ -294,10 +294,27 @@ export const COMMANDS: readonly CommandSpec[] = [
   },
   {
     name: "agents",
-    summary: "List the agents (admins)",
-    usage: ["agents [--json]"],
-    flags: [JSON_FLAG],
-    examples: ["oneoff agents"],
+    summary: "List, approve and revoke agents; rotate the join token (admins)",
+    usage: [
+      "agents [list] [--json]",
+      "agents approve NAME",
+      "agents revoke NAME",
+      "agents join-token rotate [--uses N] [--ttl DURATION]",
+    ],
+    subcommands: ["list", "approve", "revoke", "join-token"],
+    notes: [
+      "An agent enrolled with the join token is pending: it gets no run until approve (servers started with --auto-approve skip this; oneoff dev does). Revoke closes its channel at once, tells its runs to stop, and its credential no longer works (its runs end lost after the grace). The join token only enrols: rotate prints a new one, and the old ones stop enrolling; enrolled agents keep working.",
+    ],
+    flags: [
+      JSON_FLAG,
+      { name: "uses", value: "N", description: "join-token rotate: enrolments it allows" },
+      { name: "ttl", value: "DURATION", description: "join-token rotate: how long it enrols" },
+    ],
+    examples: [
+      "oneoff agents",
+      "oneoff agents approve vm-3",
+      "oneoff agents join-token rotate --uses 1 --ttl 1h",
+    ],
   },
   {
     name: "completion",
@@ -331,7 +348,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "server",
     summary: "The HTTP API and dashboard",
     usage: [
-      "server [--http ADDR] [--database sqlite:PATH|postgres://...] [--data-dir DIR] [--join-token-file PATH] [--tls-cert PEM --tls-key PEM] [--trust-proxy LIST] [--audit-key-file PATH] [--max-slug-bytes N] [--max-slug-unpacked-bytes N] [--max-timeout DURATION] [--max-runs-per-app N] [--config PATH] [--print-config]",
+      "server [--http ADDR] [--database sqlite:PATH|postgres://...] [--data-dir DIR] [--join-token-file PATH] [--join-token-uses N] [--join-token-ttl DURATION] [--auto-approve] [--tls-cert PEM --tls-key PEM] [--trust-proxy LIST] [--audit-key-file PATH] [--max-slug-bytes N] [--max-slug-unpacked-bytes N] [--max-timeout DURATION] [--max-runs-per-app N] [--config PATH] [--print-config]",
       "server [--log-retention DURATION] [--log-max-lines-per-app N] [--run-retention DURATION] [--audit-retention DURATION] [--keep-releases N] [--blob-grace DURATION]",
       "server backup --to DIR [--data-dir DIR] [--database URL] [--audit-key-file PATH]",
     ],
@@ -366,6 +383,21 @@ export const COMMANDS: readonly CommandSpec[] = [
         description:
           "Reverse proxies whose X-Forwarded-For names the client: addresses, CIDRs, loopback",
         default: "none",
+      },
+      {
+        name: "join-token-uses",
+        value: "N",
+        description: "Enrolments the join token allows (counted from its first start)",
+      },
+      {
+        name: "join-token-ttl",
+        value: "DURATION",
+        description: "How long the join token enrols after its first start",
+      },
+      {
+        name: "auto-approve",
+        description:
+          "Approve agents the join token enrols at once (weaker: the token is then enough to get runs)",
       },
       {
         name: "audit-key-file",
@@ -444,7 +476,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "agent",
     summary: "Run one-offs on this host for a server",
     usage: [
-      "agent --server URL --join-token-file PATH [--name NAME] [--attach ADDR] [--advertise HOST] [--data-dir DIR] [--sandbox bwrap|runc] [--max-runs N] [--tls-cert PEM --tls-key PEM] [--metrics ADDR] [--config PATH] [--print-config] | agent --check [--sandbox bwrap|runc] [--max-runs N]",
+      "agent --server URL [--join-token-file PATH] [--name NAME] [--attach ADDR] [--advertise HOST] [--data-dir DIR] [--sandbox bwrap|runc] [--max-runs N] [--tls-cert PEM --tls-key PEM] [--metrics ADDR] [--config PATH] [--print-config] | agent --check [--sandbox bwrap|runc] [--max-runs N]",
     ],
     notes: [
       ROLE_CONFIG_NOTE,
@@ -455,7 +487,8 @@ export const COMMANDS: readonly CommandSpec[] = [
       {
         name: "join-token",
         value: "T",
-        description: "The server's join token (visible to local users: prefer the file)",
+        description:
+          "Enrols the agent once (visible to local users: prefer the file); then its credential in <data-dir>/agent.credential is used",
         secret: true,
       },
       JOIN_TOKEN_FILE,

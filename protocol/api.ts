@@ -68,6 +68,8 @@ export interface AgentInfo {
   id: string;
   name: string;
   state: "online" | "offline";
+  /** `pending` until an admin approves it; `revoked` agents cannot connect. */
+  trust: "pending" | "approved" | "revoked";
   since: string;
   version: string;
   capacity: number;
@@ -201,6 +203,19 @@ export interface AuditReply {
 /** `GET /agents`. */
 export interface AgentsReply {
   agents: AgentInfo[];
+}
+
+/** `POST /agents/NAME/approve` and `/revoke`. */
+export interface AgentReply {
+  agent: AgentInfo;
+}
+
+/** `POST /agents/join-token` (201): the new join token, shown only here; the old ones stop enrolling. */
+export interface JoinTokenReply {
+  token: string;
+  /** Enrolments it allows; null for any number. */
+  uses: number | null;
+  expires_at: string | null;
 }
 
 /** `POST /tokens` (201): the token itself, shown only here. */

@@ -92,6 +92,14 @@ export interface CreateTokenBody {
   name?: string;
 }
 
+/** `POST /agents/join-token`: limits of the new join token. */
+export interface RotateJoinTokenBody {
+  /** Enrolments it allows (default any number). */
+  uses?: number;
+  /** How long it enrols, in ms (default for ever). */
+  ttl_ms?: number;
+}
+
 /** Names of environment variables. */
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]{0,254}$/;
 /** Names of uploaded files. */
@@ -226,6 +234,16 @@ export function decodeRunRequestBody(body: unknown): Decoding<RunRequestBody> {
 /** Checks a `POST /apps/:app/runs/:run/resize` body. */
 export function decodeResizeBody(body: unknown): Decoding<ResizeBody> {
   return decodeValue(resizeBody, body);
+}
+
+const rotateJoinTokenBody: Decoder<RotateJoinTokenBody> = object({}, {
+  uses: integer,
+  ttl_ms: integer,
+});
+
+/** Checks a `POST /agents/join-token` body. */
+export function decodeRotateJoinTokenBody(body: unknown): Decoding<RotateJoinTokenBody> {
+  return decodeValue(rotateJoinTokenBody, body);
 }
 
 /** Checks a `POST /tokens` body. */

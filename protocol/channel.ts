@@ -102,7 +102,10 @@ export interface RunEnded {
 export type AgentMessage =
   | {
     type: "hello";
-    token: string;
+    /** The join token: only to enrol, when the agent has no credential yet. */
+    token?: string;
+    /** The agent's own credential, given by `enrolled`. */
+    credential?: string;
     name: string;
     version: string;
     capacity: number;
@@ -131,7 +134,13 @@ export type AgentMessage =
 
 /** Messages from the server to the agent. */
 export type ServerMessage =
-  | { type: "welcome"; agentId: string; heartbeatMs: number }
+  /**
+   * Answer to a hello with the join token, before `welcome`: the agent's own
+   * credential, said once; the agent keeps it and presents it from then on.
+   */
+  | { type: "enrolled"; agentId: string; credential: string }
+  /** `pending` agents are connected but get no run until an admin approves them. */
+  | { type: "welcome"; agentId: string; heartbeatMs: number; trust?: "pending" | "approved" }
   | { type: "refused"; reason: string }
   | { type: "start_run"; spec: RunSpec }
   | { type: "stop_run"; runId: string }
@@ -172,7 +181,6 @@ const runEnded: Decoder<RunEnded> = object(runEndedFields, runEndedOptional);
 
 const agentMessage: Decoder<AgentMessage> = byType({
   hello: object({
-    token: string,
     name: string,
     version: string,
     capacity: integer,
@@ -181,7 +189,7 @@ const agentMessage: Decoder<AgentMessage> = byType({
     running: strings,
     ended: array(runEnded),
     warnings: strings,
-  }),
+  }, { token: string, credential: string }),
   heartbeat: object({ running: strings }),
   run_state: object(runEndedFields, runEndedOptional),
   attach_ready: object({ runId: string, expiresAt: number }),
@@ -220,7 +228,10 @@ const runSpec: Decoder<RunSpec> = object({
 });
 
 const serverMessage: Decoder<ServerMessage> = byType({
-  welcome: object({ agentId: string, heartbeatMs: number }),
+  enrolled: object({ agentId: string, credential: string }),
+  welcome: object({ agentId: string, heartbeatMs: number }, {
+    trust: oneOf(["pending", "approved"] as const),
+  }),
   refused: object({ reason: string }),
   start_run: object({ spec: runSpec }),
   stop_run: object({ runId: string }),

@@ -46,6 +46,18 @@ const detached: RunSpec = { ...rest, uploads: [] };
 Deno.test("every agent message survives the round trip through its decoder", () => {
   const messages: AgentMessage[] = [
     hello,
+    {
+      type: "hello",
+      credential: "c".repeat(43),
+      name: "a1",
+      version: "0.1.0",
+      capacity: 1,
+      sandbox: "runc",
+      attach: { host: "h", port: 5000, tls: false },
+      running: [],
+      ended: [],
+      warnings: [],
+    },
     { type: "heartbeat", running: [] },
     { type: "run_state", runId: "r1", state: "exited", exitCode: 3, at: 1 },
     { type: "run_state", runId: "r1", state: "running", at: 1 },
@@ -67,6 +79,8 @@ Deno.test("every agent message survives the round trip through its decoder", () 
 Deno.test("every server message survives the round trip through its decoder", () => {
   const messages: ServerMessage[] = [
     { type: "welcome", agentId: "a", heartbeatMs: 5000 },
+    { type: "welcome", agentId: "a", heartbeatMs: 5000, trust: "pending" },
+    { type: "enrolled", agentId: "a", credential: "c".repeat(43) },
     { type: "refused", reason: "Wrong join token" },
     { type: "start_run", spec },
     { type: "start_run", spec: detached },

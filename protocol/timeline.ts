@@ -48,6 +48,12 @@ export interface TimelineEventData {
   "audit.key_rotated": { key: string };
   "token.created": { role: Role; name: string };
   "token.revoked": { role: Role; name: string };
+  /** An admin approved an enrolled agent (`agent` is its name): it takes runs now. */
+  "agent.approved": { agent: string };
+  /** An admin revoked an agent: its channel closed, its credential no longer works. */
+  "agent.revoked": { agent: string };
+  /** An admin rotated the join token: the old one no longer enrols. */
+  "join_token.rotated": Record<string, never>;
 }
 
 /** A kind of event the server writes. */
@@ -135,6 +141,9 @@ const CHECKS: { [K in TimelineEventKind]: { [F in keyof TimelineEventData[K]]-?:
   "audit.key_rotated": { key: isString },
   "token.created": { role: oneOf(ROLES), name: isString },
   "token.revoked": { role: oneOf(ROLES), name: isString },
+  "agent.approved": { agent: isString },
+  "agent.revoked": { agent: isString },
+  "join_token.rotated": {},
 };
 
 /** Whether a stored event is of a kind the server writes, with the data that kind carries. */
@@ -271,6 +280,12 @@ export function describeEvent(event: UncheckedEventBody): Segment[] {
       const { role, name } = event.data;
       return [text(`revoked ${role === "admin" ? "an" : "a"} ${role} token "${name}"`)];
     }
+    case "agent.approved":
+      return [text(`approved the agent "${event.data.agent}"`)];
+    case "agent.revoked":
+      return [text(`revoked the agent "${event.data.agent}"`)];
+    case "join_token.rotated":
+      return [text("rotated the join token")];
   }
 }
 

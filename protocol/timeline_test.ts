@@ -78,6 +78,15 @@ const SENTENCES: Record<TimelineEventKind, [TimelineEventBody, string]> = {
     { kind: "token.revoked", data: { role: "member", name: "alice" } },
     'revoked a member token "alice"',
   ],
+  "agent.approved": [
+    { kind: "agent.approved", data: { agent: "vm-1" } },
+    'approved the agent "vm-1"',
+  ],
+  "agent.revoked": [
+    { kind: "agent.revoked", data: { agent: "vm-1" } },
+    'revoked the agent "vm-1"',
+  ],
+  "join_token.rotated": [{ kind: "join_token.rotated", data: {} }, "rotated the join token"],
 };
 
 Deno.test("every kind of event reads as a sentence", () => {

@@ -50,9 +50,10 @@ export async function agent(args: string[]): Promise<number> {
   const v = settings.values;
   if (v.check) return await checkOnly(sandboxKind(v.sandbox), v["max-runs"]);
   for (const warning of settings.warnings) createLogger("agent").warn(warning);
-  if (!v.server || !v["join-token"]) {
+  // The join token only enrols: once the data dir holds the agent's credential it is not needed.
+  if (!v.server) {
     throw new UsageError(
-      "agent needs --server and --join-token-file (or ONEOFF_SERVER and ONEOFF_JOIN_TOKEN_FILE)",
+      "agent needs --server (or ONEOFF_SERVER), and --join-token-file to enrol the first time",
     );
   }
   const maxRuns = Number(v["max-runs"] ?? 20);
@@ -67,7 +68,7 @@ export async function agent(args: string[]): Promise<number> {
   const tls = await readTls(v["tls-cert"], v["tls-key"]);
   const running = await startAgent({
     server: v.server,
-    joinToken: v["join-token"],
+    ...(v["join-token"] ? { joinToken: v["join-token"] } : {}),
     name: v.name ?? Deno.hostname().toLowerCase().replace(/[^a-z0-9-]/g, "-"),
     attach: parseAddr(v.attach ?? "0.0.0.0:5000"),
     ...(v.advertise ? { advertise: v.advertise } : {}),

@@ -30,6 +30,8 @@ export async function dev(args: string[]): Promise<number> {
   const server = await startServer({
     http: v.http ?? "127.0.0.1:8080",
     dataDir,
+    // One machine, one agent of its own: approving it by hand would add nothing.
+    config: { autoApprove: true },
     log: log.child("server"),
   });
   // Shown by its path, never its value: terminals and logs keep what is printed.

@@ -2,7 +2,7 @@
  * `oneoff server`.
  * @module
  */
-import { UsageError } from "../cli/_io.ts";
+import { parseDuration, UsageError } from "../cli/_io.ts";
 import { type RunningServer, startServer } from "../server/mod.ts";
 import { parseTrustedProxies, type TrustedProxies } from "../server/client_address.ts";
 import { createLogger } from "../util/log.ts";
@@ -10,6 +10,30 @@ import { roleConfig, type Setting } from "./_config.ts";
 import { readTls, waitForSignal } from "./_flags.ts";
 import { limitFlags } from "./_server_limits.ts";
 import { lifecycleFlags } from "./_server_lifecycle.ts";
+
+/** `--join-token-uses`, `--join-token-ttl`, `--auto-approve`. */
+export function joinTokenFlags(v: Record<string, unknown>) {
+  const config: { joinTokenUses?: number; joinTokenTtlMs?: number; autoApprove?: boolean } = {};
+  const uses = v["join-token-uses"];
+  if (typeof uses === "string") {
+    const n = Number(uses);
+    if (!Number.isInteger(n) || n < 1) {
+      throw new UsageError(`Invalid --join-token-uses "${uses}": give a positive integer`);
+    }
+    config.joinTokenUses = n;
+  }
+  const ttl = v["join-token-ttl"];
+  if (typeof ttl === "string") {
+    try {
+      config.joinTokenTtlMs = parseDuration(ttl);
+    } catch {
+      throw new UsageError(`Invalid --join-token-ttl "${ttl}": give e.g. 1h, 30m or 7d`);
+    }
+  }
+  // A boolean flag, whatever the parsed values' declared type says.
+  if (v["auto-approve"]) config.autoApprove = true;
+  return config;
+}
 
 /** Runs the server until SIGINT/SIGTERM. */
 export async function server(args: string[]): Promise<number> {
@@ -22,6 +46,7 @@ export async function server(args: string[]): Promise<number> {
   if (v.to !== undefined) throw new UsageError("--to is for backups: server backup --to DIR");
   const config: Record<string, unknown> = {};
   if (v["join-token"]) config.joinToken = v["join-token"];
+  Object.assign(config, joinTokenFlags(v));
   if (v["max-slug-bytes"]) config.maxSlugBytes = Number(v["max-slug-bytes"]);
   if (v["audit-key-file"]) config.auditKeyFile = v["audit-key-file"];
   Object.assign(config, limitFlags(v));
@@ -53,6 +78,9 @@ export async function server(args: string[]): Promise<number> {
     );
   }
   console.log(`Agents join with: ${joinCommand(running, settings.settings.get("join-token"))}`);
+  if (!running.ctx.config.autoApprove) {
+    console.log("Then approve each one: oneoff agents approve NAME (see oneoff agents)");
+  }
   await waitForSignal();
   await running.close();
   return 0;

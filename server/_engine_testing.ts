@@ -4,6 +4,7 @@
  * fake agents that record what they are sent.
  * @module
  */
+import { registerJoinToken } from "./join_tokens.ts";
 import {
   type AgentMessage,
   DEFAULT_SIZES,
@@ -47,6 +48,10 @@ export async function engineFixture(
     maxDurationMs: 3600_000,
     sizes: { ...DEFAULT_SIZES },
     joinToken: "join_test",
+    joinTokenFile: null,
+    joinTokenUses: null,
+    joinTokenTtlMs: null,
+    autoApprove: true,
     agentGraceMs: 30_000,
     logsSettleMs: 60_000,
     heartbeatMs: 5_000,
@@ -61,6 +66,7 @@ export async function engineFixture(
     signals: new Signals(),
     audit: await AuditService.open(store, config.auditKeyFile),
   };
+  await registerJoinToken(store, config);
   const app = await store.createApp("demo");
   const release = await store.createRelease({
     app_id: app.id,
@@ -101,6 +107,7 @@ export function runRequest(changes: Partial<RunRequest> = {}): RunRequest {
 export class FakeAgent implements ConnectedAgent {
   id: string;
   name: string;
+  approved = true;
   capacity: number;
   endpoint = { host: "127.0.0.1", port: 5000, tls: false };
   active: Set<string>;

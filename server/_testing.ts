@@ -4,6 +4,7 @@
  */
 import { DEFAULT_SIZES } from "../protocol/mod.ts";
 import { createLogger } from "../util/log.ts";
+import { registerJoinToken } from "./join_tokens.ts";
 import { createApp, type ServerApp } from "./app.ts";
 import { newToken, sha256Hex } from "./auth.ts";
 import { AuditService } from "./audit/mod.ts";
@@ -39,6 +40,10 @@ export async function testServer(overrides: Partial<ServerConfig> = {}): Promise
     maxDurationMs: 3600_000,
     sizes: { ...DEFAULT_SIZES },
     joinToken: "join_test",
+    joinTokenFile: null,
+    joinTokenUses: null,
+    joinTokenTtlMs: null,
+    autoApprove: true,
     agentGraceMs: 1000,
     logsSettleMs: 60_000,
     heartbeatMs: 5_000,
@@ -53,6 +58,7 @@ export async function testServer(overrides: Partial<ServerConfig> = {}): Promise
     signals: new Signals(),
     audit: await AuditService.open(store, config.auditKeyFile),
   };
+  await registerJoinToken(store, config);
   const admin = newToken();
   await store.createToken({ hash: sha256Hex(admin), role: "admin", apps: [], name: "admin" });
   const server = createApp(ctx);

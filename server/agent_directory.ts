@@ -9,6 +9,8 @@ import type { AttachEndpoint, ServerMessage } from "../protocol/mod.ts";
 export interface ConnectedAgent {
   id: string;
   name: string;
+  /** An admin approved it (or the server auto-approves): only then is a run placed on it. */
+  approved: boolean;
   capacity: number;
   endpoint: AttachEndpoint;
   /** Runs placed on it and not ended. */
@@ -25,7 +27,7 @@ export interface ConnectedAgent {
 
 /** What the run engine needs to reach agents. */
 export interface AgentDirectory {
-  /** The least loaded connected agent with free capacity that is not draining, if any. */
+  /** The least loaded approved agent with free capacity that is not draining, if any. */
   pick(): ConnectedAgent | undefined;
   /** A connected agent by id. */
   get(id: string): ConnectedAgent | undefined;
@@ -47,7 +49,7 @@ export class ConnectedAgents implements AgentDirectory {
   pick(): ConnectedAgent | undefined {
     let best: ConnectedAgent | undefined;
     for (const agent of this.#agents.values()) {
-      if (agent.draining || agent.active.size >= agent.capacity) continue;
+      if (!agent.approved || agent.draining || agent.active.size >= agent.capacity) continue;
       if (!best || agent.active.size / agent.capacity < best.active.size / best.capacity) {
         best = agent;
       }

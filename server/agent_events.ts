@@ -36,6 +36,9 @@ export function routeAgentEvents(engine: RunEngine, ingest: Ingest): AgentEvents
         ingest.ended(end.runId, end.lines);
       }
     },
+    approved() {
+      return engine.schedule();
+    },
     left(agent) {
       ingest.left(agent);
       return engine.left(agent);

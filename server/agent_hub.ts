@@ -1,10 +1,10 @@
 /**
  * The server's end of the agents' control channels: one WebSocket per agent,
- * dialled by the agent, authenticated by the join token in its first message.
+ * dialled by the agent, authenticated in its first message by the agent's own
+ * credential, or enrolled by the join token (then `pending` until approved).
  * @module
  */
-import { timingSafeEqual } from "node:crypto";
-import { Buffer } from "node:buffer";
+import { randomBytes } from "node:crypto";
 import {
   type AgentMessage,
   decodeAgentMessage,
@@ -14,8 +14,9 @@ import {
 import { type Clock, realClock, type TimerId } from "../util/clock.ts";
 import { errorMessage } from "../util/log.ts";
 import type { ConnectedAgent, ConnectedAgents } from "./agent_directory.ts";
-import { sha256Hex } from "./auth.ts";
+import { failureKeys, FailureLimiter, sha256Hex } from "./auth.ts";
 import type { ServerContext } from "./context.ts";
+import type { AgentRow } from "./store/mod.ts";
 
 /** What the hub reports about agents (to the run engine and the ingest). */
 export interface AgentEvents {
@@ -28,6 +29,8 @@ export interface AgentEvents {
   joined(agent: ConnectedAgent, running: string[], ended: RunEnded[]): Promise<void>;
   /** An agent's channel closed. */
   left(agent: ConnectedAgent): Promise<void>;
+  /** A connected agent was approved: it may take runs now. */
+  approved(agent: ConnectedAgent): Promise<void>;
 }
 
 /** What an {@link AgentHub} is built with. */
@@ -38,6 +41,8 @@ export interface AgentHubOptions {
   events: AgentEvents;
   /** Time for heartbeats and join times; the real clock by default. */
   clock?: Clock;
+  /** Failed credentials and join tokens per address (default 10 a minute). */
+  limiter?: FailureLimiter;
 }
 
 /** Accepts agents' channels and keeps the set of connected agents. */
@@ -47,12 +52,15 @@ export class AgentHub {
   #agents: ConnectedAgents;
   #clock: Clock;
   #sweeper: TimerId;
+  #limiter: FailureLimiter;
 
   constructor(ctx: ServerContext, options: AgentHubOptions) {
     this.#ctx = ctx;
     this.#events = options.events;
     this.#agents = options.agents;
     this.#clock = options.clock ?? realClock;
+    this.#limiter = options.limiter ??
+      new FailureLimiter({ limit: 10, now: () => this.#clock.now() });
     this.#sweeper = this.#clock.setInterval(() => this.#sweep(), ctx.config.heartbeatMs);
   }
 
@@ -109,30 +117,49 @@ export class AgentHub {
 
   async #hello(socket: WebSocket, msg: AgentMessage, address: string) {
     const log = this.#ctx.log.child("hub");
-    if (msg.type !== "hello" || !this.#tokenOk(msg.token)) {
-      log.warn("agent join refused: wrong join token", { address });
-      socket.send(
-        JSON.stringify({ type: "refused", reason: "Wrong join token" } satisfies ServerMessage),
-      );
-      socket.close(1008, "wrong join token");
+    const refuse = (reason: string, detail: Record<string, unknown> = {}) => {
+      log.warn("agent join refused", { address, reason, ...detail });
+      socket.send(JSON.stringify({ type: "refused", reason } satisfies ServerMessage));
+      // The reason is in the message: a close reason is bounded (123 bytes).
+      socket.close(1008, "refused");
       return undefined;
+    };
+    if (msg.type !== "hello") return refuse("The first message must be a hello");
+    const presented = msg.credential ?? msg.token;
+    if (!presented) return refuse("The hello has neither a credential nor a join token");
+    const hash = sha256Hex(presented);
+    let row: AgentRow | null;
+    let credential: string | undefined;
+    if (msg.credential !== undefined) {
+      row = await this.#ctx.store.agentByCredential(hash);
+      if (!row || row.trust === "revoked") {
+        return await this.#failed(refuse, address, hash, "Unknown or revoked agent credential");
+      }
+      if (row.name !== msg.name) {
+        return refuse(
+          `This credential belongs to the agent "${row.name}": start it with --name ${row.name}`,
+        );
+      }
+      row = await this.#ctx.store.upsertAgent({ ...this.#fields(msg), id: row.id });
+    } else {
+      if (!await this.#ctx.store.useJoinToken(hash, new Date(this.#clock.now()))) {
+        return await this.#failed(refuse, address, hash, "Wrong, expired or used-up join token");
+      }
+      credential = randomBytes(32).toString("base64url");
+      row = await this.#ctx.store.enrolAgent({
+        ...this.#fields(msg),
+        trust: this.#ctx.config.autoApprove ? "approved" : "pending",
+        credential_sha256: sha256Hex(credential),
+      });
+      // The join token only enrols: a name enrolled already is not taken
+      // over, so a copied token cannot impersonate an agent (a use is spent).
+      if (!row) return refuse(this.#nameTaken(msg.name));
+      log.info("agent enrolled", { agent: row.name, address, trust: row.trust });
     }
-    const row = await this.#ctx.store.upsertAgent({
-      name: msg.name,
-      online: true,
-      since: new Date(this.#clock.now()),
-      version: msg.version,
-      capacity: msg.capacity,
-      sandbox: msg.sandbox,
-      attach_host: msg.attach.host,
-      attach_port: msg.attach.port,
-      attach_tls: msg.attach.tls,
-      tls_fingerprint: msg.attach.tlsFingerprint ?? null,
-      warnings: msg.warnings,
-    });
     const agent: ConnectedAgent = {
       id: row.id,
       name: row.name,
+      approved: row.trust === "approved",
       capacity: msg.capacity,
       endpoint: msg.attach,
       active: new Set(msg.running),
@@ -147,11 +174,21 @@ export class AgentHub {
         socket.close(code, reason);
       },
     };
+    // Only the same credential gets here with this id: a reconnect of the
+    // agent itself (a restart, or a channel the server has not seen die).
     this.#agents.add(agent)?.close(1000, "replaced by a new connection");
-    agent.send({ type: "welcome", agentId: row.id, heartbeatMs: this.#ctx.config.heartbeatMs });
+    if (credential) agent.send({ type: "enrolled", agentId: row.id, credential });
+    const trust = agent.approved ? "approved" : "pending";
+    agent.send({
+      type: "welcome",
+      agentId: row.id,
+      heartbeatMs: this.#ctx.config.heartbeatMs,
+      trust,
+    });
     log.info("agent joined", {
       agent: row.name,
       address,
+      trust,
       capacity: msg.capacity,
       sandbox: msg.sandbox,
     });
@@ -159,11 +196,65 @@ export class AgentHub {
     return agent;
   }
 
-  #tokenOk(presented: unknown): boolean {
-    if (typeof presented !== "string") return false;
-    const a = Buffer.from(sha256Hex(presented), "hex");
-    const b = Buffer.from(sha256Hex(this.#ctx.config.joinToken), "hex");
-    return timingSafeEqual(a, b);
+  #nameTaken(name: string): string {
+    return `An agent named "${name}" is already enrolled: revoke it first or choose another --name`;
+  }
+
+  // Logged with the address, never what was presented; past the limit the
+  // answer waits and says so. A valid credential is never refused for it.
+  async #failed(
+    refuse: (reason: string, detail?: Record<string, unknown>) => undefined,
+    address: string,
+    hash: string,
+    reason: string,
+  ): Promise<undefined> {
+    const keys = failureKeys(address, hash);
+    const blocked = this.#limiter.blocked(...keys);
+    this.#limiter.fail(...keys);
+    if (!blocked) return refuse(reason);
+    await this.#limiter.penalty();
+    return refuse(
+      "Too many failed join attempts from this address or with this secret: try again in a minute",
+      { rateLimited: true },
+    );
+  }
+
+  #fields(msg: Extract<AgentMessage, { type: "hello" }>) {
+    return {
+      name: msg.name,
+      online: true,
+      since: new Date(this.#clock.now()),
+      version: msg.version,
+      capacity: msg.capacity,
+      sandbox: msg.sandbox,
+      attach_host: msg.attach.host,
+      attach_port: msg.attach.port,
+      attach_tls: msg.attach.tls,
+      tls_fingerprint: msg.attach.tlsFingerprint ?? null,
+      warnings: msg.warnings,
+    };
+  }
+
+  /**
+   * An admin approved or revoked an agent. Approved: a connected one takes
+   * runs at once. Revoked: its runs are told to stop, its channel closes,
+   * its credential no longer works, and its runs end `lost` after the grace.
+   */
+  async setTrust(id: string, trust: "approved" | "revoked"): Promise<void> {
+    const agent = this.#agents.get(id);
+    if (!agent) return;
+    if (trust === "approved") {
+      agent.approved = true;
+      await this.#events.approved(agent);
+      return;
+    }
+    agent.approved = false;
+    for (const runId of agent.active) agent.send({ type: "stop_run", runId });
+    agent.send({ type: "refused", reason: "This agent was revoked by an admin" });
+    if (!this.#agents.remove(agent)) return;
+    agent.close(1008, "revoked");
+    this.#ctx.log.child("hub").warn("agent revoked: channel closed", { agent: agent.name });
+    await this.#events.left(agent);
   }
 
   // Each tick: a heartbeat to every agent (it treats silence as death), and
@@ -171,6 +262,9 @@ export class AgentHub {
   // partitioned peer never answers a close handshake, so waiting for its
   // close event would leave it online with its runs running for ever.
   #sweep(): void {
+    this.#refreshTrust().catch((err) =>
+      this.#ctx.log.child("hub").error("reading agents' trust failed", { error: errorMessage(err) })
+    );
     const deadline = this.#clock.now() - 3 * this.#ctx.config.heartbeatMs;
     for (const agent of this.#agents.list()) {
       if (agent.lastSeen >= deadline) {
@@ -184,6 +278,18 @@ export class AgentHub {
       this.#events.left(agent).catch((err) =>
         log.error("agent drop failed", { agent: agent.name, error: errorMessage(err) })
       );
+    }
+  }
+
+  // Several servers may share one store: an approval or revocation made
+  // through another reaches this one's channels within a heartbeat.
+  async #refreshTrust(): Promise<void> {
+    if (this.#agents.list().length === 0) return;
+    const rows = new Map((await this.#ctx.store.listAgents()).map((row) => [row.id, row]));
+    for (const agent of this.#agents.list()) {
+      const trust = rows.get(agent.id)?.trust ?? "revoked";
+      if (trust === "revoked") await this.setTrust(agent.id, "revoked");
+      else if (trust === "approved" && !agent.approved) await this.setTrust(agent.id, "approved");
     }
   }
 

@@ -2,15 +2,20 @@
  * The HTTP application: every route composed, one error handler.
  * @module
  */
-import { timingSafeEqual } from "node:crypto";
-import { Buffer } from "node:buffer";
 import { Hono } from "hono";
 import { AGENT_CHANNEL_PATH, type ApiError, type HealthReply } from "../protocol/mod.ts";
 import { type Clock, realClock } from "../util/clock.ts";
 import { ConnectedAgents } from "./agent_directory.ts";
 import { routeAgentEvents } from "./agent_events.ts";
 import { AgentHub } from "./agent_hub.ts";
-import { clientAddress, FailureLimiter, requireToken, sha256Hex, trustProxy } from "./auth.ts";
+import {
+  clientAddress,
+  failureKeys,
+  FailureLimiter,
+  requireToken,
+  sha256Hex,
+  trustProxy,
+} from "./auth.ts";
 import { bodyLimit, serverLimits } from "./body_limit.ts";
 import type { ServerContext } from "./context.ts";
 import { dashboardRoutes, sessionAuth } from "./dashboard/mod.ts";
@@ -76,7 +81,7 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
   app.route("/", observabilityRoutes(ctx.store, metrics));
 
   // Agent-facing: the control channel authenticates in its first message,
-  // blob downloads with the join token as bearer.
+  // blob downloads with an approved agent's credential as bearer.
   app.get(AGENT_CHANNEL_PATH, (c) => {
     if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
       throw new HttpError(426, "upgrade_required", "This is the agents' WebSocket channel");
@@ -85,11 +90,22 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
   });
   app.get("/agent/blobs/:sha", async (c) => {
     const presented = c.req.header("authorization")?.replace(/^Bearer /, "") ?? "";
-    const ok = timingSafeEqual(
-      Buffer.from(sha256Hex(presented), "hex"),
-      Buffer.from(sha256Hex(ctx.config.joinToken), "hex"),
-    );
-    if (!ok) throw new HttpError(401, "unauthorized", "Wrong join token");
+    const hash = sha256Hex(presented);
+    const agent = presented ? await ctx.store.agentByCredential(hash) : null;
+    if (agent?.trust !== "approved") {
+      const keys = failureKeys(clientAddress(c), hash);
+      const blocked = limiter.blocked(...keys);
+      limiter.fail(...keys);
+      if (blocked) {
+        await limiter.penalty();
+        throw new HttpError(
+          429,
+          "rate_limited",
+          "Too many invalid agent credentials: wait a minute",
+        );
+      }
+      throw new HttpError(401, "unauthorized", "Not the credential of an approved agent");
+    }
     const sha = c.req.param("sha");
     if (!/^[0-9a-f]{64}$/.test(sha)) throw new HttpError(404, "not_found", "No such blob");
     const file = await ctx.blobs.open(sha);

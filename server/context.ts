@@ -33,8 +33,16 @@ export interface ServerConfig {
   /** Default maximum duration of a run. */
   maxDurationMs: number;
   sizes: Record<SizeName, Limits>;
-  /** The token agents present to join. */
+  /** The join token agents enrol with (the default one; more may be in the store). */
   joinToken: string;
+  /** Where the join token is kept, rewritten by a rotation; null when given by flag. */
+  joinTokenFile: string | null;
+  /** Enrolments the join token allows; null for any number. */
+  joinTokenUses: number | null;
+  /** How long the join token enrols after it is first registered, in ms; null for ever. */
+  joinTokenTtlMs: number | null;
+  /** Agents enrolled by the join token are approved at once (weaker: `oneoff dev`, tests). */
+  autoApprove: boolean;
   /** How long a disconnected agent's runs wait for it before they are `lost`. */
   agentGraceMs: number;
   /** How long after a run's end with no log batch before missing lines are reported. */

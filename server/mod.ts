@@ -17,6 +17,7 @@ import { newToken, sha256Hex } from "./auth.ts";
 import { AuditService } from "./audit/mod.ts";
 import { BlobStore } from "./blob_store.ts";
 import type { ServerConfig, ServerContext } from "./context.ts";
+import { registerJoinToken } from "./join_tokens.ts";
 import { checkTimeouts } from "./run_limits.ts";
 import {
   checkLifecycle,
@@ -51,6 +52,7 @@ export interface RunningServer {
   url: string;
   /** The admin token if this start created it (printed once), else null. */
   newAdminToken: string | null;
+  /** The join token as the server started: a rotation changes `ctx.config.joinToken`. */
   joinToken: string;
   /** The file the join token was read from or written to; null when it was given. */
   joinTokenFile: string | null;
@@ -100,10 +102,15 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
     logsSettleMs: 60_000,
     heartbeatMs: 5_000,
     auditKeyFile: `${options.dataDir}/audit.key`,
+    joinTokenUses: null,
+    joinTokenTtlMs: null,
+    autoApprove: false,
     ...options.config,
     joinToken,
+    joinTokenFile,
   };
   checkTimeouts(config);
+  await registerJoinToken(store, config);
   let newAdminToken: string | null = null;
   if (await store.countTokens() === 0) {
     newAdminToken = newToken();

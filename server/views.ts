@@ -123,6 +123,7 @@ export function agentInfo(row: AgentRow, live: { running: number } | null): Agen
     id: row.id,
     name: row.name,
     state: live ? "online" : "offline",
+    trust: row.trust,
     since: row.since.toISOString(),
     version: row.version,
     capacity: row.capacity,

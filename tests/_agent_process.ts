@@ -38,7 +38,7 @@ export async function faultServer(): Promise<FaultServer> {
     dataDir: `${dir}/server`,
     log: createLogger("test", { level: "silent" }),
     // Long: a run is lost by the agent's report or its absence at rejoin, not by this timer.
-    config: { agentGraceMs: 120_000 },
+    config: { agentGraceMs: 120_000, autoApprove: true },
   });
   const client = new Client(server.url, server.newAdminToken!);
   await client.request("POST", "/apps", { name: "demo" });

@@ -24,10 +24,13 @@ export interface ChannelAgent extends AsyncDisposable {
   ): Promise<Extract<ServerMessage, { type: T }>>;
 }
 
-/** Joins `url` as agent `name` and waits for its welcome. */
+/**
+ * Joins `url` as agent `name` (enrolled by the join token, or by a
+ * credential from an earlier `enrolled`) and waits for its welcome.
+ */
 export async function channelAgent(
   url: string,
-  options: { joinToken: string; name?: string },
+  options: { joinToken?: string; credential?: string; name?: string },
 ): Promise<ChannelAgent> {
   const socket = new WebSocket(`${url.replace(/^http/, "ws")}${AGENT_CHANNEL_PATH}`);
   const received: ServerMessage[] = [];
@@ -39,7 +42,9 @@ export async function channelAgent(
   const send = (msg: AgentMessage) => socket.send(JSON.stringify(msg));
   send({
     type: "hello",
-    token: options.joinToken,
+    ...(options.credential !== undefined
+      ? { credential: options.credential }
+      : { token: options.joinToken ?? "" }),
     name: options.name ?? "channel-agent",
     version: "test",
     capacity: 10,

@@ -64,7 +64,8 @@ export async function startSystem(options: SystemOptions = {}): Promise<TestSyst
     http: "127.0.0.1:0",
     dataDir: `${dir}/server`,
     log,
-    ...(options.config ? { config: options.config } : {}),
+    // The system's own agent takes runs at once; tests of approval start their own agents.
+    config: { autoApprove: true, ...options.config },
     ...(options.database ? { database: options.database } : {}),
   });
   const agent = await startAgent({

@@ -1,5 +1,5 @@
 import { deepEqual, equal, match, ok, rejects } from "node:assert/strict";
-import { JoinRefusedError, startAgent } from "../agent/mod.ts";
+import { startAgent } from "../agent/mod.ts";
 import { AGENT_CHANNEL_PATH, type AgentInfo, type RunInfo } from "../protocol/mod.ts";
 import { startServer } from "../server/mod.ts";
 import { makeSlug } from "../server/_testing.ts";
@@ -18,7 +18,8 @@ async function withServer(
     http: "127.0.0.1:0",
     dataDir: `${dir}/server`,
     log: createLogger("server", { sink: (line) => logs.push(line), level: "info" }),
-    config,
+    // Approval has tests of its own (enrolment_test.ts); these agents take runs at once.
+    config: { autoApprove: true, ...config },
   });
   try {
     await fn(server, dir, logs);
@@ -65,26 +66,34 @@ Deno.test("an agent with a wrong join token is refused, and the server logs it",
   await withServer(async (server, dir, logs) => {
     await rejects(
       () => startAgent({ ...agentOptions(server, dir, "intruder"), joinToken: "join_wrong" }),
-      /Server refused this agent: Wrong join token/,
+      /Server refused this agent: Wrong, expired or used-up join token/,
     );
     ok(logs.some((l) => l.includes("agent join refused")), "the refusal is logged");
     deepEqual((await api(server)<{ agents: AgentInfo[] }>("GET", "/agents")).agents, []);
   });
 });
 
-Deno.test("an agent refused when it reconnects (the join token changed) says so through refused", async () => {
+Deno.test("an enrolled agent reconnects with its credential after the server restarts with another join token", async () => {
   const dir = await Deno.makeTempDir({ prefix: "oneoff-agent-e2e-" });
   const serve = (http: string, joinToken: string) =>
-    startServer({ http, dataDir: `${dir}/server`, log: silent, config: { joinToken } });
+    startServer({
+      http,
+      dataDir: `${dir}/server`,
+      log: silent,
+      config: { joinToken, autoApprove: true },
+    });
   const first = await serve("127.0.0.1:0", "join_before");
   const agent = await startAgent(agentOptions(first, dir, "moved"));
   await first.close();
   const second = await serve(new URL(first.url).host, "join_after");
   try {
-    await rejects(agent.refused, (err: unknown) => {
-      return err instanceof JoinRefusedError &&
-        err.message === "Server refused this agent: Wrong join token";
-    });
+    const { agents } = await waitFor(async () => {
+      // The admin token was made by the first start only.
+      const admin = { url: second.url, newAdminToken: first.newAdminToken };
+      const reply = await api(admin)<{ agents: AgentInfo[] }>("GET", "/agents");
+      return reply.agents[0]?.state === "online" && reply;
+    }, { message: "the agent to be back online" });
+    deepEqual(agents.map((a) => [a.name, a.trust]), [["moved", "approved"]]);
   } finally {
     await agent.close();
     await second.close();
@@ -143,6 +152,7 @@ Deno.test("a malformed message from a joined agent is logged and dropped; the ch
       ended: [],
       warnings: [],
     }));
+    equal((await channel.next() as { type: string }).type, "enrolled");
     equal((await channel.next() as { type: string }).type, "welcome");
     channel.socket.send(JSON.stringify({ type: "run_state", runId: 7, state: "exited", at: 1 }));
     channel.socket.send("{not json");

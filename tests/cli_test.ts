@@ -120,6 +120,29 @@ Deno.test("tokens create prints a member token limited to its app", async () => 
   match(theirs.stderr, /may not use app "two"/);
 });
 
+Deno.test("agents lists a pending agent, approve lets it take runs, join-token rotate prints a new token", async () => {
+  await using sys = await startSystem({ demo: false, config: { autoApprove: false } });
+  const listed = await sys.cli(["agents"]);
+  deepEqual(listed.code, 0, listed.stderr);
+  match(listed.stdout, /test-agent +online +pending/);
+  match(listed.stdout, /Pending approval \(no run until then\): oneoff agents approve test-agent/);
+  const approved = await sys.cli(["agents", "approve", "test-agent"]);
+  deepEqual(approved.code, 0, approved.stderr);
+  match(approved.stdout, /Approved agent "test-agent": it takes runs now/);
+  match((await sys.cli(["agents"])).stdout, /test-agent +online +approved/);
+  const missing = await sys.cli(["agents", "approve", "nope"]);
+  deepEqual([missing.code, missing.stderr.trim()], [
+    1,
+    'oneoff: No agent named "nope" (see oneoff agents)',
+  ]);
+  const rotated = await sys.cli(["agents", "join-token", "rotate", "--uses", "2", "--ttl", "1h"]);
+  deepEqual(rotated.code, 0, rotated.stderr);
+  match(rotated.stdout, /^join_\S+\n$/);
+  const usage = await sys.cli(["agents", "revoke"]);
+  deepEqual(usage.code, 2);
+  match(usage.stderr, /agents revoke needs the agent's NAME/);
+});
+
 Deno.test("help is the command's usage, flags explained and examples, for every command", async () => {
   const run = await oneoff(["run", "--help"]);
   equal(run.code, 0, run.stderr);

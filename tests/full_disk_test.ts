@@ -45,7 +45,7 @@ Deno.test(needs(["root"], {
       const server = await startServer({
         http: "127.0.0.1:0",
         dataDir: `${dir}/data`,
-        config: { joinToken: "join_test" },
+        config: { joinToken: "join_test", autoApprove: true },
         log: createLogger("test", { level: "silent" }),
       });
       try {

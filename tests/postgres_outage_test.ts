@@ -75,7 +75,7 @@ Deno.test(needs(["pg_server"], {
       http: "127.0.0.1:0",
       dataDir,
       database: pg.url,
-      config: { joinToken: "join_test" },
+      config: { joinToken: "join_test", autoApprove: true },
       log: createLogger("test", { level: "silent" }),
     });
     try {

@@ -107,6 +107,7 @@ Deno.test("oneoff server and oneoff agent as separate processes run a one-off an
       `${dir}/server.json`,
       "--database",
       `sqlite:${dir}/server/state.db`,
+      "--auto-approve",
     ], { ONEOFF_HTTP: "127.0.0.1:0" });
     const joinLine = await waitFor(
       () => /oneoff agent --server (\S+) --join-token-file (\S+)/.exec(server.stdout),

@@ -3,16 +3,19 @@
  * @module
  */
 import type {
+  AgentReply,
   AgentsReply,
   CreateTokenBody,
+  JoinTokenReply,
   Role,
+  RotateJoinTokenBody,
   TokenCreatedReply,
   TokenReply,
   TokensReply,
   WhoamiReply,
 } from "../../protocol/mod.ts";
 import { parse } from "../_args.ts";
-import { age, out, table, UsageError } from "../_io.ts";
+import { age, out, parseDuration, table, UsageError } from "../_io.ts";
 import { Client, configPath, writeConfig } from "../client.ts";
 
 function noArguments(positionals: string[]): void {
@@ -57,19 +60,58 @@ export async function whoami(args: string[]): Promise<void> {
   out(`${who.name} (${who.role}, ${apps}) on ${client.server}\n`);
 }
 
-/** `oneoff agents [--json]`. */
+/** `oneoff agents [list] [--json] | approve NAME | revoke NAME | join-token rotate`. */
 export async function agents(args: string[]): Promise<void> {
   const parsed = parse("agents", args);
-  noArguments(parsed.positionals);
+  const [sub = "list", ref, ...rest] = parsed.positionals;
+  if (sub === "approve" || sub === "revoke") {
+    if (!ref) throw new UsageError(`agents ${sub} needs the agent's NAME (see oneoff agents)`);
+    noArguments(rest);
+    const client = await Client.load();
+    const { agent } = await client.request<AgentReply>(
+      "POST",
+      `/agents/${encodeURIComponent(ref)}/${sub}`,
+      {},
+    );
+    out(
+      sub === "approve"
+        ? `Approved agent "${agent.name}": it takes runs now\n`
+        : `Revoked agent "${agent.name}": its channel is closed and its credential no longer works\n`,
+    );
+    return;
+  }
+  if (sub === "join-token") {
+    if (ref !== "rotate") throw new UsageError("Which one? agents join-token rotate");
+    noArguments(rest);
+    const body: RotateJoinTokenBody = {};
+    const uses = parsed.string("uses");
+    if (uses !== undefined) {
+      const n = Number(uses);
+      if (!Number.isInteger(n) || n < 1) {
+        throw new UsageError(`Invalid --uses "${uses}": give a positive integer`);
+      }
+      body.uses = n;
+    }
+    const ttl = parsed.string("ttl");
+    if (ttl !== undefined) body.ttl_ms = parseDuration(ttl);
+    const client = await Client.load();
+    const reply = await client.request<JoinTokenReply>("POST", "/agents/join-token", body);
+    if (parsed.flag("json")) return out(JSON.stringify(reply) + "\n");
+    out(reply.token + "\n");
+    return;
+  }
+  if (sub !== "list") throw new UsageError(`Unknown agents command "${sub}"`);
+  noArguments(parsed.positionals.slice(1));
   const client = await Client.load();
   const { agents } = await client.request<AgentsReply>("GET", "/agents");
   if (parsed.flag("json")) return out(JSON.stringify(agents, null, 2) + "\n");
   if (agents.length === 0) return out("No agents have joined yet\n");
   out(table(
-    ["NAME", "STATE", "SINCE", "RUNNING", "CAPACITY", "SANDBOX", "ATTACH", "VERSION"],
+    ["NAME", "STATE", "TRUST", "SINCE", "RUNNING", "CAPACITY", "SANDBOX", "ATTACH", "VERSION"],
     agents.map((a) => [
       a.name,
       a.state,
+      a.trust,
       age(Date.now() - Date.parse(a.since)),
       String(a.running),
       String(a.capacity),
@@ -79,6 +121,10 @@ export async function agents(args: string[]): Promise<void> {
     ]),
   ));
   for (const a of agents) for (const w of a.warnings) out(`warning (${a.name}): ${w}\n`);
+  const pending = agents.filter((a) => a.trust === "pending").map((a) => a.name);
+  if (pending.length > 0) {
+    out(`Pending approval (no run until then): oneoff agents approve ${pending.join(" | ")}\n`);
+  }
 }
 
 /** `oneoff tokens create|list|revoke`. */

@@ -34,6 +34,12 @@ function AgentsTable(props: { agents: { agent: AgentRow; running: number }[] }) 
               <td class="strong">{agent.name}</td>
               <td>
                 <StateBadge state={agent.online ? "online" : "offline"} />
+                {agent.trust !== "approved" && (
+                  <span class="muted" title="oneoff agents approve NAME">
+                    {" "}
+                    {agent.trust === "pending" ? "pending approval: no runs" : "revoked"}
+                  </span>
+                )}
               </td>
               <td>
                 <Time at={agent.since} />

@@ -1,7 +1,7 @@
 import { deepEqual, match, ok } from "node:assert/strict";
 import { dashboardTest, seedApp, seedRun } from "./_test_util.ts";
 
-Deno.test("admins see each agent's state, load, sandbox, version and warnings", async () => {
+Deno.test("admins see each agent's state, approval, load, sandbox, version and warnings", async () => {
   await using d = await dashboardTest();
   const { store } = d.t.ctx;
   const base = {
@@ -20,6 +20,7 @@ Deno.test("admins see each agent's state, load, sandbox, version and warnings", 
     online: true,
     warnings: ["cgroup v1: no CPU limit"],
   });
+  await store.setAgentTrust(online.id, "approved");
   await store.upsertAgent({ ...base, name: "vm-2", online: false, warnings: [], sandbox: "runc" });
   const { app, release } = await seedApp(store, "demo");
   const run = await seedRun(store, app, release, "sleep 1");
@@ -35,7 +36,8 @@ Deno.test("admins see each agent's state, load, sandbox, version and warnings", 
     text,
     /vm-1 online .* 1 \/ 4 bwrap 0\.1\.0 tls:\/\/10\.0\.0\.5:5000 cgroup v1: no CPU limit/,
   );
-  match(text, /vm-2 offline .* 0 \/ 4 runc/);
+  match(text, /vm-2 offline pending approval: no runs .* 0 \/ 4 runc/);
+  ok(!/vm-1 online pending/.test(text), "an approved agent says nothing more");
   match(text, /1 of 2 online/);
 });
 

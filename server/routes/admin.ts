@@ -4,8 +4,11 @@
  */
 import { Hono } from "hono";
 import {
+  type AgentReply,
   type AgentsReply,
   decodeCreateTokenBody,
+  decodeRotateJoinTokenBody,
+  type JoinTokenReply,
   NAME_PATTERN,
   type TokenCreatedReply,
   type TokenReply,
@@ -17,6 +20,7 @@ import { type AuthEnv, newToken, requireAdmin, sha256Hex } from "../auth.ts";
 import type { ServerContext } from "../context.ts";
 import { decodeBody, HttpError } from "../http_error.ts";
 import type { TokenRow } from "../store/mod.ts";
+import { rotateJoinToken } from "../join_tokens.ts";
 import { agentInfo, tokenInfo } from "../views.ts";
 
 /** Routes `/whoami`, `/agents` and `/tokens`. */
@@ -52,6 +56,70 @@ export function adminRoutes(ctx: ServerContext, hub: AgentHub): Hono<AuthEnv> {
       return agentInfo(a, live ? { running: live.active.size } : null);
     });
     return c.json({ agents } satisfies AgentsReply);
+  });
+
+  // The join token only enrols; these decide what an enrolled agent may do.
+  for (const [action, trust] of [["approve", "approved"], ["revoke", "revoked"]] as const) {
+    app.post(`/agents/:name/${action}`, async (c) => {
+      const auth = c.get("auth");
+      requireAdmin(auth);
+      const name = c.req.param("name");
+      const row = (await store.listAgents()).find((a) => a.name === name);
+      if (!row) {
+        throw new HttpError(404, "not_found", `No agent named "${name}" (see oneoff agents)`);
+      }
+      if (row.trust === "revoked" && trust === "approved") {
+        throw new HttpError(
+          409,
+          "revoked",
+          `The agent "${name}" is revoked: it must enrol again with the join token`,
+        );
+      }
+      if (row.trust !== trust) {
+        await store.setAgentTrust(row.id, trust);
+        await hub.setTrust(row.id, trust);
+        await store.addEvent({
+          app_id: null,
+          app_name: null,
+          actor: auth.actor,
+          kind: trust === "approved" ? "agent.approved" : "agent.revoked",
+          data: { agent: name },
+        });
+        ctx.log.child("admin").info(`agent ${trust}`, { agent: name, actor: auth.actor });
+      }
+      const live = hub.get(row.id);
+      const agent = agentInfo({ ...row, trust }, live ? { running: live.active.size } : null);
+      return c.json({ agent } satisfies AgentReply);
+    });
+  }
+
+  app.post("/agents/join-token", async (c) => {
+    const auth = c.get("auth");
+    requireAdmin(auth);
+    const body = await decodeBody(c, decodeRotateJoinTokenBody);
+    if (
+      (body.uses !== undefined && body.uses < 1) || (body.ttl_ms !== undefined && body.ttl_ms < 1)
+    ) {
+      throw new HttpError(422, "invalid", "uses and ttl_ms must be positive");
+    }
+    const limits = { uses: body.uses ?? null, ttlMs: body.ttl_ms ?? null };
+    const token = await rotateJoinToken(store, ctx.config, limits);
+    await store.addEvent({
+      app_id: null,
+      app_name: null,
+      actor: auth.actor,
+      kind: "join_token.rotated",
+      data: {},
+    });
+    const expires = limits.ttlMs === null ? null : new Date(Date.now() + limits.ttlMs);
+    return c.json(
+      {
+        token,
+        uses: limits.uses,
+        expires_at: expires?.toISOString() ?? null,
+      } satisfies JoinTokenReply,
+      201,
+    );
   });
 
   app.post("/tokens", async (c) => {

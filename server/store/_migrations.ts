@@ -349,6 +349,32 @@ const AUDIT_OUTLIVES_POSTGRES = `
   create index audit_runs_app on audit_runs (app_name, at);
 `;
 
+// Agents enrol with a join token and then hold a credential of their own
+// (its hash here); an admin approves them. Join tokens move to a table so
+// that they can be rotated, limited in uses and expire. Existing agents
+// have no credential: they enrol again on their next connection.
+const AGENT_CREDENTIALS_SQLITE = `
+  ALTER TABLE agents ADD COLUMN trust TEXT NOT NULL DEFAULT 'pending';
+  ALTER TABLE agents ADD COLUMN credential_sha256 TEXT;
+  CREATE UNIQUE INDEX agents_credential ON agents (credential_sha256);
+  CREATE TABLE join_tokens (
+    sha256 TEXT PRIMARY KEY,
+    uses_left INTEGER,
+    expires_at INTEGER,
+    revoked INTEGER NOT NULL DEFAULT 0
+  ) WITHOUT ROWID;
+`;
+const AGENT_CREDENTIALS_POSTGRES = `
+  alter table agents add column trust text not null default 'pending';
+  alter table agents add column credential_sha256 text unique;
+  create table join_tokens (
+    sha256 text primary key,
+    uses_left integer,
+    expires_at timestamptz,
+    revoked boolean not null default false
+  );
+`;
+
 /** Every migration, in the order they apply. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "initial schema", sqlite: INITIAL_SQLITE, postgres: INITIAL_POSTGRES },
@@ -377,5 +403,11 @@ export const MIGRATIONS: readonly Migration[] = [
     name: "audit outlives its app",
     sqlite: AUDIT_OUTLIVES_SQLITE,
     postgres: AUDIT_OUTLIVES_POSTGRES,
+  },
+  {
+    version: 8,
+    name: "agent credentials and join tokens",
+    sqlite: AGENT_CREDENTIALS_SQLITE,
+    postgres: AGENT_CREDENTIALS_POSTGRES,
   },
 ];

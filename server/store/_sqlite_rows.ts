@@ -123,6 +123,7 @@ export function toAgent(r: Row): AgentRow {
   return {
     id: str(r.id),
     name: str(r.name),
+    trust: str(r.trust) as AgentRow["trust"],
     online: r.online === 1,
     since: date(r.since),
     version: str(r.version),

@@ -109,10 +109,14 @@ export interface RunUpdate {
   log_lines?: number | null;
 }
 
-/** An agent as stored. */
+/** Whether an enrolled agent may take runs: `pending` until an admin approves it. */
+export type AgentTrust = "pending" | "approved" | "revoked";
+
+/** An agent as stored (never its credential's hash). */
 export interface AgentRow {
   id: string;
   name: string;
+  trust: AgentTrust;
   online: boolean;
   /** When it came online or went offline. */
   since: Date;
@@ -124,6 +128,14 @@ export interface AgentRow {
   attach_tls: boolean;
   tls_fingerprint: string | null;
   warnings: string[];
+}
+
+/** A join token as stored: only its hash. */
+export interface JoinTokenRow {
+  sha256: string;
+  /** Enrolments it may still make; null for any number. */
+  uses_left: number | null;
+  expires_at: Date | null;
 }
 
 /** One line of app log as stored. */
@@ -287,11 +299,31 @@ export interface Store {
    */
   updateRun(id: string, from: RunState[], update: RunUpdate): Promise<RunRow | null>;
 
-  /** Inserts or updates an agent by name. */
-  upsertAgent(row: Omit<AgentRow, "id"> & { id?: string }): Promise<AgentRow>;
+  /** Inserts or updates an agent by name (its trust untouched; `pending` when new). */
+  upsertAgent(row: Omit<AgentRow, "id" | "trust"> & { id?: string }): Promise<AgentRow>;
+  /**
+   * Enrols an agent under its name with a new credential, unless that name
+   * is already enrolled (has a credential and is not revoked): then null.
+   * A revoked or never-enrolled row of that name keeps its id.
+   */
+  enrolAgent(row: Omit<AgentRow, "id"> & { credential_sha256: string }): Promise<AgentRow | null>;
+  /** The agent holding this credential, whatever its trust. */
+  agentByCredential(credentialSha256: string): Promise<AgentRow | null>;
+  /** Sets an agent's trust; false when there is no such agent. */
+  setAgentTrust(id: string, trust: AgentTrust): Promise<boolean>;
   agentById(id: string): Promise<AgentRow | null>;
   listAgents(): Promise<AgentRow[]>;
   setAgentOnline(id: string, online: boolean, since: Date): Promise<void>;
+
+  /** Adds a join token unless its hash is known already (a revoked one stays revoked). */
+  ensureJoinToken(row: JoinTokenRow): Promise<void>;
+  /** Revokes every join token and adds this one, in one transaction. */
+  rotateJoinTokens(row: JoinTokenRow): Promise<void>;
+  /**
+   * Spends one use of a join token: true when it exists, is not revoked,
+   * not expired at `now` and has a use left.
+   */
+  useJoinToken(sha256: string, now: Date): Promise<boolean>;
 
   /**
    * Claims an idempotency key for a run about to be created: null when this

@@ -8,12 +8,14 @@ import postgres from "postgres";
 import { LIVE_STATES, type NetworkMode, type RunState } from "../../protocol/mod.ts";
 import {
   type AgentRow,
+  type AgentTrust,
   type AppRow,
   type ArchivedRun,
   type AuditChunkRow,
   ConflictError,
   type EventRow,
   type IdempotencyRow,
+  type JoinTokenRow,
   type LogPrune,
   type LogQuery,
   type LogRow,
@@ -328,10 +330,10 @@ class PostgresStore implements Store {
     return run ?? null;
   }
 
-  async upsertAgent(row: Omit<AgentRow, "id"> & { id?: string }): Promise<AgentRow> {
+  async upsertAgent(row: Omit<AgentRow, "id" | "trust"> & { id?: string }): Promise<AgentRow> {
     // An agent that comes back under its name keeps the id it was given first.
     const sql = this.#sql;
-    const [agent] = await sql<AgentRow[]>`
+    const [agent] = await sql<StoredAgent[]>`
       insert into agents (id, name, online, since, version, capacity, sandbox,
         attach_host, attach_port, attach_tls, tls_fingerprint, warnings)
       values (${row.id ?? crypto.randomUUID()}, ${row.name}, ${row.online}, ${row.since},
@@ -343,16 +345,76 @@ class PostgresStore implements Store {
         attach_tls = excluded.attach_tls, tls_fingerprint = excluded.tls_fingerprint,
         warnings = excluded.warnings
       returning *`;
-    return agent!;
+    return withoutCredential(agent!);
+  }
+
+  async enrolAgent(
+    row: Omit<AgentRow, "id"> & { credential_sha256: string },
+  ): Promise<AgentRow | null> {
+    // The WHERE of the upsert is the check: a name enrolled and not revoked
+    // is not taken, even by two enrolments racing.
+    const sql = this.#sql;
+    const [agent] = await sql<StoredAgent[]>`
+      insert into agents (id, name, trust, credential_sha256, online, since, version, capacity,
+        sandbox, attach_host, attach_port, attach_tls, tls_fingerprint, warnings)
+      values (${crypto.randomUUID()}, ${row.name}, ${row.trust}, ${row.credential_sha256},
+        ${row.online}, ${row.since}, ${row.version}, ${row.capacity}, ${row.sandbox},
+        ${row.attach_host}, ${row.attach_port}, ${row.attach_tls}, ${row.tls_fingerprint},
+        ${sql.json(row.warnings)})
+      on conflict (name) do update set trust = excluded.trust,
+        credential_sha256 = excluded.credential_sha256, online = excluded.online,
+        since = excluded.since, version = excluded.version, capacity = excluded.capacity,
+        sandbox = excluded.sandbox, attach_host = excluded.attach_host,
+        attach_port = excluded.attach_port, attach_tls = excluded.attach_tls,
+        tls_fingerprint = excluded.tls_fingerprint, warnings = excluded.warnings
+      where agents.credential_sha256 is null or agents.trust = 'revoked'
+      returning *`;
+    return agent ? withoutCredential(agent) : null;
+  }
+
+  async agentByCredential(credentialSha256: string): Promise<AgentRow | null> {
+    const [agent] = await this.#sql<StoredAgent[]>`
+      select * from agents where credential_sha256 = ${credentialSha256}`;
+    return agent ? withoutCredential(agent) : null;
+  }
+
+  async setAgentTrust(id: string, trust: AgentTrust): Promise<boolean> {
+    const rows = await this.#sql`update agents set trust = ${trust} where id = ${id} returning id`;
+    return rows.length > 0;
+  }
+
+  async ensureJoinToken(row: JoinTokenRow): Promise<void> {
+    await this.#sql`
+      insert into join_tokens (sha256, uses_left, expires_at)
+      values (${row.sha256}, ${row.uses_left}, ${row.expires_at})
+      on conflict (sha256) do nothing`;
+  }
+
+  async rotateJoinTokens(row: JoinTokenRow): Promise<void> {
+    await this.#sql.begin(async (tx) => {
+      await tx`update join_tokens set revoked = true`;
+      await tx`insert into join_tokens (sha256, uses_left, expires_at)
+        values (${row.sha256}, ${row.uses_left}, ${row.expires_at})`;
+    });
+  }
+
+  async useJoinToken(sha256: string, now: Date): Promise<boolean> {
+    const rows = await this.#sql`
+      update join_tokens set uses_left = uses_left - 1
+      where sha256 = ${sha256} and not revoked and (expires_at is null or expires_at > ${now})
+        and (uses_left is null or uses_left > 0)
+      returning sha256`;
+    return rows.length > 0;
   }
 
   async agentById(id: string): Promise<AgentRow | null> {
-    const [agent] = await this.#sql<AgentRow[]>`select * from agents where id = ${id}`;
-    return agent ?? null;
+    const [agent] = await this.#sql<StoredAgent[]>`select * from agents where id = ${id}`;
+    return agent ? withoutCredential(agent) : null;
   }
 
   async listAgents(): Promise<AgentRow[]> {
-    return [...await this.#sql<AgentRow[]>`select * from agents order by name`];
+    return (await this.#sql<StoredAgent[]>`select * from agents order by name`)
+      .map(withoutCredential);
   }
 
   async setAgentOnline(id: string, online: boolean, since: Date): Promise<void> {
@@ -568,4 +630,12 @@ class PostgresStore implements Store {
     }
     return shas;
   }
+}
+
+type StoredAgent = AgentRow & { credential_sha256?: string | null };
+
+// The credential's hash stays in the store: nothing above it needs it.
+function withoutCredential(row: StoredAgent): AgentRow {
+  const { credential_sha256: _, ...agent } = row;
+  return agent;
 }

@@ -8,12 +8,14 @@ import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlit
 import { LIVE_STATES, type NetworkMode, type RunState } from "../../protocol/mod.ts";
 import {
   type AgentRow,
+  type AgentTrust,
   type AppRow,
   type ArchivedRun,
   type AuditChunkRow,
   ConflictError,
   type EventRow,
   type IdempotencyRow,
+  type JoinTokenRow,
   type LogPrune,
   type LogQuery,
   type LogRow,
@@ -425,8 +427,10 @@ class SqliteStore implements Store {
     });
   }
 
-  upsertAgent(row: Omit<AgentRow, "id"> & { id?: string }): Promise<AgentRow> {
+  upsertAgent(given: Omit<AgentRow, "id" | "trust"> & { id?: string }): Promise<AgentRow> {
     // An agent that comes back under its name keeps the id it was given first.
+    // A row read back (with its trust) may be given: trust is never set here.
+    const { trust: _, ...row } = given as typeof given & { trust?: unknown };
     return settle(() =>
       toAgent(
         this.#q(
@@ -449,6 +453,84 @@ class SqliteStore implements Store {
           warnings: JSON.stringify(row.warnings),
         })[0] as Row,
       )
+    );
+  }
+
+  enrolAgent(
+    row: Omit<AgentRow, "id"> & { credential_sha256: string },
+  ): Promise<AgentRow | null> {
+    // The WHERE of the upsert is the check: a name enrolled and not revoked
+    // is not taken, even by two enrolments racing.
+    return settle(() => {
+      const written = this.#q(
+        `INSERT INTO agents (id, name, trust, credential_sha256, online, since, version,
+           capacity, sandbox, attach_host, attach_port, attach_tls, tls_fingerprint, warnings)
+         VALUES (:id, :name, :trust, :credential_sha256, :online, :since, :version,
+           :capacity, :sandbox, :attach_host, :attach_port, :attach_tls, :tls_fingerprint,
+           :warnings)
+         ON CONFLICT (name) DO UPDATE SET trust = excluded.trust,
+           credential_sha256 = excluded.credential_sha256, online = excluded.online,
+           since = excluded.since, version = excluded.version, capacity = excluded.capacity,
+           sandbox = excluded.sandbox, attach_host = excluded.attach_host,
+           attach_port = excluded.attach_port, attach_tls = excluded.attach_tls,
+           tls_fingerprint = excluded.tls_fingerprint, warnings = excluded.warnings
+         WHERE agents.credential_sha256 IS NULL OR agents.trust = 'revoked'
+         RETURNING *`,
+      ).all({
+        ...row,
+        id: crypto.randomUUID(),
+        online: row.online ? 1 : 0,
+        since: row.since.getTime(),
+        attach_tls: row.attach_tls ? 1 : 0,
+        warnings: JSON.stringify(row.warnings),
+      })[0] as Row | undefined;
+      return written === undefined ? null : toAgent(written);
+    });
+  }
+
+  agentByCredential(credentialSha256: string): Promise<AgentRow | null> {
+    return settle(() => {
+      const row = this.#get("SELECT * FROM agents WHERE credential_sha256 = ?", credentialSha256);
+      return row === undefined ? null : toAgent(row);
+    });
+  }
+
+  setAgentTrust(id: string, trust: AgentTrust): Promise<boolean> {
+    return settle(() =>
+      this.#write("UPDATE agents SET trust = ? WHERE id = ? RETURNING id", trust, id) !==
+        undefined
+    );
+  }
+
+  ensureJoinToken(row: JoinTokenRow): Promise<void> {
+    return settle(() => {
+      this.#q(
+        `INSERT INTO join_tokens (sha256, uses_left, expires_at) VALUES (?, ?, ?)
+         ON CONFLICT (sha256) DO NOTHING`,
+      ).run(row.sha256, row.uses_left, row.expires_at?.getTime() ?? null);
+    });
+  }
+
+  rotateJoinTokens(row: JoinTokenRow): Promise<void> {
+    return settle(() =>
+      this.#tx(() => {
+        this.#q("UPDATE join_tokens SET revoked = 1").run();
+        this.#q("INSERT INTO join_tokens (sha256, uses_left, expires_at) VALUES (?, ?, ?)")
+          .run(row.sha256, row.uses_left, row.expires_at?.getTime() ?? null);
+      })
+    );
+  }
+
+  useJoinToken(sha256: string, now: Date): Promise<boolean> {
+    return settle(() =>
+      this.#write(
+        `UPDATE join_tokens SET uses_left = uses_left - 1
+         WHERE sha256 = ? AND revoked = 0 AND (expires_at IS NULL OR expires_at > ?)
+           AND (uses_left IS NULL OR uses_left > 0)
+         RETURNING sha256`,
+        sha256,
+        now.getTime(),
+      ) !== undefined
     );
   }
 

@@ -373,7 +373,59 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
   test("agents round-trip every field", async (store) => {
     const spec = agent("host-9");
     const made = await store.upsertAgent(spec);
-    deepEqual(made, { ...spec, id: made.id });
+    deepEqual(made, { ...spec, id: made.id, trust: "pending" });
+  });
+
+  test("enrolAgent refuses an enrolled name until it is revoked, then re-enrols it", async (store) => {
+    const first = await store.enrolAgent({
+      ...agent("host-1"),
+      trust: "pending",
+      credential_sha256: "a".repeat(64),
+    });
+    equal(first?.trust, "pending");
+    equal((await store.agentByCredential("a".repeat(64)))?.id, first?.id);
+    const taken = await store.enrolAgent({
+      ...agent("host-1"),
+      trust: "approved",
+      credential_sha256: "b".repeat(64),
+    });
+    equal(taken, null);
+    equal(await store.agentByCredential("b".repeat(64)), null);
+    equal(await store.setAgentTrust(first!.id, "approved"), true);
+    equal((await store.agentById(first!.id))?.trust, "approved");
+    // A reconnect by credential updates the fields, never the trust.
+    equal((await store.upsertAgent({ ...agent("host-1"), capacity: 9 })).trust, "approved");
+    equal(await store.setAgentTrust("nope", "approved"), false);
+    await store.setAgentTrust(first!.id, "revoked");
+    const again = await store.enrolAgent({
+      ...agent("host-1"),
+      trust: "pending",
+      credential_sha256: "c".repeat(64),
+    });
+    deepEqual([again?.id, again?.trust], [first!.id, "pending"]);
+    equal(await store.agentByCredential("a".repeat(64)), null);
+    const listed = await store.listAgents();
+    equal("credential_sha256" in listed[0]!, false, "the hash stays in the store");
+  });
+
+  test("join tokens: spent per use, expire, and a rotation revokes the old ones", async (store) => {
+    const now = new Date("2030-01-01T00:00:00Z");
+    const later = new Date("2030-01-02T00:00:00Z");
+    await store.ensureJoinToken({ sha256: "j1", uses_left: 2, expires_at: null });
+    await store.ensureJoinToken({ sha256: "j1", uses_left: null, expires_at: null });
+    equal(await store.useJoinToken("j1", now), true);
+    equal(await store.useJoinToken("j1", now), true);
+    equal(await store.useJoinToken("j1", now), false, "two uses, given first, stay");
+    await store.ensureJoinToken({ sha256: "j2", uses_left: null, expires_at: later });
+    equal(await store.useJoinToken("j2", now), true);
+    equal(await store.useJoinToken("j2", later), false, "expired");
+    await store.ensureJoinToken({ sha256: "j3", uses_left: null, expires_at: null });
+    await store.rotateJoinTokens({ sha256: "j4", uses_left: null, expires_at: null });
+    equal(await store.useJoinToken("j3", now), false);
+    await store.ensureJoinToken({ sha256: "j3", uses_left: null, expires_at: null });
+    equal(await store.useJoinToken("j3", now), false, "given again, a revoked token stays revoked");
+    equal(await store.useJoinToken("j4", now), true);
+    equal(await store.useJoinToken("unknown", now), false);
   });
 
   test("appendLogs stores each (run, seq) once and counts only new lines", async (store) => {
