@@ -13,7 +13,9 @@ import {
   attachRefusal,
   pemFingerprint,
 } from "../protocol/mod.ts";
+import type { Logger } from "../util/log.ts";
 import { FailureLimiter, LineReader, SecretTable } from "./_handshake.ts";
+import { PendingSet } from "./_pending.ts";
 
 /** How long a refused connection may take to read its refusal line. */
 const LINGER_MS = 1_000;
@@ -32,8 +34,15 @@ export interface AttachListenerOptions {
   tls?: { cert: string; key: string };
   /** Time a client has to send its secret line (default ATTACH_HANDSHAKE_TIMEOUT_MS). */
   handshakeTimeoutMs?: number;
-  /** Connections still in their handshake beyond which new ones are closed at once (default 256). */
+  /**
+   * Connections still in their handshake, in all (default 256): beyond it the
+   * oldest unauthenticated connection of the address holding the most goes.
+   */
   maxPendingHandshakes?: number;
+  /** Connections in their handshake per source address; beyond it that address's oldest goes (default 16). */
+  maxPendingPerAddress?: number;
+  /** Where refused secrets (address and reason, never the secret) are logged. */
+  log?: Logger;
   /** Failed handshakes per source address before refusing (default 10 per minute). */
   maxFailuresPerMinute?: number;
   /** Clock in epoch milliseconds, for tests. */
@@ -72,7 +81,8 @@ export class AttachListener {
   #now: () => number;
   #secrets = new SecretTable<OnAttach>();
   #limiter: FailureLimiter;
-  #pending = new Set<Deno.Conn>();
+  #pending: PendingSet<Deno.Conn>;
+  #log: Logger | undefined;
   #tasks = new Set<Promise<void>>();
   #closed = false;
   #wake: (() => void) | undefined;
@@ -93,6 +103,8 @@ export class AttachListener {
     if (!Number.isInteger(this.#maxPending) || this.#maxPending < 1) {
       throw new Error(`Invalid maxPendingHandshakes "${this.#maxPending}": use an integer >= 1`);
     }
+    this.#pending = new PendingSet(this.#maxPending, options.maxPendingPerAddress ?? 16);
+    this.#log = options.log;
     this.#limiter = new FailureLimiter(options.maxFailuresPerMinute ?? 10);
     this.#now = options.now ?? Date.now;
     this.tlsFingerprint = fingerprint;
@@ -132,7 +144,7 @@ export class AttachListener {
       this.#closed = true;
       closeQuietly(this.#listener);
       this.#wake?.();
-      for (const conn of this.#pending) closeQuietly(conn);
+      for (const conn of this.#pending.all()) closeQuietly(conn);
     }
     await this.#loop;
     await Promise.all(this.#tasks);
@@ -160,13 +172,21 @@ export class AttachListener {
     }
   }
 
+  /** Connections still in their handshake (for tests and metrics). */
+  get pendingHandshakes(): number {
+    return this.#pending.size;
+  }
+
   #admit(conn: Deno.Conn): void {
-    // A flood of idle connections must not grow memory without bound.
-    if (this.#closed || this.#pending.size >= this.#maxPending) {
+    if (this.#closed) {
       closeQuietly(conn);
       return;
     }
-    this.#pending.add(conn);
+    // A flood of idle connections must neither grow memory without bound nor
+    // crowd out a client from elsewhere: the flood's own oldest goes instead.
+    const address = (conn.remoteAddr as Deno.NetAddr).hostname;
+    const evicted = this.#pending.add(conn, address);
+    if (evicted !== undefined) closeQuietly(evicted);
     const task: Promise<void> = this.#serve(conn)
       .catch(() => {})
       .finally(() => {
@@ -182,7 +202,11 @@ export class AttachListener {
     const timeout = timer(this.#timeoutMs);
     let attached = false;
     const refuse = async (reason: string, counts: boolean) => {
-      if (counts) this.#limiter.record(addr.hostname, this.#now());
+      if (counts) {
+        this.#limiter.record(addr.hostname, this.#now());
+        // The address, never what was sent: a near-miss secret must not land in logs.
+        this.#log?.warn("attach refused", { address: addr.hostname, reason });
+      }
       await refuseConn(conn, reader, reason);
     };
     try {

@@ -9,6 +9,8 @@ import {
 import { pemFingerprint } from "../protocol/mod.ts";
 import { waitFor } from "../tests/_wait.ts";
 import { needs } from "../tests/_tools.ts";
+import { createLogger } from "../util/log.ts";
+import net from "node:net";
 
 const HOST = "127.0.0.1";
 const encoder = new TextEncoder();
@@ -218,7 +220,7 @@ Deno.test("attach rate-limits failed attempts per address, even with the right s
   equal(await exchange(listener.port, `${secret}\n`), "in");
 });
 
-Deno.test("attach closes connections beyond the pending cap, then serves again", async () => {
+Deno.test("attach evicts the oldest pending handshake beyond the cap and serves the newcomer", async () => {
   await using listener = await listen({ maxPendingHandshakes: 5, handshakeTimeoutMs: 60_000 });
   const { secret, hash } = newSecret();
   listener.expect(hash, Date.now() + 60_000, answering("ok").onAttach);
@@ -226,15 +228,57 @@ Deno.test("attach closes connections beyond the pending cap, then serves again",
   for (let i = 0; i < 5; i++) {
     idle.push(await Deno.connect({ hostname: HOST, port: listener.port }));
   }
-  // Closed at once: no refusal line, and no wait for the 60 s handshake timeout.
-  equal(await exchange(listener.port, ""), "");
-  for (const conn of idle) conn.close();
-  // The listener notices the idle ones left at its own pace: retry until it does.
-  let out = "";
-  await waitFor(async () => (out = await exchange(listener.port, `${secret}\n`)) === "ok", {
-    message: "the listener to serve again",
-    seen: () => out,
-  });
+  await waitFor(() => listener.pendingHandshakes === 5, { message: "5 pending handshakes" });
+  try {
+    equal(await exchange(listener.port, `${secret}\n`), "ok");
+    // The oldest idle one made room: closed without a word, long before its timeout.
+    equal(await readAll(idle[0]!), "");
+    equal(listener.pendingHandshakes, 4);
+  } finally {
+    for (const conn of idle) conn.close();
+  }
+});
+
+/** Opens `count` idle TCP connections to `port` from the local address `from`. */
+async function flood(port: number, from: string, count: number): Promise<net.Socket[]> {
+  const sockets: net.Socket[] = [];
+  for (let i = 0; i < count; i++) {
+    const socket = net.connect({ host: HOST, port, localAddress: from });
+    socket.on("error", () => {});
+    sockets.push(socket);
+    if (i % 100 === 99) await new Promise((resolve) => socket.once("connect", resolve));
+  }
+  return sockets;
+}
+
+Deno.test("attach serves a legitimate client while another address holds 2,000 idle connections", async () => {
+  await using listener = await listen({ handshakeTimeoutMs: 60_000 });
+  const { secret, hash } = newSecret();
+  listener.expect(hash, Date.now() + 60_000, answering("served").onAttach);
+  const sockets = await flood(listener.port, "127.0.0.2", 2_000);
+  try {
+    await waitFor(async () => await acceptQueue(listener.port) === 0, {
+      message: "the listener to accept the flood",
+    });
+    // The flood holds at most its per-address share: the rest were evicted, oldest first.
+    ok(listener.pendingHandshakes <= 16, `pending: ${listener.pendingHandshakes}`);
+    equal(await exchange(listener.port, `${secret}\n`), "served");
+  } finally {
+    for (const socket of sockets) socket.destroy();
+  }
+});
+
+Deno.test("attach logs a refused secret with its address, never the secret", async () => {
+  const lines: string[] = [];
+  const log = createLogger("attach", { sink: (line) => lines.push(line), level: "info" });
+  await using listener = await listen({ log });
+  const guess = "f".repeat(64);
+  match(await exchange(listener.port, `${guess}\n`), /^oneoff: /);
+  await waitFor(() => lines.length === 1, { message: "one log line" });
+  const entry = JSON.parse(lines[0]!);
+  equal(entry.msg, "attach refused");
+  equal(entry.address, HOST);
+  ok(!lines[0]!.includes(guess));
 });
 
 Deno.test(needs(["nc"], {

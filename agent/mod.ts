@@ -151,6 +151,7 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
     ...options.attach,
     ...(options.tls ? { tls: options.tls } : {}),
     ...(options.handshakeTimeoutMs ? { handshakeTimeoutMs: options.handshakeTimeoutMs } : {}),
+    log: log.child("attach"),
   });
   // The channel's handlers use `runner`, made next; none runs before start().
   const channel: ControlChannel = new ControlChannel(
