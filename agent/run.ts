@@ -5,6 +5,7 @@
  * @module
  */
 import type { AgentMessage, RunEnded, RunSpec, RunState } from "../protocol/mod.ts";
+import { MAX_TIMER_MS, timerProblem } from "../protocol/mod.ts";
 import type { Clock, TimerId } from "../util/clock.ts";
 import { streamToFile } from "../util/file_batcher.ts";
 import { errorMessage, type Logger } from "../util/log.ts";
@@ -119,6 +120,7 @@ export class OneOff {
 
   async #prepare(): Promise<void> {
     const { spec } = this;
+    this.#checkTimers();
     this.#lease = await this.#host.slugs.acquire(spec.slug.sha256);
     this.#slugDir = this.#lease.dir;
     if (spec.uploads.length > 0) await this.#fetchUploads();
@@ -138,6 +140,22 @@ export class OneOff {
     }, Math.max(0, expiresAt - clock.now()));
     this.#waiting = true;
     this.#host.report({ type: "attach_ready", runId: spec.runId, expiresAt });
+  }
+
+  /**
+   * Refuses a spec whose timers JavaScript cannot keep: a timer beyond
+   * MAX_TIMER_MS, or not positive, fires at once and would end the run then.
+   */
+  #checkTimers(): void {
+    const { spec } = this;
+    const window = spec.attach && spec.attach.expiresAt - this.#host.clock.now();
+    const problem = timerProblem("timeoutMs", spec.timeoutMs) ??
+      timerProblem("idleTimeoutMs", spec.idleTimeoutMs) ??
+      // An attach window already over is the run's expiry, not a bad message.
+      (window !== undefined && window > MAX_TIMER_MS
+        ? timerProblem("attach window", window)
+        : undefined);
+    if (problem) throw new Error(`Cannot start run "${spec.runId}": ${problem}`);
   }
 
   async #fetchUploads(): Promise<void> {
