@@ -16,6 +16,9 @@ import {
 import type { Logger } from "../util/log.ts";
 import { FailureLimiter, LineReader, SecretTable } from "./_handshake.ts";
 import { PendingSet } from "./_pending.ts";
+import { type AttachConn, type AttachSource, listenTlsSource } from "./_tls_source.ts";
+
+export type { AttachConn } from "./_tls_source.ts";
 
 /** How long a refused connection may take to read its refusal line. */
 const LINGER_MS = 1_000;
@@ -55,7 +58,7 @@ export interface AttachListenerOptions {
  */
 export interface AttachedClient {
   /** The connection, now the run's to use and close. */
-  conn: Deno.Conn;
+  conn: AttachConn;
   /** Bytes already read after the secret line. */
   initial: Uint8Array;
   /** The client's address, `host:port` (IPv6 hosts in brackets). */
@@ -75,13 +78,13 @@ export class AttachListener {
   /** SHA-256 hex fingerprint of the certificate's DER (when TLS), for the CLI to pin. */
   readonly tlsFingerprint: string | undefined;
 
-  #listener: Deno.Listener;
+  #listener: AttachSource;
   #timeoutMs: number;
   #maxPending: number;
   #now: () => number;
   #secrets = new SecretTable<OnAttach>();
   #limiter: FailureLimiter;
-  #pending: PendingSet<Deno.Conn>;
+  #pending: PendingSet<AttachConn>;
   #log: Logger | undefined;
   #tasks = new Set<Promise<void>>();
   #closed = false;
@@ -91,33 +94,34 @@ export class AttachListener {
   /** Binds the listener and starts accepting. */
   static async listen(options: AttachListenerOptions): Promise<AttachListener> {
     const fingerprint = options.tls && await pemFingerprint(options.tls.cert);
-    return new AttachListener(options, fingerprint);
-  }
-
-  private constructor(options: AttachListenerOptions, fingerprint: string | undefined) {
-    this.#timeoutMs = options.handshakeTimeoutMs ?? ATTACH_HANDSHAKE_TIMEOUT_MS;
-    this.#maxPending = options.maxPendingHandshakes ?? 256;
-    if (!(this.#timeoutMs > 0)) {
-      throw new Error(`Invalid handshakeTimeoutMs "${this.#timeoutMs}": use a positive number`);
-    }
-    if (!Number.isInteger(this.#maxPending) || this.#maxPending < 1) {
-      throw new Error(`Invalid maxPendingHandshakes "${this.#maxPending}": use an integer >= 1`);
-    }
-    this.#pending = new PendingSet(this.#maxPending, options.maxPendingPerAddress ?? 16);
-    this.#log = options.log;
-    this.#limiter = new FailureLimiter(options.maxFailuresPerMinute ?? 10);
-    this.#now = options.now ?? Date.now;
-    this.tlsFingerprint = fingerprint;
     const where = { hostname: options.hostname, port: options.port };
+    checkOptions(options);
+    let source: AttachSource;
     try {
-      this.#listener = options.tls
-        ? Deno.listenTls({ ...where, ...options.tls })
-        : Deno.listen(where);
+      // TLS is accepted as TCP and upgraded here, so that a client that never
+      // starts its handshake is closed at the deadline like any other.
+      source = options.tls ? await listenTlsSource(where, options.tls) : Deno.listen(where);
     } catch (cause) {
       throw new Error(`Cannot listen for attach on "${options.hostname}:${options.port}"`, {
         cause,
       });
     }
+    return new AttachListener(options, source, fingerprint);
+  }
+
+  private constructor(
+    options: AttachListenerOptions,
+    source: AttachSource,
+    fingerprint: string | undefined,
+  ) {
+    this.#timeoutMs = options.handshakeTimeoutMs ?? ATTACH_HANDSHAKE_TIMEOUT_MS;
+    this.#maxPending = options.maxPendingHandshakes ?? 256;
+    this.#pending = new PendingSet(this.#maxPending, options.maxPendingPerAddress ?? 16);
+    this.#log = options.log;
+    this.#limiter = new FailureLimiter(options.maxFailuresPerMinute ?? 10);
+    this.#now = options.now ?? Date.now;
+    this.tlsFingerprint = fingerprint;
+    this.#listener = source;
     const addr = this.#listener.addr as Deno.NetAddr;
     this.port = addr.port;
     this.hostname = addr.hostname;
@@ -157,7 +161,7 @@ export class AttachListener {
 
   async #acceptLoop(): Promise<void> {
     while (!this.#closed) {
-      let conn: Deno.Conn;
+      let conn: AttachConn;
       try {
         conn = await this.#listener.accept();
       } catch {
@@ -177,7 +181,7 @@ export class AttachListener {
     return this.#pending.size;
   }
 
-  #admit(conn: Deno.Conn): void {
+  #admit(conn: AttachConn): void {
     if (this.#closed) {
       closeQuietly(conn);
       return;
@@ -196,7 +200,7 @@ export class AttachListener {
     this.#tasks.add(task);
   }
 
-  async #serve(conn: Deno.Conn): Promise<void> {
+  async #serve(conn: AttachConn): Promise<void> {
     const addr = conn.remoteAddr as Deno.NetAddr;
     const reader = new LineReader(conn, ATTACH_MAX_LINE);
     const timeout = timer(this.#timeoutMs);
@@ -249,14 +253,22 @@ export class AttachListener {
   }
 }
 
+function checkOptions(options: AttachListenerOptions): void {
+  const timeoutMs = options.handshakeTimeoutMs ?? ATTACH_HANDSHAKE_TIMEOUT_MS;
+  const maxPending = options.maxPendingHandshakes ?? 256;
+  if (!(timeoutMs > 0)) {
+    throw new Error(`Invalid handshakeTimeoutMs "${timeoutMs}": use a positive number`);
+  }
+  if (!Number.isInteger(maxPending) || maxPending < 1) {
+    throw new Error(`Invalid maxPendingHandshakes "${maxPending}": use an integer >= 1`);
+  }
+}
+
 /** Writes the refusal line, half-closes, and waits (bounded) for the client to go. */
-async function refuseConn(conn: Deno.Conn, reader: LineReader, reason: string): Promise<void> {
+async function refuseConn(conn: AttachConn, reader: LineReader, reason: string): Promise<void> {
   const linger = timer(LINGER_MS);
   try {
     // Bounded: a TLS client that never finishes its handshake blocks the write.
-    // Deno then also keeps that socket open after close() until the client
-    // sends a byte or leaves (its TLS stream awaits the handshake, with no
-    // timeout): the one resource this listener cannot take back itself.
     const sent = writeAll(conn, new TextEncoder().encode(attachRefusal(reason)))
       .then(() => conn.closeWrite())
       .catch(() => {});
@@ -267,7 +279,7 @@ async function refuseConn(conn: Deno.Conn, reader: LineReader, reason: string): 
   }
 }
 
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+async function writeAll(conn: AttachConn, bytes: Uint8Array): Promise<void> {
   let done = 0;
   while (done < bytes.length) done += await conn.write(bytes.subarray(done));
 }

@@ -2,6 +2,7 @@ import { selfSignedCertificate } from "../tests/_tls.ts";
 import { equal, match, ok, rejects, throws } from "node:assert/strict";
 import { createHash } from "node:crypto";
 import {
+  type AttachConn,
   type AttachedClient,
   AttachListener,
   type AttachListenerOptions,
@@ -27,7 +28,7 @@ function listen(options: Partial<AttachListenerOptions> = {}): Promise<AttachLis
 }
 
 /** Reads until EOF; a reset ends the read like EOF. */
-async function readAll(conn: Deno.Conn): Promise<string> {
+async function readAll(conn: AttachConn): Promise<string> {
   const chunks: Uint8Array[] = [];
   const buf = new Uint8Array(4096);
   while (true) {
@@ -403,6 +404,44 @@ Deno.test(needs(["openssl"], {
     }
   },
 }));
+
+Deno.test(needs(["openssl"], {
+  name: "attach over TLS closes connections that never start their handshake at the deadline",
+  async fn() {
+    const { cert, key } = await selfSignedCertificate();
+    const handshakeTimeoutMs = 300;
+    await using listener = await listen({
+      tls: { cert, key },
+      handshakeTimeoutMs,
+      maxPendingPerAddress: 1_000,
+      maxPendingHandshakes: 1_000,
+    });
+    const before = openFiles();
+    const idle: Deno.Conn[] = [];
+    for (let i = 0; i < 300; i++) {
+      idle.push(await Deno.connect({ hostname: HOST, port: listener.port }));
+    }
+    try {
+      await waitFor(() => listener.pendingHandshakes === 300, { message: "300 pending" });
+      // Each idle client holds its own descriptor here and one in the listener.
+      ok(openFiles() >= before + 600, `open files: ${openFiles()}`);
+      // Closed by the agent at the deadline (plus the refusal's linger): EOF for each client.
+      for (const conn of idle) equal(await readAll(conn), "");
+      await waitFor(() => listener.pendingHandshakes === 0, { message: "none pending" });
+      await waitFor(() => openFiles() <= before + 300 + 10, {
+        message: "the listener's descriptors to be closed",
+        seen: () => openFiles(),
+      });
+    } finally {
+      for (const conn of idle) conn.close();
+    }
+  },
+}));
+
+/** The descriptors this process has open. */
+function openFiles(): number {
+  return [...Deno.readDirSync("/proc/self/fd")].length;
+}
 
 Deno.test("attach over plain TCP reports no TLS fingerprint", async () => {
   await using listener = await listen();
