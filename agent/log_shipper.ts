@@ -10,7 +10,7 @@
  * stops reading the process's output, and the pipe pauses the process.
  * @module
  */
-import type { AgentMessage, LogRecord } from "../protocol/mod.ts";
+import { type AgentMessage, logQuotaMarker, type LogRecord } from "../protocol/mod.ts";
 import { type Clock, realClock, type TimerId } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
 import type { RunSpool } from "./spool.ts";
@@ -105,6 +105,11 @@ export interface LogShipperOptions {
   maxBackoffMs?: number;
   /** A batch could not be written to the spool (it is kept in memory instead). */
   onError?: (error: unknown) => void;
+  /**
+   * Bytes of the process's lines stored at most: lines beyond are read (the
+   * process never waits for them), counted, and named by one last line.
+   */
+  quotaBytes?: number;
 }
 
 /** A batch not yet acknowledged. */
@@ -141,6 +146,10 @@ export class LogShipper {
   #unbounded = Promise.withResolvers<void>();
   #isUnbounded = false;
   #closed = false;
+  #quota: number;
+  #storedBytes = 0;
+  #overLines = 0;
+  #overBytes = 0;
 
   constructor(runId: string, send: SendFn, options: LogShipperOptions = {}) {
     this.runId = runId;
@@ -151,6 +160,7 @@ export class LogShipper {
     this.#resendMs = options.resendMs ?? RESEND_MS;
     this.#maxBackoffMs = options.maxBackoffMs ?? MAX_BACKOFF_MS;
     this.#onError = options.onError ?? (() => {});
+    this.#quota = options.quotaBytes ?? Infinity;
   }
 
   /**
@@ -180,9 +190,9 @@ export class LogShipper {
       const text = partial + decoder.decode(chunk, { stream: true });
       const parts = text.split("\n");
       partial = parts.pop() ?? "";
-      for (const line of parts) this.#add(name, line.endsWith("\r") ? line.slice(0, -1) : line);
+      for (const line of parts) this.#output(name, line.endsWith("\r") ? line.slice(0, -1) : line);
       while (partial.length > MAX_LINE_BYTES) {
-        this.#add(name, partial.slice(0, MAX_LINE_BYTES));
+        this.#output(name, partial.slice(0, MAX_LINE_BYTES));
         partial = partial.slice(MAX_LINE_BYTES);
       }
       // Not reading is the backpressure: the pipe fills and the process waits.
@@ -191,7 +201,31 @@ export class LogShipper {
       }
     }
     partial += decoder.decode();
-    if (partial) this.#add(name, partial);
+    if (partial) this.#output(name, partial);
+  }
+
+  /** Lines and bytes of output not stored because of the quota. */
+  get overQuota(): { lines: number; bytes: number } {
+    return { lines: this.#overLines, bytes: this.#overBytes };
+  }
+
+  /** A line of the process's own: stored within the quota, counted beyond it. */
+  #output(stream: "stdout" | "stderr", line: string): void {
+    const cut = line.length > MAX_LINE_BYTES ? line.slice(0, MAX_LINE_BYTES) : line;
+    const bytes = cut.length + 1;
+    if (this.#overLines === 0 && this.#storedBytes + bytes <= this.#quota) {
+      this.#storedBytes += bytes;
+      return this.#add(stream, cut);
+    }
+    if (this.#overLines === 0) {
+      // Said at once too: a long run's owner should not learn it only at its end.
+      this.#add(
+        "stderr",
+        `oneoff: log quota of ${this.#quota} bytes reached; further lines are counted, not stored`,
+      );
+    }
+    this.#overLines++;
+    this.#overBytes += bytes;
   }
 
   /**
@@ -334,6 +368,9 @@ export class LogShipper {
    * can be reported as soon as this was called, the lines follow).
    */
   finish(): Promise<void> {
+    if (this.#overLines > 0 && !this.#finished) {
+      this.#add("stderr", logQuotaMarker(this.#quota, this.#overLines, this.#overBytes));
+    }
     this.#flush();
     this.#finished = true;
     // Closed: what is owed stays on disk for the next agent start; nobody waits for it.

@@ -100,6 +100,14 @@ export function timerProblem(name: string, ms: number): string | undefined {
   return `Invalid ${name} "${ms}": give whole milliseconds from 1 to ${MAX_TIMER_MS}`;
 }
 
+/** Default bytes of a detached run's output stored before the rest is counted, not stored. */
+export const DEFAULT_LOG_QUOTA_BYTES = 256 * 1024 * 1024;
+
+/** The line a run's logs end with when its output went past its quota. */
+export function logQuotaMarker(quotaBytes: number, lines: number, bytes: number): string {
+  return `oneoff: log quota of ${quotaBytes} bytes reached; ${lines} lines (${bytes} bytes) not stored`;
+}
+
 /** The per-app label of run number `n`: `one-off-N`. */
 export function runLabel(n: number): string {
   return `one-off-${n}`;
