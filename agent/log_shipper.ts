@@ -26,6 +26,12 @@ export const FLUSH_MS = 20;
 export const RESEND_MS = 5_000;
 /** The longest wait between two sends of one batch. */
 export const MAX_BACKOFF_MS = 30_000;
+/**
+ * Bytes of batches sent and not acknowledged at most: the rest waits on the
+ * spool (disk), not in the channel's send buffer, so a server slower than
+ * the output never grows the agent's memory.
+ */
+export const SEND_WINDOW_BYTES = 4 * 1024 * 1024;
 /** Default bound of a budget made for one shipper alone (tests, no disk). */
 const PRIVATE_BUDGET_BYTES = 64 * 1024 * 1024;
 
@@ -118,6 +124,8 @@ interface Owed {
   /** When it was last sent; null when the send failed (the channel was down). */
   sentAt: number | null;
   sends: number;
+  /** Counted in the send window: sent on this connection and not acknowledged. */
+  inflight?: boolean;
   /** The batch's records, JSON, when the spool could not take them. */
   memory?: string;
 }
@@ -147,6 +155,7 @@ export class LogShipper {
   #isUnbounded = false;
   #closed = false;
   #quota: number;
+  #inflightBytes = 0;
   #storedBytes = 0;
   #overLines = 0;
   #overBytes = 0;
@@ -271,7 +280,7 @@ export class LogShipper {
     }
     this.#owed.set(batch, owed);
     this.#budget.take(owed.bytes);
-    this.#transmit(batch, owed, records);
+    if (this.#roomFor(owed)) this.#transmit(batch, owed, records);
     this.#armResend();
   }
 
@@ -286,7 +295,25 @@ export class LogShipper {
     }
     owed.sentAt = sent ? this.#clock.now() : null;
     if (sent) owed.sends++;
+    if (sent && !owed.inflight) {
+      owed.inflight = true;
+      this.#inflightBytes += owed.bytes;
+    }
     return sent;
+  }
+
+  /** True when `owed` may be sent for the first time on this connection. */
+  #roomFor(owed: Owed): boolean {
+    return owed.inflight === true || this.#inflightBytes === 0 ||
+      this.#inflightBytes + owed.bytes <= SEND_WINDOW_BYTES;
+  }
+
+  /** Sends the batches not sent yet, in order, as far as the window allows. */
+  #pump(): void {
+    for (const [batch, owed] of [...this.#owed]) {
+      if (owed.inflight || !this.#owed.has(batch)) continue;
+      if (!this.#roomFor(owed) || !this.#transmit(batch, owed)) return;
+    }
   }
 
   #records(batch: number, owed: Owed): LogRecord[] | null {
@@ -317,9 +344,11 @@ export class LogShipper {
 
   #forget(batch: number, owed: Owed): void {
     this.#owed.delete(batch);
+    if (owed.inflight) this.#inflightBytes -= owed.bytes;
     this.#spool?.drop(batch);
     this.#budget.free(owed.bytes);
     this.#settle();
+    if (!this.#closed) this.#pump();
   }
 
   #settle(): void {
@@ -333,10 +362,10 @@ export class LogShipper {
 
   /** Sends every unacknowledged batch again, in order (after a reconnect). */
   resend(): void {
-    for (const [batch, owed] of [...this.#owed]) {
-      if (!this.#owed.has(batch)) continue;
-      if (!this.#transmit(batch, owed)) break;
-    }
+    // A new connection: nothing is in flight on it yet.
+    for (const owed of this.#owed.values()) owed.inflight = false;
+    this.#inflightBytes = 0;
+    this.#pump();
     this.#armResend();
   }
 
@@ -358,7 +387,7 @@ export class LogShipper {
         );
         if (now - owed.sentAt < wait) continue;
       }
-      if (!this.#transmit(batch, owed)) break;
+      if (!this.#roomFor(owed) || !this.#transmit(batch, owed)) break;
     }
   }
 
