@@ -6,6 +6,7 @@
 
 import { createHash } from "node:crypto";
 import { ATTACH_REFUSALS as REASONS } from "../protocol/mod.ts";
+import type { AttachConn } from "./_tls_source.ts";
 
 /** What reading the secret line came to. */
 export type LineOutcome =
@@ -24,13 +25,13 @@ const CR = 0x0d;
  * so the refusal can be written while that read is still pending.
  */
 export class LineReader {
-  #conn: Deno.Conn;
+  #conn: AttachConn;
   #buf: Uint8Array;
   #filled = 0;
   #inflight: Promise<number | null | "error"> | undefined;
 
   /** Reads from `conn`, refusing lines longer than `maxLine` bytes (newline included). */
-  constructor(conn: Deno.Conn, maxLine: number) {
+  constructor(conn: AttachConn, maxLine: number) {
     this.#conn = conn;
     this.#buf = new Uint8Array(maxLine);
   }

@@ -13,7 +13,12 @@ import {
   attachRefusal,
   pemFingerprint,
 } from "../protocol/mod.ts";
+import type { Logger } from "../util/log.ts";
 import { FailureLimiter, LineReader, SecretTable } from "./_handshake.ts";
+import { PendingSet } from "./_pending.ts";
+import { type AttachConn, type AttachSource, listenTlsSource } from "./_tls_source.ts";
+
+export type { AttachConn } from "./_tls_source.ts";
 
 /** How long a refused connection may take to read its refusal line. */
 const LINGER_MS = 1_000;
@@ -32,8 +37,15 @@ export interface AttachListenerOptions {
   tls?: { cert: string; key: string };
   /** Time a client has to send its secret line (default ATTACH_HANDSHAKE_TIMEOUT_MS). */
   handshakeTimeoutMs?: number;
-  /** Connections still in their handshake beyond which new ones are closed at once (default 256). */
+  /**
+   * Connections still in their handshake, in all (default 256): beyond it the
+   * oldest unauthenticated connection of the address holding the most goes.
+   */
   maxPendingHandshakes?: number;
+  /** Connections in their handshake per source address; beyond it that address's oldest goes (default 16). */
+  maxPendingPerAddress?: number;
+  /** Where refused secrets (address and reason, never the secret) are logged. */
+  log?: Logger;
   /** Failed handshakes per source address before refusing (default 10 per minute). */
   maxFailuresPerMinute?: number;
   /** Clock in epoch milliseconds, for tests. */
@@ -48,7 +60,7 @@ export interface AttachListenerOptions {
  */
 export interface AttachedClient {
   /** The connection, now the run's to use and close. */
-  conn: Deno.Conn;
+  conn: AttachConn;
   /** Bytes already read after the secret line. */
   initial: Uint8Array;
   /** The client's address, `host:port` (IPv6 hosts in brackets). */
@@ -68,14 +80,15 @@ export class AttachListener {
   /** SHA-256 hex fingerprint of the certificate's DER (when TLS), for the CLI to pin. */
   readonly tlsFingerprint: string | undefined;
 
-  #listener: Deno.Listener;
+  #listener: AttachSource;
   #timeoutMs: number;
   #maxPending: number;
   #now: () => number;
   #onHandshake: AttachListenerOptions["onHandshake"];
   #secrets = new SecretTable<OnAttach>();
   #limiter: FailureLimiter;
-  #pending = new Set<Deno.Conn>();
+  #pending: PendingSet<AttachConn>;
+  #log: Logger | undefined;
   #tasks = new Set<Promise<void>>();
   #closed = false;
   #wake: (() => void) | undefined;
@@ -84,32 +97,35 @@ export class AttachListener {
   /** Binds the listener and starts accepting. */
   static async listen(options: AttachListenerOptions): Promise<AttachListener> {
     const fingerprint = options.tls && await pemFingerprint(options.tls.cert);
-    return new AttachListener(options, fingerprint);
-  }
-
-  private constructor(options: AttachListenerOptions, fingerprint: string | undefined) {
-    this.#timeoutMs = options.handshakeTimeoutMs ?? ATTACH_HANDSHAKE_TIMEOUT_MS;
-    this.#maxPending = options.maxPendingHandshakes ?? 256;
-    if (!(this.#timeoutMs > 0)) {
-      throw new Error(`Invalid handshakeTimeoutMs "${this.#timeoutMs}": use a positive number`);
-    }
-    if (!Number.isInteger(this.#maxPending) || this.#maxPending < 1) {
-      throw new Error(`Invalid maxPendingHandshakes "${this.#maxPending}": use an integer >= 1`);
-    }
-    this.#limiter = new FailureLimiter(options.maxFailuresPerMinute ?? 10);
-    this.#now = options.now ?? Date.now;
-    this.#onHandshake = options.onHandshake;
-    this.tlsFingerprint = fingerprint;
     const where = { hostname: options.hostname, port: options.port };
+    checkOptions(options);
+    let source: AttachSource;
     try {
-      this.#listener = options.tls
-        ? Deno.listenTls({ ...where, ...options.tls })
-        : Deno.listen(where);
+      // TLS is accepted as TCP and upgraded here, so that a client that never
+      // starts its handshake is closed at the deadline like any other.
+      source = options.tls ? await listenTlsSource(where, options.tls) : Deno.listen(where);
     } catch (cause) {
       throw new Error(`Cannot listen for attach on "${options.hostname}:${options.port}"`, {
         cause,
       });
     }
+    return new AttachListener(options, source, fingerprint);
+  }
+
+  private constructor(
+    options: AttachListenerOptions,
+    source: AttachSource,
+    fingerprint: string | undefined,
+  ) {
+    this.#timeoutMs = options.handshakeTimeoutMs ?? ATTACH_HANDSHAKE_TIMEOUT_MS;
+    this.#maxPending = options.maxPendingHandshakes ?? 256;
+    this.#pending = new PendingSet(this.#maxPending, options.maxPendingPerAddress ?? 16);
+    this.#log = options.log;
+    this.#limiter = new FailureLimiter(options.maxFailuresPerMinute ?? 10);
+    this.#now = options.now ?? Date.now;
+    this.#onHandshake = options.onHandshake;
+    this.tlsFingerprint = fingerprint;
+    this.#listener = source;
     const addr = this.#listener.addr as Deno.NetAddr;
     this.port = addr.port;
     this.hostname = addr.hostname;
@@ -136,7 +152,7 @@ export class AttachListener {
       this.#closed = true;
       closeQuietly(this.#listener);
       this.#wake?.();
-      for (const conn of this.#pending) closeQuietly(conn);
+      for (const conn of this.#pending.all()) closeQuietly(conn);
     }
     await this.#loop;
     await Promise.all(this.#tasks);
@@ -149,7 +165,7 @@ export class AttachListener {
 
   async #acceptLoop(): Promise<void> {
     while (!this.#closed) {
-      let conn: Deno.Conn;
+      let conn: AttachConn;
       try {
         conn = await this.#listener.accept();
       } catch {
@@ -164,13 +180,21 @@ export class AttachListener {
     }
   }
 
-  #admit(conn: Deno.Conn): void {
-    // A flood of idle connections must not grow memory without bound.
-    if (this.#closed || this.#pending.size >= this.#maxPending) {
+  /** Connections still in their handshake (for tests and metrics). */
+  get pendingHandshakes(): number {
+    return this.#pending.size;
+  }
+
+  #admit(conn: AttachConn): void {
+    if (this.#closed) {
       closeQuietly(conn);
       return;
     }
-    this.#pending.add(conn);
+    // A flood of idle connections must neither grow memory without bound nor
+    // crowd out a client from elsewhere: the flood's own oldest goes instead.
+    const address = (conn.remoteAddr as Deno.NetAddr).hostname;
+    const evicted = this.#pending.add(conn, address);
+    if (evicted !== undefined) closeQuietly(evicted);
     const task: Promise<void> = this.#serve(conn)
       .catch(() => {})
       .finally(() => {
@@ -180,13 +204,17 @@ export class AttachListener {
     this.#tasks.add(task);
   }
 
-  async #serve(conn: Deno.Conn): Promise<void> {
+  async #serve(conn: AttachConn): Promise<void> {
     const addr = conn.remoteAddr as Deno.NetAddr;
     const reader = new LineReader(conn, ATTACH_MAX_LINE);
     const timeout = timer(this.#timeoutMs);
     let attached = false;
     const refuse = async (reason: string, counts: boolean) => {
-      if (counts) this.#limiter.record(addr.hostname, this.#now());
+      if (counts) {
+        this.#limiter.record(addr.hostname, this.#now());
+        // The address, never what was sent: a near-miss secret must not land in logs.
+        this.#log?.warn("attach refused", { address: addr.hostname, reason });
+      }
       this.#onHandshake?.("refused", reason);
       await refuseConn(conn, reader, reason);
     };
@@ -231,14 +259,22 @@ export class AttachListener {
   }
 }
 
+function checkOptions(options: AttachListenerOptions): void {
+  const timeoutMs = options.handshakeTimeoutMs ?? ATTACH_HANDSHAKE_TIMEOUT_MS;
+  const maxPending = options.maxPendingHandshakes ?? 256;
+  if (!(timeoutMs > 0)) {
+    throw new Error(`Invalid handshakeTimeoutMs "${timeoutMs}": use a positive number`);
+  }
+  if (!Number.isInteger(maxPending) || maxPending < 1) {
+    throw new Error(`Invalid maxPendingHandshakes "${maxPending}": use an integer >= 1`);
+  }
+}
+
 /** Writes the refusal line, half-closes, and waits (bounded) for the client to go. */
-async function refuseConn(conn: Deno.Conn, reader: LineReader, reason: string): Promise<void> {
+async function refuseConn(conn: AttachConn, reader: LineReader, reason: string): Promise<void> {
   const linger = timer(LINGER_MS);
   try {
     // Bounded: a TLS client that never finishes its handshake blocks the write.
-    // Deno then also keeps that socket open after close() until the client
-    // sends a byte or leaves (its TLS stream awaits the handshake, with no
-    // timeout): the one resource this listener cannot take back itself.
     const sent = writeAll(conn, new TextEncoder().encode(attachRefusal(reason)))
       .then(() => conn.closeWrite())
       .catch(() => {});
@@ -249,7 +285,7 @@ async function refuseConn(conn: Deno.Conn, reader: LineReader, reason: string): 
   }
 }
 
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+async function writeAll(conn: AttachConn, bytes: Uint8Array): Promise<void> {
   let done = 0;
   while (done < bytes.length) done += await conn.write(bytes.subarray(done));
 }

@@ -2,6 +2,7 @@ import { selfSignedCertificate } from "../tests/_tls.ts";
 import { equal, match, ok, rejects, throws } from "node:assert/strict";
 import { createHash } from "node:crypto";
 import {
+  type AttachConn,
   type AttachedClient,
   AttachListener,
   type AttachListenerOptions,
@@ -9,6 +10,8 @@ import {
 import { pemFingerprint } from "../protocol/mod.ts";
 import { waitFor } from "../tests/_wait.ts";
 import { needs } from "../tests/_tools.ts";
+import { createLogger } from "../util/log.ts";
+import net from "node:net";
 
 const HOST = "127.0.0.1";
 const encoder = new TextEncoder();
@@ -25,7 +28,7 @@ function listen(options: Partial<AttachListenerOptions> = {}): Promise<AttachLis
 }
 
 /** Reads until EOF; a reset ends the read like EOF. */
-async function readAll(conn: Deno.Conn): Promise<string> {
+async function readAll(conn: AttachConn): Promise<string> {
   const chunks: Uint8Array[] = [];
   const buf = new Uint8Array(4096);
   while (true) {
@@ -218,7 +221,7 @@ Deno.test("attach rate-limits failed attempts per address, even with the right s
   equal(await exchange(listener.port, `${secret}\n`), "in");
 });
 
-Deno.test("attach closes connections beyond the pending cap, then serves again", async () => {
+Deno.test("attach evicts the oldest pending handshake beyond the cap and serves the newcomer", async () => {
   await using listener = await listen({ maxPendingHandshakes: 5, handshakeTimeoutMs: 60_000 });
   const { secret, hash } = newSecret();
   listener.expect(hash, Date.now() + 60_000, answering("ok").onAttach);
@@ -226,15 +229,57 @@ Deno.test("attach closes connections beyond the pending cap, then serves again",
   for (let i = 0; i < 5; i++) {
     idle.push(await Deno.connect({ hostname: HOST, port: listener.port }));
   }
-  // Closed at once: no refusal line, and no wait for the 60 s handshake timeout.
-  equal(await exchange(listener.port, ""), "");
-  for (const conn of idle) conn.close();
-  // The listener notices the idle ones left at its own pace: retry until it does.
-  let out = "";
-  await waitFor(async () => (out = await exchange(listener.port, `${secret}\n`)) === "ok", {
-    message: "the listener to serve again",
-    seen: () => out,
-  });
+  await waitFor(() => listener.pendingHandshakes === 5, { message: "5 pending handshakes" });
+  try {
+    equal(await exchange(listener.port, `${secret}\n`), "ok");
+    // The oldest idle one made room: closed without a word, long before its timeout.
+    equal(await readAll(idle[0]!), "");
+    equal(listener.pendingHandshakes, 4);
+  } finally {
+    for (const conn of idle) conn.close();
+  }
+});
+
+/** Opens `count` idle TCP connections to `port` from the local address `from`. */
+async function flood(port: number, from: string, count: number): Promise<net.Socket[]> {
+  const sockets: net.Socket[] = [];
+  for (let i = 0; i < count; i++) {
+    const socket = net.connect({ host: HOST, port, localAddress: from });
+    socket.on("error", () => {});
+    sockets.push(socket);
+    if (i % 100 === 99) await new Promise((resolve) => socket.once("connect", resolve));
+  }
+  return sockets;
+}
+
+Deno.test("attach serves a legitimate client while another address holds 2,000 idle connections", async () => {
+  await using listener = await listen({ handshakeTimeoutMs: 60_000 });
+  const { secret, hash } = newSecret();
+  listener.expect(hash, Date.now() + 60_000, answering("served").onAttach);
+  const sockets = await flood(listener.port, "127.0.0.2", 2_000);
+  try {
+    await waitFor(async () => await acceptQueue(listener.port) === 0, {
+      message: "the listener to accept the flood",
+    });
+    // The flood holds at most its per-address share: the rest were evicted, oldest first.
+    ok(listener.pendingHandshakes <= 16, `pending: ${listener.pendingHandshakes}`);
+    equal(await exchange(listener.port, `${secret}\n`), "served");
+  } finally {
+    for (const socket of sockets) socket.destroy();
+  }
+});
+
+Deno.test("attach logs a refused secret with its address, never the secret", async () => {
+  const lines: string[] = [];
+  const log = createLogger("attach", { sink: (line) => lines.push(line), level: "info" });
+  await using listener = await listen({ log });
+  const guess = "f".repeat(64);
+  match(await exchange(listener.port, `${guess}\n`), /^oneoff: /);
+  await waitFor(() => lines.length === 1, { message: "one log line" });
+  const entry = JSON.parse(lines[0]!);
+  equal(entry.msg, "attach refused");
+  equal(entry.address, HOST);
+  ok(!lines[0]!.includes(guess));
 });
 
 Deno.test(needs(["nc"], {
@@ -359,6 +404,44 @@ Deno.test(needs(["openssl"], {
     }
   },
 }));
+
+Deno.test(needs(["openssl"], {
+  name: "attach over TLS closes connections that never start their handshake at the deadline",
+  async fn() {
+    const { cert, key } = await selfSignedCertificate();
+    const handshakeTimeoutMs = 300;
+    await using listener = await listen({
+      tls: { cert, key },
+      handshakeTimeoutMs,
+      maxPendingPerAddress: 1_000,
+      maxPendingHandshakes: 1_000,
+    });
+    const before = openFiles();
+    const idle: Deno.Conn[] = [];
+    for (let i = 0; i < 300; i++) {
+      idle.push(await Deno.connect({ hostname: HOST, port: listener.port }));
+    }
+    try {
+      await waitFor(() => listener.pendingHandshakes === 300, { message: "300 pending" });
+      // Each idle client holds its own descriptor here and one in the listener.
+      ok(openFiles() >= before + 600, `open files: ${openFiles()}`);
+      // Closed by the agent at the deadline (plus the refusal's linger): EOF for each client.
+      for (const conn of idle) equal(await readAll(conn), "");
+      await waitFor(() => listener.pendingHandshakes === 0, { message: "none pending" });
+      await waitFor(() => openFiles() <= before + 300 + 10, {
+        message: "the listener's descriptors to be closed",
+        seen: () => openFiles(),
+      });
+    } finally {
+      for (const conn of idle) conn.close();
+    }
+  },
+}));
+
+/** The descriptors this process has open. */
+function openFiles(): number {
+  return [...Deno.readDirSync("/proc/self/fd")].length;
+}
 
 Deno.test("attach over plain TCP reports no TLS fingerprint", async () => {
   await using listener = await listen();

@@ -10,7 +10,7 @@
  * stops reading the process's output, and the pipe pauses the process.
  * @module
  */
-import type { AgentMessage, LogRecord } from "../protocol/mod.ts";
+import { type AgentMessage, logQuotaMarker, type LogRecord } from "../protocol/mod.ts";
 import { type Clock, realClock, type TimerId } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
 import type { RunSpool } from "./spool.ts";
@@ -26,6 +26,12 @@ export const FLUSH_MS = 20;
 export const RESEND_MS = 5_000;
 /** The longest wait between two sends of one batch. */
 export const MAX_BACKOFF_MS = 30_000;
+/**
+ * Bytes of batches sent and not acknowledged at most: the rest waits on the
+ * spool (disk), not in the channel's send buffer, so a server slower than
+ * the output never grows the agent's memory.
+ */
+export const SEND_WINDOW_BYTES = 4 * 1024 * 1024;
 /** Default bound of a budget made for one shipper alone (tests, no disk). */
 const PRIVATE_BUDGET_BYTES = 64 * 1024 * 1024;
 
@@ -105,6 +111,11 @@ export interface LogShipperOptions {
   maxBackoffMs?: number;
   /** A batch could not be written to the spool (it is kept in memory instead). */
   onError?: (error: unknown) => void;
+  /**
+   * Bytes of the process's lines stored at most: lines beyond are read (the
+   * process never waits for them), counted, and named by one last line.
+   */
+  quotaBytes?: number;
 }
 
 /** A batch not yet acknowledged. */
@@ -113,6 +124,8 @@ interface Owed {
   /** When it was last sent; null when the send failed (the channel was down). */
   sentAt: number | null;
   sends: number;
+  /** Counted in the send window: sent on this connection and not acknowledged. */
+  inflight?: boolean;
   /** The batch's records, JSON, when the spool could not take them. */
   memory?: string;
 }
@@ -141,6 +154,11 @@ export class LogShipper {
   #unbounded = Promise.withResolvers<void>();
   #isUnbounded = false;
   #closed = false;
+  #quota: number;
+  #inflightBytes = 0;
+  #storedBytes = 0;
+  #overLines = 0;
+  #overBytes = 0;
 
   constructor(runId: string, send: SendFn, options: LogShipperOptions = {}) {
     this.runId = runId;
@@ -151,6 +169,7 @@ export class LogShipper {
     this.#resendMs = options.resendMs ?? RESEND_MS;
     this.#maxBackoffMs = options.maxBackoffMs ?? MAX_BACKOFF_MS;
     this.#onError = options.onError ?? (() => {});
+    this.#quota = options.quotaBytes ?? Infinity;
   }
 
   /**
@@ -180,9 +199,9 @@ export class LogShipper {
       const text = partial + decoder.decode(chunk, { stream: true });
       const parts = text.split("\n");
       partial = parts.pop() ?? "";
-      for (const line of parts) this.#add(name, line.endsWith("\r") ? line.slice(0, -1) : line);
+      for (const line of parts) this.#output(name, line.endsWith("\r") ? line.slice(0, -1) : line);
       while (partial.length > MAX_LINE_BYTES) {
-        this.#add(name, partial.slice(0, MAX_LINE_BYTES));
+        this.#output(name, partial.slice(0, MAX_LINE_BYTES));
         partial = partial.slice(MAX_LINE_BYTES);
       }
       // Not reading is the backpressure: the pipe fills and the process waits.
@@ -191,7 +210,31 @@ export class LogShipper {
       }
     }
     partial += decoder.decode();
-    if (partial) this.#add(name, partial);
+    if (partial) this.#output(name, partial);
+  }
+
+  /** Lines and bytes of output not stored because of the quota. */
+  get overQuota(): { lines: number; bytes: number } {
+    return { lines: this.#overLines, bytes: this.#overBytes };
+  }
+
+  /** A line of the process's own: stored within the quota, counted beyond it. */
+  #output(stream: "stdout" | "stderr", line: string): void {
+    const cut = line.length > MAX_LINE_BYTES ? line.slice(0, MAX_LINE_BYTES) : line;
+    const bytes = cut.length + 1;
+    if (this.#overLines === 0 && this.#storedBytes + bytes <= this.#quota) {
+      this.#storedBytes += bytes;
+      return this.#add(stream, cut);
+    }
+    if (this.#overLines === 0) {
+      // Said at once too: a long run's owner should not learn it only at its end.
+      this.#add(
+        "stderr",
+        `oneoff: log quota of ${this.#quota} bytes reached; further lines are counted, not stored`,
+      );
+    }
+    this.#overLines++;
+    this.#overBytes += bytes;
   }
 
   /**
@@ -237,7 +280,7 @@ export class LogShipper {
     }
     this.#owed.set(batch, owed);
     this.#budget.take(owed.bytes);
-    this.#transmit(batch, owed, records);
+    if (this.#roomFor(owed)) this.#transmit(batch, owed, records);
     this.#armResend();
   }
 
@@ -252,7 +295,25 @@ export class LogShipper {
     }
     owed.sentAt = sent ? this.#clock.now() : null;
     if (sent) owed.sends++;
+    if (sent && !owed.inflight) {
+      owed.inflight = true;
+      this.#inflightBytes += owed.bytes;
+    }
     return sent;
+  }
+
+  /** True when `owed` may be sent for the first time on this connection. */
+  #roomFor(owed: Owed): boolean {
+    return owed.inflight === true || this.#inflightBytes === 0 ||
+      this.#inflightBytes + owed.bytes <= SEND_WINDOW_BYTES;
+  }
+
+  /** Sends the batches not sent yet, in order, as far as the window allows. */
+  #pump(): void {
+    for (const [batch, owed] of [...this.#owed]) {
+      if (owed.inflight || !this.#owed.has(batch)) continue;
+      if (!this.#roomFor(owed) || !this.#transmit(batch, owed)) return;
+    }
   }
 
   #records(batch: number, owed: Owed): LogRecord[] | null {
@@ -283,9 +344,11 @@ export class LogShipper {
 
   #forget(batch: number, owed: Owed): void {
     this.#owed.delete(batch);
+    if (owed.inflight) this.#inflightBytes -= owed.bytes;
     this.#spool?.drop(batch);
     this.#budget.free(owed.bytes);
     this.#settle();
+    if (!this.#closed) this.#pump();
   }
 
   #settle(): void {
@@ -299,10 +362,10 @@ export class LogShipper {
 
   /** Sends every unacknowledged batch again, in order (after a reconnect). */
   resend(): void {
-    for (const [batch, owed] of [...this.#owed]) {
-      if (!this.#owed.has(batch)) continue;
-      if (!this.#transmit(batch, owed)) break;
-    }
+    // A new connection: nothing is in flight on it yet.
+    for (const owed of this.#owed.values()) owed.inflight = false;
+    this.#inflightBytes = 0;
+    this.#pump();
     this.#armResend();
   }
 
@@ -324,7 +387,7 @@ export class LogShipper {
         );
         if (now - owed.sentAt < wait) continue;
       }
-      if (!this.#transmit(batch, owed)) break;
+      if (!this.#roomFor(owed) || !this.#transmit(batch, owed)) break;
     }
   }
 
@@ -334,6 +397,9 @@ export class LogShipper {
    * can be reported as soon as this was called, the lines follow).
    */
   finish(): Promise<void> {
+    if (this.#overLines > 0 && !this.#finished) {
+      this.#add("stderr", logQuotaMarker(this.#quota, this.#overLines, this.#overBytes));
+    }
     this.#flush();
     this.#finished = true;
     // Closed: what is owed stays on disk for the next agent start; nobody waits for it.

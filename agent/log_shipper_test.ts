@@ -56,6 +56,28 @@ Deno.test("an endless line is cut into pieces of the maximum size", async () => 
   deepEqual(sent.every((r) => r.stream === "stderr"), true);
 });
 
+Deno.test("lines beyond the log quota are read and counted, not stored, and one last line names them", async () => {
+  const sent: LogRecord[] = [];
+  const shipper = new LogShipper("r1", (msg) => {
+    if (msg.type === "logs") {
+      sent.push(...msg.records);
+      queueMicrotask(() => shipper.ack(msg.batch));
+    }
+    return true;
+  }, { quotaBytes: 10 });
+  // "aaaa\n" and "bbbb\n" fill the quota; 1,000 lines of 5 bytes go past it.
+  await shipper.collect(streamOf("aaaa\nbbbb\n", "cccc\n".repeat(1_000)), "stdout");
+  await shipper.finish();
+  deepEqual(sent.map((r) => r.line), [
+    "aaaa",
+    "bbbb",
+    "oneoff: log quota of 10 bytes reached; further lines are counted, not stored",
+    "oneoff: log quota of 10 bytes reached; 1000 lines (5000 bytes) not stored",
+  ]);
+  deepEqual(sent.slice(2).map((r) => r.stream), ["stderr", "stderr"]);
+  deepEqual(shipper.overQuota, { lines: 1000, bytes: 5000 });
+});
+
 Deno.test("the log shipper sends a partial batch once its flush interval has passed", async () => {
   const clock = new FakeClock();
   const batches: number[][] = [];

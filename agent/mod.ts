@@ -181,6 +181,7 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
     ...(options.tls ? { tls: options.tls } : {}),
     ...(options.handshakeTimeoutMs ? { handshakeTimeoutMs: options.handshakeTimeoutMs } : {}),
     ...(metrics ? { onHandshake: metrics.handshake.bind(metrics) } : {}),
+    log: log.child("attach"),
   });
   // The channel's handlers use `runner`, made next; none runs before start().
   const channel: ControlChannel = new ControlChannel(

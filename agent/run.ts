@@ -5,6 +5,7 @@
  * @module
  */
 import type { AgentMessage, RunEnded, RunSpec, RunState } from "../protocol/mod.ts";
+import { logQuotaMarker, MAX_TIMER_MS, timerProblem } from "../protocol/mod.ts";
 import type { Clock, TimerId } from "../util/clock.ts";
 import { streamToFile } from "../util/file_batcher.ts";
 import { errorMessage, type Logger } from "../util/log.ts";
@@ -57,7 +58,7 @@ export interface RunHost {
   /** Records the run's end on disk and sends it until the server acknowledges it. */
   outcome(ended: RunEnded): void;
   /** The shipper of a detached run's output (spooled on disk, acknowledged batch by batch). */
-  shipper(runId: string): LogShipper;
+  shipper(runId: string, quotaBytes: number | undefined): LogShipper;
   /** The run has ended and said so: it leaves the agent's table. */
   ended(run: OneOff): void;
 }
@@ -119,6 +120,7 @@ export class OneOff {
 
   async #prepare(): Promise<void> {
     const { spec } = this;
+    this.#checkTimers();
     this.#lease = await this.#host.slugs.acquire(spec.slug.sha256);
     this.#slugDir = this.#lease.dir;
     if (spec.uploads.length > 0) await this.#fetchUploads();
@@ -138,6 +140,22 @@ export class OneOff {
     }, Math.max(0, expiresAt - clock.now()));
     this.#waiting = true;
     this.#host.report({ type: "attach_ready", runId: spec.runId, expiresAt });
+  }
+
+  /**
+   * Refuses a spec whose timers JavaScript cannot keep: a timer beyond
+   * MAX_TIMER_MS, or not positive, fires at once and would end the run then.
+   */
+  #checkTimers(): void {
+    const { spec } = this;
+    const window = spec.attach && spec.attach.expiresAt - this.#host.clock.now();
+    const problem = timerProblem("timeoutMs", spec.timeoutMs) ??
+      timerProblem("idleTimeoutMs", spec.idleTimeoutMs) ??
+      // An attach window already over is the run's expiry, not a bad message.
+      (window !== undefined && window > MAX_TIMER_MS
+        ? timerProblem("attach window", window)
+        : undefined);
+    if (problem) throw new Error(`Cannot start run "${spec.runId}": ${problem}`);
   }
 
   async #fetchUploads(): Promise<void> {
@@ -218,7 +236,7 @@ export class OneOff {
 
   async #detached(process: SandboxProcess): Promise<void> {
     const { clock } = this.#host;
-    const shipper = this.#host.shipper(this.spec.runId);
+    const shipper = this.#host.shipper(this.spec.runId, this.spec.logQuotaBytes);
     this.#shipper = shipper;
     if (this.#ending) shipper.unbound();
     await Promise.all([
@@ -227,6 +245,14 @@ export class OneOff {
     ]);
     const outcome = this.#outcome(await process.status);
     if (outcome[1].reason && outcome[0] !== "exited") shipper.note(`oneoff: ${outcome[1].reason}`);
+    const over = shipper.overQuota;
+    if (over.lines > 0) {
+      // On the run too, so that its owner sees it in `ps` and the timeline, not only in the logs.
+      const marker = logQuotaMarker(this.spec.logQuotaBytes ?? 0, over.lines, over.bytes)
+        .replace(/^oneoff: /, "");
+      const reason = outcome[1].reason ? `${outcome[1].reason}; ${marker}` : marker;
+      outcome[1] = { ...outcome[1], reason };
+    }
     // Spooled by now: the end can be reported, the lines follow exactly once.
     const delivered = shipper.finish();
     if (!this.#killed) {

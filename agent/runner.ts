@@ -87,7 +87,7 @@ export class Runner {
       send: (msg) => deps.send(msg),
       report: (msg) => this.#report(msg),
       outcome: (ended) => deps.outcomes.ended(ended),
-      shipper: (runId) => this.#shipper(runId),
+      shipper: (runId, quotaBytes) => this.#shipper(runId, quotaBytes),
       ended: (run) => this.#ended(run),
     };
     this.#budget = deps.budget ?? new SpoolBudget(1024 ** 3, deps.log);
@@ -110,10 +110,11 @@ export class Runner {
     };
   }
 
-  #shipper(runId: string): LogShipper {
+  #shipper(runId: string, quotaBytes: number | undefined): LogShipper {
     const { logDir } = this.#deps;
     const shipper = new LogShipper(runId, (msg) => this.#deps.send(msg), {
       ...this.#shipperOptions(),
+      ...(quotaBytes !== undefined ? { quotaBytes } : {}),
       ...(logDir ? { spool: new RunSpool(logDir, runId) } : {}),
     });
     this.#shippers.set(runId, shipper);

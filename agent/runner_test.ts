@@ -1,5 +1,5 @@
-import { deepEqual, equal, ok } from "node:assert/strict";
-import type { AgentMessage, RunSpec } from "../protocol/mod.ts";
+import { deepEqual, equal, match, ok } from "node:assert/strict";
+import { type AgentMessage, MAX_TIMER_MS, type RunSpec } from "../protocol/mod.ts";
 import { FakeClock } from "../util/clock.ts";
 import { createLogger } from "../util/log.ts";
 import { fakeClient, FakeListener, FakeSandbox, FakeSlugs } from "./_testing.ts";
@@ -133,6 +133,33 @@ Deno.test("a detached run past its maximum duration gets SIGTERM and ends timed_
   const lines = sent.flatMap((m) => m.type === "logs" ? m.records.map((r) => r.line) : []);
   deepEqual(lines, ["working", "oneoff: Ran past its maximum duration of 5s"]);
   equal(clock.pending, 0, "no timer left behind");
+});
+
+Deno.test("a run whose timers exceed what a JavaScript timer keeps fails instead of ending at once", async () => {
+  const { clock, runner, sandbox, sent } = setup();
+  runner.start(spec({ runId: "long", timeoutMs: MAX_TIMER_MS + 1 }));
+  runner.start(spec({ runId: "negative", idleTimeoutMs: -1 }));
+  runner.start(attached(clock, {
+    runId: "window",
+    attach: { secretSha256: SECRET, expiresAt: clock.now() + MAX_TIMER_MS + 1 },
+  }));
+  runner.start(spec({ runId: "longest", timeoutMs: MAX_TIMER_MS }));
+  await clock.advance(0);
+  const ends = sent.filter((m): m is RunStateMsg =>
+    m.type === "run_state" && m.state !== "running"
+  );
+  deepEqual(ends.map((m) => [m.runId, m.state]), [
+    ["long", "failed"],
+    ["negative", "failed"],
+    ["window", "failed"],
+  ]);
+  match(ends[0]!.reason!, /Invalid timeoutMs "2147483648"/);
+  match(ends[1]!.reason!, /Invalid idleTimeoutMs "-1"/);
+  match(ends[2]!.reason!, /Invalid attach window/);
+  // The longest allowed timer is kept: that run is still running.
+  equal(sandbox.processes.length, 1);
+  deepEqual(runner.running(), ["longest"]);
+  await runner.close();
 });
 
 Deno.test("stop sends SIGTERM, and SIGKILL after the grace period to a process that ignores it", async () => {

@@ -63,6 +63,8 @@ export interface RunSpec {
   network: NetworkMode;
   /** Network `isolated`: TCP ports of the host's loopback the run may reach at 127.0.0.1:PORT. */
   hostPorts?: number[];
+  /** Detached runs: bytes of output stored at most; lines beyond are counted and marked (absent: no limit). */
+  logQuotaBytes?: number;
 }
 
 /** One line of detached output as shipped by the agent. */
@@ -225,6 +227,7 @@ const runSpec: Decoder<RunSpec> = object({
 }, {
   attach: object({ secretSha256: string, expiresAt: number }),
   hostPorts: array(integer),
+  logQuotaBytes: integer,
 });
 
 const serverMessage: Decoder<ServerMessage> = byType({

@@ -91,6 +91,23 @@ export const MAX_DURATION_MS = 24 * 3600_000;
  */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/**
+ * Why `ms` cannot be a run's timer (undefined when it can): a timer must be
+ * whole milliseconds from 1 to MAX_TIMER_MS, or it fires at once.
+ */
+export function timerProblem(name: string, ms: number): string | undefined {
+  if (Number.isInteger(ms) && ms >= 1 && ms <= MAX_TIMER_MS) return undefined;
+  return `Invalid ${name} "${ms}": give whole milliseconds from 1 to ${MAX_TIMER_MS}`;
+}
+
+/** Default bytes of a detached run's output stored before the rest is counted, not stored. */
+export const DEFAULT_LOG_QUOTA_BYTES = 256 * 1024 * 1024;
+
+/** The line a run's logs end with when its output went past its quota. */
+export function logQuotaMarker(quotaBytes: number, lines: number, bytes: number): string {
+  return `oneoff: log quota of ${quotaBytes} bytes reached; ${lines} lines (${bytes} bytes) not stored`;
+}
+
 /** The per-app label of run number `n`: `one-off-N`. */
 export function runLabel(n: number): string {
   return `one-off-${n}`;

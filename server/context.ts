@@ -32,6 +32,8 @@ export interface ServerConfig {
   idleTimeoutMs: number;
   /** Default maximum duration of a run. */
   maxDurationMs: number;
+  /** Bytes of a detached run's output stored (default DEFAULT_LOG_QUOTA_BYTES). */
+  logQuotaBytes?: number;
   sizes: Record<SizeName, Limits>;
   /** The join token agents enrol with (the default one; more may be in the store). */
   joinToken: string;

@@ -5,6 +5,7 @@
  */
 import {
   type AgentMessage,
+  DEFAULT_LOG_QUOTA_BYTES,
   isTerminal,
   LIVE_STATES,
   type QueuedReason,
@@ -316,6 +317,7 @@ export class RunEngine {
       idleTimeoutMs: config.idleTimeoutMs,
       uploads: run.uploads,
       network: app.network,
+      logQuotaBytes: config.logQuotaBytes ?? DEFAULT_LOG_QUOTA_BYTES,
     };
     if (run.secret_sha256 && expiresAt) {
       spec.attach = { secretSha256: run.secret_sha256, expiresAt };
