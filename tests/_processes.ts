@@ -93,6 +93,8 @@ export async function startServer(
     dir,
     "--join-token",
     "join-me-please",
+    // The agents of these tests are trusted: enrolment is tested in tests/enrolment_test.ts.
+    "--auto-approve",
     ...extra,
   ]);
   await waitFor(() => /Agents join with/.test(server.stdout), {

@@ -263,6 +263,9 @@ Deno.test(needs(["podman", "mmdebstrap", "root", "cgroups"], {
           timeoutMs: 60_000,
           seen: () => timings,
         }));
+      // Enrolled with the join token, it waits for an admin, as docs/install.md says.
+      const approved = await cli(env, ["agents", "approve", agent]);
+      equal(approved.code, 0, approved.stderr);
 
       equal((await cli(env, ["apps", "create", "demo"])).code, 0);
       const deployed = await cli(env, ["deploy", "-a", "demo", `${ROOT}examples/demo`]);

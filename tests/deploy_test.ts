@@ -206,7 +206,16 @@ Deno.test(needs(["root", "cgroups"], {
       })();
       await using server = collect(
         new Deno.Command(Deno.execPath(), {
-          args: ["run", "-A", "--quiet", MAIN, "server", "--http", `127.0.0.1:${port}`]
+          args: [
+            "run",
+            "-A",
+            "--quiet",
+            MAIN,
+            "server",
+            "--auto-approve",
+            "--http",
+            `127.0.0.1:${port}`,
+          ]
             .concat(["--data-dir", `${dir}/server`]),
           stdin: "null",
           stdout: "piped",
@@ -298,7 +307,16 @@ Deno.test(needs(["postgres", "root"], {
       const url = `http://127.0.0.1:${port}`;
       await using server = collect(
         new Deno.Command(Deno.execPath(), {
-          args: ["run", "-A", "--quiet", MAIN, "server", "--http", `127.0.0.1:${port}`]
+          args: [
+            "run",
+            "-A",
+            "--quiet",
+            MAIN,
+            "server",
+            "--auto-approve",
+            "--http",
+            `127.0.0.1:${port}`,
+          ]
             .concat(["--data-dir", dir, "--database", `postgres:///${database}`]),
           env: { PGHOST: env.PGHOST!, USER: role },
           stdin: "null",

@@ -140,6 +140,7 @@ Deno.test(needs(["nginx", "openssl", "root"], {
         "--quiet",
         MAIN,
         "server",
+        "--auto-approve",
         "--http",
         `127.0.0.1:${ports.upstream}`,
         "--data-dir",
