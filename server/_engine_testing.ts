@@ -4,23 +4,12 @@
  * fake agents that record what they are sent.
  * @module
  */
-import { registerJoinToken } from "./join_tokens.ts";
-import {
-  type AgentMessage,
-  DEFAULT_SIZES,
-  type RunSpec,
-  type RunState,
-  type ServerMessage,
-} from "../protocol/mod.ts";
-import { createLogger } from "../util/log.ts";
+import type { AgentMessage, RunSpec, RunState, ServerMessage } from "../protocol/mod.ts";
 import type { ConnectedAgent } from "./agent_directory.ts";
-import { AuditService } from "./audit/mod.ts";
-import { BlobStore } from "./blob_store.ts";
 import type { ServerConfig, ServerContext } from "./context.ts";
 import type { RunRequest } from "./run_engine.ts";
-import { Signals } from "./signals.ts";
 import type { AppRow, ReleaseRow } from "./store/mod.ts";
-import { openStore } from "./store/open.ts";
+import { testContext } from "./_testing.ts";
 
 /** A context with one app ("demo") and its first release; dispose it to clean up. */
 export interface EngineFixture extends AsyncDisposable {
@@ -33,40 +22,13 @@ export interface EngineFixture extends AsyncDisposable {
 export async function engineFixture(
   overrides: Partial<ServerConfig> = {},
 ): Promise<EngineFixture> {
-  const dir = await Deno.makeTempDir({ prefix: "oneoff-engine-test-" });
-  const store = await openStore(`sqlite:${dir}/oneoff.db`);
-  const config: ServerConfig = {
-    dataDir: dir,
+  const { ctx, dir } = await testContext("oneoff-engine-test-", {
     maxSlugBytes: 1024 * 1024,
     maxUploadBytes: 1024 * 1024,
-    maxSlugUnpackedBytes: 64 * 1024 * 1024,
-    maxTimeoutMs: 24 * 3600_000,
-    maxRunsPerApp: 10,
-    queueTimeoutMs: 60_000,
-    attachWindowMs: 60_000,
-    idleTimeoutMs: 60_000,
-    maxDurationMs: 3600_000,
-    sizes: { ...DEFAULT_SIZES },
-    joinToken: "join_test",
-    joinTokenFile: null,
-    joinTokenUses: null,
-    joinTokenTtlMs: null,
-    autoApprove: true,
     agentGraceMs: 30_000,
-    logsSettleMs: 60_000,
-    heartbeatMs: 5_000,
-    auditKeyFile: `${dir}/audit.key`,
     ...overrides,
-  };
-  const ctx: ServerContext = {
-    config,
-    store,
-    blobs: new BlobStore(`${dir}/blobs`),
-    log: createLogger("test", { level: "silent" }),
-    signals: new Signals(),
-    audit: await AuditService.open(store, config.auditKeyFile),
-  };
-  await registerJoinToken(store, config);
+  });
+  const { store } = ctx;
   const app = await store.createApp("demo");
   const release = await store.createRelease({
     app_id: app.id,

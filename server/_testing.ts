@@ -23,9 +23,16 @@ export interface TestServer extends AsyncDisposable {
   call(method: string, path: string, body?: unknown, token?: string): Promise<Response>;
 }
 
-/** Creates a test server in a temp dir; dispose it to clean up. */
-export async function testServer(overrides: Partial<ServerConfig> = {}): Promise<TestServer> {
-  const dir = await Deno.makeTempDir({ prefix: "oneoff-server-test-" });
+/**
+ * A server context on a new temp dir (SQLite, silent log, small limits),
+ * with `overrides` applied to the settings: what in-process server tests
+ * build on.
+ */
+export async function testContext(
+  prefix: string,
+  overrides: Partial<ServerConfig> = {},
+): Promise<{ ctx: ServerContext; dir: string }> {
+  const dir = await Deno.makeTempDir({ prefix });
   const store = await openStore(`sqlite:${dir}/oneoff.db`);
   const config: ServerConfig = {
     dataDir: dir,
@@ -59,6 +66,13 @@ export async function testServer(overrides: Partial<ServerConfig> = {}): Promise
     audit: await AuditService.open(store, config.auditKeyFile),
   };
   await registerJoinToken(store, config);
+  return { ctx, dir };
+}
+
+/** Creates a test server in a temp dir; dispose it to clean up. */
+export async function testServer(overrides: Partial<ServerConfig> = {}): Promise<TestServer> {
+  const { ctx, dir } = await testContext("oneoff-server-test-", overrides);
+  const { store } = ctx;
   const admin = newToken();
   await store.createToken({ hash: sha256Hex(admin), role: "admin", apps: [], name: "admin" });
   const server = createApp(ctx);

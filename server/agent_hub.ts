@@ -14,7 +14,7 @@ import {
 import { type Clock, realClock, type TimerId } from "../util/clock.ts";
 import { errorMessage } from "../util/log.ts";
 import type { ConnectedAgent, ConnectedAgents } from "./agent_directory.ts";
-import { failureKeys, FailureLimiter, sha256Hex } from "./auth.ts";
+import { FailureLimiter, sha256Hex } from "./auth.ts";
 import type { ServerContext } from "./context.ts";
 import type { AgentRow } from "./store/mod.ts";
 
@@ -208,11 +208,7 @@ export class AgentHub {
     hash: string,
     reason: string,
   ): Promise<undefined> {
-    const keys = failureKeys(address, hash);
-    const blocked = this.#limiter.blocked(...keys);
-    this.#limiter.fail(...keys);
-    if (!blocked) return refuse(reason);
-    await this.#limiter.penalty();
+    if (!await this.#limiter.failed(address, hash)) return refuse(reason);
     return refuse(
       "Too many failed join attempts from this address or with this secret: try again in a minute",
       { rateLimited: true },

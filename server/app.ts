@@ -8,14 +8,7 @@ import { type Clock, realClock } from "../util/clock.ts";
 import { ConnectedAgents } from "./agent_directory.ts";
 import { routeAgentEvents } from "./agent_events.ts";
 import { AgentHub } from "./agent_hub.ts";
-import {
-  clientAddress,
-  failureKeys,
-  FailureLimiter,
-  requireToken,
-  sha256Hex,
-  trustProxy,
-} from "./auth.ts";
+import { clientAddress, FailureLimiter, requireToken, sha256Hex, trustProxy } from "./auth.ts";
 import { bodyLimit, serverLimits } from "./body_limit.ts";
 import type { ServerContext } from "./context.ts";
 import { dashboardRoutes, sessionAuth } from "./dashboard/mod.ts";
@@ -93,11 +86,7 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
     const hash = sha256Hex(presented);
     const agent = presented ? await ctx.store.agentByCredential(hash) : null;
     if (agent?.trust !== "approved") {
-      const keys = failureKeys(clientAddress(c), hash);
-      const blocked = limiter.blocked(...keys);
-      limiter.fail(...keys);
-      if (blocked) {
-        await limiter.penalty();
+      if (await limiter.failed(clientAddress(c), hash)) {
         throw new HttpError(
           429,
           "rate_limited",

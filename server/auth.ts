@@ -96,6 +96,19 @@ export class FailureLimiter {
     return new Promise((resolve) => setTimeout(resolve, this.#penaltyMs));
   }
 
+  /**
+   * Counts one invalid secret presented from `address` (its hash `hash`,
+   * see {@link failureKeys}); resolves true, after the penalty delay, when
+   * either was already past the limit: the caller then refuses with a 429.
+   */
+  async failed(address: string, hash: string): Promise<boolean> {
+    const keys = failureKeys(address, hash);
+    const blocked = this.blocked(...keys);
+    this.fail(...keys);
+    if (blocked) await this.penalty();
+    return blocked;
+  }
+
   #recent(key: string): number[] {
     const since = this.#now() - this.#windowMs;
     return (this.#hits.get(key) ?? []).filter((t) => t > since);
@@ -190,11 +203,7 @@ export function requireToken(
       c.set("auth", { token, actor: token.name });
       return await next();
     }
-    const keys = failureKeys(clientAddress(c), hash);
-    const blocked = limiter.blocked(...keys);
-    limiter.fail(...keys);
-    if (blocked) {
-      await limiter.penalty();
+    if (await limiter.failed(clientAddress(c), hash)) {
       throw new HttpError(
         429,
         "rate_limited",
