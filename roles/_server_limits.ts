@@ -1,17 +1,21 @@
 /**
  * `oneoff server`'s limit flags: `--max-slug-unpacked-bytes` and
- * `--max-timeout`, checked here so a bad value is a usage error.
+ * `--max-timeout`, `--log-quota-per-run`, checked here so a bad value is a
+ * usage error.
  * @module
  */
 import { parseDuration, UsageError } from "../cli/_io.ts";
 import { MAX_TIMER_MS } from "../protocol/mod.ts";
 import type { ServerConfig } from "../server/mod.ts";
+import { parseBytes } from "./_flags.ts";
+
+type Limits = Partial<
+  Pick<ServerConfig, "maxSlugUnpackedBytes" | "maxTimeoutMs" | "logQuotaBytes">
+>;
 
 /** The limit settings given on the command line. */
-export function limitFlags(
-  v: Record<string, string | undefined>,
-): Partial<Pick<ServerConfig, "maxSlugUnpackedBytes" | "maxTimeoutMs">> {
-  const config: Partial<Pick<ServerConfig, "maxSlugUnpackedBytes" | "maxTimeoutMs">> = {};
+export function limitFlags(v: Record<string, string | undefined>): Limits {
+  const config: Limits = {};
   const unpacked = v["max-slug-unpacked-bytes"];
   if (unpacked !== undefined) {
     const bytes = Number(unpacked);
@@ -33,5 +37,7 @@ export function limitFlags(
     }
     config.maxTimeoutMs = ms;
   }
+  const logQuota = v["log-quota-per-run"];
+  if (logQuota !== undefined) config.logQuotaBytes = parseBytes("--log-quota-per-run", logQuota);
   return config;
 }
