@@ -7,7 +7,7 @@
  * than a slower session or lost bytes.
  * @module
  */
-import type { AgentMessage } from "../protocol/mod.ts";
+import { type AgentMessage, auditQuotaMarker } from "../protocol/mod.ts";
 import { type Clock, realClock, type TimerId } from "../util/clock.ts";
 import { isSpoolRunId, recoverSpools, RunSpool } from "./spool.ts";
 
@@ -34,6 +34,11 @@ export interface RecorderOptions {
   flushMs?: number;
   /** ...or as soon as it holds this many recorded bytes (default 256 KiB). */
   maxChunkBytes?: number;
+  /**
+   * Input and output bytes recorded at most (default no limit): past it one
+   * marker event is recorded, then nothing more; the session goes on.
+   */
+  quotaBytes?: number;
   /** A chunk could not be spooled (it is kept in memory instead), or a spool read failed. */
   onError?: (error: unknown) => void;
 }
@@ -59,6 +64,9 @@ export class Recorder {
   #flushMs: number;
   #maxBytes: number;
   #onError: (error: unknown) => void;
+  #quota: number;
+  #recorded = 0;
+  #unrecorded = 0;
   #t0: number | null = null;
   #size: TermSize | null = null;
   #lastMs = 0;
@@ -89,6 +97,12 @@ export class Recorder {
     this.#flushMs = options.flushMs ?? 250;
     this.#maxBytes = options.maxChunkBytes ?? 256 * 1024;
     this.#onError = options.onError ?? (() => {});
+    this.#quota = options.quotaBytes ?? Infinity;
+  }
+
+  /** Bytes of the session past the quota, not recorded; null while within it. */
+  get unrecorded(): { quotaBytes: number; bytes: number } | null {
+    return this.#unrecorded > 0 ? { quotaBytes: this.#quota, bytes: this.#unrecorded } : null;
   }
 
   /** Initial terminal size (or null for no-TTY). Call once before any bytes. */
@@ -110,7 +124,7 @@ export class Recorder {
 
   /** The terminal was resized. */
   resize(cols: number, rows: number): void {
-    if (this.#finished !== null) return;
+    if (this.#finished !== null || this.#unrecorded > 0) return;
     this.#events.push({ ms: this.#ms(), kind: "r", size: `${cols}x${rows}`, bytes: 0 });
     this.#timer ??= this.#clock.setTimeout(() => this.#flush(), this.#flushMs);
   }
@@ -193,6 +207,23 @@ export class Recorder {
 
   #add(kind: "i" | "o", bytes: Uint8Array): void {
     if (this.#finished !== null || bytes.length === 0) return;
+    if (this.#unrecorded > 0) {
+      this.#unrecorded += bytes.length;
+      return;
+    }
+    const room = this.#quota - this.#recorded;
+    if (bytes.length > room) {
+      // What fits, then the marker: the transcript shows where it stops.
+      if (room > 0) this.#event(kind, bytes.subarray(0, room));
+      this.#unrecorded = bytes.length - Math.max(0, room);
+      this.#event("o", new TextEncoder().encode(auditQuotaMarker(this.#quota)));
+      return;
+    }
+    this.#recorded += bytes.length;
+    this.#event(kind, bytes);
+  }
+
+  #event(kind: "i" | "o", bytes: Uint8Array): void {
     const ms = this.#ms();
     const last = this.#events.at(-1);
     const copy = bytes.slice();

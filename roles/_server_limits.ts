@@ -1,6 +1,6 @@
 /**
  * `oneoff server`'s limit flags: `--max-slug-unpacked-bytes` and
- * `--max-timeout`, `--log-quota-per-run`, checked here so a bad value is a
+ * `--max-timeout`, `--log-quota-per-run`, `--audit-quota-per-session`, checked here so a bad value is a
  * usage error.
  * @module
  */
@@ -10,7 +10,7 @@ import type { ServerConfig } from "../server/mod.ts";
 import { parseBytes } from "./_flags.ts";
 
 type Limits = Partial<
-  Pick<ServerConfig, "maxSlugUnpackedBytes" | "maxTimeoutMs" | "logQuotaBytes">
+  Pick<ServerConfig, "maxSlugUnpackedBytes" | "maxTimeoutMs" | "logQuotaBytes" | "auditQuotaBytes">
 >;
 
 /** The limit settings given on the command line. */
@@ -39,5 +39,9 @@ export function limitFlags(v: Record<string, string | undefined>): Limits {
   }
   const logQuota = v["log-quota-per-run"];
   if (logQuota !== undefined) config.logQuotaBytes = parseBytes("--log-quota-per-run", logQuota);
+  const auditQuota = v["audit-quota-per-session"];
+  if (auditQuota !== undefined) {
+    config.auditQuotaBytes = parseBytes("--audit-quota-per-session", auditQuota);
+  }
   return config;
 }
