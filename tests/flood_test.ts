@@ -13,10 +13,13 @@ import { needs } from "./_tools.ts";
 import { waitFor } from "./_wait.ts";
 
 const DEMO = new URL("../examples/demo", import.meta.url).pathname;
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const FLOOD_MB = Number(Deno.env.get("ONEOFF_FLOOD_MB") ?? 400);
 const LINE = 16 * 1024;
 /** Peak growth of either process over its resident memory before the flood. */
 const BOUND = 200 * 1024 * 1024;
+/** The same for an attached session: its recording's chunks in flight and being sealed too. */
+const ATTACHED_BOUND = 300 * 1024 * 1024;
 /** Half the flood is stored, the rest counted past the quota. */
 const QUOTA = FLOOD_MB * 1024 * 1024 / 2;
 
@@ -108,6 +111,73 @@ Deno.test(
         );
         ok(serverPeak! - before[0]! < BOUND, `server grew ${MiB(serverPeak! - before[0]!)}`);
         ok(agentPeak! - before[1]! < BOUND, `agent grew ${MiB(agentPeak! - before[1]!)}`);
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  }),
+);
+
+Deno.test(
+  needs(["root"], {
+    name:
+      "an attached --no-tty flood of 16 KiB lines, read and discarded by the client, leaves server and agent memory within a fixed bound",
+    async fn() {
+      const dir = await Deno.makeTempDir({ prefix: "oneoff-flood-" });
+      try {
+        const port = freePort();
+        await using server = await startServer(`${dir}/server`, port, ["--auto-approve"]);
+        await using agent = startAgent(`${dir}/agent`, port, "vm-1");
+        const token = (await Deno.readTextFile(`${dir}/server/admin.token`)).trim();
+        const env = { ONEOFF_SERVER: `http://127.0.0.1:${port}`, ONEOFF_TOKEN: token, HOME: dir };
+        await waitOnline(env, ["vm-1"]);
+        equal((await cli(env, ["apps", "create", "demo"])).code, 0);
+        const deployed = await cli(env, ["deploy", "-a", "demo", DEMO]);
+        equal(deployed.code, 0, deployed.stderr);
+
+        const before = await Promise.all([server.pid, agent.pid].map(rss));
+        const stop = new AbortController();
+        const peaks = sampler([server.pid, agent.pid], stop.signal);
+        const started = Date.now();
+        const command = `head -c ${FLOOD_MB}M /dev/zero | tr '\\0' x | fold -w ${LINE}`;
+        // The client discards the output as it reads it: only the roles are measured.
+        const client = await new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", "--quiet", MAIN, "run", "-a", "demo", "--no-tty", "--", command],
+          env: { ...env, NO_COLOR: "1" },
+          stdin: "null",
+          stdout: "null",
+          stderr: "piped",
+        }).output();
+        equal(client.code, 0, new TextDecoder().decode(client.stderr));
+        // Every chunk stored: the agent's spool is empty. (Not by reading the
+        // recording back: that decrypts all of it in the server's memory.)
+        const spooled = () => {
+          try {
+            return [...Deno.readDirSync(`${dir}/agent/audit`)].length;
+          } catch {
+            return 0;
+          }
+        };
+        await waitFor(() => spooled() === 0, {
+          message: "every chunk of the recording to be stored",
+          timeoutMs: 120_000,
+          intervalMs: 500,
+          seen: () => spooled(),
+        });
+        using db = new DatabaseSync(`${dir}/server/oneoff.db`, { readOnly: true });
+        ok(Number(db.prepare("SELECT count(*) AS n FROM audit_chunks").get()?.n ?? 0) > 0);
+        stop.abort();
+        const [serverPeak, agentPeak] = await peaks;
+        console.log(
+          `attached flood of ${FLOOD_MB} MB in ${((Date.now() - started) / 1000).toFixed(1)} s: ` +
+            `server ${MiB(before[0]!)} -> peak ${MiB(serverPeak!)}, ` +
+            `agent ${MiB(before[1]!)} -> peak ${MiB(agentPeak!)}`,
+        );
+        ok(
+          serverPeak! - before[0]! < ATTACHED_BOUND,
+          `server grew ${MiB(serverPeak! - before[0]!)}`,
+        );
+        ok(agentPeak! - before[1]! < ATTACHED_BOUND, `agent grew ${MiB(agentPeak! - before[1]!)}`);
       } finally {
         await Deno.remove(dir, { recursive: true });
       }
