@@ -7,7 +7,7 @@
  * than a slower session or lost bytes.
  * @module
  */
-import type { AgentMessage } from "../protocol/mod.ts";
+import { type AgentMessage, auditQuotaMarker } from "../protocol/mod.ts";
 import { type Clock, realClock, type TimerId } from "../util/clock.ts";
 import { isSpoolRunId, recoverSpools, RunSpool } from "./spool.ts";
 
@@ -34,6 +34,11 @@ export interface RecorderOptions {
   flushMs?: number;
   /** ...or as soon as it holds this many recorded bytes (default 256 KiB). */
   maxChunkBytes?: number;
+  /**
+   * Input and output bytes recorded at most (default no limit): past it one
+   * marker event is recorded, then nothing more; the session goes on.
+   */
+  quotaBytes?: number;
   /** A chunk could not be spooled (it is kept in memory instead), or a spool read failed. */
   onError?: (error: unknown) => void;
 }
@@ -48,6 +53,9 @@ type TermSize = { cols: number; rows: number };
 const MERGE_LIMIT = 64 * 1024;
 // A chunk cut while the spool was behind may hold this many times the usual bytes.
 const BEHIND_FACTOR = 4;
+// Bytes of chunks sent and not yet acknowledged: the rest waits on the spool,
+// or a server slower than the session would hold all of it in memory.
+const MAX_IN_FLIGHT_BYTES = 4 * 1024 * 1024;
 
 /** Records one attached session; see the module documentation. */
 export class Recorder {
@@ -59,6 +67,9 @@ export class Recorder {
   #flushMs: number;
   #maxBytes: number;
   #onError: (error: unknown) => void;
+  #quota: number;
+  #recorded = 0;
+  #unrecorded = 0;
   #t0: number | null = null;
   #size: TermSize | null = null;
   #lastMs = 0;
@@ -69,6 +80,9 @@ export class Recorder {
   #queue: Promise<void> = Promise.resolve();
   #seq = 0;
   #unacked: number[] = [];
+  // Chunks sent and not acknowledged, with their sizes.
+  #inFlight = new Map<number, number>();
+  #inFlightBytes = 0;
   // Chunks the disk refused: kept here until acknowledged instead.
   #memory = new Map<number, string>();
   // After a failed send nothing newer goes out until `resend`, which keeps the order.
@@ -89,6 +103,12 @@ export class Recorder {
     this.#flushMs = options.flushMs ?? 250;
     this.#maxBytes = options.maxChunkBytes ?? 256 * 1024;
     this.#onError = options.onError ?? (() => {});
+    this.#quota = options.quotaBytes ?? Infinity;
+  }
+
+  /** Bytes of the session past the quota, not recorded; null while within it. */
+  get unrecorded(): { quotaBytes: number; bytes: number } | null {
+    return this.#unrecorded > 0 ? { quotaBytes: this.#quota, bytes: this.#unrecorded } : null;
   }
 
   /** Initial terminal size (or null for no-TTY). Call once before any bytes. */
@@ -110,7 +130,7 @@ export class Recorder {
 
   /** The terminal was resized. */
   resize(cols: number, rows: number): void {
-    if (this.#finished !== null) return;
+    if (this.#finished !== null || this.#unrecorded > 0) return;
     this.#events.push({ ms: this.#ms(), kind: "r", size: `${cols}x${rows}`, bytes: 0 });
     this.#timer ??= this.#clock.setTimeout(() => this.#flush(), this.#flushMs);
   }
@@ -120,7 +140,12 @@ export class Recorder {
     const done: number[] = [];
     while (this.#unacked.length > 0 && this.#unacked[0]! <= seq) done.push(this.#unacked.shift()!);
     if (done.length === 0) return;
-    for (const s of done) this.#memory.delete(s);
+    for (const s of done) {
+      this.#memory.delete(s);
+      this.#inFlightBytes -= this.#inFlight.get(s) ?? 0;
+      this.#inFlight.delete(s);
+    }
+    this.#pump();
     this.#spool.ack(seq);
     if (!this.#finalWritten || this.#unacked.length > 0) return;
     this.#spool.remove();
@@ -130,18 +155,36 @@ export class Recorder {
   /** After a reconnect: sends every unacknowledged chunk again, in order, before any newer one. */
   resend(): void {
     this.#blocked = true;
+    this.#inFlight.clear();
+    this.#inFlightBytes = 0;
     this.#enqueue(async () => {
       this.#blocked = false;
-      for (const seq of [...this.#unacked]) {
-        if (!this.#unacked.includes(seq)) continue;
-        const data = this.#memory.get(seq) ?? await this.#spool.read(seq);
-        if (data === null) continue;
-        if (!this.#trySend(seq, data)) {
-          this.#blocked = true;
-          return;
-        }
-      }
+      await this.#sendWaiting();
     });
+  }
+
+  // Sends the chunks not in flight, in order, while there is room.
+  #pump(): void {
+    if (this.#blocked) return;
+    this.#enqueue(() => this.#sendWaiting());
+  }
+
+  async #sendWaiting(): Promise<void> {
+    for (const seq of [...this.#unacked]) {
+      if (this.#blocked) return;
+      if (!this.#unacked.includes(seq) || this.#inFlight.has(seq)) continue;
+      const data = this.#memory.get(seq) ?? await this.#spool.read(seq);
+      if (data === null) continue;
+      if (!this.#roomFor(data)) return;
+      if (!this.#trySend(seq, data)) {
+        this.#blocked = true;
+        return;
+      }
+    }
+  }
+
+  #roomFor(data: string): boolean {
+    return this.#inFlightBytes === 0 || this.#inFlightBytes + data.length <= MAX_IN_FLIGHT_BYTES;
   }
 
   /**
@@ -193,6 +236,23 @@ export class Recorder {
 
   #add(kind: "i" | "o", bytes: Uint8Array): void {
     if (this.#finished !== null || bytes.length === 0) return;
+    if (this.#unrecorded > 0) {
+      this.#unrecorded += bytes.length;
+      return;
+    }
+    const room = this.#quota - this.#recorded;
+    if (bytes.length > room) {
+      // What fits, then the marker: the transcript shows where it stops.
+      if (room > 0) this.#event(kind, bytes.subarray(0, room));
+      this.#unrecorded = bytes.length - Math.max(0, room);
+      this.#event("o", new TextEncoder().encode(auditQuotaMarker(this.#quota)));
+      return;
+    }
+    this.#recorded += bytes.length;
+    this.#event(kind, bytes);
+  }
+
+  #event(kind: "i" | "o", bytes: Uint8Array): void {
     const ms = this.#ms();
     const last = this.#events.at(-1);
     const copy = bytes.slice();
@@ -241,7 +301,11 @@ export class Recorder {
     }
     this.#unacked.push(seq);
     if (final) this.#finalWritten = true;
-    if (!this.#blocked) this.#blocked = !this.#trySend(seq, data);
+    // Sent now only when nothing older waits and there is room; else by #pump on an ack.
+    const older = this.#unacked.length - 1 > this.#inFlight.size;
+    if (!this.#blocked && !older && this.#roomFor(data)) {
+      this.#blocked = !this.#trySend(seq, data);
+    }
   }
 
   #take(limit: number): Pending[] {
@@ -256,7 +320,12 @@ export class Recorder {
 
   #trySend(seq: number, data: string): boolean {
     try {
-      return this.#send({ type: "audit", runId: this.#runId, seq, data });
+      const sent = this.#send({ type: "audit", runId: this.#runId, seq, data });
+      if (sent) {
+        this.#inFlight.set(seq, data.length);
+        this.#inFlightBytes += data.length;
+      }
+      return sent;
     } catch {
       return false;
     }

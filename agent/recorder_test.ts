@@ -360,3 +360,31 @@ Deno.test("recover of a missing spool folder finds nothing", async () => {
   recovered.resend();
   equal(ch.sent.length, 0);
 });
+
+Deno.test("recorder past its quota records what fits, one marker, then nothing more of the session", async () => {
+  const dir = await tempDir();
+  try {
+    const ch = channel();
+    const recorder = new Recorder({ runId: "r-quota", dir, send: ch.send, quotaBytes: 10 });
+    ch.state.acking = recorder;
+    recorder.start({ cols: 80, rows: 24 });
+    recorder.output(text("hello"));
+    recorder.input(text("ab"));
+    equal(recorder.unrecorded, null);
+    recorder.output(text("world!")); // 3 fit
+    recorder.output(text("x".repeat(1000)));
+    recorder.input(text("exit\r"));
+    recorder.resize(100, 30);
+    await recorder.finish(2000);
+    const out = new TextDecoder().decode(bytesOf(ch.sent, "o"));
+    equal(
+      out,
+      "hellowor\r\n[oneoff: recording stopped at 10 bytes; the session goes on unrecorded]\r\n",
+    );
+    equal(new TextDecoder().decode(bytesOf(ch.sent, "i")), "ab");
+    ok(!ch.sent.some((m) => chunkOf(m).events.some((e) => e[1] === "r")));
+    deepEqual(recorder.unrecorded, { quotaBytes: 10, bytes: 3 + 1000 + 5 });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

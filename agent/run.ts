@@ -227,7 +227,18 @@ export class OneOff {
       onHangup: () => this.stop("stopped", "The client disconnected", "SIGHUP"),
       clock: this.#host.clock,
     });
-    await this.#finish(...this.#outcome(session.status));
+    const outcome = this.#outcome(session.status);
+    const unrecorded = recorder?.unrecorded;
+    if (unrecorded) {
+      // On the run, so that the timeline says the recording was cut, not only the transcript.
+      const cut =
+        `recording stopped at its quota of ${unrecorded.quotaBytes} bytes; ${unrecorded.bytes} bytes of the session not recorded`;
+      outcome[1] = {
+        ...outcome[1],
+        reason: outcome[1].reason ? `${outcome[1].reason}; ${cut}` : cut,
+      };
+    }
+    await this.#finish(...outcome);
     if (this.#farewell) {
       await client.conn.write(encoder.encode(this.#farewell)).catch(() => {});
     }
@@ -274,6 +285,7 @@ export class OneOff {
       dir: this.#host.auditDir,
       send: (msg) => this.#host.send(msg),
       clock: this.#host.clock,
+      ...(spec.auditQuotaBytes !== undefined ? { quotaBytes: spec.auditQuotaBytes } : {}),
       onError: (err) =>
         this.#host.log.error("audit spool failed", { run: spec.label, error: errorMessage(err) }),
     });

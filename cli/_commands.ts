@@ -348,7 +348,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "server",
     summary: "The HTTP API and dashboard",
     usage: [
-      "server [--http ADDR] [--database sqlite:PATH|postgres://...] [--data-dir DIR] [--join-token-file PATH] [--join-token-uses N] [--join-token-ttl DURATION] [--auto-approve] [--tls-cert PEM --tls-key PEM] [--trust-proxy LIST] [--audit-key-file PATH] [--max-slug-bytes N] [--max-slug-unpacked-bytes N] [--max-timeout DURATION] [--max-runs-per-app N] [--config PATH] [--print-config]",
+      "server [--http ADDR] [--database sqlite:PATH|postgres://...] [--data-dir DIR] [--join-token-file PATH] [--join-token-uses N] [--join-token-ttl DURATION] [--auto-approve] [--tls-cert PEM --tls-key PEM] [--trust-proxy LIST] [--audit-key-file PATH] [--max-slug-bytes N] [--max-slug-unpacked-bytes N] [--max-timeout DURATION] [--max-runs-per-app N] [--log-quota-per-run SIZE] [--audit-quota-per-session SIZE] [--config PATH] [--print-config]",
       "server [--log-retention DURATION] [--log-max-lines-per-app N] [--run-retention DURATION] [--audit-retention DURATION] [--keep-releases N] [--blob-grace DURATION]",
       "server backup --to DIR [--data-dir DIR] [--database URL] [--audit-key-file PATH]",
     ],
@@ -419,6 +419,20 @@ export const COMMANDS: readonly CommandSpec[] = [
         default: "24h",
       },
       { name: "max-runs-per-app", value: "N", description: "Live one-offs allowed per app" },
+      {
+        name: "log-quota-per-run",
+        value: "SIZE",
+        description:
+          "Bytes of a detached run's output stored; beyond, lines are counted and marked, not stored",
+        default: "256 MiB",
+      },
+      {
+        name: "audit-quota-per-session",
+        value: "SIZE",
+        description:
+          "Bytes of an attached session recorded; beyond, the recording stops (marked), the session goes on",
+        default: "1 GiB",
+      },
       {
         name: "log-retention",
         value: "DURATION",

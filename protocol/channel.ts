@@ -65,6 +65,8 @@ export interface RunSpec {
   hostPorts?: number[];
   /** Detached runs: bytes of output stored at most; lines beyond are counted and marked (absent: no limit). */
   logQuotaBytes?: number;
+  /** Attached runs: bytes of the session recorded at most; past it, one marker and no more (absent: no limit). */
+  auditQuotaBytes?: number;
 }
 
 /** One line of detached output as shipped by the agent. */
@@ -228,6 +230,7 @@ const runSpec: Decoder<RunSpec> = object({
   attach: object({ secretSha256: string, expiresAt: number }),
   hostPorts: array(integer),
   logQuotaBytes: integer,
+  auditQuotaBytes: integer,
 });
 
 const serverMessage: Decoder<ServerMessage> = byType({

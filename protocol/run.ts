@@ -108,6 +108,14 @@ export function logQuotaMarker(quotaBytes: number, lines: number, bytes: number)
   return `oneoff: log quota of ${quotaBytes} bytes reached; ${lines} lines (${bytes} bytes) not stored`;
 }
 
+/** Default bytes of an attached session recorded before the recording stops. */
+export const DEFAULT_AUDIT_QUOTA_BYTES = 1024 * 1024 * 1024;
+
+/** The output the recording of a session ends with when it went past its quota. */
+export function auditQuotaMarker(quotaBytes: number): string {
+  return `\r\n[oneoff: recording stopped at ${quotaBytes} bytes; the session goes on unrecorded]\r\n`;
+}
+
 /** The per-app label of run number `n`: `one-off-N`. */
 export function runLabel(n: number): string {
   return `one-off-${n}`;

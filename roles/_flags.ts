@@ -44,3 +44,24 @@ export function waitForSignal(): Promise<void> {
     for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, () => resolve());
   });
 }
+
+const UNITS: Record<string, number> = {
+  "": 1,
+  k: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gib: 1024 ** 3,
+};
+
+/** A size flag (`--spool-max-bytes`, `--log-quota-per-run`): bytes, or with a unit (`512MiB`, `2G`, `256 MiB`). */
+export function parseBytes(flag: string, value: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(value.trim());
+  const unit = UNITS[match?.[2]?.toLowerCase() ?? "x"];
+  const bytes = match && unit ? Math.floor(Number(match[1]) * unit) : NaN;
+  if (!Number.isFinite(bytes) || bytes < 1) {
+    throw new UsageError(`Invalid ${flag} "${value}": give bytes, e.g. 1073741824 or 1GiB`);
+  }
+  return bytes;
+}

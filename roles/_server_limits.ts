@@ -1,17 +1,21 @@
 /**
  * `oneoff server`'s limit flags: `--max-slug-unpacked-bytes` and
- * `--max-timeout`, checked here so a bad value is a usage error.
+ * `--max-timeout`, `--log-quota-per-run`, `--audit-quota-per-session`, checked here so a bad value is a
+ * usage error.
  * @module
  */
 import { parseDuration, UsageError } from "../cli/_io.ts";
 import { MAX_TIMER_MS } from "../protocol/mod.ts";
 import type { ServerConfig } from "../server/mod.ts";
+import { parseBytes } from "./_flags.ts";
+
+type Limits = Partial<
+  Pick<ServerConfig, "maxSlugUnpackedBytes" | "maxTimeoutMs" | "logQuotaBytes" | "auditQuotaBytes">
+>;
 
 /** The limit settings given on the command line. */
-export function limitFlags(
-  v: Record<string, string | undefined>,
-): Partial<Pick<ServerConfig, "maxSlugUnpackedBytes" | "maxTimeoutMs">> {
-  const config: Partial<Pick<ServerConfig, "maxSlugUnpackedBytes" | "maxTimeoutMs">> = {};
+export function limitFlags(v: Record<string, string | undefined>): Limits {
+  const config: Limits = {};
   const unpacked = v["max-slug-unpacked-bytes"];
   if (unpacked !== undefined) {
     const bytes = Number(unpacked);
@@ -32,6 +36,12 @@ export function limitFlags(
       );
     }
     config.maxTimeoutMs = ms;
+  }
+  const logQuota = v["log-quota-per-run"];
+  if (logQuota !== undefined) config.logQuotaBytes = parseBytes("--log-quota-per-run", logQuota);
+  const auditQuota = v["audit-quota-per-session"];
+  if (auditQuota !== undefined) {
+    config.auditQuotaBytes = parseBytes("--audit-quota-per-session", auditQuota);
   }
   return config;
 }

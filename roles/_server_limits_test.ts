@@ -15,4 +15,9 @@ Deno.test("server limit flags: sizes in bytes, --max-timeout a duration within a
   for (const bad of ["0", "-1", "1.5", "8GiB"]) {
     throws(() => limitFlags({ "max-slug-unpacked-bytes": bad }), UsageError, bad);
   }
+  deepEqual(limitFlags({ "log-quota-per-run": "256 MiB" }), { logQuotaBytes: 256 * 1024 ** 2 });
+  deepEqual(limitFlags({ "log-quota-per-run": "4096" }), { logQuotaBytes: 4096 });
+  throws(() => limitFlags({ "log-quota-per-run": "lots" }), UsageError, "lots");
+  deepEqual(limitFlags({ "audit-quota-per-session": "1GiB" }), { auditQuotaBytes: 1024 ** 3 });
+  throws(() => limitFlags({ "audit-quota-per-session": "0" }), UsageError, "0");
 });

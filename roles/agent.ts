@@ -7,29 +7,8 @@ import { parseDuration, UsageError } from "../cli/_io.ts";
 import { parseAddr } from "../util/addr.ts";
 import { createLogger } from "../util/log.ts";
 import { roleConfig } from "./_config.ts";
-import { readTls, sandboxKind } from "./_flags.ts";
+import { parseBytes, readTls, sandboxKind } from "./_flags.ts";
 import { checkOnly, hostReady, serveAgentMetrics } from "./_agent_checks.ts";
-
-const UNITS: Record<string, number> = {
-  "": 1,
-  k: 1024,
-  kib: 1024,
-  m: 1024 ** 2,
-  mib: 1024 ** 2,
-  g: 1024 ** 3,
-  gib: 1024 ** 3,
-};
-
-/** `--spool-max-bytes`: bytes, or with a unit (`512MiB`, `2G`). */
-export function parseBytes(flag: string, value: string): number {
-  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(value.trim());
-  const unit = UNITS[match?.[2]?.toLowerCase() ?? "x"];
-  const bytes = match && unit ? Math.floor(Number(match[1]) * unit) : NaN;
-  if (!Number.isFinite(bytes) || bytes < 1) {
-    throw new UsageError(`Invalid ${flag} "${value}": give bytes, e.g. 1073741824 or 1GiB`);
-  }
-  return bytes;
-}
 
 /** A duration flag (`500ms`, `30s`, `2m`; bare numbers are seconds), named in its error. */
 function flagDuration(flag: string, value: string): number {

@@ -34,6 +34,8 @@ export interface ServerConfig {
   maxDurationMs: number;
   /** Bytes of a detached run's output stored (default DEFAULT_LOG_QUOTA_BYTES). */
   logQuotaBytes?: number;
+  /** Bytes of an attached session recorded (default DEFAULT_AUDIT_QUOTA_BYTES). */
+  auditQuotaBytes?: number;
   sizes: Record<SizeName, Limits>;
   /** The join token agents enrol with (the default one; more may be in the store). */
   joinToken: string;

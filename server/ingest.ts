@@ -5,7 +5,13 @@
  * than the store holds once its batches stopped coming gets that said.
  * @module
  */
-import { type AgentMessage, isTerminal, runLabel, TERMINAL_STATES } from "../protocol/mod.ts";
+import {
+  type AgentMessage,
+  DEFAULT_LOG_QUOTA_BYTES,
+  isTerminal,
+  runLabel,
+  TERMINAL_STATES,
+} from "../protocol/mod.ts";
 import { type Clock, realClock, type TimerId } from "../util/clock.ts";
 import { errorMessage } from "../util/log.ts";
 import type { ConnectedAgent } from "./agent_directory.ts";
@@ -28,6 +34,24 @@ const RESUME_WITHIN_MS = 24 * 3600_000;
 /** The words of the note on a run with missing lines. */
 const MISSING_NOTE = "log lines missing";
 
+/**
+ * Bytes past a run's quota the server still stores: the agent's own lines
+ * (the quota marker, why the run ended) come after the quota is full.
+ */
+export const QUOTA_SLACK_BYTES = 64 * 1024;
+
+/** Runs whose stored bytes are remembered; the oldest is forgotten beyond it. */
+const MAX_USAGE_RUNS = 10_000;
+
+/** What the server stored of a run's output, and what it counted past the quota. */
+interface Usage {
+  bytes: number;
+  /** The highest seq counted: a batch sent again is not counted twice. */
+  seq: number;
+  overLines: number;
+  overBytes: number;
+}
+
 /** What an {@link Ingest} is built with. */
 export interface IngestOptions {
   /** Time for the missing-lines check; the real clock by default. */
@@ -43,6 +67,11 @@ export class Ingest {
   #owners = new Map<string, Owner>();
   /** Ended runs whose reported line count is not all stored yet: checked once batches stop. */
   #awaited = new Map<string, { lines: number; timer: TimerId }>();
+  // The agent keeps a run within its quota; this checks it again, so an
+  // agent that does not (old, buggy, hostile) cannot fill the data dir.
+  // Kept past the run's end (its last batches come later), in memory
+  // only: after a restart a run's count starts again from 0.
+  #usage = new Map<string, Usage>();
 
   constructor(ctx: ServerContext, options: IngestOptions = {}) {
     this.#ctx = ctx;
@@ -97,7 +126,7 @@ export class Ingest {
       return;
     }
     const source = owner.label;
-    const lines = msg.records.map((r) => ({
+    const lines = this.#withinQuota(msg).map((r) => ({
       run_id: msg.runId,
       seq: r.seq,
       ts: new Date(r.ts),
@@ -115,6 +144,48 @@ export class Ingest {
     this.#ctx.signals.notify(logKey(owner.appId));
     const awaited = this.#awaited.get(msg.runId);
     if (awaited) this.#expect(msg.runId, awaited.lines);
+  }
+
+  /**
+   * The batch's records that fit the run's quota (plus the slack for the
+   * agent's own lines); the rest are counted, and the first of them is
+   * replaced by a marker line saying so.
+   */
+  #withinQuota(msg: LogsMessage): LogsMessage["records"] {
+    const quota = (this.#ctx.config.logQuotaBytes ?? DEFAULT_LOG_QUOTA_BYTES) + QUOTA_SLACK_BYTES;
+    let usage = this.#usage.get(msg.runId);
+    if (!usage) {
+      usage = { bytes: 0, seq: -1, overLines: 0, overBytes: 0 };
+      this.#usage.set(msg.runId, usage);
+      const oldest = this.#usage.keys().next().value;
+      if (this.#usage.size > MAX_USAGE_RUNS && oldest !== undefined) this.#usage.delete(oldest);
+    }
+    const kept: LogsMessage["records"] = [];
+    for (const r of msg.records) {
+      // Sent again (a lost ack): counted the first time; stored once by seq.
+      if (r.seq <= usage.seq) {
+        if (usage.overLines === 0) kept.push(r);
+        continue;
+      }
+      usage.seq = r.seq;
+      const bytes = r.line.length + 1;
+      if (usage.overLines === 0 && usage.bytes + bytes <= quota) {
+        usage.bytes += bytes;
+        kept.push(r);
+        continue;
+      }
+      if (usage.overLines === 0) {
+        kept.push({ ...r, stream: "stderr", line: serverQuotaMarker(quota) });
+        this.#ctx.log.child("ingest").warn("a run's output went past its log quota", {
+          run: msg.runId,
+          quotaBytes: quota,
+        });
+      }
+      usage.overLines++;
+      usage.overBytes += bytes;
+      this.#ctx.metrics?.logLinesDropped.inc({ reason: "quota" });
+    }
+    return kept;
   }
 
   #nackLogs(agent: ConnectedAgent, msg: LogsMessage, err: unknown): void {
@@ -200,11 +271,22 @@ export class Ingest {
   async #checkLines(runId: string, lines: number): Promise<void> {
     const { store } = this.#ctx;
     const stored = await store.countRunLogs(runId);
-    if (stored >= lines) return;
+    const over = this.#usage.get(runId);
+    // Lines the server counted past the quota are said as such, not as missing.
+    const counted = over && over.overLines > 0 ? over.overLines - 1 : 0;
+    if (stored + counted >= lines && counted === 0) return;
     const run = await store.runById(runId);
     if (!run || !isTerminal(run.state)) return;
-    const missing = lines - stored;
-    const note = `${missing} of ${lines} ${MISSING_NOTE}`;
+    const missing = lines - stored - counted;
+    const notes = [];
+    if (counted > 0) {
+      notes.push(
+        `${over?.overLines} lines (${over?.overBytes} bytes) past the log quota not stored`,
+      );
+    }
+    if (missing > 0) notes.push(`${missing} of ${lines} ${MISSING_NOTE}`);
+    if (notes.length === 0) return;
+    const note = notes.join("; ");
     if (run.reason?.includes(note)) return;
     await store.updateRun(run.id, [run.state], {
       state: run.state,
@@ -216,7 +298,12 @@ export class Ingest {
       app_name: app?.name ?? null,
       actor: run.actor,
       kind: "run.logs_missing",
-      data: { run: runLabel(run.number), missing, lines },
+      data: {
+        run: runLabel(run.number),
+        missing,
+        lines,
+        ...(counted > 0 ? { overQuota: over?.overLines } : {}),
+      },
     });
     this.#ctx.log.child("ingest").warn("a run's log lines are missing", {
       run: runId,
@@ -237,4 +324,9 @@ export class Ingest {
     if (!isTerminal(run.state)) this.#owners.set(runId, owner);
     return owner;
   }
+}
+
+/** The line stored in place of a run's output past the quota the server checks. */
+function serverQuotaMarker(quotaBytes: number): string {
+  return `oneoff: the server's log quota of ${quotaBytes} bytes reached; further lines are counted, not stored`;
 }

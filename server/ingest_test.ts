@@ -1,6 +1,7 @@
-import { deepEqual, equal } from "node:assert/strict";
+import { deepEqual, equal, match, ok } from "node:assert/strict";
+import { waitFor } from "../tests/_wait.ts";
 import { engineFixture, FakeAgent } from "./_engine_testing.ts";
-import { Ingest } from "./ingest.ts";
+import { Ingest, QUOTA_SLACK_BYTES } from "./ingest.ts";
 import type { Store } from "./store/mod.ts";
 
 /** A run of the fixture's app, placed on `agentId` and in `state`. */
@@ -115,4 +116,32 @@ Deno.test("an audit chunk is stored and acknowledged, also once the app is destr
   ]);
   equal((await f.ctx.store.auditChunks(run.id)).length, 2, "the audit trail outlives the app");
   equal((await f.ctx.store.auditChunks(unknown)).length, 0);
+});
+
+Deno.test("a batch past the run's log quota is stored up to it, the rest counted and said on the run", async () => {
+  // 1 KiB lines: the quota plus the agent's slack holds 65 of them.
+  await using f = await engineFixture({ logQuotaBytes: 1024, logsSettleMs: 10 });
+  const ingest = new Ingest(f.ctx);
+  const agent = new FakeAgent("a1");
+  const run = await placedRun(f.ctx.store, f, agent.id);
+  const long = (from: number, count: number, batch: number) => {
+    const msg = lines(run.id, from, count, batch);
+    for (const r of msg.records) r.line = r.line.padEnd(1023, "x");
+    return msg;
+  };
+  await ingest.logs(agent, long(0, 50, 0));
+  await ingest.logs(agent, long(0, 50, 0)); // sent again: counted once
+  await ingest.logs(agent, long(50, 50, 1));
+  deepEqual(agent.sent.map((m) => m.type === "logs_ack" && m.batch), [0, 0, 1]);
+  const stored = await f.ctx.store.readLogs(f.app.id, { limit: 1000 });
+  equal(stored.length, (1024 + QUOTA_SLACK_BYTES) / 1024 + 1);
+  match(stored.at(-1)?.line ?? "", /log quota of 66560 bytes reached; further lines are counted/);
+  await f.ctx.store.updateRun(run.id, ["running"], { state: "exited", exit_code: 0 });
+  ingest.ended(run.id, 100);
+  const reason = await waitFor(async () => (await f.ctx.store.runById(run.id))?.reason, {
+    message: "the quota note on the run",
+  });
+  equal(reason, "35 lines (35840 bytes) past the log quota not stored");
+  ok(!reason.includes("missing"));
+  ingest.close();
 });

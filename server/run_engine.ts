@@ -5,6 +5,7 @@
  */
 import {
   type AgentMessage,
+  DEFAULT_AUDIT_QUOTA_BYTES,
   DEFAULT_LOG_QUOTA_BYTES,
   isTerminal,
   LIVE_STATES,
@@ -318,6 +319,7 @@ export class RunEngine {
       uploads: run.uploads,
       network: app.network,
       logQuotaBytes: config.logQuotaBytes ?? DEFAULT_LOG_QUOTA_BYTES,
+      auditQuotaBytes: config.auditQuotaBytes ?? DEFAULT_AUDIT_QUOTA_BYTES,
     };
     if (run.secret_sha256 && expiresAt) {
       spec.attach = { secretSha256: run.secret_sha256, expiresAt };

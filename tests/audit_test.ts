@@ -59,6 +59,26 @@ Deno.test("an attached session is recorded: audit show prints it, export is asci
   }
 });
 
+Deno.test("a session past its recording quota goes on whole; the recording stops with a marker and the run says so", async () => {
+  await using sys = await startSystem({ config: { auditQuotaBytes: 1000 } });
+  const res = await sys.cli(["run", "-a", "demo", "--no-tty", "--silent", "--", "seq 1 5000"]);
+  deepEqual(res.code, 0, res.stderr);
+  deepEqual(res.stdout.trim().split("\n").length, 5000, "the client got all of it");
+  await waitFor(async () => {
+    const audit = await sys.api<{ final: boolean }>("GET", "/apps/demo/runs/one-off-1/audit");
+    return audit.final;
+  }, { message: "one-off-1's recording to be final" });
+  const show = await sys.cli(["audit", "show", "-a", "demo", "one-off-1"]);
+  deepEqual(show.code, 0, show.stderr);
+  match(show.stdout, /recording stopped at 1000 bytes; the session goes on unrecorded/);
+  ok(!show.stdout.includes("4999"), "nothing past the quota is recorded");
+  const { run } = await sys.api<{ run: { reason: string | null } }>(
+    "GET",
+    "/apps/demo/runs/one-off-1",
+  );
+  match(run.reason ?? "", /recording stopped at its quota of 1000 bytes/);
+});
+
 Deno.test("a member cannot read another app's session", async () => {
   await using sys = await startSystem();
   await recordSession(sys, "member-check");
