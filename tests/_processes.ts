@@ -122,14 +122,28 @@ export function startAgent(dir: string, port: number, name: string, extra: strin
   ]);
 }
 
-/** Runs the CLI to its end. */
+/** Runs the CLI (`main.ts`) to its end, with `stdin` as its input when given. */
 export async function cli(
   env: Record<string, string>,
   args: string[],
+  stdin?: string,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const proc = new Proc(args, { env });
-  const { code } = await proc.status();
-  return { code, stdout: proc.stdout, stderr: proc.stderr };
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", MAIN, ...args],
+    env: { ...env, NO_COLOR: "1" },
+    stdin: stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const output = child.output();
+  if (stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(stdin));
+    await writer.close();
+  }
+  const out = await output;
+  const decoder = new TextDecoder();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
 }
 
 /** Waits until the agents named are online. */

@@ -1,3 +1,4 @@
+import { cli } from "./_processes.ts";
 import { equal, ok } from "node:assert/strict";
 /**
  * The top-level Dockerfile for real: a Debian base made from Debian's
@@ -12,7 +13,6 @@ import { needs, tool } from "./_tools.ts";
 import { waitFor } from "./_wait.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
-const MAIN = `${ROOT}main.ts`;
 /** A proxy that inspects TLS is trusted through this bundle; elsewhere it is Debian's own. */
 const HOST_CA = "/etc/ssl/certs/ca-certificates.crt";
 /** What docs/install.md gives the agent container, and nothing more. */
@@ -101,17 +101,6 @@ async function unmountUnder(dir: string): Promise<void> {
   for (const point of mounts) {
     await new Deno.Command("umount", { args: ["--lazy", point], stderr: "null" }).output();
   }
-}
-
-async function cli(env: Record<string, string>, args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", MAIN, ...args],
-    env: { ...env, NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
 }
 
 async function seconds<T>(timings: Record<string, number>, step: string, fn: () => Promise<T>) {

@@ -1,3 +1,4 @@
+import { cli } from "./_processes.ts";
 import { deepEqual, doesNotMatch, equal, match, notEqual, ok } from "node:assert/strict";
 /**
  * The systemd units in `deploy/`: `systemd-analyze verify` accepts them
@@ -132,25 +133,6 @@ function hardened(state: string, command: string[], options: { hideProcSys?: boo
 }
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
-
-async function cli(env: Record<string, string>, args: string[], stdin?: string) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", MAIN, ...args],
-    env: { ...env, NO_COLOR: "1" },
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const output = child.output();
-  if (stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(stdin));
-    await writer.close();
-  }
-  const out = await output;
-  const decoder = new TextDecoder();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
-}
 
 /** A process whose output is collected as it comes, killed at the end. */
 function collect(child: Deno.ChildProcess) {

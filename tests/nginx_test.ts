@@ -1,3 +1,4 @@
+import { cli } from "./_processes.ts";
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 /**
  * docs/install.md's nginx configuration, taken from the page as written,
@@ -114,17 +115,6 @@ class Process implements AsyncDisposable {
     await this.#child.status;
     await this.#done;
   }
-}
-
-async function cli(env: Record<string, string>, args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", MAIN, ...args],
-    env: { ...env, NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
 }
 
 Deno.test(needs(["nginx", "openssl", "root"], {

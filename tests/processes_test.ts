@@ -1,3 +1,4 @@
+import { cli } from "./_processes.ts";
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 /**
  * `oneoff server` and `oneoff agent` as separate OS processes started from
@@ -49,25 +50,6 @@ class Role implements AsyncDisposable {
     await this.#child.status;
     await this.#done;
   }
-}
-
-async function cli(env: Record<string, string>, args: string[], stdin?: string) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", MAIN, ...args],
-    env: { ...env, NO_COLOR: "1" },
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const output = child.output();
-  if (stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(stdin));
-    await writer.close();
-  }
-  const out = await output;
-  const decoder = new TextDecoder();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
 }
 
 /** Exited by itself with code 0 after the signal; stderr holds only its log lines, none an error. */

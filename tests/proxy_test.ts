@@ -4,6 +4,7 @@
  * of its own CA.
  * @module
  */
+import { cli } from "./_processes.ts";
 import { equal, match } from "node:assert/strict";
 import { startServer } from "../server/mod.ts";
 import { parseTrustedProxies } from "../server/client_address.ts";
@@ -13,7 +14,6 @@ import { selfSignedCertificate } from "./_tls.ts";
 import { needs, tool } from "./_tools.ts";
 import { waitFor } from "./_wait.ts";
 
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const SNIPPET = new URL("../deploy/nginx-proxy.conf", import.meta.url).pathname;
 const silent = createLogger("test", { level: "silent" });
 
@@ -155,18 +155,6 @@ Deno.test(
     },
   }),
 );
-
-async function cli(env: Record<string, string>, args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", MAIN, ...args],
-    env: { ...env, NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
-}
 
 Deno.test(
   needs(["openssl"], {
