@@ -10,6 +10,8 @@ export const ATTACH_HANDSHAKE_TIMEOUT_MS = 10_000;
 export const ATTACH_WINDOW_MS = 60_000;
 /** Default idle timeout of an attached session. */
 export const IDLE_TIMEOUT_MS = 30 * 60_000;
+/** Default time a framed session's process waits for its client to come back. */
+export const REATTACH_GRACE_MS = 2 * 60_000;
 
 /** The one line the agent writes before closing a refused attach. */
 export function attachRefusal(reason: string): string {

@@ -59,6 +59,12 @@ export interface RunSpec {
   timeoutMs: number;
   /** Attached runs: no byte either way for this long → `timed_out`. */
   idleTimeoutMs: number;
+  /**
+   * Attached runs in framed mode: how long the process keeps running after
+   * its client's connection dropped without a clean close, waiting for a
+   * reattach (absent: REATTACH_GRACE_MS).
+   */
+  reattachGraceMs?: number;
   uploads: UploadRef[];
   network: NetworkMode;
   /** Network `isolated`: TCP ports of the host's loopback the run may reach at 127.0.0.1:PORT. */
@@ -229,6 +235,7 @@ const runSpec: Decoder<RunSpec> = object({
 }, {
   attach: object({ secretSha256: string, expiresAt: number }),
   hostPorts: array(integer),
+  reattachGraceMs: number,
   logQuotaBytes: integer,
   auditQuotaBytes: integer,
 });
