@@ -366,7 +366,7 @@ export class RunEngine {
    * Lets another terminal reattach to a running attached run: a fresh
    * one-use secret, handed to the run's agent; null when the agent is away.
    */
-  async reattach(run: RunRow): Promise<{ secret: string; expiresAt: number } | null> {
+  reattach(run: RunRow): { secret: string; expiresAt: number } | null {
     const agent = run.agent_id ? this.#agents.get(run.agent_id) : undefined;
     if (!agent) return null;
     const secret = newToken("resume");

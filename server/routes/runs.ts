@@ -240,7 +240,7 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AppEnv> {
         `Cannot attach to ${label}: it is ${run.state}, its own client attaches first`,
       );
     }
-    const granted = await engine.reattach(run);
+    const granted = engine.reattach(run);
     const agent = granted && run.agent_id ? await store.agentById(run.agent_id) : null;
     if (!granted || !agent) {
       throw new HttpError(503, "agent_unreachable", `Cannot attach to ${label}: its agent is away`);
