@@ -144,6 +144,20 @@ export const COMMANDS: readonly CommandSpec[] = [
     ],
   },
   {
+    name: "attach",
+    summary: "Reattach to a running attached one-off, e.g. from another terminal",
+    usage: ["attach -a APP [--silent] one-off-N"],
+    notes: [
+      "`oneoff run` reattaches by itself when its connection drops; `attach` takes the session over from another terminal (the first one is told and let go). It replays the output the agent still buffers and exits with the process's exit code.",
+      "Only the one who started the run, or an admin, may attach to it. A run that has ended cannot be attached to.",
+    ],
+    flags: [
+      APP,
+      { name: "silent", description: "Print nothing of the CLI's own on stderr" },
+    ],
+    examples: ["oneoff attach -a demo one-off-3"],
+  },
+  {
     name: "ps",
     summary: "List an app's one-offs",
     usage: ["ps -a APP [-n N] [--json]"],
