@@ -6,7 +6,7 @@
  * @module
  */
 import { createHash, randomBytes } from "node:crypto";
-import type { FramedExit, RunSpec } from "../protocol/mod.ts";
+import { ATTACH_REFUSALS, type FramedExit, type RunSpec } from "../protocol/mod.ts";
 import { duration } from "../util/format.ts";
 import type { AttachedClient } from "./attach_listener.ts";
 import { FramedSession } from "./_framed_session.ts";
@@ -50,8 +50,9 @@ export function startFramed(process: SandboxProcess, options: FramedRunOptions):
   let current: string | undefined;
   let session: FramedSession | undefined = undefined;
 
-  const withdraw = (hash: string) => {
-    if (secrets.delete(hash)) listener.cancel(hash);
+  // A secret still unused when the next HELLO goes out belongs to a terminal taken over.
+  const withdraw = (hash: string, reason: string = ATTACH_REFUSALS.takenOver) => {
+    if (secrets.delete(hash)) listener.cancel(hash, reason);
   };
   const resumer = (client: AttachedClient) => {
     // A resume secret is for a resume line: a raw or framed line with it is refused.
@@ -106,7 +107,7 @@ export function startFramed(process: SandboxProcess, options: FramedRunOptions):
 
   const close = () => {
     session.close();
-    for (const hash of [...secrets]) withdraw(hash);
+    for (const hash of [...secrets]) withdraw(hash, ATTACH_REFUSALS.expired);
   };
   return {
     attach: (client) => session.attach(client, 0),

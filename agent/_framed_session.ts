@@ -48,12 +48,14 @@ export interface FramedOptions {
 }
 
 type Chunk = { type: typeof FRAME.STDOUT | typeof FRAME.STDERR; bytes: Uint8Array; start: number };
+/** `gone`: no longer the session's (nothing new is queued); `broken`: its writes fail. */
 type Link = {
   conn: AttachConn;
   writing: Promise<void>;
   heard: number;
   said: number;
   gone: boolean;
+  broken: boolean;
 };
 
 const encoder = new TextEncoder();
@@ -123,6 +125,7 @@ export class FramedSession {
       heard: now,
       said: now,
       gone: false,
+      broken: false,
     };
     this.#link = link;
     const start = this.#chunks[0]?.start ?? this.#outOffset;
@@ -312,11 +315,12 @@ export class FramedSession {
     if (link.gone) return;
     link.said = this.#clock.now();
     link.writing = link.writing.then(async () => {
-      if (link.gone) return;
+      if (link.broken) return;
       try {
         let off = 0;
         while (off < frame.length) off += await link.conn.write(frame.subarray(off));
       } catch {
+        link.broken = true;
         this.#dropped(link);
       }
     });
@@ -336,6 +340,7 @@ export class FramedSession {
 
   // Dropped without CLOSE: the process keeps running for the grace.
   #dropped(link: Link): void {
+    link.broken = true;
     if (link.gone) return;
     this.#unlink(link);
     for (const wake of this.#roomWaiters.splice(0)) wake();

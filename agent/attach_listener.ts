@@ -148,9 +148,9 @@ export class AttachListener {
     this.#secrets.expect(secretSha256, expiresAt, onAttach, this.#now());
   }
 
-  /** Forgets a secret (run stopped or expired); later attempts are told why. */
-  cancel(secretSha256: string): void {
-    this.#secrets.cancel(secretSha256, this.#now());
+  /** Forgets a secret (run stopped or expired); later attempts are told why (`reason`, default expired). */
+  cancel(secretSha256: string, reason?: string): void {
+    this.#secrets.cancel(secretSha256, this.#now(), reason);
   }
 
   /** Stops listening and closes the connections still in their handshake. */

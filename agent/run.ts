@@ -31,8 +31,8 @@ export const AGENT_STOPPED_REASON = "The agent was stopped";
 export interface AttachWaiter {
   /** Calls `onAttach` once, when a client presents the secret of that hash. */
   expect(secretSha256: string, expiresAt: number, onAttach: (client: AttachedClient) => void): void;
-  /** Forgets a secret; later attempts are told why. */
-  cancel(secretSha256: string): void;
+  /** Forgets a secret; later attempts are told why (`reason`, default: the window expired). */
+  cancel(secretSha256: string, reason?: string): void;
 }
 
 /** What a run needs from the agent around it. */
