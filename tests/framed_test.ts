@@ -8,7 +8,7 @@
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import type { RunInfo, RunState, TimelineEvent } from "../protocol/mod.ts";
 import { CutProxy } from "./_cut_proxy.ts";
-import { freePort, Proc } from "./_processes.ts";
+import { cli, freePort, Proc, startAgent, startServer, waitOnline } from "./_processes.ts";
 import { startSystem, type TestSystem } from "./_system.ts";
 import { waitFor } from "./_wait.ts";
 
@@ -122,4 +122,31 @@ Deno.test("oneoff attach takes a session over from another terminal; others may 
   match(after.stderr, /Cannot attach to one-off-1: it has already ended \(exited, exit code 5\)/);
   const events = (await sys.api<{ events: TimelineEvent[] }>("GET", "/apps/demo/timeline")).events;
   ok(events.some((e) => e.kind === "run.reattached"), JSON.stringify(events));
+});
+
+Deno.test("the server killed mid-session: the CLI still exits with the process's code, in band", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "oneoff-framed-" });
+  try {
+    const port = freePort();
+    await using server = await startServer(`${dir}/server`, port);
+    await using _agent = startAgent(`${dir}/agent`, port, "vm-1");
+    const token = (await Deno.readTextFile(`${dir}/server/admin.token`)).trim();
+    const env = { ONEOFF_SERVER: `http://127.0.0.1:${port}`, ONEOFF_TOKEN: token, HOME: dir };
+    await waitOnline(env, ["vm-1"]);
+    equal((await cli(env, ["apps", "create", "demo"])).code, 0);
+    const demo = new URL("../examples/demo", import.meta.url).pathname;
+    equal((await cli(env, ["deploy", "-a", "demo", demo])).code, 0);
+    const cmd = "echo started; sleep 2; echo done; exit 3";
+    await using run = new Proc(["run", "-a", "demo", "--no-tty", "--silent", "--", cmd], { env });
+    await waitFor(() => run.stdout.includes("started"), {
+      message: "the session to run",
+      seen: () => run.stderr,
+    });
+    server.kill("SIGKILL");
+    await server.status();
+    const status = await run.status();
+    deepEqual([status.code, run.stdout, run.stderr], [3, "started\ndone\n", ""]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
