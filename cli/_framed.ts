@@ -113,20 +113,31 @@ export class FramedClient {
       const hello = this.#hello!;
       const deadline = Date.now() + hello.graceMs;
       this.#say("oneoff: the connection to the agent dropped; reconnecting…");
-      let next: Ending | "gone" = "gone";
+      let next: Ending | "gone" | "refused" = "gone";
       for (
         let wait = BACKOFF_MIN_MS;
         Date.now() < deadline;
         wait = Math.min(wait * 2, BACKOFF_MAX_MS)
       ) {
         await sleep(Math.min(wait, Math.max(0, deadline - Date.now())));
-        const conn = await withTimeout(this.#dial(), DIAL_TIMEOUT_MS).catch(() => null);
+        let refused = false;
+        const conn = await withTimeout(this.#dial(), DIAL_TIMEOUT_MS).catch((e) => {
+          refused = isRefused(e);
+          return null;
+        });
+        // Nothing listens there: the agent is gone, and its sessions with it.
+        if (refused) {
+          next = "refused";
+          break;
+        }
         if (conn === null) continue;
         const r = await this.#session(conn, `${RESUME_PREFIX}${hello.resume} ${this.#out}`);
         if (r === "unreached") continue;
         next = r;
         break;
       }
+      // Refused: the caller says the connection was lost and asks the server for the end.
+      if (next === "refused") return { exit: null };
       if (next === "gone") {
         this.#say("oneoff: could not reconnect to the agent within the reattach grace");
         return { exit: null };
@@ -293,6 +304,12 @@ async function refusal(conn: ByteConn, buf: Uint8Array, n: number): Promise<stri
     text += decoder.decode(buf.subarray(0, more));
   }
   return text.replace(/^oneoff: /, "").trim();
+}
+
+function isRefused(e: unknown): boolean {
+  const cause = e instanceof Error ? e.cause : undefined;
+  return e instanceof Deno.errors.ConnectionRefused ||
+    cause instanceof Deno.errors.ConnectionRefused;
 }
 
 function writeAll(file: { writeSync(p: Uint8Array): number }, bytes: Uint8Array): void {

@@ -30,6 +30,8 @@ async function connect(info: Omit<AttachInfo, "secret">): Promise<ByteConn> {
   } catch (e) {
     throw new CliError(
       `Cannot connect to ${info.host}:${info.port}: ${e instanceof Error ? e.message : e}`,
+      1,
+      { cause: e },
     );
   }
 }
