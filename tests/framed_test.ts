@@ -73,6 +73,33 @@ Deno.test("a dropped connection is reattached: every line once, in order, and th
   ok(events.filter((e) => e.kind === "run.reattached").length >= 3, JSON.stringify(events));
 });
 
+Deno.test("stdin typed across drops reaches the process once each, in order", async () => {
+  const { sys, proxy } = await proxied(60_000);
+  await using _sys = sys;
+  await using _proxy = proxy;
+  await using run = new Proc(["run", "-a", "demo", "--no-tty", "--silent", "--", "cat"], {
+    env: sys.cliEnv(),
+    stdin: true,
+  });
+  const lines = Array.from({ length: 5000 }, (_, i) => `line ${i}\n`);
+  for (let batch = 0; batch < 10; batch++) {
+    await run.write(lines.slice(batch * 500, batch * 500 + 500).join(""));
+    const want = lines.slice(0, batch * 500 + 500).join("");
+    if (batch % 3 === 1) proxy.cut();
+    else {
+      await waitFor(() => run.stdout === want, {
+        message: `batch ${batch} echoed`,
+        seen: () => `${run.stdout.length} of ${want.length}`,
+      });
+    }
+  }
+  await run.closeStdin();
+  const status = await run.status();
+  equal(status.code, 0);
+  ok(run.stdout === lines.join(""), `${run.stdout.length} of ${lines.join("").length} bytes`);
+  ok(proxy.accepted >= 4, `${proxy.accepted} connections`);
+});
+
 Deno.test("past the reattach grace the process gets SIGHUP and the run is stopped with the reason", async () => {
   const { sys, proxy } = await proxied(1_500);
   await using _sys = sys;
