@@ -32,6 +32,8 @@ export interface FramedRun {
   run(): Promise<ExitStatus>;
   /** Sends the end in band and waits (bounded by the grace) until the client has it. */
   end(exit: FramedExit): Promise<void>;
+  /** Tells the connected client one line. */
+  notice(text: string): void;
   /** Accepts a one-use resume secret the server handed to another terminal. */
   expect(secretSha256: string, expiresAt: number): void;
   /** Ends the session now. */
@@ -116,6 +118,7 @@ export function startFramed(process: SandboxProcess, options: FramedRunOptions):
       await session.end(exit, graceMs + END_MARGIN_MS);
       close();
     },
+    notice: (text) => session.notice(text),
     expect,
     close,
   };

@@ -178,6 +178,11 @@ export class FramedSession {
     this.close();
   }
 
+  /** Tells the connected client one line (printed on its stderr). */
+  notice(text: string): void {
+    if (this.#link) this.#send(this.#link, notice(text));
+  }
+
   /** Ends the session now: timers, the connection, the waits. */
   close(): void {
     this.#clock.clearInterval(this.#tick);

@@ -262,6 +262,7 @@ export class OneOff {
     const outcome = this.#recordingCut(this.#outcome(status), recorder);
     await this.#finish(...outcome);
     const [state, detail] = outcome;
+    if (this.#farewell) session.notice(this.#farewell.trim().replace(/^oneoff: /, ""));
     await session.end({
       state,
       exit_code: detail.exitCode ?? null,
