@@ -4,10 +4,12 @@
  * @module
  */
 import {
+  ATTACH_REFUSALS,
   type AttachReply,
   type AttachTarget,
   isTerminal,
   MAX_LONG_POLL_S,
+  type ResizeBody,
   type RunCreatedReply,
   type RunInfo,
   type RunReply,
@@ -20,7 +22,7 @@ import {
 import { commandSpec, type FlagSpec } from "../_commands.ts";
 import { CliError, err, out, parseDuration, UsageError } from "../_io.ts";
 import { Client } from "../client.ts";
-import { attachFramed } from "../attach.ts";
+import { attachFramed, attachStream } from "../attach.ts";
 import type { FramedOutcome } from "../_framed.ts";
 import { OUTCOME_RETRY_MS } from "../_retry.ts";
 
@@ -350,6 +352,25 @@ export async function run(args: string[]): Promise<number> {
   const ended = waitEnded(client, `${base}/runs/${run.label}`);
   ended.catch(() => {});
   const outcome = await attachFramed(attach, secret, { tty, silent: opts.silent });
+  if (outcome.refused === ATTACH_REFUSALS.unknown) {
+    // An agent older than framed mode reads the framed line as an unknown
+    // secret and leaves the real one unused: attach raw, as before.
+    const { broken } = await attachStream(attach, secret, {
+      tty,
+      onResize: (cols, rows) => {
+        const resize: ResizeBody = { cols, rows };
+        client.request("POST", `${base}/runs/${run.label}/resize`, resize).catch(() => {});
+      },
+    });
+    const final = await afterStream(
+      client,
+      `${base}/runs/${run.label}`,
+      ended,
+      broken,
+      opts.silent,
+    );
+    return exitCodeOf(final, opts.silent);
+  }
   return await finalCode(client, `${base}/runs/${run.label}`, run.label, outcome, {
     ended,
     silent: opts.silent,
