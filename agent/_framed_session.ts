@@ -73,6 +73,9 @@ export class FramedSession {
   #buffered = 0;
   #outOffset = 0;
   #inOffset = 0;
+  /** Stdin bytes written to the process (what an ACK says); the rest is queued. */
+  #inWritten = 0;
+  #stdinWrites: Promise<void> = Promise.resolve();
   #link: Link | undefined;
   #roomWaiters: (() => void)[] = [];
   #lastActivity: number;
@@ -263,7 +266,7 @@ export class FramedSession {
         }
         for (const frame of decoder.push(bytes)) {
           if (link.gone) return;
-          await this.#frame(link, frame.type, frame.payload);
+          this.#frame(link, frame.type, frame.payload);
         }
         bytes = null;
       }
@@ -273,24 +276,35 @@ export class FramedSession {
     this.#dropped(link);
   }
 
-  async #frame(link: Link, type: number, payload: Uint8Array): Promise<void> {
+  #frame(link: Link, type: number, payload: Uint8Array): void {
     switch (type) {
       case FRAME.STDIN: {
         if (payload.length === 0 || this.#stdinClosed) return;
-        // Counted before the write: a HELLO to the next connection says where to resend from.
+        // Counted when queued: a HELLO to the next connection says where to resend from.
         this.#inOffset += payload.length;
         this.#lastActivity = this.#clock.now();
         const bytes = payload.slice();
         this.#o.observe?.("in", bytes);
-        await this.#stdin.write(bytes).catch(() => {});
-        this.#send(link, countFrame(FRAME.ACK, this.#inOffset));
+        // The client keeps at most the window un-ACKed; one that does not is cut off.
+        if (this.#inOffset - this.#inWritten > 2 * FRAMED_WINDOW) {
+          throw new Error("The client sent stdin beyond its window");
+        }
+        // Queued, not awaited: a process that stops reading stdin must not stop
+        // this loop from reading the ACKs that let its output go on.
+        this.#stdinWrites = this.#stdinWrites
+          .then(() => this.#stdin.write(bytes))
+          .catch(() => {})
+          .then(() => {
+            this.#inWritten += bytes.length;
+            if (this.#link) this.#send(this.#link, countFrame(FRAME.ACK, this.#inWritten));
+          });
         return;
       }
       case FRAME.STDIN_EOF:
         // A PTY has no EOF to give: a terminal's end is its hang-up (CLOSE).
         if (!this.#o.tty && !this.#stdinClosed) {
           this.#stdinClosed = true;
-          await this.#stdin.close().catch(() => {});
+          this.#stdinWrites = this.#stdinWrites.then(() => this.#stdin.close()).catch(() => {});
         }
         return;
       case FRAME.RESIZE: {
