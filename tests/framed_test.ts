@@ -149,6 +149,14 @@ Deno.test("oneoff attach takes a session over from another terminal; others may 
   match(after.stderr, /Cannot attach to one-off-1: it has already ended \(exited, exit code 5\)/);
   const events = (await sys.api<{ events: TimelineEvent[] }>("GET", "/apps/demo/timeline")).events;
   ok(events.some((e) => e.kind === "run.reattached"), JSON.stringify(events));
+  // The recording has every byte once, and a marker where the other terminal came in.
+  let shown = "";
+  await waitFor(async () => {
+    shown = (await sys.cli(["audit", "show", "-a", "demo", "one-off-1"])).stdout;
+    return shown.includes("bye");
+  }, { message: "the recording", seen: () => shown });
+  match(shown, /ready[\s\S]*\[oneoff: client reattached from 127\.0\.0\.1:\d+\][\s\S]*got hello/);
+  equal(shown.split("got hello").length, 2, shown);
 });
 
 Deno.test("the server killed mid-session: the CLI still exits with the process's code, in band", async () => {
