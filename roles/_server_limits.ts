@@ -1,7 +1,7 @@
 /**
  * `oneoff server`'s limit flags: `--max-slug-unpacked-bytes` and
- * `--max-timeout`, `--log-quota-per-run`, `--audit-quota-per-session`, checked here so a bad value is a
- * usage error.
+ * `--max-timeout`, `--log-quota-per-run`, `--audit-quota-per-session`,
+ * `--reattach-grace`, checked here so a bad value is a usage error.
  * @module
  */
 import { parseDuration, UsageError } from "../cli/_io.ts";
