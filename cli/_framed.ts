@@ -27,8 +27,6 @@ import type { ByteConn } from "./_tls.ts";
 /** How the framed client behaves. */
 export interface FramedClientOptions {
   tty: boolean;
-  /** The terminal is in raw mode: lines end in CRLF. */
-  raw: boolean;
   silent: boolean;
   /** The client's first connection is another terminal's reattach (`-`): its stdin starts where the agent's is. */
   takeover: boolean;
@@ -292,7 +290,8 @@ export class FramedClient {
   #say(text: string): void {
     if (this.#o.silent) return;
     const line = text.replace(/\r?\n$/, "");
-    writeAll(Deno.stderr, encoder.encode(line + (this.#o.raw ? "\r\n" : "\n")));
+    // "\n" even in raw mode: the terminal's output processing (OPOST) stays on.
+    writeAll(Deno.stderr, encoder.encode(line + "\n"));
   }
 }
 

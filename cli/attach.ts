@@ -136,7 +136,6 @@ export async function attachFramed(
   const raw = options.tty && Deno.stdin.isTerminal();
   const client = new FramedClient(() => connect(info), {
     tty: options.tty,
-    raw,
     silent: options.silent,
     takeover: options.resume === true,
   });
