@@ -38,6 +38,8 @@ export interface FramedOutcome {
   exit: FramedExit | null;
   /** The agent refused the handshake line: its reason. */
   refused?: string;
+  /** The session was joined (a HELLO came) before it ended this way. */
+  joined: boolean;
 }
 
 type Ending = "exit" | "dropped" | "unreached" | { refused: string };
@@ -106,7 +108,9 @@ export class FramedClient {
   /** Runs the session from `line` (the handshake) to the run's end, reconnecting as needed. */
   async run(line: string): Promise<FramedOutcome> {
     let result: Ending = await this.#session(await this.#dial(), line);
-    if (result === "unreached") return { exit: null, refused: "the agent closed the connection" };
+    if (result === "unreached") {
+      return { exit: null, refused: "the agent closed the connection", joined: false };
+    }
     while (result === "dropped") {
       const hello = this.#hello!;
       const deadline = Date.now() + hello.graceMs;
@@ -135,15 +139,16 @@ export class FramedClient {
         break;
       }
       // Refused: the caller says the connection was lost and asks the server for the end.
-      if (next === "refused") return { exit: null };
+      if (next === "refused") return { exit: null, joined: true };
       if (next === "gone") {
         this.#say("oneoff: could not reconnect to the agent within the reattach grace");
-        return { exit: null };
+        return { exit: null, joined: true };
       }
       result = next;
     }
-    if (typeof result === "object") return { exit: null, refused: result.refused };
-    return { exit: this.#exit };
+    const joined = this.#hello !== undefined;
+    if (typeof result === "object") return { exit: null, refused: result.refused, joined };
+    return { exit: this.#exit, joined };
   }
 
   /** Sends the user's clean end (CLOSE): the process is hung up at once, no grace. */

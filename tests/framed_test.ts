@@ -235,3 +235,19 @@ Deno.test("a PTY session survives a drop: what is typed meanwhile arrives once, 
   equal(output.match(/two-42/g)?.length, 1, output);
   match(output, /oneoff: reconnected\r\n/);
 });
+
+Deno.test("a raw session (nc's) cannot be taken over: oneoff attach says why at once", async () => {
+  await using sys = await startSystem();
+  const res = await sys.cli(["run", "-a", "demo", "--no-tty", "--attach-info", "--", "sleep 30"]);
+  const info = JSON.parse(res.stdout);
+  const conn = await Deno.connect({ hostname: info.host, port: info.port });
+  try {
+    await conn.write(new TextEncoder().encode(`${info.secret}\n`));
+    await waitState(sys, "one-off-1", "running");
+    const denied = await sys.cli(["attach", "-a", "demo", "one-off-1"]);
+    equal(denied.code, 1);
+    match(denied.stderr, /Cannot attach to one-off-1: its agent has no framed session for it/);
+  } finally {
+    conn.close();
+  }
+});

@@ -4,9 +4,9 @@
  * the one who started it, or an admin, may; the other terminal is told.
  * @module
  */
-import type { ReattachReply, RunReply } from "../../protocol/mod.ts";
+import { ATTACH_REFUSALS, type ReattachReply, type RunReply } from "../../protocol/mod.ts";
 import { parse } from "../_args.ts";
-import { appName, err, UsageError } from "../_io.ts";
+import { appName, CliError, err, UsageError } from "../_io.ts";
 import { Client } from "../client.ts";
 import { attachFramed } from "../attach.ts";
 import { finalCode } from "./run.ts";
@@ -44,6 +44,13 @@ export async function attach(args: string[]): Promise<number> {
     if (outcome.refused === "unknown secret" && tries < UNKNOWN_TRIES) {
       await new Promise((resolve) => setTimeout(resolve, UNKNOWN_WAIT_MS));
       continue;
+    }
+    if (!outcome.joined) {
+      // Never joined: there is no session here to wait for the end of.
+      const why = outcome.refused === ATTACH_REFUSALS.unknown
+        ? "its agent has no framed session for it (one attached with nc cannot be taken over)"
+        : outcome.refused ?? "the agent closed the connection";
+      throw new CliError(`Cannot attach to ${run.label}: ${why}`);
     }
     return await finalCode(client, path, run.label, outcome, { silent });
   }
