@@ -113,11 +113,11 @@ export class SecretTable<T> {
     this.#waiting.set(hash, { expiresAt, waiter });
   }
 
-  /** Forgets a waiting secret; later attempts hear that the window expired. */
-  cancel(secretSha256: string, now: number): void {
+  /** Forgets a waiting secret; later attempts hear `reason` (default: the window expired). */
+  cancel(secretSha256: string, now: number, reason: string = REASONS.expired): void {
     const hash = secretSha256.toLowerCase();
     if (this.#waiting.delete(hash)) {
-      this.#spent.set(hash, { reason: REASONS.expired, forgetAt: now + SPENT_MEMORY_MS });
+      this.#spent.set(hash, { reason, forgetAt: now + SPENT_MEMORY_MS });
     }
   }
 

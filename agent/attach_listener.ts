@@ -11,6 +11,7 @@ import {
   ATTACH_MAX_LINE,
   ATTACH_REFUSALS as REASONS,
   attachRefusal,
+  parseHandshake,
   pemFingerprint,
 } from "../protocol/mod.ts";
 import type { Logger } from "../util/log.ts";
@@ -65,6 +66,12 @@ export interface AttachedClient {
   initial: Uint8Array;
   /** The client's address, `host:port` (IPv6 hosts in brackets). */
   remoteAddr: string;
+  /**
+   * What the handshake line asked for (absent: raw): `framed` (our CLI's first
+   * attach) or `resume` (a reattach, from output offset `outOffset`, null for
+   * "whatever is still buffered").
+   */
+  handshake?: { mode: "raw" | "framed" } | { mode: "resume"; outOffset: number | null };
 }
 
 type OnAttach = (client: AttachedClient) => void;
@@ -141,9 +148,9 @@ export class AttachListener {
     this.#secrets.expect(secretSha256, expiresAt, onAttach, this.#now());
   }
 
-  /** Forgets a secret (run stopped or expired); later attempts are told why. */
-  cancel(secretSha256: string): void {
-    this.#secrets.cancel(secretSha256, this.#now());
+  /** Forgets a secret (run stopped or expired); later attempts are told why (`reason`, default expired). */
+  cancel(secretSha256: string, reason?: string): void {
+    this.#secrets.cancel(secretSha256, this.#now(), reason);
   }
 
   /** Stops listening and closes the connections still in their handshake. */
@@ -238,7 +245,9 @@ export class AttachListener {
       if (this.#limiter.blocked(addr.hostname, this.#now())) {
         return await refuse(REASONS.limited, false);
       }
-      const claim = this.#secrets.claim(outcome.secret, this.#now());
+      // The line's prefix chooses the mode; a line without one is a raw secret, as ever.
+      const line = parseHandshake(outcome.secret);
+      const claim = this.#secrets.claim(line.secret, this.#now());
       if (!claim.ok) return await refuse(claim.reason, true);
       attached = true;
       this.#onHandshake?.("accepted");
@@ -247,7 +256,10 @@ export class AttachListener {
         ? `[${addr.hostname}]:${addr.port}`
         : `${addr.hostname}:${addr.port}`;
       try {
-        claim.waiter({ conn, initial: outcome.initial, remoteAddr });
+        const handshake = line.mode === "resume"
+          ? { mode: line.mode, outOffset: line.outOffset }
+          : { mode: line.mode };
+        claim.waiter({ conn, initial: outcome.initial, remoteAddr, handshake });
       } catch {
         // The run could not take its client; nobody else will, so close it.
         attached = false;

@@ -1,5 +1,5 @@
 import { selfSignedCertificate } from "../tests/_tls.ts";
-import { equal, match, ok, rejects, throws } from "node:assert/strict";
+import { deepEqual, equal, match, ok, rejects, throws } from "node:assert/strict";
 import { createHash } from "node:crypto";
 import {
   type AttachConn,
@@ -113,6 +113,31 @@ Deno.test("attach hands over the connection with the bytes after the newline", a
   // Nothing of the agent's own precedes the process's output.
   equal(await readAll(conn), "process output");
   conn.close();
+});
+
+Deno.test("the handshake line's prefix chooses raw, framed or resume; the secret is the same table's", async () => {
+  await using listener = await listen();
+  const lines = (
+    s: string,
+  ) => [s, `oneoff-framed/1 ${s}`, `oneoff-resume/1 ${s} 1234`, `oneoff-resume/1 ${s} -`];
+  const seen: AttachedClient["handshake"][] = [];
+  for (const line of lines("x")) {
+    const { secret, hash } = newSecret();
+    const got = Promise.withResolvers<AttachedClient>();
+    listener.expect(hash, Date.now() + 60_000, got.resolve);
+    const conn = await Deno.connect({ hostname: HOST, port: listener.port });
+    await conn.write(encoder.encode(`${line.replace("x", secret)}\n`));
+    const client = await got.promise;
+    seen.push(client.handshake);
+    client.conn.close();
+    conn.close();
+  }
+  deepEqual(seen, [
+    { mode: "raw" },
+    { mode: "framed" },
+    { mode: "resume", outOffset: 1234 },
+    { mode: "resume", outOffset: null },
+  ]);
 });
 
 Deno.test("attach accepts a secret line ending in CRLF", async () => {

@@ -218,7 +218,9 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
         } else if (msg.type === "start_run") runner.start(msg.spec);
         else if (msg.type === "stop_run") runner.stop(msg.runId);
         else if (msg.type === "resize") runner.resize(msg.runId, msg.cols, msg.rows);
-        else if (msg.type === "logs_ack") runner.ackLogs(msg.runId, msg.batch);
+        else if (msg.type === "reattach") {
+          runner.reattach(msg.runId, msg.secretSha256, msg.expiresAt);
+        } else if (msg.type === "logs_ack") runner.ackLogs(msg.runId, msg.batch);
         else if (msg.type === "logs_nack") {
           log.warn("the server could not store a log batch: it goes again", {
             run: msg.runId,

@@ -5,7 +5,7 @@
  * @module
  */
 import type { AgentMessage, RunEnded, RunSpec, RunState } from "../protocol/mod.ts";
-import { logQuotaMarker, MAX_TIMER_MS, timerProblem } from "../protocol/mod.ts";
+import { logQuotaMarker, MAX_TIMER_MS, REATTACH_GRACE_MS, timerProblem } from "../protocol/mod.ts";
 import type { Clock, TimerId } from "../util/clock.ts";
 import { streamToFile } from "../util/file_batcher.ts";
 import { errorMessage, type Logger } from "../util/log.ts";
@@ -14,6 +14,7 @@ import type { LogShipper } from "./log_shipper.ts";
 import { Recorder } from "./recorder.ts";
 import type { ExitStatus, Sandbox, SandboxProcess } from "./sandbox/mod.ts";
 import { pipeSession } from "./session.ts";
+import { type FramedRun, startFramed } from "./_framed_run.ts";
 import type { SlugCache, SlugLease } from "./slug_cache.ts";
 
 /**
@@ -30,8 +31,8 @@ export const AGENT_STOPPED_REASON = "The agent was stopped";
 export interface AttachWaiter {
   /** Calls `onAttach` once, when a client presents the secret of that hash. */
   expect(secretSha256: string, expiresAt: number, onAttach: (client: AttachedClient) => void): void;
-  /** Forgets a secret; later attempts are told why. */
-  cancel(secretSha256: string): void;
+  /** Forgets a secret; later attempts are told why (`reason`, default: the window expired). */
+  cancel(secretSha256: string, reason?: string): void;
 }
 
 /** What a run needs from the agent around it. */
@@ -95,6 +96,7 @@ export class OneOff {
   #farewell: string | undefined;
   /** The agent is closing: nothing waits for acks any more. */
   #killed = false;
+  #framedSession: FramedRun | undefined;
   #done = Promise.withResolvers<void>();
 
   constructor(spec: RunSpec, host: RunHost) {
@@ -130,6 +132,8 @@ export class OneOff {
     const { secretSha256, expiresAt } = spec.attach;
     const { clock, listener } = this.#host;
     listener.expect(secretSha256, expiresAt, (client) => {
+      // The run's own secret starts a session; it never resumes one.
+      if (client.handshake?.mode === "resume") throw new Error("Not a first attach");
       clock.clearTimeout(this.#attachWindow);
       this.#launch(client).catch((err) => this.#finish("failed", { reason: errorMessage(err) }));
     });
@@ -213,6 +217,7 @@ export class OneOff {
     const { spec } = this;
     // Stopped while its sandbox started: the run has ended, there is nothing to keep.
     const recorder = this.#host.record && !this.#ended ? this.#record() : undefined;
+    if (client.handshake?.mode === "framed") return await this.#framed(process, client, recorder);
     const session = await pipeSession(process, client, {
       tty: spec.tty,
       ...(recorder
@@ -227,22 +232,49 @@ export class OneOff {
       onHangup: () => this.stop("stopped", "The client disconnected", "SIGHUP"),
       clock: this.#host.clock,
     });
-    const outcome = this.#outcome(session.status);
-    const unrecorded = recorder?.unrecorded;
-    if (unrecorded) {
-      // On the run, so that the timeline says the recording was cut, not only the transcript.
-      const cut =
-        `recording stopped at its quota of ${unrecorded.quotaBytes} bytes; ${unrecorded.bytes} bytes of the session not recorded`;
-      outcome[1] = {
-        ...outcome[1],
-        reason: outcome[1].reason ? `${outcome[1].reason}; ${cut}` : cut,
-      };
-    }
+    const outcome = this.#recordingCut(this.#outcome(session.status), recorder);
     await this.#finish(...outcome);
     if (this.#farewell) {
       await client.conn.write(encoder.encode(this.#farewell)).catch(() => {});
     }
     session.close();
+  }
+
+  /** The framed session of our CLI: see `_framed_session.ts`. */
+  async #framed(
+    process: SandboxProcess,
+    client: AttachedClient,
+    recorder: Recorder | undefined,
+  ): Promise<void> {
+    const { spec } = this;
+    const graceMs = spec.reattachGraceMs ?? REATTACH_GRACE_MS;
+    const session = startFramed(process, {
+      spec,
+      graceMs,
+      host: this.#host,
+      ...(recorder ? { recorder } : {}),
+      stop: (state, reason, signal) => this.stop(state, reason, signal),
+      resize: (cols, rows) => this.resize(cols, rows),
+    });
+    this.#framedSession = session;
+    session.attach(client);
+    const status = await session.run();
+    const outcome = this.#recordingCut(this.#outcome(status), recorder);
+    await this.#finish(...outcome);
+    const [state, detail] = outcome;
+    if (this.#farewell) session.notice(this.#farewell.trim().replace(/^oneoff: /, ""));
+    await session.end({
+      state,
+      exit_code: detail.exitCode ?? null,
+      signal: status.signal,
+      reason: detail.reason ?? null,
+    });
+    this.#framedSession = undefined;
+  }
+
+  /** The server asks to let another terminal reattach with this one-use secret. */
+  reattach(secretSha256: string, expiresAt: number): void {
+    this.#framedSession?.expect(secretSha256, expiresAt);
   }
 
   async #detached(process: SandboxProcess): Promise<void> {
@@ -344,6 +376,16 @@ export class OneOff {
     this.#recorder?.resend();
   }
 
+  /** On the run, so that the timeline says the recording was cut, not only the transcript. */
+  #recordingCut(outcome: [RunState, Detail], recorder: Recorder | undefined): [RunState, Detail] {
+    const unrecorded = recorder?.unrecorded;
+    if (!unrecorded) return outcome;
+    const cut =
+      `recording stopped at its quota of ${unrecorded.quotaBytes} bytes; ${unrecorded.bytes} bytes of the session not recorded`;
+    const reason = outcome[1].reason ? `${outcome[1].reason}; ${cut}` : cut;
+    return [outcome[0], { ...outcome[1], reason }];
+  }
+
   #outcome(status: ExitStatus): [RunState, Detail] {
     if (this.#ending) {
       return [this.#ending, {
@@ -407,6 +449,7 @@ export class OneOff {
     this.#clearTimers();
     process.kill("SIGKILL");
     await process.status.catch(() => {});
+    this.#framedSession?.close();
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
       this.#done.promise,

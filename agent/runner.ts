@@ -247,6 +247,11 @@ export class Runner {
     this.#runs.get(runId)?.resize(cols, rows);
   }
 
+  /** Lets another terminal reattach to a run's framed session with a one-use secret. */
+  reattach(runId: string, secretSha256: string, expiresAt: number): void {
+    this.#runs.get(runId)?.reattach(secretSha256, expiresAt);
+  }
+
   #ended(run: OneOff): void {
     const { runId } = run.spec;
     this.#runs.delete(runId);

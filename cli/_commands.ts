@@ -144,6 +144,20 @@ export const COMMANDS: readonly CommandSpec[] = [
     ],
   },
   {
+    name: "attach",
+    summary: "Reattach to a running attached one-off, e.g. from another terminal",
+    usage: ["attach -a APP [--silent] one-off-N"],
+    notes: [
+      "`oneoff run` reattaches by itself when its connection drops; `attach` takes the session over from another terminal (the first one is told and let go). It replays the output the agent still buffers and exits with the process's exit code.",
+      "Only the one who started the run, or an admin, may attach to it. A run that has ended cannot be attached to.",
+    ],
+    flags: [
+      APP,
+      { name: "silent", description: "Print nothing of the CLI's own on stderr" },
+    ],
+    examples: ["oneoff attach -a demo one-off-3"],
+  },
+  {
     name: "ps",
     summary: "List an app's one-offs",
     usage: ["ps -a APP [-n N] [--json]"],
@@ -348,7 +362,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "server",
     summary: "The HTTP API and dashboard",
     usage: [
-      "server [--http ADDR] [--database sqlite:PATH|postgres://...] [--data-dir DIR] [--join-token-file PATH] [--join-token-uses N] [--join-token-ttl DURATION] [--auto-approve] [--tls-cert PEM --tls-key PEM] [--trust-proxy LIST] [--audit-key-file PATH] [--max-slug-bytes N] [--max-slug-unpacked-bytes N] [--max-timeout DURATION] [--max-runs-per-app N] [--log-quota-per-run SIZE] [--audit-quota-per-session SIZE] [--config PATH] [--print-config]",
+      "server [--http ADDR] [--database sqlite:PATH|postgres://...] [--data-dir DIR] [--join-token-file PATH] [--join-token-uses N] [--join-token-ttl DURATION] [--auto-approve] [--tls-cert PEM --tls-key PEM] [--trust-proxy LIST] [--audit-key-file PATH] [--max-slug-bytes N] [--max-slug-unpacked-bytes N] [--max-timeout DURATION] [--max-runs-per-app N] [--log-quota-per-run SIZE] [--audit-quota-per-session SIZE] [--reattach-grace DURATION] [--config PATH] [--print-config]",
       "server [--log-retention DURATION] [--log-max-lines-per-app N] [--run-retention DURATION] [--audit-retention DURATION] [--keep-releases N] [--blob-grace DURATION]",
       "server backup --to DIR [--data-dir DIR] [--database URL] [--audit-key-file PATH]",
     ],
@@ -432,6 +446,13 @@ export const COMMANDS: readonly CommandSpec[] = [
         description:
           "Bytes of an attached session recorded; beyond, the recording stops (marked), the session goes on",
         default: "1 GiB",
+      },
+      {
+        name: "reattach-grace",
+        value: "DURATION",
+        description:
+          "How long a framed session's process keeps running after its client dropped, waiting for it to reattach; past it, SIGHUP",
+        default: "2m",
       },
       {
         name: "log-retention",

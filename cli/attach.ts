@@ -1,9 +1,11 @@
 /**
- * The CLI's side of port 5000: connect, send the secret, then copy bytes
- * both ways until the agent closes the stream.
+ * The CLI's side of port 5000: connect, send the handshake line, then the
+ * session: framed (our own, `_framed.ts`) or raw bytes both ways until the
+ * agent closes the stream.
  * @module
  */
-import type { AttachInfo } from "../protocol/mod.ts";
+import { type AttachInfo, FRAMED_PREFIX } from "../protocol/mod.ts";
+import { FramedClient, type FramedOutcome } from "./_framed.ts";
 import { CliError } from "./_io.ts";
 import type { ByteConn } from "./_tls.ts";
 
@@ -28,6 +30,8 @@ async function connect(info: Omit<AttachInfo, "secret">): Promise<ByteConn> {
   } catch (e) {
     throw new CliError(
       `Cannot connect to ${info.host}:${info.port}: ${e instanceof Error ? e.message : e}`,
+      1,
+      { cause: e },
     );
   }
 }
@@ -108,5 +112,66 @@ export async function attachStream(
     try {
       conn.close();
     } catch { /* already closed */ }
+  }
+}
+
+/** How to run a framed session. */
+export interface FramedAttachOptions {
+  tty: boolean;
+  silent: boolean;
+  /** A one-use resume secret from `POST .../attach` (another terminal) instead of the run's secret. */
+  resume?: boolean;
+}
+
+/**
+ * Attaches this terminal to a run in framed mode: the first attach with the
+ * run's secret, or (`resume`) a takeover with a resume secret. Resolves with
+ * the run's end when it came in band.
+ */
+export async function attachFramed(
+  info: Omit<AttachInfo, "secret">,
+  secret: string,
+  options: FramedAttachOptions,
+): Promise<FramedOutcome> {
+  const raw = options.tty && Deno.stdin.isTerminal();
+  const client = new FramedClient(() => connect(info), {
+    tty: options.tty,
+    silent: options.silent,
+    takeover: options.resume === true,
+  });
+  const restore = () => {
+    if (raw) {
+      try {
+        Deno.stdin.setRaw(false);
+      } catch { /* not a terminal any more */ }
+    }
+  };
+  const onWinch = () => {
+    const { columns, rows } = Deno.consoleSize();
+    client.resize(columns, rows);
+  };
+  // The user's own end (a closed terminal, kill, ^C of a pipe): a clean
+  // CLOSE, so that the process is hung up now rather than kept for the grace.
+  const ending = (code: number) => async () => {
+    await client.hangUp();
+    restore();
+    Deno.exit(code);
+  };
+  const signals: [Deno.Signal, () => void][] = [
+    ["SIGTERM", ending(143)],
+    ["SIGHUP", ending(129)],
+    ...(raw ? [["SIGWINCH", onWinch] as [Deno.Signal, () => void]] : [["SIGINT", ending(130)] as [
+      Deno.Signal,
+      () => void,
+    ]]),
+  ];
+  if (raw) Deno.stdin.setRaw(true);
+  for (const [name, listener] of signals) Deno.addSignalListener(name, listener);
+  try {
+    const line = options.resume ? `oneoff-resume/1 ${secret} -` : `${FRAMED_PREFIX}${secret}`;
+    return await client.run(line);
+  } finally {
+    restore();
+    for (const [name, listener] of signals) Deno.removeSignalListener(name, listener);
   }
 }

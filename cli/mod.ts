@@ -21,6 +21,7 @@ const LOADERS: Record<string, () => Promise<Command>> = {
   env: async () => (await import("./commands/apps.ts")).env,
   deploy: async () => (await import("./commands/apps.ts")).deploy,
   run: async () => (await import("./commands/run.ts")).run,
+  attach: async () => (await import("./commands/attach.ts")).attach,
   ps: async () => (await import("./commands/runs.ts")).ps,
   stop: async () => (await import("./commands/runs.ts")).stop,
   logs: async () => (await import("./commands/runs.ts")).logs,

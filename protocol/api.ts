@@ -154,6 +154,15 @@ export interface RunReply {
 /** `GET /apps/:app/runs/:run/attach`: 200 when ready, 202 while the agent prepares it. */
 export type AttachReply = { ready: true; attach: AttachTarget } | { ready: false };
 
+/**
+ * `POST /apps/:app/runs/:run/attach`: reattach to a running framed session
+ * from another terminal, with the one-use `secret` (`oneoff-resume/1 SECRET -`).
+ */
+export interface ReattachReply {
+  attach: AttachTarget;
+  secret: string;
+}
+
 /** `POST /apps/:app/runs/:run/stop` (202). */
 export interface StopReply {
   stopping: string;

@@ -40,6 +40,7 @@ export const ATTACH_REFUSALS = {
   used: "secret already used",
   expired: "attach window expired",
   limited: "too many failed attempts, try again later",
+  takenOver: "the session was attached from another terminal",
 } as const;
 
 /** One refusal reason. */

@@ -139,6 +139,8 @@ export type AgentMessage =
    */
   | { type: "logs"; runId: string; batch: number; records: LogRecord[] }
   | { type: "audit"; runId: string; seq: number; data: string }
+  /** Something happened to a framed session: a client reattached from `address`. */
+  | { type: "session_event"; runId: string; kind: "reattached"; at: number; address: string }
   /** The agent is stopping: place no more runs on it. */
   | { type: "draining" };
 
@@ -155,6 +157,11 @@ export type ServerMessage =
   | { type: "start_run"; spec: RunSpec }
   | { type: "stop_run"; runId: string }
   | { type: "resize"; runId: string; cols: number; rows: number }
+  /**
+   * Another terminal reattaches to a framed session (`oneoff attach`): the
+   * agent accepts this one-use resume secret (its hex SHA-256) until `expiresAt`.
+   */
+  | { type: "reattach"; runId: string; secretSha256: string; expiresAt: number }
   /** The server has no message for a while; the agent treats silence as a dead channel. */
   | { type: "heartbeat" }
   /** Batch `batch` of the run's output is committed to the store. */
@@ -205,6 +212,12 @@ const agentMessage: Decoder<AgentMessage> = byType({
   attach_ready: object({ runId: string, expiresAt: number }),
   logs: object({ runId: string, batch: integer, records: array(logRecord) }),
   audit: object({ runId: string, seq: integer, data: string }),
+  session_event: object({
+    runId: string,
+    kind: oneOf(["reattached"] as const),
+    at: number,
+    address: string,
+  }),
   draining: object({}),
 });
 
@@ -249,6 +262,7 @@ const serverMessage: Decoder<ServerMessage> = byType({
   start_run: object({ spec: runSpec }),
   stop_run: object({ runId: string }),
   resize: object({ runId: string, cols: integer, rows: integer }),
+  reattach: object({ runId: string, secretSha256: string, expiresAt: number }),
   heartbeat: object({}),
   logs_ack: object({ runId: string, batch: integer }),
   logs_nack: object({ runId: string, batch: integer, reason: string }),

@@ -69,6 +69,7 @@ Deno.test("every agent message survives the round trip through its decoder", () 
       records: [{ seq: 0, stream: "stderr", ts: 1, line: "x" }],
     },
     { type: "audit", runId: "r1", seq: 4, data: "AAAA" },
+    { type: "session_event", runId: "r1", kind: "reattached", at: 3, address: "10.0.0.5:4" },
     { type: "draining" },
   ];
   for (const msg of messages) {
@@ -86,6 +87,7 @@ Deno.test("every server message survives the round trip through its decoder", ()
     { type: "start_run", spec: detached },
     { type: "stop_run", runId: "r1" },
     { type: "resize", runId: "r1", cols: 100, rows: 30 },
+    { type: "reattach", runId: "r1", secretSha256: "ab".repeat(32), expiresAt: 5 },
     { type: "heartbeat" },
     { type: "logs_ack", runId: "r1", batch: 9 },
     { type: "logs_nack", runId: "r1", batch: 9, reason: "Store unavailable" },

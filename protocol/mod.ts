@@ -5,6 +5,7 @@
  *
  * - `run.ts`: run states, sizes, labels (`one-off-N`), sandbox kinds;
  * - `attach.ts`: the port 5000 handshake, its refusals, `--attach-info`;
+ * - `attach_frames.ts`: the framed attach protocol (frames, handshake lines);
  * - `channel.ts`: agent <-> server messages;
  * - `api.ts`, `api_requests.ts`: the HTTP API's replies, and its request
  *   bodies with their decoders;
@@ -20,6 +21,7 @@
 
 export * from "./run.ts";
 export * from "./attach.ts";
+export * from "./attach_frames.ts";
 export * from "./channel.ts";
 export * from "./api.ts";
 export * from "./api_requests.ts";

@@ -42,6 +42,8 @@ export interface TimelineEventData {
   "run.logs_missing": { run: string; missing: number; lines: number };
   /** A stop was asked for; `run.ended` follows when it took effect. */
   "run.stop": { run: string };
+  /** A framed session's client came back (or another terminal took it over) from `address`. */
+  "run.reattached": { run: string; address: string };
   /** Someone displayed a run's session recording, in this format. */
   "audit.viewed": { run: string; format: string };
   /** An admin rotated the audit key; `key` is the new key's id. */
@@ -137,6 +139,7 @@ const CHECKS: { [K in TimelineEventKind]: { [F in keyof TimelineEventData[K]]-?:
   "run.recovered": { run: isRun, command: isString },
   "run.logs_missing": { run: isRun, missing: isNumber, lines: isNumber },
   "run.stop": { run: isRun },
+  "run.reattached": { run: isRun, address: isString },
   "audit.viewed": { run: isRun, format: isString },
   "audit.key_rotated": { key: isString },
   "token.created": { role: oneOf(ROLES), name: isString },
@@ -264,6 +267,12 @@ export function describeEvent(event: UncheckedEventBody): Segment[] {
     }
     case "run.stop":
       return [text("asked "), seg("run", event.data.run), text(" to stop")];
+    case "run.reattached":
+      return [
+        text("reattached to "),
+        seg("run", event.data.run),
+        seg("note", ` (from ${event.data.address})`),
+      ];
     case "audit.viewed":
       return [
         text("viewed the session recording of "),

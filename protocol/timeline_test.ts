@@ -54,6 +54,10 @@ const SENTENCES: Record<TimelineEventKind, [TimelineEventBody, string]> = {
     "one-off-7 ended exited with exit code 1 after 1 min 1 s: rake db:migrate",
   ],
   "run.stop": [{ kind: "run.stop", data: { run: "one-off-8" } }, "asked one-off-8 to stop"],
+  "run.reattached": [
+    { kind: "run.reattached", data: { run: "one-off-8", address: "10.0.0.5:41234" } },
+    "reattached to one-off-8 (from 10.0.0.5:41234)",
+  ],
   "run.recovered": [
     { kind: "run.recovered", data: { run: "one-off-7", command: "sleep 600" } },
     "one-off-7 is running again (marked lost, but its agent came back still running it): sleep 600",

@@ -1,7 +1,7 @@
 /**
  * `oneoff server`'s limit flags: `--max-slug-unpacked-bytes` and
- * `--max-timeout`, `--log-quota-per-run`, `--audit-quota-per-session`, checked here so a bad value is a
- * usage error.
+ * `--max-timeout`, `--log-quota-per-run`, `--audit-quota-per-session`,
+ * `--reattach-grace`, checked here so a bad value is a usage error.
  * @module
  */
 import { parseDuration, UsageError } from "../cli/_io.ts";
@@ -10,7 +10,14 @@ import type { ServerConfig } from "../server/mod.ts";
 import { parseBytes } from "./_flags.ts";
 
 type Limits = Partial<
-  Pick<ServerConfig, "maxSlugUnpackedBytes" | "maxTimeoutMs" | "logQuotaBytes" | "auditQuotaBytes">
+  Pick<
+    ServerConfig,
+    | "maxSlugUnpackedBytes"
+    | "maxTimeoutMs"
+    | "logQuotaBytes"
+    | "auditQuotaBytes"
+    | "reattachGraceMs"
+  >
 >;
 
 /** The limit settings given on the command line. */
@@ -42,6 +49,14 @@ export function limitFlags(v: Record<string, string | undefined>): Limits {
   const auditQuota = v["audit-quota-per-session"];
   if (auditQuota !== undefined) {
     config.auditQuotaBytes = parseBytes("--audit-quota-per-session", auditQuota);
+  }
+  const grace = v["reattach-grace"];
+  if (grace !== undefined) {
+    const ms = parseDuration(grace);
+    if (ms < 1 || ms > MAX_TIMER_MS) {
+      throw new UsageError(`Invalid --reattach-grace "${grace}": give from 1ms to 24d`);
+    }
+    config.reattachGraceMs = ms;
   }
   return config;
 }

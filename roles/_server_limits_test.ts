@@ -20,4 +20,8 @@ Deno.test("server limit flags: sizes in bytes, --max-timeout a duration within a
   throws(() => limitFlags({ "log-quota-per-run": "lots" }), UsageError, "lots");
   deepEqual(limitFlags({ "audit-quota-per-session": "1GiB" }), { auditQuotaBytes: 1024 ** 3 });
   throws(() => limitFlags({ "audit-quota-per-session": "0" }), UsageError, "0");
+  deepEqual(limitFlags({ "reattach-grace": "5s" }), { reattachGraceMs: 5_000 });
+  for (const bad of ["0s", "25d", "soon"]) {
+    throws(() => limitFlags({ "reattach-grace": bad }), UsageError, bad);
+  }
 });

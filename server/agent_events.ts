@@ -24,6 +24,8 @@ export function routeAgentEvents(engine: RunEngine, ingest: Ingest): AgentEvents
           return await ingest.logs(agent, msg);
         case "audit":
           return await ingest.audit(agent, msg);
+        case "session_event":
+          return await engine.sessionEvent(agent, msg);
         case "draining":
           agent.draining = true;
           return;

@@ -30,6 +30,8 @@ export interface ServerConfig {
   attachWindowMs: number;
   /** Attached sessions with no byte either way for this long are killed. */
   idleTimeoutMs: number;
+  /** How long a framed session's process waits for its dropped client (default REATTACH_GRACE_MS). */
+  reattachGraceMs?: number;
   /** Default maximum duration of a run. */
   maxDurationMs: number;
   /** Bytes of a detached run's output stored (default DEFAULT_LOG_QUOTA_BYTES). */

@@ -21,7 +21,7 @@ import { errorMessage } from "../util/log.ts";
 import type { AgentDirectory, ConnectedAgent } from "./agent_directory.ts";
 import { AttachSecrets } from "./_attach_secret.ts";
 import { type Idempotency, IDEMPOTENCY_KEEP_MS, replayedRun } from "./_idempotency.ts";
-import { sha256Hex } from "./auth.ts";
+import { newToken, sha256Hex } from "./auth.ts";
 import type { ServerContext } from "./context.ts";
 import { HttpError } from "./http_error.ts";
 import { runKey } from "./signals.ts";
@@ -316,6 +316,7 @@ export class RunEngine {
       rows: run.rows,
       timeoutMs: run.timeout_ms,
       idleTimeoutMs: config.idleTimeoutMs,
+      ...(config.reattachGraceMs !== undefined ? { reattachGraceMs: config.reattachGraceMs } : {}),
       uploads: run.uploads,
       network: app.network,
       logQuotaBytes: config.logQuotaBytes ?? DEFAULT_LOG_QUOTA_BYTES,
@@ -359,6 +360,42 @@ export class RunEngine {
   resize(run: RunRow, cols: number, rows: number): void {
     const agent = run.agent_id ? this.#agents.get(run.agent_id) : undefined;
     agent?.send({ type: "resize", runId: run.id, cols, rows });
+  }
+
+  /**
+   * Lets another terminal reattach to a running attached run: a fresh
+   * one-use secret, handed to the run's agent; null when the agent is away.
+   */
+  reattach(run: RunRow): { secret: string; expiresAt: number } | null {
+    const agent = run.agent_id ? this.#agents.get(run.agent_id) : undefined;
+    if (!agent) return null;
+    const secret = newToken("resume");
+    const expiresAt = this.#clock.now() + this.#ctx.config.attachWindowMs;
+    const sent = agent.send({
+      type: "reattach",
+      runId: run.id,
+      secretSha256: sha256Hex(secret),
+      expiresAt,
+    });
+    return sent ? { secret, expiresAt } : null;
+  }
+
+  /** A framed session's event, reported by its agent: on the app's timeline. */
+  async sessionEvent(
+    agent: ConnectedAgent,
+    msg: Extract<AgentMessage, { type: "session_event" }>,
+  ): Promise<void> {
+    const { store } = this.#ctx;
+    const run = await store.runById(msg.runId);
+    if (!run || run.agent_id !== agent.id) return;
+    const app = await store.appById(run.app_id);
+    await store.addEvent({
+      app_id: run.app_id,
+      app_name: app?.name ?? null,
+      actor: run.actor,
+      kind: "run.reattached",
+      data: { run: runLabel(run.number), address: msg.address },
+    });
   }
 
   /** The agent expects an attached run's client from now on: kept on the run's row. */

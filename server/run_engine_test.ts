@@ -1,4 +1,5 @@
-import { deepEqual, equal, ok, rejects } from "node:assert/strict";
+import { deepEqual, equal, notEqual, ok, rejects } from "node:assert/strict";
+import { sha256Hex } from "./auth.ts";
 import { type AgentMessage, DEFAULT_SIZES, type RunEnded, type RunState } from "../protocol/mod.ts";
 import { FakeClock } from "../util/clock.ts";
 import { HttpError } from "./http_error.ts";
@@ -647,4 +648,45 @@ Deno.test("a run whose lines all arrived gets no note", async () => {
   });
   await clock.advance(20_000);
   equal((await f.ctx.store.runById(run.id))?.reason, null);
+});
+
+Deno.test("a reattach hands the run's agent a fresh one-use secret; its report is on the timeline", async () => {
+  await using f = await engineFixture({ reattachGraceMs: 5_000 });
+  const clock = clockNow();
+  using server = new Server(f.ctx, clock);
+  const agent = await server.agent("a1");
+  await server.join(agent);
+  const { run } = await server.engine.create(
+    f.app,
+    f.release,
+    runRequest({ attached: true }),
+    "alice",
+  );
+  equal(agent.started()[0]?.reattachGraceMs, 5_000, "the server's grace is in the spec");
+  const row = (await f.ctx.store.runById(run.id))!;
+  const granted = server.engine.reattach(row);
+  ok(granted);
+  const sent = agent.sent.find((m) => m.type === "reattach");
+  deepEqual(sent, {
+    type: "reattach",
+    runId: run.id,
+    secretSha256: sha256Hex(granted.secret),
+    expiresAt: granted.expiresAt,
+  });
+  notEqual(sha256Hex(granted.secret), row.secret_sha256, "not the run's own secret");
+  await server.events.message(agent, {
+    type: "session_event",
+    runId: run.id,
+    kind: "reattached",
+    at: clock.now(),
+    address: "10.0.0.5:41234",
+  });
+  const events = await f.ctx.store.listEvents({ limit: 10 });
+  const event = events.find((e) => e.kind === "run.reattached");
+  deepEqual([event?.actor, event?.data], ["alice", {
+    run: "one-off-1",
+    address: "10.0.0.5:41234",
+  }]);
+  agent.open = false;
+  equal(server.engine.reattach(row), null, "an agent away gives no secret");
 });

@@ -54,6 +54,10 @@ export interface SystemOptions {
   tls?: { cert: string; key: string };
   /** Metrics for the agent to keep. */
   agentMetrics?: AgentMetrics;
+  /** The agent's attach port on 127.0.0.1 (default a free one). */
+  attachPort?: number;
+  /** The host the agent tells clients to attach to (e.g. a proxy's address). */
+  advertise?: string;
 }
 
 /** Starts server + agent on free ports in a temp dir. */
@@ -72,7 +76,8 @@ export async function startSystem(options: SystemOptions = {}): Promise<TestSyst
     server: server.url,
     joinToken: server.joinToken,
     name: "test-agent",
-    attach: { hostname: "127.0.0.1", port: 0 },
+    attach: { hostname: "127.0.0.1", port: options.attachPort ?? 0 },
+    ...(options.advertise ? { advertise: options.advertise } : {}),
     dataDir: `${dir}/agent`,
     sandbox: options.sandbox ?? "bwrap",
     maxRuns: options.maxRuns ?? 20,

@@ -80,15 +80,15 @@ Deno.test("no-TTY: 50 MiB of random bytes go through cat and come back identical
   deepEqual(res.stderr, "", "--silent prints nothing extra");
 });
 
-Deno.test("no-TTY: stdout and stderr both reach the stream, half-close is EOF, the exit code is the CLI's", async () => {
+Deno.test("no-TTY: stdout and stderr reach the CLI's own fds, half-close is EOF, the exit code is the CLI's", async () => {
   await using sys = await startSystem();
   const res = await sys.cli(
     ["run", "-a", "demo", "--no-tty", "--silent", "--", "wc -c; echo err >&2; exit 7"],
     { stdin: "hello world\n" },
   );
   deepEqual(res.code, 7);
-  // Both streams share the one connection, as with `ssh host cmd` over a pipe.
-  deepEqual(res.stdout, "12\nerr\n");
+  // Framed mode keeps them apart (raw nc gets both on its one stream).
+  deepEqual([res.stdout, res.stderr], ["12\n", "err\n"]);
   const ps = JSON.parse((await sys.cli(["ps", "-a", "demo", "--json"])).stdout);
   deepEqual([ps[0].state, ps[0].exit_code], ["exited", 7]);
 });

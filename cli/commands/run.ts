@@ -4,6 +4,7 @@
  * @module
  */
 import {
+  ATTACH_REFUSALS,
   type AttachReply,
   type AttachTarget,
   isTerminal,
@@ -13,6 +14,7 @@ import {
   type RunInfo,
   type RunReply,
   type RunRequestBody,
+  type RunState,
   type RunUploadBody,
   type SizeName,
   type UploadReply,
@@ -20,7 +22,8 @@ import {
 import { commandSpec, type FlagSpec } from "../_commands.ts";
 import { CliError, err, out, parseDuration, UsageError } from "../_io.ts";
 import { Client } from "../client.ts";
-import { attachStream } from "../attach.ts";
+import { attachFramed, attachStream } from "../attach.ts";
+import type { FramedOutcome } from "../_framed.ts";
 import { OUTCOME_RETRY_MS } from "../_retry.ts";
 
 /** Parsed `oneoff run` options. */
@@ -266,7 +269,10 @@ async function afterStream(
 }
 
 /** Maps a finished run to the CLI's exit code, saying why when it is not the process's. */
-function exitCodeOf(run: RunInfo, silent: boolean): number {
+function exitCodeOf(
+  run: Pick<RunInfo, "label" | "state" | "exit_code" | "reason">,
+  silent: boolean,
+): number {
   const say = (text: string) => silent || err(`oneoff: ${text}\n`);
   switch (run.state) {
     case "exited":
@@ -342,16 +348,56 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   }
   if (!opts.silent) err(`Running ${run.label} of "${app}" on ${attach.host}:${attach.port}...\n`);
-  // Asked before attaching, so the exit code is known the moment the stream ends.
+  // Asked before attaching: the fallback when the end does not come in band.
   const ended = waitEnded(client, `${base}/runs/${run.label}`);
   ended.catch(() => {});
-  const { broken } = await attachStream(attach, secret, {
-    tty,
-    onResize: (cols, rows) => {
-      const resize: ResizeBody = { cols, rows };
-      client.request("POST", `${base}/runs/${run.label}/resize`, resize).catch(() => {});
-    },
+  const outcome = await attachFramed(attach, secret, { tty, silent: opts.silent });
+  if (outcome.refused === ATTACH_REFUSALS.unknown) {
+    // An agent older than framed mode reads the framed line as an unknown
+    // secret and leaves the real one unused: attach raw, as before.
+    const { broken } = await attachStream(attach, secret, {
+      tty,
+      onResize: (cols, rows) => {
+        const resize: ResizeBody = { cols, rows };
+        client.request("POST", `${base}/runs/${run.label}/resize`, resize).catch(() => {});
+      },
+    });
+    const final = await afterStream(
+      client,
+      `${base}/runs/${run.label}`,
+      ended,
+      broken,
+      opts.silent,
+    );
+    return exitCodeOf(final, opts.silent);
+  }
+  return await finalCode(client, `${base}/runs/${run.label}`, run.label, outcome, {
+    ended,
+    silent: opts.silent,
   });
-  const final = await afterStream(client, `${base}/runs/${run.label}`, ended, broken, opts.silent);
-  return exitCodeOf(final, opts.silent);
+}
+
+/**
+ * The CLI's exit code after a framed session: the end in band when it came
+ * (the server may be unreachable then), else the run's outcome from the server.
+ */
+export async function finalCode(
+  client: Client,
+  path: string,
+  label: string,
+  outcome: FramedOutcome,
+  options: { ended?: Promise<RunInfo>; silent: boolean },
+): Promise<number> {
+  const { exit, refused } = outcome;
+  if (exit) {
+    const state = exit.state as RunState;
+    return exitCodeOf(
+      { label, state, exit_code: exit.exit_code, reason: exit.reason },
+      options.silent,
+    );
+  }
+  if (refused && !options.silent) err(`oneoff: cannot attach to ${label}: ${refused}\n`);
+  const ended = options.ended ?? waitEnded(client, path);
+  const final = await afterStream(client, path, ended, true, options.silent);
+  return exitCodeOf(final, options.silent);
 }

@@ -12,6 +12,7 @@ import {
   IDEMPOTENCY_HEADER,
   isTerminal,
   MAX_LONG_POLL_S,
+  type ReattachReply,
   type ResizeReply,
   type RunCreatedReply,
   runLabel,
@@ -206,6 +207,54 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AppEnv> {
     return attach
       ? c.json({ ready: true, attach } satisfies AttachReply)
       : c.json({ ready: false } satisfies AttachReply, 202);
+  });
+
+  // Another terminal takes over a running framed session: only the one who
+  // started it, or an admin (a session is someone's shell).
+  app.post("/:run/attach", async (c) => {
+    const row = c.get("app");
+    const run = await loadRun(c, store, row);
+    const label = runLabel(run.number);
+    if (!run.attached) throw new HttpError(409, "not_attached", `${label} is a detached run`);
+    const auth = c.get("auth");
+    if (auth.token.role !== "admin" && auth.actor !== run.actor) {
+      throw new HttpError(
+        403,
+        "forbidden",
+        `Cannot attach to ${label}: only "${run.actor}", who started it, or an admin may`,
+      );
+    }
+    if (isTerminal(run.state)) {
+      throw new HttpError(
+        409,
+        "ended",
+        `Cannot attach to ${label}: it has already ended (${run.state}${
+          run.exit_code !== null ? `, exit code ${run.exit_code}` : ""
+        })`,
+      );
+    }
+    if (run.state !== "running") {
+      throw new HttpError(
+        409,
+        "not_running",
+        `Cannot attach to ${label}: it is ${run.state}, its own client attaches first`,
+      );
+    }
+    const granted = engine.reattach(run);
+    const agent = granted && run.agent_id ? await store.agentById(run.agent_id) : null;
+    if (!granted || !agent) {
+      throw new HttpError(503, "agent_unreachable", `Cannot attach to ${label}: its agent is away`);
+    }
+    const attach: AttachTarget = {
+      run: label,
+      app: row.name,
+      host: agent.attach_host,
+      port: agent.attach_port,
+      tls: agent.attach_tls,
+      expires_at: new Date(granted.expiresAt).toISOString(),
+    };
+    if (agent.tls_fingerprint) attach.tls_fingerprint = agent.tls_fingerprint;
+    return c.json({ attach, secret: granted.secret } satisfies ReattachReply);
   });
 
   app.post("/:run/stop", async (c) => {

@@ -1,0 +1,167 @@
+import { deepEqual, equal, ok } from "node:assert/strict";
+import {
+  countFrame,
+  encodeFrame,
+  FRAME,
+  type Frame,
+  FRAMED_WINDOW,
+  FrameDecoder,
+  readHello,
+} from "../protocol/mod.ts";
+import { FakeClock } from "../util/clock.ts";
+import type { AttachedClient } from "./attach_listener.ts";
+import { FramedSession } from "./_framed_session.ts";
+import { FakeProcess } from "./_testing.ts";
+import type { SandboxSpec } from "./sandbox/mod.ts";
+
+/** A client connection the test speaks through: `send` frames in, `frames` what came out. */
+function peer() {
+  const decoder = new FrameDecoder();
+  const frames: Frame[] = [];
+  const queue: Uint8Array[] = [];
+  let closed = false;
+  let waiting: ((n: number | null) => void) | undefined;
+  let target: Uint8Array | undefined;
+  const conn = {
+    read(buf: Uint8Array): Promise<number | null> {
+      const head = queue.shift();
+      if (head) {
+        buf.set(head);
+        return Promise.resolve(head.length);
+      }
+      if (closed) return Promise.resolve(null);
+      target = buf;
+      return new Promise((resolve) => waiting = resolve);
+    },
+    write(bytes: Uint8Array): Promise<number> {
+      if (closed) return Promise.reject(new Error("closed"));
+      frames.push(...decoder.push(bytes));
+      return Promise.resolve(bytes.length);
+    },
+    closeWrite: () => Promise.resolve(),
+    close() {
+      closed = true;
+      waiting?.(null);
+    },
+  };
+  return {
+    client: {
+      conn,
+      initial: new Uint8Array(),
+      remoteAddr: "10.0.0.9:5555",
+    } as unknown as AttachedClient,
+    frames,
+    send(frame: Uint8Array) {
+      if (waiting && target) {
+        target.set(frame);
+        const wake = waiting;
+        waiting = undefined;
+        wake(frame.length);
+      } else queue.push(frame);
+    },
+    /** The network drops the connection: no CLOSE. */
+    drop: () => conn.close(),
+    output: () =>
+      frames.filter((f) => f.type === FRAME.STDOUT).reduce((n, f) => n + f.payload.length, 0),
+  };
+}
+
+function setup(overrides: { idleTimeoutMs?: number; graceMs?: number } = {}) {
+  const clock = new FakeClock();
+  const process = new FakeProcess({ tty: false } as unknown as SandboxSpec);
+  const events: string[] = [];
+  let n = 0;
+  const session = new FramedSession(process, {
+    tty: false,
+    idleTimeoutMs: overrides.idleTimeoutMs ?? 30 * 60_000,
+    graceMs: overrides.graceMs ?? 120_000,
+    clock,
+    onIdle: () => events.push("idle"),
+    onHangup: () => events.push("hangup"),
+    onGraceOver: () => events.push("grace over"),
+    onResize: () => {},
+    onReattach: (address) => events.push(`reattach ${address}`),
+    issueSecret: () => `secret-${++n}`,
+  });
+  const running = session.run();
+  return { clock, process, events, session, running };
+}
+
+const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+Deno.test("keep-alives go out after 20 s of silence and never count as activity for the idle timeout", async () => {
+  const { clock, events, session, process } = setup({ idleTimeoutMs: 60_000 });
+  const a = peer();
+  session.attach(a.client, 0);
+  for (let t = 0; t < 50_000; t += 10_000) {
+    a.send(encodeFrame(FRAME.KEEPALIVE));
+    await clock.advance(10_000);
+  }
+  ok(a.frames.some((f) => f.type === FRAME.KEEPALIVE), "the agent sent keep-alives");
+  deepEqual(events, []);
+  a.send(encodeFrame(FRAME.KEEPALIVE));
+  await clock.advance(15_000);
+  deepEqual(events, ["idle"]);
+  process.exit(0);
+  session.close();
+});
+
+Deno.test("connected, no more than the 1 MiB window of output is in flight un-ACKed", async () => {
+  const { session, process } = setup();
+  const a = peer();
+  session.attach(a.client, 0);
+  const chunk = "x".repeat(64 * 1024);
+  for (let i = 0; i < 48; i++) process.write(chunk);
+  for (let i = 0; i < 20; i++) await settle();
+  const first = a.output();
+  ok(first <= FRAMED_WINDOW + 64 * 1024 && first >= FRAMED_WINDOW, `${first} bytes in flight`);
+  a.send(countFrame(FRAME.ACK, first));
+  for (let i = 0; i < 20; i++) await settle();
+  ok(a.output() > first, "an ACK lets more through");
+  process.exit(0);
+  session.close();
+});
+
+Deno.test("output while disconnected goes to a 1 MiB ring; the resume replays it and says what was dropped", async () => {
+  const { clock, events, session, process } = setup();
+  const a = peer();
+  session.attach(a.client, 0);
+  a.drop();
+  await settle();
+  const chunk = "y".repeat(64 * 1024);
+  for (let i = 0; i < 24; i++) process.write(chunk); // 1.5 MiB
+  for (let i = 0; i < 40; i++) await settle();
+  await clock.advance(60_000);
+  deepEqual(events, [], "within the grace nothing happens to the process");
+  const b = peer();
+  session.attach(b.client, 0);
+  for (let i = 0; i < 40; i++) await settle();
+  const hello = readHello(b.frames[0]!.payload)!;
+  const dropped = 24 * 64 * 1024 - FRAMED_WINDOW;
+  deepEqual([hello.resume, hello.outOffset, hello.inOffset], ["secret-2", dropped, 0]);
+  equal(
+    new TextDecoder().decode(b.frames[1]!.payload),
+    `oneoff: ${dropped} bytes of output dropped while disconnected`,
+  );
+  equal(b.output(), FRAMED_WINDOW);
+  deepEqual(events, ["reattach 10.0.0.9:5555"]);
+  process.exit(0);
+  session.close();
+});
+
+Deno.test("a client that stays away past the grace: the run is told, once", async () => {
+  const { clock, events, session, process } = setup({ graceMs: 5_000 });
+  const a = peer();
+  session.attach(a.client, 0);
+  a.send(encodeFrame(FRAME.STDIN, new TextEncoder().encode("hi\n")));
+  await settle();
+  a.drop();
+  await settle();
+  await clock.advance(4_000);
+  deepEqual(events, []);
+  await clock.advance(2_000);
+  deepEqual(events, ["grace over"]);
+  deepEqual(process.input, ["hi\n"]);
+  process.exit(129);
+  session.close();
+});
