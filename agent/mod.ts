@@ -9,6 +9,7 @@ import { createLogger, errorMessage, type Logger } from "../util/log.ts";
 import { AttachListener } from "./attach_listener.ts";
 import { raiseFileLimit } from "./_fd_limit.ts";
 import { ControlChannel } from "./control.ts";
+import { dialRelayBack } from "./relay_dial.ts";
 
 export { JoinRefusedError } from "./control.ts";
 import { SpoolBudget } from "./log_shipper.ts";
@@ -218,7 +219,14 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
         } else if (msg.type === "start_run") runner.start(msg.spec);
         else if (msg.type === "stop_run") runner.stop(msg.runId);
         else if (msg.type === "resize") runner.resize(msg.runId, msg.cols, msg.rows);
-        else if (msg.type === "logs_ack") runner.ackLogs(msg.runId, msg.batch);
+        else if (msg.type === "open_relay") {
+          dialRelayBack(msg, {
+            server: base,
+            credential: () => credential,
+            listener,
+            log: log.child("relay"),
+          });
+        } else if (msg.type === "logs_ack") runner.ackLogs(msg.runId, msg.batch);
         else if (msg.type === "logs_nack") {
           log.warn("the server could not store a log batch: it goes again", {
             run: msg.runId,

@@ -11,6 +11,8 @@ import type { ByteConn } from "./_tls.ts";
 export interface AttachOptions {
   tty: boolean;
   onResize?: (cols: number, rows: number) => void;
+  /** How to reach the stream (cli/_transport.ts's openAttachConn); default straight to the port. */
+  open?: (info: Omit<AttachInfo, "secret">) => Promise<ByteConn>;
 }
 
 async function connect(info: Omit<AttachInfo, "secret">): Promise<ByteConn> {
@@ -73,7 +75,7 @@ export async function attachStream(
   secret: string,
   options: AttachOptions,
 ): Promise<{ broken: boolean }> {
-  const conn = await connect(info);
+  const conn = await (options.open ?? connect)(info);
   await conn.write(new TextEncoder().encode(secret + "\n"));
   const raw = options.tty && Deno.stdin.isTerminal();
   const restore = () => {

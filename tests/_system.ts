@@ -54,6 +54,8 @@ export interface SystemOptions {
   tls?: { cert: string; key: string };
   /** Metrics for the agent to keep. */
   agentMetrics?: AgentMetrics;
+  /** The host the agent tells clients to attach to (e.g. one they cannot reach). */
+  advertise?: string;
 }
 
 /** Starts server + agent on free ports in a temp dir. */
@@ -81,6 +83,7 @@ export async function startSystem(options: SystemOptions = {}): Promise<TestSyst
     ...(options.record === false ? { record: false } : {}),
     ...(options.tls ? { tls: options.tls } : {}),
     ...(options.agentMetrics ? { metrics: options.agentMetrics } : {}),
+    ...(options.advertise ? { advertise: options.advertise } : {}),
   });
   const token = server.newAdminToken!;
   const env = () => ({ ONEOFF_SERVER: server.url, ONEOFF_TOKEN: token, HOME: dir, NO_COLOR: "1" });

@@ -21,6 +21,7 @@ import { commandSpec, type FlagSpec } from "../_commands.ts";
 import { CliError, err, out, parseDuration, UsageError } from "../_io.ts";
 import { Client } from "../client.ts";
 import { attachStream } from "../attach.ts";
+import { chooseVia, openAttachConn, type Via } from "../_transport.ts";
 import { OUTCOME_RETRY_MS } from "../_retry.ts";
 
 /** Parsed `oneoff run` options. */
@@ -35,6 +36,8 @@ export interface RunOptions {
   silent: boolean;
   attachInfo: boolean;
   timeoutMs?: number;
+  /** `--via`: how to reach the attach stream (checked when attaching). */
+  via?: string;
   /** With -d: print the run as JSON. */
   json: boolean;
   /** `--help` came among the options. */
@@ -114,6 +117,7 @@ function setValue(opts: RunOptions, name: string, value: string): void {
   else if (name === "type") opts.type = value;
   else if (name === "timeout") opts.timeoutMs = parseDuration(value);
   else if (name === "file") opts.files.push(value);
+  else if (name === "via") opts.via = value;
   else if (name === "env") {
     const at = value.indexOf("=");
     if (at <= 0) throw new UsageError(`Invalid -e "${value}": use KEY=VALUE`);
@@ -293,6 +297,7 @@ export async function run(args: string[]): Promise<number> {
   }
   const app = opts.app ?? Deno.env.get("ONEOFF_APP");
   if (!app) throw new UsageError("Which app? Give -a APP (or set ONEOFF_APP)");
+  const via: Via = chooseVia(opts.via);
   const client = await Client.load();
   client.quiet = opts.silent;
   const base = `/apps/${encodeURIComponent(app)}`;
@@ -341,12 +346,22 @@ export async function run(args: string[]): Promise<number> {
     out(JSON.stringify({ ...attach, secret }) + "\n");
     return 0;
   }
-  if (!opts.silent) err(`Running ${run.label} of "${app}" on ${attach.host}:${attach.port}...\n`);
+  if (!opts.silent) {
+    const where = via === "server" ? "through the server" : `on ${attach.host}:${attach.port}`;
+    err(`Running ${run.label} of "${app}" ${where}...\n`);
+  }
   // Asked before attaching, so the exit code is known the moment the stream ends.
   const ended = waitEnded(client, `${base}/runs/${run.label}`);
   ended.catch(() => {});
   const { broken } = await attachStream(attach, secret, {
     tty,
+    open: (info) =>
+      openAttachConn(info, {
+        via,
+        server: client.server,
+        token: client.bearer(),
+        silent: opts.silent,
+      }),
     onResize: (cols, rows) => {
       const resize: ResizeBody = { cols, rows };
       client.request("POST", `${base}/runs/${run.label}/resize`, resize).catch(() => {});
