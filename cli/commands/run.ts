@@ -21,7 +21,7 @@ import { commandSpec, type FlagSpec } from "../_commands.ts";
 import { CliError, err, out, parseDuration, UsageError } from "../_io.ts";
 import { Client } from "../client.ts";
 import { attachStream } from "../attach.ts";
-import { chooseVia, openAttachConn, type Via } from "../_transport.ts";
+import { chooseVia, openAttachConn, type Via, VIAS } from "../_transport.ts";
 import { OUTCOME_RETRY_MS } from "../_retry.ts";
 
 /** Parsed `oneoff run` options. */
@@ -117,8 +117,12 @@ function setValue(opts: RunOptions, name: string, value: string): void {
   else if (name === "type") opts.type = value;
   else if (name === "timeout") opts.timeoutMs = parseDuration(value);
   else if (name === "file") opts.files.push(value);
-  else if (name === "via") opts.via = value;
-  else if (name === "env") {
+  else if (name === "via") {
+    if (!(VIAS as readonly string[]).includes(value)) {
+      throw new UsageError(`Invalid --via "${value}": use direct, server or auto`);
+    }
+    opts.via = value;
+  } else if (name === "env") {
     const at = value.indexOf("=");
     if (at <= 0) throw new UsageError(`Invalid -e "${value}": use KEY=VALUE`);
     opts.env[value.slice(0, at)] = value.slice(at + 1);
