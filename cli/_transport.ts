@@ -54,6 +54,9 @@ export async function openAttachConn(
   try {
     return await connectDirect(info, timeoutMs);
   } catch (e) {
+    // Only an unreachable port falls back: a certificate that is not the
+    // pinned one is a warning about the agent, not about the network.
+    if (!(e instanceof Error) || !e.message.startsWith("Cannot connect to ")) throw e;
     if (!options.silent) {
       const why = e instanceof Error ? e.message.replace(/^Cannot connect to [^:]+:\d+: /, "") : e;
       err(
