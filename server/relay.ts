@@ -104,7 +104,12 @@ export class RelayHub {
         throw new HttpError(426, "upgrade_required", "The relay is a WebSocket");
       }
       const address = clientAddress(c);
-      const { socket, response } = Deno.upgradeWebSocket(c.req.raw, { idleTimeout: 30 });
+      // No ping timeout on the CLI's leg (Deno's default is 120 s): a CLI
+      // whose output is paused (a pager, a full pipe) holds back the stream,
+      // and a ping queued behind it would never be answered; on the direct
+      // path such a client waits as long as it likes, and so it does here.
+      // Keep-alives for idle load balancers travel in band (framed mode).
+      const { socket, response } = Deno.upgradeWebSocket(c.req.raw, { idleTimeout: 0 });
       const client = new RelayConn(socket);
       const relayId = randomBytes(18).toString("base64url");
       const timer = this.#clock.setTimeout(() => {
