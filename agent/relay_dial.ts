@@ -35,6 +35,7 @@ export async function dialRelayBack(
       },
     });
     options.listener.acceptRelayed(new RelayConn(ws), msg.clientAddress);
+    options.log.info("relay opened", { run: msg.runId, address: msg.clientAddress });
   } catch (err) {
     options.log.warn("cannot open the relay the server asked for", {
       run: msg.runId,

@@ -115,7 +115,10 @@ export class RelayHub {
       const timer = this.#clock.setTimeout(() => {
         if (!this.#pending.delete(relayId)) return;
         this.#log.warn("relay not opened by the agent in time", { run: label, agent: agent.name });
-        client.fail(`The agent did not open the relay within ${this.#dialTimeoutMs} ms`);
+        client.fail(
+          `The agent "${agent.name}" did not open the relay within ${this.#dialTimeoutMs} ms: ` +
+            "it may be older than the server, or unable to reach the server's URL",
+        );
       }, this.#dialTimeoutMs);
       this.#pending.set(relayId, {
         agentId: agent.id,
