@@ -30,6 +30,8 @@ export const RELAY_WINDOW = 1024 * 1024;
 export const AGENT_RELAY_PATH = "/agent/relay";
 /** Close code of a relay leg that ended in failure (its reason came in an `error` message). */
 export const RELAY_CLOSE_FAILED = 4000;
+/** Silence after which the server sends a keepalive on a relay leg (under common 60 s idle limits). */
+export const RELAY_KEEPALIVE_MS = 20_000;
 /** How long the agent has to dial back once asked to open a relay. */
 export const RELAY_DIAL_TIMEOUT_MS = 10_000;
 
@@ -40,12 +42,15 @@ export type RelayControl =
   /** The sender sends no more data (TCP's half-close). */
   | { type: "eof" }
   /** Why the sender is about to close the leg abnormally; the reader sees it as its error. */
-  | { type: "error"; reason: string };
+  | { type: "error"; reason: string }
+  /** Nothing was sent for a while: keeps idle proxies and load balancers from closing the leg. */
+  | { type: "keepalive" };
 
 const relayControl: Decoder<RelayControl> = byType({
   credit: object({ bytes: integer }),
   eof: object({}),
   error: object({ reason: string }),
+  keepalive: object({}),
 });
 
 /** Parses one control message; the error names what was wrong. */
@@ -59,6 +64,11 @@ export interface RelayConnOptions {
   remoteAddr?: Deno.NetAddr;
   /** Receive window in bytes (default RELAY_WINDOW). */
   window?: number;
+  /**
+   * Send a keepalive after this much silence (default none). Never seen by
+   * the reader, so it is no activity for the session's idle timeout.
+   */
+  keepaliveMs?: number;
 }
 
 /** How a relay leg ended: `clean` when closed normally, else the reason. */
@@ -95,6 +105,8 @@ export class RelayConn {
   #changed = Promise.withResolvers<void>();
   #opened = Promise.withResolvers<void>();
   #endedResolve: (end: RelayEnd) => void;
+  #lastSent = 0;
+  #keepalive: ReturnType<typeof setInterval> | undefined;
 
   /** Takes over `ws` (open or still connecting): its handlers are this connection's. */
   constructor(ws: WebSocket, options: RelayConnOptions = {}) {
@@ -110,6 +122,14 @@ export class RelayConn {
     ws.onerror = () => {};
     if (ws.readyState === WebSocket.OPEN) this.#open();
     else ws.onopen = () => this.#open();
+    const every = options.keepaliveMs;
+    if (every !== undefined) {
+      this.#keepalive = setInterval(() => {
+        // A leg with bytes still queued is not idle, and one more message would only queue too.
+        const quiet = Date.now() - this.#lastSent >= every && this.#ws.bufferedAmount === 0;
+        if (quiet && this.#ws.readyState === WebSocket.OPEN) this.#control({ type: "keepalive" });
+      }, Math.max(10, every / 2));
+    }
   }
 
   /** Bytes held here for this leg: received and unread, plus sent and not yet on the wire. */
@@ -156,6 +176,7 @@ export class RelayConn {
     const n = Math.min(bytes.length, this.#credit, RELAY_MAX_MESSAGE);
     // A copy: the caller may reuse its buffer as soon as this resolves.
     this.#ws.send(bytes.slice(0, n));
+    this.#lastSent = Date.now();
     this.#credit -= n;
     return n;
   }
@@ -208,6 +229,7 @@ export class RelayConn {
   #control(msg: RelayControl): void {
     try {
       this.#ws.send(JSON.stringify(msg));
+      this.#lastSent = Date.now();
     } catch { /* closing: the close event says the rest */ }
   }
 
@@ -222,7 +244,8 @@ export class RelayConn {
         }
         this.#credit += msg.bytes;
       } else if (msg.type === "eof") this.#eofIn = true;
-      else this.#remoteError = msg.reason;
+      else if (msg.type === "error") this.#remoteError = msg.reason;
+      else return;
       this.#wake();
       return;
     }
@@ -242,6 +265,7 @@ export class RelayConn {
   }
 
   #closed(code: number, reason: string): void {
+    clearInterval(this.#keepalive);
     const clean = code === 1000 && this.#remoteError === undefined;
     this.#end = {
       clean,

@@ -1,4 +1,5 @@
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
+import { waitFor } from "../tests/_wait.ts";
 import { dialRelay, RELAY_MAX_MESSAGE, RelayConn } from "./relay.ts";
 
 /** A server end and a client end of one real WebSocket on loopback. */
@@ -106,5 +107,32 @@ Deno.test("a peer that sends beyond its credit is cut off with a reason", async 
   equal(event.code, 4000);
   ok(reasons.some((r) => r.includes("beyond its credit")), reasons.join());
   ok(conn.bufferedBytes === 0);
+  await server.shutdown();
+});
+
+Deno.test("a quiet leg sends keepalives its reader never sees, and stops them when closed", async () => {
+  const accepted = Promise.withResolvers<RelayConn>();
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    const { socket, response } = Deno.upgradeWebSocket(req);
+    accepted.resolve(new RelayConn(socket, { keepaliveMs: 30 }));
+    return response;
+  });
+  const raw = await dialRelay(`ws://127.0.0.1:${(server.addr as Deno.NetAddr).port}/`);
+  const texts: string[] = [];
+  raw.onmessage = (e) => typeof e.data === "string" && texts.push(e.data);
+  const conn = await accepted.promise;
+  await waitFor(() => texts.filter((t) => t.includes("keepalive")).length >= 2, {
+    message: "two keepalives",
+    seen: () => texts,
+  });
+  // The far end's reader: a keepalive is no data and no EOF.
+  const peer = new RelayConn(raw);
+  raw.send(JSON.stringify({ type: "keepalive" }));
+  raw.send(new Uint8Array([7]));
+  const buf = new Uint8Array(4);
+  equal(await conn.read(buf), 1);
+  equal(buf[0], 7);
+  peer.close();
+  await conn.ended;
   await server.shutdown();
 });

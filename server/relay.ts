@@ -13,6 +13,7 @@ import { Hono } from "hono";
 import {
   isTerminal,
   RELAY_DIAL_TIMEOUT_MS,
+  RELAY_KEEPALIVE_MS,
   RELAY_MAX_MESSAGE,
   RelayConn,
   runLabel,
@@ -108,9 +109,9 @@ export class RelayHub {
       // whose output is paused (a pager, a full pipe) holds back the stream,
       // and a ping queued behind it would never be answered; on the direct
       // path such a client waits as long as it likes, and so it does here.
-      // Keep-alives for idle load balancers travel in band (framed mode).
+      // Keepalives for idle proxies go as relay messages instead, never seen by the session.
       const { socket, response } = Deno.upgradeWebSocket(c.req.raw, { idleTimeout: 0 });
-      const client = new RelayConn(socket);
+      const client = new RelayConn(socket, { keepaliveMs: RELAY_KEEPALIVE_MS });
       const relayId = randomBytes(18).toString("base64url");
       const timer = this.#clock.setTimeout(() => {
         if (!this.#pending.delete(relayId)) return;
@@ -174,7 +175,7 @@ export class RelayHub {
     this.#pending.delete(relayId);
     this.#clock.clearTimeout(pending.timer);
     const { socket, response } = Deno.upgradeWebSocket(req, { idleTimeout: 30 });
-    this.#join(pending, new RelayConn(socket), row.name);
+    this.#join(pending, new RelayConn(socket, { keepaliveMs: RELAY_KEEPALIVE_MS }), row.name);
     return response;
   }
 
