@@ -97,7 +97,14 @@ export class RelayHub {
           `${label} is ${run.state}: it cannot be attached to`,
         );
       }
-      const agent = run.agent_id ? this.#agents.get(run.agent_id) : undefined;
+      if (!run.agent_id) {
+        throw new HttpError(
+          409,
+          "not_attachable",
+          `${label} is ${run.state}: no agent carries it yet`,
+        );
+      }
+      const agent = this.#agents.get(run.agent_id);
       if (!agent) {
         throw new HttpError(503, "agent_unreachable", `The agent of ${label} is not connected`);
       }
