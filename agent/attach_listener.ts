@@ -187,6 +187,17 @@ export class AttachListener {
     }
   }
 
+  /**
+   * Takes a connection that did not come through the port, the relay through
+   * the server, into the very handshake of a TCP one (secret line, limit on
+   * failed attempts, refusals). `remoteAddr` is the client's address as the
+   * server saw it (`host` or `host:port`): the limit counts against it, not
+   * against the server's.
+   */
+  acceptRelayed(conn: AttachConn, remoteAddr: string): void {
+    this.#admit(withRemoteAddr(conn, remoteAddr));
+  }
+
   /** Connections still in their handshake (for tests and metrics). */
   get pendingHandshakes(): number {
     return this.#pending.size;
@@ -269,6 +280,23 @@ export class AttachListener {
       if (!attached) closeQuietly(conn);
     }
   }
+}
+
+/** `conn` seen as coming from `address` (`host`, `host:port` or `[v6]:port`). */
+function withRemoteAddr(conn: AttachConn, address: string): AttachConn {
+  const match = /^\[(.*)\]:(\d+)$/.exec(address) ?? /^([^:]*):(\d+)$/.exec(address);
+  const remoteAddr: Deno.NetAddr = {
+    transport: "tcp",
+    hostname: match ? match[1]! : address,
+    port: match ? Number(match[2]) : 0,
+  };
+  return {
+    remoteAddr,
+    read: (buf) => conn.read(buf),
+    write: (bytes) => conn.write(bytes),
+    closeWrite: () => conn.closeWrite(),
+    close: () => conn.close(),
+  };
 }
 
 function checkOptions(options: AttachListenerOptions): void {

@@ -9,6 +9,7 @@ import { createLogger, errorMessage, type Logger } from "../util/log.ts";
 import { AttachListener } from "./attach_listener.ts";
 import { raiseFileLimit } from "./_fd_limit.ts";
 import { ControlChannel } from "./control.ts";
+import { dialRelayBack } from "./relay_dial.ts";
 
 export { JoinRefusedError } from "./control.ts";
 import { SpoolBudget } from "./log_shipper.ts";
@@ -220,6 +221,13 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
         else if (msg.type === "resize") runner.resize(msg.runId, msg.cols, msg.rows);
         else if (msg.type === "reattach") {
           runner.reattach(msg.runId, msg.secretSha256, msg.expiresAt);
+        } else if (msg.type === "open_relay") {
+          dialRelayBack(msg, {
+            server: base,
+            credential: () => credential,
+            listener,
+            log: log.child("relay"),
+          });
         } else if (msg.type === "logs_ack") runner.ackLogs(msg.runId, msg.batch);
         else if (msg.type === "logs_nack") {
           log.warn("the server could not store a log batch: it goes again", {

@@ -87,12 +87,13 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "run",
     summary: "Start a one-off: attached to this terminal, or detached (-d)",
     usage: [
-      "run -a APP [-d] [-e K=V]... [-f PATH]... [-s SIZE] [-t TYPE] [--timeout DURATION] [--no-tty] [--silent] [--attach-info] [--json] [--] COMMAND...",
+      "run -a APP [-d] [-e K=V]... [-f PATH]... [-s SIZE] [-t TYPE] [--timeout DURATION] [--no-tty] [--via direct|server|auto] [--silent] [--attach-info] [--json] [--] COMMAND...",
     ],
     notes: [
       "Options come before the command: everything from the command's first word on is the command's own (use -- when it starts with a dash).",
       "One argument is a shell command line, run with /bin/sh -c as it is: 'for i in 1 2; do echo $i; done' loops in the one-off. Several arguments are the words of one command: each word with spaces or shell characters in it is quoted, so `oneoff run -- grep \"a b\" f` runs `grep 'a b' f`. The command line that ran is shown by `oneoff ps` and the timeline.",
       "The CLI exits with the process's exit code (124 when it timed out).",
+      "--via chooses the way to the attach stream: direct (the agent's port 5000), server (a WebSocket relay through the server's HTTP(S) port: through firewalls, HTTPS_PROXY and reverse proxies, to agents behind NAT) or auto, the default (direct if the port answers within 1.5 s, else the server, said once on stderr). ONEOFF_VIA sets the default.",
       "When the server cannot be reached (restarting, a proxy's 502/503/504, a dropped connection), the CLI says so once and retries, 250 ms doubling to 5 s between tries: for 30 s to start the run (every try carries the same Idempotency-Key, so a retry never starts a second run) and for 10 minutes to learn the run's outcome, which it then exits with. Other commands retry their reads for 30 s.",
     ],
     flags: [
@@ -122,6 +123,12 @@ export const COMMANDS: readonly CommandSpec[] = [
       },
       { name: "tty", description: "Use a terminal even when stdin is not one" },
       { name: "no-tty", description: "A plain byte stream, no terminal (for pipes)" },
+      {
+        name: "via",
+        value: "direct|server|auto",
+        description: "Attach straight to the agent's port, through the server, or either",
+        default: "auto",
+      },
       { name: "silent", description: "Print nothing of the CLI's own on stderr" },
       {
         name: "attach-info",
@@ -140,22 +147,29 @@ export const COMMANDS: readonly CommandSpec[] = [
       "oneoff run -a demo -t hello",
       "oneoff run -a demo -e DEBUG=1 -- rake db:migrate",
       "oneoff run -a demo -d -- 'for i in 1 2 3; do echo $i; sleep 1; done'",
+      "oneoff run -a demo --via server -- rake db:migrate",
       "label=$(oneoff run -a demo -d --json -- rake db:migrate | jq -r .label)",
     ],
   },
   {
     name: "attach",
     summary: "Reattach to a running attached one-off, e.g. from another terminal",
-    usage: ["attach -a APP [--silent] one-off-N"],
+    usage: ["attach -a APP [--via direct|server|auto] [--silent] one-off-N"],
     notes: [
       "`oneoff run` reattaches by itself when its connection drops; `attach` takes the session over from another terminal (the first one is told and let go). It replays the output the agent still buffers and exits with the process's exit code.",
       "Only the one who started the run, or an admin, may attach to it. A run that has ended cannot be attached to.",
     ],
     flags: [
       APP,
+      {
+        name: "via",
+        value: "direct|server|auto",
+        description: "Attach straight to the agent's port, through the server, or either",
+        default: "auto",
+      },
       { name: "silent", description: "Print nothing of the CLI's own on stderr" },
     ],
-    examples: ["oneoff attach -a demo one-off-3"],
+    examples: ["oneoff attach -a demo one-off-3", "oneoff attach -a demo --via server one-off-3"],
   },
   {
     name: "ps",

@@ -13,6 +13,8 @@ import type { ByteConn } from "./_tls.ts";
 export interface AttachOptions {
   tty: boolean;
   onResize?: (cols: number, rows: number) => void;
+  /** How to reach the stream (cli/_transport.ts's openAttachConn); default straight to the port. */
+  open?: (info: Omit<AttachInfo, "secret">) => Promise<ByteConn>;
 }
 
 async function connect(info: Omit<AttachInfo, "secret">): Promise<ByteConn> {
@@ -77,7 +79,7 @@ export async function attachStream(
   secret: string,
   options: AttachOptions,
 ): Promise<{ broken: boolean }> {
-  const conn = await connect(info);
+  const conn = await (options.open ?? connect)(info);
   await conn.write(new TextEncoder().encode(secret + "\n"));
   const raw = options.tty && Deno.stdin.isTerminal();
   const restore = () => {
@@ -121,6 +123,8 @@ export interface FramedAttachOptions {
   silent: boolean;
   /** A one-use resume secret from `POST .../attach` (another terminal) instead of the run's secret. */
   resume?: boolean;
+  /** How to reach the stream, called again for each reconnect (cli/_transport.ts's attachOpener). */
+  open?: (info: Omit<AttachInfo, "secret">) => Promise<ByteConn>;
 }
 
 /**
@@ -134,7 +138,7 @@ export async function attachFramed(
   options: FramedAttachOptions,
 ): Promise<FramedOutcome> {
   const raw = options.tty && Deno.stdin.isTerminal();
-  const client = new FramedClient(() => connect(info), {
+  const client = new FramedClient(() => (options.open ?? connect)(info), {
     tty: options.tty,
     silent: options.silent,
     takeover: options.resume === true,

@@ -64,6 +64,11 @@ export class Client {
     return new Client(server, token);
   }
 
+  /** The API token, for a request made outside this client (the relay's WebSocket). */
+  bearer(): string {
+    return this.#token;
+  }
+
   /** Say nothing of retries on stderr (`--silent`). */
   quiet = false;
 

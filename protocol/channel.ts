@@ -162,6 +162,13 @@ export type ServerMessage =
    * agent accepts this one-use resume secret (its hex SHA-256) until `expiresAt`.
    */
   | { type: "reattach"; runId: string; secretSha256: string; expiresAt: number }
+  /**
+   * A CLI attaches to `runId` through the server: dial back a WebSocket to
+   * AGENT_RELAY_PATH/`relayId` (one use, short-lived) and treat it as a
+   * connection to the attach port from `clientAddress` (the CLI's address as
+   * the server saw it, for the failed-attempt limit).
+   */
+  | { type: "open_relay"; relayId: string; runId: string; clientAddress: string }
   /** The server has no message for a while; the agent treats silence as a dead channel. */
   | { type: "heartbeat" }
   /** Batch `batch` of the run's output is committed to the store. */
@@ -263,6 +270,7 @@ const serverMessage: Decoder<ServerMessage> = byType({
   stop_run: object({ runId: string }),
   resize: object({ runId: string, cols: integer, rows: integer }),
   reattach: object({ runId: string, secretSha256: string, expiresAt: number }),
+  open_relay: object({ relayId: string, runId: string, clientAddress: string }),
   heartbeat: object({}),
   logs_ack: object({ runId: string, batch: integer }),
   logs_nack: object({ runId: string, batch: integer, reason: string }),

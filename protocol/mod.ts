@@ -7,6 +7,7 @@
  * - `attach.ts`: the port 5000 handshake, its refusals, `--attach-info`;
  * - `attach_frames.ts`: the framed attach protocol (frames, handshake lines);
  * - `channel.ts`: agent <-> server messages;
+ * - `relay.ts`: port 5000's stream over WebSockets through the server;
  * - `api.ts`, `api_requests.ts`: the HTTP API's replies, and its request
  *   bodies with their decoders;
  * - `timeline.ts`: timeline events and how they read;
@@ -23,6 +24,7 @@ export * from "./run.ts";
 export * from "./attach.ts";
 export * from "./attach_frames.ts";
 export * from "./channel.ts";
+export * from "./relay.ts";
 export * from "./api.ts";
 export * from "./api_requests.ts";
 export * from "./timeline.ts";

@@ -3,7 +3,12 @@
  * @module
  */
 import { Hono } from "hono";
-import { AGENT_CHANNEL_PATH, type ApiError, type HealthReply } from "../protocol/mod.ts";
+import {
+  AGENT_CHANNEL_PATH,
+  AGENT_RELAY_PATH,
+  type ApiError,
+  type HealthReply,
+} from "../protocol/mod.ts";
 import { type Clock, realClock } from "../util/clock.ts";
 import { ConnectedAgents } from "./agent_directory.ts";
 import { routeAgentEvents } from "./agent_events.ts";
@@ -15,6 +20,7 @@ import { dashboardRoutes, sessionAuth } from "./dashboard/mod.ts";
 import { errorHandler, HttpError } from "./http_error.ts";
 import { type AppEnv, appLoader } from "./_lookup.ts";
 import { Ingest } from "./ingest.ts";
+import { RelayHub } from "./relay.ts";
 import { RunEngine } from "./run_engine.ts";
 import { adminRoutes } from "./routes/admin.ts";
 import { adminAuditRoutes, auditRoutes } from "./routes/audit.ts";
@@ -31,6 +37,8 @@ export interface ServerApp {
   app: Hono;
   engine: RunEngine;
   hub: AgentHub;
+  /** The relays through the server (CLI ↔ agent WebSockets). */
+  relays: RelayHub;
   close(): void;
 }
 
@@ -50,10 +58,15 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
   const ingest = new Ingest(ctx, { clock });
   const hub = new AgentHub(ctx, { agents, events: routeAgentEvents(engine, ingest), clock });
   const limiter = new FailureLimiter({ limit: 10 });
+  const relays = new RelayHub(ctx, { agents, limiter, clock });
 
   const app = new Hono();
   const metrics = ctx.metrics ?? new ServerMetrics();
-  metrics.watch({ store: ctx.store, agentsOnline: () => agents.list().length });
+  metrics.watch({
+    store: ctx.store,
+    agentsOnline: () => agents.list().length,
+    relays: () => ({ active: relays.active, queuedBytes: relays.queuedBytes }),
+  });
   app.use("*", withRequestId, accessLog(ctx.log.child("http"), metrics));
   app.onError(errorHandler(ctx.log));
   app.notFound((c) =>
@@ -81,6 +94,11 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
     }
     return hub.accept(c.req.raw, clientAddress(c));
   });
+  // An agent's dial-back for one relayed session (its credential as bearer).
+  app.get(
+    `${AGENT_RELAY_PATH}/:id`,
+    (c) => relays.acceptAgent(c.req.raw, c.req.param("id"), clientAddress(c)),
+  );
   app.get("/agent/blobs/:sha", async (c) => {
     const presented = c.req.header("authorization")?.replace(/^Bearer /, "") ?? "";
     const hash = sha256Hex(presented);
@@ -111,6 +129,7 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
   api.use("/apps/:app/*", appLoader(ctx.store));
   api.route("/apps", appRoutes(ctx));
   api.route("/apps/:app/runs", runRoutes(ctx, engine));
+  api.route("/apps/:app/runs", relays.routes());
   api.route("/apps/:app/runs/:run", auditRoutes(ctx, ctx.audit));
   api.route("/apps/:app/uploads", uploadRoutes(ctx));
   api.route("/apps/:app/logs", logRoutes(ctx));
@@ -124,7 +143,9 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
     app,
     engine,
     hub,
+    relays,
     close() {
+      relays.close();
       hub.close();
       engine.close();
       ingest.close();

@@ -34,6 +34,8 @@ export interface MetricSources {
   store: Store;
   /** Agents connected to this server process. */
   agentsOnline(): number;
+  /** Relays joined through this server process, and the bytes they hold. */
+  relays?(): { active: number; queuedBytes: number };
 }
 
 /** Every metric the server keeps, in one registry. */
@@ -54,6 +56,10 @@ export class ServerMetrics {
   readonly logLinesDropped: Counter<"reason">;
   /** Bytes of encrypted audit chunks stored. */
   readonly auditBytes: Counter;
+  /** Bytes relayed between CLIs and agents, by direction (`in` = to the process). */
+  readonly relayBytes: Counter<"direction">;
+  /** Relays ended, by outcome (`closed` cleanly, or `failed`). */
+  readonly relays: Counter<"outcome">;
   #sources: MetricSources | undefined;
 
   constructor() {
@@ -101,7 +107,36 @@ export class ServerMetrics {
       help: "Bytes of encrypted audit chunks stored",
       registers,
     });
+    this.relayBytes = new Counter({
+      name: "oneoff_relay_bytes_total",
+      help: "Bytes relayed through the server between CLIs and agents, by direction " +
+        "(in = towards the process)",
+      labelNames: ["direction"] as const,
+      registers,
+    });
+    this.relays = new Counter({
+      name: "oneoff_relays_total",
+      help: "Relayed attach sessions ended, by outcome (closed cleanly, or failed)",
+      labelNames: ["outcome"] as const,
+      registers,
+    });
     const sources = () => this.#sources;
+    new Gauge({
+      name: "oneoff_relays_active",
+      help: "Relayed attach sessions joined through this server process",
+      registers,
+      collect() {
+        this.set(sources()?.relays?.().active ?? 0);
+      },
+    });
+    new Gauge({
+      name: "oneoff_relay_queued_bytes",
+      help: "Bytes the relays of this server process hold (bounded by the legs' credit windows)",
+      registers,
+      collect() {
+        this.set(sources()?.relays?.().queuedBytes ?? 0);
+      },
+    });
     new Gauge({
       name: "oneoff_runs",
       help: "Runs in the store, by state",

@@ -29,6 +29,7 @@ export type Need =
   | "mmdebstrap"
   | "systemd-analyze"
   | "nginx"
+  | "tinyproxy"
   | "root"
   | "cgroups";
 
@@ -135,6 +136,11 @@ export const REQUIREMENTS: Record<Need, Requirement> = {
   // docs/install.md's reverse proxy, in front of a real server.
   // The reverse proxy: docs/install.md's site, and trusted X-Forwarded-For / WebSocket upgrade.
   nginx: { package: "nginx", path: lookup("nginx", [...PATH_DIRS, "/usr/sbin", "/sbin"]) },
+  // An HTTP CONNECT proxy on loopback: the relay through HTTPS_PROXY (tests/relay_proxy_test.ts).
+  tinyproxy: {
+    package: "tinyproxy",
+    path: lookup("tinyproxy", [...PATH_DIRS, "/usr/sbin", "/sbin"]),
+  },
   root: { path: ROOT ? "uid 0" : undefined, hint: "run the tests as root" },
   cgroups: {
     path: "reason" in cgroups ? undefined : `cgroup v${cgroups.version}`,

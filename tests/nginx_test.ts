@@ -228,6 +228,23 @@ Deno.test(needs(["nginx", "openssl", "root"], {
       equal(deployed.code, 0, deployed.stderr);
       const attached = await cli(env, ["run", "-a", "demo", "--no-tty", "--", "echo via-nginx"]);
       deepEqual([attached.code, attached.stdout], [0, "via-nginx\n"], attached.stderr);
+      // The relay: the CLI's WebSocket and the agent's dial-back both pass nginx.
+      const relayed = await cli(env, [
+        "run",
+        "-a",
+        "demo",
+        "--no-tty",
+        "--via",
+        "server",
+        "--",
+        "echo relayed-via-nginx; exit 6",
+      ]);
+      deepEqual([relayed.code, relayed.stdout], [6, "relayed-via-nginx\n"], relayed.stderr);
+      await waitFor(async () => {
+        const log = await Deno.readTextFile(`${dir}/access.log`);
+        return /"GET \/api\/apps\/demo\/runs\/[^/ ]+\/relay[^"]*" 101 /.test(log) &&
+          /"GET \/agent\/relay\/[^"]*" 101 /.test(log);
+      }, { message: "nginx to log both relay legs as upgraded (101) requests" });
       const detached = await cli(env, ["run", "-a", "demo", "-d", "--", "echo detached-via-nginx"]);
       equal(detached.code, 0, detached.stderr);
       await waitFor(async () => {

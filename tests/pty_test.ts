@@ -130,3 +130,32 @@ Deno.test("deploy on a terminal shows the bytes sent on stderr; apps destroy ask
   match(destroy.output, /Destroyed app "big"/);
   deepEqual(await sys.server.ctx.store.appByName("big"), null);
 });
+
+Deno.test("port 5000 blocked: an interactive PTY session through the server, resize, Ctrl-C and the exit code", async () => {
+  // Advertised where nothing answers (TEST-NET-1): auto falls back to the relay.
+  await using sys = await startSystem({ advertise: "192.0.2.1" });
+  const term = new Terminal(["run", "-a", "demo", "bash"], sys.cliEnv(), { cols: 100, rows: 30 });
+  await term.waitFor(/attaching through the server/);
+  term.type("PS1='READY> '\r");
+  await term.waitFor(/READY> /);
+  let mark = term.output.length;
+  term.type("tty; stty size\r");
+  match(await term.waitFor(/30 100[\s\S]*READY> /, mark), /\/dev\/(pts\/\d+|console)\s/);
+  term.resize(120, 40);
+  await waitFor(async () => {
+    mark = term.output.length;
+    term.type("stty size\r");
+    const seen = await term.waitFor(/\d+ \d+\s[\s\S]*READY> /, mark);
+    return /40 120/.test(seen);
+  }, { message: "the shell to see the new size 40 120", seen: () => term.output.slice(mark) });
+  mark = term.output.length;
+  term.type("echo sleeping-$((6*7)); sleep 30; echo after-sleep\r");
+  await term.waitFor(/sleeping-42/, mark);
+  mark = term.output.length;
+  term.type("\x03");
+  await term.waitFor(/READY> /, mark);
+  deepEqual(term.output.slice(mark).includes("after-sleep\r"), false, "Ctrl-C reached the shell");
+  term.type("exit 5\r");
+  deepEqual(await term.exit, 5);
+  deepEqual(term.output.match(/attaching through the server/g)?.length, 1, "said once");
+});

@@ -9,6 +9,7 @@ import { parse } from "../_args.ts";
 import { appName, CliError, err, UsageError } from "../_io.ts";
 import { Client } from "../client.ts";
 import { attachFramed } from "../attach.ts";
+import { attachOpener, chooseVia, VIAS } from "../_transport.ts";
 import { finalCode } from "./run.ts";
 
 // The agent learns of the new secret over its control channel, which may
@@ -21,6 +22,11 @@ export async function attach(args: string[]): Promise<number> {
   const parsed = parse("attach", args);
   const app = appName(parsed.string("app"));
   const silent = parsed.flag("silent");
+  const given = parsed.string("via");
+  if (given !== undefined && !(VIAS as readonly string[]).includes(given)) {
+    throw new UsageError(`Invalid --via "${given}": use direct, server or auto`);
+  }
+  const via = chooseVia(given);
   const [label, ...rest] = parsed.positionals;
   if (!label || rest.length > 0) {
     throw new UsageError("attach needs exactly one run, e.g. one-off-3");
@@ -29,17 +35,23 @@ export async function attach(args: string[]): Promise<number> {
   client.quiet = silent;
   const path = `/apps/${encodeURIComponent(app)}/runs/${encodeURIComponent(label)}`;
   const { run } = await client.request<RunReply>("GET", path);
+  const open = attachOpener({ via, server: client.server, token: client.bearer(), silent });
   for (let tries = 1;; tries++) {
     const granted = await client.request<ReattachReply>("POST", `${path}/attach`);
     if (!silent && tries === 1) {
       err(
-        `Attaching to ${run.label} of "${app}" on ${granted.attach.host}:${granted.attach.port}...\n`,
+        `Attaching to ${run.label} of "${app}" ${
+          via === "server"
+            ? "through the server"
+            : `on ${granted.attach.host}:${granted.attach.port}`
+        }...\n`,
       );
     }
     const outcome = await attachFramed(granted.attach, granted.secret, {
       tty: run.tty,
       silent,
       resume: true,
+      open,
     });
     if (outcome.refused === "unknown secret" && tries < UNKNOWN_TRIES) {
       await new Promise((resolve) => setTimeout(resolve, UNKNOWN_WAIT_MS));

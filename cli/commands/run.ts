@@ -24,6 +24,7 @@ import { CliError, err, out, parseDuration, UsageError } from "../_io.ts";
 import { Client } from "../client.ts";
 import { attachFramed, attachStream } from "../attach.ts";
 import type { FramedOutcome } from "../_framed.ts";
+import { attachOpener, chooseVia, type Via, VIAS } from "../_transport.ts";
 import { OUTCOME_RETRY_MS } from "../_retry.ts";
 
 /** Parsed `oneoff run` options. */
@@ -38,6 +39,8 @@ export interface RunOptions {
   silent: boolean;
   attachInfo: boolean;
   timeoutMs?: number;
+  /** `--via`: how to reach the attach stream (checked when attaching). */
+  via?: string;
   /** With -d: print the run as JSON. */
   json: boolean;
   /** `--help` came among the options. */
@@ -117,7 +120,12 @@ function setValue(opts: RunOptions, name: string, value: string): void {
   else if (name === "type") opts.type = value;
   else if (name === "timeout") opts.timeoutMs = parseDuration(value);
   else if (name === "file") opts.files.push(value);
-  else if (name === "env") {
+  else if (name === "via") {
+    if (!(VIAS as readonly string[]).includes(value)) {
+      throw new UsageError(`Invalid --via "${value}": use direct, server or auto`);
+    }
+    opts.via = value;
+  } else if (name === "env") {
     const at = value.indexOf("=");
     if (at <= 0) throw new UsageError(`Invalid -e "${value}": use KEY=VALUE`);
     opts.env[value.slice(0, at)] = value.slice(at + 1);
@@ -299,6 +307,7 @@ export async function run(args: string[]): Promise<number> {
   }
   const app = opts.app ?? Deno.env.get("ONEOFF_APP");
   if (!app) throw new UsageError("Which app? Give -a APP (or set ONEOFF_APP)");
+  const via: Via = chooseVia(opts.via);
   const client = await Client.load();
   client.quiet = opts.silent;
   const base = `/apps/${encodeURIComponent(app)}`;
@@ -347,16 +356,26 @@ export async function run(args: string[]): Promise<number> {
     out(JSON.stringify({ ...attach, secret }) + "\n");
     return 0;
   }
-  if (!opts.silent) err(`Running ${run.label} of "${app}" on ${attach.host}:${attach.port}...\n`);
+  if (!opts.silent) {
+    const where = via === "server" ? "through the server" : `on ${attach.host}:${attach.port}`;
+    err(`Running ${run.label} of "${app}" ${where}...\n`);
+  }
+  const open = attachOpener({
+    via,
+    server: client.server,
+    token: client.bearer(),
+    silent: opts.silent,
+  });
   // Asked before attaching: the fallback when the end does not come in band.
   const ended = waitEnded(client, `${base}/runs/${run.label}`);
   ended.catch(() => {});
-  const outcome = await attachFramed(attach, secret, { tty, silent: opts.silent });
+  const outcome = await attachFramed(attach, secret, { tty, silent: opts.silent, open });
   if (outcome.refused === ATTACH_REFUSALS.unknown) {
     // An agent older than framed mode reads the framed line as an unknown
     // secret and leaves the real one unused: attach raw, as before.
     const { broken } = await attachStream(attach, secret, {
       tty,
+      open,
       onResize: (cols, rows) => {
         const resize: ResizeBody = { cols, rows };
         client.request("POST", `${base}/runs/${run.label}/resize`, resize).catch(() => {});

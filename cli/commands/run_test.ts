@@ -143,6 +143,7 @@ Deno.test("parseRunArgs reads every flag the command table declares for run", ()
     size: "M",
     type: "web",
     timeout: "1s",
+    via: "server",
   };
   for (const flag of commandSpec("run")!.flags) {
     const argv = [
@@ -157,4 +158,9 @@ Deno.test("parseRunArgs reads every flag the command table declares for run", ()
       doesNotThrow(() => parseRunArgs(argv), `-${flag.short}`);
     }
   }
+});
+
+Deno.test("parseRunArgs refuses a --via that is not direct, server or auto", () => {
+  throws(() => parseRunArgs(["--via", "carrier-pigeon", "true"]), /direct, server or auto/);
+  equal(parseRunArgs(["--via=server", "true"]).via, "server");
 });
