@@ -7,6 +7,8 @@
 import { createHash, randomBytes } from "node:crypto";
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { RELAY_WINDOW } from "../protocol/mod.ts";
+import { CutProxy } from "./_cut_proxy.ts";
+import { Proc } from "./_processes.ts";
 import { startSystem, type TestSystem } from "./_system.ts";
 import { waitFor } from "./_wait.ts";
 
@@ -32,7 +34,9 @@ Deno.test("port 5000 blocked: auto falls back to the server and says so once; st
     { stdin: "hello world\n" },
   );
   equal(res.code, 7, res.stderr);
-  deepEqual(res.stdout, "12\nerr\n");
+  // Framed through the relay too: the process's stderr on the CLI's stderr.
+  deepEqual(res.stdout, "12\n");
+  equal(res.stderr.split("\n").filter((l) => l === "err").length, 1, res.stderr);
   const said = res.stderr.match(/attaching through the server/g) ?? [];
   equal(said.length, 1, res.stderr);
   match(res.stderr, new RegExp(`cannot reach the agent at ${UNREACHABLE.replaceAll(".", "\\.")}`));
@@ -111,4 +115,33 @@ Deno.test("a CLI that stops reading pauses the process: what the relay holds sta
     await child.status;
     await child.stdout.cancel();
   }
+});
+
+Deno.test("port 5000 blocked: a cut of the relay hop is reattached through the server, every line once", async () => {
+  await using sys = await startSystem({ advertise: UNREACHABLE });
+  // The CLI reaches the server only through a proxy the test cuts: a cut
+  // drops the CLI's leg of the relay without a clean close.
+  const port = Number(new URL(sys.url).port);
+  await using proxy = new CutProxy({ hostname: "127.0.0.3", port }, {
+    hostname: "127.0.0.1",
+    port,
+  });
+  const cmd = "for i in $(seq 0 99); do seq $((i*1000+1)) $((i*1000+1000)); sleep 0.02; done; " +
+    "exit 4";
+  await using run = new Proc(["run", "-a", "demo", "--no-tty", "--via", "server", "--", cmd], {
+    env: { ...sys.cliEnv(), ONEOFF_SERVER: `http://127.0.0.3:${port}` },
+  });
+  for (const at of [100_000, 400_000]) {
+    await waitFor(() => run.stdout.length > at, {
+      message: `${at} bytes of output`,
+      seen: () => run.stderr,
+    });
+    proxy.cut();
+  }
+  const status = await run.status();
+  const expected = Array.from({ length: 100_000 }, (_, i) => `${i + 1}\n`).join("");
+  equal(run.stdout.length, expected.length, run.stderr);
+  ok(run.stdout === expected, "every line exactly once, in order");
+  equal(status.code, 4, run.stderr);
+  match(run.stderr, /oneoff: reconnected\n/);
 });
