@@ -23,6 +23,7 @@ import { AttachSecrets } from "./_attach_secret.ts";
 import { type Idempotency, IDEMPOTENCY_KEEP_MS, replayedRun } from "./_idempotency.ts";
 import { sha256Hex } from "./auth.ts";
 import type { ServerContext } from "./context.ts";
+import { appIdleTimeoutMs, appReattachGraceMs } from "./app_settings.ts";
 import { HttpError } from "./http_error.ts";
 import { runKey } from "./signals.ts";
 import type { AppRow, ReleaseRow, RunRow } from "./store/mod.ts";
@@ -169,6 +170,7 @@ export class RunEngine {
       cols: req.cols,
       rows: req.rows,
       timeout_ms: req.timeoutMs,
+      idle_timeout_ms: req.attached ? appIdleTimeoutMs(this.#ctx.config, app) : null,
       actor,
       secret_sha256: secret ? sha256Hex(secret) : null,
       expires_at: null,
@@ -315,9 +317,12 @@ export class RunEngine {
       cols: run.cols,
       rows: run.rows,
       timeoutMs: run.timeout_ms,
-      idleTimeoutMs: config.idleTimeoutMs,
+      // The app's settings (app_settings.ts); a run keeps the idle timeout it was created with.
+      idleTimeoutMs: run.idle_timeout_ms ?? appIdleTimeoutMs(config, app),
+      reattachGraceMs: appReattachGraceMs(app),
       uploads: run.uploads,
       network: app.network,
+      ...(app.network === "isolated" && app.host_ports.length ? { hostPorts: app.host_ports } : {}),
       logQuotaBytes: config.logQuotaBytes ?? DEFAULT_LOG_QUOTA_BYTES,
       auditQuotaBytes: config.auditQuotaBytes ?? DEFAULT_AUDIT_QUOTA_BYTES,
     };

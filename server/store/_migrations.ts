@@ -375,6 +375,36 @@ const AGENT_CREDENTIALS_POSTGRES = `
   );
 `;
 
+// App settings (`oneoff apps set`): the host ports an isolated run may
+// reach, and the idle timeout and reattach grace of attached runs (null:
+// the server's default). A run keeps the idle timeout it started with, so
+// `ps` shows what applies to it. Lines a run sent past its log quota are
+// counted here, so that the count (and the quota) survive a restart.
+const APP_SETTINGS_SQLITE = `
+  ALTER TABLE apps ADD COLUMN host_ports TEXT NOT NULL DEFAULT '[]';
+  ALTER TABLE apps ADD COLUMN idle_timeout_ms INTEGER;
+  ALTER TABLE apps ADD COLUMN reattach_grace_ms INTEGER;
+  ALTER TABLE runs ADD COLUMN idle_timeout_ms INTEGER;
+  CREATE TABLE run_log_overage (
+    run_id TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    lines INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+  ) WITHOUT ROWID;
+`;
+const APP_SETTINGS_POSTGRES = `
+  alter table apps add column host_ports jsonb not null default '[]';
+  alter table apps add column idle_timeout_ms bigint;
+  alter table apps add column reattach_grace_ms bigint;
+  alter table runs add column idle_timeout_ms bigint;
+  create table run_log_overage (
+    run_id text primary key references runs (id) on delete cascade,
+    seq bigint not null,
+    lines bigint not null,
+    bytes bigint not null
+  );
+`;
+
 /** Every migration, in the order they apply. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "initial schema", sqlite: INITIAL_SQLITE, postgres: INITIAL_POSTGRES },
@@ -409,5 +439,11 @@ export const MIGRATIONS: readonly Migration[] = [
     name: "agent credentials and join tokens",
     sqlite: AGENT_CREDENTIALS_SQLITE,
     postgres: AGENT_CREDENTIALS_POSTGRES,
+  },
+  {
+    version: 9,
+    name: "app settings and log overage",
+    sqlite: APP_SETTINGS_SQLITE,
+    postgres: APP_SETTINGS_POSTGRES,
   },
 ];

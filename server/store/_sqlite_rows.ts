@@ -70,6 +70,9 @@ export function toApp(r: Row): AppRow {
     id: num(r.id),
     name: str(r.name),
     network: str(r.network) as NetworkMode,
+    host_ports: json<number[]>(r.host_ports),
+    idle_timeout_ms: numOrNull(r.idle_timeout_ms),
+    reattach_grace_ms: numOrNull(r.reattach_grace_ms),
     created_at: date(r.created_at),
   };
 }
@@ -105,6 +108,7 @@ export function toRun(r: Row): RunRow {
     cols: num(r.cols),
     rows: num(r.rows),
     timeout_ms: num(r.timeout_ms),
+    idle_timeout_ms: numOrNull(r.idle_timeout_ms),
     agent_id: strOrNull(r.agent_id),
     exit_code: numOrNull(r.exit_code),
     reason: strOrNull(r.reason),

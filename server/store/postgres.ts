@@ -10,12 +10,14 @@ import {
   type AgentRow,
   type AgentTrust,
   type AppRow,
+  type AppSettings,
   type ArchivedRun,
   type AuditChunkRow,
   ConflictError,
   type EventRow,
   type IdempotencyRow,
   type JoinTokenRow,
+  type LogOverage,
   type LogPrune,
   type LogQuery,
   type LogRow,
@@ -23,6 +25,7 @@ import {
   type NewLog,
   type NewRun,
   type ReleaseRow,
+  type RunLogUsage,
   type RunQuery,
   type RunRow,
   type RunUpdate,
@@ -63,7 +66,7 @@ async function lockMigrations(tx: postgres.TransactionSql<{ int8: number }>): Pr
   await tx`select pg_advisory_xact_lock(hashtext('oneoff:' || coalesce(current_schema(), '')))`;
 }
 
-const APP_COLUMNS = "id, name, network, created_at";
+const APP_COLUMNS = "id, name, network, host_ports, idle_timeout_ms, reattach_grace_ms, created_at";
 const LOG_COLUMNS = "id, app_id, ts, source, stream, line";
 const OPTIONAL_RUN_FIELDS = [
   "agent_id",
@@ -199,6 +202,24 @@ class PostgresStore implements Store {
     await this.#sql`update apps set network = ${network} where id = ${id}`;
   }
 
+  async updateAppSettings(id: number, settings: AppSettings): Promise<AppRow | null> {
+    const sql = this.#sql;
+    const s = settings;
+    // coalesce keeps what is not given; a null given (the server's default)
+    // is told apart by its own flag, since coalesce cannot.
+    const [app] = await sql<AppRow[]>`
+      update apps set
+        network = coalesce(${s.network ?? null}::text, network),
+        host_ports = coalesce(${s.host_ports ? sql.json(s.host_ports) : null}::jsonb, host_ports),
+        idle_timeout_ms = case when ${s.idle_timeout_ms !== undefined}::boolean
+          then ${s.idle_timeout_ms ?? null}::int8 else idle_timeout_ms end,
+        reattach_grace_ms = case when ${s.reattach_grace_ms !== undefined}::boolean
+          then ${s.reattach_grace_ms ?? null}::int8 else reattach_grace_ms end
+      where id = ${id}
+      returning ${sql.unsafe(APP_COLUMNS)}`;
+    return app ?? null;
+  }
+
   async destroyApp(id: number): Promise<void> {
     // Foreign keys cascade to env, releases and runs, and null the app on
     // events, whose app_name keeps the timeline readable. Logs have no
@@ -278,11 +299,13 @@ class PostgresStore implements Store {
         returning id, last_run
       )
       insert into runs (id, app_id, number, command, state, attached, tty, size, release_id,
-        env_overrides, uploads, cols, rows, timeout_ms, actor, secret_sha256, expires_at)
+        env_overrides, uploads, cols, rows, timeout_ms, idle_timeout_ms, actor, secret_sha256,
+        expires_at)
       select ${row.id}::text, id, last_run, ${row.command}::text, 'pending',
         ${row.attached}::boolean, ${row.tty}::boolean, ${row.size}::text, ${row.release_id}::int,
         ${sql.json(row.env_overrides)}::jsonb, ${sql.json(row.uploads)}::jsonb,
-        ${row.cols}::int, ${row.rows}::int, ${row.timeout_ms}::int8, ${row.actor}::text,
+        ${row.cols}::int, ${row.rows}::int, ${row.timeout_ms}::int8,
+        ${row.idle_timeout_ms ?? null}::int8, ${row.actor}::text,
         ${row.secret_sha256}::text, ${row.expires_at}::timestamptz
       from app
       returning *`;
@@ -448,6 +471,64 @@ class PostgresStore implements Store {
     const [row] = await this.#sql<{ n: number }[]>`
       select count(*)::int8 as n from logs where run_id = ${runId}`;
     return row!.n;
+  }
+
+  async runLogUsage(runId: string): Promise<RunLogUsage> {
+    const sql = this.#sql;
+    const [stored] = await sql<{ bytes: number; seq: number }[]>`
+      select coalesce(sum(octet_length(line) + 1), 0)::int8 as bytes,
+        coalesce(max(seq), -1)::int8 as seq
+      from logs where run_id = ${runId}`;
+    const [over] = await sql<LogOverage[]>`
+      select seq, lines, bytes from run_log_overage where run_id = ${runId}`;
+    return {
+      bytes: stored!.bytes,
+      seq: Math.max(stored!.seq, over?.seq ?? -1),
+      overLines: over?.lines ?? 0,
+      overBytes: over?.bytes ?? 0,
+    };
+  }
+
+  async saveLogOverage(runId: string, overage: LogOverage): Promise<void> {
+    // A run already gone (pruned, its app destroyed) has nothing to count.
+    await this.#sql`
+      insert into run_log_overage (run_id, seq, lines, bytes)
+      select ${runId}::text, ${overage.seq}::int8, ${overage.lines}::int8, ${overage.bytes}::int8
+      where exists (select 1 from runs where id = ${runId})
+      on conflict (run_id) do update set
+        seq = excluded.seq, lines = excluded.lines, bytes = excluded.bytes`;
+  }
+
+  async appLogBytes(appId: number): Promise<number> {
+    const [row] = await this.#sql<{ n: number }[]>`
+      select coalesce(sum(octet_length(line) + 1), 0)::int8 as n from logs where app_id = ${appId}`;
+    return row!.n;
+  }
+
+  async trimLogBytes(
+    appId: number,
+    bytes: number,
+    limit: number,
+  ): Promise<{ lines: number; bytes: number }> {
+    if (bytes <= 0) return { lines: 0, bytes: 0 };
+    // The oldest lines by id, with a running total: the cut is the first
+    // line at which the total reaches `bytes`.
+    const [row] = await this.#sql<{ last: number | null; lines: number; bytes: number }[]>`
+      with oldest as (
+        select id, sum(octet_length(line) + 1) over (order by id) as total
+        from (select id, line from logs where app_id = ${appId} order by id limit ${limit}) o
+      ), cut as (
+        select coalesce(
+          (select min(id) from oldest where total >= ${bytes}),
+          (select max(id) from oldest)
+        ) as last
+      ), gone as (
+        delete from logs where app_id = ${appId} and id <= (select last from cut)
+        returning octet_length(line) + 1 as n
+      )
+      select (select last from cut) as last, count(*)::int8 as lines,
+        coalesce(sum(n), 0)::int8 as bytes from gone`;
+    return { lines: row!.lines, bytes: row!.bytes };
   }
 
   async appendLogs(appId: number, lines: NewLog[]): Promise<number> {

@@ -10,12 +10,14 @@ import {
   type AgentRow,
   type AgentTrust,
   type AppRow,
+  type AppSettings,
   type ArchivedRun,
   type AuditChunkRow,
   ConflictError,
   type EventRow,
   type IdempotencyRow,
   type JoinTokenRow,
+  type LogOverage,
   type LogPrune,
   type LogQuery,
   type LogRow,
@@ -23,6 +25,7 @@ import {
   type NewLog,
   type NewRun,
   type ReleaseRow,
+  type RunLogUsage,
   type RunQuery,
   type RunRow,
   type RunUpdate,
@@ -65,7 +68,16 @@ function isUniqueViolation(error: unknown): boolean {
 }
 
 const RUN_COLUMNS = "id, app_id, number, command, state, attached, tty, size, release_id, " +
-  "env_overrides, uploads, cols, rows, timeout_ms, actor, secret_sha256, expires_at, created_at";
+  "env_overrides, uploads, cols, rows, timeout_ms, idle_timeout_ms, actor, secret_sha256, " +
+  "expires_at, created_at";
+
+/** The columns `updateAppSettings` may write (names of {@link AppSettings}). */
+const APP_SETTING_COLUMNS = [
+  "network",
+  "host_ports",
+  "idle_timeout_ms",
+  "reattach_grace_ms",
+] as const;
 
 class SqliteStore implements Store {
   #db: DatabaseSync;
@@ -246,6 +258,23 @@ class SqliteStore implements Store {
     });
   }
 
+  updateAppSettings(id: number, settings: AppSettings): Promise<AppRow | null> {
+    return settle(() => {
+      const sets: string[] = [];
+      const values: SQLInputValue[] = [];
+      for (const column of APP_SETTING_COLUMNS) {
+        const value = settings[column];
+        if (value === undefined) continue;
+        sets.push(`${column} = ?`);
+        values.push(column === "host_ports" ? JSON.stringify(value) : value as SQLInputValue);
+      }
+      const row = sets.length === 0
+        ? this.#get("SELECT * FROM apps WHERE id = ?", id)
+        : this.#write(`UPDATE apps SET ${sets.join(", ")} WHERE id = ? RETURNING *`, ...values, id);
+      return row === undefined ? null : toApp(row);
+    });
+  }
+
   destroyApp(id: number): Promise<void> {
     // Foreign keys cascade to env, releases, runs and logs, and null the app
     // on events, whose app_name keeps the timeline readable. Audit chunks
@@ -344,10 +373,12 @@ class SqliteStore implements Store {
            VALUES (:id, :app_id,
              (SELECT coalesce(max(number), 0) + 1 FROM runs WHERE app_id = :app_id),
              :command, 'pending', :attached, :tty, :size, :release_id, :env_overrides, :uploads,
-             :cols, :rows, :timeout_ms, :actor, :secret_sha256, :expires_at, :created_at)
+             :cols, :rows, :timeout_ms, :idle_timeout_ms, :actor, :secret_sha256, :expires_at,
+             :created_at)
            RETURNING *`,
         ).all({
           ...row,
+          idle_timeout_ms: row.idle_timeout_ms ?? null,
           attached: row.attached ? 1 : 0,
           tty: row.tty ? 1 : 0,
           env_overrides: JSON.stringify(row.env_overrides),
@@ -591,6 +622,77 @@ class SqliteStore implements Store {
   countRunLogs(runId: string): Promise<number> {
     return settle(() =>
       Number(this.#get("SELECT count(*) AS n FROM logs WHERE run_id = ?", runId)!.n)
+    );
+  }
+
+  runLogUsage(runId: string): Promise<RunLogUsage> {
+    return settle(() => {
+      const stored = this.#get(
+        "SELECT coalesce(sum(length(CAST(line AS BLOB)) + 1), 0) AS bytes, " +
+          "coalesce(max(seq), -1) AS seq FROM logs WHERE run_id = ?",
+        runId,
+      )!;
+      const over = this.#get("SELECT * FROM run_log_overage WHERE run_id = ?", runId);
+      return {
+        bytes: Number(stored.bytes),
+        seq: Math.max(Number(stored.seq), over ? Number(over.seq) : -1),
+        overLines: over ? Number(over.lines) : 0,
+        overBytes: over ? Number(over.bytes) : 0,
+      };
+    });
+  }
+
+  saveLogOverage(runId: string, overage: LogOverage): Promise<void> {
+    return settle(() => {
+      // A run already gone (pruned, its app destroyed) has nothing to count.
+      this.#q(
+        `INSERT INTO run_log_overage (run_id, seq, lines, bytes)
+           SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?)
+         ON CONFLICT (run_id) DO UPDATE SET
+           seq = excluded.seq, lines = excluded.lines, bytes = excluded.bytes`,
+      ).run(runId, overage.seq, overage.lines, overage.bytes, runId);
+    });
+  }
+
+  appLogBytes(appId: number): Promise<number> {
+    return settle(() =>
+      Number(
+        this.#get(
+          "SELECT coalesce(sum(length(CAST(line AS BLOB)) + 1), 0) AS n FROM logs WHERE app_id = ?",
+          appId,
+        )!.n,
+      )
+    );
+  }
+
+  trimLogBytes(
+    appId: number,
+    bytes: number,
+    limit: number,
+  ): Promise<{ lines: number; bytes: number }> {
+    if (bytes <= 0) return Promise.resolve({ lines: 0, bytes: 0 });
+    return settle(() =>
+      this.#tx(() => {
+        const oldest = this.#all(
+          "SELECT id, length(CAST(line AS BLOB)) + 1 AS n FROM logs WHERE app_id = ? " +
+            "ORDER BY id LIMIT ?",
+          appId,
+          limit,
+        );
+        let removed = 0;
+        let last = -1;
+        let lines = 0;
+        for (const row of oldest) {
+          if (removed >= bytes) break;
+          removed += Number(row.n);
+          last = Number(row.id);
+          lines++;
+        }
+        if (lines > 0) {
+          this.#q("DELETE FROM logs WHERE app_id = ? AND id <= ?").run(appId, last);
+        }
+        return { lines, bytes: removed };
+      })
     );
   }
 
