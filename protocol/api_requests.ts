@@ -239,11 +239,7 @@ const createTokenBody: Decoder<CreateTokenBody> = object({}, {
   name: string,
 });
 
-function orNull<T>(decoder: Decoder<T>): Decoder<T | null> {
-  return (value, field) => value === null ? null : decoder(value, field);
-}
-
-const durationMs = orNull(check(integer, (n) => n >= 1000 || "must be at least 1000 (1s)"));
+const durationMs = check(integer, (n) => n >= 1000 || "must be at least 1000 (1s)");
 
 const hostPort = check(integer, (n) => (n >= 1 && n <= 65535) || "must be a TCP port, 1-65535");
 
@@ -258,7 +254,11 @@ const appSettings = object({}, {
 });
 
 const appSettingsBody: Decoder<AppSettingsBody> = (value, field) => {
-  const body = appSettings(value, field);
+  const body: AppSettingsBody = appSettings(value, field);
+  // object() leaves a null out; here null means "back to the default".
+  for (const key of ["idle_timeout_ms", "reattach_grace_ms"] as const) {
+    if ((value as Record<string, unknown>)[key] === null) body[key] = null;
+  }
   if (Object.values(body).every((v) => v === undefined)) {
     throw new DecodeError(
       "Nothing to change: give idle_timeout_ms, reattach_grace_ms, network or host_ports",
