@@ -17,6 +17,7 @@ import { errorMessage } from "../util/log.ts";
 import type { ConnectedAgent } from "./agent_directory.ts";
 import type { ServerContext } from "./context.ts";
 import { logKey, runKey } from "./signals.ts";
+import { AppLogQuotaWatch } from "./log_quota.ts";
 
 type LogsMessage = Extract<AgentMessage, { type: "logs" }>;
 type AuditMessage = Extract<AgentMessage, { type: "audit" }>;
@@ -74,10 +75,13 @@ export class Ingest {
   // of it (the stored bytes, and what was counted past the quota, which
   // is saved with every batch that counts some).
   #usage = new Map<string, Promise<Usage>>();
+  /** The per-app log quota, checked as an app's lines come in. */
+  readonly appQuota: AppLogQuotaWatch;
 
   constructor(ctx: ServerContext, options: IngestOptions = {}) {
     this.#ctx = ctx;
     this.#clock = options.clock ?? realClock;
+    this.appQuota = new AppLogQuotaWatch(ctx);
     this.started = this.#resume().catch((err) =>
       ctx.log.error("resuming the missing-lines checks failed", { error: errorMessage(err) })
     );
@@ -151,6 +155,7 @@ export class Ingest {
     }
     agent.send({ type: "logs_ack", runId: msg.runId, batch: msg.batch });
     this.#ctx.signals.notify(logKey(owner.appId));
+    this.appQuota.stored(owner.appId, lines.reduce((n, l) => n + l.line.length + 1, 0));
     const awaited = this.#awaited.get(msg.runId);
     if (awaited) this.#expect(msg.runId, awaited.lines);
   }
