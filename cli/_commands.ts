@@ -181,13 +181,13 @@ export const COMMANDS: readonly CommandSpec[] = [
       "apps list [--json]",
       "apps create NAME",
       "apps show NAME [--json]",
-      "apps set NAME [--idle-timeout DURATION|default] [--reattach-grace DURATION|default] [--network isolated|host|none] [--host-ports PORTS|none]",
+      "apps set NAME [--idle-timeout DURATION|default] [--reattach-grace DURATION|default] [--network isolated|host|none] [--host-ports PORTS|none] [--labels K=V,...|none]",
       "apps destroy NAME [--confirm NAME]",
     ],
     subcommands: ["list", "create", "show", "set", "destroy"],
     notes: [
       "destroy deletes the app with its env, releases, runs and logs. Without --confirm it asks for the name on a terminal, and refuses elsewhere.",
-      "set changes the app's next one-offs (a running one keeps what it started with). A member of the app may set --idle-timeout and --reattach-grace, up to the server's --max-idle-timeout and --max-reattach-grace; default goes back to the server's. Only an admin may set --network and --host-ports: they weaken the isolation between the app's one-offs and the host (SECURITY.md). Every change is on the app's timeline, with who made it.",
+      "set changes the app's next one-offs (a running one keeps what it started with). A member of the app may set --idle-timeout and --reattach-grace, up to the server's --max-idle-timeout and --max-reattach-grace; default goes back to the server's. Only an admin may set --network, --host-ports and --labels: they weaken the isolation between the app's one-offs and the host (SECURITY.md), or choose which hosts see them. With --labels, a one-off goes only to an approved agent that has every label; when none has them, oneoff run is refused with the reason. Every change is on the app's timeline, with who made it.",
     ],
     flags: [
       JSON_FLAG,
@@ -217,6 +217,13 @@ export const COMMANDS: readonly CommandSpec[] = [
         value: "PORTS",
         description:
           "set (admins): host loopback TCP ports an isolated one-off reaches on its own 127.0.0.1, e.g. 5432,6379",
+        default: "none",
+      },
+      {
+        name: "labels",
+        value: "K=V,...",
+        description:
+          "set (admins): run the app's one-offs only on agents with these labels (oneoff agent --labels)",
         default: "none",
       },
     ],
@@ -549,7 +556,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "agent",
     summary: "Run one-offs on this host for a server",
     usage: [
-      "agent --server URL [--join-token-file PATH] [--name NAME] [--attach ADDR] [--advertise HOST] [--data-dir DIR] [--sandbox bwrap|runc] [--max-runs N] [--tls-cert PEM --tls-key PEM] [--metrics ADDR] [--config PATH] [--print-config] | agent --check [--sandbox bwrap|runc] [--max-runs N]",
+      "agent --server URL [--join-token-file PATH] [--name NAME] [--attach ADDR] [--advertise HOST] [--data-dir DIR] [--sandbox bwrap|runc] [--max-runs N] [--labels K=V,...] [--tls-cert PEM --tls-key PEM] [--metrics ADDR] [--config PATH] [--print-config] | agent --check [--sandbox bwrap|runc] [--max-runs N]",
     ],
     notes: [
       ROLE_CONFIG_NOTE,
@@ -576,6 +583,12 @@ export const COMMANDS: readonly CommandSpec[] = [
       },
       SANDBOX,
       { name: "max-runs", value: "N", description: "One-offs at once", default: "20" },
+      {
+        name: "labels",
+        value: "K=V,...",
+        description:
+          "What apps may require of this agent (apps set --labels), e.g. region=eu,db=local; kept as approved",
+      },
       { name: "tls-cert", value: "PEM", description: "Serve the attach port over TLS" },
       { name: "tls-key", value: "PEM", description: "The certificate's key" },
       {

@@ -23,6 +23,8 @@ export interface AppSettingsInfo {
   network: NetworkMode;
   /** Host loopback TCP ports an isolated run may reach. */
   host_ports: number[];
+  /** Labels an agent must have to run the app's one-offs (none: any agent). */
+  labels: Record<string, string>;
   /** Attached runs' idle timeout in ms: the app's, else the server's default. */
   idle_timeout_ms: number;
   /** False when the idle timeout is the server's default. */
@@ -98,6 +100,8 @@ export interface AgentInfo {
   sandbox: string;
   attach: string;
   warnings: string[];
+  /** What it declared with `--labels` (as of its approval). */
+  labels?: Record<string, string>;
 }
 
 /** Where to attach to a run: the `--attach-info` object less its secret. */

@@ -28,6 +28,7 @@ import {
   SIZE_NAMES,
   type SizeName,
 } from "./run.ts";
+import { labelsDecoder } from "./labels.ts";
 
 /** `POST /apps`. */
 export interface CreateAppBody {
@@ -54,6 +55,8 @@ export interface AppSettingsBody {
   network?: NetworkMode;
   /** Host loopback TCP ports an isolated run may reach; [] for none. */
   host_ports?: number[];
+  /** Labels an agent must have to run the app's one-offs; {} for any agent (admins only). */
+  labels?: Record<string, string>;
 }
 
 /** A file uploaded first (`POST /apps/:app/uploads`), to place in `/tmp/uploads`. */
@@ -251,6 +254,7 @@ const appSettings = object({}, {
     message: (mode) => `Unknown network "${String(mode)}": use one of ${NETWORK_MODES.join(", ")}`,
   }),
   host_ports: check(array(hostPort), (ports) => ports.length <= 64 || "may list at most 64 ports"),
+  labels: labelsDecoder,
 });
 
 const appSettingsBody: Decoder<AppSettingsBody> = (value, field) => {
@@ -261,7 +265,7 @@ const appSettingsBody: Decoder<AppSettingsBody> = (value, field) => {
   }
   if (Object.values(body).every((v) => v === undefined)) {
     throw new DecodeError(
-      "Nothing to change: give idle_timeout_ms, reattach_grace_ms, network or host_ports",
+      "Nothing to change: give idle_timeout_ms, reattach_grace_ms, network, host_ports or labels",
     );
   }
   return body;

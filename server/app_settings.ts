@@ -8,12 +8,15 @@
  * maxima. The network and the host ports are for admins: they weaken the
  * isolation between a one-off and the host (its loopback services, its
  * abstract sockets, other runs), which the operator, not an app's member,
- * answers for.
+ * answers for. So are the labels an agent must have (which hosts see the
+ * app's runs and secrets).
  * @module
  */
 import {
   type AppSettingsBody,
   type AppSettingsInfo,
+  hasLabels,
+  labelsText,
   REATTACH_GRACE_MS,
   type TimelineEventData,
 } from "../protocol/mod.ts";
@@ -21,7 +24,7 @@ import { durationFlag } from "../util/format.ts";
 import type { Auth } from "./auth.ts";
 import type { ServerConfig } from "./context.ts";
 import { HttpError } from "./http_error.ts";
-import type { AppRow, AppSettings } from "./store/mod.ts";
+import type { AppRow, AppSettings, Store } from "./store/mod.ts";
 
 /** The longest idle timeout an app may set unless `--max-idle-timeout` says otherwise. */
 export const DEFAULT_MAX_IDLE_TIMEOUT_MS = 24 * 3600_000;
@@ -47,6 +50,7 @@ export function appSettingsInfo(config: Bounds, app: AppRow): AppSettingsInfo {
   return {
     network: app.network,
     host_ports: app.host_ports,
+    labels: app.labels,
     idle_timeout_ms: appIdleTimeoutMs(config, app),
     idle_timeout_set: app.idle_timeout_ms !== null,
     reattach_grace_ms: appReattachGraceMs(app),
@@ -70,14 +74,15 @@ export function checkedSettings(
     const asked = [
       body.network !== undefined ? "--network" : null,
       body.host_ports !== undefined ? "--host-ports" : null,
+      body.labels !== undefined ? "--labels" : null,
     ].filter((flag) => flag !== null);
     if (asked.length > 0) {
       throw new HttpError(
         403,
         "forbidden",
         `Cannot set ${asked.join(" and ")} of "${app.name}": only an admin may, since they ` +
-          "weaken the isolation between its one-offs and the host (its loopback services, " +
-          "other runs); ask an admin",
+          "decide how far its one-offs are isolated from the host (its loopback services, " +
+          "other runs) and which hosts see them; ask an admin",
       );
     }
   }
@@ -102,6 +107,7 @@ export function checkedSettings(
   else if (network !== "isolated" && ports.length > 0) settings.host_ports = [];
   if (body.idle_timeout_ms !== undefined) settings.idle_timeout_ms = body.idle_timeout_ms;
   if (body.reattach_grace_ms !== undefined) settings.reattach_grace_ms = body.reattach_grace_ms;
+  if (body.labels !== undefined) settings.labels = body.labels;
   return settings;
 }
 
@@ -128,6 +134,7 @@ export function settingChanges(
   const shown = (app: AppRow) => ({
     "network": app.network,
     "host-ports": app.host_ports.length ? app.host_ports.join(",") : "none",
+    "labels": labelsText(app.labels),
     "idle-timeout": app.idle_timeout_ms === null
       ? `default (${durationFlag(config.idleTimeoutMs)})`
       : durationFlag(app.idle_timeout_ms),
@@ -140,4 +147,23 @@ export function settingChanges(
   return (Object.keys(from) as (keyof typeof from)[])
     .filter((setting) => from[setting] !== to[setting])
     .map((setting) => ({ setting, from: from[setting], to: to[setting] }));
+}
+
+/**
+ * Refuses (422) a run of an app that requires labels no approved agent
+ * has: it would wait in the queue for an agent that may never come. An
+ * agent with them that is offline or busy is waited for, as any other.
+ */
+export async function requireLabelledAgent(store: Store, app: AppRow): Promise<void> {
+  if (Object.keys(app.labels).length === 0) return;
+  const agents = await store.listAgents();
+  if (agents.some((a) => a.trust === "approved" && hasLabels(a.labels, app.labels))) return;
+  throw new HttpError(
+    422,
+    "no_matching_agent",
+    `Cannot start a one-off of "${app.name}": no approved agent has the labels it requires ` +
+      `(${labelsText(app.labels)}); start one with oneoff agent --labels ${
+        labelsText(app.labels)
+      }, or change them with oneoff apps set ${app.name} --labels`,
+  );
 }

@@ -256,6 +256,8 @@ export class RunEngine {
     const { store, config } = this.#ctx;
     const pending = await store.listRuns({ states: ["pending"], limit: 1000 });
     if (pending.length === 0) return;
+    // An app's labels choose its agents (app_settings.ts).
+    const apps = new Map((await store.listApps()).map((app) => [app.id, app]));
     const perApp = new Map<number, number>();
     for (const run of await store.listRuns({ states: ACTIVE, limit: 100_000 })) {
       perApp.set(run.app_id, (perApp.get(run.app_id) ?? 0) + 1);
@@ -271,7 +273,7 @@ export class RunEngine {
         continue;
       }
       if ((perApp.get(run.app_id) ?? 0) >= config.maxRunsPerApp) continue;
-      const agent = this.#agents.pick();
+      const agent = this.#agents.pick(apps.get(run.app_id)?.labels);
       if (!agent) continue;
       if (await this.#place(run, agent)) {
         perApp.set(run.app_id, (perApp.get(run.app_id) ?? 0) + 1);

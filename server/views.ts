@@ -138,5 +138,6 @@ export function agentInfo(row: AgentRow, live: { running: number } | null): Agen
     sandbox: row.sandbox,
     attach: `${row.attach_tls ? "tls" : "tcp"}://${row.attach_host}:${row.attach_port}`,
     warnings: row.warnings,
+    labels: row.labels,
   };
 }

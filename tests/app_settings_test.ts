@@ -51,7 +51,7 @@ Deno.test(
         const bob = { ...env, ONEOFF_TOKEN: member.stdout.match(/oo_\S+/)![0] };
         const refused = await cli(bob, ["apps", "set", "demo", "--network", "host"]);
         equal(refused.code, 1);
-        match(refused.stderr, /only an admin may, since they weaken the isolation/);
+        match(refused.stderr, /only an admin may, since they decide how far/);
 
         const started = Date.now();
         await using run = new Proc(["run", "-a", "demo", "--no-tty", "--", "echo hi; sleep 60"], {

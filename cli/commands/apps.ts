@@ -14,7 +14,7 @@ import type {
 import { parse, type Parsed } from "../_args.ts";
 import { appName, CliError, err, out, parseDuration, table, UsageError } from "../_io.ts";
 import { durationFlag } from "../../util/format.ts";
-import { NETWORK_MODES, type NetworkMode } from "../../protocol/mod.ts";
+import { labelsText, NETWORK_MODES, type NetworkMode, parseLabels } from "../../protocol/mod.ts";
 import { Client } from "../client.ts";
 
 /** Reads one line typed on the terminal, after a question on stderr. */
@@ -81,9 +81,17 @@ export function settingsBody(parsed: Parsed): AppSettingsBody {
       return port;
     });
   }
+  const labels = parsed.string("labels");
+  if (labels !== undefined) {
+    try {
+      body.labels = parseLabels(labels);
+    } catch (e) {
+      throw new UsageError(`Invalid --labels "${labels}": ${(e as Error).message}`);
+    }
+  }
   if (Object.keys(body).length === 0) {
     throw new UsageError(
-      "apps set needs a setting: --idle-timeout, --reattach-grace, --network or --host-ports",
+      "apps set needs a setting: --idle-timeout, --reattach-grace, --network, --host-ports or --labels",
     );
   }
   return body;
@@ -99,6 +107,9 @@ function settingsText(app: AppReply["app"]): string {
     `Process types:   ${Object.keys(app.process_types).join(", ") || "-"}`,
     `Network:         ${s.network}`,
     `Host ports:      ${s.host_ports.length ? s.host_ports.join(",") : "none"}`,
+    `Agent labels:    ${
+      Object.keys(s.labels).length ? labelsText(s.labels) : "none (any approved agent)"
+    }`,
     `Idle timeout:    ${durationFlag(s.idle_timeout_ms)}${dflt(s.idle_timeout_set)}, at most ${
       durationFlag(s.max_idle_timeout_ms)
     }`,

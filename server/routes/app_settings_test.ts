@@ -24,6 +24,7 @@ Deno.test("a member of the app sets its idle timeout and reattach grace, shown b
   deepEqual(before.settings, {
     network: "isolated",
     host_ports: [],
+    labels: {},
     idle_timeout_ms: 30 * 60_000,
     idle_timeout_set: false,
     reattach_grace_ms: REATTACH_GRACE_MS,
@@ -93,7 +94,7 @@ Deno.test("only an admin sets the network and host ports, and a member is told w
     await t.call("PATCH", "/api/apps/demo", { network: "host", idle_timeout_ms: 60_000 }, bob),
   );
   deepEqual([status, code], [403, "forbidden"]);
-  match(message, /^Cannot set --network of "demo": only an admin may, since they weaken/);
+  match(message, /^Cannot set --network of "demo": only an admin may, since they decide/);
   match(
     (await failure(await t.call("PATCH", "/api/apps/demo", { host_ports: [5432] }, bob)))[2],
     /--host-ports/,

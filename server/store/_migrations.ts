@@ -376,7 +376,7 @@ const AGENT_CREDENTIALS_POSTGRES = `
 `;
 
 // App settings (`oneoff apps set`): the host ports an isolated run may
-// reach, and the idle timeout and reattach grace of attached runs (null:
+// reach, the labels its agent must have (and an agent's own labels), and the idle timeout and reattach grace of attached runs (null:
 // the server's default). A run keeps the idle timeout it started with, so
 // `ps` shows what applies to it. Lines a run sent past its log quota are
 // counted here, so that the count (and the quota) survive a restart.
@@ -385,6 +385,8 @@ const APP_SETTINGS_SQLITE = `
   ALTER TABLE apps ADD COLUMN idle_timeout_ms INTEGER;
   ALTER TABLE apps ADD COLUMN reattach_grace_ms INTEGER;
   ALTER TABLE runs ADD COLUMN idle_timeout_ms INTEGER;
+  ALTER TABLE apps ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
+  ALTER TABLE agents ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
   CREATE TABLE run_log_overage (
     run_id TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
     seq INTEGER NOT NULL,
@@ -397,6 +399,8 @@ const APP_SETTINGS_POSTGRES = `
   alter table apps add column idle_timeout_ms bigint;
   alter table apps add column reattach_grace_ms bigint;
   alter table runs add column idle_timeout_ms bigint;
+  alter table apps add column labels jsonb not null default '{}';
+  alter table agents add column labels jsonb not null default '{}';
   create table run_log_overage (
     run_id text primary key references runs (id) on delete cascade,
     seq bigint not null,

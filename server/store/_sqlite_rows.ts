@@ -73,6 +73,7 @@ export function toApp(r: Row): AppRow {
     host_ports: json<number[]>(r.host_ports),
     idle_timeout_ms: numOrNull(r.idle_timeout_ms),
     reattach_grace_ms: numOrNull(r.reattach_grace_ms),
+    labels: json<Record<string, string>>(r.labels),
     created_at: date(r.created_at),
   };
 }
@@ -138,6 +139,7 @@ export function toAgent(r: Row): AgentRow {
     attach_tls: r.attach_tls === 1,
     tls_fingerprint: strOrNull(r.tls_fingerprint),
     warnings: json<string[]>(r.warnings),
+    labels: json<Record<string, string>>(r.labels),
   };
 }
 

@@ -38,12 +38,14 @@ export interface AppRow {
   idle_timeout_ms: number | null;
   /** How long a dropped framed session waits for a reattach; null: the default. */
   reattach_grace_ms: number | null;
+  /** Labels an agent must have to run its one-offs ({}: any agent). */
+  labels: Record<string, string>;
   created_at: Date;
 }
 
 /** The settings `oneoff apps set` changes; an absent field stays as it is. */
 export type AppSettings = Partial<
-  Pick<AppRow, "network" | "host_ports" | "idle_timeout_ms" | "reattach_grace_ms">
+  Pick<AppRow, "network" | "host_ports" | "idle_timeout_ms" | "reattach_grace_ms" | "labels">
 >;
 
 /** What a run counted past its log quota, kept so that a restart does not forget it. */
@@ -162,7 +164,14 @@ export interface AgentRow {
   attach_tls: boolean;
   tls_fingerprint: string | null;
   warnings: string[];
+  /** What it declared with `--labels`, kept as of its approval. */
+  labels: Record<string, string>;
 }
+
+/** An agent's fields as the hub writes them (`labels` {} when not given). */
+export type NewAgent = Omit<AgentRow, "id" | "trust" | "labels"> & {
+  labels?: Record<string, string>;
+};
 
 /** A join token as stored: only its hash. */
 export interface JoinTokenRow {
@@ -336,13 +345,15 @@ export interface Store {
   updateRun(id: string, from: RunState[], update: RunUpdate): Promise<RunRow | null>;
 
   /** Inserts or updates an agent by name (its trust untouched; `pending` when new). */
-  upsertAgent(row: Omit<AgentRow, "id" | "trust"> & { id?: string }): Promise<AgentRow>;
+  upsertAgent(row: NewAgent & { id?: string }): Promise<AgentRow>;
   /**
    * Enrols an agent under its name with a new credential, unless that name
    * is already enrolled (has a credential and is not revoked): then null.
    * A revoked or never-enrolled row of that name keeps its id.
    */
-  enrolAgent(row: Omit<AgentRow, "id"> & { credential_sha256: string }): Promise<AgentRow | null>;
+  enrolAgent(
+    row: NewAgent & Pick<AgentRow, "trust"> & { credential_sha256: string },
+  ): Promise<AgentRow | null>;
   /** The agent holding this credential, whatever its trust. */
   agentByCredential(credentialSha256: string): Promise<AgentRow | null>;
   /** Sets an agent's trust; false when there is no such agent. */

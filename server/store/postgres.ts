@@ -21,6 +21,7 @@ import {
   type LogPrune,
   type LogQuery,
   type LogRow,
+  type NewAgent,
   type NewEvent,
   type NewLog,
   type NewRun,
@@ -66,7 +67,8 @@ async function lockMigrations(tx: postgres.TransactionSql<{ int8: number }>): Pr
   await tx`select pg_advisory_xact_lock(hashtext('oneoff:' || coalesce(current_schema(), '')))`;
 }
 
-const APP_COLUMNS = "id, name, network, host_ports, idle_timeout_ms, reattach_grace_ms, created_at";
+const APP_COLUMNS =
+  "id, name, network, host_ports, idle_timeout_ms, reattach_grace_ms, labels, created_at";
 const LOG_COLUMNS = "id, app_id, ts, source, stream, line";
 const OPTIONAL_RUN_FIELDS = [
   "agent_id",
@@ -214,7 +216,8 @@ class PostgresStore implements Store {
         idle_timeout_ms = case when ${s.idle_timeout_ms !== undefined}::boolean
           then ${s.idle_timeout_ms ?? null}::int8 else idle_timeout_ms end,
         reattach_grace_ms = case when ${s.reattach_grace_ms !== undefined}::boolean
-          then ${s.reattach_grace_ms ?? null}::int8 else reattach_grace_ms end
+          then ${s.reattach_grace_ms ?? null}::int8 else reattach_grace_ms end,
+        labels = coalesce(${s.labels ? sql.json(s.labels) : null}::jsonb, labels)
       where id = ${id}
       returning ${sql.unsafe(APP_COLUMNS)}`;
     return app ?? null;
@@ -353,43 +356,45 @@ class PostgresStore implements Store {
     return run ?? null;
   }
 
-  async upsertAgent(row: Omit<AgentRow, "id" | "trust"> & { id?: string }): Promise<AgentRow> {
+  async upsertAgent(row: NewAgent & { id?: string }): Promise<AgentRow> {
     // An agent that comes back under its name keeps the id it was given first.
     const sql = this.#sql;
     const [agent] = await sql<StoredAgent[]>`
       insert into agents (id, name, online, since, version, capacity, sandbox,
-        attach_host, attach_port, attach_tls, tls_fingerprint, warnings)
+        attach_host, attach_port, attach_tls, tls_fingerprint, warnings, labels)
       values (${row.id ?? crypto.randomUUID()}, ${row.name}, ${row.online}, ${row.since},
         ${row.version}, ${row.capacity}, ${row.sandbox}, ${row.attach_host},
-        ${row.attach_port}, ${row.attach_tls}, ${row.tls_fingerprint}, ${sql.json(row.warnings)})
+        ${row.attach_port}, ${row.attach_tls}, ${row.tls_fingerprint}, ${sql.json(row.warnings)},
+        ${sql.json(row.labels ?? {})})
       on conflict (name) do update set online = excluded.online, since = excluded.since,
         version = excluded.version, capacity = excluded.capacity, sandbox = excluded.sandbox,
         attach_host = excluded.attach_host, attach_port = excluded.attach_port,
         attach_tls = excluded.attach_tls, tls_fingerprint = excluded.tls_fingerprint,
-        warnings = excluded.warnings
+        warnings = excluded.warnings, labels = excluded.labels
       returning *`;
     return withoutCredential(agent!);
   }
 
   async enrolAgent(
-    row: Omit<AgentRow, "id"> & { credential_sha256: string },
+    row: NewAgent & Pick<AgentRow, "trust"> & { credential_sha256: string },
   ): Promise<AgentRow | null> {
     // The WHERE of the upsert is the check: a name enrolled and not revoked
     // is not taken, even by two enrolments racing.
     const sql = this.#sql;
     const [agent] = await sql<StoredAgent[]>`
       insert into agents (id, name, trust, credential_sha256, online, since, version, capacity,
-        sandbox, attach_host, attach_port, attach_tls, tls_fingerprint, warnings)
+        sandbox, attach_host, attach_port, attach_tls, tls_fingerprint, warnings, labels)
       values (${crypto.randomUUID()}, ${row.name}, ${row.trust}, ${row.credential_sha256},
         ${row.online}, ${row.since}, ${row.version}, ${row.capacity}, ${row.sandbox},
         ${row.attach_host}, ${row.attach_port}, ${row.attach_tls}, ${row.tls_fingerprint},
-        ${sql.json(row.warnings)})
+        ${sql.json(row.warnings)}, ${sql.json(row.labels ?? {})})
       on conflict (name) do update set trust = excluded.trust,
         credential_sha256 = excluded.credential_sha256, online = excluded.online,
         since = excluded.since, version = excluded.version, capacity = excluded.capacity,
         sandbox = excluded.sandbox, attach_host = excluded.attach_host,
         attach_port = excluded.attach_port, attach_tls = excluded.attach_tls,
-        tls_fingerprint = excluded.tls_fingerprint, warnings = excluded.warnings
+        tls_fingerprint = excluded.tls_fingerprint, warnings = excluded.warnings,
+        labels = excluded.labels
       where agents.credential_sha256 is null or agents.trust = 'revoked'
       returning *`;
     return agent ? withoutCredential(agent) : null;

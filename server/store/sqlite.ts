@@ -21,6 +21,7 @@ import {
   type LogPrune,
   type LogQuery,
   type LogRow,
+  type NewAgent,
   type NewEvent,
   type NewLog,
   type NewRun,
@@ -77,6 +78,7 @@ const APP_SETTING_COLUMNS = [
   "host_ports",
   "idle_timeout_ms",
   "reattach_grace_ms",
+  "labels",
 ] as const;
 
 class SqliteStore implements Store {
@@ -266,7 +268,11 @@ class SqliteStore implements Store {
         const value = settings[column];
         if (value === undefined) continue;
         sets.push(`${column} = ?`);
-        values.push(column === "host_ports" ? JSON.stringify(value) : value as SQLInputValue);
+        values.push(
+          value !== null && typeof value === "object"
+            ? JSON.stringify(value)
+            : value as SQLInputValue,
+        );
       }
       const row = sets.length === 0
         ? this.#get("SELECT * FROM apps WHERE id = ?", id)
@@ -458,7 +464,7 @@ class SqliteStore implements Store {
     });
   }
 
-  upsertAgent(given: Omit<AgentRow, "id" | "trust"> & { id?: string }): Promise<AgentRow> {
+  upsertAgent(given: NewAgent & { id?: string }): Promise<AgentRow> {
     // An agent that comes back under its name keeps the id it was given first.
     // A row read back (with its trust) may be given: trust is never set here.
     const { trust: _, ...row } = given as typeof given & { trust?: unknown };
@@ -466,17 +472,19 @@ class SqliteStore implements Store {
       toAgent(
         this.#q(
           `INSERT INTO agents (id, name, online, since, version, capacity, sandbox,
-             attach_host, attach_port, attach_tls, tls_fingerprint, warnings)
+             attach_host, attach_port, attach_tls, tls_fingerprint, warnings, labels)
            VALUES (:id, :name, :online, :since, :version, :capacity, :sandbox,
-             :attach_host, :attach_port, :attach_tls, :tls_fingerprint, :warnings)
+             :attach_host, :attach_port, :attach_tls, :tls_fingerprint, :warnings, :labels)
            ON CONFLICT (name) DO UPDATE SET online = excluded.online, since = excluded.since,
              version = excluded.version, capacity = excluded.capacity,
              sandbox = excluded.sandbox, attach_host = excluded.attach_host,
              attach_port = excluded.attach_port, attach_tls = excluded.attach_tls,
-             tls_fingerprint = excluded.tls_fingerprint, warnings = excluded.warnings
+             tls_fingerprint = excluded.tls_fingerprint, warnings = excluded.warnings,
+             labels = excluded.labels
            RETURNING *`,
         ).all({
           ...row,
+          labels: JSON.stringify(row.labels ?? {}),
           id: row.id ?? crypto.randomUUID(),
           online: row.online ? 1 : 0,
           since: row.since.getTime(),
@@ -488,27 +496,30 @@ class SqliteStore implements Store {
   }
 
   enrolAgent(
-    row: Omit<AgentRow, "id"> & { credential_sha256: string },
+    row: NewAgent & Pick<AgentRow, "trust"> & { credential_sha256: string },
   ): Promise<AgentRow | null> {
     // The WHERE of the upsert is the check: a name enrolled and not revoked
     // is not taken, even by two enrolments racing.
     return settle(() => {
       const written = this.#q(
         `INSERT INTO agents (id, name, trust, credential_sha256, online, since, version,
-           capacity, sandbox, attach_host, attach_port, attach_tls, tls_fingerprint, warnings)
+           capacity, sandbox, attach_host, attach_port, attach_tls, tls_fingerprint, warnings,
+           labels)
          VALUES (:id, :name, :trust, :credential_sha256, :online, :since, :version,
            :capacity, :sandbox, :attach_host, :attach_port, :attach_tls, :tls_fingerprint,
-           :warnings)
+           :warnings, :labels)
          ON CONFLICT (name) DO UPDATE SET trust = excluded.trust,
            credential_sha256 = excluded.credential_sha256, online = excluded.online,
            since = excluded.since, version = excluded.version, capacity = excluded.capacity,
            sandbox = excluded.sandbox, attach_host = excluded.attach_host,
            attach_port = excluded.attach_port, attach_tls = excluded.attach_tls,
-           tls_fingerprint = excluded.tls_fingerprint, warnings = excluded.warnings
+           tls_fingerprint = excluded.tls_fingerprint, warnings = excluded.warnings,
+           labels = excluded.labels
          WHERE agents.credential_sha256 IS NULL OR agents.trust = 'revoked'
          RETURNING *`,
       ).all({
         ...row,
+        labels: JSON.stringify(row.labels ?? {}),
         id: crypto.randomUUID(),
         online: row.online ? 1 : 0,
         since: row.since.getTime(),

@@ -203,8 +203,8 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
     const app = await store.createApp("demo");
     const other = await store.createApp("other");
     deepEqual(
-      [app.host_ports, app.idle_timeout_ms, app.reattach_grace_ms],
-      [[], null, null],
+      [app.host_ports, app.idle_timeout_ms, app.reattach_grace_ms, app.labels],
+      [[], null, null, {}],
       "a new app has no settings of its own",
     );
     const set = await store.updateAppSettings(app.id, {
@@ -216,8 +216,14 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
     const more = await store.updateAppSettings(app.id, {
       network: "host",
       reattach_grace_ms: 60_000,
+      labels: { region: "eu" },
     });
-    deepEqual(more, { ...set!, network: "host", reattach_grace_ms: 60_000 });
+    deepEqual(more, {
+      ...set!,
+      network: "host",
+      reattach_grace_ms: 60_000,
+      labels: { region: "eu" },
+    });
     const back = await store.updateAppSettings(app.id, { idle_timeout_ms: null, host_ports: [] });
     deepEqual(back, { ...more!, idle_timeout_ms: null, host_ports: [] });
     deepEqual(await store.updateAppSettings(app.id, {}), back, "nothing given: unchanged");
@@ -461,9 +467,10 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
   });
 
   test("agents round-trip every field", async (store) => {
-    const spec = agent("host-9");
+    const spec = { ...agent("host-9"), labels: { region: "eu", "db.local": "yes" } };
     const made = await store.upsertAgent(spec);
     deepEqual(made, { ...spec, id: made.id, trust: "pending" });
+    deepEqual((await store.upsertAgent(agent("host-9"))).labels, {}, "none given: none");
   });
 
   test("enrolAgent refuses an enrolled name until it is revoked, then re-enrols it", async (store) => {
