@@ -1,5 +1,5 @@
 import { deepEqual, equal, match } from "node:assert/strict";
-import { testServer } from "../_testing.ts";
+import { makeSlug, testServer } from "../_testing.ts";
 import { engineFixture, FakeAgent, runRequest } from "../_engine_testing.ts";
 import { ConnectedAgents } from "../agent_directory.ts";
 import { RunEngine } from "../run_engine.ts";
@@ -166,4 +166,76 @@ Deno.test("a run gets its app's idle timeout, reattach grace and host ports, and
   equal((await f.ctx.store.runById(attached.run.id))?.idle_timeout_ms, 90_000);
   const next = await engine.create(changed, f.release, runRequest({ attached: true }), "alice");
   equal(next.run.idle_timeout_ms, 30 * 60_000);
+});
+
+Deno.test("an app's labels send its runs only to agents with them, refused when none has them", async () => {
+  await using t = await testServer();
+  await t.call("POST", "/api/apps", { name: "demo" });
+  const slug = await makeSlug({ "Procfile": "web: true\n" });
+  equal((await t.call("POST", "/api/apps/demo/deploy", slug)).status, 201);
+  const bob = await memberToken(t, "demo");
+  const [status, , message] = await failure(
+    await t.call("PATCH", "/api/apps/demo", { labels: { region: "eu" } }, bob),
+  );
+  equal(status, 403);
+  match(message, /Cannot set --labels of "demo": only an admin may/);
+  const set = await (await t.call("PATCH", "/api/apps/demo", { labels: { region: "eu" } })).json();
+  deepEqual(set.app.settings.labels, { region: "eu" });
+  const [last] = await t.ctx.store.listEvents({ limit: 1 });
+  deepEqual(last?.data, { changes: [{ setting: "labels", from: "none", to: "region=eu" }] });
+
+  const { store } = t.ctx;
+  const agent = (labels: Record<string, string>, name: string) =>
+    store.upsertAgent({
+      name,
+      online: false,
+      since: new Date(),
+      version: "test",
+      capacity: 1,
+      sandbox: "bwrap",
+      attach_host: "127.0.0.1",
+      attach_port: 5000,
+      attach_tls: false,
+      tls_fingerprint: null,
+      warnings: [],
+      labels,
+    });
+  const us = await agent({ region: "us" }, "us-1");
+  await store.setAgentTrust(us.id, "approved");
+  const eu = await agent({ region: "eu", disk: "ssd" }, "eu-1"); // pending: not enough
+  const refused = await failure(
+    await t.call("POST", "/api/apps/demo/runs", { command: "true", fail_fast: true }),
+  );
+  deepEqual(refused.slice(0, 2), [422, "no_matching_agent"]);
+  equal(
+    refused[2],
+    'Cannot start a one-off of "demo": no approved agent has the labels it requires (region=eu); ' +
+      "start one with oneoff agent --labels region=eu, or change them with oneoff apps set demo --labels",
+  );
+  await store.setAgentTrust(eu.id, "approved");
+  const started = await t.call("POST", "/api/apps/demo/runs", { command: "true" });
+  equal(started.status, 201, "an approved agent with the labels exists: the run waits for it");
+});
+
+Deno.test("a labelled app's run is placed on an agent with its labels, not on a freer one", async () => {
+  await using f = await engineFixture();
+  const clock = new FakeClock(Date.now());
+  const agents = new ConnectedAgents();
+  const engine = new RunEngine(f.ctx, { agents, clock });
+  using _closed = { [Symbol.dispose]: () => engine.close() };
+  const free = new FakeAgent("free", { capacity: 8 });
+  const eu = Object.assign(new FakeAgent("eu", { capacity: 1, running: [] }), {
+    labels: { region: "eu" },
+  });
+  agents.add(free);
+  agents.add(eu);
+  const app = (await f.ctx.store.updateAppSettings(f.app.id, { labels: { region: "eu" } }))!;
+  const first = await engine.create(app, f.release, runRequest(), "alice");
+  equal(first.run.agent_id, "eu");
+  const second = await engine.create(app, f.release, runRequest(), "alice");
+  equal(second.run.state, "pending", "the agent with the labels is full: it waits");
+  deepEqual(free.started(), []);
+  const other = await f.ctx.store.createApp("other");
+  const any = await engine.create(other, f.release, runRequest(), "alice");
+  equal(any.run.agent_id, "free", "an app without labels goes anywhere");
 });
