@@ -7,9 +7,10 @@
  *
  * Checked by the lifecycle sweep for every app, and by the ingest as lines
  * come in, so a flood is trimmed within seconds, not at the next hourly
- * sweep. Adding up an app's bytes reads all its lines, so the ingest keeps
- * an estimate instead (measured once, then what it stored added) and
- * measures again only when the estimate passes the quota.
+ * sweep. An app's bytes are a sum over its runs' usage rows (the store keeps
+ * them with every write and delete of logs); the ingest still keeps an
+ * estimate (measured once, then what it stored added) and measures only
+ * when the estimate passes the quota, not on every batch.
  * @module
  */
 import { errorMessage } from "../util/log.ts";

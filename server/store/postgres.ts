@@ -479,34 +479,30 @@ class PostgresStore implements Store {
   }
 
   async runLogUsage(runId: string): Promise<RunLogUsage> {
-    const sql = this.#sql;
-    const [stored] = await sql<{ bytes: number; seq: number }[]>`
-      select coalesce(sum(octet_length(line) + 1), 0)::int8 as bytes,
-        coalesce(max(seq), -1)::int8 as seq
-      from logs where run_id = ${runId}`;
-    const [over] = await sql<LogOverage[]>`
-      select seq, lines, bytes from run_log_overage where run_id = ${runId}`;
+    const [row] = await this.#sql<
+      { bytes: number; seq: number; over_lines: number; over_bytes: number }[]
+    >`select bytes, seq, over_lines, over_bytes from run_log_usage where run_id = ${runId}`;
     return {
-      bytes: stored!.bytes,
-      seq: Math.max(stored!.seq, over?.seq ?? -1),
-      overLines: over?.lines ?? 0,
-      overBytes: over?.bytes ?? 0,
+      bytes: row?.bytes ?? 0,
+      seq: row?.seq ?? -1,
+      overLines: row?.over_lines ?? 0,
+      overBytes: row?.over_bytes ?? 0,
     };
   }
 
   async saveLogOverage(runId: string, overage: LogOverage): Promise<void> {
     // A run already gone (pruned, its app destroyed) has nothing to count.
     await this.#sql`
-      insert into run_log_overage (run_id, seq, lines, bytes)
-      select ${runId}::text, ${overage.seq}::int8, ${overage.lines}::int8, ${overage.bytes}::int8
-      where exists (select 1 from runs where id = ${runId})
-      on conflict (run_id) do update set
-        seq = excluded.seq, lines = excluded.lines, bytes = excluded.bytes`;
+      insert into run_log_usage (run_id, app_id, seq, over_lines, over_bytes)
+      select id, app_id, ${overage.seq}::int8, ${overage.lines}::int8, ${overage.bytes}::int8
+      from runs where id = ${runId}
+      on conflict (run_id) do update set seq = greatest(run_log_usage.seq, excluded.seq),
+        over_lines = excluded.over_lines, over_bytes = excluded.over_bytes`;
   }
 
   async appLogBytes(appId: number): Promise<number> {
     const [row] = await this.#sql<{ n: number }[]>`
-      select coalesce(sum(octet_length(line) + 1), 0)::int8 as n from logs where app_id = ${appId}`;
+      select coalesce(sum(bytes), 0)::int8 as n from run_log_usage where app_id = ${appId}`;
     return row!.n;
   }
 
@@ -518,7 +514,7 @@ class PostgresStore implements Store {
     if (bytes <= 0) return { lines: 0, bytes: 0 };
     // The oldest lines by id, with a running total: the cut is the first
     // line at which the total reaches `bytes`.
-    const [row] = await this.#sql<{ last: number | null; lines: number; bytes: number }[]>`
+    const [row] = await this.#sql<{ lines: number; bytes: number }[]>`
       with oldest as (
         select id, sum(octet_length(line) + 1) over (order by id) as total
         from (select id, line from logs where app_id = ${appId} order by id limit ${limit}) o
@@ -529,10 +525,12 @@ class PostgresStore implements Store {
         ) as last
       ), gone as (
         delete from logs where app_id = ${appId} and id <= (select last from cut)
-        returning octet_length(line) + 1 as n
+        returning run_id, octet_length(line) + 1 as n
+      ), less as (
+        update run_log_usage u set bytes = u.bytes - g.n
+        from (select run_id, sum(n) as n from gone group by run_id) g where u.run_id = g.run_id
       )
-      select (select last from cut) as last, count(*)::int8 as lines,
-        coalesce(sum(n), 0)::int8 as bytes from gone`;
+      select count(*)::int8 as lines, coalesce(sum(n), 0)::int8 as bytes from gone`;
     return { lines: row!.lines, bytes: row!.bytes };
   }
 
@@ -550,24 +548,34 @@ class PostgresStore implements Store {
       sources[i] = l.source, streams[i] = l.stream, texts[i] = withoutNul(l.line);
     }
     const sql = this.#sql;
+    // Each run's usage grows in the same statement as its lines (one round trip).
     const insert = (skipStored: postgres.PendingQuery<postgres.Row[]>) =>
-      sql`
-        insert into logs (app_id, run_id, seq, ts, source, stream, line)
-        select ${appId}::int, run_id, seq, timestamptz 'epoch' + ms * interval '1 millisecond',
-          source, stream, line
-        from unnest(${runIds}::text[], ${seqs}::int8[], ${ts}::int8[], ${sources}::text[],
-          ${streams}::text[], ${texts}::text[]) as l(run_id, seq, ms, source, stream, line)
-        ${skipStored}`;
+      sql<{ count: number }[]>`
+        with added as (
+          insert into logs (app_id, run_id, seq, ts, source, stream, line)
+          select ${appId}::int, run_id, seq, timestamptz 'epoch' + ms * interval '1 millisecond',
+            source, stream, line
+          from unnest(${runIds}::text[], ${seqs}::int8[], ${ts}::int8[], ${sources}::text[],
+            ${streams}::text[], ${texts}::text[]) as l(run_id, seq, ms, source, stream, line)
+          ${skipStored}
+          returning run_id, seq, octet_length(line) + 1 as n
+        ), more as (
+          insert into run_log_usage (run_id, app_id, bytes, seq)
+          select run_id, ${appId}::int, sum(n), max(seq) from added group by run_id
+          on conflict (run_id) do update set bytes = run_log_usage.bytes + excluded.bytes,
+            seq = greatest(run_log_usage.seq, excluded.seq)
+        )
+        select count(*)::int8 as count from added`;
     // Batches are almost always new, and a plain insert costs a fifth less
     // than ON CONFLICT; a batch replayed after a reconnect fails on the
     // unique index (atomically: nothing stored) and goes again skipping
     // what is there.
     try {
-      return (await insert(sql``)).count;
+      return (await insert(sql``))[0]!.count;
     } catch (error) {
       if (!isUniqueViolation(error)) throw error;
     }
-    return (await insert(sql`on conflict (run_id, seq) do nothing`)).count;
+    return (await insert(sql`on conflict (run_id, seq) do nothing`))[0]!.count;
   }
 
   async readLogs(appId: number, query: LogQuery): Promise<LogRow[]> {
@@ -647,11 +655,18 @@ class PostgresStore implements Store {
       select id from logs where app_id = ${appId} order by id desc limit 1 offset ${prune.keepLines}`;
     // Ids follow arrival, which follows time closely enough: looking at the
     // oldest lines by id needs no index on ts (which every insert would pay).
-    const result = await sql`
-      delete from logs where id in (
-        select id from logs where app_id = ${appId} order by id limit ${prune.limit}
-      ) and (ts < ${prune.before} or id <= ${floor?.id ?? 0})`;
-    return result.count;
+    const [result] = await sql<{ count: number }[]>`
+      with gone as (
+        delete from logs where id in (
+          select id from logs where app_id = ${appId} order by id limit ${prune.limit}
+        ) and (ts < ${prune.before} or id <= ${floor?.id ?? 0})
+        returning run_id, octet_length(line) + 1 as n
+      ), less as (
+        update run_log_usage u set bytes = u.bytes - g.n
+        from (select run_id, sum(n) as n from gone group by run_id) g where u.run_id = g.run_id
+      )
+      select count(*)::int8 as count from gone`;
+    return result!.count;
   }
 
   async pruneRuns(before: Date, limit: number): Promise<number> {

@@ -34,7 +34,7 @@ import {
   type TokenRow,
 } from "./mod.ts";
 import { MIGRATIONS, SQLITE_MIGRATIONS_TABLE } from "./_migrations.ts";
-import { withoutNul } from "./_log_line.ts";
+import { utf8Length, withoutNul } from "./_log_line.ts";
 import { archiveJson, fromArchive } from "./_archive.ts";
 import {
   millis,
@@ -638,17 +638,12 @@ class SqliteStore implements Store {
 
   runLogUsage(runId: string): Promise<RunLogUsage> {
     return settle(() => {
-      const stored = this.#get(
-        "SELECT coalesce(sum(length(CAST(line AS BLOB)) + 1), 0) AS bytes, " +
-          "coalesce(max(seq), -1) AS seq FROM logs WHERE run_id = ?",
-        runId,
-      )!;
-      const over = this.#get("SELECT * FROM run_log_overage WHERE run_id = ?", runId);
+      const row = this.#get("SELECT * FROM run_log_usage WHERE run_id = ?", runId);
       return {
-        bytes: Number(stored.bytes),
-        seq: Math.max(Number(stored.seq), over ? Number(over.seq) : -1),
-        overLines: over ? Number(over.lines) : 0,
-        overBytes: over ? Number(over.bytes) : 0,
+        bytes: row ? Number(row.bytes) : 0,
+        seq: row ? Number(row.seq) : -1,
+        overLines: row ? Number(row.over_lines) : 0,
+        overBytes: row ? Number(row.over_bytes) : 0,
       };
     });
   }
@@ -657,11 +652,11 @@ class SqliteStore implements Store {
     return settle(() => {
       // A run already gone (pruned, its app destroyed) has nothing to count.
       this.#q(
-        `INSERT INTO run_log_overage (run_id, seq, lines, bytes)
-           SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?)
-         ON CONFLICT (run_id) DO UPDATE SET
-           seq = excluded.seq, lines = excluded.lines, bytes = excluded.bytes`,
-      ).run(runId, overage.seq, overage.lines, overage.bytes, runId);
+        `INSERT INTO run_log_usage (run_id, app_id, seq, over_lines, over_bytes)
+           SELECT id, app_id, ?, ?, ? FROM runs WHERE id = ?
+         ON CONFLICT (run_id) DO UPDATE SET seq = max(seq, excluded.seq),
+           over_lines = excluded.over_lines, over_bytes = excluded.over_bytes`,
+      ).run(overage.seq, overage.lines, overage.bytes, runId);
     });
   }
 
@@ -669,7 +664,7 @@ class SqliteStore implements Store {
     return settle(() =>
       Number(
         this.#get(
-          "SELECT coalesce(sum(length(CAST(line AS BLOB)) + 1), 0) AS n FROM logs WHERE app_id = ?",
+          "SELECT coalesce(sum(bytes), 0) AS n FROM run_log_usage WHERE app_id = ?",
           appId,
         )!.n,
       )
@@ -699,12 +694,25 @@ class SqliteStore implements Store {
           last = Number(row.id);
           lines++;
         }
-        if (lines > 0) {
-          this.#q("DELETE FROM logs WHERE app_id = ? AND id <= ?").run(appId, last);
-        }
+        if (lines > 0) this.#deleteLogs("app_id = ? AND id <= ?", appId, last);
         return { lines, bytes: removed };
       })
     );
+  }
+
+  /** Deletes the log lines `where` selects and takes them off their runs' usage; in a transaction. */
+  #deleteLogs(where: string, ...params: SQLInputValue[]): number {
+    const gone = this.#all(
+      `DELETE FROM logs WHERE ${where} RETURNING run_id, length(CAST(line AS BLOB)) + 1 AS n`,
+      ...params,
+    );
+    const perRun = new Map<string, number>();
+    for (const row of gone) {
+      perRun.set(String(row.run_id), (perRun.get(String(row.run_id)) ?? 0) + Number(row.n));
+    }
+    const less = this.#q("UPDATE run_log_usage SET bytes = bytes - ? WHERE run_id = ?");
+    for (const [runId, n] of perRun) less.run(n, runId);
+    return gone.length;
   }
 
   appendLogs(appId: number, lines: NewLog[]): Promise<number> {
@@ -716,7 +724,10 @@ class SqliteStore implements Store {
       );
       return this.#tx(() => {
         let added = 0;
+        // What each run's new lines take, in the same transaction as the lines.
+        const usage = new Map<string, { bytes: number; seq: number }>();
         for (const l of lines) {
+          const line = withoutNul(l.line);
           const result = insert.run(
             appId,
             l.run_id,
@@ -724,10 +735,21 @@ class SqliteStore implements Store {
             l.ts.getTime(),
             l.source,
             l.stream,
-            withoutNul(l.line),
+            line,
           );
-          added += Number(result.changes);
+          if (Number(result.changes) === 0) continue;
+          added++;
+          const run = usage.get(l.run_id) ?? { bytes: 0, seq: -1 };
+          run.bytes += utf8Length(line) + 1;
+          run.seq = Math.max(run.seq, l.seq);
+          usage.set(l.run_id, run);
         }
+        const more = this.#q(
+          `INSERT INTO run_log_usage (run_id, app_id, bytes, seq) VALUES (?, ?, ?, ?)
+           ON CONFLICT (run_id) DO UPDATE SET bytes = bytes + excluded.bytes,
+             seq = max(seq, excluded.seq)`,
+        );
+        for (const [runId, run] of usage) more.run(runId, appId, run.bytes, run.seq);
         return added;
       });
     });
@@ -814,21 +836,24 @@ class SqliteStore implements Store {
   }
 
   pruneLogs(appId: number, prune: LogPrune): Promise<number> {
-    return settle(() => {
-      const floor = this.#get(
-        "SELECT id FROM logs WHERE app_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
-        appId,
-        prune.keepLines,
-      );
-      // Ids follow arrival, which follows time closely enough: looking at the
-      // oldest lines by id needs no index on ts (which every insert would pay).
-      const result = this.#q(
-        `DELETE FROM logs WHERE id IN (
-           SELECT id FROM logs WHERE app_id = ? ORDER BY id LIMIT ?
-         ) AND (ts < ? OR id <= ?)`,
-      ).run(appId, prune.limit, prune.before.getTime(), floor === undefined ? 0 : Number(floor.id));
-      return Number(result.changes);
-    });
+    return settle(() =>
+      this.#tx(() => {
+        const floor = this.#get(
+          "SELECT id FROM logs WHERE app_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+          appId,
+          prune.keepLines,
+        );
+        // Ids follow arrival, which follows time closely enough: looking at the
+        // oldest lines by id needs no index on ts (which every insert would pay).
+        return this.#deleteLogs(
+          `id IN (SELECT id FROM logs WHERE app_id = ? ORDER BY id LIMIT ?) AND (ts < ? OR id <= ?)`,
+          appId,
+          prune.limit,
+          prune.before.getTime(),
+          floor === undefined ? 0 : Number(floor.id),
+        );
+      })
+    );
   }
 
   pruneRuns(before: Date, limit: number): Promise<number> {

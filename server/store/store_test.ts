@@ -251,8 +251,10 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
     const lines = logs(run.id, 1, 10);
     lines[0]!.line = "héllo"; // 6 UTF-8 bytes
     await store.appendLogs(app.id, lines);
+    await store.appendLogs(app.id, lines.slice(0, 3)); // sent again: counted once
     const bytes = lines.reduce((n, l) => n + new TextEncoder().encode(l.line).length + 1, 0);
     deepEqual(await store.runLogUsage(run.id), { bytes, seq: 10, overLines: 0, overBytes: 0 });
+    equal(await store.appLogBytes(app.id), bytes);
     await store.saveLogOverage(run.id, { seq: 25, lines: 15, bytes: 900 });
     await store.saveLogOverage(run.id, { seq: 30, lines: 20, bytes: 1200 });
     deepEqual(await store.runLogUsage(run.id), { bytes, seq: 30, overLines: 20, overBytes: 1200 });
@@ -751,7 +753,12 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
     const newest = await store.readLogs(app.id, { limit: 1000 });
     deepEqual(newest.map((l) => l.line), range(41, 50).map((i) => `${run.id} line ${i}`));
     equal((await store.readLogs(other.id, {})).length, 5, "other apps untouched");
+    const size = (lines: NewLog[]) => lines.reduce((n, l) => n + l.line.length + 1, 0);
+    equal(await store.appLogBytes(app.id), size(logs(run.id, 41, 10)), "the pruned bytes are off");
+    equal((await store.runLogUsage(run.id)).bytes, size(logs(run.id, 41, 10)));
     equal(await store.pruneLogs(app.id, { before, keepLines: 0, limit: 100 }), 10);
+    equal(await store.appLogBytes(app.id), 0);
+    equal(await store.appLogBytes(other.id), size(logs(otherRun.id, 1, 5)));
   });
 
   test("pruneRuns removes ended runs past the retention into the audit trail", async (store) => {
