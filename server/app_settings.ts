@@ -35,14 +35,22 @@ export const DEFAULT_APP_LOG_QUOTA_BYTES = 4 * 1024 ** 3;
 
 type Bounds = Pick<ServerConfig, "idleTimeoutMs" | "maxIdleTimeoutMs" | "maxReattachGraceMs">;
 
-/** The idle timeout an attached run of the app gets. */
+/**
+ * The idle timeout an attached run of the app gets: its setting, never
+ * above the server's maximum now (which may have been lowered since).
+ */
 export function appIdleTimeoutMs(config: Bounds, app: AppRow): number {
-  return app.idle_timeout_ms ?? config.idleTimeoutMs;
+  if (app.idle_timeout_ms === null) return config.idleTimeoutMs;
+  return Math.min(app.idle_timeout_ms, config.maxIdleTimeoutMs ?? DEFAULT_MAX_IDLE_TIMEOUT_MS);
 }
 
-/** The reattach grace a framed session of the app gets. */
-export function appReattachGraceMs(app: AppRow): number {
-  return app.reattach_grace_ms ?? REATTACH_GRACE_MS;
+/** The reattach grace a framed session of the app gets, within the server's maximum now. */
+export function appReattachGraceMs(config: Bounds, app: AppRow): number {
+  if (app.reattach_grace_ms === null) return REATTACH_GRACE_MS;
+  return Math.min(
+    app.reattach_grace_ms,
+    config.maxReattachGraceMs ?? DEFAULT_MAX_REATTACH_GRACE_MS,
+  );
 }
 
 /** The API view of an app's settings. */
@@ -53,7 +61,7 @@ export function appSettingsInfo(config: Bounds, app: AppRow): AppSettingsInfo {
     labels: app.labels,
     idle_timeout_ms: appIdleTimeoutMs(config, app),
     idle_timeout_set: app.idle_timeout_ms !== null,
-    reattach_grace_ms: appReattachGraceMs(app),
+    reattach_grace_ms: appReattachGraceMs(config, app),
     reattach_grace_set: app.reattach_grace_ms !== null,
     max_idle_timeout_ms: config.maxIdleTimeoutMs ?? DEFAULT_MAX_IDLE_TIMEOUT_MS,
     max_reattach_grace_ms: config.maxReattachGraceMs ?? DEFAULT_MAX_REATTACH_GRACE_MS,

@@ -321,7 +321,7 @@ export class RunEngine {
       timeoutMs: run.timeout_ms,
       // The app's settings (app_settings.ts); a run keeps the idle timeout it was created with.
       idleTimeoutMs: run.idle_timeout_ms ?? appIdleTimeoutMs(config, app),
-      reattachGraceMs: appReattachGraceMs(app),
+      reattachGraceMs: appReattachGraceMs(config, app),
       uploads: run.uploads,
       network: app.network,
       ...(app.network === "isolated" && app.host_ports.length ? { hostPorts: app.host_ports } : {}),

@@ -84,6 +84,10 @@ Deno.test("a setting above the server's maximum is refused, naming the maximum",
   match(grace[2], /maximum is 1h \(its --max-reattach-grace\)/);
   const app = await t.ctx.store.appByName("demo");
   deepEqual([app?.idle_timeout_ms, app?.reattach_grace_ms], [null, null], "nothing changed");
+  // A setting made under a higher maximum applies only up to the one now.
+  await t.ctx.store.updateAppSettings(app!.id, { idle_timeout_ms: 10 * 3600_000 });
+  const shown = (await (await t.call("GET", "/api/apps/demo")).json()).app.settings;
+  deepEqual([shown.idle_timeout_ms, shown.idle_timeout_set], [2 * 3600_000, true]);
 });
 
 Deno.test("only an admin sets the network and host ports, and a member is told why", async () => {
