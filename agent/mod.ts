@@ -54,6 +54,8 @@ export interface AgentOptions {
   dataDir: string;
   sandbox: SandboxKind;
   maxRuns: number;
+  /** `--labels`: what apps may require of this agent. */
+  labels?: Record<string, string>;
   tls?: { cert: string; key: string };
   /** Time a client has to send its secret (default 10 s). */
   handshakeTimeoutMs?: number;
@@ -204,6 +206,7 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
         running: runner.running(),
         ended: outcomes.pending(),
         warnings,
+        ...(options.labels && Object.keys(options.labels).length ? { labels: options.labels } : {}),
       }),
       running: () => runner.running(),
       message: (msg) => {

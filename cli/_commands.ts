@@ -204,17 +204,64 @@ export const COMMANDS: readonly CommandSpec[] = [
   },
   {
     name: "apps",
-    summary: "Create, list and destroy apps",
-    usage: ["apps list [--json]", "apps create NAME", "apps destroy NAME [--confirm NAME]"],
-    subcommands: ["list", "create", "destroy"],
+    summary: "Create, list, show, configure and destroy apps",
+    usage: [
+      "apps list [--json]",
+      "apps create NAME",
+      "apps show NAME [--json]",
+      "apps set NAME [--idle-timeout DURATION|default] [--reattach-grace DURATION|default] [--network isolated|host|none] [--host-ports PORTS|none] [--labels K=V,...|none]",
+      "apps destroy NAME [--confirm NAME]",
+    ],
+    subcommands: ["list", "create", "show", "set", "destroy"],
     notes: [
       "destroy deletes the app with its env, releases, runs and logs. Without --confirm it asks for the name on a terminal, and refuses elsewhere.",
+      "set changes the app's next one-offs (a running one keeps what it started with). A member of the app may set --idle-timeout and --reattach-grace, up to the server's --max-idle-timeout and --max-reattach-grace; default goes back to the server's. Only an admin may set --network, --host-ports and --labels: they weaken the isolation between the app's one-offs and the host (SECURITY.md), or choose which hosts see them. With --labels, a one-off goes only to an approved agent that has every label; when none has them, oneoff run is refused with the reason. Every change is on the app's timeline, with who made it.",
     ],
     flags: [
       JSON_FLAG,
       { name: "confirm", value: "NAME", description: "destroy: the app's name again" },
+      {
+        name: "idle-timeout",
+        value: "DURATION",
+        description:
+          "set: stop an attached one-off after this long with no byte either way, e.g. 10m, 2h",
+        default: "30m",
+      },
+      {
+        name: "reattach-grace",
+        value: "DURATION",
+        description:
+          "set: how long a dropped CLI session may reattach before the process gets SIGHUP",
+        default: "2m",
+      },
+      {
+        name: "network",
+        value: "isolated|host|none",
+        description: "set (admins): the one-offs' network",
+        default: "isolated",
+      },
+      {
+        name: "host-ports",
+        value: "PORTS",
+        description:
+          "set (admins): host loopback TCP ports an isolated one-off reaches on its own 127.0.0.1, e.g. 5432,6379",
+        default: "none",
+      },
+      {
+        name: "labels",
+        value: "K=V,...",
+        description:
+          "set (admins): run the app's one-offs only on agents with these labels (oneoff agent --labels)",
+        default: "none",
+      },
     ],
-    examples: ["oneoff apps create myapp", "oneoff apps destroy myapp --confirm myapp"],
+    examples: [
+      "oneoff apps create myapp",
+      "oneoff apps set myapp --idle-timeout 1h",
+      "oneoff apps set myapp --host-ports 5432",
+      "oneoff apps show myapp",
+      "oneoff apps destroy myapp --confirm myapp",
+    ],
   },
   {
     name: "env",
@@ -376,7 +423,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "server",
     summary: "The HTTP API and dashboard",
     usage: [
-      "server [--http ADDR] [--database sqlite:PATH|postgres://...] [--data-dir DIR] [--join-token-file PATH] [--join-token-uses N] [--join-token-ttl DURATION] [--auto-approve] [--tls-cert PEM --tls-key PEM] [--trust-proxy LIST] [--audit-key-file PATH] [--max-slug-bytes N] [--max-slug-unpacked-bytes N] [--max-timeout DURATION] [--max-runs-per-app N] [--log-quota-per-run SIZE] [--audit-quota-per-session SIZE] [--reattach-grace DURATION] [--config PATH] [--print-config]",
+      "server [--http ADDR] [--database sqlite:PATH|postgres://...] [--data-dir DIR] [--join-token-file PATH] [--join-token-uses N] [--join-token-ttl DURATION] [--auto-approve] [--tls-cert PEM --tls-key PEM] [--trust-proxy LIST] [--audit-key-file PATH] [--max-slug-bytes N] [--max-slug-unpacked-bytes N] [--max-timeout DURATION] [--max-idle-timeout DURATION] [--max-reattach-grace DURATION] [--max-runs-per-app N] [--log-quota-per-run SIZE] [--app-log-quota SIZE] [--audit-quota-per-session SIZE] [--reattach-grace DURATION] [--config PATH] [--print-config]",
       "server [--log-retention DURATION] [--log-max-lines-per-app N] [--run-retention DURATION] [--audit-retention DURATION] [--keep-releases N] [--blob-grace DURATION]",
       "server backup --to DIR [--data-dir DIR] [--database URL] [--audit-key-file PATH]",
     ],
@@ -446,6 +493,18 @@ export const COMMANDS: readonly CommandSpec[] = [
         description: "Longest --timeout a run may ask for (at most 24d)",
         default: "24h",
       },
+      {
+        name: "max-idle-timeout",
+        value: "DURATION",
+        description: "Longest idle timeout an app may set (apps set --idle-timeout)",
+        default: "24h",
+      },
+      {
+        name: "max-reattach-grace",
+        value: "DURATION",
+        description: "Longest reattach grace an app may set (apps set --reattach-grace)",
+        default: "1h",
+      },
       { name: "max-runs-per-app", value: "N", description: "Live one-offs allowed per app" },
       {
         name: "log-quota-per-run",
@@ -453,6 +512,13 @@ export const COMMANDS: readonly CommandSpec[] = [
         description:
           "Bytes of a detached run's output stored; beyond, lines are counted and marked, not stored",
         default: "256 MiB",
+      },
+      {
+        name: "app-log-quota",
+        value: "SIZE",
+        description:
+          "Bytes of log lines an app keeps; beyond, its oldest lines are removed (said on its timeline)",
+        default: "4 GiB",
       },
       {
         name: "audit-quota-per-session",
@@ -525,7 +591,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "agent",
     summary: "Run one-offs on this host for a server",
     usage: [
-      "agent --server URL [--join-token-file PATH] [--name NAME] [--attach ADDR] [--advertise HOST] [--data-dir DIR] [--sandbox bwrap|runc] [--max-runs N] [--tls-cert PEM --tls-key PEM] [--metrics ADDR] [--config PATH] [--print-config] | agent --check [--sandbox bwrap|runc] [--max-runs N]",
+      "agent --server URL [--join-token-file PATH] [--name NAME] [--attach ADDR] [--advertise HOST] [--data-dir DIR] [--sandbox bwrap|runc] [--max-runs N] [--labels K=V,...] [--tls-cert PEM --tls-key PEM] [--metrics ADDR] [--config PATH] [--print-config] | agent --check [--sandbox bwrap|runc] [--max-runs N]",
     ],
     notes: [
       ROLE_CONFIG_NOTE,
@@ -552,6 +618,12 @@ export const COMMANDS: readonly CommandSpec[] = [
       },
       SANDBOX,
       { name: "max-runs", value: "N", description: "One-offs at once", default: "20" },
+      {
+        name: "labels",
+        value: "K=V,...",
+        description:
+          "What apps may require of this agent (apps set --labels), e.g. region=eu,db=local; kept as approved",
+      },
       { name: "tls-cert", value: "PEM", description: "Serve the attach port over TLS" },
       { name: "tls-key", value: "PEM", description: "The certificate's key" },
       {

@@ -6,7 +6,7 @@
  */
 import type { AttachInfo } from "./attach.ts";
 import type { ResizeBody } from "./api_requests.ts";
-import type { Role, RunState, SizeName } from "./run.ts";
+import type { NetworkMode, Role, RunState, SizeName } from "./run.ts";
 import type { TimelineEvent } from "./timeline.ts";
 
 /** An app as the API shows it. */
@@ -15,6 +15,27 @@ export interface AppInfo {
   created_at: string;
   release: number | null;
   process_types: Record<string, string>;
+  settings: AppSettingsInfo;
+}
+
+/** An app's settings (`oneoff apps set`), each as it applies now. */
+export interface AppSettingsInfo {
+  network: NetworkMode;
+  /** Host loopback TCP ports an isolated run may reach. */
+  host_ports: number[];
+  /** Labels an agent must have to run the app's one-offs (none: any agent). */
+  labels: Record<string, string>;
+  /** Attached runs' idle timeout in ms: the app's, else the server's default. */
+  idle_timeout_ms: number;
+  /** False when the idle timeout is the server's default. */
+  idle_timeout_set: boolean;
+  /** A dropped framed session's reattach grace in ms: the app's, else the default. */
+  reattach_grace_ms: number;
+  /** False when the reattach grace is the default. */
+  reattach_grace_set: boolean;
+  /** The server's maxima, which a setting may not exceed. */
+  max_idle_timeout_ms: number;
+  max_reattach_grace_ms: number;
 }
 
 /** A release (a deployed slug) as the API shows it. */
@@ -48,6 +69,8 @@ export interface RunInfo {
   created_at: string;
   started_at: string | null;
   ended_at: string | null;
+  /** Attached runs: the idle timeout it runs with, in ms (null: detached, or not known). */
+  idle_timeout_ms?: number | null;
   /** Pending runs: why it waits (else null). */
   queued_reason?: QueuedReason | null;
   /** Pending runs: its place in the app's queue, 1 = next (else null). */
@@ -77,6 +100,8 @@ export interface AgentInfo {
   sandbox: string;
   attach: string;
   warnings: string[];
+  /** What it declared with `--labels` (as of its approval). */
+  labels?: Record<string, string>;
 }
 
 /** Where to attach to a run: the `--attach-info` object less its secret. */

@@ -20,7 +20,15 @@ import {
   refusing,
   string,
 } from "./_decode.ts";
-import { NAME_PATTERN, type Role, SIZE_NAMES, type SizeName } from "./run.ts";
+import {
+  NAME_PATTERN,
+  NETWORK_MODES,
+  type NetworkMode,
+  type Role,
+  SIZE_NAMES,
+  type SizeName,
+} from "./run.ts";
+import { labelsDecoder } from "./labels.ts";
 
 /** `POST /apps`. */
 export interface CreateAppBody {
@@ -31,6 +39,24 @@ export interface CreateAppBody {
 export interface EnvChangeBody {
   set?: Record<string, string>;
   unset?: string[];
+}
+
+/**
+ * `PATCH /apps/:app`: the app's settings to change, at least one. A null
+ * duration goes back to the server's default. `network` and `host_ports`
+ * are for admins only (they weaken the run's isolation); a member of the
+ * app may change the durations.
+ */
+export interface AppSettingsBody {
+  /** Attached runs with no byte either way for this long are stopped (ms). */
+  idle_timeout_ms?: number | null;
+  /** How long a framed session's dropped connection may be reattached (ms). */
+  reattach_grace_ms?: number | null;
+  network?: NetworkMode;
+  /** Host loopback TCP ports an isolated run may reach; [] for none. */
+  host_ports?: number[];
+  /** Labels an agent must have to run the app's one-offs; {} for any agent (admins only). */
+  labels?: Record<string, string>;
 }
 
 /** A file uploaded first (`POST /apps/:app/uploads`), to place in `/tmp/uploads`. */
@@ -215,6 +241,40 @@ const createTokenBody: Decoder<CreateTokenBody> = object({}, {
   apps: array(string),
   name: string,
 });
+
+const durationMs = check(integer, (n) => n >= 1000 || "must be at least 1000 (1s)");
+
+const hostPort = check(integer, (n) => (n >= 1 && n <= 65535) || "must be a TCP port, 1-65535");
+
+const appSettings = object({}, {
+  idle_timeout_ms: durationMs,
+  reattach_grace_ms: durationMs,
+  network: refusing(oneOf(NETWORK_MODES), {
+    code: "invalid_network",
+    message: (mode) => `Unknown network "${String(mode)}": use one of ${NETWORK_MODES.join(", ")}`,
+  }),
+  host_ports: check(array(hostPort), (ports) => ports.length <= 64 || "may list at most 64 ports"),
+  labels: labelsDecoder,
+});
+
+const appSettingsBody: Decoder<AppSettingsBody> = (value, field) => {
+  const body: AppSettingsBody = appSettings(value, field);
+  // object() leaves a null out; here null means "back to the default".
+  for (const key of ["idle_timeout_ms", "reattach_grace_ms"] as const) {
+    if ((value as Record<string, unknown>)[key] === null) body[key] = null;
+  }
+  if (Object.values(body).every((v) => v === undefined)) {
+    throw new DecodeError(
+      "Nothing to change: give idle_timeout_ms, reattach_grace_ms, network, host_ports or labels",
+    );
+  }
+  return body;
+};
+
+/** Checks a `PATCH /apps/:app` body. */
+export function decodeAppSettingsBody(body: unknown): Decoding<AppSettingsBody> {
+  return decodeValue(appSettingsBody, body);
+}
 
 /** Checks a `POST /apps` body. */
 export function decodeCreateAppBody(body: unknown): Decoding<CreateAppBody> {

@@ -17,6 +17,7 @@ import {
   record,
   string,
 } from "./_decode.ts";
+import { labelsDecoder } from "./labels.ts";
 import {
   type Limits,
   NETWORK_MODES,
@@ -127,6 +128,8 @@ export type AgentMessage =
     ended: RunEnded[];
     /** What the sandbox cannot enforce on this host, said once. */
     warnings: string[];
+    /** `--labels`: what apps may require of the agent that runs their one-offs. */
+    labels?: Record<string, string>;
   }
   | { type: "heartbeat"; running: string[] }
   /** `running`, or an end (then answered by `state_ack`). */
@@ -213,7 +216,7 @@ const agentMessage: Decoder<AgentMessage> = byType({
     running: strings,
     ended: array(runEnded),
     warnings: strings,
-  }, { token: string, credential: string }),
+  }, { token: string, credential: string, labels: labelsDecoder }),
   heartbeat: object({ running: strings }),
   run_state: object(runEndedFields, runEndedOptional),
   attach_ready: object({ runId: string, expiresAt: number }),

@@ -29,4 +29,5 @@ export * from "./api.ts";
 export * from "./api_requests.ts";
 export * from "./timeline.ts";
 export * from "./slug_policy.ts";
+export * from "./labels.ts";
 export type { Decoding } from "./_decode.ts";

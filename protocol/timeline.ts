@@ -56,6 +56,16 @@ export interface TimelineEventData {
   "agent.revoked": { agent: string };
   /** An admin rotated the join token: the old one no longer enrols. */
   "join_token.rotated": Record<string, never>;
+  /**
+   * Someone changed app settings: each `setting` (e.g. `idle-timeout`) from
+   * one value to another, as the CLI shows them (`30m`, `default`, `5432,6379`).
+   */
+  "app.settings": { changes: { setting: string; from: string; to: string }[] };
+  /**
+   * The app's logs went past its byte quota: its oldest `lines` (`bytes`)
+   * were removed, down to the `quota` bytes it may keep.
+   */
+  "logs.trimmed": { lines: number; bytes: number; quota: number };
 }
 
 /** A kind of event the server writes. */
@@ -147,7 +157,17 @@ const CHECKS: { [K in TimelineEventKind]: { [F in keyof TimelineEventData[K]]-?:
   "agent.approved": { agent: isString },
   "agent.revoked": { agent: isString },
   "join_token.rotated": {},
+  "app.settings": { changes: isChanges },
+  "logs.trimmed": { lines: isNumber, bytes: isNumber, quota: isNumber },
 };
+
+function isChanges(value: unknown): boolean {
+  return Array.isArray(value) &&
+    value.every((change) =>
+      typeof change === "object" && change !== null &&
+      isString(change.setting) && isString(change.from) && isString(change.to)
+    );
+}
 
 /** Whether a stored event is of a kind the server writes, with the data that kind carries. */
 export function isKnownEvent<E extends UncheckedEventBody>(
@@ -295,6 +315,22 @@ export function describeEvent(event: UncheckedEventBody): Segment[] {
       return [text(`revoked the agent "${event.data.agent}"`)];
     case "join_token.rotated":
       return [text("rotated the join token")];
+    case "app.settings":
+      return [
+        text("set "),
+        ...event.data.changes.flatMap((c, i) => [
+          ...(i === 0 ? [] : [text(", ")]),
+          seg("name", c.setting),
+          text(` from ${c.from} to ${c.to}`),
+        ]),
+      ];
+    case "logs.trimmed": {
+      const { lines, bytes: removed, quota } = event.data;
+      return [
+        text(`removed the app's oldest ${lines} log lines (${bytes(removed)})`),
+        seg("note", ` (over the server's log quota of ${bytes(quota)} per app)`),
+      ];
+    }
   }
 }
 

@@ -12,6 +12,22 @@ import {
 const SENTENCES: Record<TimelineEventKind, [TimelineEventBody, string]> = {
   "app.created": [{ kind: "app.created", data: {} }, "created the app"],
   "app.destroyed": [{ kind: "app.destroyed", data: {} }, "destroyed the app"],
+  "app.settings": [
+    {
+      kind: "app.settings",
+      data: {
+        changes: [
+          { setting: "idle-timeout", from: "default (30m)", to: "1h" },
+          { setting: "network", from: "isolated", to: "host" },
+        ],
+      },
+    },
+    "set idle-timeout from default (30m) to 1h, network from isolated to host",
+  ],
+  "logs.trimmed": [
+    { kind: "logs.trimmed", data: { lines: 1200, bytes: 3 * 1024 ** 2, quota: 4 * 1024 ** 3 } },
+    "removed the app's oldest 1200 log lines (3 MiB) (over the server's log quota of 4 GiB per app)",
+  ],
   "deploy": [
     {
       kind: "deploy",

@@ -1,7 +1,8 @@
 /**
- * `oneoff server`'s limit flags: `--max-slug-unpacked-bytes` and
- * `--max-timeout`, `--log-quota-per-run`, `--audit-quota-per-session`,
- * `--reattach-grace`, checked here so a bad value is a usage error.
+ * `oneoff server`'s limit flags: `--max-slug-unpacked-bytes`,
+ * `--max-timeout`, `--max-idle-timeout`, `--reattach-grace`,
+ * `--max-reattach-grace`, `--log-quota-per-run`, `--app-log-quota`,
+ * `--audit-quota-per-session`, checked here so a bad value is a usage error.
  * @module
  */
 import { parseDuration, UsageError } from "../cli/_io.ts";
@@ -17,8 +18,20 @@ type Limits = Partial<
     | "logQuotaBytes"
     | "auditQuotaBytes"
     | "reattachGraceMs"
+    | "maxIdleTimeoutMs"
+    | "maxReattachGraceMs"
+    | "appLogQuotaBytes"
   >
 >;
+
+/** A maximum duration flag: from 1s to a timer's range (a longer timer fires at once). */
+function timerFlag(flag: string, text: string): number {
+  const ms = parseDuration(text);
+  if (ms < 1000 || ms > MAX_TIMER_MS) {
+    throw new UsageError(`Invalid --${flag} "${text}": give from 1s to 24d (a timer's range)`);
+  }
+  return ms;
+}
 
 /** The limit settings given on the command line. */
 export function limitFlags(v: Record<string, string | undefined>): Limits {
@@ -44,6 +57,12 @@ export function limitFlags(v: Record<string, string | undefined>): Limits {
     }
     config.maxTimeoutMs = ms;
   }
+  const maxIdle = v["max-idle-timeout"];
+  if (maxIdle !== undefined) config.maxIdleTimeoutMs = timerFlag("max-idle-timeout", maxIdle);
+  const maxGrace = v["max-reattach-grace"];
+  if (maxGrace !== undefined) config.maxReattachGraceMs = timerFlag("max-reattach-grace", maxGrace);
+  const appQuota = v["app-log-quota"];
+  if (appQuota !== undefined) config.appLogQuotaBytes = parseBytes("--app-log-quota", appQuota);
   const logQuota = v["log-quota-per-run"];
   if (logQuota !== undefined) config.logQuotaBytes = parseBytes("--log-quota-per-run", logQuota);
   const auditQuota = v["audit-quota-per-session"];

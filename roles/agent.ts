@@ -4,6 +4,7 @@
  */
 import { startAgent } from "../agent/mod.ts";
 import { parseDuration, UsageError } from "../cli/_io.ts";
+import { parseLabels } from "../protocol/mod.ts";
 import { parseAddr } from "../util/addr.ts";
 import { createLogger } from "../util/log.ts";
 import { roleConfig } from "./_config.ts";
@@ -54,6 +55,7 @@ export async function agent(args: string[]): Promise<number> {
     dataDir: v["data-dir"] ?? "./.oneoff-agent",
     sandbox: sandboxKind(v.sandbox),
     maxRuns,
+    ...(v.labels ? { labels: agentLabels(v.labels) } : {}),
     ...(tls ? { tls } : {}),
     ...(spool ? { spoolMaxBytes: parseBytes("--spool-max-bytes", spool) } : {}),
     ...(drain ? { drainTimeoutMs: flagDuration("--drain-timeout", drain) } : {}),
@@ -93,4 +95,13 @@ export function signalCounter() {
       for (const name of names) Deno.removeSignalListener(name, listener);
     },
   };
+}
+
+/** `--labels k=v,...`, a bad one a usage error. */
+function agentLabels(text: string): Record<string, string> {
+  try {
+    return parseLabels(text);
+  } catch (e) {
+    throw new UsageError(`Invalid --labels "${text}": ${(e as Error).message}`);
+  }
 }

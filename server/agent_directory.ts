@@ -3,7 +3,12 @@
  * the run engine picks one to place a run on. Neither owns the other.
  * @module
  */
-import type { AttachEndpoint, ServerMessage } from "../protocol/mod.ts";
+import {
+  type AttachEndpoint,
+  hasLabels,
+  type Labels,
+  type ServerMessage,
+} from "../protocol/mod.ts";
 
 /** An agent with an open control channel. */
 export interface ConnectedAgent {
@@ -19,6 +24,8 @@ export interface ConnectedAgent {
   lastSeen: number;
   /** It said it is stopping: no new run is placed on it. */
   draining: boolean;
+  /** Its labels (as approved): a run of an app that requires labels goes only to an agent with them. */
+  labels?: Labels;
   /** Sends a message; false when the channel is no longer open. */
   send(msg: ServerMessage): boolean;
   /** Closes the channel. */
@@ -27,8 +34,11 @@ export interface ConnectedAgent {
 
 /** What the run engine needs to reach agents. */
 export interface AgentDirectory {
-  /** The least loaded approved agent with free capacity that is not draining, if any. */
-  pick(): ConnectedAgent | undefined;
+  /**
+   * The least loaded approved agent with free capacity that is not
+   * draining, and has every label of `labels`, if any.
+   */
+  pick(labels?: Labels): ConnectedAgent | undefined;
   /** A connected agent by id. */
   get(id: string): ConnectedAgent | undefined;
 }
@@ -46,10 +56,11 @@ export class ConnectedAgents implements AgentDirectory {
     return this.#agents.get(id);
   }
 
-  pick(): ConnectedAgent | undefined {
+  pick(labels: Labels = {}): ConnectedAgent | undefined {
     let best: ConnectedAgent | undefined;
     for (const agent of this.#agents.values()) {
       if (!agent.approved || agent.draining || agent.active.size >= agent.capacity) continue;
+      if (!hasLabels(agent.labels ?? {}, labels)) continue;
       if (!best || agent.active.size / agent.capacity < best.active.size / best.capacity) {
         best = agent;
       }

@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import {
   type AgentMessage,
   decodeAgentMessage,
+  labelsText,
   type RunEnded,
   type ServerMessage,
 } from "../protocol/mod.ts";
@@ -140,7 +141,18 @@ export class AgentHub {
           `This credential belongs to the agent "${row.name}": start it with --name ${row.name}`,
         );
       }
-      row = await this.#ctx.store.upsertAgent({ ...this.#fields(msg), id: row.id });
+      // Labels choose which apps' runs (and secrets) an agent gets: an
+      // approved agent keeps those it was approved with, whatever it says now.
+      const labels = msg.labels ?? {};
+      const kept = row.trust === "approved" ? row.labels : labels;
+      if (labelsText(kept) !== labelsText(labels)) {
+        log.warn("agent labels changed since its approval: the approved ones are kept", {
+          agent: row.name,
+          approved: labelsText(kept),
+          declared: labelsText(labels),
+        });
+      }
+      row = await this.#ctx.store.upsertAgent({ ...this.#fields(msg), labels: kept, id: row.id });
     } else {
       if (!await this.#ctx.store.useJoinToken(hash, new Date(this.#clock.now()))) {
         return await this.#failed(refuse, address, hash, "Wrong, expired or used-up join token");
@@ -148,6 +160,7 @@ export class AgentHub {
       credential = randomBytes(32).toString("base64url");
       row = await this.#ctx.store.enrolAgent({
         ...this.#fields(msg),
+        labels: msg.labels ?? {},
         trust: this.#ctx.config.autoApprove ? "approved" : "pending",
         credential_sha256: sha256Hex(credential),
       });
@@ -165,6 +178,7 @@ export class AgentHub {
       active: new Set(msg.running),
       lastSeen: this.#clock.now(),
       draining: false,
+      labels: row.labels,
       send(out: ServerMessage): boolean {
         if (socket.readyState !== WebSocket.OPEN) return false;
         socket.send(JSON.stringify(out));

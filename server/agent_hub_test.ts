@@ -127,3 +127,52 @@ Deno.test("a frozen agent (SIGSTOP) is dropped when its heartbeats stop, and its
     await http.shutdown();
   }
 });
+
+Deno.test("an approved agent keeps the labels it was approved with, whatever its hello says", async () => {
+  await using f = await engineFixture({ autoApprove: false });
+  const server = createApp(f.ctx, { clock: new FakeClock(Date.now()) });
+  const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, server.app.fetch);
+  /** Says hello with these labels; resolves with what the server answered before its welcome. */
+  const join = async (labels: Record<string, string>, secret: { credential?: string }) => {
+    const socket = new WebSocket(`ws://127.0.0.1:${http.addr.port}${AGENT_CHANNEL_PATH}`);
+    const received: ServerMessage[] = [];
+    socket.onmessage = (event) => received.push(JSON.parse(String(event.data)));
+    await new Promise((resolve) => socket.onopen = resolve);
+    socket.send(JSON.stringify(
+      {
+        type: "hello",
+        ...(secret.credential ? { credential: secret.credential } : { token: "join_test" }),
+        name: "labelled",
+        version: "test",
+        capacity: 2,
+        sandbox: "bwrap",
+        attach: { host: "127.0.0.1", port: 5000, tls: false },
+        running: [],
+        ended: [],
+        warnings: [],
+        labels,
+      } satisfies AgentMessage,
+    ));
+    await until("welcomed", () => Promise.resolve(received.some((m) => m.type === "welcome")));
+    const closed = new Promise((resolve) => socket.onclose = resolve);
+    socket.close();
+    await closed;
+    return received;
+  };
+  const labelsOf = async () => (await f.ctx.store.listAgents())[0]?.labels;
+  try {
+    const enrolled = (await join({ region: "eu" }, {})).find((m) => m.type === "enrolled");
+    const credential = enrolled?.type === "enrolled" ? enrolled.credential : "";
+    deepEqual(await labelsOf(), { region: "eu" });
+    // Pending: it may still change them; the admin approves what is shown then.
+    await join({ region: "us" }, { credential });
+    deepEqual(await labelsOf(), { region: "us" });
+    const [row] = await f.ctx.store.listAgents();
+    await f.ctx.store.setAgentTrust(row!.id, "approved");
+    await join({ region: "eu", secrets: "all" }, { credential });
+    deepEqual(await labelsOf(), { region: "us" }, "approved: the approved labels stay");
+  } finally {
+    server.close();
+    await http.shutdown();
+  }
+});

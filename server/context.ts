@@ -28,10 +28,16 @@ export interface ServerConfig {
   queueTimeoutMs: number;
   /** How long an attached run waits for its client. */
   attachWindowMs: number;
-  /** Attached sessions with no byte either way for this long are killed. */
+  /** Attached sessions with no byte either way for this long are killed (an app may set its own). */
   idleTimeoutMs: number;
   /** How long a framed session's process waits for its dropped client (default REATTACH_GRACE_MS). */
   reattachGraceMs?: number;
+  /** The longest idle timeout an app may set (default DEFAULT_MAX_IDLE_TIMEOUT_MS). */
+  maxIdleTimeoutMs?: number;
+  /** The longest reattach grace an app may set (default DEFAULT_MAX_REATTACH_GRACE_MS). */
+  maxReattachGraceMs?: number;
+  /** Bytes of log lines an app may keep; beyond, its oldest go (default DEFAULT_APP_LOG_QUOTA_BYTES). */
+  appLogQuotaBytes?: number;
   /** Default maximum duration of a run. */
   maxDurationMs: number;
   /** Bytes of a detached run's output stored (default DEFAULT_LOG_QUOTA_BYTES). */

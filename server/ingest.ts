@@ -17,6 +17,7 @@ import { errorMessage } from "../util/log.ts";
 import type { ConnectedAgent } from "./agent_directory.ts";
 import type { ServerContext } from "./context.ts";
 import { logKey, runKey } from "./signals.ts";
+import { AppLogQuotaWatch } from "./log_quota.ts";
 
 type LogsMessage = Extract<AgentMessage, { type: "logs" }>;
 type AuditMessage = Extract<AgentMessage, { type: "audit" }>;
@@ -69,13 +70,18 @@ export class Ingest {
   #awaited = new Map<string, { lines: number; timer: TimerId }>();
   // The agent keeps a run within its quota; this checks it again, so an
   // agent that does not (old, buggy, hostile) cannot fill the data dir.
-  // Kept past the run's end (its last batches come later), in memory
-  // only: after a restart a run's count starts again from 0.
-  #usage = new Map<string, Usage>();
+  // Kept past the run's end (its last batches come later). A restart
+  // loses nothing: a run's first batch since reads what the store holds
+  // of it (the stored bytes, and what was counted past the quota, which
+  // is saved with every batch that counts some).
+  #usage = new Map<string, Promise<Usage>>();
+  /** The per-app log quota, checked as an app's lines come in. */
+  readonly appQuota: AppLogQuotaWatch;
 
   constructor(ctx: ServerContext, options: IngestOptions = {}) {
     this.#ctx = ctx;
     this.#clock = options.clock ?? realClock;
+    this.appQuota = new AppLogQuotaWatch(ctx);
     this.started = this.#resume().catch((err) =>
       ctx.log.error("resuming the missing-lines checks failed", { error: errorMessage(err) })
     );
@@ -126,7 +132,14 @@ export class Ingest {
       return;
     }
     const source = owner.label;
-    const lines = this.#withinQuota(msg).map((r) => ({
+    let within: LogsMessage["records"];
+    try {
+      within = await this.#withinQuota(msg);
+    } catch (err) {
+      this.#nackLogs(agent, msg, err);
+      return;
+    }
+    const lines = within.map((r) => ({
       run_id: msg.runId,
       seq: r.seq,
       ts: new Date(r.ts),
@@ -142,6 +155,7 @@ export class Ingest {
     }
     agent.send({ type: "logs_ack", runId: msg.runId, batch: msg.batch });
     this.#ctx.signals.notify(logKey(owner.appId));
+    this.appQuota.stored(owner.appId, lines.reduce((n, l) => n + l.line.length + 1, 0));
     const awaited = this.#awaited.get(msg.runId);
     if (awaited) this.#expect(msg.runId, awaited.lines);
   }
@@ -151,15 +165,10 @@ export class Ingest {
    * agent's own lines); the rest are counted, and the first of them is
    * replaced by a marker line saying so.
    */
-  #withinQuota(msg: LogsMessage): LogsMessage["records"] {
+  async #withinQuota(msg: LogsMessage): Promise<LogsMessage["records"]> {
     const quota = (this.#ctx.config.logQuotaBytes ?? DEFAULT_LOG_QUOTA_BYTES) + QUOTA_SLACK_BYTES;
-    let usage = this.#usage.get(msg.runId);
-    if (!usage) {
-      usage = { bytes: 0, seq: -1, overLines: 0, overBytes: 0 };
-      this.#usage.set(msg.runId, usage);
-      const oldest = this.#usage.keys().next().value;
-      if (this.#usage.size > MAX_USAGE_RUNS && oldest !== undefined) this.#usage.delete(oldest);
-    }
+    const usage = await this.#usageOf(msg.runId);
+    const overBefore = usage.overLines;
     const kept: LogsMessage["records"] = [];
     for (const r of msg.records) {
       // Sent again (a lost ack): counted the first time; stored once by seq.
@@ -185,7 +194,26 @@ export class Ingest {
       usage.overBytes += bytes;
       this.#ctx.metrics?.logLinesDropped.inc({ reason: "quota" });
     }
+    if (usage.overLines > overBefore) {
+      // Saved before the batch is acknowledged: a restart keeps the count.
+      const { seq, overLines: lines, overBytes: bytes } = usage;
+      await this.#ctx.store.saveLogOverage(msg.runId, { seq, lines, bytes });
+    }
     return kept;
+  }
+
+  /** A run's usage: in memory while it is known, else what the store holds of it. */
+  #usageOf(runId: string): Promise<Usage> {
+    let usage = this.#usage.get(runId);
+    if (!usage) {
+      usage = this.#ctx.store.runLogUsage(runId);
+      this.#usage.set(runId, usage);
+      // A failed read is not remembered: the batch is nacked and read again.
+      usage.catch(() => this.#usage.delete(runId));
+      const oldest = this.#usage.keys().next().value;
+      if (this.#usage.size > MAX_USAGE_RUNS && oldest !== undefined) this.#usage.delete(oldest);
+    }
+    return usage;
   }
 
   #nackLogs(agent: ConnectedAgent, msg: LogsMessage, err: unknown): void {
@@ -271,7 +299,7 @@ export class Ingest {
   async #checkLines(runId: string, lines: number): Promise<void> {
     const { store } = this.#ctx;
     const stored = await store.countRunLogs(runId);
-    const over = this.#usage.get(runId);
+    const over = await this.#usageOf(runId);
     // Lines the server counted past the quota are said as such, not as missing.
     const counted = over && over.overLines > 0 ? over.overLines - 1 : 0;
     if (stored + counted >= lines && counted === 0) return;

@@ -145,3 +145,38 @@ Deno.test("a batch past the run's log quota is stored up to it, the rest counted
   ok(!reason.includes("missing"));
   ingest.close();
 });
+
+Deno.test("a run's log quota and what it counted past it survive server restarts", async () => {
+  // 1 KiB lines: the quota plus the agent's slack holds 65 of them.
+  await using f = await engineFixture({ logQuotaBytes: 1024, logsSettleMs: 10 });
+  const agent = new FakeAgent("a1");
+  const run = await placedRun(f.ctx.store, f, agent.id);
+  const long = (from: number, count: number, batch: number) => {
+    const msg = lines(run.id, from, count, batch);
+    for (const r of msg.records) r.line = r.line.padEnd(1023, "x");
+    return msg;
+  };
+  const first = new Ingest(f.ctx);
+  await first.logs(agent, long(0, 50, 0));
+  first.close();
+  // A restart: a new Ingest on the same store goes on counting from what is stored.
+  const second = new Ingest(f.ctx);
+  await second.logs(agent, long(50, 50, 1));
+  second.close();
+  const stored = await f.ctx.store.readLogs(f.app.id, { limit: 1000 });
+  equal(stored.length, 65 + 1, "the quota held across the restart, plus its marker");
+  match(stored.at(-1)?.line ?? "", /log quota of 66560 bytes reached/);
+  // Another restart: a batch sent again is not counted twice, new lines are.
+  const third = new Ingest(f.ctx);
+  await third.logs(agent, long(50, 50, 1));
+  await third.logs(agent, long(100, 10, 2));
+  deepEqual(agent.sent.map((m) => m.type === "logs_ack" && m.batch), [0, 1, 1, 2]);
+  equal((await f.ctx.store.readLogs(f.app.id, { limit: 1000 })).length, 66, "nothing more stored");
+  await f.ctx.store.updateRun(run.id, ["running"], { state: "exited", exit_code: 0 });
+  third.ended(run.id, 110);
+  const reason = await waitFor(async () => (await f.ctx.store.runById(run.id))?.reason, {
+    message: "the quota note on the run",
+  });
+  equal(reason, "45 lines (46080 bytes) past the log quota not stored");
+  third.close();
+});

@@ -1,6 +1,7 @@
 /**
  * The data lifecycle: a periodic sweep (once at start, then hourly) that
- * enforces the retention of app logs, ended runs and audit recordings, and
+ * enforces the retention of app logs (by age, lines and bytes: the per-app
+ * quota of `log_quota.ts`), ended runs and audit recordings, and
  * collects releases and blobs nothing needs any more. Each deletion is a
  * loop of bounded store batches, so a big logs table is never locked long.
  * @module
@@ -8,6 +9,7 @@
 import { type Clock, realClock, type TimerId } from "../util/clock.ts";
 import { errorMessage } from "../util/log.ts";
 import type { ServerContext } from "./context.ts";
+import { enforceAppLogQuota } from "./log_quota.ts";
 
 const DAY = 86_400_000;
 
@@ -142,6 +144,9 @@ export class Lifecycle {
     };
     for (const app of await store.listApps()) {
       report.logLines += await this.#drain(() => store.pruneLogs(app.id, prune));
+      // After the retention: only what is left counts against the byte quota.
+      if (this.#closed) break;
+      report.logLines += (await enforceAppLogQuota(this.#ctx, app)).lines;
     }
     report.releases = await this.#drain(() => store.pruneReleases(s.keepReleases, BATCH));
     // Mark after the rows are gone, sweep what is older than the grace.

@@ -95,6 +95,31 @@ Deno.test("the sweep enforces log retention by age and by lines per app", async 
   deepEqual((await store.readLogs(app.id, {})).map((l) => l.line), ["l4"]);
 });
 
+Deno.test("the sweep trims an app's logs to its byte quota, oldest first, on its timeline", async () => {
+  // Lines "l1".."l9" of 3 bytes each (with their newline): 9 bytes fit.
+  await using t = await testServer({ appLogQuotaBytes: 9 });
+  const { store } = t.ctx;
+  const app = await store.createApp("demo");
+  const rel = await release(store, app.id, "aa".repeat(32));
+  const run = await store.createRun(newRun(app.id, rel.id));
+  await store.appendLogs(
+    app.id,
+    Array.from({ length: 9 }, (_, i) => ({
+      run_id: run.id,
+      seq: i + 1,
+      ts: new Date(),
+      source: "one-off-1",
+      stream: "stdout",
+      line: `l${i + 1}`,
+    })),
+  );
+  const report = await new Lifecycle(t.ctx).sweep();
+  equal(report.logLines, 6);
+  deepEqual((await store.readLogs(app.id, {})).map((l) => l.line), ["l7", "l8", "l9"]);
+  const [event] = await store.listEvents({ app_id: app.id, limit: 1 });
+  deepEqual([event?.kind, event?.data], ["logs.trimmed", { lines: 6, bytes: 18, quota: 9 }]);
+});
+
 Deno.test("a destroyed app's recording stays readable until the audit retention ends", async () => {
   await using t = await testServer();
   const { store, audit } = t.ctx;

@@ -23,6 +23,7 @@ import { AttachSecrets } from "./_attach_secret.ts";
 import { type Idempotency, IDEMPOTENCY_KEEP_MS, replayedRun } from "./_idempotency.ts";
 import { newToken, sha256Hex } from "./auth.ts";
 import type { ServerContext } from "./context.ts";
+import { appIdleTimeoutMs, appReattachGraceMs } from "./app_settings.ts";
 import { HttpError } from "./http_error.ts";
 import { runKey } from "./signals.ts";
 import type { AppRow, ReleaseRow, RunRow } from "./store/mod.ts";
@@ -169,6 +170,7 @@ export class RunEngine {
       cols: req.cols,
       rows: req.rows,
       timeout_ms: req.timeoutMs,
+      idle_timeout_ms: req.attached ? appIdleTimeoutMs(this.#ctx.config, app) : null,
       actor,
       secret_sha256: secret ? sha256Hex(secret) : null,
       expires_at: null,
@@ -254,6 +256,8 @@ export class RunEngine {
     const { store, config } = this.#ctx;
     const pending = await store.listRuns({ states: ["pending"], limit: 1000 });
     if (pending.length === 0) return;
+    // An app's labels choose its agents (app_settings.ts).
+    const apps = new Map((await store.listApps()).map((app) => [app.id, app]));
     const perApp = new Map<number, number>();
     for (const run of await store.listRuns({ states: ACTIVE, limit: 100_000 })) {
       perApp.set(run.app_id, (perApp.get(run.app_id) ?? 0) + 1);
@@ -269,7 +273,7 @@ export class RunEngine {
         continue;
       }
       if ((perApp.get(run.app_id) ?? 0) >= config.maxRunsPerApp) continue;
-      const agent = this.#agents.pick();
+      const agent = this.#agents.pick(apps.get(run.app_id)?.labels);
       if (!agent) continue;
       if (await this.#place(run, agent)) {
         perApp.set(run.app_id, (perApp.get(run.app_id) ?? 0) + 1);
@@ -315,10 +319,12 @@ export class RunEngine {
       cols: run.cols,
       rows: run.rows,
       timeoutMs: run.timeout_ms,
-      idleTimeoutMs: config.idleTimeoutMs,
-      ...(config.reattachGraceMs !== undefined ? { reattachGraceMs: config.reattachGraceMs } : {}),
+      // The app's settings (app_settings.ts); a run keeps the idle timeout it was created with.
+      idleTimeoutMs: run.idle_timeout_ms ?? appIdleTimeoutMs(config, app),
+      reattachGraceMs: appReattachGraceMs(config, app),
       uploads: run.uploads,
       network: app.network,
+      ...(app.network === "isolated" && app.host_ports.length ? { hostPorts: app.host_ports } : {}),
       logQuotaBytes: config.logQuotaBytes ?? DEFAULT_LOG_QUOTA_BYTES,
       auditQuotaBytes: config.auditQuotaBytes ?? DEFAULT_AUDIT_QUOTA_BYTES,
     };

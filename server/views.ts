@@ -24,6 +24,8 @@ import type {
   Store,
   TokenRow,
 } from "./store/mod.ts";
+import { appSettingsInfo } from "./app_settings.ts";
+import type { ServerConfig } from "./context.ts";
 
 /** The API view of a token: never its hash. */
 export function tokenInfo(token: TokenRow): TokenInfo {
@@ -63,6 +65,7 @@ export function runInfo(
     created_at: run.created_at.toISOString(),
     started_at: run.started_at?.toISOString() ?? null,
     ended_at: run.ended_at?.toISOString() ?? null,
+    idle_timeout_ms: run.attached ? run.idle_timeout_ms : null,
     queued_reason: place?.reason ?? null,
     queue_position: place?.position ?? null,
   };
@@ -73,14 +76,18 @@ export async function agentMap(store: Store): Promise<Map<string, AgentRow>> {
   return new Map((await store.listAgents()).map((a) => [a.id, a]));
 }
 
-/** The API view of an app, with its current release. */
-export async function appInfo(store: Store, app: AppRow): Promise<AppInfo> {
-  const release = await store.latestRelease(app.id);
+/** The API view of an app, with its current release and its settings. */
+export async function appInfo(
+  ctx: { store: Store; config: ServerConfig },
+  app: AppRow,
+): Promise<AppInfo> {
+  const release = await ctx.store.latestRelease(app.id);
   return {
     name: app.name,
     created_at: app.created_at.toISOString(),
     release: release?.version ?? null,
     process_types: release?.process_types ?? {},
+    settings: appSettingsInfo(ctx.config, app),
   };
 }
 
@@ -131,5 +138,6 @@ export function agentInfo(row: AgentRow, live: { running: number } | null): Agen
     sandbox: row.sandbox,
     attach: `${row.attach_tls ? "tls" : "tcp"}://${row.attach_host}:${row.attach_port}`,
     warnings: row.warnings,
+    labels: row.labels,
   };
 }

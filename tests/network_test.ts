@@ -33,8 +33,8 @@ for (const kind of SANDBOX_KINDS) {
       const store = sys.server.ctx.store;
       const sealed = (await store.appByName("sealed"))!;
       equal(sealed.network, "isolated", "isolated by default");
-      // No CLI or API sets it yet: the store is where the setting lives.
-      await store.setAppNetwork(sealed.id, "none");
+      const set = await sys.cli(["apps", "set", "sealed", "--network", "none"]);
+      equal(set.code, 0, set.stderr);
       deepEqual(await interfacesOf(sys, "sealed"), ["lo"]);
 
       // Isolated: loopback and pasta's one interface, in a namespace of the run's own.
@@ -42,7 +42,7 @@ for (const kind of SANDBOX_KINDS) {
       equal(isolated.length, 2, `${isolated}`);
       ok(isolated.includes("lo"));
 
-      await store.setAppNetwork(sealed.id, "host");
+      equal((await sys.cli(["apps", "set", "sealed", "--network", "host"])).code, 0);
       deepEqual(await interfacesOf(sys, "sealed"), host, "a host app shares the host's");
     },
   }));

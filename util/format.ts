@@ -27,3 +27,15 @@ export function bytes(n: number): string {
     : value.toFixed(1).replace(/\.0$/, "");
   return `${shown} ${units[unit]}`;
 }
+
+/** A duration as a flag takes it (`--idle-timeout`): the largest unit it is a whole number of, `90s`, `30m`, `2h`, `1d`. */
+export function durationFlag(ms: number): string {
+  const units: [string, number][] = [["d", 86_400_000], ["h", 3600_000], ["m", 60_000], [
+    "s",
+    1000,
+  ]];
+  for (const [unit, size] of units) {
+    if (ms > 0 && ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
+}

@@ -22,6 +22,15 @@
  * subshell (root) runs pasta and `tail --pid` on the wrapper, and kills
  * pasta once the wrapper has gone, within a fifth of a second.
  *
+ * DNS: a host whose resolver listens on its own loopback (systemd-resolved's
+ * 127.0.0.53, a local dnsmasq) names it in /etc/resolv.conf, which the run
+ * cannot reach from its namespace. pasta forwards UDP port 53 sent to
+ * {@link DNS_FORWARD_ADDRESS} to the host's first resolver (from its own
+ * socket in the host's namespace, where that loopback is), and such a run
+ * gets a resolv.conf of its own naming that address instead
+ * ({@link isolatedResolvConf}). Only UDP is forwarded: an answer too large
+ * for UDP (TCP fallback) does not resolve.
+ *
  * pasta drops to nobody when started as root, and nobody cannot join a
  * namespace root made: `--runas 0` keeps it root, where it still isolates
  * itself (own mount, pid, ipc and uts namespaces, a seccomp filter, every
@@ -32,6 +41,13 @@ import { shellQuote } from "./_layer.ts";
 
 /** Where Debian's passt package installs pasta. */
 export const PASTA = "/usr/bin/pasta";
+
+/**
+ * Where an isolated run sends DNS for pasta to forward to the host's
+ * resolver: link-local, which no host route or real service uses (it is
+ * not the metadata service's 169.254.169.254).
+ */
+export const DNS_FORWARD_ADDRESS = "169.254.53.53";
 
 /** How often the keeper checks that the wrapper still runs: pasta outlives a run by at most this. */
 const WATCH_SECONDS = 0.2;
@@ -65,6 +81,7 @@ export function pastaArgs(netns: string, hostPorts: readonly number[]): string[]
     ...["-f", "-q", "--runas", "0", "--config-net", "--no-map-gw"],
     ...["-t", "none", "-u", "none", "-U", "none"],
     ...["-T", hostPorts.length ? hostPorts.join(",") : "none"],
+    ...["--dns-forward", DNS_FORWARD_ADDRESS],
     ...["--netns", netns],
   ];
 }
@@ -102,4 +119,47 @@ export function isolatedNetwork(
     ],
     enter: ["/usr/bin/nsenter", `--net=${netns}`, "--"],
   };
+}
+
+/** Whether a nameserver address is on the host's loopback (unreachable from a run's namespace). */
+function isLoopback(address: string): boolean {
+  return /^127\./.test(address) || address === "::1" || /^::ffff:127\./i.test(address);
+}
+
+/**
+ * The resolv.conf an isolated run gets, given the host's, or null when the
+ * host's serves as it is (no nameserver on its loopback). pasta forwards
+ * to the host's first IPv4 nameserver: when that one is on the loopback,
+ * it is named as {@link DNS_FORWARD_ADDRESS}; other loopback nameservers
+ * are left out (nothing reaches them); the rest (search, options, other
+ * nameservers) stays as the host has it.
+ */
+export function isolatedResolvConf(host: string): string | null {
+  const lines = host.split("\n");
+  const nameserver = (line: string) => /^\s*nameserver\s+(\S+)/.exec(line)?.[1];
+  const loopback = lines.map(nameserver).filter((a) => a !== undefined && isLoopback(a));
+  if (loopback.length === 0) return null;
+  const firstV4 = lines.map(nameserver).find((a) => a !== undefined && !a.includes(":"));
+  let forwarded = false;
+  const kept = lines.flatMap((line) => {
+    const address = nameserver(line);
+    if (address === undefined || !isLoopback(address)) return [line];
+    if (address === firstV4 && !forwarded) {
+      forwarded = true;
+      return [`nameserver ${DNS_FORWARD_ADDRESS}`];
+    }
+    return [];
+  });
+  const note =
+    `# oneoff: the host's resolver ${
+      loopback.join(", ")
+    } is on its loopback, out of this run's network: ` +
+    (forwarded ? `${DNS_FORWARD_ADDRESS} is pasta, forwarding to ${firstV4}` : "left out");
+  return [note, ...kept].join("\n").replace(/\n*$/, "\n");
+}
+
+/** {@link isolatedResolvConf} of this host's /etc/resolv.conf, read now (it may change: DHCP, VPNs). */
+export async function readIsolatedResolvConf(): Promise<string | null> {
+  const host = await Deno.readTextFile("/etc/resolv.conf").catch(() => null);
+  return host === null ? null : isolatedResolvConf(host);
 }

@@ -54,6 +54,8 @@ export interface BundleParts {
   cgroupsPath: string | null;
   /** The memory limit can cover swap too. */
   swapAccounting: boolean;
+  /** An isolated run's own resolv.conf (the host's resolver is on its loopback), or null. */
+  resolvConf?: string | null;
 }
 
 type Mount = { destination: string; type: string; source: string; options: string[] };
@@ -95,7 +97,14 @@ export function ociConfig(spec: SandboxSpec, parts: BundleParts): Record<string,
     ...layout.top.filter((entry) => !("symlink" in entry)).map((entry) =>
       bind(`/${entry.name}`, `/${entry.name}`, "ro")
     ),
-    ...layout.etc.map(({ name }) => bind(`/etc/${name}`, `/etc/${name}`, "ro", "noexec")),
+    ...layout.etc.map(({ name }) =>
+      bind(
+        name === "resolv.conf" && parts.resolvConf ? parts.resolvConf : `/etc/${name}`,
+        `/etc/${name}`,
+        "ro",
+        "noexec",
+      )
+    ),
     bind(parts.appDir, "/app"),
     {
       destination: "/tmp",

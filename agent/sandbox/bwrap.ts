@@ -16,6 +16,7 @@
  */
 import type { CgroupHost } from "./_cgroups.ts";
 import { layerArgv } from "./_layer.ts";
+import { readIsolatedResolvConf } from "./_network.ts";
 import { prepareLayout, SANDBOX_UID } from "./_rootfs.ts";
 import type { RootLayout } from "./_rootfs.ts";
 import { limitCgroups, type RunScratch, spawnSandbox } from "./_spawn.ts";
@@ -30,6 +31,8 @@ const ARGS_FD = 3;
 const SECCOMP_FD = 4;
 const PASSWD_FD = 5;
 const GROUP_FD = 6;
+/** An isolated run's own resolv.conf, when the host's resolver is on its loopback. */
+const RESOLV_FD = 7;
 
 /** Checks the host for bwrap and prepares `workDir`. */
 export async function createBwrapSandbox(workDir: string): Promise<Sandbox> {
@@ -116,7 +119,12 @@ class BwrapSandbox implements Sandbox {
   /** The wrapper's argv; bwrap's own arguments go to a file in the scratch directory. */
   async #argv(spec: SandboxSpec, { dir, cgroup }: RunScratch): Promise<string[]> {
     const argsFile = `${dir}/bwrap.args`;
-    await Deno.writeTextFile(argsFile, this.#bwrapArgs(spec).map((arg) => `${arg}\0`).join(""), {
+    // Read per run: the host's resolv.conf changes (DHCP, a VPN).
+    const resolv = spec.network === "isolated" ? await readIsolatedResolvConf() : null;
+    const resolvFile = `${dir}/resolv.conf`;
+    if (resolv !== null) await Deno.writeTextFile(resolvFile, resolv, { mode: 0o600 });
+    const bwrapArgs = this.#bwrapArgs(spec, resolv !== null);
+    await Deno.writeTextFile(argsFile, bwrapArgs.map((arg) => `${arg}\0`).join(""), {
       mode: 0o600,
     });
     const { seccompFile, passwdFile, groupFile } = this.#layout;
@@ -139,7 +147,7 @@ class BwrapSandbox implements Sandbox {
         ? { runId: spec.runId, hostPorts: spec.hostPorts ?? [] }
         : null,
       openFiles: spec.limits.openFiles,
-      fds: [argsFile, seccompFile, passwdFile, groupFile],
+      fds: [argsFile, seccompFile, passwdFile, groupFile, ...(resolv !== null ? [resolvFile] : [])],
       unlink: [argsFile],
       exec: [
         ...(this.#root ? dropRoot : []),
@@ -155,8 +163,8 @@ class BwrapSandbox implements Sandbox {
     });
   }
 
-  /** bwrap's arguments up to (not including) the command. */
-  #bwrapArgs(spec: SandboxSpec): string[] {
+  /** bwrap's arguments up to (not including) the command; `ownResolv`: /etc/resolv.conf from RESOLV_FD. */
+  #bwrapArgs(spec: SandboxSpec, ownResolv: boolean): string[] {
     const args = ["--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent"];
     // isolated: the wrapper has already entered the run's own network namespace (see _network.ts).
     if (spec.network !== "none") args.push("--share-net");
@@ -170,7 +178,11 @@ class BwrapSandbox implements Sandbox {
     }
     args.push("--proc", "/proc", "--dev", "/dev", "--perms", "0755", "--dir", "/etc");
     for (const { name } of this.#layout.etc) {
+      if (ownResolv && name === "resolv.conf") continue;
       args.push("--ro-bind-try", `/etc/${name}`, `/etc/${name}`);
+    }
+    if (ownResolv) {
+      args.push("--perms", "0644", "--ro-bind-data", String(RESOLV_FD), "/etc/resolv.conf");
     }
     args.push("--perms", "0644", "--ro-bind-data", String(PASSWD_FD), "/etc/passwd");
     args.push("--perms", "0644", "--ro-bind-data", String(GROUP_FD), "/etc/group");

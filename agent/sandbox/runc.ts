@@ -10,6 +10,7 @@
  * @module
  */
 import type { CgroupHost } from "./_cgroups.ts";
+import { readIsolatedResolvConf } from "./_network.ts";
 import { layerArgv } from "./_layer.ts";
 import { ociConfig, prepareRootfs } from "./_oci.ts";
 import { prepareLayout } from "./_rootfs.ts";
@@ -83,6 +84,9 @@ class RuncSandbox implements Sandbox {
 
   /** The wrapper's argv; the bundle's config.json goes to the scratch directory. */
   async #argv(spec: SandboxSpec, { dir, cgroup }: RunScratch): Promise<string[]> {
+    // Read per run: the host's resolv.conf changes (DHCP, a VPN).
+    const resolv = spec.network === "isolated" ? await readIsolatedResolvConf() : null;
+    if (resolv !== null) await Deno.writeTextFile(`${dir}/resolv.conf`, resolv, { mode: 0o600 });
     const config = ociConfig(spec, {
       rootfs: `${LAYER_BASE}/root`,
       layout: this.#layout,
@@ -90,6 +94,7 @@ class RuncSandbox implements Sandbox {
       uploadsDir: spec.uploadsDir ? `${LAYER_BASE}/up` : null,
       cgroupsPath: cgroup?.runcPath ?? null,
       swapAccounting: this.#cgroups?.swapAccounting ?? false,
+      resolvConf: resolv !== null ? `${LAYER_BASE}/bundle/resolv.conf` : null,
     });
     await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config), { mode: 0o600 });
     const binds = [
@@ -113,7 +118,10 @@ class RuncSandbox implements Sandbox {
       fds: [],
       // The config holds the run's environment: copied into the run's tmpfs, gone from the disk.
       dirs: ["bundle"],
-      copies: [{ source: `${dir}/config.json`, path: "bundle/config.json" }],
+      copies: [
+        { source: `${dir}/config.json`, path: "bundle/config.json" },
+        ...(resolv !== null ? [{ source: `${dir}/resolv.conf`, path: "bundle/resolv.conf" }] : []),
+      ],
       exec: [
         ...["/usr/bin/setpriv", "--pdeathsig", "KILL", "--", this.#runc],
         // runc's state lives and dies with the run's tmpfs: a killed run leaves no container behind.

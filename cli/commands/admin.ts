@@ -14,6 +14,7 @@ import type {
   TokensReply,
   WhoamiReply,
 } from "../../protocol/mod.ts";
+import { labelsText } from "../../protocol/mod.ts";
 import { parse } from "../_args.ts";
 import { age, out, parseDuration, table, UsageError } from "../_io.ts";
 import { Client, configPath, writeConfig } from "../client.ts";
@@ -107,7 +108,18 @@ export async function agents(args: string[]): Promise<void> {
   if (parsed.flag("json")) return out(JSON.stringify(agents, null, 2) + "\n");
   if (agents.length === 0) return out("No agents have joined yet\n");
   out(table(
-    ["NAME", "STATE", "TRUST", "SINCE", "RUNNING", "CAPACITY", "SANDBOX", "ATTACH", "VERSION"],
+    [
+      "NAME",
+      "STATE",
+      "TRUST",
+      "SINCE",
+      "RUNNING",
+      "CAPACITY",
+      "SANDBOX",
+      "ATTACH",
+      "LABELS",
+      "VERSION",
+    ],
     agents.map((a) => [
       a.name,
       a.state,
@@ -117,6 +129,7 @@ export async function agents(args: string[]): Promise<void> {
       String(a.capacity),
       a.sandbox,
       a.attach,
+      a.labels && Object.keys(a.labels).length ? labelsText(a.labels) : "-",
       a.version,
     ]),
   ));

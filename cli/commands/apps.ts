@@ -3,14 +3,18 @@
  * @module
  */
 import type {
+  AppReply,
+  AppSettingsBody,
   AppsReply,
   CreateAppBody,
   DeployReply,
   EnvChangeBody,
   EnvReply,
 } from "../../protocol/mod.ts";
-import { parse } from "../_args.ts";
-import { appName, CliError, err, out, table, UsageError } from "../_io.ts";
+import { parse, type Parsed } from "../_args.ts";
+import { appName, CliError, err, out, parseDuration, table, UsageError } from "../_io.ts";
+import { durationFlag } from "../../util/format.ts";
+import { labelsText, NETWORK_MODES, type NetworkMode, parseLabels } from "../../protocol/mod.ts";
 import { Client } from "../client.ts";
 
 /** Reads one line typed on the terminal, after a question on stderr. */
@@ -43,7 +47,80 @@ async function confirmDestroy(name: string, confirm: string | undefined): Promis
   }
 }
 
-/** `oneoff apps create NAME | apps list | apps destroy NAME [--confirm NAME]`. */
+/** The `apps set` flags as a request body; a usage error for a value that cannot be one. */
+export function settingsBody(parsed: Parsed): AppSettingsBody {
+  const body: AppSettingsBody = {};
+  const duration = (flag: string): number | null | undefined => {
+    const text = parsed.string(flag);
+    if (text === undefined) return undefined;
+    if (text === "default") return null;
+    const ms = parseDuration(text);
+    if (ms < 1000) throw new UsageError(`Invalid --${flag} "${text}": give at least 1s`);
+    return ms;
+  };
+  const idle = duration("idle-timeout");
+  if (idle !== undefined) body.idle_timeout_ms = idle;
+  const grace = duration("reattach-grace");
+  if (grace !== undefined) body.reattach_grace_ms = grace;
+  const network = parsed.string("network");
+  if (network !== undefined) {
+    if (!(NETWORK_MODES as readonly string[]).includes(network)) {
+      throw new UsageError(`Invalid --network "${network}": use ${NETWORK_MODES.join(", ")}`);
+    }
+    body.network = network as NetworkMode;
+  }
+  const ports = parsed.string("host-ports");
+  if (ports !== undefined) {
+    body.host_ports = ports === "none" || ports === "" ? [] : ports.split(",").map((p) => {
+      const port = Number(p.trim());
+      if (!Number.isInteger(port) || port < 1 || port > 65535) {
+        throw new UsageError(
+          `Invalid --host-ports "${ports}": give TCP ports, e.g. 5432,6379, or none`,
+        );
+      }
+      return port;
+    });
+  }
+  const labels = parsed.string("labels");
+  if (labels !== undefined) {
+    try {
+      body.labels = parseLabels(labels);
+    } catch (e) {
+      throw new UsageError(`Invalid --labels "${labels}": ${(e as Error).message}`);
+    }
+  }
+  if (Object.keys(body).length === 0) {
+    throw new UsageError(
+      "apps set needs a setting: --idle-timeout, --reattach-grace, --network, --host-ports or --labels",
+    );
+  }
+  return body;
+}
+
+/** An app's settings, one per line, as `apps show` and `apps set` print them. */
+function settingsText(app: AppReply["app"]): string {
+  const s = app.settings;
+  const dflt = (set: boolean) => set ? "" : " (default)";
+  return [
+    `Name:            ${app.name}`,
+    `Release:         ${app.release === null ? "-" : `v${app.release}`}`,
+    `Process types:   ${Object.keys(app.process_types).join(", ") || "-"}`,
+    `Network:         ${s.network}`,
+    `Host ports:      ${s.host_ports.length ? s.host_ports.join(",") : "none"}`,
+    `Agent labels:    ${
+      Object.keys(s.labels).length ? labelsText(s.labels) : "none (any approved agent)"
+    }`,
+    `Idle timeout:    ${durationFlag(s.idle_timeout_ms)}${dflt(s.idle_timeout_set)}, at most ${
+      durationFlag(s.max_idle_timeout_ms)
+    }`,
+    `Reattach grace:  ${durationFlag(s.reattach_grace_ms)}${dflt(s.reattach_grace_set)}, at most ${
+      durationFlag(s.max_reattach_grace_ms)
+    }`,
+    `Created:         ${app.created_at}`,
+  ].join("\n") + "\n";
+}
+
+/** `oneoff apps create NAME | apps list | apps show NAME | apps set NAME ... | apps destroy NAME`. */
 export async function apps(args: string[]): Promise<void> {
   const parsed = parse("apps", args);
   const values = { json: parsed.flag("json") };
@@ -69,14 +146,25 @@ export async function apps(args: string[]): Promise<void> {
     return;
   }
   if (!name) throw new UsageError(`apps ${sub} needs an app name`);
-  if (sub === "create") {
+  if (sub === "show") {
+    const { app } = await client.request<AppReply>("GET", `/apps/${encodeURIComponent(name)}`);
+    out(values.json ? JSON.stringify(app, null, 2) + "\n" : settingsText(app));
+  } else if (sub === "set") {
+    const body = settingsBody(parsed);
+    const { app } = await client.request<AppReply>(
+      "PATCH",
+      `/apps/${encodeURIComponent(name)}`,
+      body,
+    );
+    out(values.json ? JSON.stringify(app, null, 2) + "\n" : settingsText(app));
+  } else if (sub === "create") {
     await client.request("POST", "/apps", { name } satisfies CreateAppBody);
     out(`Created app "${name}". Next: oneoff deploy -a ${name} PATH\n`);
   } else if (sub === "destroy") {
     await client.request("DELETE", `/apps/${encodeURIComponent(name)}`);
     out(`Destroyed app "${name}"\n`);
   } else {
-    throw new UsageError(`Unknown apps command "${sub}": use create, list or destroy`);
+    throw new UsageError(`Unknown apps command "${sub}": use create, list, show, set or destroy`);
   }
 }
 

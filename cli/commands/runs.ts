@@ -14,6 +14,7 @@ import {
 import { parse } from "../_args.ts";
 import { age, appName, err, out, table, UsageError } from "../_io.ts";
 import { Client } from "../client.ts";
+import { durationFlag } from "../../util/format.ts";
 
 function appPath(app: string, rest: string): string {
   return `/apps/${encodeURIComponent(app)}${rest}`;
@@ -58,13 +59,15 @@ export async function ps(args: string[]): Promise<void> {
   if (values.json) return out(JSON.stringify(runs, null, 2) + "\n");
   if (runs.length === 0) return out(`No one-offs for "${app}" yet\n`);
   out(table(
-    ["NAME", "STATE", "COMMAND", "SIZE", "AGENT", "AGE", "EXIT/WHY"],
+    ["NAME", "STATE", "COMMAND", "SIZE", "AGENT", "IDLE", "AGE", "EXIT/WHY"],
     runs.map((r) => [
       r.label,
       r.state,
       r.command.length > 40 ? r.command.slice(0, 39) + "…" : r.command,
       r.size,
       r.agent ?? "-",
+      // The idle timeout an attached run got from its app; detached runs have none.
+      r.idle_timeout_ms ? durationFlag(r.idle_timeout_ms) : "-",
       runAge(r),
       outcome(r),
     ]),

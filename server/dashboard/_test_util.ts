@@ -149,5 +149,7 @@ export function seedRun(
     actor: "admin",
     secret_sha256: null,
     expires_at: null,
+    // What the run engine gives an attached run (its app's idle timeout).
+    idle_timeout_ms: options.attached ? 45 * 60_000 : null,
   });
 }

@@ -45,6 +45,11 @@ function Details(props: { info: RunInfo; run: RunRow; release: number | null }) 
         {info.attached ? `attached${info.tty ? ", with a terminal" : ", no terminal"}` : "detached"}
       </Field>
       <Field name="Size">{info.size}</Field>
+      {info.attached && (
+        <Field name="Idle timeout">
+          {info.idle_timeout_ms ? duration(info.idle_timeout_ms) : null}
+        </Field>
+      )}
       <Field name="Agent">{info.agent}</Field>
       <Field name="Release">{props.release === null ? null : `v${props.release}`}</Field>
       <Field name="Started by">{info.actor}</Field>

@@ -67,6 +67,7 @@ Deno.test("an ended attached run's page sets up the replay of its recording", as
   );
   match(html, /<script src="\/assets\/player.js\?v=[0-9a-f]+"><\/script>/);
   match(html, /data-rate="2"/);
+  match(html, /<dt>Idle timeout<\/dt><dd>45 min<\/dd>/);
 });
 
 Deno.test("an attached run that never started says there is nothing to replay", async () => {

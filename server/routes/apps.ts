@@ -7,6 +7,7 @@ import {
   type AppDestroyedReply,
   type AppReply,
   type AppsReply,
+  decodeAppSettingsBody,
   decodeCreateAppBody,
   decodeEnvChangeBody,
   type DeployReply,
@@ -19,6 +20,7 @@ import { BlobTooLargeError } from "../blob_store.ts";
 import type { AppEnv } from "../_lookup.ts";
 import { inspectSlug, SlugError, SlugTooLargeError } from "../slug.ts";
 import { appInfo, releaseInfo } from "../views.ts";
+import { checkedSettings, settingChanges } from "../app_settings.ts";
 
 /**
  * Routes under `/apps`: the list, create, and per app (loaded by the
@@ -33,7 +35,7 @@ export function appRoutes(ctx: ServerContext): Hono<AppEnv> {
     const apps = (await store.listApps()).filter((a) => canUseApp(auth, a.name));
     return c.json(
       {
-        apps: await Promise.all(apps.map((a) => appInfo(store, a))),
+        apps: await Promise.all(apps.map((a) => appInfo(ctx, a))),
       } satisfies AppsReply,
     );
   });
@@ -50,12 +52,34 @@ export function appRoutes(ctx: ServerContext): Hono<AppEnv> {
       kind: "app.created",
       data: {},
     });
-    return c.json({ app: await appInfo(store, row) } satisfies AppReply, 201);
+    return c.json({ app: await appInfo(ctx, row) } satisfies AppReply, 201);
   });
 
   app.get("/:app", async (c) => {
     const row = c.get("app");
-    return c.json({ app: await appInfo(store, row) } satisfies AppReply);
+    return c.json({ app: await appInfo(ctx, row) } satisfies AppReply);
+  });
+
+  // Members of the app may change its durations; the network and host
+  // ports only admins (see app_settings.ts for why).
+  app.patch("/:app", async (c) => {
+    const auth = c.get("auth");
+    const before = c.get("app");
+    const body = await decodeBody(c, decodeAppSettingsBody);
+    const settings = checkedSettings(ctx.config, { auth, app: before, body });
+    const after = await store.updateAppSettings(before.id, settings);
+    if (!after) throw new HttpError(404, "not_found", `App "${before.name}" no longer exists`);
+    const changes = settingChanges(ctx.config, before, after);
+    if (changes.length > 0) {
+      await store.addEvent({
+        app_id: after.id,
+        app_name: after.name,
+        actor: auth.actor,
+        kind: "app.settings",
+        data: { changes },
+      });
+    }
+    return c.json({ app: await appInfo(ctx, after) } satisfies AppReply);
   });
 
   app.delete("/:app", async (c) => {

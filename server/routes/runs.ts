@@ -28,6 +28,7 @@ import { RunEngine, type RunRequest } from "../run_engine.ts";
 import { idempotencyOf } from "../_idempotency.ts";
 import { runTimeoutMs } from "../run_limits.ts";
 import { runKey } from "../signals.ts";
+import { requireLabelledAgent } from "../app_settings.ts";
 import type { AppRow, RunRow } from "../store/mod.ts";
 import { agentMap, runInfo } from "../views.ts";
 
@@ -145,6 +146,7 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AppEnv> {
     const actor = c.get("auth").actor;
     const idem = idempotencyOf(c.req.header(IDEMPOTENCY_HEADER), actor, body);
     const { release, request } = await runRequest(ctx, row, body);
+    await requireLabelledAgent(store, row);
     const { run, secret, replayed } = await engine.create(
       row,
       release,

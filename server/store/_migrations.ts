@@ -375,6 +375,58 @@ const AGENT_CREDENTIALS_POSTGRES = `
   );
 `;
 
+// App settings (`oneoff apps set`): the host ports an isolated run may
+// reach, the labels its agent must have (and an agent's own labels), and
+// the idle timeout and reattach grace of attached runs (null: the
+// server's default). A run keeps the idle timeout it started with, so
+// `ps` shows what applies to it.
+//
+// What each run's stored log lines take (bytes, highest seq), kept up to
+// date by every write and delete of logs, and what it counted past its
+// quota: so that the per-app byte quota is one small sum, not a read of
+// every line, and a run's quota survives a restart. Rows outlive their run
+// (its lines may stay longer than it does) and go with their app.
+const APP_SETTINGS_SQLITE = `
+  ALTER TABLE apps ADD COLUMN host_ports TEXT NOT NULL DEFAULT '[]';
+  ALTER TABLE apps ADD COLUMN idle_timeout_ms INTEGER;
+  ALTER TABLE apps ADD COLUMN reattach_grace_ms INTEGER;
+  ALTER TABLE runs ADD COLUMN idle_timeout_ms INTEGER;
+  ALTER TABLE apps ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
+  ALTER TABLE agents ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
+  CREATE TABLE run_log_usage (
+    run_id TEXT PRIMARY KEY,
+    app_id INTEGER NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    seq INTEGER NOT NULL DEFAULT -1,
+    over_lines INTEGER NOT NULL DEFAULT 0,
+    over_bytes INTEGER NOT NULL DEFAULT 0
+  ) WITHOUT ROWID;
+  CREATE INDEX run_log_usage_app ON run_log_usage (app_id);
+  INSERT INTO run_log_usage (run_id, app_id, bytes, seq)
+    SELECT run_id, app_id, sum(length(CAST(line AS BLOB)) + 1), max(seq)
+    FROM logs GROUP BY run_id, app_id;
+`;
+const APP_SETTINGS_POSTGRES = `
+  alter table apps add column host_ports jsonb not null default '[]';
+  alter table apps add column idle_timeout_ms bigint;
+  alter table apps add column reattach_grace_ms bigint;
+  alter table runs add column idle_timeout_ms bigint;
+  alter table apps add column labels jsonb not null default '{}';
+  alter table agents add column labels jsonb not null default '{}';
+  create table run_log_usage (
+    run_id text primary key,
+    app_id integer not null references apps (id) on delete cascade,
+    bytes bigint not null default 0,
+    seq bigint not null default -1,
+    over_lines bigint not null default 0,
+    over_bytes bigint not null default 0
+  );
+  create index run_log_usage_app on run_log_usage (app_id);
+  insert into run_log_usage (run_id, app_id, bytes, seq)
+    select run_id, app_id, sum(octet_length(line) + 1), max(seq)
+    from logs group by run_id, app_id;
+`;
+
 /** Every migration, in the order they apply. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "initial schema", sqlite: INITIAL_SQLITE, postgres: INITIAL_POSTGRES },
@@ -409,5 +461,11 @@ export const MIGRATIONS: readonly Migration[] = [
     name: "agent credentials and join tokens",
     sqlite: AGENT_CREDENTIALS_SQLITE,
     postgres: AGENT_CREDENTIALS_POSTGRES,
+  },
+  {
+    version: 9,
+    name: "app settings and log overage",
+    sqlite: APP_SETTINGS_SQLITE,
+    postgres: APP_SETTINGS_POSTGRES,
   },
 ];

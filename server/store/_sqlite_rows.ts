@@ -70,6 +70,10 @@ export function toApp(r: Row): AppRow {
     id: num(r.id),
     name: str(r.name),
     network: str(r.network) as NetworkMode,
+    host_ports: json<number[]>(r.host_ports),
+    idle_timeout_ms: numOrNull(r.idle_timeout_ms),
+    reattach_grace_ms: numOrNull(r.reattach_grace_ms),
+    labels: json<Record<string, string>>(r.labels),
     created_at: date(r.created_at),
   };
 }
@@ -105,6 +109,7 @@ export function toRun(r: Row): RunRow {
     cols: num(r.cols),
     rows: num(r.rows),
     timeout_ms: num(r.timeout_ms),
+    idle_timeout_ms: numOrNull(r.idle_timeout_ms),
     agent_id: strOrNull(r.agent_id),
     exit_code: numOrNull(r.exit_code),
     reason: strOrNull(r.reason),
@@ -134,6 +139,7 @@ export function toAgent(r: Row): AgentRow {
     attach_tls: r.attach_tls === 1,
     tls_fingerprint: strOrNull(r.tls_fingerprint),
     warnings: json<string[]>(r.warnings),
+    labels: json<Record<string, string>>(r.labels),
   };
 }
 

@@ -32,7 +32,38 @@ export interface AppRow {
   name: string;
   /** The network its one-offs' sandboxes get ("isolated" unless set). */
   network: NetworkMode;
+  /** Host loopback TCP ports an isolated one-off may reach (on its own 127.0.0.1). */
+  host_ports: number[];
+  /** Attached runs' idle timeout; null: the server's default. */
+  idle_timeout_ms: number | null;
+  /** How long a dropped framed session waits for a reattach; null: the default. */
+  reattach_grace_ms: number | null;
+  /** Labels an agent must have to run its one-offs ({}: any agent). */
+  labels: Record<string, string>;
   created_at: Date;
+}
+
+/** The settings `oneoff apps set` changes; an absent field stays as it is. */
+export type AppSettings = Partial<
+  Pick<AppRow, "network" | "host_ports" | "idle_timeout_ms" | "reattach_grace_ms" | "labels">
+>;
+
+/** What a run counted past its log quota, kept so that a restart does not forget it. */
+export interface LogOverage {
+  /** The highest seq counted (stored or not). */
+  seq: number;
+  lines: number;
+  bytes: number;
+}
+
+/** What the server holds of a run's output: the stored bytes and lines, and what was counted past its quota. */
+export interface RunLogUsage {
+  /** Bytes of stored lines (each line's UTF-8 bytes + 1 for its newline). */
+  bytes: number;
+  /** The highest seq stored or counted; -1 when none. */
+  seq: number;
+  overLines: number;
+  overBytes: number;
 }
 
 /** One release: a deployed slug. */
@@ -67,6 +98,8 @@ export interface RunRow {
   cols: number;
   rows: number;
   timeout_ms: number;
+  /** Attached runs: the idle timeout it got from its app at its start (null: detached, or older rows). */
+  idle_timeout_ms: number | null;
   agent_id: string | null;
   exit_code: number | null;
   reason: string | null;
@@ -82,19 +115,22 @@ export interface RunRow {
   log_lines: number | null;
 }
 
-/** The fields a new run is created with. */
-export type NewRun = Omit<
-  RunRow,
-  | "number"
-  | "state"
-  | "agent_id"
-  | "exit_code"
-  | "reason"
-  | "created_at"
-  | "started_at"
-  | "ended_at"
-  | "log_lines"
->;
+/** The fields a new run is created with (`idle_timeout_ms` may be left out: null). */
+export type NewRun =
+  & Omit<
+    RunRow,
+    | "idle_timeout_ms"
+    | "number"
+    | "state"
+    | "agent_id"
+    | "exit_code"
+    | "reason"
+    | "created_at"
+    | "started_at"
+    | "ended_at"
+    | "log_lines"
+  >
+  & { idle_timeout_ms?: number | null };
 
 /** A change of a run's state and what comes with it. */
 export interface RunUpdate {
@@ -128,7 +164,14 @@ export interface AgentRow {
   attach_tls: boolean;
   tls_fingerprint: string | null;
   warnings: string[];
+  /** What it declared with `--labels`, kept as of its approval. */
+  labels: Record<string, string>;
 }
+
+/** An agent's fields as the hub writes them (`labels` {} when not given). */
+export type NewAgent = Omit<AgentRow, "id" | "trust" | "labels"> & {
+  labels?: Record<string, string>;
+};
 
 /** A join token as stored: only its hash. */
 export interface JoinTokenRow {
@@ -273,6 +316,8 @@ export interface Store {
   listApps(): Promise<AppRow[]>;
   /** Sets the network the app's next one-offs get. */
   setAppNetwork(id: number, network: NetworkMode): Promise<void>;
+  /** Changes the given settings of an app in one write; returns the app as it is now (null: none). */
+  updateAppSettings(id: number, settings: AppSettings): Promise<AppRow | null>;
   /** Deletes the app and everything that belongs to it. */
   destroyApp(id: number): Promise<void>;
 
@@ -300,13 +345,15 @@ export interface Store {
   updateRun(id: string, from: RunState[], update: RunUpdate): Promise<RunRow | null>;
 
   /** Inserts or updates an agent by name (its trust untouched; `pending` when new). */
-  upsertAgent(row: Omit<AgentRow, "id" | "trust"> & { id?: string }): Promise<AgentRow>;
+  upsertAgent(row: NewAgent & { id?: string }): Promise<AgentRow>;
   /**
    * Enrols an agent under its name with a new credential, unless that name
    * is already enrolled (has a credential and is not revoked): then null.
    * A revoked or never-enrolled row of that name keeps its id.
    */
-  enrolAgent(row: Omit<AgentRow, "id"> & { credential_sha256: string }): Promise<AgentRow | null>;
+  enrolAgent(
+    row: NewAgent & Pick<AgentRow, "trust"> & { credential_sha256: string },
+  ): Promise<AgentRow | null>;
   /** The agent holding this credential, whatever its trust. */
   agentByCredential(credentialSha256: string): Promise<AgentRow | null>;
   /** Sets an agent's trust; false when there is no such agent. */
@@ -341,6 +388,21 @@ export interface Store {
   appendLogs(appId: number, lines: NewLog[]): Promise<number>;
   /** How many lines of this run are stored. */
   countRunLogs(runId: string): Promise<number>;
+  /** What the server holds of a run's output, for its quota after a restart. */
+  runLogUsage(runId: string): Promise<RunLogUsage>;
+  /** Records what a run counted past its quota (the whole count, replacing the last). */
+  saveLogOverage(runId: string, overage: LogOverage): Promise<void>;
+  /** Bytes of the app's stored log lines (UTF-8 bytes + 1 per line). */
+  appLogBytes(appId: number): Promise<number>;
+  /**
+   * Removes the app's oldest lines until at least `bytes` are gone, at most
+   * `limit` lines in one call; returns what it removed.
+   */
+  trimLogBytes(
+    appId: number,
+    bytes: number,
+    limit: number,
+  ): Promise<{ lines: number; bytes: number }>;
   /** Oldest first. */
   readLogs(appId: number, query: LogQuery): Promise<LogRow[]>;
 

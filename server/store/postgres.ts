@@ -10,19 +10,23 @@ import {
   type AgentRow,
   type AgentTrust,
   type AppRow,
+  type AppSettings,
   type ArchivedRun,
   type AuditChunkRow,
   ConflictError,
   type EventRow,
   type IdempotencyRow,
   type JoinTokenRow,
+  type LogOverage,
   type LogPrune,
   type LogQuery,
   type LogRow,
+  type NewAgent,
   type NewEvent,
   type NewLog,
   type NewRun,
   type ReleaseRow,
+  type RunLogUsage,
   type RunQuery,
   type RunRow,
   type RunUpdate,
@@ -63,7 +67,8 @@ async function lockMigrations(tx: postgres.TransactionSql<{ int8: number }>): Pr
   await tx`select pg_advisory_xact_lock(hashtext('oneoff:' || coalesce(current_schema(), '')))`;
 }
 
-const APP_COLUMNS = "id, name, network, created_at";
+const APP_COLUMNS =
+  "id, name, network, host_ports, idle_timeout_ms, reattach_grace_ms, labels, created_at";
 const LOG_COLUMNS = "id, app_id, ts, source, stream, line";
 const OPTIONAL_RUN_FIELDS = [
   "agent_id",
@@ -199,6 +204,25 @@ class PostgresStore implements Store {
     await this.#sql`update apps set network = ${network} where id = ${id}`;
   }
 
+  async updateAppSettings(id: number, settings: AppSettings): Promise<AppRow | null> {
+    const sql = this.#sql;
+    const s = settings;
+    // coalesce keeps what is not given; a null given (the server's default)
+    // is told apart by its own flag, since coalesce cannot.
+    const [app] = await sql<AppRow[]>`
+      update apps set
+        network = coalesce(${s.network ?? null}::text, network),
+        host_ports = coalesce(${s.host_ports ? sql.json(s.host_ports) : null}::jsonb, host_ports),
+        idle_timeout_ms = case when ${s.idle_timeout_ms !== undefined}::boolean
+          then ${s.idle_timeout_ms ?? null}::int8 else idle_timeout_ms end,
+        reattach_grace_ms = case when ${s.reattach_grace_ms !== undefined}::boolean
+          then ${s.reattach_grace_ms ?? null}::int8 else reattach_grace_ms end,
+        labels = coalesce(${s.labels ? sql.json(s.labels) : null}::jsonb, labels)
+      where id = ${id}
+      returning ${sql.unsafe(APP_COLUMNS)}`;
+    return app ?? null;
+  }
+
   async destroyApp(id: number): Promise<void> {
     // Foreign keys cascade to env, releases and runs, and null the app on
     // events, whose app_name keeps the timeline readable. Logs have no
@@ -278,11 +302,13 @@ class PostgresStore implements Store {
         returning id, last_run
       )
       insert into runs (id, app_id, number, command, state, attached, tty, size, release_id,
-        env_overrides, uploads, cols, rows, timeout_ms, actor, secret_sha256, expires_at)
+        env_overrides, uploads, cols, rows, timeout_ms, idle_timeout_ms, actor, secret_sha256,
+        expires_at)
       select ${row.id}::text, id, last_run, ${row.command}::text, 'pending',
         ${row.attached}::boolean, ${row.tty}::boolean, ${row.size}::text, ${row.release_id}::int,
         ${sql.json(row.env_overrides)}::jsonb, ${sql.json(row.uploads)}::jsonb,
-        ${row.cols}::int, ${row.rows}::int, ${row.timeout_ms}::int8, ${row.actor}::text,
+        ${row.cols}::int, ${row.rows}::int, ${row.timeout_ms}::int8,
+        ${row.idle_timeout_ms ?? null}::int8, ${row.actor}::text,
         ${row.secret_sha256}::text, ${row.expires_at}::timestamptz
       from app
       returning *`;
@@ -330,43 +356,45 @@ class PostgresStore implements Store {
     return run ?? null;
   }
 
-  async upsertAgent(row: Omit<AgentRow, "id" | "trust"> & { id?: string }): Promise<AgentRow> {
+  async upsertAgent(row: NewAgent & { id?: string }): Promise<AgentRow> {
     // An agent that comes back under its name keeps the id it was given first.
     const sql = this.#sql;
     const [agent] = await sql<StoredAgent[]>`
       insert into agents (id, name, online, since, version, capacity, sandbox,
-        attach_host, attach_port, attach_tls, tls_fingerprint, warnings)
+        attach_host, attach_port, attach_tls, tls_fingerprint, warnings, labels)
       values (${row.id ?? crypto.randomUUID()}, ${row.name}, ${row.online}, ${row.since},
         ${row.version}, ${row.capacity}, ${row.sandbox}, ${row.attach_host},
-        ${row.attach_port}, ${row.attach_tls}, ${row.tls_fingerprint}, ${sql.json(row.warnings)})
+        ${row.attach_port}, ${row.attach_tls}, ${row.tls_fingerprint}, ${sql.json(row.warnings)},
+        ${sql.json(row.labels ?? {})})
       on conflict (name) do update set online = excluded.online, since = excluded.since,
         version = excluded.version, capacity = excluded.capacity, sandbox = excluded.sandbox,
         attach_host = excluded.attach_host, attach_port = excluded.attach_port,
         attach_tls = excluded.attach_tls, tls_fingerprint = excluded.tls_fingerprint,
-        warnings = excluded.warnings
+        warnings = excluded.warnings, labels = excluded.labels
       returning *`;
     return withoutCredential(agent!);
   }
 
   async enrolAgent(
-    row: Omit<AgentRow, "id"> & { credential_sha256: string },
+    row: NewAgent & Pick<AgentRow, "trust"> & { credential_sha256: string },
   ): Promise<AgentRow | null> {
     // The WHERE of the upsert is the check: a name enrolled and not revoked
     // is not taken, even by two enrolments racing.
     const sql = this.#sql;
     const [agent] = await sql<StoredAgent[]>`
       insert into agents (id, name, trust, credential_sha256, online, since, version, capacity,
-        sandbox, attach_host, attach_port, attach_tls, tls_fingerprint, warnings)
+        sandbox, attach_host, attach_port, attach_tls, tls_fingerprint, warnings, labels)
       values (${crypto.randomUUID()}, ${row.name}, ${row.trust}, ${row.credential_sha256},
         ${row.online}, ${row.since}, ${row.version}, ${row.capacity}, ${row.sandbox},
         ${row.attach_host}, ${row.attach_port}, ${row.attach_tls}, ${row.tls_fingerprint},
-        ${sql.json(row.warnings)})
+        ${sql.json(row.warnings)}, ${sql.json(row.labels ?? {})})
       on conflict (name) do update set trust = excluded.trust,
         credential_sha256 = excluded.credential_sha256, online = excluded.online,
         since = excluded.since, version = excluded.version, capacity = excluded.capacity,
         sandbox = excluded.sandbox, attach_host = excluded.attach_host,
         attach_port = excluded.attach_port, attach_tls = excluded.attach_tls,
-        tls_fingerprint = excluded.tls_fingerprint, warnings = excluded.warnings
+        tls_fingerprint = excluded.tls_fingerprint, warnings = excluded.warnings,
+        labels = excluded.labels
       where agents.credential_sha256 is null or agents.trust = 'revoked'
       returning *`;
     return agent ? withoutCredential(agent) : null;
@@ -450,6 +478,62 @@ class PostgresStore implements Store {
     return row!.n;
   }
 
+  async runLogUsage(runId: string): Promise<RunLogUsage> {
+    const [row] = await this.#sql<
+      { bytes: number; seq: number; over_lines: number; over_bytes: number }[]
+    >`select bytes, seq, over_lines, over_bytes from run_log_usage where run_id = ${runId}`;
+    return {
+      bytes: row?.bytes ?? 0,
+      seq: row?.seq ?? -1,
+      overLines: row?.over_lines ?? 0,
+      overBytes: row?.over_bytes ?? 0,
+    };
+  }
+
+  async saveLogOverage(runId: string, overage: LogOverage): Promise<void> {
+    // A run already gone (pruned, its app destroyed) has nothing to count.
+    await this.#sql`
+      insert into run_log_usage (run_id, app_id, seq, over_lines, over_bytes)
+      select id, app_id, ${overage.seq}::int8, ${overage.lines}::int8, ${overage.bytes}::int8
+      from runs where id = ${runId}
+      on conflict (run_id) do update set seq = greatest(run_log_usage.seq, excluded.seq),
+        over_lines = excluded.over_lines, over_bytes = excluded.over_bytes`;
+  }
+
+  async appLogBytes(appId: number): Promise<number> {
+    const [row] = await this.#sql<{ n: number }[]>`
+      select coalesce(sum(bytes), 0)::int8 as n from run_log_usage where app_id = ${appId}`;
+    return row!.n;
+  }
+
+  async trimLogBytes(
+    appId: number,
+    bytes: number,
+    limit: number,
+  ): Promise<{ lines: number; bytes: number }> {
+    if (bytes <= 0) return { lines: 0, bytes: 0 };
+    // The oldest lines by id, with a running total: the cut is the first
+    // line at which the total reaches `bytes`.
+    const [row] = await this.#sql<{ lines: number; bytes: number }[]>`
+      with oldest as (
+        select id, sum(octet_length(line) + 1) over (order by id) as total
+        from (select id, line from logs where app_id = ${appId} order by id limit ${limit}) o
+      ), cut as (
+        select coalesce(
+          (select min(id) from oldest where total >= ${bytes}),
+          (select max(id) from oldest)
+        ) as last
+      ), gone as (
+        delete from logs where app_id = ${appId} and id <= (select last from cut)
+        returning run_id, octet_length(line) + 1 as n
+      ), less as (
+        update run_log_usage u set bytes = u.bytes - g.n
+        from (select run_id, sum(n) as n from gone group by run_id) g where u.run_id = g.run_id
+      )
+      select count(*)::int8 as lines, coalesce(sum(n), 0)::int8 as bytes from gone`;
+    return { lines: row!.lines, bytes: row!.bytes };
+  }
+
   async appendLogs(appId: number, lines: NewLog[]): Promise<number> {
     if (lines.length === 0) return 0;
     // Six arrays and one statement text whatever the batch size: one
@@ -464,24 +548,34 @@ class PostgresStore implements Store {
       sources[i] = l.source, streams[i] = l.stream, texts[i] = withoutNul(l.line);
     }
     const sql = this.#sql;
+    // Each run's usage grows in the same statement as its lines (one round trip).
     const insert = (skipStored: postgres.PendingQuery<postgres.Row[]>) =>
-      sql`
-        insert into logs (app_id, run_id, seq, ts, source, stream, line)
-        select ${appId}::int, run_id, seq, timestamptz 'epoch' + ms * interval '1 millisecond',
-          source, stream, line
-        from unnest(${runIds}::text[], ${seqs}::int8[], ${ts}::int8[], ${sources}::text[],
-          ${streams}::text[], ${texts}::text[]) as l(run_id, seq, ms, source, stream, line)
-        ${skipStored}`;
+      sql<{ count: number }[]>`
+        with added as (
+          insert into logs (app_id, run_id, seq, ts, source, stream, line)
+          select ${appId}::int, run_id, seq, timestamptz 'epoch' + ms * interval '1 millisecond',
+            source, stream, line
+          from unnest(${runIds}::text[], ${seqs}::int8[], ${ts}::int8[], ${sources}::text[],
+            ${streams}::text[], ${texts}::text[]) as l(run_id, seq, ms, source, stream, line)
+          ${skipStored}
+          returning run_id, seq, octet_length(line) + 1 as n
+        ), more as (
+          insert into run_log_usage (run_id, app_id, bytes, seq)
+          select run_id, ${appId}::int, sum(n), max(seq) from added group by run_id
+          on conflict (run_id) do update set bytes = run_log_usage.bytes + excluded.bytes,
+            seq = greatest(run_log_usage.seq, excluded.seq)
+        )
+        select count(*)::int8 as count from added`;
     // Batches are almost always new, and a plain insert costs a fifth less
     // than ON CONFLICT; a batch replayed after a reconnect fails on the
     // unique index (atomically: nothing stored) and goes again skipping
     // what is there.
     try {
-      return (await insert(sql``)).count;
+      return (await insert(sql``))[0]!.count;
     } catch (error) {
       if (!isUniqueViolation(error)) throw error;
     }
-    return (await insert(sql`on conflict (run_id, seq) do nothing`)).count;
+    return (await insert(sql`on conflict (run_id, seq) do nothing`))[0]!.count;
   }
 
   async readLogs(appId: number, query: LogQuery): Promise<LogRow[]> {
@@ -561,11 +655,18 @@ class PostgresStore implements Store {
       select id from logs where app_id = ${appId} order by id desc limit 1 offset ${prune.keepLines}`;
     // Ids follow arrival, which follows time closely enough: looking at the
     // oldest lines by id needs no index on ts (which every insert would pay).
-    const result = await sql`
-      delete from logs where id in (
-        select id from logs where app_id = ${appId} order by id limit ${prune.limit}
-      ) and (ts < ${prune.before} or id <= ${floor?.id ?? 0})`;
-    return result.count;
+    const [result] = await sql<{ count: number }[]>`
+      with gone as (
+        delete from logs where id in (
+          select id from logs where app_id = ${appId} order by id limit ${prune.limit}
+        ) and (ts < ${prune.before} or id <= ${floor?.id ?? 0})
+        returning run_id, octet_length(line) + 1 as n
+      ), less as (
+        update run_log_usage u set bytes = u.bytes - g.n
+        from (select run_id, sum(n) as n from gone group by run_id) g where u.run_id = g.run_id
+      )
+      select count(*)::int8 as count from gone`;
+    return result!.count;
   }
 
   async pruneRuns(before: Date, limit: number): Promise<number> {

@@ -10,19 +10,23 @@ import {
   type AgentRow,
   type AgentTrust,
   type AppRow,
+  type AppSettings,
   type ArchivedRun,
   type AuditChunkRow,
   ConflictError,
   type EventRow,
   type IdempotencyRow,
   type JoinTokenRow,
+  type LogOverage,
   type LogPrune,
   type LogQuery,
   type LogRow,
+  type NewAgent,
   type NewEvent,
   type NewLog,
   type NewRun,
   type ReleaseRow,
+  type RunLogUsage,
   type RunQuery,
   type RunRow,
   type RunUpdate,
@@ -30,7 +34,7 @@ import {
   type TokenRow,
 } from "./mod.ts";
 import { MIGRATIONS, SQLITE_MIGRATIONS_TABLE } from "./_migrations.ts";
-import { withoutNul } from "./_log_line.ts";
+import { utf8Length, withoutNul } from "./_log_line.ts";
 import { archiveJson, fromArchive } from "./_archive.ts";
 import {
   millis,
@@ -65,7 +69,17 @@ function isUniqueViolation(error: unknown): boolean {
 }
 
 const RUN_COLUMNS = "id, app_id, number, command, state, attached, tty, size, release_id, " +
-  "env_overrides, uploads, cols, rows, timeout_ms, actor, secret_sha256, expires_at, created_at";
+  "env_overrides, uploads, cols, rows, timeout_ms, idle_timeout_ms, actor, secret_sha256, " +
+  "expires_at, created_at";
+
+/** The columns `updateAppSettings` may write (names of {@link AppSettings}). */
+const APP_SETTING_COLUMNS = [
+  "network",
+  "host_ports",
+  "idle_timeout_ms",
+  "reattach_grace_ms",
+  "labels",
+] as const;
 
 class SqliteStore implements Store {
   #db: DatabaseSync;
@@ -246,6 +260,27 @@ class SqliteStore implements Store {
     });
   }
 
+  updateAppSettings(id: number, settings: AppSettings): Promise<AppRow | null> {
+    return settle(() => {
+      const sets: string[] = [];
+      const values: SQLInputValue[] = [];
+      for (const column of APP_SETTING_COLUMNS) {
+        const value = settings[column];
+        if (value === undefined) continue;
+        sets.push(`${column} = ?`);
+        values.push(
+          value !== null && typeof value === "object"
+            ? JSON.stringify(value)
+            : value as SQLInputValue,
+        );
+      }
+      const row = sets.length === 0
+        ? this.#get("SELECT * FROM apps WHERE id = ?", id)
+        : this.#write(`UPDATE apps SET ${sets.join(", ")} WHERE id = ? RETURNING *`, ...values, id);
+      return row === undefined ? null : toApp(row);
+    });
+  }
+
   destroyApp(id: number): Promise<void> {
     // Foreign keys cascade to env, releases, runs and logs, and null the app
     // on events, whose app_name keeps the timeline readable. Audit chunks
@@ -344,10 +379,12 @@ class SqliteStore implements Store {
            VALUES (:id, :app_id,
              (SELECT coalesce(max(number), 0) + 1 FROM runs WHERE app_id = :app_id),
              :command, 'pending', :attached, :tty, :size, :release_id, :env_overrides, :uploads,
-             :cols, :rows, :timeout_ms, :actor, :secret_sha256, :expires_at, :created_at)
+             :cols, :rows, :timeout_ms, :idle_timeout_ms, :actor, :secret_sha256, :expires_at,
+             :created_at)
            RETURNING *`,
         ).all({
           ...row,
+          idle_timeout_ms: row.idle_timeout_ms ?? null,
           attached: row.attached ? 1 : 0,
           tty: row.tty ? 1 : 0,
           env_overrides: JSON.stringify(row.env_overrides),
@@ -427,7 +464,7 @@ class SqliteStore implements Store {
     });
   }
 
-  upsertAgent(given: Omit<AgentRow, "id" | "trust"> & { id?: string }): Promise<AgentRow> {
+  upsertAgent(given: NewAgent & { id?: string }): Promise<AgentRow> {
     // An agent that comes back under its name keeps the id it was given first.
     // A row read back (with its trust) may be given: trust is never set here.
     const { trust: _, ...row } = given as typeof given & { trust?: unknown };
@@ -435,17 +472,19 @@ class SqliteStore implements Store {
       toAgent(
         this.#q(
           `INSERT INTO agents (id, name, online, since, version, capacity, sandbox,
-             attach_host, attach_port, attach_tls, tls_fingerprint, warnings)
+             attach_host, attach_port, attach_tls, tls_fingerprint, warnings, labels)
            VALUES (:id, :name, :online, :since, :version, :capacity, :sandbox,
-             :attach_host, :attach_port, :attach_tls, :tls_fingerprint, :warnings)
+             :attach_host, :attach_port, :attach_tls, :tls_fingerprint, :warnings, :labels)
            ON CONFLICT (name) DO UPDATE SET online = excluded.online, since = excluded.since,
              version = excluded.version, capacity = excluded.capacity,
              sandbox = excluded.sandbox, attach_host = excluded.attach_host,
              attach_port = excluded.attach_port, attach_tls = excluded.attach_tls,
-             tls_fingerprint = excluded.tls_fingerprint, warnings = excluded.warnings
+             tls_fingerprint = excluded.tls_fingerprint, warnings = excluded.warnings,
+             labels = excluded.labels
            RETURNING *`,
         ).all({
           ...row,
+          labels: JSON.stringify(row.labels ?? {}),
           id: row.id ?? crypto.randomUUID(),
           online: row.online ? 1 : 0,
           since: row.since.getTime(),
@@ -457,27 +496,30 @@ class SqliteStore implements Store {
   }
 
   enrolAgent(
-    row: Omit<AgentRow, "id"> & { credential_sha256: string },
+    row: NewAgent & Pick<AgentRow, "trust"> & { credential_sha256: string },
   ): Promise<AgentRow | null> {
     // The WHERE of the upsert is the check: a name enrolled and not revoked
     // is not taken, even by two enrolments racing.
     return settle(() => {
       const written = this.#q(
         `INSERT INTO agents (id, name, trust, credential_sha256, online, since, version,
-           capacity, sandbox, attach_host, attach_port, attach_tls, tls_fingerprint, warnings)
+           capacity, sandbox, attach_host, attach_port, attach_tls, tls_fingerprint, warnings,
+           labels)
          VALUES (:id, :name, :trust, :credential_sha256, :online, :since, :version,
            :capacity, :sandbox, :attach_host, :attach_port, :attach_tls, :tls_fingerprint,
-           :warnings)
+           :warnings, :labels)
          ON CONFLICT (name) DO UPDATE SET trust = excluded.trust,
            credential_sha256 = excluded.credential_sha256, online = excluded.online,
            since = excluded.since, version = excluded.version, capacity = excluded.capacity,
            sandbox = excluded.sandbox, attach_host = excluded.attach_host,
            attach_port = excluded.attach_port, attach_tls = excluded.attach_tls,
-           tls_fingerprint = excluded.tls_fingerprint, warnings = excluded.warnings
+           tls_fingerprint = excluded.tls_fingerprint, warnings = excluded.warnings,
+           labels = excluded.labels
          WHERE agents.credential_sha256 IS NULL OR agents.trust = 'revoked'
          RETURNING *`,
       ).all({
         ...row,
+        labels: JSON.stringify(row.labels ?? {}),
         id: crypto.randomUUID(),
         online: row.online ? 1 : 0,
         since: row.since.getTime(),
@@ -594,6 +636,85 @@ class SqliteStore implements Store {
     );
   }
 
+  runLogUsage(runId: string): Promise<RunLogUsage> {
+    return settle(() => {
+      const row = this.#get("SELECT * FROM run_log_usage WHERE run_id = ?", runId);
+      return {
+        bytes: row ? Number(row.bytes) : 0,
+        seq: row ? Number(row.seq) : -1,
+        overLines: row ? Number(row.over_lines) : 0,
+        overBytes: row ? Number(row.over_bytes) : 0,
+      };
+    });
+  }
+
+  saveLogOverage(runId: string, overage: LogOverage): Promise<void> {
+    return settle(() => {
+      // A run already gone (pruned, its app destroyed) has nothing to count.
+      this.#q(
+        `INSERT INTO run_log_usage (run_id, app_id, seq, over_lines, over_bytes)
+           SELECT id, app_id, ?, ?, ? FROM runs WHERE id = ?
+         ON CONFLICT (run_id) DO UPDATE SET seq = max(seq, excluded.seq),
+           over_lines = excluded.over_lines, over_bytes = excluded.over_bytes`,
+      ).run(overage.seq, overage.lines, overage.bytes, runId);
+    });
+  }
+
+  appLogBytes(appId: number): Promise<number> {
+    return settle(() =>
+      Number(
+        this.#get(
+          "SELECT coalesce(sum(bytes), 0) AS n FROM run_log_usage WHERE app_id = ?",
+          appId,
+        )!.n,
+      )
+    );
+  }
+
+  trimLogBytes(
+    appId: number,
+    bytes: number,
+    limit: number,
+  ): Promise<{ lines: number; bytes: number }> {
+    if (bytes <= 0) return Promise.resolve({ lines: 0, bytes: 0 });
+    return settle(() =>
+      this.#tx(() => {
+        const oldest = this.#all(
+          "SELECT id, length(CAST(line AS BLOB)) + 1 AS n FROM logs WHERE app_id = ? " +
+            "ORDER BY id LIMIT ?",
+          appId,
+          limit,
+        );
+        let removed = 0;
+        let last = -1;
+        let lines = 0;
+        for (const row of oldest) {
+          if (removed >= bytes) break;
+          removed += Number(row.n);
+          last = Number(row.id);
+          lines++;
+        }
+        if (lines > 0) this.#deleteLogs("app_id = ? AND id <= ?", appId, last);
+        return { lines, bytes: removed };
+      })
+    );
+  }
+
+  /** Deletes the log lines `where` selects and takes them off their runs' usage; in a transaction. */
+  #deleteLogs(where: string, ...params: SQLInputValue[]): number {
+    const gone = this.#all(
+      `DELETE FROM logs WHERE ${where} RETURNING run_id, length(CAST(line AS BLOB)) + 1 AS n`,
+      ...params,
+    );
+    const perRun = new Map<string, number>();
+    for (const row of gone) {
+      perRun.set(String(row.run_id), (perRun.get(String(row.run_id)) ?? 0) + Number(row.n));
+    }
+    const less = this.#q("UPDATE run_log_usage SET bytes = bytes - ? WHERE run_id = ?");
+    for (const [runId, n] of perRun) less.run(n, runId);
+    return gone.length;
+  }
+
   appendLogs(appId: number, lines: NewLog[]): Promise<number> {
     // One transaction per batch: per-line commits would cap us at the disk's sync rate.
     return settle(() => {
@@ -603,7 +724,10 @@ class SqliteStore implements Store {
       );
       return this.#tx(() => {
         let added = 0;
+        // What each run's new lines take, in the same transaction as the lines.
+        const usage = new Map<string, { bytes: number; seq: number }>();
         for (const l of lines) {
+          const line = withoutNul(l.line);
           const result = insert.run(
             appId,
             l.run_id,
@@ -611,10 +735,21 @@ class SqliteStore implements Store {
             l.ts.getTime(),
             l.source,
             l.stream,
-            withoutNul(l.line),
+            line,
           );
-          added += Number(result.changes);
+          if (Number(result.changes) === 0) continue;
+          added++;
+          const run = usage.get(l.run_id) ?? { bytes: 0, seq: -1 };
+          run.bytes += utf8Length(line) + 1;
+          run.seq = Math.max(run.seq, l.seq);
+          usage.set(l.run_id, run);
         }
+        const more = this.#q(
+          `INSERT INTO run_log_usage (run_id, app_id, bytes, seq) VALUES (?, ?, ?, ?)
+           ON CONFLICT (run_id) DO UPDATE SET bytes = bytes + excluded.bytes,
+             seq = max(seq, excluded.seq)`,
+        );
+        for (const [runId, run] of usage) more.run(runId, appId, run.bytes, run.seq);
         return added;
       });
     });
@@ -701,21 +836,24 @@ class SqliteStore implements Store {
   }
 
   pruneLogs(appId: number, prune: LogPrune): Promise<number> {
-    return settle(() => {
-      const floor = this.#get(
-        "SELECT id FROM logs WHERE app_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
-        appId,
-        prune.keepLines,
-      );
-      // Ids follow arrival, which follows time closely enough: looking at the
-      // oldest lines by id needs no index on ts (which every insert would pay).
-      const result = this.#q(
-        `DELETE FROM logs WHERE id IN (
-           SELECT id FROM logs WHERE app_id = ? ORDER BY id LIMIT ?
-         ) AND (ts < ? OR id <= ?)`,
-      ).run(appId, prune.limit, prune.before.getTime(), floor === undefined ? 0 : Number(floor.id));
-      return Number(result.changes);
-    });
+    return settle(() =>
+      this.#tx(() => {
+        const floor = this.#get(
+          "SELECT id FROM logs WHERE app_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+          appId,
+          prune.keepLines,
+        );
+        // Ids follow arrival, which follows time closely enough: looking at the
+        // oldest lines by id needs no index on ts (which every insert would pay).
+        return this.#deleteLogs(
+          `id IN (SELECT id FROM logs WHERE app_id = ? ORDER BY id LIMIT ?) AND (ts < ? OR id <= ?)`,
+          appId,
+          prune.limit,
+          prune.before.getTime(),
+          floor === undefined ? 0 : Number(floor.id),
+        );
+      })
+    );
   }
 
   pruneRuns(before: Date, limit: number): Promise<number> {

@@ -199,6 +199,103 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
     deepEqual(await store.appById(other.id), other);
   });
 
+  test("updateAppSettings changes only the settings given, null back to the default", async (store) => {
+    const app = await store.createApp("demo");
+    const other = await store.createApp("other");
+    deepEqual(
+      [app.host_ports, app.idle_timeout_ms, app.reattach_grace_ms, app.labels],
+      [[], null, null, {}],
+      "a new app has no settings of its own",
+    );
+    const set = await store.updateAppSettings(app.id, {
+      idle_timeout_ms: 3600_000,
+      host_ports: [5432, 6379],
+    });
+    deepEqual(set, { ...app, idle_timeout_ms: 3600_000, host_ports: [5432, 6379] });
+    deepEqual(await store.appById(app.id), set);
+    const more = await store.updateAppSettings(app.id, {
+      network: "host",
+      reattach_grace_ms: 60_000,
+      labels: { region: "eu" },
+    });
+    deepEqual(more, {
+      ...set!,
+      network: "host",
+      reattach_grace_ms: 60_000,
+      labels: { region: "eu" },
+    });
+    const back = await store.updateAppSettings(app.id, { idle_timeout_ms: null, host_ports: [] });
+    deepEqual(back, { ...more!, idle_timeout_ms: null, host_ports: [] });
+    deepEqual(await store.updateAppSettings(app.id, {}), back, "nothing given: unchanged");
+    deepEqual(await store.appById(other.id), other, "other apps untouched");
+    equal(await store.updateAppSettings(other.id + 1000, { idle_timeout_ms: 1000 }), null);
+  });
+
+  test("a run keeps the idle timeout it was created with", async (store) => {
+    const app = await store.createApp("demo");
+    const rel = await store.createRelease(release(app.id, 1));
+    const attached = await store.createRun(
+      newRun(app.id, rel.id, { attached: true, idle_timeout_ms: 90_000 }),
+    );
+    const detached = await store.createRun(newRun(app.id, rel.id));
+    equal(attached.idle_timeout_ms, 90_000);
+    equal(detached.idle_timeout_ms, null);
+    equal((await store.runById(attached.id))?.idle_timeout_ms, 90_000);
+  });
+
+  test("runLogUsage adds up a run's stored bytes and what it counted past its quota", async (store) => {
+    const app = await store.createApp("demo");
+    const rel = await store.createRelease(release(app.id, 1));
+    const run = await store.createRun(newRun(app.id, rel.id));
+    deepEqual(await store.runLogUsage(run.id), { bytes: 0, seq: -1, overLines: 0, overBytes: 0 });
+    const lines = logs(run.id, 1, 10);
+    lines[0]!.line = "héllo"; // 6 UTF-8 bytes
+    await store.appendLogs(app.id, lines);
+    await store.appendLogs(app.id, lines.slice(0, 3)); // sent again: counted once
+    const bytes = lines.reduce((n, l) => n + new TextEncoder().encode(l.line).length + 1, 0);
+    deepEqual(await store.runLogUsage(run.id), { bytes, seq: 10, overLines: 0, overBytes: 0 });
+    equal(await store.appLogBytes(app.id), bytes);
+    await store.saveLogOverage(run.id, { seq: 25, lines: 15, bytes: 900 });
+    await store.saveLogOverage(run.id, { seq: 30, lines: 20, bytes: 1200 });
+    deepEqual(await store.runLogUsage(run.id), { bytes, seq: 30, overLines: 20, overBytes: 1200 });
+    await store.saveLogOverage("no-such-run", { seq: 1, lines: 1, bytes: 1 });
+    deepEqual(await store.runLogUsage("no-such-run"), {
+      bytes: 0,
+      seq: -1,
+      overLines: 0,
+      overBytes: 0,
+    });
+  });
+
+  test("trimLogBytes removes an app's oldest lines until enough bytes are gone", async (store) => {
+    const app = await store.createApp("noisy");
+    const other = await store.createApp("quiet");
+    const rel = await store.createRelease(release(app.id, 1));
+    const run = await store.createRun(newRun(app.id, rel.id));
+    const otherRun = await store.createRun(newRun(other.id, rel.id));
+    const lines = logs(run.id, 1, 20);
+    await store.appendLogs(app.id, lines);
+    await store.appendLogs(other.id, logs(otherRun.id, 1, 5));
+    const size = (l: NewLog) => l.line.length + 1;
+    const total = lines.reduce((n, l) => n + size(l), 0);
+    equal(await store.appLogBytes(app.id), total);
+    equal(await store.appLogBytes(app.id + 1000), 0);
+    // Just over three lines' worth: four go, the oldest.
+    const want = size(lines[0]!) + size(lines[1]!) + size(lines[2]!) + 1;
+    const first = await store.trimLogBytes(app.id, want, 1000);
+    deepEqual(first, { lines: 4, bytes: lines.slice(0, 4).reduce((n, l) => n + size(l), 0) });
+    const left = await store.readLogs(app.id, { limit: 1000 });
+    deepEqual(left.map((l) => l.line), lines.slice(4).map((l) => l.line));
+    // At most `limit` lines in one call.
+    deepEqual(await store.trimLogBytes(app.id, total, 3), {
+      lines: 3,
+      bytes: lines.slice(4, 7).reduce((n, l) => n + size(l), 0),
+    });
+    deepEqual(await store.trimLogBytes(app.id, 0, 100), { lines: 0, bytes: 0 });
+    equal(await store.appLogBytes(app.id), lines.slice(7).reduce((n, l) => n + size(l), 0));
+    equal((await store.readLogs(other.id, {})).length, 5, "other apps untouched");
+  });
+
   test("updateEnv sets and removes keys", async (store) => {
     const app = await store.createApp("demo");
     await store.updateEnv(app.id, { A: "1", B: "two words", C: "" }, []);
@@ -249,6 +346,7 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
       tty: true,
       secret_sha256: "ff".repeat(32),
       expires_at: new Date(Date.UTC(2030, 0, 2, 3, 4, 5, 678)),
+      idle_timeout_ms: 3600_000,
     });
     const run = await store.createRun(spec);
     deepEqual(await store.runById(spec.id), run);
@@ -371,9 +469,10 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
   });
 
   test("agents round-trip every field", async (store) => {
-    const spec = agent("host-9");
+    const spec = { ...agent("host-9"), labels: { region: "eu", "db.local": "yes" } };
     const made = await store.upsertAgent(spec);
     deepEqual(made, { ...spec, id: made.id, trust: "pending" });
+    deepEqual((await store.upsertAgent(agent("host-9"))).labels, {}, "none given: none");
   });
 
   test("enrolAgent refuses an enrolled name until it is revoked, then re-enrols it", async (store) => {
@@ -654,7 +753,12 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
     const newest = await store.readLogs(app.id, { limit: 1000 });
     deepEqual(newest.map((l) => l.line), range(41, 50).map((i) => `${run.id} line ${i}`));
     equal((await store.readLogs(other.id, {})).length, 5, "other apps untouched");
+    const size = (lines: NewLog[]) => lines.reduce((n, l) => n + l.line.length + 1, 0);
+    equal(await store.appLogBytes(app.id), size(logs(run.id, 41, 10)), "the pruned bytes are off");
+    equal((await store.runLogUsage(run.id)).bytes, size(logs(run.id, 41, 10)));
     equal(await store.pruneLogs(app.id, { before, keepLines: 0, limit: 100 }), 10);
+    equal(await store.appLogBytes(app.id), 0);
+    equal(await store.appLogBytes(other.id), size(logs(otherRun.id, 1, 5)));
   });
 
   test("pruneRuns removes ended runs past the retention into the audit trail", async (store) => {
