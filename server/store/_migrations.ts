@@ -375,6 +375,16 @@ const AGENT_CREDENTIALS_POSTGRES = `
   );
 `;
 
+// The server checks a session's recording quota itself (an agent may not
+// keep to it): each chunk carries what it was charged, summed on demand.
+// Chunks stored before count 0.
+const AUDIT_CHUNK_BYTES_SQLITE = `
+  ALTER TABLE audit_chunks ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+`;
+const AUDIT_CHUNK_BYTES_POSTGRES = `
+  alter table audit_chunks add column bytes bigint not null default 0;
+`;
+
 /** Every migration, in the order they apply. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "initial schema", sqlite: INITIAL_SQLITE, postgres: INITIAL_POSTGRES },
@@ -409,5 +419,11 @@ export const MIGRATIONS: readonly Migration[] = [
     name: "agent credentials and join tokens",
     sqlite: AGENT_CREDENTIALS_SQLITE,
     postgres: AGENT_CREDENTIALS_POSTGRES,
+  },
+  {
+    version: 9,
+    name: "audit chunk sizes",
+    sqlite: AUDIT_CHUNK_BYTES_SQLITE,
+    postgres: AUDIT_CHUNK_BYTES_POSTGRES,
   },
 ];
