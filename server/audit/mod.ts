@@ -15,6 +15,10 @@ export {
   type CastMeta,
   type DisplayEvent,
   displayEvents,
+  streamAsciicast,
+  streamDisplayEvents,
+  streamEventsJson,
+  streamTranscript,
   toAsciicast,
   toTranscript,
 } from "./render.ts";
