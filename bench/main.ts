@@ -5,7 +5,7 @@
  *   deno task bench [--only NAME,...] [--postgres URL] [--sessions N]
  *
  * NAME: run, exec, stream, lines (SQLite, and PostgreSQL with --postgres or
- * ONEOFF_TEST_POSTGRES), idle, sessions, deploy, pages, network.
+ * ONEOFF_TEST_POSTGRES), idle, sessions, deploy, pages, network, recording.
  *
  * @module
  */
@@ -21,10 +21,22 @@ import {
   benchThroughput,
 } from "./_inprocess.ts";
 import { benchPages } from "./_pages.ts";
+import { benchRecording } from "./_recording.ts";
 import { benchSessions } from "./_sessions.ts";
 import { header } from "./_util.ts";
 
-const NAMES = ["run", "exec", "stream", "lines", "idle", "sessions", "deploy", "pages", "network"];
+const NAMES = [
+  "run",
+  "exec",
+  "stream",
+  "lines",
+  "idle",
+  "sessions",
+  "deploy",
+  "pages",
+  "network",
+  "recording",
+];
 
 async function postgresLines(pg: string): Promise<void> {
   const schema = `bench_${Date.now()}`;
@@ -88,4 +100,9 @@ if (import.meta.main) {
   // In this process, on SQLite: the dashboard's own cost, no network in between.
   if (want("pages")) await benchPages();
   if (want("network")) await benchNetwork();
+  if (want("recording")) {
+    await using recorded = await startSystem();
+    await using plain = await startSystem({ record: false });
+    await benchRecording(recorded, plain);
+  }
 }
