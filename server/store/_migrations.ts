@@ -377,7 +377,8 @@ const AGENT_CREDENTIALS_POSTGRES = `
 
 // The server checks a session's recording quota itself (an agent may not
 // keep to it): each chunk carries what it was charged, summed on demand.
-// Chunks stored before count 0. SQLite also rebuilds the table with a rowid:
+// Chunks stored before count 0. SQLite also rebuilds the table with a rowid
+// and stores new payloads as bytes rather than base64 (old rows stay text):
 // a WITHOUT ROWID table is meant for small rows, and a chunk is hundreds of
 // KiB (inserting one took 1.7 times as long, most of the server's time while
 // a session streams).
@@ -386,7 +387,7 @@ const AUDIT_CHUNK_BYTES_SQLITE = `
     run_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
     key_id TEXT NOT NULL,
-    payload TEXT NOT NULL,
+    payload BLOB NOT NULL,
     prev_hash TEXT NOT NULL,
     at INTEGER NOT NULL,
     bytes INTEGER NOT NULL DEFAULT 0,

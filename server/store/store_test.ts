@@ -658,6 +658,18 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
     equal(await store.auditChunk(run.id, 3), null);
     equal(await store.auditRecordedBytes(run.id), 10 + 11 + 12 + 14 + 15);
     equal(await store.auditRecordedBytes("other"), 0);
+    // Base64 payloads may be kept as bytes: each reads back as the very text stored.
+    const texts = [
+      "AAECAw==",
+      "AAECAw",
+      "AAEC Aw==",
+      "AAECAx==",
+      crypto.getRandomValues(new Uint8Array(999)).toBase64(),
+    ];
+    for (const [i, payload] of texts.entries()) {
+      await store.putAuditChunk({ ...chunk(10 + i), payload });
+      equal((await store.auditChunk(run.id, 10 + i))?.payload, payload);
+    }
   });
 
   test("pruneLogs removes lines past the retention and beyond the per-app maximum", async (store) => {
