@@ -7,7 +7,11 @@
  * anything that is not a recording chunk is charged its whole length. A
  * chunk that goes past the limit is cut where it does, and ends with a
  * marker saying so; chunks after it are not stored (their seqs are then
- * reported missing), but for one final chunk without events.
+ * reported missing), but for one final chunk without events. A chunk's
+ * fixed cost (some 150 bytes stored) is not charged, or an honest session
+ * of keystrokes would be cut early; instead a seq no recorder reaches
+ * within the run's timeout is refused, which bounds how many chunks a run
+ * stores.
  * @module
  */
 import { auditQuotaMarker } from "../../protocol/mod.ts";
@@ -23,6 +27,14 @@ export const AUDIT_QUOTA_SLACK = 64 * 1024;
 export function auditLimit(quotaBytes: number): number {
   return quotaBytes + new TextEncoder().encode(auditQuotaMarker(quotaBytes)).length +
     AUDIT_QUOTA_SLACK;
+}
+
+/**
+ * The highest seq a recorder reaches within `timeoutMs`: it cuts a chunk at
+ * most every 250 ms, or per 256 KiB recorded; twice that, and some to spare.
+ */
+export function maxSeq(timeoutMs: number, quotaBytes: number): number {
+  return 2 * (Math.ceil(timeoutMs / 250) + Math.ceil(quotaBytes / (256 * 1024))) + 64;
 }
 
 /** The output the server ends a recording with where it cut it. */

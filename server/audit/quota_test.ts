@@ -6,7 +6,7 @@ import { deepEqual, equal, ok } from "node:assert/strict";
 import { auditQuotaMarker } from "../../protocol/mod.ts";
 import { openStore } from "../store/open.ts";
 import type { RunRow, Store } from "../store/mod.ts";
-import { AUDIT_QUOTA_SLACK, auditLimit, serverAuditMarker } from "./_quota.ts";
+import { AUDIT_QUOTA_SLACK, auditLimit, maxSeq, serverAuditMarker } from "./_quota.ts";
 import { AuditService } from "./service.ts";
 
 const T0 = Date.UTC(2030, 0, 2, 3, 4, 5);
@@ -111,6 +111,17 @@ Deno.test("a hostile agent past the quota gets a cut chunk with a marker, then n
     const again = new AuditService(store, keyFile, { quotaBytes: QUOTA });
     await again.receive(r.id, 53, chunk([output(10, 53)]));
     deepEqual((await store.auditChunks(r.id)).map((c) => c.seq), [0, 1, 51]);
+  });
+});
+
+Deno.test("a seq no recorder reaches within the run's timeout is refused", async () => {
+  await withStore(async (store, keyFile) => {
+    const audit = await AuditService.open(store, keyFile, { quotaBytes: QUOTA });
+    const r = await run(store);
+    const last = maxSeq(1000, QUOTA);
+    await audit.receive(r.id, last, chunk([output(1)]), { timeoutMs: 1000 });
+    await audit.receive(r.id, last + 1, chunk([output(1)]), { timeoutMs: 1000 });
+    deepEqual((await store.auditChunks(r.id)).map((c) => c.seq), [last]);
   });
 });
 

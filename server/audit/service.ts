@@ -8,7 +8,7 @@ import { DEFAULT_AUDIT_QUOTA_BYTES, isTerminal } from "../../protocol/mod.ts";
 import type { Logger } from "../../util/log.ts";
 import type { Store } from "../store/mod.ts";
 import { MISSING_HASH, payloadHash, seal, ZERO_HASH } from "./_crypto.ts";
-import { auditLimit, charge, cut, emptyFinal } from "./_quota.ts";
+import { auditLimit, charge, cut, emptyFinal, maxSeq } from "./_quota.ts";
 import { type Keyring, loadKeyring, rotateKey } from "./keyring.ts";
 import { type AuditReadout, type AuditRecording, openRecording } from "./verify.ts";
 
@@ -63,14 +63,23 @@ export class AuditService {
     return service;
   }
 
-  /** Encrypts and stores chunk `seq` of a run; a chunk already stored is ignored. */
-  receive(runId: string, seq: number, data: string): Promise<void> {
+  /**
+   * Encrypts and stores chunk `seq` of a run; a chunk already stored is
+   * ignored. With the run's `timeoutMs`, a seq no recorder reaches in that
+   * long is refused like a chunk past the quota (see `_quota.ts`).
+   */
+  receive(
+    runId: string,
+    seq: number,
+    data: string,
+    options: { timeoutMs?: number } = {},
+  ): Promise<void> {
     if (!Number.isSafeInteger(seq) || seq < 0) {
       return Promise.reject(new Error(`Invalid audit chunk number "${seq}" for run "${runId}"`));
     }
     // Chunks of one run are chained, so they are stored one after the other.
     const previous = this.#queues.get(runId) ?? Promise.resolve();
-    const next = previous.then(() => this.#put(runId, seq, data));
+    const next = previous.then(() => this.#put(runId, seq, data, options.timeoutMs));
     const tail = next.catch(() => {});
     this.#queues.set(runId, tail);
     tail.then(() => {
@@ -79,7 +88,7 @@ export class AuditService {
     return next;
   }
 
-  async #put(runId: string, seq: number, data: string): Promise<void> {
+  async #put(runId: string, seq: number, data: string, timeoutMs?: number): Promise<void> {
     const last = this.#last.get(runId);
     let prevHash: string;
     if (seq === 0) {
@@ -92,7 +101,7 @@ export class AuditService {
       // It should not happen (agents send in order); the reader reports it.
       prevHash = prev ? await payloadHash(prev.payload) : MISSING_HASH;
     }
-    const within = await this.#withinQuota(runId, seq, data);
+    const within = await this.#withinQuota(runId, seq, data, timeoutMs);
     if (within === null) return;
     const keyring = await this.#keys();
     const key = keyring.keys.get(keyring.current)!;
@@ -118,6 +127,7 @@ export class AuditService {
     runId: string,
     seq: number,
     data: string,
+    timeoutMs?: number,
   ): Promise<{ data: string; cost: number; commit(): void } | null> {
     let usage = this.#usage.get(runId);
     const limit = auditLimit(this.#quota);
@@ -129,11 +139,12 @@ export class AuditService {
     }
     const u = usage;
     const charged = charge(data);
-    if (!u.over && u.used + charged.cost <= limit) {
+    const seqOk = timeoutMs === undefined || seq <= maxSeq(timeoutMs, this.#quota);
+    if (!u.over && seqOk && u.used + charged.cost <= limit) {
       return { data, cost: charged.cost, commit: () => u.used += charged.cost };
     }
     const log = this.#log?.child("audit");
-    if (!u.over && charged.chunk !== null) {
+    if (!u.over && seqOk && charged.chunk !== null) {
       const room = limit - u.used;
       log?.warn("a session's recording went past its quota: cut, and the rest refused", {
         run: runId,
