@@ -15,8 +15,8 @@ import { cli, freePort, startServer } from "./_processes.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const MIB = 1024 * 1024;
-const RECORDING_MB = Number(Deno.env.get("ONEOFF_AUDIT_MEMORY_MB") ?? "64");
-const HEAP_MB = Number(Deno.env.get("ONEOFF_AUDIT_HEAP_MB") ?? "48");
+const RECORDING_MB = Number(Deno.env.get("ONEOFF_AUDIT_MEMORY_MB") ?? "96");
+const HEAP_MB = Number(Deno.env.get("ONEOFF_AUDIT_HEAP_MB") ?? "64");
 // The old reader held about 7 times the recording; a streamed one needs a page.
 const BOUND_MB = HEAP_MB === 0 ? 1024 : HEAP_MB * 2 + 64;
 
@@ -115,8 +115,13 @@ Deno.test(`audit show of a ${RECORDING_MB} MiB recording streams from a server w
       show.status,
     ]);
     const seconds = (performance.now() - started) / 1000;
-    const peak = status(server.pid, "VmHWM");
-    equal(code, 0, stderr);
+    let peak: number;
+    try {
+      peak = status(server.pid, "VmHWM");
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n${server.stderr.slice(-3000)}`);
+    }
+    equal(code, 0, `${stderr}\n${server.stderr.slice(-2000)}`);
     equal((await Deno.stat(`${dir}/transcript.txt`)).size, expected, "the whole transcript came");
     const grew = (peak - before) / MIB;
     console.error(

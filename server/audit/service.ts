@@ -15,7 +15,7 @@ import { type AuditReadout, type AuditRecording, openRecording } from "./verify.
 // Runs whose last stored chunk and quota use are remembered, to go on without a read.
 const MAX_REMEMBERED = 1000;
 // Chunks read at once: a chunk may hold a few MB of ciphertext.
-const PAGE_CHUNKS = 4;
+const PAGE_CHUNKS = 2;
 
 /** What an {@link AuditService} is set up with. */
 export interface AuditOptions {
