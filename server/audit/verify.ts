@@ -82,26 +82,6 @@ type Opened =
 // key opened any chunk decides between "altered" and "wrong key".
 type Problem = string | { seq: number; key: string };
 
-/** Decrypts and checks chunks held in memory (in any order): for small recordings and tests. */
-export async function verifyRecording(
-  runId: string,
-  rows: AuditChunkRow[],
-  keyring: Keyring,
-  expect: Expectation,
-): Promise<AuditReadout> {
-  const sorted = [...rows].sort((a, b) => a.seq - b.seq);
-  const source: ChunkSource = {
-    page: (after) => Promise.resolve(sorted.filter((row) => row.seq > after).slice(0, 64)),
-    keyring,
-    reload: () => Promise.resolve(keyring),
-  };
-  const recording = await openRecording(runId, source, expect);
-  const events: AuditEvent[] = [];
-  for await (const event of recording.events()) events.push(event);
-  const { size, t0, final, problems } = recording;
-  return { events, size, t0, final, problems };
-}
-
 /** Checks every chunk of a run (first pass); the events are read when asked for. */
 export async function openRecording(
   runId: string,
