@@ -347,12 +347,17 @@ function encodeEvent(event: Pending): [number, string, string] {
   return [event.ms, event.kind, joined.toBase64()];
 }
 
-// Chunks of earlier runs: each run's records are sent in order, and the
-// whole pass stops at the first refused send (the channel is down).
+// Chunks of earlier runs: each run's records are sent in order, under the
+// same bound of bytes in flight as a live session's (a large spool must not
+// go out at once, held in memory on both sides), and a pass stops at the
+// first refused send (the channel is down) until `resend`.
 class Leftovers implements RecoveredChunks {
   #send: (msg: AgentMessage) => boolean;
   #spools: Map<string, RunSpool>;
   #queue: Promise<void> = Promise.resolve();
+  // Sent and not acknowledged, by run: seq → bytes.
+  #inFlight = new Map<string, Map<number, number>>();
+  #inFlightBytes = 0;
 
   constructor(spools: RunSpool[], send: (msg: AgentMessage) => boolean) {
     this.#spools = new Map(spools.map((spool) => [spool.runId, spool]));
@@ -360,28 +365,50 @@ class Leftovers implements RecoveredChunks {
   }
 
   sendAll(): Promise<void> {
-    this.#queue = this.#queue.then(async () => {
-      for (const spool of this.#spools.values()) {
-        for (const seq of [...spool.seqs]) {
-          const data = await spool.read(seq);
-          if (data === null) continue;
-          if (!this.#send({ type: "audit", runId: spool.runId, seq, data })) return;
-        }
-      }
-    }).catch(() => {});
+    this.#queue = this.#queue.then(() => this.#sendWaiting()).catch(() => {});
     return this.#queue;
+  }
+
+  async #sendWaiting(): Promise<void> {
+    for (const spool of this.#spools.values()) {
+      let sent = this.#inFlight.get(spool.runId);
+      for (const seq of [...spool.seqs]) {
+        if (sent?.has(seq)) continue;
+        const data = await spool.read(seq);
+        if (data === null) continue;
+        if (this.#inFlightBytes > 0 && this.#inFlightBytes + data.length > MAX_IN_FLIGHT_BYTES) {
+          return;
+        }
+        if (!this.#send({ type: "audit", runId: spool.runId, seq, data })) return;
+        if (sent === undefined) this.#inFlight.set(spool.runId, sent = new Map());
+        sent.set(seq, data.length);
+        this.#inFlightBytes += data.length;
+      }
+    }
   }
 
   ack(runId: string, seq: number): void {
     const spool = this.#spools.get(runId);
     if (spool === undefined) return;
     spool.ack(seq);
-    if (spool.seqs.length > 0) return;
-    spool.remove();
-    this.#spools.delete(runId);
+    const sent = this.#inFlight.get(runId);
+    for (const [s, bytes] of sent ?? []) {
+      if (s > seq) continue;
+      sent!.delete(s);
+      this.#inFlightBytes -= bytes;
+    }
+    if (spool.seqs.length === 0) {
+      spool.remove();
+      this.#spools.delete(runId);
+      this.#inFlight.delete(runId);
+    }
+    // Room again: the next chunks go.
+    this.sendAll();
   }
 
   resend(): void {
+    this.#inFlight.clear();
+    this.#inFlightBytes = 0;
     this.sendAll();
   }
 }

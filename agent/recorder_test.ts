@@ -354,6 +354,44 @@ Deno.test("recover does not send while the channel is down, and resend delivers 
   }
 });
 
+Deno.test("recover sends a large spool within the in-flight bound, the rest as acks come", async () => {
+  const dir = await tempDir();
+  try {
+    await Deno.mkdir(`${dir}/run-12`);
+    const big = "x".repeat(1024 * 1024);
+    const count = 10;
+    for (let seq = 0; seq < count; seq++) {
+      const chunk = {
+        v: 1,
+        t0: 5,
+        events: [[seq, "o", big]],
+        ...(seq === count - 1 ? { final: true } : {}),
+      };
+      await Deno.writeTextFile(`${dir}/run-12/${seq}.json`, JSON.stringify(chunk));
+    }
+    const ch = channel();
+    const recovered = await Recorder.recover(dir, ch.send);
+    const inFlight = () => ch.sent.reduce((n, m) => n + m.data.length, 0);
+    ok(ch.sent.length > 0 && ch.sent.length < count, `${ch.sent.length} sent at once`);
+    ok(inFlight() <= 4 * 1024 * 1024, `${inFlight()} bytes in flight`);
+    // The server acknowledges each chunk as it comes: the rest follows, in order, once each.
+    let acked = 0;
+    while (acked < count) {
+      await ch.sentAtLeast(acked + 1);
+      const unacked = ch.sent.slice(acked).reduce((n, m) => n + m.data.length, 0);
+      ok(unacked <= 4 * 1024 * 1024, `${unacked} bytes in flight after ${acked} acks`);
+      recovered.ack("run-12", acked++);
+    }
+    deepEqual(ch.sent.map((m) => m.seq), [...Array(count).keys()]);
+    await waitFor(async () => !(await exists(`${dir}/run-12`)), {
+      message: "run-12's spool to be removed",
+    });
+    equal(ch.sent.length, count);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("recover of a missing spool folder finds nothing", async () => {
   const ch = channel();
   const recovered = await Recorder.recover(`/nonexistent/oneoff-${crypto.randomUUID()}`, ch.send);

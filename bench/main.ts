@@ -5,7 +5,7 @@
  *   deno task bench [--only NAME,...] [--postgres URL] [--sessions N]
  *
  * NAME: run, exec, stream, lines (SQLite, and PostgreSQL with --postgres or
- * ONEOFF_TEST_POSTGRES), idle, sessions, deploy, pages, network, relay.
+ * ONEOFF_TEST_POSTGRES), idle, sessions, deploy, pages, network, relay, recording.
  *
  * @module
  */
@@ -22,6 +22,7 @@ import {
 } from "./_inprocess.ts";
 import { benchPages } from "./_pages.ts";
 import { benchRelay } from "./_relay.ts";
+import { benchRecording } from "./_recording.ts";
 import { benchSessions } from "./_sessions.ts";
 import { header } from "./_util.ts";
 
@@ -36,6 +37,7 @@ const NAMES = [
   "pages",
   "network",
   "relay",
+  "recording",
 ];
 
 async function postgresLines(pg: string): Promise<void> {
@@ -101,4 +103,9 @@ if (import.meta.main) {
   if (want("pages")) await benchPages();
   if (want("network")) await benchNetwork();
   if (want("relay")) await benchRelay();
+  if (want("recording")) {
+    await using recorded = await startSystem();
+    await using plain = await startSystem({ record: false });
+    await benchRecording(recorded, plain);
+  }
 }

@@ -102,6 +102,33 @@ export class Client {
     }
   }
 
+  /**
+   * A GET whose answer is read as it comes (a long download): the response
+   * when it is a success, else its API error as a CliError. Not retried.
+   */
+  async stream(path: string): Promise<Response> {
+    const headers = { authorization: `Bearer ${this.#token}`, "user-agent": USER_AGENT };
+    let res: Response;
+    try {
+      res = await fetch(`${this.server}/api${path}`, { headers });
+    } catch (e) {
+      const untrusted = certificateProblem(e);
+      if (untrusted !== null) {
+        throw new CliError(`Cannot reach the server at ${this.server}: ${untrusted}`);
+      }
+      throw this.#unreachable(new TransientError(networkReason(e)));
+    }
+    if (res.ok) return res;
+    const text = await res.text();
+    let message = `HTTP ${res.status}`;
+    try {
+      message = (JSON.parse(text) as { error?: { message?: string } }).error?.message ?? message;
+    } catch {
+      // Not an API error: the status says it.
+    }
+    throw new CliError(message);
+  }
+
   #unreachable(e: TransientError): CliError {
     return new CliError(`Cannot reach the server at ${this.server}: ${e.reason}`, 1, { cause: e });
   }

@@ -244,7 +244,11 @@ export class Ingest {
       }
       // A chunk of a run nothing knows of (its audit retention ended) is
       // acknowledged and dropped, or the agent would keep it forever.
-      if (run) await this.#ctx.audit.receive(msg.runId, msg.seq, msg.data);
+      if (run) {
+        await this.#ctx.audit.receive(msg.runId, msg.seq, msg.data, {
+          timeoutMs: run.timeout_ms,
+        });
+      }
     } catch (err) {
       this.#ctx.log.child("ingest").warn("audit chunk not stored", {
         agent: agent.name,

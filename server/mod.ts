@@ -130,7 +130,10 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
     blobs: new BlobStore(`${options.dataDir}/blobs`),
     log,
     signals: new Signals(),
-    audit: await AuditService.open(store, config.auditKeyFile),
+    audit: await AuditService.open(store, config.auditKeyFile, {
+      ...(config.auditQuotaBytes !== undefined ? { quotaBytes: config.auditQuotaBytes } : {}),
+      log,
+    }),
     metrics,
   };
   const server = createApp(ctx);

@@ -50,16 +50,35 @@ async function display(sub: "show" | "export", args: string[]): Promise<void> {
   if (values.json && sub === "export") {
     throw new UsageError("audit export writes asciicast: --json is for show");
   }
-  const format = values.json ? "json" : sub === "show" ? "transcript" : "cast";
   const client = await Client.load();
-  const path = `/apps/${encodeURIComponent(app)}/runs/${
-    encodeURIComponent(label)
-  }/audit?format=${format}`;
-  const readout = await client.request<AuditReply>("GET", path);
-  if (values.json) out(JSON.stringify(readout, null, 2) + "\n");
-  else out((sub === "show" ? readout.transcript : readout.cast) ?? "");
-  if (readout.problems.length === 0) return;
-  for (const problem of readout.problems) err(`${problem}\n`);
-  const count = readout.problems.length === 1 ? "a problem" : `${readout.problems.length} problems`;
-  throw new CliError(`The recording of ${readout.run} has ${count} (listed above)`);
+  const base = `/apps/${encodeURIComponent(app)}/runs/${encodeURIComponent(label)}`;
+  let problems: string[];
+  if (values.json) {
+    const readout = await client.request<AuditReply>("GET", `${base}/audit?format=json`);
+    out(JSON.stringify(readout, null, 2) + "\n");
+    problems = readout.problems;
+  } else {
+    // A recording may be larger than memory: written out as it comes.
+    const res = await client.stream(`${base}/${sub === "show" ? "audit.txt" : "audit.cast"}`);
+    problems = parseProblems(res.headers.get("x-oneoff-audit-problems"));
+    for await (const piece of res.body ?? []) writeAll(piece);
+  }
+  if (problems.length === 0) return;
+  for (const problem of problems) err(`${problem}\n`);
+  const count = problems.length === 1 ? "a problem" : `${problems.length} problems`;
+  throw new CliError(`The recording of ${label} has ${count} (listed above)`);
+}
+
+function parseProblems(header: string | null): string[] {
+  try {
+    const list: unknown = JSON.parse(decodeURIComponent(header ?? "[]"));
+    return Array.isArray(list) ? list.map(String) : [];
+  } catch {
+    return ["The server sent its list of problems in a form this command cannot read"];
+  }
+}
+
+function writeAll(bytes: Uint8Array): void {
+  let offset = 0;
+  while (offset < bytes.length) offset += Deno.stdout.writeSync(bytes.subarray(offset));
 }

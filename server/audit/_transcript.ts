@@ -12,12 +12,16 @@ import { escapeByte } from "./_display.ts";
 /** The mark in front of input (and resize) lines. */
 export const INPUT_MARK = "⟩ ";
 
+// Characters of one transcript line at most; the rest goes on the next.
+const MAX_LINE = 64 * 1024;
+
 type Parse = "text" | "esc" | "charset" | "csi" | "string" | "string_esc";
 
 /** Builds a transcript from decoded output and input text, in event order. */
 export class Transcript {
   #echo: boolean;
   #lines: string[] = [];
+  #pendingChars = 0;
   // Marks waiting for the end of the output line their input was echoed on.
   #marks: string[] = [];
   #cells: string[] = [];
@@ -65,7 +69,20 @@ export class Transcript {
     this.#mark(`[terminal resized to ${cols}x${rows}]`);
   }
 
-  /** The transcript so far, ending with a newline. */
+  /** Characters of finished lines that {@link take} would hand out. */
+  get pending(): number {
+    return this.#pendingChars;
+  }
+
+  /** The finished lines so far, each ending with a newline; they are not kept. */
+  take(): string {
+    const text = this.#lines.length === 0 ? "" : this.#lines.join("\n") + "\n";
+    this.#lines = [];
+    this.#pendingChars = 0;
+    return text;
+  }
+
+  /** The rest of the transcript (after what {@link take} handed out), ending with a newline. */
   finish(): string {
     if (this.#input !== "") this.#endInput();
     const lines = [...this.#lines];
@@ -82,26 +99,34 @@ export class Transcript {
   #mark(text: string): void {
     const mark = (INPUT_MARK + text).trimEnd();
     if (this.#cells.length === 0) {
-      this.#lines.push(mark);
+      this.#line(mark);
     } else if (this.#echo) {
       this.#marks.push(mark);
     } else {
       this.#newline();
       this.#broken = true;
-      this.#lines.push(mark);
+      this.#line(mark);
     }
   }
 
   #newline(): void {
-    this.#lines.push(this.#cells.join("").trimEnd(), ...this.#marks);
+    this.#line(this.#cells.join("").trimEnd());
+    for (const mark of this.#marks) this.#line(mark);
     this.#marks = [];
     this.#cells = [];
     this.#col = 0;
   }
 
+  #line(text: string): void {
+    this.#lines.push(text);
+    this.#pendingChars += text.length + 1;
+  }
+
   #put(text: string): void {
     this.#broken = false;
     for (const ch of text) {
+      // A line longer than any screen is wrapped, or it would be held whole.
+      if (this.#col >= MAX_LINE) this.#newline();
       while (this.#cells.length < this.#col) this.#cells.push(" ");
       this.#cells[this.#col++] = ch;
     }

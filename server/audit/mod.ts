@@ -3,13 +3,22 @@
  * hash chain, verification on read, and rendering for people.
  * @module
  */
-export { AuditService } from "./service.ts";
+export { type AuditOptions, AuditService } from "./service.ts";
 export { type Keyring, loadKeyring, rotateKey } from "./keyring.ts";
-export { type AuditEvent, type AuditReadout, type TermSize } from "./verify.ts";
+export {
+  type AuditEvent,
+  type AuditReadout,
+  type AuditRecording,
+  type TermSize,
+} from "./verify.ts";
 export {
   type CastMeta,
   type DisplayEvent,
   displayEvents,
+  streamAsciicast,
+  streamDisplayEvents,
+  streamEventsJson,
+  streamTranscript,
   toAsciicast,
   toTranscript,
 } from "./render.ts";

@@ -2,6 +2,11 @@
  * Reading a run's stored chunks back: decrypt each, check the chain and the
  * sequence, and say in plain sentences what does not hold. Bad data never
  * throws: what can be read is returned with the problems beside it.
+ *
+ * A recording may be far larger than the server's memory, so it is read
+ * twice, a page of chunks at a time: a first pass checks every chunk and
+ * keeps only the problems and the few chunks that cannot be read; the
+ * events then come from a second pass, one chunk decrypted at a time.
  * @module
  */
 import type { AuditChunkRow } from "../store/mod.ts";
@@ -33,6 +38,12 @@ export interface AuditReadout {
   problems: string[];
 }
 
+/** A checked recording whose events are read on demand, a chunk at a time. */
+export interface AuditRecording extends Omit<AuditReadout, "events"> {
+  /** The readable events in order; each call reads the store again, page by page. */
+  events(): AsyncGenerator<AuditEvent>;
+}
+
 /** What the reader expects of the recording. */
 export interface Expectation {
   /** The run ran attached, so a recording should exist. */
@@ -41,8 +52,21 @@ export interface Expectation {
   running: boolean;
 }
 
+/** Where a recording's chunks and keys come from. */
+export interface ChunkSource {
+  /** Chunks with a seq above `after`, in order, a bounded page; empty at the end. */
+  page(after: number): Promise<AuditChunkRow[]>;
+  /** The keys now. */
+  keyring: Keyring;
+  /** Loads the key file again (another server may have rotated it). */
+  reload(): Promise<Keyring>;
+}
+
+/** Problems listed at most; the rest are counted in one last sentence. */
+export const MAX_PROBLEMS = 1000;
+
 /** The plaintext of one chunk, as the agent's recorder writes it. */
-interface ChunkData {
+export interface ChunkData {
   v: 1;
   t0: number;
   events: [number, string, string][];
@@ -54,86 +78,147 @@ type Opened =
   | { status: "ok"; data: ChunkData }
   | { status: "no_key" | "auth" | "format" };
 
-/** Decrypts and checks a run's chunks (in any order) with the keys of `keyring`. */
-export async function verifyRecording(
+// A problem whose sentence waits for the end of the first pass: whether a
+// key opened any chunk decides between "altered" and "wrong key".
+type Problem = string | { seq: number; key: string };
+
+/** Checks every chunk of a run (first pass); the events are read when asked for. */
+export async function openRecording(
   runId: string,
-  rows: AuditChunkRow[],
-  keyring: Keyring,
+  source: ChunkSource,
   expect: Expectation,
-): Promise<AuditReadout> {
-  const chunks = [...rows].sort((a, b) => a.seq - b.seq);
-  const bySeq = new Map(chunks.map((row) => [row.seq, row]));
-  const hashes = new Map<number, string>();
-  for (const row of chunks) hashes.set(row.seq, await payloadHash(row.payload));
-
-  const opened = new Map<number, Opened>();
-  for (const row of chunks) {
-    opened.set(row.seq, await openChunk(runId, row, row.prev_hash, keyring));
-  }
-  // A key under which nothing authenticates is more likely the wrong key than
-  // every chunk altered.
+): Promise<AuditRecording> {
+  let keyring = source.keyring;
+  let reloaded = false;
+  const problems: Problem[] = [];
+  let extra = 0;
+  const problem = (p: Problem) => {
+    if (problems.length < MAX_PROBLEMS) problems.push(p);
+    else extra++;
+  };
   const keyWorks = new Set<string>();
-  for (const row of chunks) if (opened.get(row.seq)?.status === "ok") keyWorks.add(row.key_id);
-
-  const problems: string[] = [];
-  const readable: ChunkData[] = [];
+  // What the second pass skips or opens differently; only bad chunks are kept.
+  const skip = new Set<number>();
+  const relinked = new Map<number, string>();
+  const gaps: [number, number][] = [];
+  let prev: { seq: number; hash: string; status: Opened["status"] } | null = null;
   let expected = 0;
-  for (const row of chunks) {
-    const { seq } = row;
-    for (let gap = expected; gap < seq; gap++) problems.push(`Chunk ${gap} is missing`);
-    expected = seq + 1;
-    const link = seq === 0 ? ZERO_HASH : hashes.get(seq - 1);
-    const linked = link === undefined ? null : row.prev_hash === link;
-    let result = opened.get(seq)!;
+  let t0: number | null = null;
+  let size: TermSize | null | undefined;
+  let final = false;
 
-    if (result.status === "no_key") {
-      problems.push(
-        `Chunk ${seq} cannot be decrypted: the key "${row.key_id}" is not in the key file`,
-      );
-    } else if (result.status === "auth" && linked === false) {
-      // Only the stored link may have been edited: the content still authenticates
-      // against the link it should have.
-      const relinked = await openChunk(runId, row, link!, keyring);
-      if (relinked.status === "ok") {
-        problems.push(`Chunk ${seq} was altered: its link to chunk ${seq - 1} was changed`);
-        result = relinked;
-      } else {
-        problems.push(`Chunk ${seq} was removed or reordered`);
+  for (let rows = await source.page(-1); rows.length > 0; rows = await source.page(prev!.seq)) {
+    for (const row of rows) {
+      const { seq } = row;
+      if (!keyring.keys.has(row.key_id) && !reloaded) {
+        keyring = await source.reload();
+        reloaded = true;
       }
-    } else if (result.status === "auth") {
-      problems.push(
-        keyWorks.has(row.key_id)
-          ? `Chunk ${seq} was altered: authentication failed`
-          : `Chunk ${seq} cannot be decrypted with the key "${row.key_id}": authentication failed ` +
-            `(is this the key file it was written with?)`,
-      );
-    } else if (result.status === "format") {
-      problems.push(`Chunk ${seq} is not a recording chunk this server can read`);
-    } else if (row.prev_hash === MISSING_HASH) {
-      if (bySeq.has(seq - 1)) {
-        problems.push(
-          `Chunk ${seq} was stored before chunk ${seq - 1} arrived: their order cannot be verified`,
+      if (seq > expected) {
+        gaps.push([expected, seq - 1]);
+        problem(
+          seq - 1 === expected
+            ? `Chunk ${expected} is missing`
+            : `Chunks ${expected} to ${seq - 1} are missing`,
         );
       }
-    } else if (linked === false && opened.get(seq - 1)?.status === "ok") {
-      // Both authenticate, yet this chunk was recorded after another chunk seq-1.
-      problems.push(`Chunk ${seq - 1} was replaced: chunk ${seq} does not follow it`);
+      expected = seq + 1;
+      const before = prev?.seq === seq - 1 ? prev : null;
+      const link = seq === 0 ? ZERO_HASH : before?.hash;
+      const linked = link === undefined ? null : row.prev_hash === link;
+      const opened = await openChunk(runId, row, row.prev_hash, keyring);
+      if (opened.status === "ok") keyWorks.add(row.key_id);
+      let result = opened;
+
+      if (opened.status === "no_key") {
+        problem(`Chunk ${seq} cannot be decrypted: the key "${row.key_id}" is not in the key file`);
+      } else if (opened.status === "auth" && linked === false) {
+        // Only the stored link may have been edited: the content still authenticates
+        // against the link it should have.
+        const again = await openChunk(runId, row, link!, keyring);
+        if (again.status === "ok") {
+          problem(`Chunk ${seq} was altered: its link to chunk ${seq - 1} was changed`);
+          relinked.set(seq, link!);
+          result = again;
+        } else {
+          problem(`Chunk ${seq} was removed or reordered`);
+        }
+      } else if (opened.status === "auth") {
+        problem({ seq, key: row.key_id });
+      } else if (opened.status === "format") {
+        problem(`Chunk ${seq} is not a recording chunk this server can read`);
+      } else if (row.prev_hash === MISSING_HASH) {
+        if (before !== null) {
+          problem(
+            `Chunk ${seq} was stored before chunk ${
+              seq - 1
+            } arrived: their order cannot be verified`,
+          );
+        }
+      } else if (linked === false && before?.status === "ok") {
+        // Both authenticate, yet this chunk was recorded after another chunk seq-1.
+        problem(`Chunk ${seq - 1} was replaced: chunk ${seq} does not follow it`);
+      }
+      if (result.status === "ok") {
+        t0 ??= result.data.t0;
+        if (size === undefined && result.data.size !== undefined) size = termSize(result.data.size);
+        if (result.data.final === true) final = true;
+      } else {
+        skip.add(seq);
+      }
+      prev = { seq, hash: await payloadHash(row.payload), status: opened.status };
     }
-    if (result.status === "ok") readable.push(result.data);
   }
 
-  const last = chunks.at(-1);
-  const final = readable.some((data) => data.final === true);
+  const sentences = problems.map((p) =>
+    typeof p === "string"
+      ? p
+      : keyWorks.has(p.key)
+      ? `Chunk ${p.seq} was altered: authentication failed`
+      : `Chunk ${p.seq} cannot be decrypted with the key "${p.key}": authentication failed ` +
+        `(is this the key file it was written with?)`
+  );
   if (expect.recorded && !expect.running && !final) {
-    if (last === undefined) {
-      problems.push("Recording incomplete: no chunk was stored");
-    } else if (opened.get(last.seq)?.status === "ok") {
-      problems.push(
-        `Recording incomplete: the final chunk has not arrived (the last stored is chunk ${last.seq})`,
+    if (prev === null) {
+      sentences.push("Recording incomplete: no chunk was stored");
+    } else if (prev.status === "ok") {
+      sentences.push(
+        `Recording incomplete: the final chunk has not arrived (the last stored is chunk ${prev.seq})`,
       );
     }
   }
-  return { ...collectEvents(readable), final, problems };
+  if (extra > 0) sentences.push(`...and ${extra} more problems`);
+
+  const last = prev?.seq ?? -1;
+  const start = t0;
+  const read = async function* (): AsyncGenerator<AuditEvent> {
+    if (start === null) return;
+    let latest = 0;
+    let after = -1;
+    for (let rows = await source.page(after); rows.length > 0; rows = await source.page(after)) {
+      for (const row of rows) {
+        after = row.seq;
+        // Only what the first pass checked: later chunks and gaps filled since are not.
+        if (row.seq > last) return;
+        if (skip.has(row.seq) || gaps.some(([a, b]) => row.seq >= a && row.seq <= b)) continue;
+        const opened = await openChunk(
+          runId,
+          row,
+          relinked.get(row.seq) ?? row.prev_hash,
+          keyring,
+        );
+        if (opened.status !== "ok") continue;
+        const { data } = opened;
+        for (const [ms, kind, value] of data.events) {
+          // Wall clocks step back now and then; a replay must not.
+          const t = latest = Math.max(latest, data.t0 + ms - start);
+          const event = toEvent(t, kind, value);
+          if (event !== null) yield event;
+        }
+      }
+    }
+  };
+  return { size: size ?? null, t0, final, problems: sentences, events: read };
 }
 
 async function openChunk(
@@ -150,7 +235,8 @@ async function openChunk(
   return data === null ? { status: "format" } : { status: "ok", data };
 }
 
-function parseChunk(text: string): ChunkData | null {
+/** A chunk's plaintext as the recorder writes it, or null when it is not one. */
+export function parseChunk(text: string): ChunkData | null {
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -166,32 +252,21 @@ function parseChunk(text: string): ChunkData | null {
   return wellFormed ? data as ChunkData : null;
 }
 
-function collectEvents(chunks: ChunkData[]): Pick<AuditReadout, "events" | "size" | "t0"> {
-  const first = chunks[0];
-  if (first === undefined) return { events: [], size: null, t0: null };
-  const t0 = first.t0;
-  const sized = chunks.find((data) => data.size !== undefined)?.size;
-  const size = sized && validSize(sized.cols, sized.rows)
-    ? { cols: sized.cols, rows: sized.rows }
-    : null;
-  const events: AuditEvent[] = [];
-  let latest = 0;
-  for (const data of chunks) {
-    for (const [ms, kind, value] of data.events) {
-      // Wall clocks step back now and then; a replay must not.
-      const t = latest = Math.max(latest, data.t0 + ms - t0);
-      if (kind === "i" || kind === "o") {
-        const bytes = decodeBase64(value);
-        if (bytes !== null) events.push({ t, kind, bytes });
-      } else if (kind === "r") {
-        const match = /^(\d{1,5})x(\d{1,5})$/.exec(value);
-        const cols = Number(match?.[1]);
-        const rows = Number(match?.[2]);
-        if (validSize(cols, rows)) events.push({ t, kind, cols, rows });
-      }
-    }
+function toEvent(t: number, kind: string, value: string): AuditEvent | null {
+  if (kind === "i" || kind === "o") {
+    const bytes = decodeBase64(value);
+    return bytes === null ? null : { t, kind, bytes };
   }
-  return { events, size, t0 };
+  if (kind !== "r") return null;
+  const match = /^(\d{1,5})x(\d{1,5})$/.exec(value);
+  const cols = Number(match?.[1]);
+  const rows = Number(match?.[2]);
+  return validSize(cols, rows) ? { t, kind, cols, rows } : null;
+}
+
+// The first chunk that gives a size decides it, even when that size is not valid.
+function termSize(sized: TermSize): TermSize | null {
+  return validSize(sized.cols, sized.rows) ? { cols: sized.cols, rows: sized.rows } : null;
 }
 
 function validSize(cols: unknown, rows: unknown): boolean {

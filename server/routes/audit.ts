@@ -8,11 +8,12 @@ import { type AuditReply, type RotateKeyReply, runLabel } from "../../protocol/m
 import type { Context } from "hono";
 import { Hono } from "hono";
 import {
-  type AuditReadout,
+  type AuditRecording,
   type AuditService,
-  displayEvents,
-  toAsciicast,
-  toTranscript,
+  type CastMeta,
+  streamAsciicast,
+  streamEventsJson,
+  streamTranscript,
 } from "../audit/mod.ts";
 import { type AuthEnv, requireAdmin } from "../auth.ts";
 import type { ServerContext } from "../context.ts";
@@ -27,8 +28,9 @@ type Format = typeof FORMATS[number];
 /**
  * Routes under `/apps/:app/runs/:run` (the app loaded by the `/apps/:app/*`
  * middleware): `GET /audit` (JSON; `?format=transcript` or `?format=cast`
- * put that text in the JSON instead of the events) and `GET /audit.cast`
- * (the asciicast file itself).
+ * put that text in the JSON instead of the events), `GET /audit.cast`
+ * (the asciicast file itself) and `GET /audit.txt` (the transcript itself).
+ * Every answer is streamed as the recording is read, a chunk at a time.
  */
 export function auditRoutes(ctx: ServerContext, audit: AuditService): Hono<AppEnv> {
   const { store } = ctx;
@@ -38,7 +40,7 @@ export function auditRoutes(ctx: ServerContext, audit: AuditService): Hono<AppEn
   async function view(c: Context<AppEnv>, format: Format) {
     const row = c.get("app");
     const run = await loadRun(c, store, row);
-    const readout = await audit.read(run.id);
+    const recording = await audit.open(run.id);
     const label = runLabel(run.number);
     await store.addEvent({
       app_id: row.id,
@@ -47,35 +49,33 @@ export function auditRoutes(ctx: ServerContext, audit: AuditService): Hono<AppEn
       kind: "audit.viewed",
       data: { run: label, format },
     });
-    return { row, run, readout, label };
+    return { row, run, recording, label };
   }
 
   app.get("/audit", async (c) => {
     const format = parseFormat(c.req.query("format"));
-    const { row, run, readout, label } = await view(c, format);
-    const body: AuditReply = {
-      run: label,
-      meta: runInfo(run, row.name, await agentMap(store)),
-      t0: readout.t0 === null ? null : new Date(readout.t0).toISOString(),
-      size: readout.size,
-      final: readout.final,
-      problems: readout.problems,
-    };
-    if (format === "json") body.events = displayEvents(readout);
-    else if (format === "transcript") body.transcript = toTranscript(readout);
-    else body.cast = cast(readout, row, run);
-    return c.json(body);
+    const { row, run, recording, label } = await view(c, format);
+    const head = replyHead(recording, label, runInfo(run, row.name, await agentMap(store)));
+    return streamed(streamReply(head, format, recording, castMeta(row, run)), {
+      "content-type": "application/json",
+    });
   });
 
   app.get("/audit.cast", async (c) => {
-    const { row, run, readout, label } = await view(c, "cast");
-    return new Response(cast(readout, row, run), {
-      headers: {
-        "content-type": "application/x-asciicast",
-        "content-disposition": `attachment; filename="${row.name}-${label}.cast"`,
-        // Problems travel beside the file, which has no place for them.
-        "x-oneoff-audit-problems": encodeURIComponent(JSON.stringify(readout.problems)),
-      },
+    const { row, run, recording, label } = await view(c, "cast");
+    return streamed(streamAsciicast(recording, castMeta(row, run)), {
+      "content-type": "application/x-asciicast",
+      "content-disposition": `attachment; filename="${row.name}-${label}.cast"`,
+      // Problems travel beside the file, which has no place for them.
+      [PROBLEMS_HEADER]: problemsHeader(recording.problems),
+    });
+  });
+
+  app.get("/audit.txt", async (c) => {
+    const { recording } = await view(c, "transcript");
+    return streamed(streamTranscript(recording), {
+      "content-type": "text/plain; charset=utf-8",
+      [PROBLEMS_HEADER]: problemsHeader(recording.problems),
     });
   });
 
@@ -111,7 +111,7 @@ export function adminAuditRoutes(audit: AuditService, store: Store): Hono<AuthEn
       ? { run: live, app_name: liveApp.name, app_id: liveApp.id as number | null }
       : await store.archivedRun(id).then((a) => a && { ...a, app_id: null });
     if (found === null) throw new HttpError(404, "not_found", `No audit record of run "${id}"`);
-    const readout = await audit.read(id);
+    const recording = await audit.open(id);
     const label = runLabel(found.run.number);
     await store.addEvent({
       app_id: found.app_id,
@@ -120,19 +120,15 @@ export function adminAuditRoutes(audit: AuditService, store: Store): Hono<AuthEn
       kind: "audit.viewed",
       data: { run: label, format },
     });
-    const body: AuditReply = {
-      run: label,
-      meta: runInfo(found.run, found.app_name, await agentMap(store)),
-      t0: readout.t0 === null ? null : new Date(readout.t0).toISOString(),
-      size: readout.size,
-      final: readout.final,
-      problems: readout.problems,
-    };
+    const head = replyHead(
+      recording,
+      label,
+      runInfo(found.run, found.app_name, await agentMap(store)),
+    );
     const title = `${found.app_name} ${label}: ${found.run.command}`;
-    if (format === "json") body.events = displayEvents(readout);
-    else if (format === "transcript") body.transcript = toTranscript(readout);
-    else body.cast = toAsciicast(readout, { title });
-    return c.json(body);
+    return streamed(streamReply(head, format, recording, { title }), {
+      "content-type": "application/json",
+    });
   });
   app.post("/audit/rotate-key", async (c) => {
     const auth = c.get("auth");
@@ -150,6 +146,66 @@ function parseFormat(raw = "json"): Format {
   return raw as Format;
 }
 
-function cast(readout: AuditReadout, app: AppRow, run: RunRow): string {
-  return toAsciicast(readout, { title: `${app.name} ${runLabel(run.number)}: ${run.command}` });
+function castMeta(app: AppRow, run: RunRow): CastMeta {
+  return { title: `${app.name} ${runLabel(run.number)}: ${run.command}` };
+}
+
+/** The header that carries a recording's problems beside a file that has no place for them. */
+const PROBLEMS_HEADER = "x-oneoff-audit-problems";
+// A header larger than this may be refused by clients and proxies.
+const MAX_PROBLEMS_HEADER = 16 * 1024;
+
+function problemsHeader(problems: string[]): string {
+  const encode = (list: string[]) => encodeURIComponent(JSON.stringify(list));
+  let kept = problems;
+  let header = encode(kept);
+  while (header.length > MAX_PROBLEMS_HEADER && kept.length > 1) {
+    kept = kept.slice(0, Math.floor(kept.length / 2));
+    const more = problems.length - kept.length;
+    header = encode([...kept, `...and ${more} more problems: see the JSON readout (--json)`]);
+  }
+  return header;
+}
+
+type ReplyHead = Omit<AuditReply, "events" | "transcript" | "cast">;
+
+function replyHead(recording: AuditRecording, run: string, meta: AuditReply["meta"]): ReplyHead {
+  return {
+    run,
+    meta,
+    t0: recording.t0 === null ? null : new Date(recording.t0).toISOString(),
+    size: recording.size,
+    final: recording.final,
+    problems: recording.problems,
+  };
+}
+
+// The AuditReply JSON written as the recording is read: the head, then the
+// events (or the text) field by field, so that no piece holds the whole.
+async function* streamReply(
+  head: ReplyHead,
+  format: Format,
+  recording: AuditRecording,
+  meta: CastMeta,
+): AsyncGenerator<string> {
+  const open = JSON.stringify(head).slice(0, -1);
+  if (format === "json") {
+    yield `${open},"events":[`;
+    yield* streamEventsJson(recording);
+    yield "]}";
+    return;
+  }
+  yield `${open},"${format}":"`;
+  const text = format === "transcript"
+    ? streamTranscript(recording)
+    : streamAsciicast(recording, meta);
+  // Each piece is whole lines of valid text: escaped on its own, it joins up.
+  for await (const piece of text) yield JSON.stringify(piece).slice(1, -1);
+  yield `"}`;
+}
+
+// A response whose body is pulled from `pieces` as the client reads it.
+function streamed(pieces: AsyncIterable<string>, headers: Record<string, string>): Response {
+  const body = ReadableStream.from(pieces).pipeThrough(new TextEncoderStream());
+  return new Response(body, { headers });
 }

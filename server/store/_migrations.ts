@@ -427,6 +427,34 @@ const APP_SETTINGS_POSTGRES = `
     from logs group by run_id, app_id;
 `;
 
+// The server checks a session's recording quota itself (an agent may not
+// keep to it): each chunk carries what it was charged, summed on demand.
+// Chunks stored before count 0. SQLite also rebuilds the table with a rowid
+// and stores new payloads as bytes rather than base64 (old rows stay text):
+// a WITHOUT ROWID table is meant for small rows, and a chunk is hundreds of
+// KiB (inserting one took 1.7 times as long, most of the server's time while
+// a session streams).
+const AUDIT_CHUNK_BYTES_SQLITE = `
+  CREATE TABLE audit_chunks_rowid (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    key_id TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    prev_hash TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, seq)
+  );
+  INSERT INTO audit_chunks_rowid (run_id, seq, key_id, payload, prev_hash, at)
+    SELECT run_id, seq, key_id, payload, prev_hash, at FROM audit_chunks;
+  DROP TABLE audit_chunks;
+  ALTER TABLE audit_chunks_rowid RENAME TO audit_chunks;
+  CREATE INDEX audit_chunks_at ON audit_chunks (at);
+`;
+const AUDIT_CHUNK_BYTES_POSTGRES = `
+  alter table audit_chunks add column bytes bigint not null default 0;
+`;
+
 /** Every migration, in the order they apply. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "initial schema", sqlite: INITIAL_SQLITE, postgres: INITIAL_POSTGRES },
@@ -467,5 +495,11 @@ export const MIGRATIONS: readonly Migration[] = [
     name: "app settings and log overage",
     sqlite: APP_SETTINGS_SQLITE,
     postgres: APP_SETTINGS_POSTGRES,
+  },
+  {
+    version: 10,
+    name: "audit chunk sizes",
+    sqlite: AUDIT_CHUNK_BYTES_SQLITE,
+    postgres: AUDIT_CHUNK_BYTES_POSTGRES,
   },
 ];

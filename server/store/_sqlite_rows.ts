@@ -174,7 +174,8 @@ export function toAuditChunk(r: Row): AuditChunkRow {
     run_id: str(r.run_id),
     seq: num(r.seq),
     key_id: str(r.key_id),
-    payload: str(r.payload),
+    // Bytes since the rowid table (see sqlite.ts); rows written before are base64 text.
+    payload: r.payload instanceof Uint8Array ? r.payload.toBase64() : str(r.payload),
     prev_hash: str(r.prev_hash),
     at: date(r.at),
   };

@@ -410,10 +410,19 @@ export interface Store {
   /** Most recent first. */
   listEvents(query: { app_id?: number; limit?: number; before_id?: number }): Promise<EventRow[]>;
 
-  /** Stores a chunk once; false when (run_id, seq) was already there. */
-  putAuditChunk(row: AuditChunkRow): Promise<boolean>;
-  /** In sequence order. */
+  /**
+   * Stores a chunk once; false when (run_id, seq) was already there. `bytes`:
+   * what it counts against the run's recording quota (default 0).
+   */
+  putAuditChunk(row: AuditChunkRow, options?: { bytes?: number }): Promise<boolean>;
+  /** In sequence order. Holds the whole recording: for tests and small ones; read in pages. */
   auditChunks(runId: string): Promise<AuditChunkRow[]>;
+  /** At most `page.limit` chunks with a seq above `page.after`, in sequence order. */
+  auditChunkPage(runId: string, page: { after: number; limit: number }): Promise<AuditChunkRow[]>;
+  /** Chunk `seq` of a run, or null. */
+  auditChunk(runId: string, seq: number): Promise<AuditChunkRow | null>;
+  /** The quota bytes the stored chunks of a run were charged, summed. */
+  auditRecordedBytes(runId: string): Promise<number>;
   /** The audit trail's copy of a run whose row is gone, or null. */
   archivedRun(runId: string): Promise<ArchivedRun | null>;
   /** The audit trail's runs of an app by its name (destroyed or not), most recent first. */

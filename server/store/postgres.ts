@@ -621,10 +621,11 @@ class PostgresStore implements Store {
     ];
   }
 
-  async putAuditChunk(row: AuditChunkRow): Promise<boolean> {
+  async putAuditChunk(row: AuditChunkRow, options: { bytes?: number } = {}): Promise<boolean> {
     const result = await this.#sql`
-      insert into audit_chunks (run_id, seq, key_id, payload, prev_hash, at)
-      values (${row.run_id}, ${row.seq}, ${row.key_id}, ${row.payload}, ${row.prev_hash}, ${row.at})
+      insert into audit_chunks (run_id, seq, key_id, payload, prev_hash, at, bytes)
+      values (${row.run_id}, ${row.seq}, ${row.key_id}, ${row.payload}, ${row.prev_hash}, ${row.at},
+        ${options.bytes ?? 0})
       on conflict (run_id, seq) do nothing`;
     return result.count === 1;
   }
@@ -632,8 +633,33 @@ class PostgresStore implements Store {
   async auditChunks(runId: string): Promise<AuditChunkRow[]> {
     return [
       ...await this.#sql<AuditChunkRow[]>`
-        select * from audit_chunks where run_id = ${runId} order by seq`,
+        select run_id, seq, key_id, payload, prev_hash, at from audit_chunks
+        where run_id = ${runId} order by seq`,
     ];
+  }
+
+  async auditChunkPage(
+    runId: string,
+    page: { after: number; limit: number },
+  ): Promise<AuditChunkRow[]> {
+    return [
+      ...await this.#sql<AuditChunkRow[]>`
+        select run_id, seq, key_id, payload, prev_hash, at from audit_chunks
+        where run_id = ${runId} and seq > ${page.after} order by seq limit ${page.limit}`,
+    ];
+  }
+
+  async auditChunk(runId: string, seq: number): Promise<AuditChunkRow | null> {
+    const [row] = await this.#sql<AuditChunkRow[]>`
+      select run_id, seq, key_id, payload, prev_hash, at from audit_chunks
+      where run_id = ${runId} and seq = ${seq}`;
+    return row ?? null;
+  }
+
+  async auditRecordedBytes(runId: string): Promise<number> {
+    const [row] = await this.#sql<{ n: string }[]>`
+      select coalesce(sum(bytes), 0)::text as n from audit_chunks where run_id = ${runId}`;
+    return Number(row?.n ?? 0);
   }
 
   async archivedRun(runId: string): Promise<ArchivedRun | null> {

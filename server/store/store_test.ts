@@ -733,6 +733,44 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
     deepEqual(await store.auditChunks("other"), []);
   });
 
+  test("audit chunks are read in pages, one by seq, and their quota bytes summed", async (store) => {
+    const app = await store.createApp("demo");
+    const rel = await store.createRelease(release(app.id, 1));
+    const run = await store.createRun(newRun(app.id, rel.id));
+    const chunk = (seq: number) => ({
+      run_id: run.id,
+      seq,
+      key_id: "k1",
+      payload: `p${seq}`,
+      prev_hash: "00".repeat(32),
+      at: new Date(Date.UTC(2034, 0, 1, 0, 0, seq)),
+    });
+    for (const seq of [0, 1, 2, 4, 5]) {
+      equal(await store.putAuditChunk(chunk(seq), { bytes: 10 + seq }), true);
+    }
+    equal(await store.putAuditChunk(chunk(1), { bytes: 1000 }), false);
+    deepEqual(await store.auditChunkPage(run.id, { after: -1, limit: 2 }), [chunk(0), chunk(1)]);
+    deepEqual(await store.auditChunkPage(run.id, { after: 1, limit: 2 }), [chunk(2), chunk(4)]);
+    deepEqual(await store.auditChunkPage(run.id, { after: 4, limit: 2 }), [chunk(5)]);
+    deepEqual(await store.auditChunkPage(run.id, { after: 5, limit: 2 }), []);
+    deepEqual(await store.auditChunk(run.id, 4), chunk(4));
+    equal(await store.auditChunk(run.id, 3), null);
+    equal(await store.auditRecordedBytes(run.id), 10 + 11 + 12 + 14 + 15);
+    equal(await store.auditRecordedBytes("other"), 0);
+    // Base64 payloads may be kept as bytes: each reads back as the very text stored.
+    const texts = [
+      "AAECAw==",
+      "AAECAw",
+      "AAEC Aw==",
+      "AAECAx==",
+      crypto.getRandomValues(new Uint8Array(999)).toBase64(),
+    ];
+    for (const [i, payload] of texts.entries()) {
+      await store.putAuditChunk({ ...chunk(10 + i), payload });
+      equal((await store.auditChunk(run.id, 10 + i))?.payload, payload);
+    }
+  });
+
   test("pruneLogs removes lines past the retention and beyond the per-app maximum", async (store) => {
     const app = await store.createApp("noisy");
     const other = await store.createApp("quiet");
