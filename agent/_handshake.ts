@@ -4,7 +4,7 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
+import { sha256Hex } from "../util/sha256.ts";
 import { ATTACH_REFUSALS as REASONS } from "../protocol/mod.ts";
 import type { AttachConn } from "./_tls_source.ts";
 
@@ -128,7 +128,7 @@ export class SecretTable<T> {
     // most tell how much of a digest matched a stored one, and learning
     // digest prefixes gives nothing towards a 256-bit preimage. So no
     // constant-time compare is needed (none could be made against a map).
-    const hash = createHash("sha256").update(secret).digest("hex");
+    const hash = sha256Hex(secret);
     const entry = this.#waiting.get(hash);
     if (entry === undefined) {
       return { ok: false, reason: this.#spent.get(hash)?.reason ?? REASONS.unknown };

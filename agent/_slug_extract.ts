@@ -5,12 +5,9 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
-import { Readable, Transform, Writable } from "node:stream";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
-import { pipeline } from "node:stream/promises";
-import { createGunzip } from "node:zlib";
-import * as tar from "tar";
+import type { Writable } from "node:stream";
+import type { Parser, ReadEntry } from "tar";
 import { DIRECTORY_MODE, EntryPolicy, safeFileMode } from "../protocol/slug_policy.ts";
 import { EntryWriteError, TreeWriter } from "./_slug_writer.ts";
 
@@ -46,7 +43,7 @@ function reasonOf(error: unknown): string | undefined {
 
 /** Feeds node-tar's Parser from a node Writable, with the size cap and the entry policy. */
 class TarSink {
-  #parser: tar.Parser;
+  #parser: Parser;
   #writer: TreeWriter;
   #policy: EntryPolicy;
   #maxBytes: number;
@@ -59,7 +56,12 @@ class TarSink {
   /** Uncompressed tar bytes seen, the size charged for this slug. */
   bytes = 0;
 
-  constructor(root: string, maxBytes: number, owner: { uid: number; gid: number } | undefined) {
+  constructor(
+    tar: typeof import("tar"),
+    root: string,
+    maxBytes: number,
+    owner: { uid: number; gid: number } | undefined,
+  ) {
     this.#maxBytes = maxBytes;
     this.#policy = new EntryPolicy(maxBytes);
     // Owned by the configured owner (the agent's uid by default), never by the archive's ids.
@@ -75,9 +77,9 @@ class TarSink {
     this.#ended = new Promise((resolve) => this.#parser.once("end", () => resolve()));
   }
 
-  /** The Writable end of the pipeline. */
-  writable(): Writable {
-    return new Writable({
+  /** The Writable end of the pipeline, made with node:stream's `Writable`. */
+  writable(Node: typeof Writable): Writable {
+    return new Node({
       write: (chunk: Uint8Array, _encoding, done) => {
         this.#write(chunk).then(() => done(), done);
       },
@@ -99,7 +101,7 @@ class TarSink {
     return new Promise((resolve) => this.#wake.push(resolve));
   }
 
-  #entry(entry: tar.ReadEntry): void {
+  #entry(entry: ReadEntry): void {
     if (this.#failure !== undefined || !this.#admit(entry)) {
       entry.resume();
       return;
@@ -107,7 +109,7 @@ class TarSink {
     this.#writer.add(entry).catch((error) => this.#fail(error));
   }
 
-  #admit(entry: tar.ReadEntry): boolean {
+  #admit(entry: ReadEntry): boolean {
     const reason = this.#policy.check(entry);
     if (reason === undefined) return true;
     this.#fail(new Refusal(reason));
@@ -173,6 +175,29 @@ async function normalizeTree(dir: string, relative = ""): Promise<void> {
   }
 }
 
+/**
+ * node-tar and the Node modules of the pipeline, loaded with the first slug
+ * to extract: an idle agent would otherwise hold some 5 MiB more resident.
+ */
+async function modules() {
+  const [crypto, stream, promises, zlib, tar] = await Promise.all([
+    import("node:crypto"),
+    import("node:stream"),
+    import("node:stream/promises"),
+    import("node:zlib"),
+    import("tar"),
+  ]);
+  return {
+    createHash: crypto.createHash,
+    Readable: stream.Readable,
+    Transform: stream.Transform,
+    Writable: stream.Writable,
+    pipeline: promises.pipeline,
+    createGunzip: zlib.createGunzip,
+    tar,
+  };
+}
+
 /** What `extractSlug` needs besides the bytes and the target. */
 export interface ExtractOptions {
   /** The sha256 the downloaded bytes must have. */
@@ -194,11 +219,18 @@ export async function extractSlug(
   root: string,
   options: ExtractOptions,
 ): Promise<number> {
+  const { createHash, Readable, Transform, Writable, pipeline, createGunzip, tar } =
+    await modules();
   const hash = createHash("sha256");
   const owner = options.owner ?? { uid: Deno.uid() ?? 0, gid: Deno.gid() ?? 0 };
   // Files are the agent's own as they are made: a chown each only for another owner.
   const foreign = owner.uid !== Deno.uid() || owner.gid !== Deno.gid();
-  const sink = new TarSink(root, options.maxBytes, foreign ? owner : undefined);
+  const sink = new TarSink(
+    tar,
+    root,
+    options.maxBytes,
+    foreign ? owner : undefined,
+  );
   try {
     await pipeline(
       Readable.fromWeb(body as NodeReadableStream<Uint8Array>),
@@ -209,7 +241,7 @@ export async function extractSlug(
         },
       }),
       createGunzip(),
-      sink.writable(),
+      sink.writable(Writable),
     );
     const actual = hash.digest("hex");
     if (actual !== options.sha256) throw new Refusal(`the download has sha256 "${actual}"`);

@@ -9,7 +9,6 @@
  * long. Operations on one path keep the archive's order.
  * @module
  */
-import { lchown } from "node:fs/promises";
 import { DIRECTORY_MODE } from "../protocol/slug_policy.ts";
 
 /** Files up to this size are read whole and written in one operation. */
@@ -207,7 +206,11 @@ export class TreeWriter {
   async #symlink(rel: string, existed: boolean, target: string): Promise<void> {
     this.#replace(rel, existed);
     Deno.symlinkSync(target, this.#abs(rel));
-    if (this.#owner) await lchown(this.#abs(rel), this.#owner.uid, this.#owner.gid);
+    if (this.#owner) {
+      // Deno has no lchown; node:fs is loaded only when a symlink needs one.
+      const { lchown } = await import("node:fs/promises");
+      await lchown(this.#abs(rel), this.#owner.uid, this.#owner.gid);
+    }
   }
 
   /** The archive's mtime (tools such as Python compare it) and the owner. */
