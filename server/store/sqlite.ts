@@ -23,6 +23,7 @@ import {
   type NewLog,
   type NewRun,
   type ReleaseRow,
+  type RunCount,
   type RunQuery,
   type RunRow,
   type RunUpdate,
@@ -57,6 +58,20 @@ function settle<T>(body: () => T): Promise<T> {
   } catch (error) {
     return Promise.reject(error);
   }
+}
+
+/** The WHERE clause of a run query. */
+function runFilter(query: RunCount): { filter: string; params: SQLInputValue[] } {
+  const where: string[] = [];
+  const params: SQLInputValue[] = [];
+  if (query.app_id !== undefined) where.push("app_id = ?"), params.push(query.app_id);
+  if (query.states !== undefined) {
+    where.push("state IN (SELECT value FROM json_each(?))");
+    params.push(JSON.stringify(query.states));
+  }
+  if (query.agent_id !== undefined) where.push("agent_id = ?"), params.push(query.agent_id);
+  if (query.max_number !== undefined) where.push("number <= ?"), params.push(query.max_number);
+  return { filter: where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`, params };
 }
 
 function isUniqueViolation(error: unknown): boolean {
@@ -375,17 +390,16 @@ class SqliteStore implements Store {
 
   listRuns(query: RunQuery): Promise<RunRow[]> {
     return settle(() => {
-      const where: string[] = [];
-      const params: SQLInputValue[] = [];
-      if (query.app_id !== undefined) where.push("app_id = ?"), params.push(query.app_id);
-      if (query.states !== undefined) {
-        where.push("state IN (SELECT value FROM json_each(?))");
-        params.push(JSON.stringify(query.states));
-      }
-      if (query.agent_id !== undefined) where.push("agent_id = ?"), params.push(query.agent_id);
-      const filter = where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`;
+      const { filter, params } = runFilter(query);
       const sql = `SELECT * FROM runs ${filter} ORDER BY created_at DESC, number DESC LIMIT ?`;
       return this.#all(sql, ...params, query.limit ?? 100).map(toRun);
+    });
+  }
+
+  countRuns(query: RunCount): Promise<number> {
+    return settle(() => {
+      const { filter, params } = runFilter(query);
+      return Number(this.#get(`SELECT count(*) AS n FROM runs ${filter}`, ...params)!.n);
     });
   }
 
