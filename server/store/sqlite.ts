@@ -609,28 +609,24 @@ class SqliteStore implements Store {
   }
 
   appendLogs(appId: number, lines: NewLog[]): Promise<number> {
-    // One transaction per batch: per-line commits would cap us at the disk's sync rate.
+    // One statement and one transaction per batch: per-line commits would cap
+    // us at the disk's sync rate, and per-line statements cost more than the
+    // rows (the lines go in as one JSON array, in its order).
     return settle(() => {
+      const rows = lines.map((l) => [
+        l.run_id,
+        l.seq,
+        l.ts.getTime(),
+        l.source,
+        l.stream,
+        withoutNul(l.line),
+      ]);
       const insert = this.#q(
         "INSERT INTO logs (app_id, run_id, seq, ts, source, stream, line) " +
-          "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, seq) DO NOTHING",
+          "SELECT ?, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 " +
+          "FROM json_each(?) ORDER BY key ON CONFLICT (run_id, seq) DO NOTHING",
       );
-      return this.#tx(() => {
-        let added = 0;
-        for (const l of lines) {
-          const result = insert.run(
-            appId,
-            l.run_id,
-            l.seq,
-            l.ts.getTime(),
-            l.source,
-            l.stream,
-            withoutNul(l.line),
-          );
-          added += Number(result.changes);
-        }
-        return added;
-      });
+      return this.#tx(() => Number(insert.run(appId, JSON.stringify(rows)).changes));
     });
   }
 
