@@ -159,6 +159,27 @@ Deno.test("a later entry for a path replaces an earlier one; large files stream;
   lease.release();
 });
 
+Deno.test("modes are exact under a umask that takes away group and other bits", async () => {
+  await using t = await setup();
+  const sha256 = t.add(rawTarGz([
+    { path: "bin/run", body: "#!/bin/sh\n", mode: 0o755 },
+    { path: "notes", body: "x", mode: 0o644 },
+  ]));
+  const previous = Deno.umask(0o077);
+  try {
+    const lease = await t.cache.acquire(sha256);
+    const modes = await Promise.all(
+      ["", "bin", "bin/run", "notes"].map(async (name) =>
+        ((await Deno.stat(`${lease.dir}/${name}`)).mode ?? 0) & 0o7777
+      ),
+    );
+    deepEqual(modes, [0o755, 0o755, 0o755, 0o644]);
+    lease.release();
+  } finally {
+    Deno.umask(previous);
+  }
+});
+
 Deno.test("acquire refuses a slug whose file stands where a directory must be", async () => {
   await assertRefused(
     [{ path: "a", body: "x" }, { path: "a/b", body: "y" }],
