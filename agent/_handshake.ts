@@ -4,7 +4,6 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
 import { ATTACH_REFUSALS as REASONS } from "../protocol/mod.ts";
 import type { AttachConn } from "./_tls_source.ts";
 
@@ -121,14 +120,14 @@ export class SecretTable<T> {
     }
   }
 
-  /** Takes the waiter of a presented secret, at most once. */
-  claim(secret: Uint8Array, now: number): Claim<T> {
+  /** Takes the waiter of a presented secret (its {@link secretDigest}), at most once. */
+  claim(secretSha256: string, now: number): Claim<T> {
     this.#sweep(now);
     // Looked up by the secret's SHA-256, not by the secret: timing can at
     // most tell how much of a digest matched a stored one, and learning
     // digest prefixes gives nothing towards a 256-bit preimage. So no
     // constant-time compare is needed (none could be made against a map).
-    const hash = createHash("sha256").update(secret).digest("hex");
+    const hash = secretSha256;
     const entry = this.#waiting.get(hash);
     if (entry === undefined) {
       return { ok: false, reason: this.#spent.get(hash)?.reason ?? REASONS.unknown };
@@ -199,4 +198,14 @@ export class FailureLimiter {
       if (times.every((t) => t <= now - WINDOW_MS)) this.#byAddress.delete(address);
     }
   }
+}
+
+/**
+ * The lowercase hex SHA-256 a secret is looked up by. WebCrypto, not
+ * node:crypto: loading Node's compatibility layer costs the idle agent
+ * megabytes of memory it would not otherwise use.
+ */
+export async function secretDigest(secret: Uint8Array): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(secret)));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }

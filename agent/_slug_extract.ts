@@ -5,13 +5,11 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
-import { Readable, Transform, Writable } from "node:stream";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
-import { pipeline } from "node:stream/promises";
-import { createGunzip } from "node:zlib";
-import * as tar from "tar";
+import type { Writable } from "node:stream";
+import type { Parser, ReadEntry } from "tar";
 import { DIRECTORY_MODE, EntryPolicy, safeFileMode } from "../protocol/slug_policy.ts";
+import { EntryWriteError, TreeWriter } from "./_slug_writer.ts";
 
 /** A slug the agent refuses to extract; `reason` says which entry and why. */
 export class SlugRejectedError extends Error {
@@ -31,28 +29,22 @@ export class SlugRejectedError extends Error {
 /** A refusal found while extracting, before the slug's name is attached. */
 class Refusal extends Error {}
 
-/** Failures of the machine rather than of the slug: never blamed on the slug. */
-const HOST_ERRORS = new Set(["ENOSPC", "EDQUOT", "EMFILE", "ENFILE", "EIO", "EROFS", "EACCES"]);
-
 /** Turns what went wrong into the reason a slug is refused, if it is the slug's fault. */
 function reasonOf(error: unknown): string | undefined {
-  if (error instanceof Refusal) return error.message;
+  if (error instanceof Refusal || error instanceof EntryWriteError) return error.message;
   if (!(error instanceof Error)) return undefined;
   const { code, tarCode } = error as { code?: unknown; tarCode?: unknown };
   if (typeof code === "string" && code.startsWith("Z_")) {
     return `not valid gzip data (${error.message})`;
   }
-  if (tarCode === "TAR_ENTRY_ERROR") {
-    if (typeof code === "string" && HOST_ERRORS.has(code)) return undefined;
-    return `an entry could not be extracted (${error.message})`;
-  }
   if (typeof tarCode === "string") return `not a valid tar archive (${error.message})`;
   return undefined;
 }
 
-/** Feeds node-tar's Unpack from a node Writable, with the size cap and the entry policy. */
+/** Feeds node-tar's Parser from a node Writable, with the size cap and the entry policy. */
 class TarSink {
-  #unpack: tar.Unpack;
+  #parser: Parser;
+  #writer: TreeWriter;
   #policy: EntryPolicy;
   #maxBytes: number;
   #failure: Error | undefined;
@@ -64,30 +56,30 @@ class TarSink {
   /** Uncompressed tar bytes seen, the size charged for this slug. */
   bytes = 0;
 
-  constructor(root: string, maxBytes: number, owner: { uid: number; gid: number }) {
+  constructor(
+    tar: typeof import("tar"),
+    root: string,
+    maxBytes: number,
+    owner: { uid: number; gid: number } | undefined,
+  ) {
     this.#maxBytes = maxBytes;
     this.#policy = new EntryPolicy(maxBytes);
-    this.#unpack = new tar.Unpack({
-      cwd: root,
+    // Owned by the configured owner (the agent's uid by default), never by the archive's ids.
+    this.#writer = new TreeWriter(root, owner);
+    this.#parser = new tar.Parser({
       strict: true,
-      // Owned by the configured owner (the agent's uid by default), never by the archive's ids.
-      uid: owner.uid,
-      gid: owner.gid,
-      unlink: true,
-      dmode: DIRECTORY_MODE,
-      fmode: 0o644,
       brotli: false,
       zstd: false,
-      filter: (_path, entry) => this.#admit(entry),
+      onReadEntry: (entry) => this.#entry(entry),
     });
-    this.#unpack.on("error", (error: Error) => this.#fail(error));
-    this.#unpack.on("eof", () => this.#sawEof = true);
-    this.#ended = new Promise((resolve) => this.#unpack.once("end", () => resolve()));
+    this.#parser.on("error", (error: Error) => this.#fail(error));
+    this.#parser.on("eof", () => this.#sawEof = true);
+    this.#ended = new Promise((resolve) => this.#parser.once("end", () => resolve()));
   }
 
-  /** The Writable end of the pipeline. */
-  writable(): Writable {
-    return new Writable({
+  /** The Writable end of the pipeline, made with node:stream's `Writable`. */
+  writable(Node: typeof Writable): Writable {
+    return new Node({
       write: (chunk: Uint8Array, _encoding, done) => {
         this.#write(chunk).then(() => done(), done);
       },
@@ -97,15 +89,27 @@ class TarSink {
     });
   }
 
-  /** Ends the Unpack and waits until node-tar has no file operation left in flight. */
+  /** Ends the Parser and waits until no file operation is left in flight. */
   async settle(): Promise<void> {
-    this.#unpack.end();
-    await this.#ended;
+    this.#parser.end();
+    // After a failure the parser may never end (its input stopped): only the writes matter then.
+    if (this.#failure === undefined) await Promise.race([this.#ended, this.#failed()]);
+    await this.#writer.done().catch((error) => this.#fail(error));
   }
 
-  #admit(entry: unknown): boolean {
-    if (this.#failure !== undefined) return false;
-    if (!(entry instanceof tar.ReadEntry)) return false;
+  #failed(): Promise<void> {
+    return new Promise((resolve) => this.#wake.push(resolve));
+  }
+
+  #entry(entry: ReadEntry): void {
+    if (this.#failure !== undefined || !this.#admit(entry)) {
+      entry.resume();
+      return;
+    }
+    this.#writer.add(entry).catch((error) => this.#fail(error));
+  }
+
+  #admit(entry: ReadEntry): boolean {
     const reason = this.#policy.check(entry);
     if (reason === undefined) return true;
     this.#fail(new Refusal(reason));
@@ -118,6 +122,7 @@ class TarSink {
   }
 
   async #write(chunk: Uint8Array): Promise<void> {
+    if (this.#writer.failure !== undefined) this.#fail(this.#writer.failure);
     if (this.#failure !== undefined) throw this.#failure;
     this.bytes += chunk.length;
     if (this.bytes > this.#maxBytes) {
@@ -134,17 +139,17 @@ class TarSink {
       }
       this.#head = undefined;
       // node-tar would gunzip a second layer itself, past our byte count, and
-      // its abort on a bad second layer never lets the Unpack end.
+      // its abort on a bad second layer never lets the Parser end.
       if (head[0] === 0x1f && head[1] === 0x8b) {
         this.#fail(new Refusal("content is gzip data inside gzip data, not a tar archive"));
         throw this.#failure;
       }
       chunk = head;
     }
-    if (!this.#unpack.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length))) {
+    if (!this.#parser.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length))) {
       await new Promise<void>((resolve) => {
         this.#wake.push(resolve);
-        this.#unpack.once("drain", resolve);
+        this.#parser.once("drain", resolve);
       });
     }
     if (this.#failure !== undefined) throw this.#failure;
@@ -170,6 +175,29 @@ async function normalizeTree(dir: string, relative = ""): Promise<void> {
   }
 }
 
+/**
+ * node-tar and the Node modules of the pipeline, loaded with the first slug
+ * to extract: an idle agent would otherwise hold some 5 MiB more resident.
+ */
+async function modules() {
+  const [crypto, stream, promises, zlib, tar] = await Promise.all([
+    import("node:crypto"),
+    import("node:stream"),
+    import("node:stream/promises"),
+    import("node:zlib"),
+    import("tar"),
+  ]);
+  return {
+    createHash: crypto.createHash,
+    Readable: stream.Readable,
+    Transform: stream.Transform,
+    Writable: stream.Writable,
+    pipeline: promises.pipeline,
+    createGunzip: zlib.createGunzip,
+    tar,
+  };
+}
+
 /** What `extractSlug` needs besides the bytes and the target. */
 export interface ExtractOptions {
   /** The sha256 the downloaded bytes must have. */
@@ -191,9 +219,18 @@ export async function extractSlug(
   root: string,
   options: ExtractOptions,
 ): Promise<number> {
+  const { createHash, Readable, Transform, Writable, pipeline, createGunzip, tar } =
+    await modules();
   const hash = createHash("sha256");
   const owner = options.owner ?? { uid: Deno.uid() ?? 0, gid: Deno.gid() ?? 0 };
-  const sink = new TarSink(root, options.maxBytes, owner);
+  // Files are the agent's own as they are made: a chown each only for another owner.
+  const foreign = owner.uid !== Deno.uid() || owner.gid !== Deno.gid();
+  const sink = new TarSink(
+    tar,
+    root,
+    options.maxBytes,
+    foreign ? owner : undefined,
+  );
   try {
     await pipeline(
       Readable.fromWeb(body as NodeReadableStream<Uint8Array>),
@@ -204,12 +241,14 @@ export async function extractSlug(
         },
       }),
       createGunzip(),
-      sink.writable(),
+      sink.writable(Writable),
     );
     const actual = hash.digest("hex");
     if (actual !== options.sha256) throw new Refusal(`the download has sha256 "${actual}"`);
     await Deno.chmod(root, DIRECTORY_MODE);
-    await normalizeTree(root);
+    // Every entry was made with its exact mode; only a umask that takes away
+    // some of 0o755 makes them differ, and then one more pass sets them.
+    if ((Deno.umask() & 0o755) !== 0) await normalizeTree(root);
     if (options.owner) await Deno.chown(root, owner.uid, owner.gid);
   } catch (error) {
     await sink.settle();

@@ -7,8 +7,13 @@
  * @module
  */
 
-import net from "node:net";
-import tls from "node:tls";
+import type netModule from "node:net";
+import type tlsModule from "node:tls";
+
+// Loaded by the first TLS listener: Node's compatibility layer costs an idle
+// agent several MiB of resident memory, and plain TCP needs none of it.
+let net: typeof netModule;
+let tls: typeof tlsModule;
 
 /** What the attach listener needs of a connection: Deno.Conn's stream calls. */
 export type AttachConn = Pick<Deno.Conn, "read" | "write" | "close" | "closeWrite" | "remoteAddr">;
@@ -28,6 +33,8 @@ export async function listenTlsSource(
   where: { hostname: string; port: number },
   keys: { cert: string; key: string },
 ): Promise<AttachSource> {
+  net ??= (await import("node:net")).default;
+  tls ??= (await import("node:tls")).default;
   const context = tls.createSecureContext(keys);
   const source = new TlsSource(context);
   await source.listen(where);
@@ -36,12 +43,12 @@ export async function listenTlsSource(
 
 class TlsSource implements AttachSource {
   addr: Deno.NetAddr = { transport: "tcp", hostname: "", port: 0 };
-  #server: net.Server;
+  #server: netModule.Server;
   #queue: AttachConn[] = [];
   #waiting: { resolve: (conn: AttachConn) => void; reject: (err: Error) => void }[] = [];
   #closed = false;
 
-  constructor(context: tls.SecureContext) {
+  constructor(context: tlsModule.SecureContext) {
     this.#server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (raw) => {
       raw.on("error", () => {});
       if (this.#closed) return void raw.destroy();
@@ -50,7 +57,7 @@ class TlsSource implements AttachSource {
         isServer: true,
         secureContext: context,
         allowHalfOpen: true,
-      } as tls.TLSSocketOptions);
+      } as tlsModule.TLSSocketOptions);
       const conn = new NodeConn(raw, secure);
       const waiter = this.#waiting.shift();
       if (waiter) waiter.resolve(conn);
@@ -63,7 +70,7 @@ class TlsSource implements AttachSource {
       this.#server.once("error", reject);
       this.#server.listen(where.port, where.hostname, () => {
         this.#server.off("error", reject);
-        const address = this.#server.address() as net.AddressInfo;
+        const address = this.#server.address() as netModule.AddressInfo;
         this.addr = { transport: "tcp", hostname: address.address, port: address.port };
         resolve();
       });
@@ -95,14 +102,14 @@ class TlsSource implements AttachSource {
  */
 class NodeConn implements AttachConn {
   readonly remoteAddr: Deno.NetAddr;
-  #raw: net.Socket;
-  #socket: tls.TLSSocket;
+  #raw: netModule.Socket;
+  #socket: tlsModule.TLSSocket;
   #chunk: Uint8Array | undefined;
   #ended = false;
   #error: Error | undefined;
   #wake: (() => void) | undefined;
 
-  constructor(raw: net.Socket, socket: tls.TLSSocket) {
+  constructor(raw: netModule.Socket, socket: tlsModule.TLSSocket) {
     this.#raw = raw;
     this.#socket = socket;
     this.remoteAddr = {

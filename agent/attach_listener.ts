@@ -15,7 +15,7 @@ import {
   pemFingerprint,
 } from "../protocol/mod.ts";
 import type { Logger } from "../util/log.ts";
-import { FailureLimiter, LineReader, SecretTable } from "./_handshake.ts";
+import { FailureLimiter, LineReader, secretDigest, SecretTable } from "./_handshake.ts";
 import { PendingSet } from "./_pending.ts";
 import { type AttachConn, type AttachSource, listenTlsSource } from "./_tls_source.ts";
 
@@ -258,7 +258,7 @@ export class AttachListener {
       }
       // The line's prefix chooses the mode; a line without one is a raw secret, as ever.
       const line = parseHandshake(outcome.secret);
-      const claim = this.#secrets.claim(line.secret, this.#now());
+      const claim = this.#secrets.claim(await secretDigest(line.secret), this.#now());
       if (!claim.ok) return await refuse(claim.reason, true);
       attached = true;
       this.#onHandshake?.("accepted");

@@ -3,7 +3,7 @@
  * the attach port.
  * @module
  */
-import { resolve as resolvePath } from "node:path";
+import { absolutePath } from "../util/path.ts";
 import { type AgentMessage, type SandboxKind, VERSION } from "../protocol/mod.ts";
 import { createLogger, errorMessage, type Logger } from "../util/log.ts";
 import { AttachListener } from "./attach_listener.ts";
@@ -111,7 +111,7 @@ function advertisedHost(listen: string): string {
 /** Starts an agent; resolves once the server has welcomed it. */
 export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
   // Sandboxes are set up from other working directories: paths must be absolute.
-  const options = { ...given, dataDir: resolvePath(given.dataDir) };
+  const options = { ...given, dataDir: absolutePath(given.dataDir) };
   const log = options.log ?? createLogger("agent");
   await Deno.mkdir(`${options.dataDir}/work`, { recursive: true, mode: 0o700 });
   await Deno.chmod(options.dataDir, 0o700);

@@ -11,7 +11,7 @@
  * @module
  */
 
-import { resolve } from "node:path";
+import { absolutePath } from "../util/path.ts";
 import { extractSlug, SlugRejectedError } from "./_slug_extract.ts";
 import { type Clock, realClock } from "../util/clock.ts";
 
@@ -70,7 +70,7 @@ export class SlugCache {
   constructor(options: SlugCacheOptions) {
     this.#options = options;
     this.#clock = options.clock ?? realClock;
-    this.#dir = resolve(options.dir);
+    this.#dir = absolutePath(options.dir);
   }
 
   /**

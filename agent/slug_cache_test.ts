@@ -135,6 +135,58 @@ Deno.test(needs(["root"], {
   },
 }));
 
+Deno.test("a later entry for a path replaces an earlier one; large files stream; mtimes kept", async () => {
+  await using t = await setup({ maxExtractBytes: 8 * MiB });
+  const big = new Uint8Array(3 * MiB).map((_, i) => i % 251);
+  const sha256 = t.add(rawTarGz([
+    { path: "twice", body: "first" },
+    { path: "link", type: "symlink", linkpath: "twice" },
+    { path: "big.bin", body: big },
+    { path: "twice", body: "second" },
+    { path: "link", body: "now a file" },
+    { path: "deep/er/file", body: "x" },
+    { path: "same", type: "hardlink", linkpath: "big.bin" },
+  ]));
+  const lease = await t.cache.acquire(sha256);
+  equal(await Deno.readTextFile(`${lease.dir}/twice`), "second");
+  equal(await Deno.readTextFile(`${lease.dir}/link`), "now a file");
+  ok((await Deno.lstat(`${lease.dir}/link`)).isFile);
+  deepEqual(await Deno.readFile(`${lease.dir}/big.bin`), big);
+  deepEqual(await Deno.readFile(`${lease.dir}/same`), big);
+  equal(await Deno.readTextFile(`${lease.dir}/deep/er/file`), "x");
+  // The archive's mtime, as `tar xzf` keeps it (Python checks its .pyc files against it).
+  equal((await Deno.stat(`${lease.dir}/twice`)).mtime?.getTime(), 1_700_000_000_000);
+  lease.release();
+});
+
+Deno.test("modes are exact under a umask that takes away group and other bits", async () => {
+  await using t = await setup();
+  const sha256 = t.add(rawTarGz([
+    { path: "bin/run", body: "#!/bin/sh\n", mode: 0o755 },
+    { path: "notes", body: "x", mode: 0o644 },
+  ]));
+  const previous = Deno.umask(0o077);
+  try {
+    const lease = await t.cache.acquire(sha256);
+    const modes = await Promise.all(
+      ["", "bin", "bin/run", "notes"].map(async (name) =>
+        ((await Deno.stat(`${lease.dir}/${name}`)).mode ?? 0) & 0o7777
+      ),
+    );
+    deepEqual(modes, [0o755, 0o755, 0o755, 0o644]);
+    lease.release();
+  } finally {
+    Deno.umask(previous);
+  }
+});
+
+Deno.test("acquire refuses a slug whose file stands where a directory must be", async () => {
+  await assertRefused(
+    [{ path: "a", body: "x" }, { path: "a/b", body: "y" }],
+    /^entry "a\/b" could not be extracted/,
+  );
+});
+
 Deno.test("setuid and setgid bits are stripped, exec bits kept", async () => {
   await using t = await setup();
   const sha256 = t.add(rawTarGz([

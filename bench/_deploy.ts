@@ -4,22 +4,22 @@
  * resident memory while it receives, hashes and checks the slug.
  * @module
  */
+import type { BenchContext } from "./_case.ts";
 import { spawnServer } from "./_procs.ts";
 import { MAIN, MIB, mib, procStatus, row, rssOf, time } from "./_util.ts";
 
-const SLUG_MIB = 200;
 /** How often the server's resident memory is sampled during the deploy. */
 const SAMPLE_MS = 20;
 
-/** Writes `SLUG_MIB` MiB of random data as a .tar.gz made by the system's tar. */
-async function makeSlug(dir: string): Promise<string> {
+/** Writes `mibs` MiB of random data as a .tar.gz made by the system's tar. */
+async function makeSlug(dir: string, mibs: number): Promise<string> {
   await Deno.mkdir(`${dir}/slug`);
   const out = await new Deno.Command("sh", {
     args: [
       "-c",
       // Several files, like a real slug; gzip -1 because random data does not compress anyway.
       `for i in 1 2 3 4; do head -c ${
-        SLUG_MIB / 4
+        mibs / 4
       }M /dev/urandom > slug/data$i.bin; done && echo 'web: sleep 1' > slug/Procfile && tar -C slug -cf - . | gzip -1 > slug.tar.gz`,
     ],
     cwd: dir,
@@ -52,10 +52,11 @@ function samplePeak(pid: number): { stop(): Promise<number> } {
 }
 
 /** Prints the deploy time and the server's peak memory during it. */
-export async function benchDeploy(): Promise<void> {
+export async function benchDeploy(ctx: BenchContext): Promise<void> {
+  const mibs = ctx.pick(200, 8);
   const dir = await Deno.makeTempDir({ prefix: "oneoff-bench-deploy-" });
   try {
-    const slug = await makeSlug(dir);
+    const slug = await makeSlug(dir, mibs);
     const bytes = (await Deno.stat(slug)).size;
     // What the server must do at least: store a copy, hash it, read the archive through.
     const base = await time("sh", [
@@ -77,7 +78,7 @@ export async function benchDeploy(): Promise<void> {
     // VmHWM covers the whole life of the process: it counts only if the deploy raised it.
     const peak = hwm > hwmBefore ? Math.max(sampled, hwm) : sampled;
     row(
-      `deploy ${SLUG_MIB} MiB slug, whole CLI (time)`,
+      `deploy ${mibs} MiB slug, whole CLI (time)`,
       `${(ours / 1000).toFixed(2)} s`,
       `${(base / 1000).toFixed(2)} s`,
       `${(ours / base).toFixed(2)}x`,
@@ -86,7 +87,7 @@ export async function benchDeploy(): Promise<void> {
       } MiB/s)`,
     );
     row(
-      `deploy ${SLUG_MIB} MiB slug, server peak RSS`,
+      `deploy ${mibs} MiB slug, server peak RSS`,
       mib(peak),
       mib(idle),
       `${(peak / idle).toFixed(2)}x`,

@@ -4,17 +4,18 @@
  * @module
  */
 import { spawnAgent, spawnBareDeno, spawnServer } from "./_procs.ts";
+import type { BenchContext } from "./_case.ts";
 import { mib, row, rssOf, sleep } from "./_util.ts";
 
 /** How long the processes sit idle before their memory is read. */
 const IDLE_MS = 3_000;
 
 /** Prints the idle server and idle agent rows. */
-export async function benchIdle(): Promise<void> {
+export async function benchIdle(ctx: BenchContext): Promise<void> {
   await using bare = await spawnBareDeno();
   await using server = await spawnServer();
   await using agent = await spawnAgent(server);
-  await sleep(IDLE_MS);
+  await sleep(ctx.pick(IDLE_MS, 1_000));
   const base = await rssOf(bare.pid);
   const figures = [
     { name: "idle server RSS (own process)", rss: await rssOf(server.pid), limit: 80 },

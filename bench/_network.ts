@@ -10,6 +10,7 @@ import { createSandbox } from "../agent/sandbox/mod.ts";
 import { OutsideHost } from "../agent/sandbox/_testing_net.ts";
 import { Fixture, PATH, TEST_LIMITS } from "../agent/sandbox/_testing.ts";
 import type { NetworkMode } from "../protocol/mod.ts";
+import type { BenchContext } from "./_case.ts";
 import { median, MIB, row } from "./_util.ts";
 
 const DOWNLOAD_BYTES = 256 * MIB;
@@ -38,7 +39,7 @@ print(n / 1048576 / (time.monotonic() - start))
 `;
 
 /** Runs the network benchmark rows. */
-export async function benchNetwork(): Promise<void> {
+export async function benchNetwork(ctx: BenchContext): Promise<void> {
   if (Deno.uid() !== 0) {
     console.log("(network benchmark skipped: it needs root)");
     return;
@@ -78,9 +79,9 @@ export async function benchNetwork(): Promise<void> {
   };
   for (const network of ["host", "isolated"] as const) {
     const starts: number[] = [];
-    for (let i = 0; i < 11; i++) starts.push((await run(network, "echo up")).first);
+    for (let i = 0; i < ctx.pick(11, 2); i++) starts.push((await run(network, "echo up")).first);
     const rates: number[] = [];
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < ctx.pick(3, 1); i++) {
       const { text } = await run(
         network,
         `python3 -c '${RECEIVER}' ${outside.address} ${outside.port}`,

@@ -13,12 +13,11 @@ import {
   seedApp,
   seedRun,
 } from "../server/dashboard/_test_util.ts";
-import { median, row } from "./_util.ts";
+import type { BenchContext } from "./_case.ts";
+import { rounds, row, spread } from "./_util.ts";
 
-const BIG = 10_000;
 /** One page of the app page and of the timeline. */
 const SMALL = 50;
-const SAMPLES = 20;
 const TARGET = "≤ 200 ms  (baseline: the same page, 50 runs)";
 
 /** A dashboard whose one app `name` has `runs` ended runs, each with its timeline event. */
@@ -62,19 +61,14 @@ async function render(client: CookieClient, path: string): Promise<number> {
   return ms;
 }
 
-/** The median of SAMPLES renders of `path`. */
-async function medianRender(client: CookieClient, path: string): Promise<number> {
-  const times: number[] = [];
-  for (let i = 0; i < SAMPLES; i++) times.push(await render(client, path));
-  return median(times);
-}
-
 function ms(value: number): string {
   return `${value.toFixed(1)} ms`;
 }
 
 /** Prints the render time of each page with 10,000 runs next to the same page with 50. */
-export async function benchPages(): Promise<void> {
+export async function benchPages(ctx: BenchContext): Promise<void> {
+  const BIG = ctx.pick(10_000, 200);
+  const samples = ctx.pick(20, 2);
   await using big = await seeded("big", BIG);
   await using small = await seeded("small", SMALL);
   const bigClient = await big.signedIn();
@@ -92,14 +86,15 @@ export async function benchPages(): Promise<void> {
   ];
   row(`page, ${BIG} runs: first render`, ms(cold), "-", "-", "-  (includes compiling the page)");
   for (const [name, bigPath, smallPath] of pages) {
-    const ours = await medianRender(bigClient, bigPath);
-    const base = await medianRender(smallClient, smallPath);
+    const ours = await rounds(samples, () => render(bigClient, bigPath), 0);
+    const base = await rounds(samples, () => render(smallClient, smallPath), 0);
     row(
       `page, ${BIG} runs: ${name}`,
-      ms(ours),
-      ms(base),
-      `${(ours / base).toFixed(2)}x`,
+      ms(ours.median),
+      ms(base.median),
+      `${(ours.median / base.median).toFixed(2)}x`,
       TARGET,
+      spread(ours),
     );
   }
 }

@@ -84,6 +84,8 @@ function spawnRole(args: string[]): { child: Deno.ChildProcess; output: Output }
       "run",
       "-A",
       "--quiet",
+      // To profile the roles: ONEOFF_BENCH_DENO_FLAGS="--cpu-prof --cpu-prof-dir=DIR".
+      ...(Deno.env.get("ONEOFF_BENCH_DENO_FLAGS")?.split(" ").filter(Boolean) ?? []),
       MAIN,
       ...args,
     ],

@@ -27,10 +27,10 @@ async function throughput(
 }
 
 /** Prints the relay rows: throughput both ways and start time, relay vs direct. */
-export async function benchRelay(): Promise<void> {
+export async function benchRelay(mib = 256): Promise<void> {
   await using sys = await startSystem({ record: false });
   const env = sys.cliEnv();
-  const bytes = 256 * MIB;
+  const bytes = mib * MIB;
   for (const dir of ["out", "in"] as const) {
     const way = dir === "out" ? "process → client" : "client → process";
     const direct = median([
@@ -48,7 +48,7 @@ export async function benchRelay(): Promise<void> {
       `${(relay / MIB).toFixed(0)} MiB/s`,
       `${(direct / MIB).toFixed(0)} MiB/s`,
       `${((relay / direct) * 100).toFixed(0)}%`,
-      "relay vs direct (256 MiB, whole CLI, recording off)",
+      `relay vs direct (${mib} MiB, whole CLI, recording off)`,
     );
   }
   const runTrue = (via: string) =>

@@ -6,6 +6,7 @@
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
+import type { BenchContext } from "./_case.ts";
 import { type RoleProcess, type ServerProcess, spawnAgent, spawnServer } from "./_procs.ts";
 import { MAIN, MIB, openFileLimit, row, rssOf, sleep } from "./_util.ts";
 
@@ -25,7 +26,7 @@ interface AttachResponse {
 }
 
 /** Creates the app and deploys examples/demo with the real CLI. */
-async function deployDemo(server: ServerProcess, app: string): Promise<void> {
+export async function deployDemo(server: ServerProcess, app: string): Promise<void> {
   await server.api("POST", "/apps", { name: app });
   const demo = new URL("../examples/demo", import.meta.url).pathname;
   const out = await new Deno.Command(Deno.execPath(), {
@@ -135,7 +136,8 @@ async function settle(server: ServerProcess, sessions: Created[]): Promise<{
 }
 
 /** Prints agent memory growth per idle attached session. */
-export async function benchSessions(count: number): Promise<void> {
+export async function benchSessions(ctx: BenchContext): Promise<void> {
+  const count = ctx.sessions;
   const limit = String(count + 20);
   await using server = await spawnServer(["--max-runs-per-app", limit]);
   await using agent = await spawnAgent(server, { maxRuns: count + 20 });
@@ -204,7 +206,7 @@ async function measure(
     const { conn } = await openSession(server, "true");
     for await (const _ of conn.readable) { /* until the agent closes it */ }
   }
-  await sleep(2_000);
+  await sleep(count > 50 ? 2_000 : 500);
   const fdLimit = await openFileLimit(agent.pid);
   const fdsBefore = await countEntries(`/proc/${agent.pid}/fd`);
   const before = await rssOf(agent.pid);
@@ -213,7 +215,7 @@ async function measure(
   sessions.push(...opened.sessions);
   const { running, others } = await settle(server, sessions);
   const openSeconds = (performance.now() - started) / 1000;
-  await sleep(3_000);
+  await sleep(count > 50 ? 3_000 : 500);
   const after = await rssOf(agent.pid);
   const n = Math.max(running, 1);
   const fds = (await countEntries(`/proc/${agent.pid}/fd`)) - fdsBefore;

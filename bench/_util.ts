@@ -45,16 +45,34 @@ export async function medianOf(n: number, fn: () => Promise<number>): Promise<nu
   return median(values);
 }
 
-/** Prints one result row: name, ours, baseline, ratio, target. */
+/** One printed result, kept for the Markdown table at the end. */
+export interface Result {
+  name: string;
+  ours: string;
+  spread: string;
+  baseline: string;
+  ratio: string;
+  target: string;
+}
+
+/** Every row printed so far, in order. */
+export const RESULTS: Result[] = [];
+
+/**
+ * Prints one result row and keeps it for the table: name, ours, baseline,
+ * ratio, target, and the spread of ours over the rounds ("" when one round).
+ */
 export function row(
   name: string,
   ours: string,
   baseline: string,
   ratio: string,
   target: string,
+  spread = "",
 ): void {
+  RESULTS.push({ name, ours, spread, baseline, ratio, target });
   console.log(
-    `${name.padEnd(44)} ${ours.padStart(14)} ${baseline.padStart(14)} ${
+    `${name.padEnd(44)} ${ours.padStart(14)} ${spread.padStart(6)} ${baseline.padStart(14)} ${
       ratio.padStart(8)
     }   ${target}`,
   );
@@ -62,7 +80,65 @@ export function row(
 
 /** Prints the header row. */
 export function header(): void {
-  row("benchmark", "ours", "baseline", "ratio", "target");
+  console.log(
+    `${"benchmark".padEnd(44)} ${"ours".padStart(14)} ${"spread".padStart(6)} ${
+      "baseline".padStart(14)
+    } ${"ratio".padStart(8)}   target`,
+  );
+}
+
+/** The rows printed so far as a Markdown table. */
+export function markdownTable(results: readonly Result[] = RESULTS): string {
+  const cell = (text: string) => text.replaceAll("|", "\\|");
+  const lines = [
+    "| benchmark | ours | spread | baseline | ratio | target |",
+    "| --- | ---: | ---: | ---: | ---: | --- |",
+  ];
+  for (const r of results) {
+    lines.push(
+      `| ${[r.name, r.ours, r.spread, r.baseline, r.ratio, r.target].map(cell).join(" | ")} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+/** The median and range of a series of rounds. */
+export interface Stats {
+  median: number;
+  min: number;
+  max: number;
+  rounds: number;
+}
+
+/** Median and range of a non-empty list. */
+export function stats(values: number[]): Stats {
+  return {
+    median: median(values),
+    min: Math.min(...values),
+    max: Math.max(...values),
+    rounds: values.length,
+  };
+}
+
+/**
+ * Runs `fn` `warmup` times unmeasured, then `n` measured rounds, one after
+ * the other; resolves with their median and range.
+ */
+export async function rounds(
+  n: number,
+  fn: () => Promise<number>,
+  warmup = 1,
+): Promise<Stats> {
+  for (let i = 0; i < warmup; i++) await fn();
+  const values: number[] = [];
+  for (let i = 0; i < n; i++) values.push(await fn());
+  return stats(values);
+}
+
+/** The spread of the rounds as ± half their range over the median ("" for one round). */
+export function spread(s: Stats): string {
+  if (s.rounds < 2 || s.median === 0) return "";
+  return `±${((s.max - s.min) / 2 / Math.abs(s.median) * 100).toFixed(0)}%`;
 }
 
 /** Bytes as MiB with one decimal. */

@@ -1,16 +1,20 @@
 /**
  * `deno task bench`: our figures next to their baselines, measured in the
- * same run on the same machine, printed as ratios.
+ * same run on the same machine, printed as ratios (medians of several
+ * rounds after a warm-up, with their spread), then as a Markdown table.
  *
- *   deno task bench [--only NAME,...] [--postgres URL] [--sessions N]
+ *   deno task bench [--quick] [--only NAME,...] [--postgres URL] [--sessions N]
  *
- * NAME: run, exec, stream, lines (SQLite, and PostgreSQL with --postgres or
- * ONEOFF_TEST_POSTGRES), idle, sessions, deploy, pages, network, relay, recording.
+ * `--quick` runs every case at a small size with few rounds (about a minute):
+ * CI runs it so that the suite cannot rot; its figures mean little. A new
+ * case is one entry in CASES below: a name, a line about it, and a function
+ * of the BenchContext (bench/_case.ts).
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { startSystem } from "../tests/_system.ts";
+import { type BenchCase, type BenchContext, benchContext } from "./_case.ts";
 import { benchDeploy } from "./_deploy.ts";
 import { benchIdle } from "./_idle.ts";
 import { benchNetwork } from "./_network.ts";
@@ -20,27 +24,58 @@ import {
   benchRunTrue,
   benchThroughput,
 } from "./_inprocess.ts";
+import { benchLogsTail } from "./_logs.ts";
+import { benchManyRuns } from "./_many_runs.ts";
 import { benchPages } from "./_pages.ts";
 import { benchRelay } from "./_relay.ts";
 import { benchRecording } from "./_recording.ts";
+import { benchPty } from "./_pty.ts";
 import { benchSessions } from "./_sessions.ts";
-import { header } from "./_util.ts";
+import { benchColdSlug } from "./_slug.ts";
+import { header, markdownTable } from "./_util.ts";
 
-const NAMES = [
-  "run",
-  "exec",
-  "stream",
-  "lines",
-  "idle",
-  "sessions",
-  "deploy",
-  "pages",
-  "network",
-  "relay",
-  "recording",
+/** Every case, in the order they run. */
+const CASES: BenchCase[] = [
+  { name: "run", about: "the whole CLI running `true` vs bare deno + bwrap", run: benchRunTrue },
+  { name: "exec", about: "API request → exec in the sandbox, warm slug", run: benchRequestToExec },
+  {
+    name: "stream",
+    about: "no-TTY stream each way vs nc → nc, and recorded",
+    run: benchThroughput,
+  },
+  { name: "pty", about: "bytes through a PTY vs script(1)", run: benchPty },
+  { name: "lines", about: "detached run printing 1 M lines, SQLite and PostgreSQL", run: lines },
+  { name: "logs", about: "`oneoff logs -n 1000` on 10 M stored lines", run: benchLogsTail },
+  { name: "slug", about: "cold first run of a new 100 MiB slug vs tar xzf", run: benchColdSlug },
+  { name: "runs", about: "1,000 detached `true` runs at once over 4 agents", run: benchManyRuns },
+  { name: "idle", about: "idle server and agent RSS, own processes", run: benchIdle },
+  { name: "sessions", about: "agent growth per idle attached session", run: benchSessions },
+  { name: "deploy", about: "200 MiB deploy: time and server peak RSS", run: benchDeploy },
+  { name: "pages", about: "dashboard pages with 10,000 runs", run: benchPages },
+  { name: "network", about: "sandbox start and download per network mode", run: benchNetwork },
+  { name: "relay", about: "attach through the server's relay vs direct", run: relay },
+  {
+    name: "recording",
+    about: "recorded vs unrecorded stream, in process and own processes",
+    run: recording,
+  },
 ];
 
-async function postgresLines(pg: string): Promise<void> {
+function relay(ctx: BenchContext): Promise<void> {
+  return benchRelay(ctx.pick(256, 8));
+}
+
+async function recording(ctx: BenchContext): Promise<void> {
+  await benchRecording(await ctx.system(), await ctx.plainSystem(), ctx.pick(256, 8));
+}
+
+async function lines(ctx: BenchContext): Promise<void> {
+  await benchDetachedLines(await ctx.system(), "SQLite", ctx.quick);
+  if (!ctx.postgres) {
+    console.log("(PostgreSQL lines skipped: pass --postgres URL or set ONEOFF_TEST_POSTGRES)");
+    return;
+  }
+  const pg = ctx.postgres;
   const schema = `bench_${Date.now()}`;
   const url = `${pg}${pg.includes("?") ? "&" : "?"}search_path=${schema}`;
   const postgres = (await import("postgres")).default;
@@ -48,11 +83,18 @@ async function postgresLines(pg: string): Promise<void> {
   await admin.unsafe(`create schema ${schema}`);
   try {
     await using sys = await startSystem({ database: url });
-    await benchDetachedLines(sys, "PostgreSQL");
+    await benchDetachedLines(sys, "PostgreSQL", ctx.quick);
   } finally {
     await admin.unsafe(`drop schema ${schema} cascade`);
     await admin.end();
   }
+}
+
+function usage(): string {
+  return [
+    "deno task bench [--quick] [--only NAME,...] [--postgres URL] [--sessions N]",
+    ...CASES.map((c) => `  ${c.name.padEnd(9)} ${c.about}`),
+  ].join("\n");
 }
 
 if (import.meta.main) {
@@ -62,50 +104,52 @@ if (import.meta.main) {
       only: { type: "string" },
       postgres: { type: "string" },
       sessions: { type: "string" },
+      quick: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
     },
   });
+  if (values.help) {
+    console.log(usage());
+    Deno.exit(0);
+  }
+  const names = CASES.map((c) => c.name);
   const only = values.only?.split(",");
-  const unknown = only?.filter((name) => !NAMES.includes(name)) ?? [];
+  const unknown = only?.filter((name) => !names.includes(name)) ?? [];
   if (unknown.length > 0) {
-    console.error(`Unknown benchmark "${unknown[0]}": use ${NAMES.join(", ")}`);
+    console.error(`Unknown benchmark "${unknown[0]}": use ${names.join(", ")}`);
     Deno.exit(2);
   }
-  const sessions = Number(values.sessions ?? 500);
+  const quick = values.quick;
+  const sessions = Number(values.sessions ?? (quick ? 10 : 500));
   if (!Number.isInteger(sessions) || sessions < 1) {
     console.error(`Invalid --sessions "${values.sessions}": give a positive integer`);
     Deno.exit(2);
   }
-  const want = (name: string) => !only || only.includes(name);
+  const started = performance.now();
   header();
-  if (["run", "exec", "stream", "lines"].some(want)) {
-    await using sys = await startSystem();
-    if (want("run")) await benchRunTrue(sys);
-    if (want("exec")) await benchRequestToExec(sys);
-    if (want("stream")) {
-      await using plain = await startSystem({ record: false });
-      await benchThroughput(sys, plain);
+  let failed = 0;
+  {
+    await using ctx = benchContext({
+      quick,
+      sessions,
+      postgres: values.postgres ?? Deno.env.get("ONEOFF_TEST_POSTGRES"),
+    });
+    for (const c of CASES) {
+      if (only && !only.includes(c.name)) continue;
+      try {
+        await c.run(ctx);
+      } catch (err) {
+        // One broken case must not hide the others' figures; the exit code still says so.
+        failed++;
+        console.error(`Benchmark "${c.name}" failed: ${err instanceof Error ? err.stack : err}`);
+      }
     }
-    if (want("lines")) await benchDetachedLines(sys, "SQLite");
   }
-  const pg = values.postgres ?? Deno.env.get("ONEOFF_TEST_POSTGRES");
-  if (want("lines") && pg) {
-    await postgresLines(pg);
-  } else if (want("lines")) {
-    console.log(
-      "(PostgreSQL lines benchmark skipped: pass --postgres URL or set ONEOFF_TEST_POSTGRES)",
-    );
-  }
-  // These start the server and the agent as their own processes, so each one's memory is its own.
-  if (want("idle")) await benchIdle();
-  if (want("sessions")) await benchSessions(sessions);
-  if (want("deploy")) await benchDeploy();
-  // In this process, on SQLite: the dashboard's own cost, no network in between.
-  if (want("pages")) await benchPages();
-  if (want("network")) await benchNetwork();
-  if (want("relay")) await benchRelay();
-  if (want("recording")) {
-    await using recorded = await startSystem();
-    await using plain = await startSystem({ record: false });
-    await benchRecording(recorded, plain);
-  }
+  const seconds = (performance.now() - started) / 1000;
+  const command = ["deno task bench", ...Deno.args].join(" ");
+  console.log(
+    `\n${markdownTable()}\n\n${new Date().toISOString().slice(0, 10)}, \`${command}\`, ` +
+      `${seconds.toFixed(0)} s, ${navigator.hardwareConcurrency} cores\n`,
+  );
+  if (failed > 0) Deno.exit(1);
 }

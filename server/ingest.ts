@@ -66,6 +66,8 @@ export class Ingest {
   // A detached run ships many batches: look its owner up once, not per
   // batch, while it is live. Forgotten when it ends or its agent leaves.
   #owners = new Map<string, Owner>();
+  /** The last batch of each run being stored, so that the next one waits for it. */
+  #batches = new Map<string, Promise<void>>();
   /** Ended runs whose reported line count is not all stored yet: checked once batches stop. */
   #awaited = new Map<string, { lines: number; timer: TimerId }>();
   // The agent keeps a run within its quota; this checks it again, so an
@@ -104,9 +106,26 @@ export class Ingest {
 
   /**
    * Stores a batch of log lines of a run of this agent, then acknowledges
-   * it; a store failure is nacked, never acknowledged.
+   * it; a store failure is nacked, never acknowledged. A run's batches are
+   * stored one after the other, in the order they came: on PostgreSQL two
+   * at once took their ids interleaved, and `logs` (which reads by id)
+   * showed the lines out of order.
    */
-  async logs(agent: ConnectedAgent, msg: LogsMessage): Promise<void> {
+  logs(agent: ConnectedAgent, msg: LogsMessage): Promise<void> {
+    const before = this.#batches.get(msg.runId);
+    // A failure of the one before is its own (nacked or reported there).
+    const stored = (before ?? Promise.resolve()).catch(() => {}).then(() =>
+      this.#storeLogs(agent, msg)
+    );
+    this.#batches.set(msg.runId, stored);
+    const forget = () => {
+      if (this.#batches.get(msg.runId) === stored) this.#batches.delete(msg.runId);
+    };
+    stored.then(forget, forget);
+    return stored;
+  }
+
+  async #storeLogs(agent: ConnectedAgent, msg: LogsMessage): Promise<void> {
     const log = this.#ctx.log.child("ingest");
     let owner: Owner | "gone" | "other";
     try {

@@ -82,8 +82,12 @@ export class RunEngine {
   #clock: Clock;
   #secrets: AttachSecrets;
   #terms = new Map<string, string>();
+  /** The placing pass running now, if any. */
   #scheduling: Promise<void> | null = null;
-  #again = false;
+  /** The one pass to run after it, shared by every call made meanwhile. */
+  #queued: Promise<void> | null = null;
+  /** The periodic pass looks at the queue timeouts even when no agent has room. */
+  #expiryDue = true;
   #timer: TimerId;
   #lostTimers = new Map<string, TimerId>();
 
@@ -92,7 +96,10 @@ export class RunEngine {
     this.#agents = options.agents;
     this.#clock = options.clock ?? realClock;
     this.#secrets = new AttachSecrets(`${ctx.config.dataDir}/attach.key`);
-    this.#timer = this.#clock.setInterval(() => this.schedule(), SCHEDULE_EVERY_MS);
+    this.#timer = this.#clock.setInterval(() => {
+      this.#expiryDue = true;
+      this.schedule();
+    }, SCHEDULE_EVERY_MS);
     this.started = this.#watchAbsentAgents().catch((err) =>
       this.#ctx.log.error("starting the agents' grace failed", { error: errorMessage(err) })
     );
@@ -195,6 +202,21 @@ export class RunEngine {
   }
 
   /**
+   * The queue place of one pending run, counted without reading the queue:
+   * what a run's creation answers (listing the whole queue made each of
+   * 1,000 runs created at once cost as much as all the others).
+   */
+  async placeOf(run: RunRow): Promise<Map<string, QueuePlace>> {
+    const { store, config } = this.#ctx;
+    const [position, active] = await Promise.all([
+      store.countRuns({ app_id: run.app_id, states: ["pending"], max_number: run.number }),
+      store.countRuns({ app_id: run.app_id, states: ACTIVE }),
+    ]);
+    const reason: QueuedReason = active >= config.maxRunsPerApp ? "app_limit" : "no_capacity";
+    return new Map([[run.id, { reason, position }]]);
+  }
+
+  /**
    * Why each pending run of the app waits and its place in the app's queue
    * (`places`), and how the app's limit is used.
    */
@@ -233,27 +255,37 @@ export class RunEngine {
     return { agentId: run.agent_id, expiresAt: run.expires_at.getTime() };
   }
 
-  /** Places pending runs, oldest first; one pass at a time. */
+  /**
+   * Places pending runs, oldest first; one pass at a time. Resolves once a
+   * pass that began after the call has ended: a call during a pass waits
+   * for the one next pass (shared by all such calls), never for every pass
+   * that later calls bring (1,000 runs created at once waited for each
+   * other that way, 50 runs/s).
+   */
   schedule(): Promise<void> {
-    if (this.#scheduling) {
-      this.#again = true;
+    if (this.#scheduling === null) {
+      this.#scheduling = this.#placePending()
+        .catch((err) => this.#ctx.log.error("scheduling failed", { error: errorMessage(err) }))
+        .finally(() => this.#scheduling = null);
       return this.#scheduling;
     }
-    this.#scheduling = (async () => {
-      do {
-        this.#again = false;
-        await this.#placePending().catch((err) =>
-          this.#ctx.log.error("scheduling failed", { error: errorMessage(err) })
-        );
-      } while (this.#again);
-    })().finally(() => this.#scheduling = null);
-    return this.#scheduling;
+    this.#queued ??= this.#scheduling.then(() => {
+      this.#queued = null;
+      return this.schedule();
+    });
+    return this.#queued;
   }
 
   // Oldest first; a run whose app is at its limit of live runs waits its
   // turn (the queue timeout still applies) without holding up other apps.
   async #placePending(): Promise<void> {
     const { store, config } = this.#ctx;
+    // With no agent free, a pass could only expire runs, which the periodic
+    // pass does: reading the whole queue for each run created made 1,000
+    // runs created at once cost a million rows read.
+    const expiry = this.#expiryDue;
+    this.#expiryDue = false;
+    if (!expiry && !this.#agents.pick()) return;
     const pending = await store.listRuns({ states: ["pending"], limit: 1000 });
     if (pending.length === 0) return;
     // An app's labels choose its agents (app_settings.ts).

@@ -160,7 +160,7 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AppEnv> {
     const attach = run.attached && wait > 0 ? await waitAttachable(run, row.name, wait) : null;
     const fresh = await store.runById(run.id) ?? run;
     if (replayed) c.header("Idempotent-Replayed", "true");
-    const queue = fresh.state === "pending" ? (await engine.queue(row.id)).places : undefined;
+    const queue = fresh.state === "pending" ? await engine.placeOf(fresh) : undefined;
     return c.json(
       {
         run: runInfo(fresh, row.name, await agentMap(store), queue),

@@ -268,6 +268,9 @@ export interface RunQuery {
   limit?: number;
 }
 
+/** Which runs to count. */
+export type RunCount = Omit<RunQuery, "limit"> & { max_number?: number };
+
 /** Which log lines to read. */
 export interface LogQuery {
   /** Only lines after this id (for following). */
@@ -338,6 +341,11 @@ export interface Store {
   runByNumber(appId: number, number: number): Promise<RunRow | null>;
   /** Most recent first. */
   listRuns(query: RunQuery): Promise<RunRow[]>;
+  /**
+   * How many runs `listRuns` would give without its limit (no row is read);
+   * `max_number`: only those numbered up to it (with `app_id`: a queue place).
+   */
+  countRuns(query: RunCount): Promise<number>;
   /**
    * Changes a run's state only if it is currently in one of `from`;
    * returns the updated row, or null when it was not.

@@ -26,6 +26,7 @@ import {
   type NewLog,
   type NewRun,
   type ReleaseRow,
+  type RunCount,
   type RunLogUsage,
   type RunQuery,
   type RunRow,
@@ -331,16 +332,31 @@ class PostgresStore implements Store {
 
   async listRuns(query: RunQuery): Promise<RunRow[]> {
     const sql = this.#sql;
-    const app = query.app_id === undefined ? sql`` : sql`and app_id = ${query.app_id}`;
-    const states = query.states === undefined
-      ? sql``
-      : sql`and state = any(${query.states}::text[])`;
-    const agent = query.agent_id === undefined ? sql`` : sql`and agent_id = ${query.agent_id}`;
+    const { app, states, agent } = this.#runFilter(query);
     return [
       ...await sql<RunRow[]>`
         select * from runs where true ${app} ${states} ${agent}
         order by created_at desc, number desc limit ${query.limit ?? 100}`,
     ];
+  }
+
+  async countRuns(query: RunCount): Promise<number> {
+    const { app, states, agent } = this.#runFilter(query);
+    const upTo = query.max_number === undefined
+      ? this.#sql``
+      : this.#sql`and number <= ${query.max_number}`;
+    const [row] = await this.#sql<{ n: string }[]>`
+      select count(*) as n from runs where true ${app} ${states} ${agent} ${upTo}`;
+    return Number(row!.n);
+  }
+
+  #runFilter(query: RunCount) {
+    const sql = this.#sql;
+    return {
+      app: query.app_id === undefined ? sql`` : sql`and app_id = ${query.app_id}`,
+      states: query.states === undefined ? sql`` : sql`and state = any(${query.states}::text[])`,
+      agent: query.agent_id === undefined ? sql`` : sql`and agent_id = ${query.agent_id}`,
+    };
   }
 
   async updateRun(id: string, from: RunState[], update: RunUpdate): Promise<RunRow | null> {

@@ -26,6 +26,7 @@ import {
   type NewLog,
   type NewRun,
   type ReleaseRow,
+  type RunCount,
   type RunLogUsage,
   type RunQuery,
   type RunRow,
@@ -61,6 +62,20 @@ function settle<T>(body: () => T): Promise<T> {
   } catch (error) {
     return Promise.reject(error);
   }
+}
+
+/** The WHERE clause of a run query. */
+function runFilter(query: RunCount): { filter: string; params: SQLInputValue[] } {
+  const where: string[] = [];
+  const params: SQLInputValue[] = [];
+  if (query.app_id !== undefined) where.push("app_id = ?"), params.push(query.app_id);
+  if (query.states !== undefined) {
+    where.push("state IN (SELECT value FROM json_each(?))");
+    params.push(JSON.stringify(query.states));
+  }
+  if (query.agent_id !== undefined) where.push("agent_id = ?"), params.push(query.agent_id);
+  if (query.max_number !== undefined) where.push("number <= ?"), params.push(query.max_number);
+  return { filter: where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`, params };
 }
 
 function isUniqueViolation(error: unknown): boolean {
@@ -412,17 +427,16 @@ class SqliteStore implements Store {
 
   listRuns(query: RunQuery): Promise<RunRow[]> {
     return settle(() => {
-      const where: string[] = [];
-      const params: SQLInputValue[] = [];
-      if (query.app_id !== undefined) where.push("app_id = ?"), params.push(query.app_id);
-      if (query.states !== undefined) {
-        where.push("state IN (SELECT value FROM json_each(?))");
-        params.push(JSON.stringify(query.states));
-      }
-      if (query.agent_id !== undefined) where.push("agent_id = ?"), params.push(query.agent_id);
-      const filter = where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`;
+      const { filter, params } = runFilter(query);
       const sql = `SELECT * FROM runs ${filter} ORDER BY created_at DESC, number DESC LIMIT ?`;
       return this.#all(sql, ...params, query.limit ?? 100).map(toRun);
+    });
+  }
+
+  countRuns(query: RunCount): Promise<number> {
+    return settle(() => {
+      const { filter, params } = runFilter(query);
+      return Number(this.#get(`SELECT count(*) AS n FROM runs ${filter}`, ...params)!.n);
     });
   }
 
@@ -716,33 +730,35 @@ class SqliteStore implements Store {
   }
 
   appendLogs(appId: number, lines: NewLog[]): Promise<number> {
-    // One transaction per batch: per-line commits would cap us at the disk's sync rate.
+    // One statement and one transaction per batch: per-line commits would cap
+    // us at the disk's sync rate, and per-line statements cost more than the
+    // rows (the lines go in as one JSON array, in its order).
     return settle(() => {
+      const rows = lines.map((l) => [
+        l.run_id,
+        l.seq,
+        l.ts.getTime(),
+        l.source,
+        l.stream,
+        withoutNul(l.line),
+      ]);
       const insert = this.#q(
         "INSERT INTO logs (app_id, run_id, seq, ts, source, stream, line) " +
-          "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, seq) DO NOTHING",
+          "SELECT ?, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 " +
+          "FROM json_each(?) ORDER BY key ON CONFLICT (run_id, seq) DO NOTHING " +
+          "RETURNING run_id, seq, length(CAST(line AS BLOB)) AS bytes",
       );
       return this.#tx(() => {
-        let added = 0;
-        // What each run's new lines take, in the same transaction as the lines.
+        // The lines actually added (a resent batch adds none), for what each
+        // run's lines take, in the same transaction as the lines.
+        const added = insert.all(appId, JSON.stringify(rows)) as Row[];
         const usage = new Map<string, { bytes: number; seq: number }>();
-        for (const l of lines) {
-          const line = withoutNul(l.line);
-          const result = insert.run(
-            appId,
-            l.run_id,
-            l.seq,
-            l.ts.getTime(),
-            l.source,
-            l.stream,
-            line,
-          );
-          if (Number(result.changes) === 0) continue;
-          added++;
-          const run = usage.get(l.run_id) ?? { bytes: 0, seq: -1 };
-          run.bytes += utf8Length(line) + 1;
-          run.seq = Math.max(run.seq, l.seq);
-          usage.set(l.run_id, run);
+        for (const row of added) {
+          const runId = String(row.run_id);
+          const run = usage.get(runId) ?? { bytes: 0, seq: -1 };
+          run.bytes += Number(row.bytes) + 1;
+          run.seq = Math.max(run.seq, Number(row.seq));
+          usage.set(runId, run);
         }
         const more = this.#q(
           `INSERT INTO run_log_usage (run_id, app_id, bytes, seq) VALUES (?, ?, ?, ?)
@@ -750,7 +766,7 @@ class SqliteStore implements Store {
              seq = max(seq, excluded.seq)`,
         );
         for (const [runId, run] of usage) more.run(runId, appId, run.bytes, run.seq);
-        return added;
+        return added.length;
       });
     });
   }

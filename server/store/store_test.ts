@@ -441,6 +441,12 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
       onA!.id,
     ]);
     equal((await store.listRuns({ agent_id: "ag" }))[0]?.id, onA!.id);
+    // countRuns counts what listRuns would list, without a limit.
+    equal(await store.countRuns({}), 108);
+    equal(await store.countRuns({ app_id: a.id, states: ["pending"] }), 104);
+    equal(await store.countRuns({ states: ["running", "exited"] }), 1);
+    equal(await store.countRuns({ agent_id: "ag", app_id: b.id }), 0);
+    equal(await store.countRuns({ app_id: a.id, states: ["pending"], max_number: 10 }), 9);
     equal((await store.listRuns({ app_id: b.id, states: ["running"] })).length, 0);
     equal((await store.listRuns({ states: [] })).length, 0);
   });
