@@ -6,8 +6,8 @@
  */
 import { type AttachInfo, FRAMED_PREFIX } from "../protocol/mod.ts";
 import { FramedClient, type FramedOutcome } from "./_framed.ts";
-import { CliError } from "./_io.ts";
 import type { ByteConn } from "./_tls.ts";
+import { connectDirect } from "./_transport.ts";
 
 /** How to attach: PTY (raw terminal, resizes) or a plain byte pipe. */
 export interface AttachOptions {
@@ -15,27 +15,6 @@ export interface AttachOptions {
   onResize?: (cols: number, rows: number) => void;
   /** How to reach the stream (cli/_transport.ts's openAttachConn); default straight to the port. */
   open?: (info: Omit<AttachInfo, "secret">) => Promise<ByteConn>;
-}
-
-async function connect(info: Omit<AttachInfo, "secret">): Promise<ByteConn> {
-  if (info.tls) {
-    if (!info.tls_fingerprint) {
-      throw new CliError(
-        "The server knows no certificate for this agent: refusing an unpinned TLS connection",
-      );
-    }
-    const { connectPinned } = await import("./_tls.ts");
-    return await connectPinned(info.host, info.port, info.tls_fingerprint);
-  }
-  try {
-    return await Deno.connect({ hostname: info.host, port: info.port });
-  } catch (e) {
-    throw new CliError(
-      `Cannot connect to ${info.host}:${info.port}: ${e instanceof Error ? e.message : e}`,
-      1,
-      { cause: e },
-    );
-  }
 }
 
 async function copyStdinTo(conn: ByteConn, halfClose: boolean): Promise<void> {
@@ -79,7 +58,7 @@ export async function attachStream(
   secret: string,
   options: AttachOptions,
 ): Promise<{ broken: boolean }> {
-  const conn = await (options.open ?? connect)(info);
+  const conn = await (options.open ?? connectDirect)(info);
   await conn.write(new TextEncoder().encode(secret + "\n"));
   const raw = options.tty && Deno.stdin.isTerminal();
   const restore = () => {
@@ -138,7 +117,7 @@ export async function attachFramed(
   options: FramedAttachOptions,
 ): Promise<FramedOutcome> {
   const raw = options.tty && Deno.stdin.isTerminal();
-  const client = new FramedClient(() => (options.open ?? connect)(info), {
+  const client = new FramedClient(() => (options.open ?? connectDirect)(info), {
     tty: options.tty,
     silent: options.silent,
     takeover: options.resume === true,
