@@ -87,7 +87,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "run",
     summary: "Start a one-off: attached to this terminal, or detached (-d)",
     usage: [
-      "run -a APP [-d] [-e K=V]... [-f PATH]... [-s SIZE] [-t TYPE] [--timeout DURATION] [--no-tty] [--via direct|server|auto] [--silent] [--attach-info] [--json] [--] COMMAND...",
+      "run -a APP [-d] [-e K=V]... [-f PATH]... [-s SIZE] [-t TYPE] [--timeout DURATION] [--reason TEXT] [--no-tty] [--via direct|server|auto] [--silent] [--attach-info] [--json] [--] COMMAND...",
     ],
     notes: [
       "Options come before the command: everything from the command's first word on is the command's own (use -- when it starts with a dash).",
@@ -120,6 +120,12 @@ export const COMMANDS: readonly CommandSpec[] = [
         value: "DURATION",
         description: "Longest a run may take, e.g. 90s, 10m, 2h",
         default: "24h",
+      },
+      {
+        name: "reason",
+        value: "TEXT",
+        description:
+          "Why you run it (up to 500 characters): shown in ps, the timeline and the recording",
       },
       { name: "tty", description: "Use a terminal even when stdin is not one" },
       { name: "no-tty", description: "A plain byte stream, no terminal (for pipes)" },
@@ -209,13 +215,13 @@ export const COMMANDS: readonly CommandSpec[] = [
       "apps list [--json]",
       "apps create NAME",
       "apps show NAME [--json]",
-      "apps set NAME [--idle-timeout DURATION|default] [--reattach-grace DURATION|default] [--network isolated|host|none] [--host-ports PORTS|none] [--labels K=V,...|none]",
+      "apps set NAME [--idle-timeout DURATION|default] [--reattach-grace DURATION|default] [--network isolated|host|none] [--host-ports PORTS|none] [--labels K=V,...|none] [--require-reason|--no-require-reason]",
       "apps destroy NAME [--confirm NAME]",
     ],
     subcommands: ["list", "create", "show", "set", "destroy"],
     notes: [
       "destroy deletes the app with its env, releases, runs and logs. Without --confirm it asks for the name on a terminal, and refuses elsewhere.",
-      "set changes the app's next one-offs (a running one keeps what it started with). A member of the app may set --idle-timeout and --reattach-grace, up to the server's --max-idle-timeout and --max-reattach-grace; default goes back to the server's. Only an admin may set --network, --host-ports and --labels: they weaken the isolation between the app's one-offs and the host (SECURITY.md), or choose which hosts see them. With --labels, a one-off goes only to an approved agent that has every label; when none has them, oneoff run is refused with the reason. Every change is on the app's timeline, with who made it.",
+      "set changes the app's next one-offs (a running one keeps what it started with). A member of the app may set --idle-timeout and --reattach-grace, up to the server's --max-idle-timeout and --max-reattach-grace; default goes back to the server's. Only an admin may set --network, --host-ports and --labels: they weaken the isolation between the app's one-offs and the host (SECURITY.md), or choose which hosts see them. With --labels, a one-off goes only to an approved agent that has every label; when none has them, oneoff run is refused with the reason. With --require-reason, every oneoff run of the app must say why (--reason); any member may turn it on, only an admin off. Every change is on the app's timeline, with who made it.",
     ],
     flags: [
       JSON_FLAG,
@@ -254,11 +260,14 @@ export const COMMANDS: readonly CommandSpec[] = [
           "set (admins): run the app's one-offs only on agents with these labels (oneoff agent --labels)",
         default: "none",
       },
+      { name: "require-reason", description: "set: every run of the app must give --reason" },
+      { name: "no-require-reason", description: "set (admins): runs need no reason any more" },
     ],
     examples: [
       "oneoff apps create myapp",
       "oneoff apps set myapp --idle-timeout 1h",
       "oneoff apps set myapp --host-ports 5432",
+      "oneoff apps set myapp --require-reason",
       "oneoff apps show myapp",
       "oneoff apps destroy myapp --confirm myapp",
     ],

@@ -27,6 +27,8 @@ export interface TimelineEventData {
     attached: boolean;
     size: SizeName;
     env_keys: string[];
+    /** The reason its user gave (`--reason`), when one was. */
+    reason?: string;
   };
   "run.ended": {
     run: string;
@@ -137,6 +139,7 @@ const CHECKS: { [K in TimelineEventKind]: { [F in keyof TimelineEventData[K]]-?:
     attached: (value) => typeof value === "boolean",
     size: oneOf(SIZE_NAMES),
     env_keys: isStrings,
+    reason: (value) => value === undefined || isString(value),
   },
   "run.ended": {
     run: isRun,
@@ -187,7 +190,8 @@ export function isKnownEvent<E extends UncheckedEventBody>(
  * way: `run` is a run's label (a link on the dashboard), `name` an env key or
  * process type, `command` a run's command, `release` a release (`v4`),
  * `state` and `exit` a run's end state and exit code, `note` an aside in
- * parentheses, `data` the raw data of an event no sentence fits.
+ * parentheses, `reason` the reason a run's user gave, `data` the raw data of
+ * an event no sentence fits.
  */
 export type SegmentType =
   | "text"
@@ -198,6 +202,7 @@ export type SegmentType =
   | "state"
   | "exit"
   | "note"
+  | "reason"
   | "data";
 
 /** One piece of an event's sentence; the sentence is the pieces' texts joined. */
@@ -254,6 +259,7 @@ export function describeEvent(event: UncheckedEventBody): Segment[] {
         text(` ${d.attached ? "attached" : "detached"}, size ${d.size}: `),
         seg("command", d.command),
         ...(d.env_keys.length > 0 ? [text(" with "), ...names(d.env_keys)] : []),
+        ...(d.reason !== undefined ? [text(", because: "), seg("reason", d.reason)] : []),
       ];
     }
     case "run.ended": {

@@ -35,6 +35,7 @@ function Details(props: { info: RunInfo; run: RunRow; release: number | null }) 
       <Field name="Command">
         <code class="cmd">{info.command}</code>
       </Field>
+      {info.purpose && <Field name="Reason given">{info.purpose}</Field>}
       {info.reason && <Field name="Reason">{info.reason}</Field>}
       <Field name="Exit code">
         {info.exit_code === null

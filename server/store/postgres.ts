@@ -69,7 +69,8 @@ async function lockMigrations(tx: postgres.TransactionSql<{ int8: number }>): Pr
 }
 
 const APP_COLUMNS =
-  "id, name, network, host_ports, idle_timeout_ms, reattach_grace_ms, labels, created_at";
+  "id, name, network, host_ports, idle_timeout_ms, reattach_grace_ms, labels, require_reason, " +
+  "created_at";
 const LOG_COLUMNS = "id, app_id, ts, source, stream, line";
 const OPTIONAL_RUN_FIELDS = [
   "agent_id",
@@ -218,7 +219,8 @@ class PostgresStore implements Store {
           then ${s.idle_timeout_ms ?? null}::int8 else idle_timeout_ms end,
         reattach_grace_ms = case when ${s.reattach_grace_ms !== undefined}::boolean
           then ${s.reattach_grace_ms ?? null}::int8 else reattach_grace_ms end,
-        labels = coalesce(${s.labels ? sql.json(s.labels) : null}::jsonb, labels)
+        labels = coalesce(${s.labels ? sql.json(s.labels) : null}::jsonb, labels),
+        require_reason = coalesce(${s.require_reason ?? null}::boolean, require_reason)
       where id = ${id}
       returning ${sql.unsafe(APP_COLUMNS)}`;
     return app ?? null;
@@ -303,13 +305,13 @@ class PostgresStore implements Store {
         returning id, last_run
       )
       insert into runs (id, app_id, number, command, state, attached, tty, size, release_id,
-        env_overrides, uploads, cols, rows, timeout_ms, idle_timeout_ms, actor, secret_sha256,
-        expires_at)
+        env_overrides, uploads, cols, rows, timeout_ms, idle_timeout_ms, actor, purpose,
+        secret_sha256, expires_at)
       select ${row.id}::text, id, last_run, ${row.command}::text, 'pending',
         ${row.attached}::boolean, ${row.tty}::boolean, ${row.size}::text, ${row.release_id}::int,
         ${sql.json(row.env_overrides)}::jsonb, ${sql.json(row.uploads)}::jsonb,
         ${row.cols}::int, ${row.rows}::int, ${row.timeout_ms}::int8,
-        ${row.idle_timeout_ms ?? null}::int8, ${row.actor}::text,
+        ${row.idle_timeout_ms ?? null}::int8, ${row.actor}::text, ${row.purpose ?? null}::text,
         ${row.secret_sha256}::text, ${row.expires_at}::timestamptz
       from app
       returning *`;

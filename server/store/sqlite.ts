@@ -35,7 +35,7 @@ import {
   type TokenRow,
 } from "./mod.ts";
 import { MIGRATIONS, SQLITE_MIGRATIONS_TABLE } from "./_migrations.ts";
-import { utf8Length, withoutNul } from "./_log_line.ts";
+import { withoutNul } from "./_log_line.ts";
 import { archiveJson, fromArchive } from "./_archive.ts";
 import {
   millis,
@@ -84,8 +84,8 @@ function isUniqueViolation(error: unknown): boolean {
 }
 
 const RUN_COLUMNS = "id, app_id, number, command, state, attached, tty, size, release_id, " +
-  "env_overrides, uploads, cols, rows, timeout_ms, idle_timeout_ms, actor, secret_sha256, " +
-  "expires_at, created_at";
+  "env_overrides, uploads, cols, rows, timeout_ms, idle_timeout_ms, actor, purpose, " +
+  "secret_sha256, expires_at, created_at";
 
 /** The columns `updateAppSettings` may write (names of {@link AppSettings}). */
 const APP_SETTING_COLUMNS = [
@@ -94,6 +94,7 @@ const APP_SETTING_COLUMNS = [
   "idle_timeout_ms",
   "reattach_grace_ms",
   "labels",
+  "require_reason",
 ] as const;
 
 class SqliteStore implements Store {
@@ -284,7 +285,9 @@ class SqliteStore implements Store {
         if (value === undefined) continue;
         sets.push(`${column} = ?`);
         values.push(
-          value !== null && typeof value === "object"
+          typeof value === "boolean"
+            ? (value ? 1 : 0)
+            : value !== null && typeof value === "object"
             ? JSON.stringify(value)
             : value as SQLInputValue,
         );
@@ -394,12 +397,13 @@ class SqliteStore implements Store {
            VALUES (:id, :app_id,
              (SELECT coalesce(max(number), 0) + 1 FROM runs WHERE app_id = :app_id),
              :command, 'pending', :attached, :tty, :size, :release_id, :env_overrides, :uploads,
-             :cols, :rows, :timeout_ms, :idle_timeout_ms, :actor, :secret_sha256, :expires_at,
-             :created_at)
+             :cols, :rows, :timeout_ms, :idle_timeout_ms, :actor, :purpose, :secret_sha256,
+             :expires_at, :created_at)
            RETURNING *`,
         ).all({
           ...row,
           idle_timeout_ms: row.idle_timeout_ms ?? null,
+          purpose: row.purpose ?? null,
           attached: row.attached ? 1 : 0,
           tty: row.tty ? 1 : 0,
           env_overrides: JSON.stringify(row.env_overrides),

@@ -347,6 +347,7 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
       secret_sha256: "ff".repeat(32),
       expires_at: new Date(Date.UTC(2030, 0, 2, 3, 4, 5, 678)),
       idle_timeout_ms: 3600_000,
+      purpose: "ticket 42: <b>why</b>",
     });
     const run = await store.createRun(spec);
     deepEqual(await store.runById(spec.id), run);
