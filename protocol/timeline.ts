@@ -3,7 +3,7 @@
  * carries, and how it reads, in words the CLI and the dashboard share.
  * @module
  */
-import { bytes, duration } from "../util/format.ts";
+import { bytes, duration, durationFlag } from "../util/format.ts";
 import {
   parseRunLabel,
   type Role,
@@ -48,6 +48,12 @@ export interface TimelineEventData {
   "run.reattached": { run: string; address: string };
   /** Someone displayed a run's session recording, in this format. */
   "audit.viewed": { run: string; format: string };
+  /**
+   * Someone searched the app's session recordings of the last `since_ms`:
+   * `sessions` searched, `hits` found. Never the text searched for, which
+   * may be a secret.
+   */
+  "audit.searched": { sessions: number; hits: number; since_ms: number };
   /** An admin rotated the audit key; `key` is the new key's id. */
   "audit.key_rotated": { key: string };
   "token.created": { role: Role; name: string };
@@ -154,6 +160,7 @@ const CHECKS: { [K in TimelineEventKind]: { [F in keyof TimelineEventData[K]]-?:
   "run.stop": { run: isRun },
   "run.reattached": { run: isRun, address: isString },
   "audit.viewed": { run: isRun, format: isString },
+  "audit.searched": { sessions: isNumber, hits: isNumber, since_ms: isNumber },
   "audit.key_rotated": { key: isString },
   "token.created": { role: oneOf(ROLES), name: isString },
   "token.revoked": { role: oneOf(ROLES), name: isString },
@@ -305,6 +312,14 @@ export function describeEvent(event: UncheckedEventBody): Segment[] {
         seg("run", event.data.run),
         seg("note", ` (${event.data.format})`),
       ];
+    case "audit.searched": {
+      const { sessions, hits, since_ms: since } = event.data;
+      return [
+        text(`searched ${sessions} session recording${sessions === 1 ? "" : "s"} `),
+        text(`of the last ${durationFlag(since)}: ${hits} hit${hits === 1 ? "" : "s"}`),
+        seg("note", " (the text searched for is not kept)"),
+      ];
+    }
     case "audit.key_rotated":
       return [text("rotated the audit key, now "), seg("name", event.data.key)];
     case "token.created": {

@@ -133,7 +133,8 @@ export async function* streamAsciicast(
   yield piece;
 }
 
-function transcribe(transcript: Transcript, [, kind, text]: DisplayEvent): void {
+/** Hands one display event to a transcript (output, input or a resize). */
+export function transcribe(transcript: Transcript, [, kind, text]: DisplayEvent): void {
   if (kind === "o") transcript.output(text);
   else if (kind === "i") transcript.input(text);
   else {

@@ -284,6 +284,24 @@ export interface RunQuery {
 /** Which runs to count. */
 export type RunCount = Omit<RunQuery, "limit"> & { max_number?: number };
 
+/** Which recorded sessions to list. */
+export interface SessionQuery {
+  app_id: number;
+  /** Only sessions created at or after this time. */
+  since: Date;
+  /** Only sessions started by this actor. */
+  actor?: string;
+  /** Only runs numbered below this (the next page). */
+  before_number?: number;
+  limit: number;
+}
+
+/** A recorded session: its run, and the bytes its stored chunks were charged. */
+export interface RecordedSession {
+  run: RunRow;
+  bytes: number;
+}
+
 /** Which log lines to read. */
 export interface LogQuery {
   /** Only lines after this id (for following). */
@@ -444,6 +462,12 @@ export interface Store {
   auditChunk(runId: string, seq: number): Promise<AuditChunkRow | null>;
   /** The quota bytes the stored chunks of a run were charged, summed. */
   auditRecordedBytes(runId: string): Promise<number>;
+  /**
+   * An app's recorded sessions (attached runs that started), newest first,
+   * each with its recorded bytes: `listRecordedSessions` for `audit list`
+   * and `audit search`.
+   */
+  listRecordedSessions(query: SessionQuery): Promise<RecordedSession[]>;
   /** The audit trail's copy of a run whose row is gone, or null. */
   archivedRun(runId: string): Promise<ArchivedRun | null>;
   /** The audit trail's runs of an app by its name (destroyed or not), most recent first. */

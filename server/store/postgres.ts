@@ -25,12 +25,14 @@ import {
   type NewEvent,
   type NewLog,
   type NewRun,
+  type RecordedSession,
   type ReleaseRow,
   type RunCount,
   type RunLogUsage,
   type RunQuery,
   type RunRow,
   type RunUpdate,
+  type SessionQuery,
   type Store,
   type TokenRow,
 } from "./mod.ts";
@@ -672,6 +674,20 @@ class PostgresStore implements Store {
       select run_id, seq, key_id, payload, prev_hash, at from audit_chunks
       where run_id = ${runId} and seq = ${seq}`;
     return row ?? null;
+  }
+
+  async listRecordedSessions(query: SessionQuery): Promise<RecordedSession[]> {
+    const sql = this.#sql;
+    const rows = await sql<(RunRow & { audit_bytes: string })[]>`
+      select r.*, (select coalesce(sum(c.bytes), 0) from audit_chunks c where c.run_id = r.id)::text
+        as audit_bytes
+      from runs r
+      where r.app_id = ${query.app_id} and r.attached and r.started_at is not null
+        and r.created_at >= ${query.since}
+        ${query.actor === undefined ? sql`` : sql`and r.actor = ${query.actor}`}
+        ${query.before_number === undefined ? sql`` : sql`and r.number < ${query.before_number}`}
+      order by r.number desc limit ${query.limit}`;
+    return rows.map(({ audit_bytes, ...run }) => ({ run, bytes: Number(audit_bytes) }));
   }
 
   async auditRecordedBytes(runId: string): Promise<number> {

@@ -25,12 +25,14 @@ import {
   type NewEvent,
   type NewLog,
   type NewRun,
+  type RecordedSession,
   type ReleaseRow,
   type RunCount,
   type RunLogUsage,
   type RunQuery,
   type RunRow,
   type RunUpdate,
+  type SessionQuery,
   type Store,
   type TokenRow,
 } from "./mod.ts";
@@ -854,6 +856,27 @@ class SqliteStore implements Store {
     return settle(() => {
       const row = this.#get("SELECT * FROM audit_chunks WHERE run_id = ? AND seq = ?", runId, seq);
       return row === undefined ? null : toAuditChunk(row);
+    });
+  }
+
+  listRecordedSessions(query: SessionQuery): Promise<RecordedSession[]> {
+    return settle(() => {
+      const rows = this.#all(
+        `SELECT r.*, (SELECT COALESCE(SUM(c.bytes), 0) FROM audit_chunks c WHERE c.run_id = r.id)
+           AS audit_bytes
+         FROM runs r
+         WHERE r.app_id = ? AND r.attached = 1 AND r.started_at IS NOT NULL AND r.created_at >= ?
+           AND (? IS NULL OR r.actor = ?) AND (? IS NULL OR r.number < ?)
+         ORDER BY r.number DESC LIMIT ?`,
+        query.app_id,
+        query.since.getTime(),
+        query.actor ?? null,
+        query.actor ?? null,
+        query.before_number ?? null,
+        query.before_number ?? null,
+        query.limit,
+      );
+      return rows.map((row) => ({ run: toRun(row), bytes: Number(row.audit_bytes ?? 0) }));
     });
   }
 
