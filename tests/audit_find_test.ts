@@ -71,6 +71,14 @@ Deno.test("audit search finds the marker typed in one real session among 200 rec
   deepEqual(sessions.map((s) => s.run), ["one-off-201", "one-off-200", "one-off-199"]);
   deepEqual([sessions[0]!.reason, sessions[0]!.bytes], ["INC-1234: check", marker.length * 2 + 2]);
 
+  // The transcript for grep, and the recording's header with who ran it and why.
+  const text = await sys.cli(["audit", "show", "-a", "demo", "one-off-201", "--format", "text"]);
+  equal(text.code, 0, text.stderr);
+  ok(text.stdout.includes(`⟩ ${marker}`), text.stdout);
+  const cast = await sys.cli(["audit", "show", "-a", "demo", "one-off-201", "--format", "cast"]);
+  const header = JSON.parse(cast.stdout.split("\n")[0]!);
+  deepEqual([header.user, header.command, header.reason], ["admin", "cat", "INC-1234: check"]);
+
   // The search is on the timeline, its text is nowhere in clear: not the
   // database, the key file, the blobs, nor what the server and agent logged.
   const timeline = await sys.cli(["timeline", "-a", "demo", "-n", "5"]);
