@@ -7,6 +7,7 @@
  */
 import { Hono } from "hono";
 import {
+  type AuditSearchBody,
   type AuditSearchReply,
   type AuditSearchResult,
   type AuditSessionInfo,
@@ -24,7 +25,7 @@ import { searchRecording } from "../audit/search.ts";
 import type { ServerContext } from "../context.ts";
 import { decodeBody } from "../http_error.ts";
 import { type AppEnv, intParam } from "../_lookup.ts";
-import type { RecordedSession } from "../store/mod.ts";
+import type { AppRow, RecordedSession, Store } from "../store/mod.ts";
 
 // Sessions read from the store at once while searching.
 const SEARCH_PAGE = 100;
@@ -78,67 +79,85 @@ export function auditFindRoutes(ctx: ServerContext, audit: AuditService): Hono<A
   app.post("/search", async (c) => {
     const row = c.get("app");
     const body = await decodeBody(c, decodeAuditSearchBody);
-    const started = performance.now();
-    const sinceMs = body.since_ms ?? DEFAULT_AUDIT_SINCE_MS;
-    const since = new Date(Date.now() - sinceMs);
-    const results: AuditSearchResult[] = [];
-    let searched = 0;
-    let hits = 0;
-    let truncated = false;
-    let moreHits = false;
-    let before: number | undefined;
-    search: while (true) {
-      const page = await store.listRecordedSessions({
-        app_id: row.id,
-        since,
-        limit: SEARCH_PAGE,
-        ...(body.user ? { actor: body.user } : {}),
-        ...(before !== undefined ? { before_number: before } : {}),
-      });
-      for (const session of page) {
-        if (searched >= MAX_SEARCH_SESSIONS) {
-          truncated = true;
-          break search;
-        }
-        if (hits >= MAX_SEARCH_HITS) {
-          moreHits = true;
-          break search;
-        }
-        searched++;
-        // One recording open at a time, read a chunk at a time: constant memory.
-        const recording = await audit.open(session.run.id);
-        const found = await searchRecording(recording, body.text, {
-          maxHits: Math.min(MAX_SESSION_HITS, MAX_SEARCH_HITS - hits),
-        });
-        if (found.hits.length === 0) continue;
-        hits += found.hits.length;
-        results.push({
-          session: sessionInfo(session),
-          hits: found.hits,
-          more: found.more,
-          problems: recording.problems,
-        });
-      }
-      if (page.length < SEARCH_PAGE) break;
-      before = page.at(-1)!.run.number;
-    }
-    await store.addEvent({
-      app_id: row.id,
-      app_name: row.name,
+    const reply = await searchSessions({ store, audit }, {
+      app: row,
       actor: c.get("auth").actor,
-      kind: "audit.searched",
-      data: { sessions: searched, hits, since_ms: sinceMs },
+      query: body,
     });
-    return c.json(
-      {
-        results,
-        searched,
-        truncated,
-        more_hits: moreHits,
-        took_ms: Math.round(performance.now() - started),
-      } satisfies AuditSearchReply,
-    );
+    return c.json(reply satisfies AuditSearchReply);
   });
 
   return app;
+}
+
+/**
+ * Searches an app's sessions of the last `since_ms` (default 7 days),
+ * newest first and one recording at a time, up to the bounds of
+ * `protocol/audit_find.ts`; the search goes on the timeline with how many
+ * sessions and hits, never its text.
+ */
+export async function searchSessions(
+  ctx: { store: Store; audit: AuditService },
+  request: { app: AppRow; actor: string; query: AuditSearchBody },
+): Promise<AuditSearchReply> {
+  const { store, audit } = ctx;
+  const { app: row, query: body } = request;
+  const started = performance.now();
+  const sinceMs = body.since_ms ?? DEFAULT_AUDIT_SINCE_MS;
+  const since = new Date(Date.now() - sinceMs);
+  const results: AuditSearchResult[] = [];
+  let searched = 0;
+  let hits = 0;
+  let truncated = false;
+  let moreHits = false;
+  let before: number | undefined;
+  search: while (true) {
+    const page = await store.listRecordedSessions({
+      app_id: row.id,
+      since,
+      limit: SEARCH_PAGE,
+      ...(body.user ? { actor: body.user } : {}),
+      ...(before !== undefined ? { before_number: before } : {}),
+    });
+    for (const session of page) {
+      if (searched >= MAX_SEARCH_SESSIONS) {
+        truncated = true;
+        break search;
+      }
+      if (hits >= MAX_SEARCH_HITS) {
+        moreHits = true;
+        break search;
+      }
+      searched++;
+      // One recording open at a time, read a chunk at a time: constant memory.
+      const recording = await audit.open(session.run.id);
+      const found = await searchRecording(recording, body.text, {
+        maxHits: Math.min(MAX_SESSION_HITS, MAX_SEARCH_HITS - hits),
+      });
+      if (found.hits.length === 0) continue;
+      hits += found.hits.length;
+      results.push({
+        session: sessionInfo(session),
+        hits: found.hits,
+        more: found.more,
+        problems: recording.problems,
+      });
+    }
+    if (page.length < SEARCH_PAGE) break;
+    before = page.at(-1)!.run.number;
+  }
+  await store.addEvent({
+    app_id: row.id,
+    app_name: row.name,
+    actor: request.actor,
+    kind: "audit.searched",
+    data: { sessions: searched, hits, since_ms: sinceMs },
+  });
+  return {
+    results,
+    searched,
+    truncated,
+    more_hits: moreHits,
+    took_ms: Math.round(performance.now() - started),
+  };
 }

@@ -130,7 +130,13 @@ async function startReplay(section) {
     created.addEventListener("ended", () => playing = false);
     return created;
   };
-  let player = create({});
+  // A search hit's link (`?t=`) opens the replay at its moment, paused on it.
+  const start = Number(section.dataset.start);
+  let player = create(
+    section.dataset.start && Number.isFinite(start)
+      ? { startAt: start, poster: `npt:${start}` }
+      : {},
+  );
   for (const button of section.querySelectorAll("[data-rate]")) {
     button.addEventListener("click", async () => {
       const at = await player.getCurrentTime();
