@@ -21,8 +21,9 @@ export const DEFAULT_AUDIT_SINCE_MS = 7 * 24 * 3600_000;
 export const MAX_SESSIONS_PAGE = 500;
 /** Sessions one search decrypts at most (the newest first); more are said, not searched. */
 export const MAX_SEARCH_SESSIONS = 1000;
-/** Hits one search returns at most, and per session. */
+/** Hits one search returns at most: later sessions are not searched. */
 export const MAX_SEARCH_HITS = 200;
+/** Hits listed per session at most (`more` says there were others). */
 export const MAX_SESSION_HITS = 20;
 /** Characters of a searched text at most. */
 export const MAX_SEARCH_CHARS = 200;
