@@ -109,8 +109,8 @@ export function reasonProblem(reason: string): string | null {
     return `it is longer than ${MAX_REASON_CHARS} characters`;
   }
   // deno-lint-ignore no-control-regex
-  if (/[\x00-\x1f\x7f-\x9f\u2028\u2029]/.test(reason)) {
-    return "it has a control character (a newline, a tab, an escape...)";
+  if (/[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]/.test(reason)) {
+    return "it has a control character (a newline, a tab, an escape, a text direction override...)";
   }
   return null;
 }

@@ -167,6 +167,8 @@ Deno.test("parseRunArgs refuses a reason that is empty, too long or has control 
   throws(() => parseRunArgs(["--reason", "x".repeat(501), "true"]), /longer than 500/);
   throws(() => parseRunArgs(["--reason", "a\x1b[2Jb", "true"]), /control character/);
   throws(() => parseRunArgs(["--reason", "a\nb", "true"]), /control character/);
+  // Bidirectional overrides would make a reason read otherwise than it is.
+  throws(() => parseRunArgs(["--reason", "a\u202eb", "true"]), /control character/);
 });
 
 Deno.test("parseRunArgs refuses a --via that is not direct, server or auto", () => {
