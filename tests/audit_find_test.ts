@@ -71,6 +71,13 @@ Deno.test("audit search finds the marker typed in one real session among 200 rec
   deepEqual(sessions.map((s) => s.run), ["one-off-201", "one-off-200", "one-off-199"]);
   deepEqual([sessions[0]!.reason, sessions[0]!.bytes], ["INC-1234: check", marker.length * 2 + 2]);
 
+  const table = await sys.cli(["audit", "list", "-a", "demo", "-n", "2"]);
+  equal(table.code, 0, table.stderr);
+  const [head, first] = table.stdout.split("\n");
+  match(head!, /^NAME +USER +STARTED +DURATION +EXIT +BYTES +COMMAND +REASON$/);
+  match(first!, /^one-off-201 +admin +\S+ \S+ +\d+s +0 +\d+ B +cat +INC-1234: check$/);
+  match(table.stderr, /older sessions not listed/);
+
   // The transcript for grep, and the recording's header with who ran it and why.
   const text = await sys.cli(["audit", "show", "-a", "demo", "one-off-201", "--format", "text"]);
   equal(text.code, 0, text.stderr);
