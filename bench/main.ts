@@ -30,6 +30,7 @@ import { benchPages } from "./_pages.ts";
 import { benchRelay } from "./_relay.ts";
 import { benchRecording } from "./_recording.ts";
 import { benchPty } from "./_pty.ts";
+import { benchSearch } from "./_search.ts";
 import { benchSessions } from "./_sessions.ts";
 import { benchColdSlug } from "./_slug.ts";
 import { header, markdownTable } from "./_util.ts";
@@ -59,6 +60,7 @@ const CASES: BenchCase[] = [
     about: "recorded vs unrecorded stream, in process and own processes",
     run: recording,
   },
+  { name: "search", about: "audit search over 200 recorded sessions", run: benchSearch },
 ];
 
 function relay(ctx: BenchContext): Promise<void> {

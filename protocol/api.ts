@@ -36,6 +36,8 @@ export interface AppSettingsInfo {
   /** The server's maxima, which a setting may not exceed. */
   max_idle_timeout_ms: number;
   max_reattach_grace_ms: number;
+  /** Its runs must give a reason (`--reason`). */
+  require_reason?: boolean;
 }
 
 /** A release (a deployed slug) as the API shows it. */
@@ -66,6 +68,8 @@ export interface RunInfo {
   exit_code: number | null;
   reason: string | null;
   actor: string;
+  /** The reason its user gave (`--reason`); null: none. */
+  purpose?: string | null;
   created_at: string;
   started_at: string | null;
   ended_at: string | null;

@@ -57,6 +57,8 @@ export interface AppSettingsBody {
   host_ports?: number[];
   /** Labels an agent must have to run the app's one-offs; {} for any agent (admins only). */
   labels?: Record<string, string>;
+  /** Its runs must give a reason (`oneoff run --reason`). */
+  require_reason?: boolean;
 }
 
 /** A file uploaded first (`POST /apps/:app/uploads`), to place in `/tmp/uploads`. */
@@ -89,6 +91,28 @@ export interface RunRequestBody {
    * until a place frees up or the queue timeout.
    */
   fail_fast?: boolean;
+  /** Why the run is made (`--reason`): kept with it, shown in ps, the timeline and its recording. */
+  reason?: string;
+}
+
+/** Characters a run's reason may have at most. */
+export const MAX_REASON_CHARS = 500;
+
+/**
+ * Why a run's reason is unusable, or null when it is fine: 1 to
+ * {@link MAX_REASON_CHARS} characters, none of them a control character
+ * (a reason is printed on terminals and pages, and must not drive them).
+ */
+export function reasonProblem(reason: string): string | null {
+  if (reason.trim() === "") return "it is empty";
+  if ([...reason].length > MAX_REASON_CHARS) {
+    return `it is longer than ${MAX_REASON_CHARS} characters`;
+  }
+  // deno-lint-ignore no-control-regex
+  if (/[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]/.test(reason)) {
+    return "it has a control character (a newline, a tab, an escape, a text direction override...)";
+  }
+  return null;
 }
 
 /**
@@ -226,6 +250,14 @@ const runRequestBody: Decoder<RunRequestBody> = object({}, {
   }),
   term: lenient(check(string, (term) => TERM.test(term) || "is not a terminal type")),
   fail_fast: boolean,
+  reason: (value, field) => {
+    const reason = string(value, field);
+    const problem = reasonProblem(reason);
+    if (problem !== null) {
+      throw new DecodeError(`Cannot use this reason: ${problem}`, "invalid_reason");
+    }
+    return reason;
+  },
 });
 
 const resizeBody: Decoder<ResizeBody> = refusing(object({ cols: dimension, rows: dimension }), {
@@ -255,6 +287,7 @@ const appSettings = object({}, {
   }),
   host_ports: check(array(hostPort), (ports) => ports.length <= 64 || "may list at most 64 ports"),
   labels: labelsDecoder,
+  require_reason: boolean,
 });
 
 const appSettingsBody: Decoder<AppSettingsBody> = (value, field) => {
@@ -265,7 +298,8 @@ const appSettingsBody: Decoder<AppSettingsBody> = (value, field) => {
   }
   if (Object.values(body).every((v) => v === undefined)) {
     throw new DecodeError(
-      "Nothing to change: give idle_timeout_ms, reattach_grace_ms, network, host_ports or labels",
+      "Nothing to change: give idle_timeout_ms, reattach_grace_ms, network, host_ports, labels " +
+        "or require_reason",
     );
   }
   return body;

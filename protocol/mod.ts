@@ -10,6 +10,7 @@
  * - `relay.ts`: port 5000's stream over WebSockets through the server;
  * - `api.ts`, `api_requests.ts`: the HTTP API's replies, and its request
  *   bodies with their decoders;
+ * - `audit_find.ts`: listing and searching recorded sessions;
  * - `timeline.ts`: timeline events and how they read;
  * - `slug_policy.ts`: what a valid slug entry is.
  *
@@ -31,3 +32,4 @@ export * from "./timeline.ts";
 export * from "./slug_policy.ts";
 export * from "./labels.ts";
 export type { Decoding } from "./_decode.ts";
+export * from "./audit_find.ts";

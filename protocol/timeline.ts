@@ -3,7 +3,7 @@
  * carries, and how it reads, in words the CLI and the dashboard share.
  * @module
  */
-import { bytes, duration } from "../util/format.ts";
+import { bytes, duration, durationFlag } from "../util/format.ts";
 import {
   parseRunLabel,
   type Role,
@@ -27,6 +27,8 @@ export interface TimelineEventData {
     attached: boolean;
     size: SizeName;
     env_keys: string[];
+    /** The reason its user gave (`--reason`), when one was. */
+    reason?: string;
   };
   "run.ended": {
     run: string;
@@ -46,6 +48,12 @@ export interface TimelineEventData {
   "run.reattached": { run: string; address: string };
   /** Someone displayed a run's session recording, in this format. */
   "audit.viewed": { run: string; format: string };
+  /**
+   * Someone searched the app's session recordings of the last `since_ms`:
+   * `sessions` searched, `hits` found. Never the text searched for, which
+   * may be a secret.
+   */
+  "audit.searched": { sessions: number; hits: number; since_ms: number };
   /** An admin rotated the audit key; `key` is the new key's id. */
   "audit.key_rotated": { key: string };
   "token.created": { role: Role; name: string };
@@ -137,6 +145,7 @@ const CHECKS: { [K in TimelineEventKind]: { [F in keyof TimelineEventData[K]]-?:
     attached: (value) => typeof value === "boolean",
     size: oneOf(SIZE_NAMES),
     env_keys: isStrings,
+    reason: (value) => value === undefined || isString(value),
   },
   "run.ended": {
     run: isRun,
@@ -151,6 +160,7 @@ const CHECKS: { [K in TimelineEventKind]: { [F in keyof TimelineEventData[K]]-?:
   "run.stop": { run: isRun },
   "run.reattached": { run: isRun, address: isString },
   "audit.viewed": { run: isRun, format: isString },
+  "audit.searched": { sessions: isNumber, hits: isNumber, since_ms: isNumber },
   "audit.key_rotated": { key: isString },
   "token.created": { role: oneOf(ROLES), name: isString },
   "token.revoked": { role: oneOf(ROLES), name: isString },
@@ -187,7 +197,8 @@ export function isKnownEvent<E extends UncheckedEventBody>(
  * way: `run` is a run's label (a link on the dashboard), `name` an env key or
  * process type, `command` a run's command, `release` a release (`v4`),
  * `state` and `exit` a run's end state and exit code, `note` an aside in
- * parentheses, `data` the raw data of an event no sentence fits.
+ * parentheses, `reason` the reason a run's user gave, `data` the raw data of
+ * an event no sentence fits.
  */
 export type SegmentType =
   | "text"
@@ -198,6 +209,7 @@ export type SegmentType =
   | "state"
   | "exit"
   | "note"
+  | "reason"
   | "data";
 
 /** One piece of an event's sentence; the sentence is the pieces' texts joined. */
@@ -254,6 +266,7 @@ export function describeEvent(event: UncheckedEventBody): Segment[] {
         text(` ${d.attached ? "attached" : "detached"}, size ${d.size}: `),
         seg("command", d.command),
         ...(d.env_keys.length > 0 ? [text(" with "), ...names(d.env_keys)] : []),
+        ...(d.reason !== undefined ? [text(", because: "), seg("reason", d.reason)] : []),
       ];
     }
     case "run.ended": {
@@ -299,6 +312,14 @@ export function describeEvent(event: UncheckedEventBody): Segment[] {
         seg("run", event.data.run),
         seg("note", ` (${event.data.format})`),
       ];
+    case "audit.searched": {
+      const { sessions, hits, since_ms: since } = event.data;
+      return [
+        text(`searched ${sessions} session recording${sessions === 1 ? "" : "s"} `),
+        text(`of the last ${durationFlag(since)}: ${hits} hit${hits === 1 ? "" : "s"}`),
+        seg("note", " (the text searched for is not kept)"),
+      ];
+    }
     case "audit.key_rotated":
       return [text("rotated the audit key, now "), seg("name", event.data.key)];
     case "token.created": {

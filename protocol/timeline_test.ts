@@ -86,6 +86,10 @@ const SENTENCES: Record<TimelineEventKind, [TimelineEventBody, string]> = {
     { kind: "audit.viewed", data: { run: "one-off-7", format: "cast" } },
     "viewed the session recording of one-off-7 (cast)",
   ],
+  "audit.searched": [
+    { kind: "audit.searched", data: { sessions: 200, hits: 1, since_ms: 7 * 86_400_000 } },
+    "searched 200 session recordings of the last 7d: 1 hit (the text searched for is not kept)",
+  ],
   "audit.key_rotated": [
     { kind: "audit.key_rotated", data: { key: "k2" } },
     "rotated the audit key, now k2",
@@ -124,6 +128,20 @@ Deno.test("optional parts of a sentence show only when the event has them", () =
       data: { run: "one-off-2", command: "sh", attached: false, size: "M", env_keys: ["X", "Y"] },
     }),
     "started one-off-2 detached, size M: sh with X, Y",
+  );
+  equal(
+    eventText({
+      kind: "run.created",
+      data: {
+        run: "one-off-3",
+        command: "sh",
+        attached: true,
+        size: "M",
+        env_keys: [],
+        reason: "INC-9",
+      },
+    }),
+    "started one-off-3 attached, size M: sh, because: INC-9",
   );
   equal(
     eventText({

@@ -24,6 +24,7 @@ import { RelayHub } from "./relay.ts";
 import { RunEngine } from "./run_engine.ts";
 import { adminRoutes } from "./routes/admin.ts";
 import { adminAuditRoutes, auditRoutes } from "./routes/audit.ts";
+import { auditFindRoutes } from "./routes/audit_find.ts";
 import { appRoutes } from "./routes/apps.ts";
 import { logRoutes } from "./routes/logs.ts";
 import { runRoutes } from "./routes/runs.ts";
@@ -131,6 +132,7 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
   api.route("/apps/:app/runs", runRoutes(ctx, engine));
   api.route("/apps/:app/runs", relays.routes());
   api.route("/apps/:app/runs/:run", auditRoutes(ctx, ctx.audit));
+  api.route("/apps/:app/audit", auditFindRoutes(ctx, ctx.audit));
   api.route("/apps/:app/uploads", uploadRoutes(ctx));
   api.route("/apps/:app/logs", logRoutes(ctx));
   api.route("/apps/:app/timeline", timelineRoutes(ctx));

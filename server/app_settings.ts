@@ -9,7 +9,9 @@
  * isolation between a one-off and the host (its loopback services, its
  * abstract sockets, other runs), which the operator, not an app's member,
  * answers for. So are the labels an agent must have (which hosts see the
- * app's runs and secrets).
+ * app's runs and secrets). Any member may require a reason of every run
+ * (`--require-reason`); only an admin may stop requiring one, since the
+ * reasons are for whoever audits the app.
  * @module
  */
 import {
@@ -69,6 +71,7 @@ export function appSettingsInfo(config: Bounds, app: AppRow): AppSettingsInfo {
     reattach_grace_set: app.reattach_grace_ms !== null,
     max_idle_timeout_ms: config.maxIdleTimeoutMs ?? DEFAULT_MAX_IDLE_TIMEOUT_MS,
     max_reattach_grace_ms: config.maxReattachGraceMs ?? DEFAULT_MAX_REATTACH_GRACE_MS,
+    require_reason: app.require_reason,
   };
 }
 
@@ -87,6 +90,7 @@ export function checkedSettings(
       body.network !== undefined ? "--network" : null,
       body.host_ports !== undefined ? "--host-ports" : null,
       body.labels !== undefined ? "--labels" : null,
+      body.require_reason === false && app.require_reason ? "--no-require-reason" : null,
     ].filter((flag) => flag !== null);
     if (asked.length > 0) {
       throw new HttpError(
@@ -94,7 +98,7 @@ export function checkedSettings(
         "forbidden",
         `Cannot set ${asked.join(" and ")} of "${app.name}": only an admin may, since they ` +
           "decide how far its one-offs are isolated from the host (its loopback services, " +
-          "other runs) and which hosts see them; ask an admin",
+          "other runs), which hosts see them and what its audit keeps; ask an admin",
       );
     }
   }
@@ -120,6 +124,7 @@ export function checkedSettings(
   if (body.idle_timeout_ms !== undefined) settings.idle_timeout_ms = body.idle_timeout_ms;
   if (body.reattach_grace_ms !== undefined) settings.reattach_grace_ms = body.reattach_grace_ms;
   if (body.labels !== undefined) settings.labels = body.labels;
+  if (body.require_reason !== undefined) settings.require_reason = body.require_reason;
   return settings;
 }
 
@@ -153,12 +158,24 @@ export function settingChanges(
     "reattach-grace": app.reattach_grace_ms === null
       ? `default (${durationFlag(REATTACH_GRACE_MS)})`
       : durationFlag(app.reattach_grace_ms),
+    "require-reason": app.require_reason ? "yes" : "no",
   });
   const from = shown(before);
   const to = shown(after);
   return (Object.keys(from) as (keyof typeof from)[])
     .filter((setting) => from[setting] !== to[setting])
     .map((setting) => ({ setting, from: from[setting], to: to[setting] }));
+}
+
+/** Refuses (422 `reason_required`) a run without a reason of an app that requires one. */
+export function requireReason(app: AppRow, reason: string | undefined): void {
+  if (!app.require_reason || reason !== undefined) return;
+  throw new HttpError(
+    422,
+    "reason_required",
+    `Cannot start a one-off of "${app.name}": the app requires a reason for every run; ` +
+      `say why with --reason "..."`,
+  );
 }
 
 /**

@@ -42,6 +42,8 @@ export interface RunRequest {
   term: string;
   /** Refuse (429) rather than queue when the app is at its limit of live runs. */
   failFast?: boolean;
+  /** Why the run is made (`--reason`), already checked. */
+  reason?: string;
 }
 
 /** Why a pending run waits, and its place in its app's queue (1 = next). */
@@ -179,6 +181,7 @@ export class RunEngine {
       timeout_ms: req.timeoutMs,
       idle_timeout_ms: req.attached ? appIdleTimeoutMs(this.#ctx.config, app) : null,
       actor,
+      purpose: req.reason ?? null,
       secret_sha256: secret ? sha256Hex(secret) : null,
       expires_at: null,
     });
@@ -195,6 +198,7 @@ export class RunEngine {
         attached: run.attached,
         size: run.size,
         env_keys: Object.keys(req.env),
+        ...(req.reason !== undefined ? { reason: req.reason } : {}),
       },
     });
     await this.schedule();

@@ -62,6 +62,7 @@ export function runInfo(
     exit_code: run.exit_code,
     reason: run.reason,
     actor: run.actor,
+    purpose: run.purpose ?? null,
     created_at: run.created_at.toISOString(),
     started_at: run.started_at?.toISOString() ?? null,
     ended_at: run.ended_at?.toISOString() ?? null,

@@ -58,12 +58,16 @@ export interface SystemOptions {
   attachPort?: number;
   /** The host the agent tells clients to attach to (e.g. a proxy's address). */
   advertise?: string;
+  /** Where the server's and agent's log lines go, every level (default: nowhere). */
+  logSink?: (line: string) => void;
 }
 
 /** Starts server + agent on free ports in a temp dir. */
 export async function startSystem(options: SystemOptions = {}): Promise<TestSystem> {
   const dir = await Deno.makeTempDir({ prefix: "oneoff-e2e-" });
-  const log = createLogger("test", { level: "silent" });
+  const log = options.logSink
+    ? createLogger("test", { sink: options.logSink, level: "debug" })
+    : createLogger("test", { level: "silent" });
   const server = await startServer({
     http: "127.0.0.1:0",
     dataDir: `${dir}/server`,

@@ -21,7 +21,8 @@ const HEAP_MB = Number(Deno.env.get("ONEOFF_AUDIT_HEAP_MB") ?? "64");
 const BOUND_MB = HEAP_MB === 0 ? 1024 : HEAP_MB * 2 + 64;
 
 // Writes a no-TTY session of `mb` MiB of output lines, as the agent would have sent it.
-async function writeRecording(dir: string, mb: number): Promise<number> {
+// With a marker, its last line is the marker's.
+async function writeRecording(dir: string, mb: number, marker?: string): Promise<number> {
   const store = await openStore(`sqlite:${dir}/oneoff.db`);
   try {
     const app = await store.createApp("demo");
@@ -54,8 +55,10 @@ async function writeRecording(dir: string, mb: number): Promise<number> {
     const audit = await AuditService.open(store, `${dir}/audit.key`, { quotaBytes: 4096 * MIB });
     const line = "x".repeat(63) + "\n";
     const bytes = new TextEncoder().encode(line.repeat(MIB / line.length));
+    const last = marker === undefined ? bytes : new Uint8Array(bytes);
+    if (marker !== undefined) last.set(new TextEncoder().encode(marker), bytes.length - 64);
     for (let seq = 0; seq < mb; seq++) {
-      const events = [[seq, "o", bytes.toBase64()]];
+      const events = [[seq, "o", (seq === mb - 1 ? last : bytes).toBase64()]];
       const chunk = { v: 1, t0, events, ...(seq === mb - 1 ? { final: true } : {}) };
       await audit.receive(run.id, seq, JSON.stringify(chunk));
     }
@@ -135,5 +138,45 @@ Deno.test(`audit show of a ${RECORDING_MB} MiB recording streams from a server w
   } finally {
     if (Deno.env.get("KEEP") === undefined) await Deno.remove(dir, { recursive: true });
     else console.error(dir);
+  }
+});
+
+Deno.test(`audit search of a ${RECORDING_MB} MiB recording streams from a server with a ${HEAP_MB} MiB heap`, async () => {
+  const dir = await Deno.makeTempDir({ prefix: "oneoff-audit-memory-" });
+  try {
+    const marker = `needle-${crypto.randomUUID()}`;
+    await writeRecording(dir, RECORDING_MB, marker);
+    const port = freePort();
+    const flags = Deno.env.get("DENO_V8_FLAGS");
+    if (HEAP_MB > 0) Deno.env.set("DENO_V8_FLAGS", `--max-old-space-size=${HEAP_MB}`);
+    const starting = startServer(dir, port);
+    if (flags === undefined) Deno.env.delete("DENO_V8_FLAGS");
+    else Deno.env.set("DENO_V8_FLAGS", flags);
+    await using server = await starting;
+    const env = {
+      ONEOFF_SERVER: `http://127.0.0.1:${port}`,
+      ONEOFF_TOKEN: (await Deno.readTextFile(`${dir}/admin.token`)).trim(),
+    };
+    const warm = await cli(env, ["audit", "list", "-a", "demo"]);
+    equal(warm.code, 0, warm.stderr);
+    const before = status(server.pid, "VmRSS");
+    const started = performance.now();
+    const search = await cli(env, ["audit", "search", "-a", "demo", marker]);
+    const seconds = (performance.now() - started) / 1000;
+    const peak = status(server.pid, "VmHWM");
+    equal(search.code, 0, `${search.stderr}\n${server.stderr.slice(-2000)}`);
+    ok(search.stdout.includes(`${marker}`), search.stdout);
+    ok(search.stderr.startsWith("1 hit in 1 of 1 session"), search.stderr);
+    const grew = (peak - before) / MIB;
+    console.error(
+      `audit search of ${RECORDING_MB} MiB (heap cap ${HEAP_MB} MiB): ${
+        seconds.toFixed(1)
+      } s; server RSS ${(before / MIB).toFixed(0)} MiB before, peak ${
+        (peak / MIB).toFixed(0)
+      } MiB (+${grew.toFixed(0)} MiB)`,
+    );
+    ok(grew < BOUND_MB, `the server grew by ${grew.toFixed(0)} MiB searching the recording`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -235,3 +235,42 @@ Deno.test(needs(["chromium"], {
     });
   },
 }));
+
+Deno.test(needs(["chromium"], {
+  name:
+    "the dashboard's session search finds a session's output and opens its replay at that moment",
+  async fn() {
+    await using sys = await startSystem();
+    const ran = await sys.cli([
+      "run",
+      "-a",
+      "demo",
+      "--no-tty",
+      "--reason",
+      "browser <check>",
+      "--",
+      "echo first; sleep 1; echo browser-needle-$((6*7)); sleep 1; echo last",
+    ]);
+    deepEqual(ran.code, 0, ran.stderr);
+    await waitEnded(sys, "one-off-1");
+    await inBrowser("session-search", sys, async (page) => {
+      await signIn(page, sys.token);
+      await page.goto("/apps/demo");
+      await page.getByRole("link", { name: "Sessions" }).click();
+      await page.waitForLoadState();
+      match(await text(page), /browser <check>/);
+      await page.fill('input[name="text"]', "browser-needle-42");
+      await page.getByRole("button", { name: "Search" }).click();
+      await page.waitForLoadState();
+      match(await text(page), /1 hit in 1 of 1 session/);
+      ok(!page.url().includes("needle"), "the text is not in the URL");
+      await page.locator("[data-hit]").first().click();
+      await page.waitForLoadState();
+      const t = Number(new URL(page.url()).searchParams.get("t"));
+      ok(t >= 1 && t < 2.5, page.url());
+      // Paused on the hit's moment: its line is on the screen, the last one not yet.
+      await page.locator(".ap-player", { hasText: "browser-needle-42" }).waitFor();
+      ok(!(await page.locator(".ap-player").innerText()).includes("last"));
+    });
+  },
+}));

@@ -89,9 +89,15 @@ export function settingsBody(parsed: Parsed): AppSettingsBody {
       throw new UsageError(`Invalid --labels "${labels}": ${(e as Error).message}`);
     }
   }
+  if (parsed.flag("require-reason") && parsed.flag("no-require-reason")) {
+    throw new UsageError("Give --require-reason or --no-require-reason, not both");
+  }
+  if (parsed.flag("require-reason")) body.require_reason = true;
+  if (parsed.flag("no-require-reason")) body.require_reason = false;
   if (Object.keys(body).length === 0) {
     throw new UsageError(
-      "apps set needs a setting: --idle-timeout, --reattach-grace, --network, --host-ports or --labels",
+      "apps set needs a setting: --idle-timeout, --reattach-grace, --network, --host-ports, " +
+        "--labels or --require-reason",
     );
   }
   return body;
@@ -116,6 +122,7 @@ function settingsText(app: AppReply["app"]): string {
     `Reattach grace:  ${durationFlag(s.reattach_grace_ms)}${dflt(s.reattach_grace_set)}, at most ${
       durationFlag(s.max_reattach_grace_ms)
     }`,
+    `Require reason:  ${s.require_reason ? "yes (oneoff run --reason)" : "no"}`,
     `Created:         ${app.created_at}`,
   ].join("\n") + "\n";
 }

@@ -1,14 +1,17 @@
 /**
- * `audit show`, `audit export` and `audit rotate-key`.
+ * `audit show`, `audit export` and `audit rotate-key` (`audit list` and
+ * `audit search` are in `audit_find.ts`).
  * @module
  */
 import type { AuditReply, RotateKeyReply } from "../../protocol/mod.ts";
 import { parse } from "../_args.ts";
 import { appName, CliError, err, out, UsageError } from "../_io.ts";
 import { Client } from "../client.ts";
+import { auditList, auditSearch } from "./audit_find.ts";
 
 /**
- * `oneoff audit show -a APP one-off-N [--json]` (a transcript),
+ * `oneoff audit list` and `audit search` (see `audit_find.ts`),
+ * `oneoff audit show -a APP one-off-N [--format text|json|cast]` (a transcript by default),
  * `oneoff audit export -a APP one-off-N` (asciicast v2 on stdout) and
  * `oneoff audit rotate-key` (admins). Problems with a recording go to stderr,
  * one line each, after whatever could be read; the command then fails.
@@ -16,6 +19,10 @@ import { Client } from "../client.ts";
 export async function audit(args: string[]): Promise<void> {
   const [sub, ...rest] = args;
   switch (sub) {
+    case "list":
+      return await auditList(parse("audit", rest));
+    case "search":
+      return await auditSearch(parse("audit", rest));
     case "show":
     case "export":
       return await display(sub, rest);
@@ -32,7 +39,7 @@ export async function audit(args: string[]): Promise<void> {
     default:
       throw new UsageError(
         sub === undefined
-          ? "Which one? show, export or rotate-key"
+          ? "Which one? list, search, show, export or rotate-key"
           : `Unknown audit command "${sub}"`,
       );
   }
@@ -41,25 +48,29 @@ export async function audit(args: string[]): Promise<void> {
 async function display(sub: "show" | "export", args: string[]): Promise<void> {
   const parsed = parse("audit", args);
   const { positionals } = parsed;
-  const values = { json: parsed.flag("json") };
+  const format = parsed.string("format") ?? (parsed.flag("json") ? "json" : undefined);
+  if (format !== undefined && !["text", "json", "cast"].includes(format)) {
+    throw new UsageError(`Invalid --format "${format}": use text, json or cast`);
+  }
+  if (sub === "export" && format !== undefined && format !== "cast") {
+    throw new UsageError("audit export writes asciicast: --format and --json are for show");
+  }
   const app = appName(parsed.string("app"));
   const [label, ...extra] = positionals;
   if (!label || extra.length > 0) {
     throw new UsageError(`audit ${sub} needs exactly one run, e.g. one-off-3`);
   }
-  if (values.json && sub === "export") {
-    throw new UsageError("audit export writes asciicast: --json is for show");
-  }
   const client = await Client.load();
   const base = `/apps/${encodeURIComponent(app)}/runs/${encodeURIComponent(label)}`;
   let problems: string[];
-  if (values.json) {
+  if (format === "json") {
     const readout = await client.request<AuditReply>("GET", `${base}/audit?format=json`);
     out(JSON.stringify(readout, null, 2) + "\n");
     problems = readout.problems;
   } else {
     // A recording may be larger than memory: written out as it comes.
-    const res = await client.stream(`${base}/${sub === "show" ? "audit.txt" : "audit.cast"}`);
+    const cast = sub === "export" || format === "cast";
+    const res = await client.stream(`${base}/${cast ? "audit.cast" : "audit.txt"}`);
     problems = parseProblems(res.headers.get("x-oneoff-audit-problems"));
     for await (const piece of res.body ?? []) writeAll(piece);
   }

@@ -9,6 +9,7 @@ import {
   type AttachTarget,
   isTerminal,
   MAX_LONG_POLL_S,
+  reasonProblem,
   type ResizeBody,
   type RunCreatedReply,
   type RunInfo,
@@ -39,6 +40,8 @@ export interface RunOptions {
   silent: boolean;
   attachInfo: boolean;
   timeoutMs?: number;
+  /** `--reason`: why the run is made. */
+  reason?: string;
   /** `--via`: how to reach the attach stream (checked when attaching). */
   via?: string;
   /** With -d: print the run as JSON. */
@@ -120,7 +123,11 @@ function setValue(opts: RunOptions, name: string, value: string): void {
   else if (name === "type") opts.type = value;
   else if (name === "timeout") opts.timeoutMs = parseDuration(value);
   else if (name === "file") opts.files.push(value);
-  else if (name === "via") {
+  else if (name === "reason") {
+    const problem = reasonProblem(value);
+    if (problem !== null) throw new UsageError(`Invalid --reason: ${problem}`);
+    opts.reason = value;
+  } else if (name === "via") {
     if (!(VIAS as readonly string[]).includes(value)) {
       throw new UsageError(`Invalid --via "${value}": use direct, server or auto`);
     }
@@ -326,6 +333,7 @@ export async function run(args: string[]): Promise<number> {
     term: Deno.env.get("TERM") ?? "xterm-256color",
   };
   if (opts.type) body.type = opts.type;
+  if (opts.reason !== undefined) body.reason = opts.reason;
   // The server says which sizes exist, and words the refusal of others.
   if (opts.size) body.size = opts.size as SizeName;
   if (opts.timeoutMs !== undefined) body.timeout = Math.max(1, Math.round(opts.timeoutMs / 1000));

@@ -144,6 +144,7 @@ Deno.test("parseRunArgs reads every flag the command table declares for run", ()
     type: "web",
     timeout: "1s",
     via: "server",
+    reason: "ticket 42",
   };
   for (const flag of commandSpec("run")!.flags) {
     const argv = [
@@ -158,6 +159,16 @@ Deno.test("parseRunArgs reads every flag the command table declares for run", ()
       doesNotThrow(() => parseRunArgs(argv), `-${flag.short}`);
     }
   }
+});
+
+Deno.test("parseRunArgs refuses a reason that is empty, too long or has control characters", () => {
+  equal(parseRunArgs(["--reason", "ticket 42", "true"]).reason, "ticket 42");
+  throws(() => parseRunArgs(["--reason", " ", "true"]), /Invalid --reason: it is empty/);
+  throws(() => parseRunArgs(["--reason", "x".repeat(501), "true"]), /longer than 500/);
+  throws(() => parseRunArgs(["--reason", "a\x1b[2Jb", "true"]), /control character/);
+  throws(() => parseRunArgs(["--reason", "a\nb", "true"]), /control character/);
+  // Bidirectional overrides would make a reason read otherwise than it is.
+  throws(() => parseRunArgs(["--reason", "a\u202eb", "true"]), /control character/);
 });
 
 Deno.test("parseRunArgs refuses a --via that is not direct, server or auto", () => {

@@ -42,6 +42,10 @@ function outcome(run: RunInfo): string {
   return run.reason ? run.reason.slice(0, 40) : "-";
 }
 
+function clip(text: string, max: number): string {
+  return text.length > max ? text.slice(0, max - 1) + "…" : text;
+}
+
 /** `oneoff ps -a APP [--json] [--all]`. */
 export async function ps(args: string[]): Promise<void> {
   const parsed = parse("ps", args);
@@ -58,19 +62,24 @@ export async function ps(args: string[]): Promise<void> {
   );
   if (values.json) return out(JSON.stringify(runs, null, 2) + "\n");
   if (runs.length === 0) return out(`No one-offs for "${app}" yet\n`);
+  // The REASON column only when a run gave one (`run --reason`).
+  const reasons = runs.some((r) => r.purpose);
   out(table(
-    ["NAME", "STATE", "COMMAND", "SIZE", "AGENT", "IDLE", "AGE", "EXIT/WHY"],
-    runs.map((r) => [
-      r.label,
-      r.state,
-      r.command.length > 40 ? r.command.slice(0, 39) + "…" : r.command,
-      r.size,
-      r.agent ?? "-",
-      // The idle timeout an attached run got from its app; detached runs have none.
-      r.idle_timeout_ms ? durationFlag(r.idle_timeout_ms) : "-",
-      runAge(r),
-      outcome(r),
-    ]),
+    ["NAME", "STATE", "COMMAND", "SIZE", "AGENT", "IDLE", "AGE", "EXIT/WHY"]
+      .concat(reasons ? ["REASON"] : []),
+    runs.map((r) =>
+      [
+        r.label,
+        r.state,
+        clip(r.command, 40),
+        r.size,
+        r.agent ?? "-",
+        // The idle timeout an attached run got from its app; detached runs have none.
+        r.idle_timeout_ms ? durationFlag(r.idle_timeout_ms) : "-",
+        runAge(r),
+        outcome(r),
+      ].concat(reasons ? [r.purpose ? clip(r.purpose, 40) : "-"] : [])
+    ),
   ));
 }
 

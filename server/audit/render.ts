@@ -18,6 +18,12 @@ export interface CastMeta {
   title?: string;
   /** The run's `TERM` (default `xterm-256color`). */
   term?: string;
+  /** The run's command (asciicast's own `command` field). */
+  command?: string;
+  /** Who started the session (oneoff's own field, which players ignore). */
+  user?: string;
+  /** The reason its user gave (`--reason`; oneoff's own field). */
+  reason?: string;
 }
 
 /** Size assumed for no-TTY runs, which have none. */
@@ -87,7 +93,11 @@ function castHeader(readout: Pick<AuditReadout, "size" | "t0">, meta: CastMeta):
   };
   if (readout.t0 !== null) header.timestamp = Math.floor(readout.t0 / 1000);
   header.env = { TERM: meta.term ?? "xterm-256color", SHELL: "/bin/sh" };
+  if (meta.command !== undefined) header.command = meta.command;
   if (meta.title !== undefined) header.title = meta.title;
+  // asciicast v2 lets a header carry more fields: players skip what they do not know.
+  if (meta.user !== undefined) header.user = meta.user;
+  if (meta.reason !== undefined) header.reason = meta.reason;
   return JSON.stringify(header);
 }
 
@@ -123,7 +133,8 @@ export async function* streamAsciicast(
   yield piece;
 }
 
-function transcribe(transcript: Transcript, [, kind, text]: DisplayEvent): void {
+/** Hands one display event to a transcript (output, input or a resize). */
+export function transcribe(transcript: Transcript, [, kind, text]: DisplayEvent): void {
   if (kind === "o") transcript.output(text);
   else if (kind === "i") transcript.input(text);
   else {

@@ -144,7 +144,7 @@ export function Heading(props: { title: Child; sub?: Child; children?: Child }) 
 }
 
 /** The tabs of an app's pages. */
-export function AppTabs(props: { app: string; current: "runs" | "timeline" }) {
+export function AppTabs(props: { app: string; current: "runs" | "timeline" | "sessions" }) {
   const base = `/apps/${props.app}`;
   return (
     <nav class="tabs" aria-label="App">
@@ -153,6 +153,9 @@ export function AppTabs(props: { app: string; current: "runs" | "timeline" }) {
       </a>
       <a href={`${base}/timeline`} aria-current={props.current === "timeline" ? "page" : undefined}>
         Timeline
+      </a>
+      <a href={`${base}/audit`} aria-current={props.current === "sessions" ? "page" : undefined}>
+        Sessions
       </a>
     </nav>
   );

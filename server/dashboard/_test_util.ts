@@ -131,7 +131,7 @@ export function seedRun(
   app: AppRow,
   release: ReleaseRow,
   command: string,
-  options: { attached?: boolean; env?: Record<string, string> } = {},
+  options: { attached?: boolean; env?: Record<string, string>; purpose?: string } = {},
 ): Promise<RunRow> {
   return store.createRun({
     id: crypto.randomUUID(),
@@ -151,5 +151,6 @@ export function seedRun(
     expires_at: null,
     // What the run engine gives an attached run (its app's idle timeout).
     idle_timeout_ms: options.attached ? 45 * 60_000 : null,
+    purpose: options.purpose ?? null,
   });
 }

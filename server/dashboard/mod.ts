@@ -20,6 +20,7 @@ import { errorPage } from "./error_page.tsx";
 import { loginForm, signIn, signOut } from "./login_page.tsx";
 import { runPage, stopRun } from "./run_page.tsx";
 import { timelinePage } from "./timeline_page.tsx";
+import { searchPage, sessionsPage } from "./sessions_page.tsx";
 
 export { sessionAuth } from "./_auth.ts";
 export type { SessionOptions } from "./_auth.ts";
@@ -53,6 +54,8 @@ export function dashboardRoutes(
   dash.get("/agents", guard, agentsPage(ctx));
   dash.get("/apps/:app", guard, appPage(ctx));
   dash.get("/apps/:app/timeline", guard, timelinePage(ctx));
+  dash.get("/apps/:app/audit", guard, sessionsPage(ctx));
+  dash.post("/apps/:app/audit", guard, searchPage(ctx));
   dash.get("/apps/:app/runs/:run", guard, runPage(ctx));
   dash.post("/apps/:app/runs/:run/stop", guard, stopRun(ctx, engine));
   return dash;

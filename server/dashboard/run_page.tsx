@@ -35,6 +35,7 @@ function Details(props: { info: RunInfo; run: RunRow; release: number | null }) 
       <Field name="Command">
         <code class="cmd">{info.command}</code>
       </Field>
+      {info.purpose && <Field name="Reason given">{info.purpose}</Field>}
       {info.reason && <Field name="Reason">{info.reason}</Field>}
       <Field name="Exit code">
         {info.exit_code === null
@@ -69,7 +70,7 @@ function Details(props: { info: RunInfo; run: RunRow; release: number | null }) 
   );
 }
 
-function Replay(props: { app: string; run: RunRow; label: string }) {
+function Replay(props: { app: string; run: RunRow; label: string; start?: number }) {
   const { app, run, label } = props;
   const api = `/api/apps/${app}/runs/${label}`;
   if (!run.started_at) {
@@ -79,7 +80,12 @@ function Replay(props: { app: string; run: RunRow; label: string }) {
     return <p class="empty">The session is still going: its replay is here once it ends.</p>;
   }
   return (
-    <div class="replay" data-replay data-cast={`${api}/audit.cast`}>
+    <div
+      class="replay"
+      data-replay
+      data-cast={`${api}/audit.cast`}
+      data-start={props.start === undefined ? undefined : String(props.start)}
+    >
       <div class="alert alert-error" data-problems hidden role="alert">
         <strong data-problem-title>This recording has problems</strong>
         <ul data-problem-list></ul>
@@ -159,19 +165,27 @@ export function runPage(ctx: ServerContext): Handler<DashEnv> {
         </section>
         <section class="section">
           <h2>{run.attached ? "Session replay" : "Output"}</h2>
-          {run.attached ? <Replay app={app.name} run={run} label={label} /> : (
-            <LogPanel
-              app={app.name}
-              lines={lines}
-              follow={live}
-              filter={label}
-              empty={live ? "No output yet." : "This run printed nothing."}
-            />
-          )}
+          {run.attached
+            ? <Replay app={app.name} run={run} label={label} {...startAt(c.req.query("t"))} />
+            : (
+              <LogPanel
+                app={app.name}
+                lines={lines}
+                follow={live}
+                filter={label}
+                empty={live ? "No output yet." : "This run printed nothing."}
+              />
+            )}
         </section>
       </>,
     );
   };
+}
+
+// `?t=12.5` (a search hit): the replay starts at that second.
+function startAt(raw: string | undefined): { start?: number } {
+  const t = Number(raw);
+  return raw !== undefined && Number.isFinite(t) && t >= 0 ? { start: t } : {};
 }
 
 /** `POST /apps/:app/runs/:run/stop`: stops the run and comes back to its page. */

@@ -114,3 +114,34 @@ Deno.test("an unknown run is a 404 page", async () => {
   deepEqual(page.status, 404);
   match(page.html, /No run &quot;one-off-9&quot; in app &quot;demo&quot;/);
 });
+
+Deno.test("a run's reason shows on its page and its timeline, escaped", async () => {
+  await using d = await dashboardTest();
+  const { store } = d.t.ctx;
+  const { app, release } = await seedApp(store, "demo");
+  const reason = `<script>alert("x")</script> INC-9`;
+  const run = await seedRun(store, app, release, "bash", { purpose: reason });
+  await store.addEvent({
+    app_id: app.id,
+    app_name: app.name,
+    actor: "admin",
+    kind: "run.created",
+    data: {
+      run: "one-off-1",
+      command: run.command,
+      attached: false,
+      size: "M",
+      env_keys: [],
+      reason,
+    },
+  });
+  const client = await d.signedIn();
+  const escaped = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; INC-9";
+  for (const path of ["/apps/demo/runs/one-off-1", "/apps/demo/timeline"]) {
+    const { status, html } = await client.page(path);
+    deepEqual(status, 200);
+    ok(!html.includes("<script>alert"), `the reason is not markup on ${path}`);
+    ok(html.includes(escaped), `the reason is shown on ${path}`);
+  }
+  match((await client.page("/apps/demo/runs/one-off-1")).html, /<dt>Reason given<\/dt>/);
+});

@@ -35,6 +35,8 @@ function Piece(props: { app: string; segment: Segment }) {
       return <span class={text === "0" ? "exit-ok" : "exit-bad"}>{text}</span>;
     case "note":
       return <span class="muted">{text}</span>;
+    case "reason":
+      return <q class="reason">{text}</q>;
     case "data":
       return <code class="muted">{text}</code>;
   }

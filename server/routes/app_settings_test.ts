@@ -31,6 +31,7 @@ Deno.test("a member of the app sets its idle timeout and reattach grace, shown b
     reattach_grace_set: false,
     max_idle_timeout_ms: 24 * 3600_000,
     max_reattach_grace_ms: 3600_000,
+    require_reason: false,
   });
   const res = await t.call(
     "PATCH",

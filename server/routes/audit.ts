@@ -19,7 +19,7 @@ import { type AuthEnv, requireAdmin } from "../auth.ts";
 import type { ServerContext } from "../context.ts";
 import { HttpError } from "../http_error.ts";
 import { type AppEnv, loadRun } from "../_lookup.ts";
-import type { AppRow, RunRow, Store } from "../store/mod.ts";
+import type { RunRow, Store } from "../store/mod.ts";
 import { agentMap, runInfo } from "../views.ts";
 
 const FORMATS = ["json", "transcript", "cast"] as const;
@@ -56,14 +56,14 @@ export function auditRoutes(ctx: ServerContext, audit: AuditService): Hono<AppEn
     const format = parseFormat(c.req.query("format"));
     const { row, run, recording, label } = await view(c, format);
     const head = replyHead(recording, label, runInfo(run, row.name, await agentMap(store)));
-    return streamed(streamReply(head, format, recording, castMeta(row, run)), {
+    return streamed(streamReply(head, format, recording, castMeta(row.name, run)), {
       "content-type": "application/json",
     });
   });
 
   app.get("/audit.cast", async (c) => {
     const { row, run, recording, label } = await view(c, "cast");
-    return streamed(streamAsciicast(recording, castMeta(row, run)), {
+    return streamed(streamAsciicast(recording, castMeta(row.name, run)), {
       "content-type": "application/x-asciicast",
       "content-disposition": `attachment; filename="${row.name}-${label}.cast"`,
       // Problems travel beside the file, which has no place for them.
@@ -125,8 +125,8 @@ export function adminAuditRoutes(audit: AuditService, store: Store): Hono<AuthEn
       label,
       runInfo(found.run, found.app_name, await agentMap(store)),
     );
-    const title = `${found.app_name} ${label}: ${found.run.command}`;
-    return streamed(streamReply(head, format, recording, { title }), {
+    const meta = castMeta(found.app_name, found.run);
+    return streamed(streamReply(head, format, recording, meta), {
       "content-type": "application/json",
     });
   });
@@ -146,8 +146,13 @@ function parseFormat(raw = "json"): Format {
   return raw as Format;
 }
 
-function castMeta(app: AppRow, run: RunRow): CastMeta {
-  return { title: `${app.name} ${runLabel(run.number)}: ${run.command}` };
+function castMeta(app: string, run: RunRow): CastMeta {
+  return {
+    title: `${app} ${runLabel(run.number)}: ${run.command}`,
+    command: run.command,
+    user: run.actor,
+    ...(run.purpose ? { reason: run.purpose } : {}),
+  };
 }
 
 /** The header that carries a recording's problems beside a file that has no place for them. */

@@ -28,7 +28,7 @@ import { RunEngine, type RunRequest } from "../run_engine.ts";
 import { idempotencyOf } from "../_idempotency.ts";
 import { runTimeoutMs } from "../run_limits.ts";
 import { runKey } from "../signals.ts";
-import { requireLabelledAgent } from "../app_settings.ts";
+import { requireLabelledAgent, requireReason } from "../app_settings.ts";
 import type { AppRow, RunRow } from "../store/mod.ts";
 import { agentMap, runInfo } from "../views.ts";
 
@@ -90,6 +90,7 @@ async function runRequest(ctx: ServerContext, app: AppRow, body: RunRequestBody)
     term: body.term ?? "xterm-256color",
     failFast: body.fail_fast === true,
   };
+  if (body.reason !== undefined) request.reason = body.reason;
   return { release, request };
 }
 
@@ -146,6 +147,7 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AppEnv> {
     const actor = c.get("auth").actor;
     const idem = idempotencyOf(c.req.header(IDEMPOTENCY_HEADER), actor, body);
     const { release, request } = await runRequest(ctx, row, body);
+    requireReason(row, body.reason);
     await requireLabelledAgent(store, row);
     const { run, secret, replayed } = await engine.create(
       row,

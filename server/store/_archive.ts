@@ -23,5 +23,6 @@ export function fromArchive(appName: string, json: unknown): ArchivedRun {
   }
   run.timeout_ms = Number(run.timeout_ms);
   run.log_lines ??= null;
+  run.purpose ??= null;
   return { app_name: appName, run: run as unknown as RunRow };
 }

@@ -455,6 +455,17 @@ const AUDIT_CHUNK_BYTES_POSTGRES = `
   alter table audit_chunks add column bytes bigint not null default 0;
 `;
 
+// A run may carry the reason its user gave (`oneoff run --reason`), and an
+// app may require one: kept beside the run for ps, the timeline and the audit.
+const RUN_REASON_SQLITE = `
+  ALTER TABLE apps ADD COLUMN require_reason INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE runs ADD COLUMN purpose TEXT;
+`;
+const RUN_REASON_POSTGRES = `
+  alter table apps add column require_reason boolean not null default false;
+  alter table runs add column purpose text;
+`;
+
 /** Every migration, in the order they apply. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "initial schema", sqlite: INITIAL_SQLITE, postgres: INITIAL_POSTGRES },
@@ -502,4 +513,5 @@ export const MIGRATIONS: readonly Migration[] = [
     sqlite: AUDIT_CHUNK_BYTES_SQLITE,
     postgres: AUDIT_CHUNK_BYTES_POSTGRES,
   },
+  { version: 11, name: "run reasons", sqlite: RUN_REASON_SQLITE, postgres: RUN_REASON_POSTGRES },
 ];

@@ -74,6 +74,7 @@ export function toApp(r: Row): AppRow {
     idle_timeout_ms: numOrNull(r.idle_timeout_ms),
     reattach_grace_ms: numOrNull(r.reattach_grace_ms),
     labels: json<Record<string, string>>(r.labels),
+    require_reason: r.require_reason === 1,
     created_at: date(r.created_at),
   };
 }
@@ -114,6 +115,7 @@ export function toRun(r: Row): RunRow {
     exit_code: numOrNull(r.exit_code),
     reason: strOrNull(r.reason),
     actor: str(r.actor),
+    purpose: strOrNull(r.purpose),
     secret_sha256: strOrNull(r.secret_sha256),
     expires_at: dateOrNull(r.expires_at),
     created_at: date(r.created_at),

@@ -40,12 +40,22 @@ export interface AppRow {
   reattach_grace_ms: number | null;
   /** Labels an agent must have to run its one-offs ({}: any agent). */
   labels: Record<string, string>;
+  /** Its runs must say why (`oneoff run --reason`). */
+  require_reason: boolean;
   created_at: Date;
 }
 
 /** The settings `oneoff apps set` changes; an absent field stays as it is. */
 export type AppSettings = Partial<
-  Pick<AppRow, "network" | "host_ports" | "idle_timeout_ms" | "reattach_grace_ms" | "labels">
+  Pick<
+    AppRow,
+    | "network"
+    | "host_ports"
+    | "idle_timeout_ms"
+    | "reattach_grace_ms"
+    | "labels"
+    | "require_reason"
+  >
 >;
 
 /** What a run counted past its log quota, kept so that a restart does not forget it. */
@@ -104,6 +114,8 @@ export interface RunRow {
   exit_code: number | null;
   reason: string | null;
   actor: string;
+  /** The reason its user gave for it (`oneoff run --reason`); null: none given. */
+  purpose: string | null;
   /** Hex SHA-256 of the attach secret (attached runs). */
   secret_sha256: string | null;
   /** End of the attach window (attached runs). */
@@ -120,6 +132,7 @@ export type NewRun =
   & Omit<
     RunRow,
     | "idle_timeout_ms"
+    | "purpose"
     | "number"
     | "state"
     | "agent_id"
@@ -130,7 +143,7 @@ export type NewRun =
     | "ended_at"
     | "log_lines"
   >
-  & { idle_timeout_ms?: number | null };
+  & { idle_timeout_ms?: number | null; purpose?: string | null };
 
 /** A change of a run's state and what comes with it. */
 export interface RunUpdate {
@@ -270,6 +283,24 @@ export interface RunQuery {
 
 /** Which runs to count. */
 export type RunCount = Omit<RunQuery, "limit"> & { max_number?: number };
+
+/** Which recorded sessions to list. */
+export interface SessionQuery {
+  app_id: number;
+  /** Only sessions created at or after this time. */
+  since: Date;
+  /** Only sessions started by this actor. */
+  actor?: string;
+  /** Only runs numbered below this (the next page). */
+  before_number?: number;
+  limit: number;
+}
+
+/** A recorded session: its run, and the bytes its stored chunks were charged. */
+export interface RecordedSession {
+  run: RunRow;
+  bytes: number;
+}
 
 /** Which log lines to read. */
 export interface LogQuery {
@@ -431,6 +462,12 @@ export interface Store {
   auditChunk(runId: string, seq: number): Promise<AuditChunkRow | null>;
   /** The quota bytes the stored chunks of a run were charged, summed. */
   auditRecordedBytes(runId: string): Promise<number>;
+  /**
+   * An app's recorded sessions (attached runs that started), newest first,
+   * each with its recorded bytes: `listRecordedSessions` for `audit list`
+   * and `audit search`.
+   */
+  listRecordedSessions(query: SessionQuery): Promise<RecordedSession[]>;
   /** The audit trail's copy of a run whose row is gone, or null. */
   archivedRun(runId: string): Promise<ArchivedRun | null>;
   /** The audit trail's runs of an app by its name (destroyed or not), most recent first. */

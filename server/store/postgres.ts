@@ -25,12 +25,14 @@ import {
   type NewEvent,
   type NewLog,
   type NewRun,
+  type RecordedSession,
   type ReleaseRow,
   type RunCount,
   type RunLogUsage,
   type RunQuery,
   type RunRow,
   type RunUpdate,
+  type SessionQuery,
   type Store,
   type TokenRow,
 } from "./mod.ts";
@@ -69,7 +71,8 @@ async function lockMigrations(tx: postgres.TransactionSql<{ int8: number }>): Pr
 }
 
 const APP_COLUMNS =
-  "id, name, network, host_ports, idle_timeout_ms, reattach_grace_ms, labels, created_at";
+  "id, name, network, host_ports, idle_timeout_ms, reattach_grace_ms, labels, require_reason, " +
+  "created_at";
 const LOG_COLUMNS = "id, app_id, ts, source, stream, line";
 const OPTIONAL_RUN_FIELDS = [
   "agent_id",
@@ -218,7 +221,8 @@ class PostgresStore implements Store {
           then ${s.idle_timeout_ms ?? null}::int8 else idle_timeout_ms end,
         reattach_grace_ms = case when ${s.reattach_grace_ms !== undefined}::boolean
           then ${s.reattach_grace_ms ?? null}::int8 else reattach_grace_ms end,
-        labels = coalesce(${s.labels ? sql.json(s.labels) : null}::jsonb, labels)
+        labels = coalesce(${s.labels ? sql.json(s.labels) : null}::jsonb, labels),
+        require_reason = coalesce(${s.require_reason ?? null}::boolean, require_reason)
       where id = ${id}
       returning ${sql.unsafe(APP_COLUMNS)}`;
     return app ?? null;
@@ -303,13 +307,13 @@ class PostgresStore implements Store {
         returning id, last_run
       )
       insert into runs (id, app_id, number, command, state, attached, tty, size, release_id,
-        env_overrides, uploads, cols, rows, timeout_ms, idle_timeout_ms, actor, secret_sha256,
-        expires_at)
+        env_overrides, uploads, cols, rows, timeout_ms, idle_timeout_ms, actor, purpose,
+        secret_sha256, expires_at)
       select ${row.id}::text, id, last_run, ${row.command}::text, 'pending',
         ${row.attached}::boolean, ${row.tty}::boolean, ${row.size}::text, ${row.release_id}::int,
         ${sql.json(row.env_overrides)}::jsonb, ${sql.json(row.uploads)}::jsonb,
         ${row.cols}::int, ${row.rows}::int, ${row.timeout_ms}::int8,
-        ${row.idle_timeout_ms ?? null}::int8, ${row.actor}::text,
+        ${row.idle_timeout_ms ?? null}::int8, ${row.actor}::text, ${row.purpose ?? null}::text,
         ${row.secret_sha256}::text, ${row.expires_at}::timestamptz
       from app
       returning *`;
@@ -670,6 +674,20 @@ class PostgresStore implements Store {
       select run_id, seq, key_id, payload, prev_hash, at from audit_chunks
       where run_id = ${runId} and seq = ${seq}`;
     return row ?? null;
+  }
+
+  async listRecordedSessions(query: SessionQuery): Promise<RecordedSession[]> {
+    const sql = this.#sql;
+    const rows = await sql<(RunRow & { audit_bytes: string })[]>`
+      select r.*, (select coalesce(sum(c.bytes), 0) from audit_chunks c where c.run_id = r.id)::text
+        as audit_bytes
+      from runs r
+      where r.app_id = ${query.app_id} and r.attached and r.started_at is not null
+        and r.created_at >= ${query.since}
+        ${query.actor === undefined ? sql`` : sql`and r.actor = ${query.actor}`}
+        ${query.before_number === undefined ? sql`` : sql`and r.number < ${query.before_number}`}
+      order by r.number desc limit ${query.limit}`;
+    return rows.map(({ audit_bytes, ...run }) => ({ run, bytes: Number(audit_bytes) }));
   }
 
   async auditRecordedBytes(runId: string): Promise<number> {

@@ -25,12 +25,14 @@ import {
   type NewEvent,
   type NewLog,
   type NewRun,
+  type RecordedSession,
   type ReleaseRow,
   type RunCount,
   type RunLogUsage,
   type RunQuery,
   type RunRow,
   type RunUpdate,
+  type SessionQuery,
   type Store,
   type TokenRow,
 } from "./mod.ts";
@@ -84,8 +86,8 @@ function isUniqueViolation(error: unknown): boolean {
 }
 
 const RUN_COLUMNS = "id, app_id, number, command, state, attached, tty, size, release_id, " +
-  "env_overrides, uploads, cols, rows, timeout_ms, idle_timeout_ms, actor, secret_sha256, " +
-  "expires_at, created_at";
+  "env_overrides, uploads, cols, rows, timeout_ms, idle_timeout_ms, actor, purpose, " +
+  "secret_sha256, expires_at, created_at";
 
 /** The columns `updateAppSettings` may write (names of {@link AppSettings}). */
 const APP_SETTING_COLUMNS = [
@@ -94,6 +96,7 @@ const APP_SETTING_COLUMNS = [
   "idle_timeout_ms",
   "reattach_grace_ms",
   "labels",
+  "require_reason",
 ] as const;
 
 class SqliteStore implements Store {
@@ -284,7 +287,9 @@ class SqliteStore implements Store {
         if (value === undefined) continue;
         sets.push(`${column} = ?`);
         values.push(
-          value !== null && typeof value === "object"
+          typeof value === "boolean"
+            ? (value ? 1 : 0)
+            : value !== null && typeof value === "object"
             ? JSON.stringify(value)
             : value as SQLInputValue,
         );
@@ -394,12 +399,13 @@ class SqliteStore implements Store {
            VALUES (:id, :app_id,
              (SELECT coalesce(max(number), 0) + 1 FROM runs WHERE app_id = :app_id),
              :command, 'pending', :attached, :tty, :size, :release_id, :env_overrides, :uploads,
-             :cols, :rows, :timeout_ms, :idle_timeout_ms, :actor, :secret_sha256, :expires_at,
-             :created_at)
+             :cols, :rows, :timeout_ms, :idle_timeout_ms, :actor, :purpose, :secret_sha256,
+             :expires_at, :created_at)
            RETURNING *`,
         ).all({
           ...row,
           idle_timeout_ms: row.idle_timeout_ms ?? null,
+          purpose: row.purpose ?? null,
           attached: row.attached ? 1 : 0,
           tty: row.tty ? 1 : 0,
           env_overrides: JSON.stringify(row.env_overrides),
@@ -850,6 +856,27 @@ class SqliteStore implements Store {
     return settle(() => {
       const row = this.#get("SELECT * FROM audit_chunks WHERE run_id = ? AND seq = ?", runId, seq);
       return row === undefined ? null : toAuditChunk(row);
+    });
+  }
+
+  listRecordedSessions(query: SessionQuery): Promise<RecordedSession[]> {
+    return settle(() => {
+      const rows = this.#all(
+        `SELECT r.*, (SELECT COALESCE(SUM(c.bytes), 0) FROM audit_chunks c WHERE c.run_id = r.id)
+           AS audit_bytes
+         FROM runs r
+         WHERE r.app_id = ? AND r.attached = 1 AND r.started_at IS NOT NULL AND r.created_at >= ?
+           AND (? IS NULL OR r.actor = ?) AND (? IS NULL OR r.number < ?)
+         ORDER BY r.number DESC LIMIT ?`,
+        query.app_id,
+        query.since.getTime(),
+        query.actor ?? null,
+        query.actor ?? null,
+        query.before_number ?? null,
+        query.before_number ?? null,
+        query.limit,
+      );
+      return rows.map((row) => ({ run: toRun(row), bytes: Number(row.audit_bytes ?? 0) }));
     });
   }
 

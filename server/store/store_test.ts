@@ -347,6 +347,7 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
       secret_sha256: "ff".repeat(32),
       expires_at: new Date(Date.UTC(2030, 0, 2, 3, 4, 5, 678)),
       idle_timeout_ms: 3600_000,
+      purpose: "ticket 42: <b>why</b>",
     });
     const run = await store.createRun(spec);
     deepEqual(await store.runById(spec.id), run);
@@ -775,6 +776,56 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
       await store.putAuditChunk({ ...chunk(10 + i), payload });
       equal((await store.auditChunk(run.id, 10 + i))?.payload, payload);
     }
+  });
+
+  test("listRecordedSessions gives an app's started attached runs with their bytes, newest first", async (store) => {
+    const app = await store.createApp("demo");
+    const other = await store.createApp("other");
+    const rel = await store.createRelease(release(app.id, 1));
+    const otherRel = await store.createRelease(release(other.id, 1));
+    const started = async (appId: number, relId: number, extra: Partial<NewRun> = {}) => {
+      const run = await store.createRun(newRun(appId, relId, { attached: true, ...extra }));
+      await store.updateRun(run.id, ["pending"], { state: "running", started_at: new Date() });
+      return run;
+    };
+    const a = await started(app.id, rel.id, { purpose: "INC-1" });
+    await store.createRun(newRun(app.id, rel.id, { attached: true })); // never started
+    await store.createRun(newRun(app.id, rel.id)); // detached
+    const b = await started(app.id, rel.id, { actor: "bob" });
+    const c = await started(app.id, rel.id);
+    await started(other.id, otherRel.id);
+    const put = (runId: string, seq: number, bytes: number) =>
+      store.putAuditChunk({
+        run_id: runId,
+        seq,
+        key_id: "k1",
+        payload: "p",
+        prev_hash: "00".repeat(32),
+        at: new Date(),
+      }, { bytes });
+    await put(a.id, 0, 100);
+    await put(a.id, 1, 23);
+    await put(b.id, 0, 7);
+    const since = new Date(Date.now() - 60_000);
+    const all = await store.listRecordedSessions({ app_id: app.id, since, limit: 10 });
+    deepEqual(all.map((s) => [s.run.id, s.bytes]), [[c.id, 0], [b.id, 7], [a.id, 123]]);
+    equal(all[2]!.run.purpose, "INC-1");
+    const bobs = await store.listRecordedSessions({
+      app_id: app.id,
+      since,
+      actor: "bob",
+      limit: 10,
+    });
+    deepEqual(bobs.map((s) => s.run.id), [b.id]);
+    const page = await store.listRecordedSessions({
+      app_id: app.id,
+      since,
+      before_number: c.number,
+      limit: 1,
+    });
+    deepEqual(page.map((s) => s.run.id), [b.id]);
+    const later = new Date(Date.now() + 60_000);
+    deepEqual(await store.listRecordedSessions({ app_id: app.id, since: later, limit: 10 }), []);
   });
 
   test("pruneLogs removes lines past the retention and beyond the per-app maximum", async (store) => {

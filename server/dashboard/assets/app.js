@@ -130,7 +130,14 @@ async function startReplay(section) {
     created.addEventListener("ended", () => playing = false);
     return created;
   };
-  let player = create({});
+  // A search hit's link (`?t=`) opens the replay at its moment, paused on it:
+  // just after it, since a poster at a time shows what came before that time.
+  const start = Number(section.dataset.start) + 0.05;
+  let player = create(
+    section.dataset.start && Number.isFinite(start)
+      ? { startAt: start, poster: `npt:${start}` }
+      : {},
+  );
   for (const button of section.querySelectorAll("[data-rate]")) {
     button.addEventListener("click", async () => {
       const at = await player.getCurrentTime();
