@@ -6,6 +6,9 @@
  * which carries only the time.
  * @module
  */
+// Pages are rendered once on the server: there is no list to reconcile, and
+// hono/jsx would print a `key` prop as an HTML attribute.
+// deno-lint-ignore-file jsx-key
 import type { Handler } from "hono";
 import {
   type AuditSearchReply,
