@@ -30,6 +30,12 @@ export interface FramedClientOptions {
   silent: boolean;
   /** The client's first connection is another terminal's reattach (`-`): its stdin starts where the agent's is. */
   takeover: boolean;
+  /**
+   * Resolves when the server has declared the run lost (its agent went
+   * away): reconnecting is pointless then, and stops rather than wait out
+   * the grace.
+   */
+  lost?: Promise<unknown>;
 }
 
 /** How a framed session ended for this client. */
@@ -111,6 +117,10 @@ export class FramedClient {
     if (result === "unreached") {
       return { exit: null, refused: "the agent closed the connection", joined: false };
     }
+    let lost = false;
+    const never = new Promise<void>(() => {});
+    // A server that cannot say (unreachable) leaves the reconnect to the grace, as before.
+    const lostNow = (this.#o.lost ?? never).then(() => void (lost = true), () => never);
     while (result === "dropped") {
       const hello = this.#hello!;
       const deadline = Date.now() + hello.graceMs;
@@ -121,7 +131,11 @@ export class FramedClient {
         Date.now() < deadline;
         wait = Math.min(wait * 2, BACKOFF_MAX_MS)
       ) {
-        await sleep(Math.min(wait, Math.max(0, deadline - Date.now())));
+        await Promise.race([sleep(Math.min(wait, Math.max(0, deadline - Date.now()))), lostNow]);
+        if (lost) {
+          next = "refused";
+          break;
+        }
         let refused = false;
         const conn = await withTimeout(this.#dial(), DIAL_TIMEOUT_MS).catch((e) => {
           refused = isRefused(e);
@@ -328,7 +342,11 @@ function close(conn: ByteConn): void {
 }
 
 function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+  return new Promise((resolve) => {
+    const id = setTimeout(resolve, ms);
+    // A reconnect cut short (the run was lost) must not hold the CLI open.
+    Deno.unrefTimer(id);
+  });
 }
 
 async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {

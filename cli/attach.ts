@@ -125,6 +125,8 @@ export interface FramedAttachOptions {
   resume?: boolean;
   /** How to reach the stream, called again for each reconnect (cli/_transport.ts's attachOpener). */
   open?: (info: Omit<AttachInfo, "secret">) => Promise<ByteConn>;
+  /** Resolves when the server has declared the run lost: a reconnect stops then. */
+  lost?: Promise<unknown>;
 }
 
 /**
@@ -142,6 +144,7 @@ export async function attachFramed(
     tty: options.tty,
     silent: options.silent,
     takeover: options.resume === true,
+    ...(options.lost ? { lost: options.lost } : {}),
   });
   const restore = () => {
     if (raw) {
