@@ -35,7 +35,7 @@ import {
   type TokenRow,
 } from "./mod.ts";
 import { MIGRATIONS, SQLITE_MIGRATIONS_TABLE } from "./_migrations.ts";
-import { utf8Length, withoutNul } from "./_log_line.ts";
+import { withoutNul } from "./_log_line.ts";
 import { archiveJson, fromArchive } from "./_archive.ts";
 import {
   millis,
