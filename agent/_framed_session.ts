@@ -19,6 +19,7 @@ import {
   readCount,
   readResize,
   SILENCE_MS,
+  TAKEOVER_NOTICE,
 } from "../protocol/mod.ts";
 import { type Clock, realClock, type TimerId } from "../util/clock.ts";
 import type { AttachConn, AttachedClient } from "./attach_listener.ts";
@@ -117,7 +118,7 @@ export class FramedSession {
     if (old) {
       this.#send(
         old,
-        notice(`this session was attached from another terminal (${client.remoteAddr})`),
+        encodeFrame(FRAME.NOTICE, encoder.encode(`${TAKEOVER_NOTICE} (${client.remoteAddr})`)),
       );
       this.#unlink(old);
     }

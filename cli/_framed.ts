@@ -21,6 +21,7 @@ import {
   resizeFrame,
   RESUME_PREFIX,
   SILENCE_MS,
+  TAKEOVER_NOTICE,
 } from "../protocol/mod.ts";
 import type { ByteConn } from "./_tls.ts";
 
@@ -46,6 +47,8 @@ export interface FramedOutcome {
   refused?: string;
   /** The session was joined (a HELLO came) before it ended this way. */
   joined: boolean;
+  /** Another terminal took the session over (`oneoff attach`): this one let go, no reconnect. */
+  takenOver?: boolean;
 }
 
 type Ending = "exit" | "dropped" | "unreached" | { refused: string };
@@ -104,6 +107,7 @@ export class FramedClient {
   #out = 0;
   #acked = 0;
   #exit: FramedExit | null = null;
+  #takenOver = false;
 
   /** `dial` opens a connection to the agent's attach port (direct or relayed). */
   constructor(dial: () => Promise<ByteConn>, options: FramedClientOptions) {
@@ -122,6 +126,8 @@ export class FramedClient {
     // A server that cannot say (unreachable) leaves the reconnect to the grace, as before.
     const lostNow = (this.#o.lost ?? never).then(() => void (lost = true), () => never);
     while (result === "dropped") {
+      // Taken over: the other terminal has the session now; this one does not fight it.
+      if (this.#takenOver) return { exit: null, joined: true, takenOver: true };
       const hello = this.#hello!;
       const deadline = Date.now() + hello.graceMs;
       this.#say("oneoff: the connection to the agent dropped; reconnecting…");
@@ -267,9 +273,12 @@ export class FramedClient {
         writeAll(Deno.stderr, payload);
         this.#out += payload.length;
         return false;
-      case FRAME.NOTICE:
-        this.#say(decoder.decode(payload));
+      case FRAME.NOTICE: {
+        const text = decoder.decode(payload);
+        if (text.startsWith(TAKEOVER_NOTICE)) this.#takenOver = true;
+        this.#say(text);
         return false;
+      }
       case FRAME.ACK: {
         const offset = readCount(payload);
         if (offset !== null) this.#stdin.ack(offset);

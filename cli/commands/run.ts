@@ -427,6 +427,8 @@ export async function finalCode(
   }
   if (refused && !options.silent) err(`oneoff: cannot attach to ${label}: ${refused}\n`);
   const ended = options.ended ?? waitEnded(client, path);
+  // Taken over (the NOTICE said so): nothing was lost; the run's end is its exit code here too.
+  if (outcome.takenOver) return exitCodeOf(await ended, options.silent);
   const final = await afterStream(client, path, ended, true, options.silent);
   return exitCodeOf(final, options.silent);
 }
