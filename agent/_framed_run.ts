@@ -66,7 +66,7 @@ export function startFramed(process: SandboxProcess, options: FramedRunOptions):
     listener.expect(hash, expiresAt, (client) => {
       secrets.delete(hash);
       resumer(client);
-    });
+    }, "resume");
   };
 
   session = new FramedSession(process, {

@@ -19,6 +19,7 @@ import {
   readCount,
   readResize,
   SILENCE_MS,
+  TAKEOVER_NOTICE,
 } from "../protocol/mod.ts";
 import { type Clock, realClock, type TimerId } from "../util/clock.ts";
 import type { AttachConn, AttachedClient } from "./attach_listener.ts";
@@ -60,6 +61,8 @@ type Link = {
 
 const encoder = new TextEncoder();
 const TICK_MS = 5_000;
+/** How long a connection let go may take to read what was queued for it. */
+const LINGER_MS = 5_000;
 
 /** One framed session, across the connections of its reattaches. */
 export class FramedSession {
@@ -115,7 +118,7 @@ export class FramedSession {
     if (old) {
       this.#send(
         old,
-        notice(`this session was attached from another terminal (${client.remoteAddr})`),
+        encodeFrame(FRAME.NOTICE, encoder.encode(`${TAKEOVER_NOTICE} (${client.remoteAddr})`)),
       );
       this.#unlink(old);
     }
@@ -177,7 +180,15 @@ export class FramedSession {
     const bound = this.#clock.setTimeout(() => this.#settled.resolve(), maxWaitMs);
     await this.#settled.promise;
     this.#clock.clearTimeout(bound);
-    if (this.#link) await this.#link.writing;
+    // Bounded: a client that stopped reading must not hold the run's end.
+    if (this.#link) {
+      let timer: TimerId | undefined;
+      const late = new Promise<void>((resolve) =>
+        timer = this.#clock.setTimeout(resolve, LINGER_MS)
+      );
+      await Promise.race([this.#link.writing, late]);
+      this.#clock.clearTimeout(timer);
+    }
     this.close();
   }
 
@@ -255,11 +266,12 @@ export class FramedSession {
   async #read(link: Link, initial: Uint8Array): Promise<void> {
     const decoder = new FrameDecoder();
     const buf = new Uint8Array(64 * 1024);
+    let violation: string | undefined;
     try {
       let bytes: Uint8Array | null = initial;
       while (!link.gone) {
         if (bytes === null) {
-          const n = await link.conn.read(buf);
+          const n = await link.conn.read(buf).catch(() => null);
           if (n === null) break;
           link.heard = this.#clock.now();
           bytes = buf.subarray(0, n);
@@ -270,8 +282,14 @@ export class FramedSession {
         }
         bytes = null;
       }
-    } catch {
-      // A reset, or a stream that broke the frame rules: the connection is dropped.
+    } catch (e) {
+      violation = e instanceof Error ? e.message : String(e);
+    }
+    // A stream that broke the frame rules is told why (after what was queued
+    // for it, the HELLO); then, as any drop, the process waits for the grace.
+    if (violation !== undefined && !link.gone) {
+      this.#send(link, notice(`protocol error: ${violation}; the connection is closed`));
+      return this.#dropped(link, true);
     }
     this.#dropped(link);
   }
@@ -349,17 +367,26 @@ export class FramedSession {
     if (link.gone) return;
     link.gone = true;
     if (this.#link === link) this.#link = undefined;
-    // After what was queued for it (a takeover's NOTICE, the EXIT).
-    link.writing.finally(() => {
+    const close = () => {
       try {
         link.conn.close();
       } catch { /* already closed */ }
+    };
+    // A broken link has nothing more to deliver; another closes after what was
+    // queued for it (a takeover's NOTICE, the EXIT), but never later than
+    // LINGER_MS: a client that stops reading must not keep its socket open.
+    if (link.broken) return close();
+    const linger = this.#clock.setTimeout(close, LINGER_MS);
+    link.writing.finally(() => {
+      this.#clock.clearTimeout(linger);
+      close();
     });
   }
 
-  // Dropped without CLOSE: the process keeps running for the grace.
-  #dropped(link: Link): void {
-    link.broken = true;
+  // Dropped without CLOSE: the process keeps running for the grace. `flush`:
+  // what is queued for the link (a NOTICE of why) is still sent first.
+  #dropped(link: Link, flush = false): void {
+    if (!flush) link.broken = true;
     if (link.gone) return;
     this.#unlink(link);
     for (const wake of this.#roomWaiters.splice(0)) wake();

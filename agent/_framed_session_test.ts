@@ -22,6 +22,8 @@ function peer() {
   let closed = false;
   let waiting: ((n: number | null) => void) | undefined;
   let target: Uint8Array | undefined;
+  /** Writes hang (a client that stopped reading) until the connection is closed. */
+  const stall = { on: false, fail: [] as (() => void)[] };
   const conn = {
     read(buf: Uint8Array): Promise<number | null> {
       const head = queue.shift();
@@ -35,6 +37,9 @@ function peer() {
     },
     write(bytes: Uint8Array): Promise<number> {
       if (closed) return Promise.reject(new Error("closed"));
+      if (stall.on) {
+        return new Promise((_, reject) => stall.fail.push(() => reject(new Error("closed"))));
+      }
       frames.push(...decoder.push(bytes));
       return Promise.resolve(bytes.length);
     },
@@ -42,6 +47,7 @@ function peer() {
     close() {
       closed = true;
       waiting?.(null);
+      for (const fail of stall.fail.splice(0)) fail();
     },
   };
   return {
@@ -51,6 +57,8 @@ function peer() {
       remoteAddr: "10.0.0.9:5555",
     } as unknown as AttachedClient,
     frames,
+    stall,
+    closed: () => closed,
     send(frame: Uint8Array) {
       if (waiting && target) {
         target.set(frame);
@@ -163,5 +171,48 @@ Deno.test("a client that stays away past the grace: the run is told, once", asyn
   deepEqual(events, ["grace over"]);
   deepEqual(process.input, ["hi\n"]);
   process.exit(129);
+  session.close();
+});
+
+Deno.test("a stream that breaks the frame rules is told why after its HELLO, closed, and the process waits out the grace", async () => {
+  const oversize = new Uint8Array([FRAME.STDIN, 0xff, 0xff, 0xff, 0xff]);
+  const cases: [string, Uint8Array][] = [
+    ["Unknown frame type 99", encodeFrame(99 as typeof FRAME.STDIN, new Uint8Array(2))],
+    ["Frame of 4294967295 bytes is over the 64 KiB limit", oversize],
+    ["Frame type 16 is not the client's to send", encodeFrame(FRAME.HELLO)],
+  ];
+  for (const [why, bytes] of cases) {
+    const { clock, events, session, process } = setup({ graceMs: 5_000 });
+    const a = peer();
+    session.attach(a.client, 0);
+    a.send(bytes);
+    for (let i = 0; i < 10; i++) await settle();
+    deepEqual(a.frames.map((f) => f.type), [FRAME.HELLO, FRAME.NOTICE], why);
+    equal(
+      new TextDecoder().decode(a.frames[1]!.payload),
+      `oneoff: protocol error: ${why}; the connection is closed`,
+    );
+    ok(a.closed(), "the connection is closed");
+    deepEqual(events, [], "a protocol error is a drop: the process keeps running");
+    await clock.advance(6_000);
+    deepEqual(events, ["grace over"]);
+    process.exit(129);
+    session.close();
+  }
+});
+
+Deno.test("a connection let go that stopped reading is closed within the linger, not held open", async () => {
+  const { clock, session, process } = setup();
+  const a = peer();
+  session.attach(a.client, 0);
+  await settle();
+  a.stall.on = true;
+  // Another terminal takes over: the first is told (a write that never completes), then let go.
+  session.attach(peer().client, null);
+  await clock.advance(4_000);
+  ok(!a.closed(), "it has the linger to read its NOTICE");
+  await clock.advance(2_000);
+  ok(a.closed(), "closed at the end of the linger");
+  process.exit(0);
   session.close();
 });

@@ -120,8 +120,12 @@ export class SecretTable<T> {
     }
   }
 
-  /** Takes the waiter of a presented secret (its {@link secretDigest}), at most once. */
-  claim(secretSha256: string, now: number): Claim<T> {
+  /**
+   * Takes the waiter of a presented secret (its {@link secretDigest}), at
+   * most once. A waiter that `fits` rejects is refused and left waiting: a
+   * secret presented in the wrong handshake line is not used up by it.
+   */
+  claim(secretSha256: string, now: number, fits: (waiter: T) => boolean = () => true): Claim<T> {
     this.#sweep(now);
     // Looked up by the secret's SHA-256, not by the secret: timing can at
     // most tell how much of a digest matched a stored one, and learning
@@ -131,6 +135,9 @@ export class SecretTable<T> {
     const entry = this.#waiting.get(hash);
     if (entry === undefined) {
       return { ok: false, reason: this.#spent.get(hash)?.reason ?? REASONS.unknown };
+    }
+    if (now < entry.expiresAt && !fits(entry.waiter)) {
+      return { ok: false, reason: REASONS.wrongLine };
     }
     this.#waiting.delete(hash);
     if (now >= entry.expiresAt) {

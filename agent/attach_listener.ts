@@ -76,6 +76,13 @@ export interface AttachedClient {
 
 type OnAttach = (client: AttachedClient) => void;
 
+/**
+ * Which handshake lines a secret is for: a run's own secret (`first`) starts
+ * a session, raw or framed; a framed session's resume secret (`resume`)
+ * only reattaches it.
+ */
+export type SecretUse = "first" | "resume";
+
 /** The port 5000 listener: matches incoming connections to waiting runs by secret. */
 export class AttachListener {
   /** The bound port. */
@@ -92,7 +99,7 @@ export class AttachListener {
   #maxPending: number;
   #now: () => number;
   #onHandshake: AttachListenerOptions["onHandshake"];
-  #secrets = new SecretTable<OnAttach>();
+  #secrets = new SecretTable<{ onAttach: OnAttach; use: SecretUse }>();
   #limiter: FailureLimiter;
   #pending: PendingSet<AttachConn>;
   #log: Logger | undefined;
@@ -142,10 +149,16 @@ export class AttachListener {
 
   /**
    * Registers a run waiting for its client: secretSha256 is the hex SHA-256 of
-   * the secret. `onAttach` is called at most once, with the connection.
+   * the secret. `onAttach` is called at most once, with the connection;
+   * a line of the wrong kind for `use` is refused and leaves the secret waiting.
    */
-  expect(secretSha256: string, expiresAt: number, onAttach: OnAttach): void {
-    this.#secrets.expect(secretSha256, expiresAt, onAttach, this.#now());
+  expect(
+    secretSha256: string,
+    expiresAt: number,
+    onAttach: OnAttach,
+    use: SecretUse = "first",
+  ): void {
+    this.#secrets.expect(secretSha256, expiresAt, { onAttach, use }, this.#now());
   }
 
   /** Forgets a secret (run stopped or expired); later attempts are told why (`reason`, default expired). */
@@ -258,7 +271,12 @@ export class AttachListener {
       }
       // The line's prefix chooses the mode; a line without one is a raw secret, as ever.
       const line = parseHandshake(outcome.secret);
-      const claim = this.#secrets.claim(await secretDigest(line.secret), this.#now());
+      const resume = line.mode === "resume";
+      const claim = this.#secrets.claim(
+        await secretDigest(line.secret),
+        this.#now(),
+        (waiter) => (waiter.use === "resume") === resume,
+      );
       if (!claim.ok) return await refuse(claim.reason, true);
       attached = true;
       this.#onHandshake?.("accepted");
@@ -270,7 +288,7 @@ export class AttachListener {
         const handshake = line.mode === "resume"
           ? { mode: line.mode, outOffset: line.outOffset }
           : { mode: line.mode };
-        claim.waiter({ conn, initial: outcome.initial, remoteAddr, handshake });
+        claim.waiter.onAttach({ conn, initial: outcome.initial, remoteAddr, handshake });
       } catch {
         // The run could not take its client; nobody else will, so close it.
         attached = false;

@@ -124,7 +124,8 @@ Deno.test("the handshake line's prefix chooses raw, framed or resume; the secret
   for (const line of lines("x")) {
     const { secret, hash } = newSecret();
     const got = Promise.withResolvers<AttachedClient>();
-    listener.expect(hash, Date.now() + 60_000, got.resolve);
+    const use = line.startsWith("oneoff-resume/1") ? "resume" : "first";
+    listener.expect(hash, Date.now() + 60_000, got.resolve, use);
     const conn = await Deno.connect({ hostname: HOST, port: listener.port });
     await conn.write(encoder.encode(`${line.replace("x", secret)}\n`));
     const client = await got.promise;
@@ -138,6 +139,25 @@ Deno.test("the handshake line's prefix chooses raw, framed or resume; the secret
     { mode: "resume", outOffset: 1234 },
     { mode: "resume", outOffset: null },
   ]);
+});
+
+Deno.test("a secret in the wrong kind of line is refused with one line and stays usable", async () => {
+  await using listener = await listen();
+  const first = newSecret();
+  const resume = newSecret();
+  const run = answering("started");
+  const session = answering("resumed");
+  listener.expect(first.hash, Date.now() + 60_000, run.onAttach);
+  listener.expect(resume.hash, Date.now() + 60_000, session.onAttach, "resume");
+  const refused = "oneoff: secret given in the wrong kind of handshake line\r\n";
+  // A run's own secret never resumes; a resume secret never starts (raw or framed).
+  equal(await exchange(listener.port, `oneoff-resume/1 ${first.secret} 0\n`), refused);
+  equal(await exchange(listener.port, `${resume.secret}\n`), refused);
+  equal(await exchange(listener.port, `oneoff-framed/1 ${resume.secret}\n`), refused);
+  deepEqual([run.clients.length, session.clients.length], [0, 0]);
+  // Neither was used up by the wrong line: the right one still attaches.
+  equal(await exchange(listener.port, `oneoff-framed/1 ${first.secret}\n`), "started");
+  equal(await exchange(listener.port, `oneoff-resume/1 ${resume.secret} -\n`), "resumed");
 });
 
 Deno.test("attach accepts a secret line ending in CRLF", async () => {

@@ -9,7 +9,7 @@ import { logQuotaMarker, MAX_TIMER_MS, REATTACH_GRACE_MS, timerProblem } from ".
 import type { Clock, TimerId } from "../util/clock.ts";
 import { streamToFile } from "../util/file_batcher.ts";
 import { errorMessage, type Logger } from "../util/log.ts";
-import type { AttachedClient } from "./attach_listener.ts";
+import type { AttachedClient, SecretUse } from "./attach_listener.ts";
 import type { LogShipper } from "./log_shipper.ts";
 import { Recorder } from "./recorder.ts";
 import type { ExitStatus, Sandbox, SandboxProcess } from "./sandbox/mod.ts";
@@ -29,8 +29,13 @@ export const AGENT_STOPPED_REASON = "The agent was stopped";
 
 /** The part of the attach listener a run uses: waiting for its client's secret. */
 export interface AttachWaiter {
-  /** Calls `onAttach` once, when a client presents the secret of that hash. */
-  expect(secretSha256: string, expiresAt: number, onAttach: (client: AttachedClient) => void): void;
+  /** Calls `onAttach` once, when a client presents the secret of that hash in a line fit for `use`. */
+  expect(
+    secretSha256: string,
+    expiresAt: number,
+    onAttach: (client: AttachedClient) => void,
+    use?: SecretUse,
+  ): void;
   /** Forgets a secret; later attempts are told why (`reason`, default: the window expired). */
   cancel(secretSha256: string, reason?: string): void;
 }

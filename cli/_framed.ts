@@ -21,6 +21,7 @@ import {
   resizeFrame,
   RESUME_PREFIX,
   SILENCE_MS,
+  TAKEOVER_NOTICE,
 } from "../protocol/mod.ts";
 import type { ByteConn } from "./_tls.ts";
 
@@ -30,6 +31,12 @@ export interface FramedClientOptions {
   silent: boolean;
   /** The client's first connection is another terminal's reattach (`-`): its stdin starts where the agent's is. */
   takeover: boolean;
+  /**
+   * Resolves when the server has declared the run lost (its agent went
+   * away): reconnecting is pointless then, and stops rather than wait out
+   * the grace.
+   */
+  lost?: Promise<unknown>;
 }
 
 /** How a framed session ended for this client. */
@@ -40,6 +47,8 @@ export interface FramedOutcome {
   refused?: string;
   /** The session was joined (a HELLO came) before it ended this way. */
   joined: boolean;
+  /** Another terminal took the session over (`oneoff attach`): this one let go, no reconnect. */
+  takenOver?: boolean;
 }
 
 type Ending = "exit" | "dropped" | "unreached" | { refused: string };
@@ -98,6 +107,7 @@ export class FramedClient {
   #out = 0;
   #acked = 0;
   #exit: FramedExit | null = null;
+  #takenOver = false;
 
   /** `dial` opens a connection to the agent's attach port (direct or relayed). */
   constructor(dial: () => Promise<ByteConn>, options: FramedClientOptions) {
@@ -111,7 +121,13 @@ export class FramedClient {
     if (result === "unreached") {
       return { exit: null, refused: "the agent closed the connection", joined: false };
     }
+    let lost = false;
+    const never = new Promise<void>(() => {});
+    // A server that cannot say (unreachable) leaves the reconnect to the grace, as before.
+    const lostNow = (this.#o.lost ?? never).then(() => void (lost = true), () => never);
     while (result === "dropped") {
+      // Taken over: the other terminal has the session now; this one does not fight it.
+      if (this.#takenOver) return { exit: null, joined: true, takenOver: true };
       const hello = this.#hello!;
       const deadline = Date.now() + hello.graceMs;
       this.#say("oneoff: the connection to the agent dropped; reconnecting…");
@@ -121,7 +137,11 @@ export class FramedClient {
         Date.now() < deadline;
         wait = Math.min(wait * 2, BACKOFF_MAX_MS)
       ) {
-        await sleep(Math.min(wait, Math.max(0, deadline - Date.now())));
+        await Promise.race([sleep(Math.min(wait, Math.max(0, deadline - Date.now()))), lostNow]);
+        if (lost) {
+          next = "refused";
+          break;
+        }
         let refused = false;
         const conn = await withTimeout(this.#dial(), DIAL_TIMEOUT_MS).catch((e) => {
           refused = isRefused(e);
@@ -253,9 +273,12 @@ export class FramedClient {
         writeAll(Deno.stderr, payload);
         this.#out += payload.length;
         return false;
-      case FRAME.NOTICE:
-        this.#say(decoder.decode(payload));
+      case FRAME.NOTICE: {
+        const text = decoder.decode(payload);
+        if (text.startsWith(TAKEOVER_NOTICE)) this.#takenOver = true;
+        this.#say(text);
         return false;
+      }
       case FRAME.ACK: {
         const offset = readCount(payload);
         if (offset !== null) this.#stdin.ack(offset);
@@ -328,7 +351,11 @@ function close(conn: ByteConn): void {
 }
 
 function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+  return new Promise((resolve) => {
+    const id = setTimeout(resolve, ms);
+    // A reconnect cut short (the run was lost) must not hold the CLI open.
+    Deno.unrefTimer(id);
+  });
 }
 
 async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {

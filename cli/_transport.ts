@@ -103,7 +103,7 @@ export async function connectDirect(info: AttachTarget, timeoutMs?: number): Pro
     try {
       return await Deno.connect({ hostname: info.host, port: info.port });
     } catch (e) {
-      // The cause says "refused" to a framed client reconnecting: the agent is gone.
+      // The cause kept: a refused port tells a reconnect the agent is gone.
       throw new CliError(`Cannot connect to ${where}: ${e instanceof Error ? e.message : e}`, 1, {
         cause: e,
       });

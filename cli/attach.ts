@@ -104,6 +104,8 @@ export interface FramedAttachOptions {
   resume?: boolean;
   /** How to reach the stream, called again for each reconnect (cli/_transport.ts's attachOpener). */
   open?: (info: Omit<AttachInfo, "secret">) => Promise<ByteConn>;
+  /** Resolves when the server has declared the run lost: a reconnect stops then. */
+  lost?: Promise<unknown>;
 }
 
 /**
@@ -121,6 +123,7 @@ export async function attachFramed(
     tty: options.tty,
     silent: options.silent,
     takeover: options.resume === true,
+    ...(options.lost ? { lost: options.lost } : {}),
   });
   const restore = () => {
     if (raw) {

@@ -41,6 +41,7 @@ export const ATTACH_REFUSALS = {
   expired: "attach window expired",
   limited: "too many failed attempts, try again later",
   takenOver: "the session was attached from another terminal",
+  wrongLine: "secret given in the wrong kind of handshake line",
 } as const;
 
 /** One refusal reason. */

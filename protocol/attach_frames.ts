@@ -9,6 +9,8 @@
 export const FRAMED_PREFIX = "oneoff-framed/1 ";
 /** Handshake prefix of a reattach: `oneoff-resume/1 RESUME_SECRET OUT_OFFSET|-\n`. */
 export const RESUME_PREFIX = "oneoff-resume/1 ";
+/** The NOTICE a terminal gets when `oneoff attach` took its session over (an address follows). */
+export const TAKEOVER_NOTICE = "oneoff: this session was attached from another terminal";
 /** Largest payload of one frame; a bigger length is a protocol error. */
 export const FRAME_MAX_PAYLOAD = 64 * 1024;
 /** Bytes of a frame's header. */

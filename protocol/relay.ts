@@ -62,7 +62,7 @@ export function decodeRelayControl(text: string): Decoding<RelayControl> {
 export interface RelayConnOptions {
   /** What `remoteAddr` says: for the agent, the client address the server saw. */
   remoteAddr?: Deno.NetAddr;
-  /** Receive window in bytes (default RELAY_WINDOW). */
+  /** Receive window in bytes (default and at most RELAY_WINDOW). */
   window?: number;
   /**
    * Send a keepalive after this much silence (default none). Never seen by
@@ -111,7 +111,7 @@ export class RelayConn {
   /** Takes over `ws` (open or still connecting): its handlers are this connection's. */
   constructor(ws: WebSocket, options: RelayConnOptions = {}) {
     this.#ws = ws;
-    this.#window = options.window ?? RELAY_WINDOW;
+    this.#window = Math.min(options.window ?? RELAY_WINDOW, RELAY_WINDOW);
     this.remoteAddr = options.remoteAddr ?? { transport: "tcp", hostname: "relay", port: 0 };
     const ended = Promise.withResolvers<RelayEnd>();
     this.ended = ended.promise;
@@ -169,8 +169,13 @@ export class RelayConn {
       if (this.#end) {
         throw new Error(this.#end.clean ? "The relay connection is closed" : this.#end.reason);
       }
-      if (this.#credit > 0) break;
-      await this.#changed.promise;
+      // Credit is what the peer says it has room for; what still sits in our
+      // own socket is what it has not read yet. A peer that grants without
+      // reading (a hostile client) must not make that grow without bound:
+      // past a window of it, wait (no event tells when it drains, so poll).
+      if (this.#credit > 0 && this.#ws.bufferedAmount < RELAY_WINDOW) break;
+      if (this.#credit > 0) await changedOr(this.#changed.promise, DRAIN_POLL_MS);
+      else await this.#changed.promise;
     }
     if (bytes.length === 0) return 0;
     const n = Math.min(bytes.length, this.#credit, RELAY_MAX_MESSAGE);
@@ -242,6 +247,12 @@ export class RelayConn {
         if (msg.bytes <= 0) {
           return this.fail("The relay peer granted a credit that is not positive");
         }
+        // A peer's window is at most RELAY_WINDOW: more credit than that is a lie.
+        if (this.#credit + msg.bytes > RELAY_WINDOW) {
+          return this.fail(
+            `The relay peer granted credit beyond the window of ${RELAY_WINDOW} bytes`,
+          );
+        }
         this.#credit += msg.bytes;
       } else if (msg.type === "eof") this.#eofIn = true;
       else if (msg.type === "error") this.#remoteError = msg.reason;
@@ -280,6 +291,19 @@ export class RelayConn {
   #wake(): void {
     this.#changed.resolve();
     this.#changed = Promise.withResolvers<void>();
+  }
+}
+
+/** How often a writer held back by its socket's unsent bytes looks again. */
+const DRAIN_POLL_MS = 10;
+
+async function changedOr(changed: Promise<void>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<void>((resolve) => timer = setTimeout(resolve, ms));
+  try {
+    await Promise.race([changed, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -110,6 +110,35 @@ Deno.test("a peer that sends beyond its credit is cut off with a reason", async 
   await server.shutdown();
 });
 
+Deno.test("a peer that grants more credit than a window is cut off, and bad control messages too", async () => {
+  const cases: [string, string][] = [
+    [JSON.stringify({ type: "credit", bytes: 1e15 }), "credit beyond the window"],
+    [JSON.stringify({ type: "credit", bytes: 0 }), "not positive"],
+    ["not json", "Malformed relay control message"],
+    [JSON.stringify({ type: "launch" }), "Malformed relay control message"],
+  ];
+  for (const [message, why] of cases) {
+    const accepted = Promise.withResolvers<RelayConn>();
+    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+      const { socket, response } = Deno.upgradeWebSocket(req);
+      accepted.resolve(new RelayConn(socket));
+      return response;
+    });
+    const raw = await dialRelay(`ws://127.0.0.1:${(server.addr as Deno.NetAddr).port}/`);
+    const reasons: string[] = [];
+    raw.onmessage = (e) => typeof e.data === "string" && reasons.push(e.data);
+    const closed = new Promise<CloseEvent>((r) => raw.onclose = r);
+    const conn = await accepted.promise;
+    raw.send(message);
+    const event = await closed;
+    equal(event.code, 4000, message);
+    ok(reasons.some((r) => r.includes(why)), `${message}: ${reasons.join()}`);
+    // Its writes fail with the reason rather than fill a socket the peer does not read.
+    await rejects(conn.write(new Uint8Array(10)));
+    await server.shutdown();
+  }
+});
+
 Deno.test("a quiet leg sends keepalives its reader never sees, and stops them when closed", async () => {
   const accepted = Promise.withResolvers<RelayConn>();
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {

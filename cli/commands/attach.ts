@@ -10,7 +10,7 @@ import { appName, CliError, err, UsageError } from "../_io.ts";
 import { Client } from "../client.ts";
 import { attachFramed } from "../attach.ts";
 import { attachOpener, chooseVia, VIAS } from "../_transport.ts";
-import { finalCode } from "./run.ts";
+import { finalCode, lostOf, waitEnded } from "./run.ts";
 
 // The agent learns of the new secret over its control channel, which may
 // take a moment longer than the new connection: an unknown secret is tried again.
@@ -36,6 +36,9 @@ export async function attach(args: string[]): Promise<number> {
   const path = `/apps/${encodeURIComponent(app)}/runs/${encodeURIComponent(label)}`;
   const { run } = await client.request<RunReply>("GET", path);
   const open = attachOpener({ via, server: client.server, token: client.bearer(), silent });
+  // Asked before attaching: the end when it does not come in band, and a reconnect's stop.
+  const ended = waitEnded(client, path);
+  ended.catch(() => {});
   for (let tries = 1;; tries++) {
     const granted = await client.request<ReattachReply>("POST", `${path}/attach`);
     if (!silent && tries === 1) {
@@ -52,6 +55,7 @@ export async function attach(args: string[]): Promise<number> {
       silent,
       resume: true,
       open,
+      lost: lostOf(ended),
     });
     if (outcome.refused === "unknown secret" && tries < UNKNOWN_TRIES) {
       await new Promise((resolve) => setTimeout(resolve, UNKNOWN_WAIT_MS));
@@ -64,6 +68,6 @@ export async function attach(args: string[]): Promise<number> {
         : outcome.refused ?? "the agent closed the connection";
       throw new CliError(`Cannot attach to ${run.label}: ${why}`);
     }
-    return await finalCode(client, path, run.label, outcome, { silent });
+    return await finalCode(client, path, run.label, outcome, { ended, silent });
   }
 }

@@ -239,8 +239,13 @@ async function waitReady(
   }
 }
 
+/** Resolves with the run once the server has declared it lost; never for another end. */
+export function lostOf(ended: Promise<RunInfo>): Promise<RunInfo> {
+  return ended.then((run) => run.state === "lost" ? run : new Promise<never>(() => {}));
+}
+
 /** Long-polls the run until it has ended, through server restarts (bounded, see `_retry.ts`). */
-async function waitEnded(client: Client, path: string): Promise<RunInfo> {
+export async function waitEnded(client: Client, path: string): Promise<RunInfo> {
   while (true) {
     const { run } = await client.request<RunReply>(
       "GET",
@@ -377,7 +382,12 @@ export async function run(args: string[]): Promise<number> {
   // Asked before attaching: the fallback when the end does not come in band.
   const ended = waitEnded(client, `${base}/runs/${run.label}`);
   ended.catch(() => {});
-  const outcome = await attachFramed(attach, secret, { tty, silent: opts.silent, open });
+  const outcome = await attachFramed(attach, secret, {
+    tty,
+    silent: opts.silent,
+    open,
+    lost: lostOf(ended),
+  });
   if (outcome.refused === ATTACH_REFUSALS.unknown) {
     // An agent older than framed mode reads the framed line as an unknown
     // secret and leaves the real one unused: attach raw, as before.
@@ -425,6 +435,8 @@ export async function finalCode(
   }
   if (refused && !options.silent) err(`oneoff: cannot attach to ${label}: ${refused}\n`);
   const ended = options.ended ?? waitEnded(client, path);
+  // Taken over (the NOTICE said so): nothing was lost; the run's end is its exit code here too.
+  if (outcome.takenOver) return exitCodeOf(await ended, options.silent);
   const final = await afterStream(client, path, ended, true, options.silent);
   return exitCodeOf(final, options.silent);
 }
