@@ -50,6 +50,23 @@ async function copyConnToStdout(conn: ByteConn): Promise<boolean> {
 }
 
 /**
+ * Whether a TTY session puts this terminal in raw mode (only when stdin is
+ * one), and how to put it back (safe to call more than once).
+ */
+function rawTerminal(tty: boolean): { raw: boolean; restore(): void } {
+  const raw = tty && Deno.stdin.isTerminal();
+  return {
+    raw,
+    restore() {
+      if (!raw) return;
+      try {
+        Deno.stdin.setRaw(false);
+      } catch { /* not a terminal any more */ }
+    },
+  };
+}
+
+/**
  * Attaches this terminal to a run; resolves when the agent ends the stream,
  * `broken` when it was reset rather than closed.
  */
@@ -60,14 +77,7 @@ export async function attachStream(
 ): Promise<{ broken: boolean }> {
   const conn = await (options.open ?? connectDirect)(info);
   await conn.write(new TextEncoder().encode(secret + "\n"));
-  const raw = options.tty && Deno.stdin.isTerminal();
-  const restore = () => {
-    if (raw) {
-      try {
-        Deno.stdin.setRaw(false);
-      } catch { /* not a terminal any more */ }
-    }
-  };
+  const { raw, restore } = rawTerminal(options.tty);
   const onWinch = () => {
     const { columns, rows } = Deno.consoleSize();
     options.onResize?.(columns, rows);
@@ -118,20 +128,13 @@ export async function attachFramed(
   secret: string,
   options: FramedAttachOptions,
 ): Promise<FramedOutcome> {
-  const raw = options.tty && Deno.stdin.isTerminal();
+  const { raw, restore } = rawTerminal(options.tty);
   const client = new FramedClient(() => (options.open ?? connectDirect)(info), {
     tty: options.tty,
     silent: options.silent,
     takeover: options.resume === true,
     ...(options.lost ? { lost: options.lost } : {}),
   });
-  const restore = () => {
-    if (raw) {
-      try {
-        Deno.stdin.setRaw(false);
-      } catch { /* not a terminal any more */ }
-    }
-  };
   const onWinch = () => {
     const { columns, rows } = Deno.consoleSize();
     client.resize(columns, rows);
@@ -143,14 +146,9 @@ export async function attachFramed(
     restore();
     Deno.exit(code);
   };
-  const signals: [Deno.Signal, () => void][] = [
-    ["SIGTERM", ending(143)],
-    ["SIGHUP", ending(129)],
-    ...(raw ? [["SIGWINCH", onWinch] as [Deno.Signal, () => void]] : [["SIGINT", ending(130)] as [
-      Deno.Signal,
-      () => void,
-    ]]),
-  ];
+  const signals: [Deno.Signal, () => void][] = [["SIGTERM", ending(143)], ["SIGHUP", ending(129)]];
+  // A raw terminal sends ^C to the process as a byte; a pipe's ^C is the user's own end.
+  signals.push(raw ? ["SIGWINCH", onWinch] : ["SIGINT", ending(130)]);
   if (raw) Deno.stdin.setRaw(true);
   for (const [name, listener] of signals) Deno.addSignalListener(name, listener);
   try {
