@@ -454,7 +454,9 @@ Deno.test(needs(["openssl"], {
   name: "attach over TLS closes connections that never start their handshake at the deadline",
   async fn() {
     const { cert, key } = await selfSignedCertificate();
-    const handshakeTimeoutMs = 300;
+    // Long enough for all 300 connections to be open at once on a loaded
+    // machine before the first one's deadline: the count below needs them all.
+    const handshakeTimeoutMs = 3_000;
     await using listener = await listen({
       tls: { cert, key },
       handshakeTimeoutMs,
