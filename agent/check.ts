@@ -96,6 +96,29 @@ async function userNamespaces(): Promise<Check> {
   };
 }
 
+/** bwrap's arguments for the barest sandbox that runs `true`: the host's /usr, nothing shared. */
+export const BARE_BWRAP_TRUE: readonly string[] = [
+  "--unshare-all",
+  "--die-with-parent",
+  "--ro-bind",
+  "/usr",
+  "/usr",
+  "--symlink",
+  "usr/bin",
+  "/bin",
+  "--symlink",
+  "usr/lib",
+  "/lib",
+  "--symlink",
+  "usr/lib64",
+  "/lib64",
+  "--proc",
+  "/proc",
+  "--dev",
+  "/dev",
+  "/usr/bin/true",
+];
+
 async function bwrapWorks(bwrap: string): Promise<Check[]> {
   if (!exists(bwrap)) {
     return [{
@@ -105,28 +128,7 @@ async function bwrapWorks(bwrap: string): Promise<Check[]> {
       detail: `${bwrap} is missing: apt-get install bubblewrap`,
     }];
   }
-  const [program, args] = asSandboxUser([
-    bwrap,
-    "--unshare-all",
-    "--die-with-parent",
-    "--ro-bind",
-    "/usr",
-    "/usr",
-    "--symlink",
-    "usr/bin",
-    "/bin",
-    "--symlink",
-    "usr/lib",
-    "/lib",
-    "--symlink",
-    "usr/lib64",
-    "/lib64",
-    "--proc",
-    "/proc",
-    "--dev",
-    "/dev",
-    "/usr/bin/true",
-  ]);
+  const [program, args] = asSandboxUser([bwrap, ...BARE_BWRAP_TRUE]);
   const error = await succeeds(program, args);
   return [{
     name: "bubblewrap",

@@ -5,30 +5,9 @@
  * @module
  */
 import type { TestSystem } from "../tests/_system.ts";
+import { BARE_BWRAP_TRUE } from "../agent/check.ts";
 import type { BenchContext } from "./_case.ts";
 import { MAIN, rounds, row, spread, time } from "./_util.ts";
-
-const BWRAP_TRUE = [
-  "--ro-bind",
-  "/usr",
-  "/usr",
-  "--symlink",
-  "usr/bin",
-  "/bin",
-  "--symlink",
-  "usr/lib",
-  "/lib",
-  "--symlink",
-  "usr/lib64",
-  "/lib64",
-  "--proc",
-  "/proc",
-  "--dev",
-  "/dev",
-  "--unshare-all",
-  "--die-with-parent",
-  "/usr/bin/true",
-];
 
 const RUN_TRUE = [
   "run",
@@ -53,7 +32,7 @@ export async function benchRunTrue(ctx: BenchContext): Promise<void> {
   // The first run also fills the slug cache and the module cache: a warm-up each.
   const n = ctx.pick(15, 3);
   const deno = await rounds(n, () => time(Deno.execPath(), ["run", "-A", "--quiet", script]));
-  const bwrap = await rounds(n, () => time("bwrap", BWRAP_TRUE));
+  const bwrap = await rounds(n, () => time("bwrap", [...BARE_BWRAP_TRUE]));
   const ours = await rounds(n, () => time(Deno.execPath(), RUN_TRUE, env));
   await Deno.remove(script);
   const base = deno.median + bwrap.median;
@@ -83,7 +62,7 @@ export async function benchRequestToExec(ctx: BenchContext): Promise<void> {
     );
     return (Number(logs.lines[0]?.line) - sent) / 1e6;
   };
-  const bwrap = await rounds(ctx.pick(11, 3), () => time("bwrap", BWRAP_TRUE));
+  const bwrap = await rounds(ctx.pick(11, 3), () => time("bwrap", [...BARE_BWRAP_TRUE]));
   const s = await rounds(ctx.pick(21, 3), once);
   row(
     "server request → process exec (warm slug)",
