@@ -234,3 +234,17 @@ Deno.test("CopyValues passes on a binary COPY's values however the stream is cut
   short.push(stream.slice(0, 25), () => {});
   throws(() => short.end(), /ended early/);
 });
+
+test("blob files of a data dir from before are stored in the database at start, never dropped", async (s) => {
+  // B's data dir as a server left it before blobs moved into PostgreSQL.
+  const legacy = new BlobStore(s.bDir);
+  const data = bytes(CHUNK_BYTES + 99, 10);
+  const { sha256 } = await legacy.put(new Blob([data]).stream(), { maxBytes: data.length });
+  const forged = legacy.path("f".repeat(64));
+  await Deno.mkdir(forged.slice(0, forged.lastIndexOf("/")), { recursive: true });
+  await Deno.writeTextFile(forged, "not what the name says");
+  deepEqual(await s.b.importFiles(), { blobs: 1, bytes: data.length, skipped: [forged] });
+  deepEqual(await readAll((await s.a.read(sha256))!.body), data);
+  deepEqual(await s.b.importFiles(), { blobs: 0, bytes: 0, skipped: [forged] });
+  deepEqual(await rows(s.sql), { blobs: 1, chunks: 2 });
+});

@@ -247,6 +247,58 @@ export class BlobStore {
   }
 
   /**
+   * Shared: stores in the database every blob file of this data dir that it
+   * does not hold yet (the blobs of a server that ran before blobs moved
+   * into PostgreSQL), checking each file's content against its name first.
+   * Called at start, before any read could take such a file for a stale
+   * cache entry and remove it. Returns what it stored and what it skipped.
+   */
+  async importFiles(): Promise<{ blobs: number; bytes: number; skipped: string[] }> {
+    const result = { blobs: 0, bytes: 0, skipped: [] as string[] };
+    if (!this.#shared) return result;
+    const paths = await listFiles(`${this.#dir}/sha256`, 2);
+    for (let i = 0; i < paths.length; i += 1000) {
+      const batch = paths.slice(i, i + 1000);
+      const shas = batch.map((path) => path.slice(path.lastIndexOf("/") + 1));
+      const stored = await this.#shared.existing(shas.filter((sha) => SHA256.test(sha)));
+      for (const [j, path] of batch.entries()) {
+        const sha256 = shas[j]!;
+        if (stored.has(sha256)) continue;
+        const size = SHA256.test(sha256) ? await this.#importFile(path, sha256) : null;
+        if (size === null) result.skipped.push(path);
+        else result.blobs++, result.bytes += size;
+      }
+    }
+    return result;
+  }
+
+  // Streams one file into the database; null when its content is not its name.
+  async #importFile(path: string, sha256: string): Promise<number | null> {
+    const upload = await this.#shared!.upload();
+    try {
+      // Its readable closes the file at the end, or when the loop leaves early.
+      const file = await Deno.open(path, { read: true });
+      const hash = createHash("sha256");
+      let size = 0;
+      for await (const chunk of file.readable) {
+        hash.update(chunk);
+        size += chunk.length;
+        await upload.write(chunk);
+      }
+      await upload.end();
+      if (hash.digest("hex") !== sha256) {
+        await upload.abort();
+        return null;
+      }
+      await upload.commit(sha256, size);
+      return size;
+    } catch (error) {
+      await upload.abort();
+      throw error;
+    }
+  }
+
+  /**
    * Shared: removes the cached files of blobs the database no longer holds
    * (deleted through any server), and temp files older than `before`
    * (epoch ms). Each server calls it for its own cache.

@@ -141,6 +141,14 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
     }),
     metrics,
   };
+  if (shared) {
+    // Before serving: a file the database lacks would look like a stale cache entry.
+    const imported = await ctx.blobs.importFiles();
+    if (imported.blobs > 0) log.info("blob files stored in PostgreSQL", { ...imported });
+    for (const path of imported.skipped) {
+      log.warn("blob file does not match its name, left out of PostgreSQL", { path });
+    }
+  }
   const server = createApp(ctx);
   const lifecycle = new Lifecycle(ctx, { settings: lifecycleSettings });
   const { hostname, port } = parseAddr(options.http);
