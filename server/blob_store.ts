@@ -106,8 +106,9 @@ export class BlobStore {
       batcher.flush();
       file.close();
       file = undefined;
-      await upload?.end();
-      await options.check?.(temp);
+      // PostgreSQL takes the last rows while the check reads the file.
+      const settled = await Promise.allSettled([upload?.end(), options.check?.(temp)]);
+      for (const result of settled) if (result.status === "rejected") throw result.reason;
       const sha256 = hash.digest("hex");
       // The database first: a cached file is one the database holds.
       await upload?.commit(sha256, size);
