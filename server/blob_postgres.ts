@@ -69,15 +69,23 @@ export interface PostgresUpload {
 /** The blob tables of one database (schema from the URL's `search_path`). */
 export class PostgresBlobs {
   #sql: Sql;
+  #uploads: Sql;
 
-  /** A pool of its own: a long transfer never holds a connection the store needs. */
+  /**
+   * Pools of their own, so that a long transfer never holds a connection
+   * the store needs: up to `max` connections for reads and deletes, and as
+   * many again for uploads (each holds one while its client sends, so slow
+   * deploys never stall the agents' downloads).
+   */
   constructor(url: string, options: { max?: number } = {}) {
-    this.#sql = postgres(url, { max: options.max ?? 6, types: { int8 }, onnotice: () => {} });
+    const settings = { max: options.max ?? 3, types: { int8 }, onnotice: () => {} };
+    this.#sql = postgres(url, settings);
+    this.#uploads = postgres(url, settings);
   }
 
-  /** Closes the pool. */
+  /** Closes the pools. */
   async close(): Promise<void> {
-    await this.#sql.end({ timeout: 5 });
+    await Promise.all([this.#sql.end({ timeout: 5 }), this.#uploads.end({ timeout: 5 })]);
   }
 
   /** The size of a complete blob, or null when there is none. */
@@ -97,7 +105,7 @@ export class PostgresBlobs {
 
   /** Starts an upload in a transaction of its own. */
   async upload(): Promise<PostgresUpload> {
-    const tx = await this.#sql.reserve();
+    const tx = await this.#uploads.reserve();
     try {
       await tx`begin`;
       const [row] = await tx<{ id: number }[]>`select nextval('blob_data_ids') as id`;
