@@ -113,8 +113,10 @@ export class PostgresBlobs {
         .writable();
       return new Upload(tx, row!.id, copy);
     } catch (error) {
-      await tx`rollback`.catch(() => {});
-      tx.release();
+      if (!connectionLost(error)) {
+        await tx`rollback`.catch(() => {});
+        tx.release();
+      }
       throw error;
     }
   }
@@ -205,7 +207,8 @@ class Upload implements PostgresUpload {
     this.#tx = tx;
     this.#id = id;
     this.#copy = copy;
-    this.#copy.on("error", () => {}); // Reported by the write or end that meets it.
+    // The connection lost (or the COPY refused): the next write or end throws it.
+    this.#copy.on("error", (error: Error) => this.#failure ??= error);
     this.#send(COPY_HEADER);
   }
 
@@ -243,6 +246,7 @@ class Upload implements PostgresUpload {
       if (row!.data_id !== this.#id) await tx`delete from blob_chunks where data_id = ${this.#id}`;
       await tx`commit`;
     } catch (error) {
+      this.#failure ??= error as Error;
       await this.abort();
       throw error;
     }
@@ -256,6 +260,12 @@ class Upload implements PostgresUpload {
     // A COPY still open is failed first (postgres.js sends CopyFail), then
     // the transaction is rolled back and the connection goes back to the pool.
     if (!this.#ended) this.#copy.destroy(new Error("Upload aborted"));
+    // A lost connection took the transaction with it, and postgres.js took
+    // the connection back as closed: a rollback sent on it, or a release
+    // (which hands it out again as open), makes its next query write to a
+    // socket that is gone, which throws outside any promise and ends the
+    // process (seen with pg_terminate_backend mid-COPY).
+    if (connectionLost(this.#failure)) return;
     await this.#tx`rollback`.catch(() => {});
     this.#tx.release();
   }
@@ -292,6 +302,12 @@ class Upload implements PostgresUpload {
     sent.catch(() => {});
     if (this.#inFlight > IN_FLIGHT_BYTES) await sent;
   }
+}
+
+// Whether postgres.js lost the connection (and took it back as closed).
+function connectionLost(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && code.startsWith("CONNECTION_");
 }
 
 /**

@@ -248,3 +248,31 @@ test("blob files of a data dir from before are stored in the database at start, 
   deepEqual(await s.b.importFiles(), { blobs: 0, bytes: 0, skipped: [forged] });
   deepEqual(await rows(s.sql), { blobs: 1, chunks: 2 });
 });
+
+test("an upload whose database connection dies halfway leaves no chunk behind", async (s) => {
+  // A client that keeps sending, slowly, until refused.
+  const piece = bytes(64 * 1024, 11);
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      controller.enqueue(piece);
+    },
+  });
+  const putting = s.a.put(body, { maxBytes: 2 ** 40 });
+  await waitFor(async () => {
+    const [row] = await s.sql<{ n: number }[]>`
+      select count(*)::int as n from pg_stat_activity where query like 'copy blob_chunks%'`;
+    return row!.n > 0;
+  }, { message: "the upload's COPY to start" });
+  // As when the server process is killed: PostgreSQL rolls the transaction back.
+  await s
+    .sql`select pg_terminate_backend(pid) from pg_stat_activity where query like 'copy blob_chunks%'`;
+  await rejects(putting);
+  deepEqual(await rows(s.sql), { blobs: 0, chunks: 0 });
+  const [dead] = await s.sql<{ n: number }[]>`
+    select count(*)::int as n from pg_stat_activity where query like 'copy blob_chunks%'`;
+  equal(dead!.n, 0);
+  // The pool replaces the connection.
+  const after = await s.a.put(new Blob([bytes(10, 12)]).stream(), { maxBytes: 100 });
+  equal(await s.b.size(after.sha256), 10);
+});
