@@ -80,7 +80,9 @@ export class BlobStore {
    * Streams `body` to a temp file while hashing it, refusing it past
    * `maxBytes` (BlobTooLargeError); runs `check` on the complete file, then
    * moves it to its content address (the same content twice is fine).
-   * Nothing is left on disk when anything fails.
+   * Shared: the content also streams into the database, where it is
+   * committed before the file is moved. Nothing is left on disk or in the
+   * database when anything fails.
    */
   async put(body: ReadableStream<Uint8Array>, options: PutOptions): Promise<StoredBlob> {
     await Deno.mkdir(`${this.#dir}/tmp`, { recursive: true });
