@@ -33,6 +33,7 @@ import { benchPty } from "./_pty.ts";
 import { benchSearch } from "./_search.ts";
 import { benchSessions } from "./_sessions.ts";
 import { benchColdSlug } from "./_slug.ts";
+import { benchBlobs } from "./_blobs.ts";
 import { header, markdownTable } from "./_util.ts";
 
 /** Every case, in the order they run. */
@@ -52,6 +53,11 @@ const CASES: BenchCase[] = [
   { name: "idle", about: "idle server and agent RSS, own processes", run: benchIdle },
   { name: "sessions", about: "agent growth per idle attached session", run: benchSessions },
   { name: "deploy", about: "200 MiB deploy: time and server peak RSS", run: benchDeploy },
+  {
+    name: "blobs",
+    about: "200 MiB deploy and cold download via another server, PostgreSQL vs files",
+    run: benchBlobs,
+  },
   { name: "pages", about: "dashboard pages with 10,000 runs", run: benchPages },
   { name: "network", about: "sandbox start and download per network mode", run: benchNetwork },
   { name: "relay", about: "attach through the server's relay vs direct", run: relay },

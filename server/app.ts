@@ -116,10 +116,10 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
     }
     const sha = c.req.param("sha");
     if (!/^[0-9a-f]{64}$/.test(sha)) throw new HttpError(404, "not_found", "No such blob");
-    const file = await ctx.blobs.open(sha);
-    if (!file) throw new HttpError(404, "not_found", `No blob "${sha}"`);
-    const { size } = await file.stat();
-    return new Response(file.readable, {
+    const blob = await ctx.blobs.read(sha);
+    if (!blob) throw new HttpError(404, "not_found", `No blob "${sha}"`);
+    const { size } = blob;
+    return new Response(blob.body, {
       headers: { "content-type": "application/octet-stream", "content-length": String(size) },
     });
   });

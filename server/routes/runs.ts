@@ -68,12 +68,10 @@ async function runRequest(ctx: ServerContext, app: AppRow, body: RunRequestBody)
   }
   const uploads: RunRequest["uploads"] = [];
   for (const { name, sha256 } of body.uploads ?? []) {
-    const file = await ctx.blobs.open(sha256);
-    if (!file) {
+    const size = await ctx.blobs.size(sha256);
+    if (size === null) {
       throw new HttpError(422, "invalid_upload", `Upload "${name}" was not uploaded first`);
     }
-    const { size } = await file.stat();
-    file.close();
     uploads.push({ name, sha256, size });
   }
   const attached = body.attached === true;

@@ -466,6 +466,30 @@ const RUN_REASON_POSTGRES = `
   alter table runs add column purpose text;
 `;
 
+// With PostgreSQL, blobs (slugs, uploads) live in the database so that every
+// server behind a load balancer serves every one (server/blob_postgres.ts);
+// a server's data dir only caches them. A blob's chunks are written by one
+// COPY in the transaction that also inserts its `blobs` row: a reader sees
+// all of a blob or none of it. The chunks are gzip data or already
+// compressed more often than not: stored without TOAST's compression.
+// SQLite keeps its blobs as files in the data dir: nothing to create.
+const BLOBS_POSTGRES = `
+  create sequence blob_data_ids;
+  create table blobs (
+    sha256 text primary key,
+    size bigint not null,
+    data_id bigint not null unique,
+    created_at timestamptz not null default now()
+  );
+  create table blob_chunks (
+    data_id bigint not null,
+    seq integer not null,
+    data bytea not null,
+    primary key (data_id, seq)
+  );
+  alter table blob_chunks alter column data set storage external;
+`;
+
 /** Every migration, in the order they apply. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "initial schema", sqlite: INITIAL_SQLITE, postgres: INITIAL_POSTGRES },
@@ -514,4 +538,5 @@ export const MIGRATIONS: readonly Migration[] = [
     postgres: AUDIT_CHUNK_BYTES_POSTGRES,
   },
   { version: 11, name: "run reasons", sqlite: RUN_REASON_SQLITE, postgres: RUN_REASON_POSTGRES },
+  { version: 12, name: "blobs in PostgreSQL", sqlite: "", postgres: BLOBS_POSTGRES },
 ];
