@@ -5,6 +5,7 @@
  * limits, the agent's upload paths and what the API shows.
  * @module
  */
+import { array, check, type Decoder, decodeValue, type Decoding, object, string } from "./_decode.ts";
 
 /** Where a run leaves the files to keep, inside its sandbox. */
 export const DOWNLOADS_DIR = "/tmp/downloads";
@@ -36,6 +37,22 @@ export interface ArtifactRefusal {
 /** Body of the agent's report once a run's files are sent. */
 export interface ArtifactsDone {
   refused: ArtifactRefusal[];
+}
+
+const refusal: Decoder<ArtifactRefusal> = check(
+  object({ name: string, reason: string }),
+  (r) => r.name.length <= 300 && r.reason.length <= 500 || "is longer than a refusal may be",
+);
+const artifactsDone: Decoder<ArtifactsDone> = object({
+  refused: check(
+    array(refusal),
+    (list) => list.length <= MAX_ARTIFACTS_PER_RUN || "lists more files than a run may leave",
+  ),
+});
+
+/** Checks the agent's {@link ArtifactsDone}; the error names what was wrong. */
+export function decodeArtifactsDone(body: unknown): Decoding<ArtifactsDone> {
+  return decodeValue(artifactsDone, body);
 }
 
 // Control characters, C1 controls, the replacement character (a name that
