@@ -6,6 +6,7 @@
 import { absolutePath } from "../util/path.ts";
 import { type AgentMessage, type SandboxKind, VERSION } from "../protocol/mod.ts";
 import { createLogger, errorMessage, type Logger } from "../util/log.ts";
+import { httpArtifactSink } from "./_artifact_http.ts";
 import { AttachListener } from "./attach_listener.ts";
 import { raiseFileLimit } from "./_fd_limit.ts";
 import { ControlChannel } from "./control.ts";
@@ -75,6 +76,8 @@ export interface AgentOptions {
   stopGraceMs?: number;
   /** First resend of an unacknowledged log batch or run end (default 5 s). */
   resendMs?: number;
+  /** How long a run's artifact is tried again while the server cannot be reached (default 2 min). */
+  artifactRetryMs?: number;
   /** Seconds of server silence, in heartbeats, before the channel counts as dead (default 3). */
   silentHeartbeats?: number;
   log?: Logger;
@@ -170,6 +173,7 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
     }
     return res.body;
   };
+  const artifacts = httpArtifactSink(base, () => credential, options.artifactRetryMs);
   const slugs = new SlugCache({
     dir: `${options.dataDir}/slugs`,
     maxDiskBytes: options.cacheBytes ?? 10 * 1024 ** 3,
@@ -275,6 +279,7 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
     listener,
     send,
     fetchBlob,
+    artifacts,
     workDir: `${options.dataDir}/work`,
     auditDir,
     leftovers,

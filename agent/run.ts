@@ -5,9 +5,17 @@
  * @module
  */
 import type { AgentMessage, RunEnded, RunSpec, RunState } from "../protocol/mod.ts";
-import { logQuotaMarker, MAX_TIMER_MS, REATTACH_GRACE_MS, timerProblem } from "../protocol/mod.ts";
+import {
+  DEFAULT_ARTIFACT_MAX_BYTES,
+  logQuotaMarker,
+  MAX_TIMER_MS,
+  REATTACH_GRACE_MS,
+  timerProblem,
+} from "../protocol/mod.ts";
 import type { Clock, TimerId } from "../util/clock.ts";
 import { streamToFile } from "../util/file_batcher.ts";
+import { type ArtifactSink, deliverArtifacts } from "./artifacts.ts";
+import { SANDBOX_UID } from "./sandbox/mod.ts";
 import { errorMessage, type Logger } from "../util/log.ts";
 import type { AttachedClient, SecretUse } from "./attach_listener.ts";
 import type { LogShipper } from "./log_shipper.ts";
@@ -47,7 +55,9 @@ export interface RunHost {
   listener: AttachWaiter;
   /** Downloads a blob (an upload) from the server. */
   fetchBlob(sha256: string): Promise<ReadableStream<Uint8Array>>;
-  /** Scratch space for uploads. */
+  /** Where the run's artifacts go; absent: `/tmp/downloads` is not kept. */
+  artifacts?: ArtifactSink;
+  /** Scratch space for uploads and downloads. */
   workDir: string;
   /** Spool of audit chunks not yet stored by the server. */
   auditDir: string;
@@ -84,6 +94,8 @@ export class OneOff {
   #lease: SlugLease | undefined;
   #slugDir = "";
   #uploadsDir: string | undefined;
+  /** The host side of `/tmp/downloads`. */
+  #downloadsDir: string | undefined;
   #process: SandboxProcess | undefined;
   #shipper: LogShipper | undefined;
   #recorder: Recorder | undefined;
@@ -131,6 +143,7 @@ export class OneOff {
     this.#lease = await this.#host.slugs.acquire(spec.slug.sha256);
     this.#slugDir = this.#lease.dir;
     if (spec.uploads.length > 0) await this.#fetchUploads();
+    if (this.#host.artifacts) await this.#makeDownloads();
     // Stopped meanwhile: finish() has run, perhaps before the lease or the uploads were there.
     if (this.#ended) return await this.#cleanup();
     if (!spec.attach) return await this.#launch();
@@ -180,6 +193,37 @@ export class OneOff {
     }
   }
 
+  async #makeDownloads(): Promise<void> {
+    const dir = await Deno.makeTempDir({ dir: this.#host.workDir, prefix: "downloads-" });
+    this.#downloadsDir = dir;
+    // The sandbox's user writes there; nobody else on the host may look.
+    await Deno.chmod(dir, 0o700);
+    if (Deno.uid() === 0) await Deno.chown(dir, SANDBOX_UID, SANDBOX_UID);
+  }
+
+  /**
+   * Sends what the run left in `/tmp/downloads` before its end is reported,
+   * and says in its reason what was refused or could not be sent.
+   */
+  async #keepArtifacts(outcome: [RunState, Detail]): Promise<[RunState, Detail]> {
+    const dir = this.#downloadsDir;
+    const sink = this.#host.artifacts;
+    if (!dir || !sink || this.#ended) return outcome;
+    let said: string | null;
+    try {
+      said = this.#killed ? await notCollected(dir) : await deliverArtifacts(this.spec.runId, dir, {
+        maxBytes: this.spec.artifactMaxBytes ?? DEFAULT_ARTIFACT_MAX_BYTES,
+        sink,
+      });
+    } catch (err) {
+      said = `artifacts: not kept: ${errorMessage(err)}`;
+    }
+    if (!said) return outcome;
+    this.#host.log.warn("run artifacts not all kept", { run: this.spec.label, detail: said });
+    const reason = outcome[1].reason ? `${outcome[1].reason}; ${said}` : said;
+    return [outcome[0], { ...outcome[1], reason }];
+  }
+
   /** Starts the process and follows it to its end: the attached session, or the shipped logs. */
   async #launch(client?: AttachedClient): Promise<void> {
     const { spec } = this;
@@ -188,6 +232,7 @@ export class OneOff {
       runId: spec.runId,
       slugDir: this.#slugDir,
       ...(this.#uploadsDir ? { uploadsDir: this.#uploadsDir } : {}),
+      ...(this.#downloadsDir ? { downloadsDir: this.#downloadsDir } : {}),
       command: spec.command,
       env: spec.env,
       limits: spec.limits,
@@ -237,7 +282,9 @@ export class OneOff {
       onHangup: () => this.stop("stopped", "The client disconnected", "SIGHUP"),
       clock: this.#host.clock,
     });
-    const outcome = this.#recordingCut(this.#outcome(session.status), recorder);
+    const outcome = await this.#keepArtifacts(
+      this.#recordingCut(this.#outcome(session.status), recorder),
+    );
     await this.#finish(...outcome);
     if (this.#farewell) {
       await client.conn.write(encoder.encode(this.#farewell)).catch(() => {});
@@ -264,7 +311,7 @@ export class OneOff {
     this.#framedSession = session;
     session.attach(client);
     const status = await session.run();
-    const outcome = this.#recordingCut(this.#outcome(status), recorder);
+    const outcome = await this.#keepArtifacts(this.#recordingCut(this.#outcome(status), recorder));
     await this.#finish(...outcome);
     const [state, detail] = outcome;
     if (this.#farewell) session.notice(this.#farewell.trim().replace(/^oneoff: /, ""));
@@ -291,8 +338,9 @@ export class OneOff {
       shipper.collect(process.stdout, "stdout"),
       shipper.collect(process.stderr!, "stderr"),
     ]);
-    const outcome = this.#outcome(await process.status);
+    let outcome = this.#outcome(await process.status);
     if (outcome[1].reason && outcome[0] !== "exited") shipper.note(`oneoff: ${outcome[1].reason}`);
+    outcome = await this.#keepArtifacts(outcome);
     const over = shipper.overQuota;
     if (over.lines > 0) {
       // On the run too, so that its owner sees it in `ps` and the timeline, not only in the logs.
@@ -430,6 +478,9 @@ export class OneOff {
     const dir = this.#uploadsDir;
     this.#uploadsDir = undefined;
     if (dir) await Deno.remove(dir, { recursive: true }).catch(() => {});
+    const downloads = this.#downloadsDir;
+    this.#downloadsDir = undefined;
+    if (downloads) await Deno.remove(downloads, { recursive: true }).catch(() => {});
   }
 
   /**
@@ -476,4 +527,12 @@ export class OneOff {
       this.#finalFlush =
         undefined;
   }
+}
+
+/** The agent is stopping: what the run left is not sent, and its end says so when there was any. */
+async function notCollected(dir: string): Promise<string | null> {
+  for await (const _ of Deno.readDir(dir)) {
+    return "artifacts: not kept: the agent was stopped before they were sent";
+  }
+  return null;
 }

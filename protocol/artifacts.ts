@@ -5,7 +5,15 @@
  * limits, the agent's upload paths and what the API shows.
  * @module
  */
-import { array, check, type Decoder, decodeValue, type Decoding, object, string } from "./_decode.ts";
+import {
+  array,
+  check,
+  type Decoder,
+  decodeValue,
+  type Decoding,
+  object,
+  string,
+} from "./_decode.ts";
 
 /** Where a run leaves the files to keep, inside its sandbox. */
 export const DOWNLOADS_DIR = "/tmp/downloads";

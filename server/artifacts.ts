@@ -12,8 +12,8 @@ import {
   type ArtifactInfo,
   artifactNameProblem,
   type ArtifactsReply,
-  DEFAULT_ARTIFACT_MAX_BYTES,
   decodeArtifactsDone,
+  DEFAULT_ARTIFACT_MAX_BYTES,
   MAX_ARTIFACTS_PER_RUN,
   quoteName,
   runLabel,
@@ -68,8 +68,8 @@ export function agentArtifactRoutes(ctx: ServerContext, limiter: FailureLimiter)
     if (problem) {
       throw new HttpError(422, "bad_name", `Cannot keep ${quoteName(name)}: ${problem}`);
     }
-    const body = c.req.raw.body;
-    if (!body) throw new HttpError(422, "empty_upload", "Empty upload");
+    // An empty file is a file too.
+    const body = c.req.raw.body ?? new Blob([]).stream();
     const others = (await ctx.store.listArtifacts(run.id)).filter((a) =>
       a.name !== name && a.sha256 !== null
     );

@@ -11,8 +11,8 @@ import {
   type AgentTrust,
   type AppRow,
   type AppSettings,
-  type ArtifactRow,
   type ArchivedRun,
+  type ArtifactRow,
   type AuditChunkRow,
   ConflictError,
   type EventRow,
@@ -797,7 +797,9 @@ class PostgresStore implements Store {
     runIds: string[],
   ): Promise<Map<string, { files: number; bytes: number; refused: number }>> {
     if (runIds.length === 0) return new Map();
-    const rows = await this.#sql<{ run_id: string; files: number; bytes: number; refused: number }[]>`
+    const rows = await this.#sql<
+      { run_id: string; files: number; bytes: number; refused: number }[]
+    >`
       select run_id, count(sha256)::int8 as files,
         coalesce(sum(case when sha256 is null then 0 else size end), 0)::int8 as bytes,
         count(refused)::int8 as refused

@@ -951,14 +951,24 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
     const run = await store.createRun(newRun(app.id, rel.id));
     const other = await store.createRun(newRun(app.id, rel.id));
     const at = new Date(1_700_000_000_000);
-    const kept = { run_id: run.id, sha256: "ab".repeat(32), size: 5, refused: null, created_at: at };
+    const kept = {
+      run_id: run.id,
+      sha256: "ab".repeat(32),
+      size: 5,
+      refused: null,
+      created_at: at,
+    };
     ok(await store.putArtifact({ ...kept, name: "b.csv" }));
     // Sent again (a retried upload): the row is replaced, not doubled.
     ok(await store.putArtifact({ ...kept, name: "b.csv", sha256: "cd".repeat(32), size: 7 }));
     ok(await store.putArtifact({ ...kept, name: "a.txt", size: 3 }));
     ok(await store.putArtifact({ ...kept, name: '"x\\n"', sha256: null, size: 0, refused: "odd" }));
     equal(
-      await store.putArtifact({ ...kept, run_id: "00000000-0000-0000-0000-000000000000", name: "z" }),
+      await store.putArtifact({
+        ...kept,
+        run_id: "00000000-0000-0000-0000-000000000000",
+        name: "z",
+      }),
       false,
     );
     const rows = await store.listArtifacts(run.id);
