@@ -234,13 +234,6 @@ export const COMMANDS: readonly CommandSpec[] = [
         default: "30m",
       },
       {
-        name: "max-artifact-bytes",
-        value: "SIZE",
-        description:
-          "Bytes of files a run may leave in /tmp/downloads to keep as its artifacts; beyond, the rest are refused (said in its end state)",
-        default: "1 GiB",
-      },
-      {
         name: "reattach-grace",
         value: "DURATION",
         description:
@@ -603,6 +596,13 @@ export const COMMANDS: readonly CommandSpec[] = [
         value: "SIZE",
         description:
           "Bytes of an attached session recorded; beyond, the recording stops (marked), the session goes on",
+        default: "1 GiB",
+      },
+      {
+        name: "max-artifact-bytes",
+        value: "SIZE",
+        description:
+          "Bytes of files a run may leave in /tmp/downloads to keep as its artifacts; beyond, the rest are refused (said in its end state)",
         default: "1 GiB",
       },
       {
