@@ -273,3 +273,48 @@ Deno.test(
     },
   }),
 );
+
+Deno.test(
+  needs(["root"], {
+    name:
+      "a run's files wait for a server that was down when the run ended, and are kept once it is back",
+    async fn() {
+      const dir = await Deno.makeTempDir({ prefix: "oneoff-artifacts-" });
+      try {
+        const { server, agent, env, port } = await setUp(dir);
+        await using _agent = agent;
+        const run = await cli(env, [
+          "run",
+          "-a",
+          "demo",
+          "-d",
+          "--",
+          "echo kept > /tmp/downloads/f.txt; sleep 2",
+        ]);
+        equal(run.code, 0, run.stderr);
+        await waitFor(async () => (await runInfo(env, "one-off-1")).state === "running", {
+          message: "the run to start",
+        });
+        server.kill("SIGKILL");
+        await server.status();
+        // The sandbox is gone (its scratch dir with it): the run has ended, its file not yet sent.
+        await waitFor(
+          async () => (await Array.fromAsync(Deno.readDir(`${dir}/agent/work/runs`))).length === 0,
+          { message: "the sandbox to exit", timeoutMs: 30_000 },
+        );
+        await using _again = await startServer(`${dir}/server`, port);
+        const info = await ended(env, "one-off-1");
+        deepEqual([info.state, info.reason, info.artifacts], ["exited", null, {
+          files: 1,
+          bytes: 5,
+          refused: 0,
+        }]);
+        const got = await cli(env, ["artifacts", "get", "-a", "demo", "one-off-1", "-o", dir]);
+        equal(got.code, 0, got.stderr);
+        equal(await Deno.readTextFile(`${dir}/f.txt`), "kept\n");
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  }),
+);
