@@ -22,6 +22,23 @@ import {
   quoteName,
 } from "../protocol/mod.ts";
 
+/** The host side of a run's `/tmp/downloads`, under the agent's work dir. */
+export function downloadsDir(workDir: string, runId: string): string {
+  return `${workDir}/downloads-${runId}`;
+}
+
+/** What an interrupted run's end says when an earlier agent process left files of it unsent; null when none. */
+export function leftArtifacts(workDir: string, runId: string): string | null {
+  try {
+    for (const _ of Deno.readDirSync(downloadsDir(workDir, runId))) {
+      return "artifacts: not kept: the agent stopped before they were sent";
+    }
+  } catch {
+    // No directory: nothing was left.
+  }
+  return null;
+}
+
 /** A file that passed the checks, to send. */
 export interface ArtifactFile {
   name: string;

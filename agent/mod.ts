@@ -7,6 +7,7 @@ import { absolutePath } from "../util/path.ts";
 import { type AgentMessage, type SandboxKind, VERSION } from "../protocol/mod.ts";
 import { createLogger, errorMessage, type Logger } from "../util/log.ts";
 import { httpArtifactSink } from "./_artifact_http.ts";
+import { leftArtifacts } from "./artifacts.ts";
 import { AttachListener } from "./attach_listener.ts";
 import { raiseFileLimit } from "./_fd_limit.ts";
 import { ControlChannel } from "./control.ts";
@@ -122,6 +123,8 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
   let send: (msg: AgentMessage) => boolean = () => false;
   const { outcomes, started, interrupted } = await Outcomes.open(options.dataDir, {
     send: (msg) => send(msg),
+    // Read before the leftovers go: the run's end says its files were lost with it.
+    interruptedNote: (runId) => leftArtifacts(`${options.dataDir}/work`, runId),
     ...(options.resendMs !== undefined ? { resendMs: options.resendMs } : {}),
   });
   // An earlier process of this agent died with runs: its sandboxes died with it, their traces go.

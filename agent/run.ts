@@ -14,7 +14,7 @@ import {
 } from "../protocol/mod.ts";
 import type { Clock, TimerId } from "../util/clock.ts";
 import { streamToFile } from "../util/file_batcher.ts";
-import { type ArtifactSink, deliverArtifacts } from "./artifacts.ts";
+import { type ArtifactSink, deliverArtifacts, downloadsDir, leftArtifacts } from "./artifacts.ts";
 import { SANDBOX_UID } from "./sandbox/mod.ts";
 import { errorMessage, type Logger } from "../util/log.ts";
 import type { AttachedClient, SecretUse } from "./attach_listener.ts";
@@ -194,7 +194,10 @@ export class OneOff {
   }
 
   async #makeDownloads(): Promise<void> {
-    const dir = await Deno.makeTempDir({ dir: this.#host.workDir, prefix: "downloads-" });
+    // Named by the run: a restarted agent can tell whose files an earlier process left.
+    const dir = downloadsDir(this.#host.workDir, this.spec.runId);
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await Deno.mkdir(dir);
     this.#downloadsDir = dir;
     // The sandbox's user writes there; nobody else on the host may look.
     await Deno.chmod(dir, 0o700);
@@ -211,10 +214,12 @@ export class OneOff {
     if (!dir || !sink || this.#ended) return outcome;
     let said: string | null;
     try {
-      said = this.#killed ? await notCollected(dir) : await deliverArtifacts(this.spec.runId, dir, {
-        maxBytes: this.spec.artifactMaxBytes ?? DEFAULT_ARTIFACT_MAX_BYTES,
-        sink,
-      });
+      said = this.#killed
+        ? leftArtifacts(this.#host.workDir, this.spec.runId)
+        : await deliverArtifacts(this.spec.runId, dir, {
+          maxBytes: this.spec.artifactMaxBytes ?? DEFAULT_ARTIFACT_MAX_BYTES,
+          sink,
+        });
     } catch (err) {
       said = `artifacts: not kept: ${errorMessage(err)}`;
     }
@@ -527,12 +532,4 @@ export class OneOff {
       this.#finalFlush =
         undefined;
   }
-}
-
-/** The agent is stopping: what the run left is not sent, and its end says so when there was any. */
-async function notCollected(dir: string): Promise<string | null> {
-  for await (const _ of Deno.readDir(dir)) {
-    return "artifacts: not kept: the agent was stopped before they were sent";
-  }
-  return null;
 }

@@ -318,3 +318,45 @@ Deno.test(
     },
   }),
 );
+
+Deno.test(
+  needs(["root"], {
+    name: "an agent killed before a run's files were sent says so in the run's end once it is back",
+    async fn() {
+      const dir = await Deno.makeTempDir({ prefix: "oneoff-artifacts-" });
+      try {
+        const { server, agent, env, port } = await setUp(dir);
+        await using _server = server;
+        const run = await cli(env, [
+          "run",
+          "-a",
+          "demo",
+          "-d",
+          "--",
+          "echo lost > /tmp/downloads/f.txt; sleep 2",
+        ]);
+        equal(run.code, 0, run.stderr);
+        await waitFor(async () => (await runInfo(env, "one-off-1")).state === "running", {
+          message: "the run to start",
+        });
+        // A frozen server: the agent's upload hangs, and the agent dies under it.
+        server.kill("SIGSTOP");
+        await waitFor(
+          async () => (await Array.fromAsync(Deno.readDir(`${dir}/agent/work/runs`))).length === 0,
+          { message: "the sandbox to exit", timeoutMs: 30_000 },
+        );
+        agent.kill("SIGKILL");
+        await agent.status();
+        server.kill("SIGCONT");
+        await using _again = startAgent(`${dir}/agent`, port, "vm-1");
+        const info = await ended(env, "one-off-1");
+        deepEqual([info.state, info.reason], [
+          "failed",
+          "The agent stopped while the run was running; artifacts: not kept: the agent stopped before they were sent",
+        ]);
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  }),
+);
