@@ -92,6 +92,28 @@ export async function collectArtifacts(dir: string, maxBytes: number): Promise<C
   return { files, refused };
 }
 
+/**
+ * Bytes of the files in `dir` and below, by `lstat` (nothing followed), for
+ * the watch that keeps a run from filling the agent's disk; Infinity past
+ * `maxEntries` entries, which no run needs.
+ */
+export async function downloadsUsage(dir: string, maxEntries = 10_000): Promise<number> {
+  let total = 0;
+  let entries = 0;
+  const dirs = [dir];
+  while (dirs.length > 0) {
+    const current = dirs.pop()!;
+    for await (const entry of Deno.readDir(current)) {
+      if (++entries > maxEntries) return Infinity;
+      const path = `${current}/${entry.name}`;
+      const info = await Deno.lstat(path).catch(() => null);
+      if (info?.isDirectory) dirs.push(path);
+      else if (info?.isFile) total += info.size;
+    }
+  }
+  return total;
+}
+
 /** Opens a collected file, refusing one that is no longer the inode that was checked. */
 export async function openArtifact(file: ArtifactFile): Promise<Deno.FsFile> {
   const opened = await Deno.open(file.path, { read: true });

@@ -5,17 +5,11 @@
  * @module
  */
 import type { AgentMessage, RunEnded, RunSpec, RunState } from "../protocol/mod.ts";
-import {
-  DEFAULT_ARTIFACT_MAX_BYTES,
-  logQuotaMarker,
-  MAX_TIMER_MS,
-  REATTACH_GRACE_MS,
-  timerProblem,
-} from "../protocol/mod.ts";
+import { logQuotaMarker, MAX_TIMER_MS, REATTACH_GRACE_MS, timerProblem } from "../protocol/mod.ts";
 import type { Clock, TimerId } from "../util/clock.ts";
 import { streamToFile } from "../util/file_batcher.ts";
-import { type ArtifactSink, deliverArtifacts, downloadsDir, leftArtifacts } from "./artifacts.ts";
-import { SANDBOX_UID } from "./sandbox/mod.ts";
+import type { ArtifactSink } from "./artifacts.ts";
+import { RunDownloads } from "./_run_downloads.ts";
 import { errorMessage, type Logger } from "../util/log.ts";
 import type { AttachedClient, SecretUse } from "./attach_listener.ts";
 import type { LogShipper } from "./log_shipper.ts";
@@ -95,7 +89,7 @@ export class OneOff {
   #slugDir = "";
   #uploadsDir: string | undefined;
   /** The host side of `/tmp/downloads`. */
-  #downloadsDir: string | undefined;
+  #downloads: RunDownloads | undefined;
   #process: SandboxProcess | undefined;
   #shipper: LogShipper | undefined;
   #recorder: Recorder | undefined;
@@ -143,7 +137,13 @@ export class OneOff {
     this.#lease = await this.#host.slugs.acquire(spec.slug.sha256);
     this.#slugDir = this.#lease.dir;
     if (spec.uploads.length > 0) await this.#fetchUploads();
-    if (this.#host.artifacts) await this.#makeDownloads();
+    if (this.#host.artifacts) {
+      this.#downloads = await RunDownloads.make(
+        this.#host.workDir,
+        spec.runId,
+        spec.artifactMaxBytes,
+      );
+    }
     // Stopped meanwhile: finish() has run, perhaps before the lease or the uploads were there.
     if (this.#ended) return await this.#cleanup();
     if (!spec.attach) return await this.#launch();
@@ -193,36 +193,16 @@ export class OneOff {
     }
   }
 
-  async #makeDownloads(): Promise<void> {
-    // Named by the run: a restarted agent can tell whose files an earlier process left.
-    const dir = downloadsDir(this.#host.workDir, this.spec.runId);
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-    await Deno.mkdir(dir);
-    this.#downloadsDir = dir;
-    // The sandbox's user writes there; nobody else on the host may look.
-    await Deno.chmod(dir, 0o700);
-    if (Deno.uid() === 0) await Deno.chown(dir, SANDBOX_UID, SANDBOX_UID);
-  }
-
   /**
    * Sends what the run left in `/tmp/downloads` before its end is reported,
    * and says in its reason what was refused or could not be sent.
    */
   async #keepArtifacts(outcome: [RunState, Detail]): Promise<[RunState, Detail]> {
-    const dir = this.#downloadsDir;
+    const downloads = this.#downloads;
     const sink = this.#host.artifacts;
-    if (!dir || !sink || this.#ended) return outcome;
-    let said: string | null;
-    try {
-      said = this.#killed
-        ? leftArtifacts(this.#host.workDir, this.spec.runId)
-        : await deliverArtifacts(this.spec.runId, dir, {
-          maxBytes: this.spec.artifactMaxBytes ?? DEFAULT_ARTIFACT_MAX_BYTES,
-          sink,
-        });
-    } catch (err) {
-      said = `artifacts: not kept: ${errorMessage(err)}`;
-    }
+    if (!downloads || !sink || this.#ended) return outcome;
+    downloads.unwatch(this.#host.clock);
+    const said = await downloads.keep(sink, this.#killed);
     if (!said) return outcome;
     this.#host.log.warn("run artifacts not all kept", { run: this.spec.label, detail: said });
     const reason = outcome[1].reason ? `${outcome[1].reason}; ${said}` : said;
@@ -237,7 +217,7 @@ export class OneOff {
       runId: spec.runId,
       slugDir: this.#slugDir,
       ...(this.#uploadsDir ? { uploadsDir: this.#uploadsDir } : {}),
-      ...(this.#downloadsDir ? { downloadsDir: this.#downloadsDir } : {}),
+      ...(this.#downloads ? { downloadsDir: this.#downloads.dir } : {}),
       command: spec.command,
       env: spec.env,
       limits: spec.limits,
@@ -255,6 +235,7 @@ export class OneOff {
         state: "running",
         at: clock.now(),
       });
+      this.#downloads?.watch(clock, (reason) => this.stop("stopped", reason));
       this.#maxDuration = clock.setTimeout(
         () =>
           this.stop(
@@ -483,9 +464,9 @@ export class OneOff {
     const dir = this.#uploadsDir;
     this.#uploadsDir = undefined;
     if (dir) await Deno.remove(dir, { recursive: true }).catch(() => {});
-    const downloads = this.#downloadsDir;
-    this.#downloadsDir = undefined;
-    if (downloads) await Deno.remove(downloads, { recursive: true }).catch(() => {});
+    const downloads = this.#downloads;
+    this.#downloads = undefined;
+    await downloads?.remove();
   }
 
   /**
@@ -526,6 +507,7 @@ export class OneOff {
     ) {
       clock.clearTimeout(timer);
     }
+    this.#downloads?.unwatch(clock);
     this.#attachWindow =
       this.#maxDuration =
       this.#killGrace =

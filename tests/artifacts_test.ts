@@ -241,6 +241,23 @@ Deno.test(
         equal(got.code, 0, got.stderr);
         equal((await Deno.stat(`${dir}/a.bin`)).size, 600000);
 
+        // /tmp/downloads is no scratch space: past twice the limit, the run is stopped.
+        const hog = await cli(env, [
+          "run",
+          "-a",
+          "demo",
+          "-d",
+          "--",
+          "head -c 5000000 /dev/zero > /tmp/downloads/x; sleep 60",
+        ]);
+        equal(hog.code, 0, hog.stderr);
+        const stopped = await ended(env, "one-off-2");
+        equal(stopped.state, "stopped");
+        match(
+          stopped.reason ?? "",
+          /^Stopped: \/tmp\/downloads held more than 2097152 bytes, twice the artifact limit of 1048576 bytes; it is not scratch space; artifacts: refused "x": 5000000 bytes/,
+        );
+
         // A member of another app sees none of it.
         equal((await cli(env, ["apps", "create", "other"])).code, 0);
         const member = await cli(env, ["tokens", "create", "-a", "other", "--name", "eve"]);
