@@ -53,8 +53,8 @@ export interface LayerPlan {
 
 /**
  * The wrapper is bash, not sh: dash redirects single-digit descriptors
- * only, and a run with its own resolv.conf, uploads and downloads needs 10.
- * Kept well below bash's own (10 and up are free in `bash -c`).
+ * only, and bwrap with its own resolv.conf, uploads and downloads needs
+ * descriptors 3 to 10. bash keeps its own far above (255).
  */
 const MAX_FD = 19;
 
