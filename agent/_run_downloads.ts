@@ -9,6 +9,7 @@ import { DEFAULT_ARTIFACT_MAX_BYTES, DOWNLOADS_DIR } from "../protocol/mod.ts";
 import type { Clock, TimerId } from "../util/clock.ts";
 import { errorMessage } from "../util/log.ts";
 import {
+  type ArtifactFile,
   type ArtifactSink,
   deliverArtifacts,
   downloadsDir,
@@ -78,12 +79,21 @@ export class RunDownloads {
 
   /**
    * Sends the files (not when the agent is being `killed`: then only says
-   * they were left) and returns what the run's end must say, or null.
+   * they were left), telling `sent` of each, and returns what the run's end
+   * must say, or null.
    */
-  async keep(sink: ArtifactSink, killed: boolean): Promise<string | null> {
+  async keep(
+    sink: ArtifactSink,
+    killed: boolean,
+    sent: (file: ArtifactFile, ms: number) => void,
+  ): Promise<string | null> {
     try {
       if (killed) return leftArtifacts(this.#workDir, this.#runId);
-      return await deliverArtifacts(this.#runId, this.dir, { maxBytes: this.#maxBytes, sink });
+      return await deliverArtifacts(this.#runId, this.dir, {
+        maxBytes: this.#maxBytes,
+        sink,
+        sent,
+      });
     } catch (err) {
       return `artifacts: not kept: ${errorMessage(err)}`;
     }

@@ -174,15 +174,22 @@ export async function withRetry(send: () => Promise<void>, retryMs: number): Pro
 export async function deliverArtifacts(
   runId: string,
   dir: string,
-  options: { maxBytes: number; sink: ArtifactSink },
+  options: {
+    maxBytes: number;
+    sink: ArtifactSink;
+    /** Told each file sent: its size and how long it took (hash and upload). */
+    sent?: (file: ArtifactFile, ms: number) => void;
+  },
 ): Promise<string | null> {
   const { sink, maxBytes } = options;
   const { files, refused } = await collectArtifacts(dir, maxBytes);
   if (files.length === 0 && refused.length === 0) return null;
   const lost: string[] = [];
   for (const file of files) {
+    const started = performance.now();
     try {
       await withRetry(() => sink.put(runId, file), sink.retryMs);
+      options.sent?.(file, Math.round(performance.now() - started));
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
       if (err instanceof ArtifactRefused) refused.push({ name: quoteName(file.name), reason });

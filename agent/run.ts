@@ -202,9 +202,20 @@ export class OneOff {
     const sink = this.#host.artifacts;
     if (!downloads || !sink || this.#ended) return outcome;
     downloads.unwatch(this.#host.clock);
-    const said = await downloads.keep(sink, this.#killed);
+    const { log } = this.#host;
+    const said = await downloads.keep(
+      sink,
+      this.#killed,
+      (file, ms) =>
+        log.info("run artifact sent", {
+          run: this.spec.label,
+          name: file.name,
+          bytes: file.size,
+          ms,
+        }),
+    );
     if (!said) return outcome;
-    this.#host.log.warn("run artifacts not all kept", { run: this.spec.label, detail: said });
+    log.warn("run artifacts not all kept", { run: this.spec.label, detail: said });
     const reason = outcome[1].reason ? `${outcome[1].reason}; ${said}` : said;
     return [outcome[0], { ...outcome[1], reason }];
   }

@@ -187,8 +187,14 @@ Deno.test(
         );
 
         const after = { server: await rss(server.pid), agent: await rss(agent.pid) };
+        const sent = `${agent.stdout}${agent.stderr}`.split("\n")
+          .filter((line) => line.includes('"run artifact sent"') && line.includes("report.bin"))
+          .map((line) => (JSON.parse(line) as { ms: number }).ms);
+        equal(sent.length, 1, "the agent says once that it sent the report");
         console.error(
-          `artifacts: 200 MiB run end-to-end ${endedMs} ms (written, kept, ended); get ${getMs} ms; ` +
+          `artifacts: 200 MiB run end-to-end ${endedMs} ms (written, kept, ended), of which the agent's hash and upload ${
+            sent[0]
+          } ms; get ${getMs} ms; ` +
             `server RSS ${before.server.now} -> peak ${after.server.peak} MiB; ` +
             `agent RSS ${before.agent.now} -> peak ${after.agent.peak} MiB`,
         );
