@@ -8,6 +8,8 @@ import type { AgentMessage, RunEnded, RunSpec, RunState } from "../protocol/mod.
 import { logQuotaMarker, MAX_TIMER_MS, REATTACH_GRACE_MS, timerProblem } from "../protocol/mod.ts";
 import type { Clock, TimerId } from "../util/clock.ts";
 import { streamToFile } from "../util/file_batcher.ts";
+import type { ArtifactSink } from "./artifacts.ts";
+import { RunDownloads } from "./_run_downloads.ts";
 import { errorMessage, type Logger } from "../util/log.ts";
 import type { AttachedClient, SecretUse } from "./attach_listener.ts";
 import type { LogShipper } from "./log_shipper.ts";
@@ -47,7 +49,9 @@ export interface RunHost {
   listener: AttachWaiter;
   /** Downloads a blob (an upload) from the server. */
   fetchBlob(sha256: string): Promise<ReadableStream<Uint8Array>>;
-  /** Scratch space for uploads. */
+  /** Where the run's artifacts go; absent: `/tmp/downloads` is not kept. */
+  artifacts?: ArtifactSink;
+  /** Scratch space for uploads and downloads. */
   workDir: string;
   /** Spool of audit chunks not yet stored by the server. */
   auditDir: string;
@@ -84,6 +88,8 @@ export class OneOff {
   #lease: SlugLease | undefined;
   #slugDir = "";
   #uploadsDir: string | undefined;
+  /** The host side of `/tmp/downloads`. */
+  #downloads: RunDownloads | undefined;
   #process: SandboxProcess | undefined;
   #shipper: LogShipper | undefined;
   #recorder: Recorder | undefined;
@@ -131,6 +137,13 @@ export class OneOff {
     this.#lease = await this.#host.slugs.acquire(spec.slug.sha256);
     this.#slugDir = this.#lease.dir;
     if (spec.uploads.length > 0) await this.#fetchUploads();
+    if (this.#host.artifacts) {
+      this.#downloads = await RunDownloads.make(
+        this.#host.workDir,
+        spec.runId,
+        spec.artifactMaxBytes,
+      );
+    }
     // Stopped meanwhile: finish() has run, perhaps before the lease or the uploads were there.
     if (this.#ended) return await this.#cleanup();
     if (!spec.attach) return await this.#launch();
@@ -180,6 +193,33 @@ export class OneOff {
     }
   }
 
+  /**
+   * Sends what the run left in `/tmp/downloads` before its end is reported,
+   * and says in its reason what was refused or could not be sent.
+   */
+  async #keepArtifacts(outcome: [RunState, Detail]): Promise<[RunState, Detail]> {
+    const downloads = this.#downloads;
+    const sink = this.#host.artifacts;
+    if (!downloads || !sink || this.#ended) return outcome;
+    downloads.unwatch(this.#host.clock);
+    const { log } = this.#host;
+    const said = await downloads.keep(
+      sink,
+      this.#killed,
+      (file, ms) =>
+        log.info("run artifact sent", {
+          run: this.spec.label,
+          name: file.name,
+          bytes: file.size,
+          ms,
+        }),
+    );
+    if (!said) return outcome;
+    log.warn("run artifacts not all kept", { run: this.spec.label, detail: said });
+    const reason = outcome[1].reason ? `${outcome[1].reason}; ${said}` : said;
+    return [outcome[0], { ...outcome[1], reason }];
+  }
+
   /** Starts the process and follows it to its end: the attached session, or the shipped logs. */
   async #launch(client?: AttachedClient): Promise<void> {
     const { spec } = this;
@@ -188,6 +228,7 @@ export class OneOff {
       runId: spec.runId,
       slugDir: this.#slugDir,
       ...(this.#uploadsDir ? { uploadsDir: this.#uploadsDir } : {}),
+      ...(this.#downloads ? { downloadsDir: this.#downloads.dir } : {}),
       command: spec.command,
       env: spec.env,
       limits: spec.limits,
@@ -205,6 +246,7 @@ export class OneOff {
         state: "running",
         at: clock.now(),
       });
+      this.#downloads?.watch(clock, (reason) => this.stop("stopped", reason));
       this.#maxDuration = clock.setTimeout(
         () =>
           this.stop(
@@ -237,7 +279,9 @@ export class OneOff {
       onHangup: () => this.stop("stopped", "The client disconnected", "SIGHUP"),
       clock: this.#host.clock,
     });
-    const outcome = this.#recordingCut(this.#outcome(session.status), recorder);
+    const outcome = await this.#keepArtifacts(
+      this.#recordingCut(this.#outcome(session.status), recorder),
+    );
     await this.#finish(...outcome);
     if (this.#farewell) {
       await client.conn.write(encoder.encode(this.#farewell)).catch(() => {});
@@ -264,7 +308,7 @@ export class OneOff {
     this.#framedSession = session;
     session.attach(client);
     const status = await session.run();
-    const outcome = this.#recordingCut(this.#outcome(status), recorder);
+    const outcome = await this.#keepArtifacts(this.#recordingCut(this.#outcome(status), recorder));
     await this.#finish(...outcome);
     const [state, detail] = outcome;
     if (this.#farewell) session.notice(this.#farewell.trim().replace(/^oneoff: /, ""));
@@ -291,8 +335,9 @@ export class OneOff {
       shipper.collect(process.stdout, "stdout"),
       shipper.collect(process.stderr!, "stderr"),
     ]);
-    const outcome = this.#outcome(await process.status);
+    let outcome = this.#outcome(await process.status);
     if (outcome[1].reason && outcome[0] !== "exited") shipper.note(`oneoff: ${outcome[1].reason}`);
+    outcome = await this.#keepArtifacts(outcome);
     const over = shipper.overQuota;
     if (over.lines > 0) {
       // On the run too, so that its owner sees it in `ps` and the timeline, not only in the logs.
@@ -430,6 +475,9 @@ export class OneOff {
     const dir = this.#uploadsDir;
     this.#uploadsDir = undefined;
     if (dir) await Deno.remove(dir, { recursive: true }).catch(() => {});
+    const downloads = this.#downloads;
+    this.#downloads = undefined;
+    await downloads?.remove();
   }
 
   /**
@@ -470,6 +518,7 @@ export class OneOff {
     ) {
       clock.clearTimeout(timer);
     }
+    this.#downloads?.unwatch(clock);
     this.#attachWindow =
       this.#maxDuration =
       this.#killGrace =

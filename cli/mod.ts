@@ -27,6 +27,7 @@ const LOADERS: Record<string, () => Promise<Command>> = {
   logs: async () => (await import("./commands/runs.ts")).logs,
   timeline: async () => (await import("./commands/runs.ts")).timeline,
   audit: async () => (await import("./commands/audit.ts")).audit,
+  artifacts: async () => (await import("./commands/artifacts.ts")).artifacts,
   completion: async () => (await import("./_completion.ts")).completion,
 };
 

@@ -74,6 +74,8 @@ export interface RunSpec {
   logQuotaBytes?: number;
   /** Attached runs: bytes of the session recorded at most; past it, one marker and no more (absent: no limit). */
   auditQuotaBytes?: number;
+  /** Bytes of files in `/tmp/downloads` kept at the run's end (absent: DEFAULT_ARTIFACT_MAX_BYTES). */
+  artifactMaxBytes?: number;
 }
 
 /** One line of detached output as shipped by the agent. */
@@ -261,6 +263,7 @@ const runSpec: Decoder<RunSpec> = object({
   reattachGraceMs: number,
   logQuotaBytes: integer,
   auditQuotaBytes: integer,
+  artifactMaxBytes: integer,
 });
 
 const serverMessage: Decoder<ServerMessage> = byType({

@@ -12,7 +12,8 @@
  *   bodies with their decoders;
  * - `audit_find.ts`: listing and searching recorded sessions;
  * - `timeline.ts`: timeline events and how they read;
- * - `slug_policy.ts`: what a valid slug entry is.
+ * - `slug_policy.ts`: what a valid slug entry is;
+ * - `artifacts.ts`: the files a run leaves in `/tmp/downloads`.
  *
  * JSON casing: what the HTTP API and the CLI's `--json` show is snake_case
  * (`exit_code`, `created_at`), as users read and script it; messages on the
@@ -33,3 +34,4 @@ export * from "./slug_policy.ts";
 export * from "./labels.ts";
 export type { Decoding } from "./_decode.ts";
 export * from "./audit_find.ts";
+export * from "./artifacts.ts";

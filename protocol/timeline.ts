@@ -42,6 +42,11 @@ export interface TimelineEventData {
   "run.recovered": { run: string; command: string };
   /** A run's end reported `lines` log lines, and `missing` of them never reached the store. */
   "run.logs_missing": { run: string; missing: number; lines: number };
+  /**
+   * The files a run left in `/tmp/downloads` at its end: `files` kept
+   * (`bytes` in all), and each one refused as `"NAME": reason`.
+   */
+  "run.artifacts": { run: string; files: number; bytes: number; refused: string[] };
   /** A stop was asked for; `run.ended` follows when it took effect. */
   "run.stop": { run: string };
   /** A framed session's client came back (or another terminal took it over) from `address`. */
@@ -157,6 +162,7 @@ const CHECKS: { [K in TimelineEventKind]: { [F in keyof TimelineEventData[K]]-?:
   },
   "run.recovered": { run: isRun, command: isString },
   "run.logs_missing": { run: isRun, missing: isNumber, lines: isNumber },
+  "run.artifacts": { run: isRun, files: isNumber, bytes: isNumber, refused: isStrings },
   "run.stop": { run: isRun },
   "run.reattached": { run: isRun, address: isString },
   "audit.viewed": { run: isRun, format: isString },
@@ -296,6 +302,15 @@ export function describeEvent(event: UncheckedEventBody): Segment[] {
         seg("run", run),
         text(` is missing ${missing} of its ${lines} log lines`),
         seg("note", " (they never reached the server's store)"),
+      ];
+    }
+    case "run.artifacts": {
+      const { run, files, bytes: size, refused } = event.data;
+      return [
+        text("kept "),
+        text(`${files} file${files === 1 ? "" : "s"} (${bytes(size)}) of `),
+        seg("run", run),
+        ...(refused.length > 0 ? [seg("note", ` (refused: ${refused.join("; ")})`)] : []),
       ];
     }
     case "run.stop":

@@ -13,7 +13,8 @@ import { type Clock, realClock } from "../util/clock.ts";
 import { ConnectedAgents } from "./agent_directory.ts";
 import { routeAgentEvents } from "./agent_events.ts";
 import { AgentHub } from "./agent_hub.ts";
-import { clientAddress, FailureLimiter, requireToken, sha256Hex, trustProxy } from "./auth.ts";
+import { agentArtifactRoutes, approvedAgent, artifactRoutes } from "./artifacts.ts";
+import { clientAddress, FailureLimiter, requireToken, trustProxy } from "./auth.ts";
 import { bodyLimit, serverLimits } from "./body_limit.ts";
 import type { ServerContext } from "./context.ts";
 import { dashboardRoutes, sessionAuth } from "./dashboard/mod.ts";
@@ -101,19 +102,7 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
     (c) => relays.acceptAgent(c.req.raw, c.req.param("id"), clientAddress(c)),
   );
   app.get("/agent/blobs/:sha", async (c) => {
-    const presented = c.req.header("authorization")?.replace(/^Bearer /, "") ?? "";
-    const hash = sha256Hex(presented);
-    const agent = presented ? await ctx.store.agentByCredential(hash) : null;
-    if (agent?.trust !== "approved") {
-      if (await limiter.failed(clientAddress(c), hash)) {
-        throw new HttpError(
-          429,
-          "rate_limited",
-          "Too many invalid agent credentials: wait a minute",
-        );
-      }
-      throw new HttpError(401, "unauthorized", "Not the credential of an approved agent");
-    }
+    await approvedAgent(c, ctx, limiter);
     const sha = c.req.param("sha");
     if (!/^[0-9a-f]{64}$/.test(sha)) throw new HttpError(404, "not_found", "No such blob");
     const blob = await ctx.blobs.read(sha);
@@ -124,6 +113,9 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
     });
   });
 
+  // What a run left in /tmp/downloads, sent by the agent that ran it.
+  app.route("/agent/runs", agentArtifactRoutes(ctx, limiter));
+
   const api = new Hono<AppEnv>();
   api.use("*", requireToken(ctx.store, limiter, sessionAuth(ctx)));
   // Every route under one app finds it loaded (404, 403 said once, here).
@@ -131,6 +123,7 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
   api.route("/apps", appRoutes(ctx));
   api.route("/apps/:app/runs", runRoutes(ctx, engine));
   api.route("/apps/:app/runs", relays.routes());
+  api.route("/apps/:app/runs/:run/artifacts", artifactRoutes(ctx));
   api.route("/apps/:app/runs/:run", auditRoutes(ctx, ctx.audit));
   api.route("/apps/:app/audit", auditFindRoutes(ctx, ctx.audit));
   api.route("/apps/:app/uploads", uploadRoutes(ctx));

@@ -10,7 +10,7 @@ import type { ServerContext } from "../context.ts";
 import { loadApp, loadRun } from "../_lookup.ts";
 import { runInfo } from "../views.ts";
 import type { RunEngine } from "../run_engine.ts";
-import type { RunRow } from "../store/mod.ts";
+import type { ArtifactRow, RunRow } from "../store/mod.ts";
 import { checkedForm, type DashEnv } from "./_auth.ts";
 import { bytes, duration } from "../../util/format.ts";
 import { runDuration, utc } from "./_format.ts";
@@ -70,6 +70,43 @@ function Details(props: { info: RunInfo; run: RunRow; release: number | null }) 
   );
 }
 
+/** The files the run left in /tmp/downloads: each kept one a download (the session cookie authenticates the API), each refused one with why. */
+function Artifacts(props: { app: string; label: string; rows: ArtifactRow[] }) {
+  const api = `/api/apps/${props.app}/runs/${props.label}/artifacts`;
+  return (
+    <table class="table">
+      <thead>
+        <tr>
+          <th>File</th>
+          <th>Size</th>
+          <th>sha256 / refused</th>
+        </tr>
+      </thead>
+      <tbody>
+        {props.rows.map((a) =>
+          a.sha256 === null
+            ? (
+              <tr>
+                <td class="mono">{a.name}</td>
+                <td>–</td>
+                <td class="exit-bad">refused: {a.refused}</td>
+              </tr>
+            )
+            : (
+              <tr>
+                <td class="mono">
+                  <a href={`${api}/${encodeURIComponent(a.name)}`} download={a.name}>{a.name}</a>
+                </td>
+                <td>{bytes(a.size)}</td>
+                <td class="mono muted">{a.sha256}</td>
+              </tr>
+            )
+        )}
+      </tbody>
+    </table>
+  );
+}
+
 function Replay(props: { app: string; run: RunRow; label: string; start?: number }) {
   const { app, run, label } = props;
   const api = `/api/apps/${app}/runs/${label}`;
@@ -123,10 +160,11 @@ export function runPage(ctx: ServerContext): Handler<DashEnv> {
     const app = await loadApp(c, store);
     const run = await loadRun(c, store, app);
     const label = runLabel(run.number);
-    const [agents, release, lines] = await Promise.all([
+    const [agents, release, lines, artifacts] = await Promise.all([
       store.listAgents(),
       store.releaseById(run.release_id),
       run.attached ? Promise.resolve([]) : store.readLogs(app.id, { source: label, limit: 200 }),
+      store.listArtifacts(run.id),
     ]);
     const info = runInfo(run, app.name, new Map(agents.map((a) => [a.id, a])));
     const live = !isTerminal(run.state);
@@ -163,6 +201,12 @@ export function runPage(ctx: ServerContext): Handler<DashEnv> {
         <section class="section">
           <Details info={info} run={run} release={release?.version ?? null} />
         </section>
+        {artifacts.length > 0 && (
+          <section class="section">
+            <h2>Files left in /tmp/downloads</h2>
+            <Artifacts app={app.name} label={label} rows={artifacts} />
+          </section>
+        )}
         <section class="section">
           <h2>{run.attached ? "Session replay" : "Output"}</h2>
           {run.attached

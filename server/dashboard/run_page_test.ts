@@ -145,3 +145,39 @@ Deno.test("a run's reason shows on its page and its timeline, escaped", async ()
   }
   match((await client.page("/apps/demo/runs/one-off-1")).html, /<dt>Reason given<\/dt>/);
 });
+
+Deno.test("a run's page lists its artifacts, each kept one a download the session cookie may fetch", async () => {
+  await using d = await dashboardTest();
+  const { store } = d.t.ctx;
+  const { app, release } = await seedApp(store, "demo");
+  const run = await seedRun(store, app, release, "./bin/report");
+  const blob = await d.t.ctx.blobs.put(new Blob(["a,b\n1,2\n"]).stream(), { maxBytes: 1024 });
+  const at = new Date();
+  await store.putArtifact({
+    run_id: run.id,
+    name: "report.csv",
+    sha256: blob.sha256,
+    size: blob.size,
+    refused: null,
+    created_at: at,
+  });
+  await store.putArtifact({
+    run_id: run.id,
+    name: '"p"',
+    sha256: null,
+    size: 0,
+    refused: "a symbolic link: links are never followed",
+    created_at: at,
+  });
+  const client = await d.signedIn();
+  const { status, html } = await client.page("/apps/demo/runs/one-off-1");
+  deepEqual(status, 200);
+  match(html, /href="\/api\/apps\/demo\/runs\/one-off-1\/artifacts\/report.csv"/);
+  match(html, /refused: a symbolic link: links are never followed/);
+  // The same cookie on the whole server, where the API is.
+  const api = new CookieClient(d.t.server.app);
+  for (const [name, value] of client.cookies) api.cookies.set(name, value);
+  const res = await api.request("/api/apps/demo/runs/one-off-1/artifacts/report.csv");
+  deepEqual([res.status, await res.text()], [200, "a,b\n1,2\n"]);
+  match(res.headers.get("content-disposition") ?? "", /^attachment; filename\*=UTF-8''report.csv$/);
+});

@@ -177,9 +177,13 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AppEnv> {
     const runs = await store.listRuns({ app_id: row.id, limit });
     const agents = await agentMap(store);
     const { places, limit: max, active, pending } = await engine.queue(row.id);
+    const files = await store.artifactSummaries(runs.map((r) => r.id));
     return c.json(
       {
-        runs: runs.map((r) => runInfo(r, row.name, agents, places)),
+        runs: runs.map((r) => ({
+          ...runInfo(r, row.name, agents, places),
+          artifacts: files.get(r.id) ?? null,
+        })),
         queue: { limit: max, active, pending },
       } satisfies RunsReply,
     );
@@ -196,7 +200,12 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AppEnv> {
       run = await store.runById(run.id) ?? run;
     }
     const queue = run.state === "pending" ? (await engine.queue(row.id)).places : undefined;
-    return c.json({ run: runInfo(run, row.name, await agentMap(store), queue) } satisfies RunReply);
+    const files = (await store.artifactSummaries([run.id])).get(run.id) ?? null;
+    return c.json(
+      {
+        run: { ...runInfo(run, row.name, await agentMap(store), queue), artifacts: files },
+      } satisfies RunReply,
+    );
   });
 
   app.get("/:run/attach", async (c) => {

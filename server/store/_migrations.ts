@@ -490,6 +490,33 @@ const BLOBS_POSTGRES = `
   alter table blob_chunks alter column data set storage external;
 `;
 
+// The files a run left in /tmp/downloads (server/artifacts.ts): the bytes are
+// a blob of the BlobStore, a refused file keeps its reason and no blob. A
+// run's rows go with it (the run retention), and with them the blobs' last
+// references.
+const RUN_ARTIFACTS_SQLITE = `
+  CREATE TABLE run_artifacts (
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    sha256 TEXT,
+    size INTEGER NOT NULL,
+    refused TEXT,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (run_id, name)
+  ) WITHOUT ROWID;
+`;
+const RUN_ARTIFACTS_POSTGRES = `
+  create table run_artifacts (
+    run_id text not null references runs (id) on delete cascade,
+    name text not null,
+    sha256 text,
+    size bigint not null,
+    refused text,
+    created_at timestamptz not null,
+    primary key (run_id, name)
+  );
+`;
+
 /** Every migration, in the order they apply. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "initial schema", sqlite: INITIAL_SQLITE, postgres: INITIAL_POSTGRES },
@@ -539,4 +566,10 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   { version: 11, name: "run reasons", sqlite: RUN_REASON_SQLITE, postgres: RUN_REASON_POSTGRES },
   { version: 12, name: "blobs in PostgreSQL", sqlite: "", postgres: BLOBS_POSTGRES },
+  {
+    version: 13,
+    name: "run artifacts",
+    sqlite: RUN_ARTIFACTS_SQLITE,
+    postgres: RUN_ARTIFACTS_POSTGRES,
+  },
 ];
