@@ -5,7 +5,16 @@
  * @module
  */
 import type { AgentMessage, RunEnded, RunSpec, RunState } from "../protocol/mod.ts";
-import { logQuotaMarker, MAX_TIMER_MS, REATTACH_GRACE_MS, timerProblem } from "../protocol/mod.ts";
+import {
+  DEFAULT_AUDIT_QUOTA_BYTES,
+  fastChunkLimit,
+  logQuotaMarker,
+  MAX_TIMER_MS,
+  REATTACH_GRACE_MS,
+  timerProblem,
+  watchMarker,
+  watchNotice,
+} from "../protocol/mod.ts";
 import type { Clock, TimerId } from "../util/clock.ts";
 import { streamToFile } from "../util/file_batcher.ts";
 import { errorMessage, type Logger } from "../util/log.ts";
@@ -102,6 +111,10 @@ export class OneOff {
   /** The agent is closing: nothing waits for acks any more. */
   #killed = false;
   #framedSession: FramedRun | undefined;
+  /** Tells the attached client one line out of band, once its session has started. */
+  #say: ((text: string) => void) | undefined;
+  /** How many watch the session, as the server last said (it may say so before the session starts). */
+  #watchers = 0;
   #done = Promise.withResolvers<void>();
 
   constructor(spec: RunSpec, host: RunHost) {
@@ -236,7 +249,9 @@ export class OneOff {
       // As when a terminal closes: SIGHUP, then SIGKILL after the grace period.
       onHangup: () => this.stop("stopped", "The client disconnected", "SIGHUP"),
       clock: this.#host.clock,
+      notices: (say) => this.#say = say,
     });
+    this.#say = undefined;
     const outcome = this.#recordingCut(this.#outcome(session.status), recorder);
     await this.#finish(...outcome);
     if (this.#farewell) {
@@ -262,8 +277,10 @@ export class OneOff {
       resize: (cols, rows) => this.resize(cols, rows),
     });
     this.#framedSession = session;
+    this.#say = (text) => session.notice(text);
     session.attach(client);
     const status = await session.run();
+    this.#say = undefined;
     const outcome = this.#recordingCut(this.#outcome(status), recorder);
     await this.#finish(...outcome);
     const [state, detail] = outcome;
@@ -323,12 +340,33 @@ export class OneOff {
       send: (msg) => this.#host.send(msg),
       clock: this.#host.clock,
       ...(spec.auditQuotaBytes !== undefined ? { quotaBytes: spec.auditQuotaBytes } : {}),
+      fastSeqLimit: fastChunkLimit(
+        spec.timeoutMs,
+        spec.auditQuotaBytes ?? DEFAULT_AUDIT_QUOTA_BYTES,
+      ),
       onError: (err) =>
         this.#host.log.error("audit spool failed", { run: spec.label, error: errorMessage(err) }),
     });
     recorder.start(spec.tty ? { cols: spec.cols, rows: spec.rows } : null);
+    if (this.#watchers > 0) recorder.watched(true);
     this.#recorder = recorder;
     return recorder;
+  }
+
+  /**
+   * The server says who watches the session: the recording goes faster
+   * while anyone does, marks each watcher who came or went, and the user is
+   * told once of each who came (on stderr, out of band).
+   */
+  watchers(count: number, change: { joined?: string; left?: string } = {}): void {
+    this.#watchers = count;
+    const recorder = this.#recorder;
+    recorder?.watched(count > 0);
+    if (change.joined !== undefined) {
+      recorder?.output(encoder.encode(watchMarker(change.joined, true)));
+      this.#say?.(watchNotice(change.joined));
+    }
+    if (change.left !== undefined) recorder?.output(encoder.encode(watchMarker(change.left, false)));
   }
 
   /** Ends the run: SIGTERM (or `signal`), then SIGKILL after the grace period; before launch, at once. */
@@ -379,6 +417,9 @@ export class OneOff {
       });
     }
     this.#recorder?.resend();
+    // A restarted server has no watchers; one that was only away says so again after the welcome.
+    this.#watchers = 0;
+    this.#recorder?.watched(false);
   }
 
   /** On the run, so that the timeline says the recording was cut, not only the transcript. */
