@@ -227,8 +227,7 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
             ...(msg.joined !== undefined ? { joined: msg.joined } : {}),
             ...(msg.left !== undefined ? { left: msg.left } : {}),
           });
-        }
-        else if (msg.type === "reattach") {
+        } else if (msg.type === "reattach") {
           runner.reattach(msg.runId, msg.secretSha256, msg.expiresAt);
         } else if (msg.type === "open_relay") {
           dialRelayBack(msg, {

@@ -366,7 +366,9 @@ export class OneOff {
       recorder?.output(encoder.encode(watchMarker(change.joined, true)));
       this.#say?.(watchNotice(change.joined));
     }
-    if (change.left !== undefined) recorder?.output(encoder.encode(watchMarker(change.left, false)));
+    if (change.left !== undefined) {
+      recorder?.output(encoder.encode(watchMarker(change.left, false)));
+    }
   }
 
   /** Ends the run: SIGTERM (or `signal`), then SIGKILL after the grace period; before launch, at once. */

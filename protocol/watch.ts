@@ -67,9 +67,16 @@ function unwatchedChunks(timeoutMs: number, quotaBytes: number): number {
   return Math.ceil(timeoutMs / UNWATCHED_FLUSH_MS) + Math.ceil(quotaBytes / CHUNK_BYTES);
 }
 
+const WATCH_NOTICE_END = " is watching this session";
+
 /** The line a session's user gets on stderr when someone starts watching. */
 export function watchNotice(watcher: string): string {
-  return `${watcher} is watching this session`;
+  return `${watcher}${WATCH_NOTICE_END}`;
+}
+
+/** True for a notice of {@link watchNotice}: shown even with `--silent`, being about privacy. */
+export function isWatchNotice(text: string): boolean {
+  return text.replace(/\r?\n$/, "").endsWith(WATCH_NOTICE_END);
 }
 
 /** The marker a recording (and so every watcher) shows where a watcher came or went. */

@@ -80,7 +80,7 @@ export function unwatchable(run: RunRow, app: string): string | null {
   const label = runLabel(run.number);
   if (!run.attached) {
     return `Cannot watch ${label}: it runs detached, with no session; follow its output with ` +
-      `oneoff logs -a ${app} --source ${label} -f`;
+      `oneoff logs -a ${app} --filter ${label} -f`;
   }
   if (isTerminal(run.state)) {
     return `Cannot watch ${label}: it has ended (${run.state}); replay it with ` +

@@ -13,7 +13,7 @@ import { EscapingDecoder } from "../audit/mod.ts";
 import type { ServerContext } from "../context.ts";
 import { HttpError } from "../http_error.ts";
 import { type AppEnv, loadRun } from "../_lookup.ts";
-import { unwatchable, watchFeed, type Watchers } from "../watch.ts";
+import { unwatchable, type Watchers, watchFeed } from "../watch.ts";
 
 const encoder = new TextEncoder();
 
@@ -71,7 +71,6 @@ export function watchRoutes(ctx: ServerContext, watchers: Watchers): Hono<AppEnv
         })
       );
     };
-    c.req.raw.signal.addEventListener("abort", finish);
     const feed = watchFeed(ctx, run, { fromNow: from === "now", signal: stop.signal });
     const lines = sse ? sseLines(feed) : ndjsonLines(feed);
     const body = new ReadableStream<Uint8Array>({
