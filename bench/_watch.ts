@@ -20,18 +20,17 @@ class Reader {
   #waiting = new Map<string, (at: number) => void>();
 
   constructor(args: string[], env: Record<string, string>, stdin: boolean) {
-    this.child = new Deno.Command(Deno.execPath(), {
+    const child = new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", "--quiet", MAIN, ...args],
       env,
       stdin: stdin ? "piped" : "null",
       stdout: "piped",
       stderr: "piped",
     }).spawn();
+    this.child = child;
     this.#read();
     (async () => {
-      for await (const t of this.child.stderr.pipeThrough(new TextDecoderStream())) {
-        this.stderr += t;
-      }
+      for await (const t of child.stderr.pipeThrough(new TextDecoderStream())) this.stderr += t;
     })();
   }
 
@@ -63,7 +62,7 @@ function percentile(values: number[], p: number): number {
 }
 
 function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: number | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) =>
     timer = setTimeout(() => reject(new Error(`Timed out waiting for ${what}`)), ms)
   );
