@@ -223,3 +223,37 @@ Deno.test("watch shows a PTY session; the user's notice comes as a line of its o
   match(watcher.stderr, /session ended \(exit 5\)/);
   equal(count(output, "is watching this session"), 1);
 });
+
+Deno.test("a raw session (nc's way) gets the notice on its stream, never on the process's stdin", async () => {
+  await using sys = await startSystem();
+  // The process counts the lines its stdin gets: the notice must not be one of them.
+  const cmd = 'n=0; while read line; do n=$((n+1)); echo "got:$line"; done; echo "lines:$n"';
+  const res = await sys.cli(["run", "-a", "demo", "--no-tty", "--attach-info", "--", cmd]);
+  equal(res.code, 0, res.stderr);
+  const info = JSON.parse(res.stdout) as { host: string; port: number; secret: string };
+  const conn = await Deno.connect({ hostname: info.host, port: info.port });
+  await conn.write(new TextEncoder().encode(`${info.secret}\nfirst\n`));
+  let received = "";
+  const reading = (async () => {
+    const buf = new Uint8Array(65536);
+    while (true) {
+      const n = await conn.read(buf).catch(() => null);
+      if (n === null) break;
+      received += new TextDecoder().decode(buf.subarray(0, n));
+    }
+  })();
+  await waitFor(() => received.includes("got:first"), { message: "the first line echoed" });
+  await using watcher = new Proc(["watch", "-a", "demo", "one-off-1"], { env: sys.cliEnv() });
+  await waitFor(() => received.includes("oneoff: admin is watching this session\n"), {
+    message: "the raw client to be told",
+    seen: () => ({ received, watcher: watcher.stderr }),
+  });
+  await conn.write(new TextEncoder().encode("second\n"));
+  await conn.closeWrite();
+  await reading;
+  conn.close();
+  ok(received.endsWith("got:second\nlines:2\n"), received);
+  equal(count(received, "is watching this session"), 1);
+  equal((await watcher.status()).code, 0, watcher.stderr);
+  match(watcher.stdout, /got:first[\s\S]*got:second\nlines:2\n/);
+});
