@@ -115,6 +115,8 @@ export class OneOff {
   #say: ((text: string) => void) | undefined;
   /** How many watch the session, as the server last said (it may say so before the session starts). */
   #watchers = 0;
+  /** Who started watching before the session did: marked and told once it starts. */
+  #earlyWatchers: string[] = [];
   #done = Promise.withResolvers<void>();
 
   constructor(spec: RunSpec, host: RunHost) {
@@ -249,7 +251,7 @@ export class OneOff {
       // As when a terminal closes: SIGHUP, then SIGKILL after the grace period.
       onHangup: () => this.stop("stopped", "The client disconnected", "SIGHUP"),
       clock: this.#host.clock,
-      notices: (say) => this.#say = say,
+      notices: (say) => this.#sayFrom(say),
     });
     this.#say = undefined;
     const outcome = this.#recordingCut(this.#outcome(session.status), recorder);
@@ -277,7 +279,7 @@ export class OneOff {
       resize: (cols, rows) => this.resize(cols, rows),
     });
     this.#framedSession = session;
-    this.#say = (text) => session.notice(text);
+    this.#sayFrom((text) => session.notice(text));
     session.attach(client);
     const status = await session.run();
     this.#say = undefined;
@@ -349,8 +351,17 @@ export class OneOff {
     });
     recorder.start(spec.tty ? { cols: spec.cols, rows: spec.rows } : null);
     if (this.#watchers > 0) recorder.watched(true);
+    for (const watcher of this.#earlyWatchers) {
+      recorder.output(encoder.encode(watchMarker(watcher, true)));
+    }
     this.#recorder = recorder;
     return recorder;
+  }
+
+  // The session can tell its client now: first whoever started watching before it began.
+  #sayFrom(say: (text: string) => void): void {
+    this.#say = say;
+    for (const watcher of this.#earlyWatchers.splice(0)) say(watchNotice(watcher));
   }
 
   /**
@@ -363,6 +374,7 @@ export class OneOff {
     const recorder = this.#recorder;
     recorder?.watched(count > 0);
     if (change.joined !== undefined) {
+      if (this.#say === undefined) this.#earlyWatchers.push(change.joined);
       recorder?.output(encoder.encode(watchMarker(change.joined, true)));
       this.#say?.(watchNotice(change.joined));
     }

@@ -257,3 +257,30 @@ Deno.test("a raw session (nc's way) gets the notice on its stream, never on the 
   equal((await watcher.status()).code, 0, watcher.stderr);
   match(watcher.stdout, /got:first[\s\S]*got:second\nlines:2\n/);
 });
+
+Deno.test("a watcher who comes before the session starts waits for it, and its user is told once it does", async () => {
+  await using sys = await startSystem();
+  const res = await sys.cli(["run", "-a", "demo", "--no-tty", "--attach-info", "--", "cat"]);
+  equal(res.code, 0, res.stderr);
+  const info = JSON.parse(res.stdout) as { host: string; port: number; secret: string };
+  await using watcher = new Proc(["watch", "-a", "demo", "one-off-1"], { env: sys.cliEnv() });
+  await waitFor(async () => (await timeline(sys)).some((e) => e.kind === "run.watch_started"), {
+    message: "the watch to have started",
+    seen: () => watcher.stderr,
+  });
+  const conn = await Deno.connect({ hostname: info.host, port: info.port });
+  await conn.write(new TextEncoder().encode(`${info.secret}\nearly-bird\n`));
+  await conn.closeWrite();
+  let received = "";
+  const buf = new Uint8Array(65536);
+  while (true) {
+    const n = await conn.read(buf).catch(() => null);
+    if (n === null) break;
+    received += new TextDecoder().decode(buf.subarray(0, n));
+  }
+  conn.close();
+  equal(count(received, "oneoff: admin is watching this session\n"), 1, received);
+  match(received, /early-bird\n/);
+  equal((await watcher.status()).code, 0, watcher.stderr);
+  match(watcher.stdout, /\[oneoff: admin started watching\][\s\S]*early-bird\n/);
+});
