@@ -54,6 +54,13 @@ function show(line: WatchLine, o: { label: string; silent: boolean }): string | 
       if (!o.silent) {
         const from = line.from === "now" ? "from now on" : "from its start";
         err(`Watching ${line.run} ${from}, read-only (Ctrl-C stops watching)...\n`);
+        const size = terminalSize();
+        if (line.tty && size && (size.columns !== line.cols || size.rows !== line.rows)) {
+          // Full-screen programs draw for their own terminal: said, so that a garbled screen is understood.
+          err(
+            `(its terminal is ${line.cols}x${line.rows}, this one ${size.columns}x${size.rows})\n`,
+          );
+        }
       }
       return null;
     case "o":
@@ -93,6 +100,14 @@ async function* lines(body: ReadableStream<Uint8Array>): AsyncGenerator<WatchLin
   } catch (e) {
     if (e instanceof CliError) throw e;
     // The connection dropped: said by the caller, as a stream that ended early.
+  }
+}
+
+function terminalSize(): { columns: number; rows: number } | null {
+  try {
+    return Deno.stdout.isTerminal() ? Deno.consoleSize() : null;
+  } catch {
+    return null;
   }
 }
 
