@@ -37,7 +37,8 @@ async function running(sys: TestSystem, label: string): Promise<void> {
 }
 
 Deno.test("watch shows a no-TTY session from its start and from now, read-only; its user is told once per watcher; each watch is on the timeline and in the recording", async () => {
-  await using sys = await startSystem();
+  const logs: string[] = [];
+  await using sys = await startSystem({ logSink: (line) => logs.push(line) });
   const env = sys.cliEnv();
   await using user = new Proc(["run", "-a", "demo", "--no-tty", "--", "cat"], {
     env,
@@ -127,6 +128,14 @@ Deno.test("watch shows a no-TTY session from its start and from now, read-only; 
   // The second left during the session; the first with its end, after the last chunk.
   equal(count(show.stdout, "[oneoff: admin stopped watching]"), 1, show.stdout);
   ok(!show.stdout.includes("typed-by-a-watcher"), "nothing of the watcher's was recorded");
+
+  // Watching kept the session out of the logs and the database, as recording does.
+  ok(logs.length > 0 && !logs.some((line) => line.includes("with-two-watchers")), "logs");
+  const db = `${sys.dir}/server/oneoff.db`;
+  for (const file of [db, `${db}-wal`]) {
+    const bytes = await Deno.readFile(file).catch(() => new Uint8Array());
+    ok(!new TextDecoder("latin1").decode(bytes).includes("with-two-watchers"), file);
+  }
 });
 
 Deno.test("watch is refused to a member of another app (403), and for runs with no live session", async () => {
