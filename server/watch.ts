@@ -113,12 +113,20 @@ export async function* watchFeed(
 
   // Attached, not started yet: its user has not attached; the watch begins when they do.
   let run: RunRow | null = first;
-  while (run !== null && run.started_at === null && !isTerminal(run.state)) {
-    if (!await wait(runKey(run.id))) yield { type: "keepalive" };
-    if (stopped()) return;
+  while (run.started_at === null && !isTerminal(run.state)) {
+    // Armed before the read, so that a change meanwhile still wakes it.
+    const woken = wait(runKey(run.id));
     run = await store.runById(first.id);
+    if (run === null) return;
+    if (run.started_at !== null || isTerminal(run.state)) break;
+    if (!await woken) yield { type: "keepalive" };
+    if (stopped()) return;
   }
-  if (run === null) return;
+  if (run.started_at === null) {
+    // It ended without a session (nobody attached in time): there is nothing to show.
+    yield { type: "end", state: run.state, exit_code: run.exit_code, reason: run.reason };
+    return;
+  }
   let after = options.fromNow ? await audit.lastSeq(run.id) : -1;
   yield {
     type: "start",

@@ -8,7 +8,7 @@ import type { RunRow } from "../store/mod.ts";
 const T0 = Date.UTC(2030, 0, 2, 3, 4, 5);
 const b64 = (s: string) => new TextEncoder().encode(s).toBase64();
 
-async function runningRun(t: TestServer, attached = true): Promise<RunRow> {
+async function runningRun(t: TestServer, attached = true, start = true): Promise<RunRow> {
   const { store } = t.ctx;
   const app = await store.appByName("demo") ?? await store.createApp("demo");
   const release = await store.createRelease({
@@ -35,7 +35,9 @@ async function runningRun(t: TestServer, attached = true): Promise<RunRow> {
     secret_sha256: null,
     expires_at: null,
   });
-  await store.updateRun(run.id, ["pending"], { state: "running", started_at: new Date(T0) });
+  if (start) {
+    await store.updateRun(run.id, ["pending"], { state: "running", started_at: new Date(T0) });
+  }
   return run;
 }
 
@@ -170,4 +172,32 @@ Deno.test("watch is refused to another app's member (403), and for a detached or
   await end(t, detached);
   const events = await store.listEvents({ limit: 100 });
   ok(!events.some((e) => e.kind === "run.watch_started"), "a refused watch is not on the timeline");
+});
+
+Deno.test("a watcher of a session not started yet waits for it; one that never starts ends the watch", async () => {
+  await using t = await testServer();
+  const { store, signals } = t.ctx;
+  const run = await runningRun(t, true, false);
+  const lines = reader(await t.call("GET", "/api/apps/demo/runs/one-off-1/watch"));
+  const first = lines.next();
+  await store.updateRun(run.id, ["pending"], { state: "running", started_at: new Date(T0) });
+  signals.notify(runKey(run.id));
+  equal((await first).type, "start");
+  await lines.cancel();
+
+  const never = await runningRun(t, true, false);
+  const other = reader(await t.call("GET", "/api/apps/demo/runs/one-off-2/watch"));
+  const next = other.next();
+  await store.updateRun(never.id, ["pending"], {
+    state: "expired",
+    reason: "Nobody attached within the attach window",
+    ended_at: new Date(),
+  });
+  signals.notify(runKey(never.id));
+  deepEqual(await next, {
+    type: "end",
+    state: "expired",
+    exit_code: null,
+    reason: "Nobody attached within the attach window",
+  });
 });
