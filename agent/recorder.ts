@@ -161,11 +161,6 @@ export class Recorder {
     this.#schedule();
   }
 
-  /** True while watched. */
-  get isWatched(): boolean {
-    return this.#watched;
-  }
-
   #delay(): number {
     return this.#watched && this.#seq < this.#fastSeqLimit ? this.#watchedFlushMs : this.#flushMs;
   }
