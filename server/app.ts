@@ -74,6 +74,7 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
     store: ctx.store,
     agentsOnline: () => agents.list().length,
     relays: () => ({ active: relays.active, queuedBytes: relays.queuedBytes }),
+    watchers: () => watchers.total,
   });
   app.use("*", withRequestId, accessLog(ctx.log.child("http"), metrics));
   app.onError(errorHandler(ctx.log));

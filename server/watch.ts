@@ -38,6 +38,13 @@ export class Watchers {
     this.#agents = agents;
   }
 
+  /** How many watch any run now. */
+  get total(): number {
+    let n = 0;
+    for (const set of this.#runs.values()) n += set.size;
+    return n;
+  }
+
   /** How many watch `runId` now. */
   count(runId: string): number {
     return this.#runs.get(runId)?.size ?? 0;

@@ -85,6 +85,8 @@ Deno.test("watch shows a no-TTY session from its start and from now, read-only; 
     });
   }
   ok(!second.stdout.includes("before-any-watcher"), "--from-now skips what came before");
+  const metrics = await (await fetch(`${sys.url}/metrics`)).text();
+  match(metrics, /^oneoff_watchers 2$/m);
   // Ctrl-C stops watching; the session goes on.
   second.kill("SIGINT");
   equal((await second.status()).code, 130);
