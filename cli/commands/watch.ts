@@ -34,7 +34,7 @@ export async function watch(args: string[]): Promise<number> {
     for await (const line of lines(res.body!)) {
       const end = show(line, { label, silent });
       if (end !== null) {
-        err(`oneoff: ${end}\n`);
+        if (!silent) err(`oneoff: ${end}\n`);
         return 0;
       }
     }
