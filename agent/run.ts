@@ -379,7 +379,10 @@ export class OneOff {
       this.#say?.(watchNotice(change.joined));
     }
     if (change.left !== undefined) {
-      recorder?.output(encoder.encode(watchMarker(change.left, false)));
+      // Gone before the session began: neither told nor marked.
+      const early = this.#earlyWatchers.indexOf(change.left);
+      if (early >= 0 && recorder === undefined) this.#earlyWatchers.splice(early, 1);
+      else recorder?.output(encoder.encode(watchMarker(change.left, false)));
     }
   }
 
