@@ -229,7 +229,12 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
         } else if (msg.type === "start_run") runner.start(msg.spec);
         else if (msg.type === "stop_run") runner.stop(msg.runId);
         else if (msg.type === "resize") runner.resize(msg.runId, msg.cols, msg.rows);
-        else if (msg.type === "reattach") {
+        else if (msg.type === "watchers") {
+          runner.watchers(msg.runId, msg.count, {
+            ...(msg.joined !== undefined ? { joined: msg.joined } : {}),
+            ...(msg.left !== undefined ? { left: msg.left } : {}),
+          });
+        } else if (msg.type === "reattach") {
           runner.reattach(msg.runId, msg.secretSha256, msg.expiresAt);
         } else if (msg.type === "open_relay") {
           dialRelayBack(msg, {

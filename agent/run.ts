@@ -5,7 +5,16 @@
  * @module
  */
 import type { AgentMessage, RunEnded, RunSpec, RunState } from "../protocol/mod.ts";
-import { logQuotaMarker, MAX_TIMER_MS, REATTACH_GRACE_MS, timerProblem } from "../protocol/mod.ts";
+import {
+  DEFAULT_AUDIT_QUOTA_BYTES,
+  fastChunkLimit,
+  logQuotaMarker,
+  MAX_TIMER_MS,
+  REATTACH_GRACE_MS,
+  timerProblem,
+  watchMarker,
+  watchNotice,
+} from "../protocol/mod.ts";
 import type { Clock, TimerId } from "../util/clock.ts";
 import { streamToFile } from "../util/file_batcher.ts";
 import type { ArtifactSink } from "./artifacts.ts";
@@ -108,6 +117,12 @@ export class OneOff {
   /** The agent is closing: nothing waits for acks any more. */
   #killed = false;
   #framedSession: FramedRun | undefined;
+  /** Tells the attached client one line out of band, once its session has started. */
+  #say: ((text: string) => void) | undefined;
+  /** How many watch the session, as the server last said (it may say so before the session starts). */
+  #watchers = 0;
+  /** Who started watching before the session did: marked and told once it starts. */
+  #earlyWatchers: string[] = [];
   #done = Promise.withResolvers<void>();
 
   constructor(spec: RunSpec, host: RunHost) {
@@ -278,7 +293,9 @@ export class OneOff {
       // As when a terminal closes: SIGHUP, then SIGKILL after the grace period.
       onHangup: () => this.stop("stopped", "The client disconnected", "SIGHUP"),
       clock: this.#host.clock,
+      notices: (say) => this.#sayFrom(say),
     });
+    this.#say = undefined;
     const outcome = await this.#keepArtifacts(
       this.#recordingCut(this.#outcome(session.status), recorder),
     );
@@ -306,8 +323,10 @@ export class OneOff {
       resize: (cols, rows) => this.resize(cols, rows),
     });
     this.#framedSession = session;
+    this.#sayFrom((text) => session.notice(text));
     session.attach(client);
     const status = await session.run();
+    this.#say = undefined;
     const outcome = await this.#keepArtifacts(this.#recordingCut(this.#outcome(status), recorder));
     await this.#finish(...outcome);
     const [state, detail] = outcome;
@@ -368,12 +387,48 @@ export class OneOff {
       send: (msg) => this.#host.send(msg),
       clock: this.#host.clock,
       ...(spec.auditQuotaBytes !== undefined ? { quotaBytes: spec.auditQuotaBytes } : {}),
+      fastSeqLimit: fastChunkLimit(
+        spec.timeoutMs,
+        spec.auditQuotaBytes ?? DEFAULT_AUDIT_QUOTA_BYTES,
+      ),
       onError: (err) =>
         this.#host.log.error("audit spool failed", { run: spec.label, error: errorMessage(err) }),
     });
     recorder.start(spec.tty ? { cols: spec.cols, rows: spec.rows } : null);
+    if (this.#watchers > 0) recorder.watched(true);
+    for (const watcher of this.#earlyWatchers) {
+      recorder.output(encoder.encode(watchMarker(watcher, true)));
+    }
     this.#recorder = recorder;
     return recorder;
+  }
+
+  // The session can tell its client now: first whoever started watching before it began.
+  #sayFrom(say: (text: string) => void): void {
+    this.#say = say;
+    for (const watcher of this.#earlyWatchers.splice(0)) say(watchNotice(watcher));
+  }
+
+  /**
+   * The server says who watches the session: the recording goes faster
+   * while anyone does, marks each watcher who came or went, and the user is
+   * told once of each who came (on stderr, out of band).
+   */
+  watchers(count: number, change: { joined?: string; left?: string } = {}): void {
+    this.#watchers = count;
+    const recorder = this.#recorder;
+    recorder?.watched(count > 0);
+    if (change.joined !== undefined) {
+      if (this.#say === undefined) this.#earlyWatchers.push(change.joined);
+      recorder?.output(encoder.encode(watchMarker(change.joined, true)));
+      this.#say?.(watchNotice(change.joined));
+    }
+    if (change.left !== undefined) {
+      // Gone before the session began: neither told nor marked.
+      const early = this.#earlyWatchers.indexOf(change.left);
+      if (early >= 0 && recorder === undefined) this.#earlyWatchers.splice(early, 1);
+      else recorder?.output(encoder.encode(watchMarker(change.left, false)));
+    }
   }
 
   /** Ends the run: SIGTERM (or `signal`), then SIGKILL after the grace period; before launch, at once. */
@@ -424,6 +479,9 @@ export class OneOff {
       });
     }
     this.#recorder?.resend();
+    // A restarted server has no watchers; one that was only away says so again after the welcome.
+    this.#watchers = 0;
+    this.#recorder?.watched(false);
   }
 
   /** On the run, so that the timeline says the recording was cut, not only the transcript. */

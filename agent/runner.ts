@@ -251,6 +251,11 @@ export class Runner {
     this.#runs.get(runId)?.resize(cols, rows);
   }
 
+  /** Who watches a run's attached session: see `OneOff.watchers`. */
+  watchers(runId: string, count: number, change: { joined?: string; left?: string }): void {
+    this.#runs.get(runId)?.watchers(count, change);
+  }
+
   /** Lets another terminal reattach to a run's framed session with a one-use secret. */
   reattach(runId: string, secretSha256: string, expiresAt: number): void {
     this.#runs.get(runId)?.reattach(secretSha256, expiresAt);

@@ -32,6 +32,7 @@ import { benchRecording } from "./_recording.ts";
 import { benchPty } from "./_pty.ts";
 import { benchSearch } from "./_search.ts";
 import { benchSessions } from "./_sessions.ts";
+import { benchWatch } from "./_watch.ts";
 import { benchColdSlug } from "./_slug.ts";
 import { benchBlobs } from "./_blobs.ts";
 import { header, markdownTable } from "./_util.ts";
@@ -67,7 +68,12 @@ const CASES: BenchCase[] = [
     run: recording,
   },
   { name: "search", about: "audit search over 200 recorded sessions", run: benchSearch },
+  { name: "watch", about: "a session's output to its watcher vs to its user", run: watch },
 ];
+
+async function watch(ctx: BenchContext): Promise<void> {
+  await benchWatch(await ctx.system(), ctx.pick(200, 20));
+}
 
 function relay(ctx: BenchContext): Promise<void> {
   return benchRelay(ctx.pick(256, 8));

@@ -178,6 +178,21 @@ export const COMMANDS: readonly CommandSpec[] = [
     examples: ["oneoff attach -a demo one-off-3", "oneoff attach -a demo --via server one-off-3"],
   },
   {
+    name: "watch",
+    summary: "Watch a running attached one-off live, read-only",
+    usage: ["watch -a APP [--from-now] [--silent] one-off-N"],
+    notes: [
+      "Shows the session's output as its user sees it, from its start (or, with --from-now, from now on), until it ends; then says `session ended (exit N)` on stderr and exits 0. Nothing typed here reaches the session, and it cannot be resized from here: stdin is not read. Ctrl-C stops watching; the session goes on.",
+      "Any admin or member of the app may watch. The session's user is told on their stderr (`oneoff: NAME is watching this session`), each watcher once; every watch is on the app's timeline (started, stopped) and marked in the recording. What a watcher sees is the recording, within 200 ms of the user. A detached run has no session (see logs -f); an ended one is replayed with audit show.",
+    ],
+    flags: [
+      APP,
+      { name: "from-now", description: "Start with what is printed from now on, not the start" },
+      { name: "silent", description: "Print nothing of the CLI's own on stderr" },
+    ],
+    examples: ["oneoff watch -a demo one-off-3", "oneoff watch -a demo --from-now one-off-3"],
+  },
+  {
     name: "ps",
     summary: "List an app's one-offs",
     usage: ["ps -a APP [-n N] [--json]"],

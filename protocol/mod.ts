@@ -11,6 +11,7 @@
  * - `api.ts`, `api_requests.ts`: the HTTP API's replies, and its request
  *   bodies with their decoders;
  * - `audit_find.ts`: listing and searching recorded sessions;
+ * - `watch.ts`: watching a running session live;
  * - `timeline.ts`: timeline events and how they read;
  * - `slug_policy.ts`: what a valid slug entry is;
  * - `artifacts.ts`: the files a run leaves in `/tmp/downloads`.
@@ -35,3 +36,4 @@ export * from "./labels.ts";
 export type { Decoding } from "./_decode.ts";
 export * from "./audit_find.ts";
 export * from "./artifacts.ts";
+export * from "./watch.ts";

@@ -51,6 +51,10 @@ export interface TimelineEventData {
   "run.stop": { run: string };
   /** A framed session's client came back (or another terminal took it over) from `address`. */
   "run.reattached": { run: string; address: string };
+  /** Someone started watching a running attached session (`oneoff watch`, the dashboard). */
+  "run.watch_started": { run: string };
+  /** ...and stopped, after `duration_ms`. */
+  "run.watch_ended": { run: string; duration_ms: number };
   /** Someone displayed a run's session recording, in this format. */
   "audit.viewed": { run: string; format: string };
   /**
@@ -165,6 +169,8 @@ const CHECKS: { [K in TimelineEventKind]: { [F in keyof TimelineEventData[K]]-?:
   "run.artifacts": { run: isRun, files: isNumber, bytes: isNumber, refused: isStrings },
   "run.stop": { run: isRun },
   "run.reattached": { run: isRun, address: isString },
+  "run.watch_started": { run: isRun },
+  "run.watch_ended": { run: isRun, duration_ms: isNumber },
   "audit.viewed": { run: isRun, format: isString },
   "audit.searched": { sessions: isNumber, hits: isNumber, since_ms: isNumber },
   "audit.key_rotated": { key: isString },
@@ -320,6 +326,14 @@ export function describeEvent(event: UncheckedEventBody): Segment[] {
         text("reattached to "),
         seg("run", event.data.run),
         seg("note", ` (from ${event.data.address})`),
+      ];
+    case "run.watch_started":
+      return [text("started watching "), seg("run", event.data.run)];
+    case "run.watch_ended":
+      return [
+        text("stopped watching "),
+        seg("run", event.data.run),
+        text(` after ${duration(event.data.duration_ms)}`),
       ];
     case "audit.viewed":
       return [

@@ -89,6 +89,14 @@ const SENTENCES: Record<TimelineEventKind, [TimelineEventBody, string]> = {
     { kind: "run.logs_missing", data: { run: "one-off-7", missing: 10000, lines: 70000 } },
     "one-off-7 is missing 10000 of its 70000 log lines (they never reached the server's store)",
   ],
+  "run.watch_started": [
+    { kind: "run.watch_started", data: { run: "one-off-7" } },
+    "started watching one-off-7",
+  ],
+  "run.watch_ended": [
+    { kind: "run.watch_ended", data: { run: "one-off-7", duration_ms: 90_000 } },
+    "stopped watching one-off-7 after 1 min 30 s",
+  ],
   "audit.viewed": [
     { kind: "audit.viewed", data: { run: "one-off-7", format: "cast" } },
     "viewed the session recording of one-off-7 (cast)",

@@ -31,6 +31,8 @@ import { logRoutes } from "./routes/logs.ts";
 import { runRoutes } from "./routes/runs.ts";
 import { timelineRoutes } from "./routes/timeline.ts";
 import { uploadRoutes } from "./routes/uploads.ts";
+import { watchRoutes } from "./routes/watch.ts";
+import { Watchers } from "./watch.ts";
 import { accessLog, withRequestId } from "./access_log.ts";
 import { observabilityRoutes, ServerMetrics } from "./metrics.ts";
 
@@ -58,7 +60,12 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
   const agents = new ConnectedAgents();
   const engine = new RunEngine(ctx, { agents, clock });
   const ingest = new Ingest(ctx, { clock });
-  const hub = new AgentHub(ctx, { agents, events: routeAgentEvents(engine, ingest), clock });
+  const watchers = new Watchers(agents);
+  const hub = new AgentHub(ctx, {
+    agents,
+    events: routeAgentEvents(engine, ingest, watchers),
+    clock,
+  });
   const limiter = new FailureLimiter({ limit: 10 });
   const relays = new RelayHub(ctx, { agents, limiter, clock });
 
@@ -68,6 +75,7 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
     store: ctx.store,
     agentsOnline: () => agents.list().length,
     relays: () => ({ active: relays.active, queuedBytes: relays.queuedBytes }),
+    watchers: () => watchers.total,
   });
   app.use("*", withRequestId, accessLog(ctx.log.child("http"), metrics));
   app.onError(errorHandler(ctx.log));
@@ -125,6 +133,7 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
   api.route("/apps/:app/runs", relays.routes());
   api.route("/apps/:app/runs/:run/artifacts", artifactRoutes(ctx));
   api.route("/apps/:app/runs/:run", auditRoutes(ctx, ctx.audit));
+  api.route("/apps/:app/runs/:run", watchRoutes(ctx, watchers));
   api.route("/apps/:app/audit", auditFindRoutes(ctx, ctx.audit));
   api.route("/apps/:app/uploads", uploadRoutes(ctx));
   api.route("/apps/:app/logs", logRoutes(ctx));

@@ -1,5 +1,6 @@
 /**
- * In-process wake-ups for long polls: a run changed, an app got log lines.
+ * In-process wake-ups for long polls: a run changed, an app got log lines,
+ * a session's recording got a chunk (its watchers read it).
  * @module
  */
 
@@ -55,4 +56,9 @@ export function runKey(runId: string): string {
 /** Key of an app's new log lines. */
 export function logKey(appId: number): string {
   return `logs:${appId}`;
+}
+
+/** Key of a run's new audit chunks: its watchers read them. */
+export function auditKey(runId: string): string {
+  return `audit:${runId}`;
 }

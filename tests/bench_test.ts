@@ -25,6 +25,7 @@ Deno.test(needs(["nc", "script", "postgres"], {
       "logs -n 1000",
       "new 8 MiB",
       "cold download via another server",
+      "watch:",
     ];
     for (const name of names) {
       match(stdout, new RegExp(`^\\| [^|]*${name.replace(/[()]/g, "\\$&")}`, "m"));

@@ -1,7 +1,7 @@
 /**
- * One run: its details, a stop button while it lives, and either the replay
- * of its attached session (asciinema player on the audit API's cast) or its
- * detached output.
+ * One run: its details, a stop button while it lives, and either its
+ * attached session (asciinema player: live on the watch API while it runs,
+ * then the replay of the audit API's cast) or its detached output.
  * @module
  */
 import type { Handler } from "hono";
@@ -110,11 +110,9 @@ function Artifacts(props: { app: string; label: string; rows: ArtifactRow[] }) {
 function Replay(props: { app: string; run: RunRow; label: string; start?: number }) {
   const { app, run, label } = props;
   const api = `/api/apps/${app}/runs/${label}`;
+  if (!isTerminal(run.state)) return <Live api={api} started={run.started_at !== null} />;
   if (!run.started_at) {
     return <p class="empty">This session never started: nothing was recorded.</p>;
-  }
-  if (!isTerminal(run.state)) {
-    return <p class="empty">The session is still going: its replay is here once it ends.</p>;
   }
   return (
     <div
@@ -148,6 +146,25 @@ function Replay(props: { app: string; run: RunRow; label: string; start?: number
       </div>
       <noscript>
         <p class="muted">The replay needs JavaScript; the download works without it.</p>
+      </noscript>
+    </div>
+  );
+}
+
+// A running session, watched live: the same player, fed by the watch API as
+// the recording is stored. Opening it is a watch: on the timeline, told to its user.
+function Live(props: { api: string; started: boolean }) {
+  return (
+    <div class="replay" data-live={`${props.api}/watch?format=sse`}>
+      <div class="player" data-player></div>
+      <div class="replay-bar">
+        <span class="follow-status live" data-live-status>
+          {props.started ? "live" : "waiting for its user to attach"}
+        </span>
+        <span class="muted">Read-only; its user is told that you are watching.</span>
+      </div>
+      <noscript>
+        <p class="muted">The live view needs JavaScript; oneoff watch shows it too.</p>
       </noscript>
     </div>
   );
@@ -208,7 +225,7 @@ export function runPage(ctx: ServerContext): Handler<DashEnv> {
           </section>
         )}
         <section class="section">
-          <h2>{run.attached ? "Session replay" : "Output"}</h2>
+          <h2>{run.attached ? live ? "Session, live" : "Session replay" : "Output"}</h2>
           {run.attached
             ? <Replay app={app.name} run={run} label={label} {...startAt(c.req.query("t"))} />
             : (

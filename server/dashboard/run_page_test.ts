@@ -70,6 +70,26 @@ Deno.test("an ended attached run's page sets up the replay of its recording", as
   match(html, /<dt>Idle timeout<\/dt><dd>45 min<\/dd>/);
 });
 
+Deno.test("a running attached run's page plays it live from the watch API; pending, it waits for its user", async () => {
+  await using d = await dashboardTest();
+  const { store } = d.t.ctx;
+  const { app, release } = await seedApp(store, "demo");
+  const run = await seedRun(store, app, release, "bash", { attached: true });
+  const pending = await (await d.signedIn()).page("/apps/demo/runs/one-off-1");
+  match(pending.html, /waiting for its user to attach/);
+  await store.updateRun(run.id, ["pending"], { state: "running", started_at: new Date() });
+  const { html } = await (await d.signedIn()).page("/apps/demo/runs/one-off-1");
+  match(html, /Session, live/);
+  match(html, /data-live="\/api\/apps\/demo\/runs\/one-off-1\/watch\?format=sse"/);
+  match(html, /<script src="\/assets\/player.js\?v=[0-9a-f]+"><\/script>/);
+  ok(!html.includes("data-cast="), "no replay while it runs");
+  const events = await store.listEvents({ limit: 10 });
+  ok(
+    !events.some((e) => e.kind === "run.watch_started"),
+    "the page alone is no watch: its player is",
+  );
+});
+
 Deno.test("an attached run that never started says there is nothing to replay", async () => {
   await using d = await dashboardTest();
   const { store } = d.t.ctx;

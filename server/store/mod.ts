@@ -475,6 +475,8 @@ export interface Store {
   auditChunk(runId: string, seq: number): Promise<AuditChunkRow | null>;
   /** The quota bytes the stored chunks of a run were charged, summed. */
   auditRecordedBytes(runId: string): Promise<number>;
+  /** The highest seq stored of a run's recording, -1 when none is (`oneoff watch --from-now`). */
+  lastAuditSeq(runId: string): Promise<number>;
   /**
    * An app's recorded sessions (attached runs that started), newest first,
    * each with its recorded bytes: `listRecordedSessions` for `audit list`

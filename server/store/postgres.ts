@@ -691,6 +691,12 @@ class PostgresStore implements Store {
     return rows.map(({ audit_bytes, ...run }) => ({ run, bytes: Number(audit_bytes) }));
   }
 
+  async lastAuditSeq(runId: string): Promise<number> {
+    const [row] = await this.#sql<{ n: number }[]>`
+      select coalesce(max(seq), -1)::int as n from audit_chunks where run_id = ${runId}`;
+    return Number(row?.n ?? -1);
+  }
+
   async auditRecordedBytes(runId: string): Promise<number> {
     const [row] = await this.#sql<{ n: string }[]>`
       select coalesce(sum(bytes), 0)::text as n from audit_chunks where run_id = ${runId}`;

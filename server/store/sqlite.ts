@@ -881,6 +881,16 @@ class SqliteStore implements Store {
     });
   }
 
+  lastAuditSeq(runId: string): Promise<number> {
+    return settle(() => {
+      const row = this.#get(
+        "SELECT COALESCE(MAX(seq), -1) AS n FROM audit_chunks WHERE run_id = ?",
+        runId,
+      );
+      return Number(row?.n ?? -1);
+    });
+  }
+
   auditRecordedBytes(runId: string): Promise<number> {
     return settle(() => {
       const row = this.#get(

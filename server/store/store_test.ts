@@ -740,7 +740,7 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
     deepEqual(await store.auditChunks("other"), []);
   });
 
-  test("audit chunks are read in pages, one by seq, and their quota bytes summed", async (store) => {
+  test("audit chunks are read in pages, one by seq, their quota bytes summed and the last seq known", async (store) => {
     const app = await store.createApp("demo");
     const rel = await store.createRelease(release(app.id, 1));
     const run = await store.createRun(newRun(app.id, rel.id));
@@ -764,6 +764,8 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
     equal(await store.auditChunk(run.id, 3), null);
     equal(await store.auditRecordedBytes(run.id), 10 + 11 + 12 + 14 + 15);
     equal(await store.auditRecordedBytes("other"), 0);
+    equal(await store.lastAuditSeq(run.id), 5);
+    equal(await store.lastAuditSeq("other"), -1);
     // Base64 payloads may be kept as bytes: each reads back as the very text stored.
     const texts = [
       "AAECAw==",
