@@ -156,6 +156,8 @@ export class LogShipper {
   #closed = false;
   #quota: number;
   #inflightBytes = 0;
+  /** The last send failed (the channel is down): new batches wait for a resend, not read back. */
+  #down = false;
   #storedBytes = 0;
   #overLines = 0;
   #overBytes = 0;
@@ -280,8 +282,21 @@ export class LogShipper {
     }
     this.#owed.set(batch, owed);
     this.#budget.take(owed.bytes);
-    if (this.#roomFor(owed)) this.#transmit(batch, owed, records);
+    // Sent now only when no earlier batch still waits for room: a smaller
+    // batch slipping past a waiting one was stored first, and the run's
+    // lines then read out of order.
+    if (!this.#waitingBefore(batch) && this.#roomFor(owed)) this.#transmit(batch, owed, records);
+    else if (!this.#down) this.#pump();
     this.#armResend();
+  }
+
+  /** True when a batch before `batch` is not sent on this connection yet. */
+  #waitingBefore(batch: number): boolean {
+    for (const [earlier, owed] of this.#owed) {
+      if (earlier === batch) return false;
+      if (!owed.inflight) return true;
+    }
+    return false;
   }
 
   #transmit(batch: number, owed: Owed, known?: LogRecord[]): boolean {
@@ -294,6 +309,7 @@ export class LogShipper {
       sent = false;
     }
     owed.sentAt = sent ? this.#clock.now() : null;
+    this.#down = !sent;
     if (sent) owed.sends++;
     if (sent && !owed.inflight) {
       owed.inflight = true;
@@ -365,6 +381,7 @@ export class LogShipper {
     // A new connection: nothing is in flight on it yet.
     for (const owed of this.#owed.values()) owed.inflight = false;
     this.#inflightBytes = 0;
+    this.#down = false;
     this.#pump();
     this.#armResend();
   }
