@@ -37,7 +37,7 @@ import {
   type TokenRow,
 } from "./mod.ts";
 import { MIGRATIONS, SQLITE_MIGRATIONS_TABLE } from "./_migrations.ts";
-import { utf8Length, withoutNul } from "./_log_line.ts";
+import { storedLine, utf8Length } from "./_log_line.ts";
 import { archiveJson, fromArchive } from "./_archive.ts";
 import {
   millis,
@@ -746,7 +746,7 @@ class SqliteStore implements Store {
         l.ts.getTime(),
         l.source,
         l.stream,
-        withoutNul(l.line),
+        storedLine(l.line),
       ]);
       const json = JSON.stringify(rows);
       return this.#tx(() => {
