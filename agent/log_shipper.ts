@@ -17,7 +17,9 @@ import type { RunSpool } from "./spool.ts";
 
 /** Longest line kept whole; longer ones are cut in pieces of this size. */
 export const MAX_LINE_BYTES = 16 * 1024;
-const BATCH_LINES = 2000;
+// Large: each batch costs a statement, a commit, a spool file and an ack (10,000 lines
+// stored a third faster than 2,000 on PostgreSQL); bounded in bytes below.
+const BATCH_LINES = 10_000;
 /** A batch is also cut once it holds this many bytes of lines (which bounds a spool file). */
 const BATCH_BYTES = 1024 * 1024;
 /** A partial batch is sent this long after its first line. */

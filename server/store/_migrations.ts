@@ -466,6 +466,13 @@ const RUN_REASON_POSTGRES = `
   alter table runs add column purpose text;
 `;
 
+// A run's creation answers its place in the app's queue by counting the
+// app's pending runs ahead of it and its active ones: without an index on
+// the state within the app, each count read every run the app ever had
+// (1,000 runs created at once read a million rows).
+const RUNS_APP_STATE_SQLITE = `CREATE INDEX runs_app_state ON runs (app_id, state, number)`;
+const RUNS_APP_STATE_POSTGRES = `create index runs_app_state on runs (app_id, state, number)`;
+
 /** Every migration, in the order they apply. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "initial schema", sqlite: INITIAL_SQLITE, postgres: INITIAL_POSTGRES },
@@ -514,4 +521,10 @@ export const MIGRATIONS: readonly Migration[] = [
     postgres: AUDIT_CHUNK_BYTES_POSTGRES,
   },
   { version: 11, name: "run reasons", sqlite: RUN_REASON_SQLITE, postgres: RUN_REASON_POSTGRES },
+  {
+    version: 12,
+    name: "runs by app and state",
+    sqlite: RUNS_APP_STATE_SQLITE,
+    postgres: RUNS_APP_STATE_POSTGRES,
+  },
 ];
