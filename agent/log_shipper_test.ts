@@ -260,3 +260,20 @@ Deno.test("batches an earlier agent process spooled are sent again under their o
     deepEqual([...Deno.readDirSync(dir)], []);
   });
 });
+
+Deno.test("a small batch never goes before a bigger one waiting for room in the send window", async () => {
+  const sent: number[] = [];
+  const shipper = new LogShipper("r1", (msg) => {
+    if (msg.type === "logs") sent.push(msg.batch);
+    return true;
+  });
+  // Batches of 64 lines of 16 KiB (1 MiB each): three fill the 4 MiB window
+  // so that the fourth waits, while a last one of one short line would fit.
+  const line = "x".repeat(MAX_LINE_BYTES) + "\n";
+  await shipper.collect(streamOf(line.repeat(64 * 4), "last\n"), "stdout");
+  const done = shipper.finish();
+  deepEqual(sent, [0, 1, 2], "the fourth waits, and so does the fifth behind it");
+  for (let batch = 0; batch < 5; batch++) shipper.ack(batch);
+  await done;
+  deepEqual(sent, [0, 1, 2, 3, 4]);
+});

@@ -33,7 +33,9 @@ async function throughScript(
 export async function benchPty(ctx: BenchContext): Promise<void> {
   const sys = await ctx.system();
   const bytes = ctx.pick(200, 16) * MIB;
-  const n = ctx.pick(3, 1);
+  // Two rounds each (the spread was ±12 % over three): at a few MiB/s through a PTY on a
+  // loaded machine each round of 200 MiB takes half a minute, and the whole bench has 10.
+  const n = ctx.pick(2, 1);
   const head = `head -c ${bytes} /dev/zero`;
   const base = await rounds(n, () => throughScript(head, bytes), 0);
   const cli = `${Deno.execPath()} run -A --quiet ${MAIN} run -a demo --tty --silent -- '${head}'`;

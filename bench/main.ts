@@ -142,6 +142,8 @@ if (import.meta.main) {
   const started = performance.now();
   header();
   let failed = 0;
+  // How long each case took, printed with the table: what to trim when the whole runs too long.
+  const took: string[] = [];
   {
     await using ctx = benchContext({
       quick,
@@ -150,8 +152,10 @@ if (import.meta.main) {
     });
     for (const c of CASES) {
       if (only && !only.includes(c.name)) continue;
+      const begun = performance.now();
       try {
         await c.run(ctx);
+        took.push(`${c.name} ${((performance.now() - begun) / 1000).toFixed(0)} s`);
       } catch (err) {
         // One broken case must not hide the others' figures; the exit code still says so.
         failed++;
@@ -163,7 +167,7 @@ if (import.meta.main) {
   const command = ["deno task bench", ...Deno.args].join(" ");
   console.log(
     `\n${markdownTable()}\n\n${new Date().toISOString().slice(0, 10)}, \`${command}\`, ` +
-      `${seconds.toFixed(0)} s, ${navigator.hardwareConcurrency} cores\n`,
+      `${seconds.toFixed(0)} s, ${navigator.hardwareConcurrency} cores\n\n(${took.join(", ")})\n`,
   );
   if (failed > 0) Deno.exit(1);
 }

@@ -10,6 +10,7 @@ import {
   decodeJson,
   type Decoder,
   type Decoding,
+  fail,
   integer,
   number,
   object,
@@ -211,6 +212,29 @@ const logRecord: Decoder<LogRecord> = object({
   line: string,
 });
 
+/**
+ * A batch of log records, checked as {@link logRecord} would check each:
+ * a batch holds thousands, and the generic decoders build every field's
+ * path ("records[1234].seq") whether or not it is wrong. Here a path is
+ * built only for a record that fails, by the generic decoder's message.
+ */
+const logRecords: Decoder<LogRecord[]> = (value, field) => {
+  if (!Array.isArray(value)) fail(field, "must be a list");
+  const out = new Array<LogRecord>(value.length);
+  for (let i = 0; i < value.length; i++) {
+    const r: unknown = value[i];
+    if (
+      typeof r === "object" && r !== null && "seq" in r && "stream" in r && "ts" in r &&
+      "line" in r && Number.isSafeInteger(r.seq) &&
+      (r.stream === "stdout" || r.stream === "stderr") && typeof r.ts === "number" &&
+      Number.isFinite(r.ts) && typeof r.line === "string"
+    ) {
+      out[i] = { seq: r.seq as number, stream: r.stream, ts: r.ts, line: r.line };
+    } else out[i] = logRecord(r, `${field}[${i}]`);
+  }
+  return out;
+};
+
 const runEndedFields = { runId: string, state: oneOf(RUN_STATES), at: number };
 const runEndedOptional = { exitCode: integer, reason: string, lines: integer };
 const runEnded: Decoder<RunEnded> = object(runEndedFields, runEndedOptional);
@@ -229,7 +253,7 @@ const agentMessage: Decoder<AgentMessage> = byType({
   heartbeat: object({ running: strings }),
   run_state: object(runEndedFields, runEndedOptional),
   attach_ready: object({ runId: string, expiresAt: number }),
-  logs: object({ runId: string, batch: integer, records: array(logRecord) }),
+  logs: object({ runId: string, batch: integer, records: logRecords }),
   audit: object({ runId: string, seq: integer, data: string }),
   session_event: object({
     runId: string,

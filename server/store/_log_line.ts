@@ -4,11 +4,14 @@
  */
 
 /**
- * Replaces NUL characters with U+FFFD: PostgreSQL text cannot hold NUL and
- * a program's output may, and both stores must give back the same line.
+ * A line as both stores keep it: NUL replaced with U+FFFD (PostgreSQL text
+ * cannot hold NUL and a program's output may), and so is a lone surrogate
+ * (the lines travel to the database as JSON, where one is refused), so that
+ * both stores give back the same line.
  */
-export function withoutNul(line: string): string {
-  return line.includes("\0") ? line.replaceAll("\0", "\uFFFD") : line;
+export function storedLine(line: string): string {
+  const text = line.isWellFormed() ? line : line.toWellFormed();
+  return text.includes("\0") ? text.replaceAll("\0", "\uFFFD") : text;
 }
 
 /**

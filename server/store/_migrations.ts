@@ -517,6 +517,13 @@ const RUN_ARTIFACTS_POSTGRES = `
   );
 `;
 
+// A run's creation answers its place in the app's queue by counting the
+// app's pending runs ahead of it and its active ones: without an index on
+// the state within the app, each count read every run the app ever had
+// (1,000 runs created at once read a million rows).
+const RUNS_APP_STATE_SQLITE = `CREATE INDEX runs_app_state ON runs (app_id, state, number)`;
+const RUNS_APP_STATE_POSTGRES = `create index runs_app_state on runs (app_id, state, number)`;
+
 /** Every migration, in the order they apply. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "initial schema", sqlite: INITIAL_SQLITE, postgres: INITIAL_POSTGRES },
@@ -571,5 +578,11 @@ export const MIGRATIONS: readonly Migration[] = [
     name: "run artifacts",
     sqlite: RUN_ARTIFACTS_SQLITE,
     postgres: RUN_ARTIFACTS_POSTGRES,
+  },
+  {
+    version: 14,
+    name: "runs by app and state",
+    sqlite: RUNS_APP_STATE_SQLITE,
+    postgres: RUNS_APP_STATE_POSTGRES,
   },
 ];

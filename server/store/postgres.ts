@@ -38,7 +38,7 @@ import {
   type TokenRow,
 } from "./mod.ts";
 import { MIGRATIONS, POSTGRES_MIGRATIONS_TABLE } from "./_migrations.ts";
-import { withoutNul } from "./_log_line.ts";
+import { storedLine, utf8Length } from "./_log_line.ts";
 import { fromArchive } from "./_archive.ts";
 
 /**
@@ -557,46 +557,61 @@ class PostgresStore implements Store {
 
   async appendLogs(appId: number, lines: NewLog[]): Promise<number> {
     if (lines.length === 0) return 0;
-    // Six arrays and one statement text whatever the batch size: one
-    // prepared statement, a handful of parameters, one round trip.
-    const n = lines.length;
-    const runIds = new Array<string>(n), seqs = new Array<number>(n), ts = new Array<number>(n);
-    const sources = new Array<string>(n), streams = new Array<string>(n);
-    const texts = new Array<string>(n);
-    for (let i = 0; i < n; i++) {
+    // The lines go in as one JSON array, one parameter: JSON.stringify is
+    // native, where text arrays were escaped line by line in JS (a quarter
+    // of the insert rate), and PostgreSQL parses it in its own process.
+    const rows = new Array<[string, number, number, string, string, string]>(lines.length);
+    const usage = new Map<string, { bytes: number; seq: number }>();
+    for (let i = 0; i < lines.length; i++) {
       const l = lines[i]!;
-      runIds[i] = l.run_id, seqs[i] = l.seq, ts[i] = l.ts.getTime();
-      sources[i] = l.source, streams[i] = l.stream, texts[i] = withoutNul(l.line);
+      const line = storedLine(l.line);
+      rows[i] = [l.run_id, l.seq, l.ts.getTime(), l.source, l.stream, line];
+      const run = usage.get(l.run_id) ?? { bytes: 0, seq: -1 };
+      run.bytes += utf8Length(line) + 1;
+      run.seq = Math.max(run.seq, l.seq);
+      usage.set(l.run_id, run);
     }
+    const json = JSON.stringify(rows);
     const sql = this.#sql;
-    // Each run's usage grows in the same statement as its lines (one round trip).
-    const insert = (skipStored: postgres.PendingQuery<postgres.Row[]>) =>
-      sql<{ count: number }[]>`
-        with added as (
-          insert into logs (app_id, run_id, seq, ts, source, stream, line)
-          select ${appId}::int, run_id, seq, timestamptz 'epoch' + ms * interval '1 millisecond',
-            source, stream, line
-          from unnest(${runIds}::text[], ${seqs}::int8[], ${ts}::int8[], ${sources}::text[],
-            ${streams}::text[], ${texts}::text[]) as l(run_id, seq, ms, source, stream, line)
-          ${skipStored}
-          returning run_id, seq, octet_length(line) + 1 as n
-        ), more as (
+    const insert = sql`
+      insert into logs (app_id, run_id, seq, ts, source, stream, line)
+      select ${appId}::int, e ->> 0, (e ->> 1)::int8,
+        timestamptz 'epoch' + (e ->> 2)::int8 * interval '1 millisecond', e ->> 3, e ->> 4, e ->> 5
+      from json_array_elements(${json}::text::json) e`;
+    // Batches are almost always new: a plain insert, each run's usage
+    // counted here and added in the same statement (one round trip, no
+    // RETURNING of a row per line, no ON CONFLICT: together a third of the
+    // rate). A batch replayed after a reconnect fails on the unique index
+    // (atomically: nothing stored) and goes again skipping what is there.
+    try {
+      await sql`
+        with added as (${insert}), more as (
           insert into run_log_usage (run_id, app_id, bytes, seq)
-          select run_id, ${appId}::int, sum(n), max(seq) from added group by run_id
+          select run_id, ${appId}::int, bytes, seq
+          from unnest(${[...usage.keys()]}::text[], ${
+        [...usage.values()].map((u) => u.bytes)
+      }::int8[],
+            ${[...usage.values()].map((u) => u.seq)}::int8[]) as u(run_id, bytes, seq)
           on conflict (run_id) do update set bytes = run_log_usage.bytes + excluded.bytes,
             seq = greatest(run_log_usage.seq, excluded.seq)
         )
-        select count(*)::int8 as count from added`;
-    // Batches are almost always new, and a plain insert costs a fifth less
-    // than ON CONFLICT; a batch replayed after a reconnect fails on the
-    // unique index (atomically: nothing stored) and goes again skipping
-    // what is there.
-    try {
-      return (await insert(sql``))[0]!.count;
+        select 1`;
+      return lines.length;
     } catch (error) {
       if (!isUniqueViolation(error)) throw error;
     }
-    return (await insert(sql`on conflict (run_id, seq) do nothing`))[0]!.count;
+    const [row] = await sql<{ count: number }[]>`
+      with added as (
+        ${insert} on conflict (run_id, seq) do nothing
+        returning run_id, seq, octet_length(line) + 1 as n
+      ), more as (
+        insert into run_log_usage (run_id, app_id, bytes, seq)
+        select run_id, ${appId}::int, sum(n), max(seq) from added group by run_id
+        on conflict (run_id) do update set bytes = run_log_usage.bytes + excluded.bytes,
+          seq = greatest(run_log_usage.seq, excluded.seq)
+      )
+      select count(*)::int8 as count from added`;
+    return row!.count;
   }
 
   async readLogs(appId: number, query: LogQuery): Promise<LogRow[]> {

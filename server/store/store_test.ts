@@ -658,6 +658,15 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
     equal((await store.readLogs(app.id, {}))[0]?.line, "a\uFFFDb\u00e9\u{1F600}");
   });
 
+  test("a log line holding a lone surrogate comes back with U+FFFD, its bytes counted as stored", async (store) => {
+    const app = await store.createApp("demo");
+    await store.appendLogs(app.id, [{ ...logs("r", 1, 1)[0]!, line: "a\ud800b\udc00" }]);
+    equal((await store.readLogs(app.id, {}))[0]?.line, "a\uFFFDb\uFFFD");
+    equal(await store.appLogBytes(app.id), 1 + 3 + 1 + 3 + 1);
+    deepEqual(await store.trimLogBytes(app.id, 1, 10), { lines: 1, bytes: 9 });
+    equal(await store.appLogBytes(app.id), 0);
+  });
+
   test("appendLogs stores 100,000 lines once, in order, when half is replayed", async (store) => {
     const app = await store.createApp("demo");
     const batches = Array.from({ length: 100 }, (_, b) => logs("big", b * 1000 + 1, 1000));
