@@ -191,6 +191,8 @@ export class AgentHub {
     // Only the same credential gets here with this id: a reconnect of the
     // agent itself (a restart, or a channel the server has not seen die).
     this.#agents.add(agent)?.close(1000, "replaced by a new connection");
+    // Said before anything else: no server takes it for lost from now on.
+    await this.#ctx.cluster.touchAgents([agent.id]);
     if (credential) agent.send({ type: "enrolled", agentId: row.id, credential });
     const trust = agent.approved ? "approved" : "pending";
     agent.send({
@@ -274,6 +276,10 @@ export class AgentHub {
   #sweep(): void {
     this.#refreshTrust().catch((err) =>
       this.#ctx.log.child("hub").error("reading agents' trust failed", { error: errorMessage(err) })
+    );
+    // The other servers of the store see these agents held here.
+    this.#ctx.cluster.touchAgents(this.#agents.list().map((agent) => agent.id)).catch((err) =>
+      this.#ctx.log.child("hub").warn("recording held agents failed", { error: errorMessage(err) })
     );
     const deadline = this.#clock.now() - 3 * this.#ctx.config.heartbeatMs;
     for (const agent of this.#agents.list()) {

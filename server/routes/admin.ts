@@ -21,6 +21,7 @@ import type { ServerContext } from "../context.ts";
 import { decodeBody, HttpError } from "../http_error.ts";
 import type { TokenRow } from "../store/mod.ts";
 import { rotateJoinToken } from "../join_tokens.ts";
+import { keyCheckValue } from "../key_checks.ts";
 import { agentInfo, tokenInfo } from "../views.ts";
 
 /** Routes `/whoami`, `/agents` and `/tokens`. */
@@ -104,6 +105,8 @@ export function adminRoutes(ctx: ServerContext, hub: AgentHub): Hono<AuthEnv> {
     }
     const limits = { uses: body.uses ?? null, ttlMs: body.ttl_ms ?? null };
     const token = await rotateJoinToken(store, ctx.config, limits);
+    // The other servers of the store must be given the new file before they restart.
+    await ctx.cluster.setKeyCheck("join token", keyCheckValue(token));
     await store.addEvent({
       app_id: null,
       app_name: null,

@@ -466,6 +466,30 @@ const RUN_REASON_POSTGRES = `
   alter table runs add column purpose text;
 `;
 
+// Several servers on one PostgreSQL (server/cluster/): which server holds
+// each agent's channel and when it last said so, the servers alive and the
+// URL the others reach them at (relays), and a check value of each key
+// that must be the same on every server (server/key_checks.ts). SQLite has
+// them too, one server only ever writes them.
+const CLUSTER_SQLITE = `
+  CREATE TABLE cluster_presence (
+    agent_id TEXT PRIMARY KEY,
+    server_id TEXT NOT NULL,
+    seen_at INTEGER NOT NULL
+  );
+  CREATE TABLE cluster_servers (id TEXT PRIMARY KEY, url TEXT NOT NULL, seen_at INTEGER NOT NULL);
+  CREATE TABLE key_checks (name TEXT PRIMARY KEY, check_value TEXT NOT NULL);
+`;
+const CLUSTER_POSTGRES = `
+  create table cluster_presence (
+    agent_id text primary key,
+    server_id text not null,
+    seen_at timestamptz not null
+  );
+  create table cluster_servers (id text primary key, url text not null, seen_at timestamptz not null);
+  create table key_checks (name text primary key, check_value text not null);
+`;
+
 /** Every migration, in the order they apply. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "initial schema", sqlite: INITIAL_SQLITE, postgres: INITIAL_POSTGRES },
@@ -514,4 +538,5 @@ export const MIGRATIONS: readonly Migration[] = [
     postgres: AUDIT_CHUNK_BYTES_POSTGRES,
   },
   { version: 11, name: "run reasons", sqlite: RUN_REASON_SQLITE, postgres: RUN_REASON_POSTGRES },
+  { version: 12, name: "cluster", sqlite: CLUSTER_SQLITE, postgres: CLUSTER_POSTGRES },
 ];
