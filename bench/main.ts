@@ -33,6 +33,7 @@ import { benchPty } from "./_pty.ts";
 import { benchSearch } from "./_search.ts";
 import { benchSessions } from "./_sessions.ts";
 import { benchColdSlug } from "./_slug.ts";
+import { benchCluster } from "./_cluster.ts";
 import { header, markdownTable } from "./_util.ts";
 
 /** Every case, in the order they run. */
@@ -61,6 +62,7 @@ const CASES: BenchCase[] = [
     run: recording,
   },
   { name: "search", about: "audit search over 200 recorded sessions", run: benchSearch },
+  { name: "cluster", about: "runs/s accepted: 1 server vs 3 behind haproxy", run: benchCluster },
 ];
 
 function relay(ctx: BenchContext): Promise<void> {
@@ -84,8 +86,14 @@ async function lines(ctx: BenchContext): Promise<void> {
   const admin = postgres(pg, { max: 1, onnotice: () => {} });
   await admin.unsafe(`create schema ${schema}`);
   try {
-    await using sys = await startSystem({ database: url });
-    await benchDetachedLines(sys, "PostgreSQL", ctx.quick);
+    {
+      await using sys = await startSystem({ database: url });
+      await benchDetachedLines(sys, "PostgreSQL, NOTIFY on", ctx.quick);
+    }
+    // What waking the other servers costs: the same with signals kept in process.
+    await admin.unsafe(`drop schema ${schema} cascade; create schema ${schema}`);
+    await using sys = await startSystem({ database: url, notify: false });
+    await benchDetachedLines(sys, "PostgreSQL, NOTIFY off", ctx.quick);
   } finally {
     await admin.unsafe(`drop schema ${schema} cascade`);
     await admin.end();

@@ -51,6 +51,8 @@ export interface ServerOptions {
   /** Retention and garbage collection (server/lifecycle.ts); defaults otherwise. */
   lifecycle?: Partial<LifecycleSettings>;
   log?: Logger;
+  /** PostgreSQL: signals reach the other servers by NOTIFY (default true; false: this one only). */
+  notify?: boolean;
   /** The URL the other servers of a PostgreSQL store reach this one at (relays); default its own. */
   advertiseUrl?: string;
 }
@@ -180,7 +182,9 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
     store,
     blobs: new BlobStore(`${options.dataDir}/blobs`),
     log,
-    signals: new Signals(cluster.transport ? { transport: cluster.transport } : {}),
+    signals: new Signals(
+      cluster.transport && options.notify !== false ? { transport: cluster.transport } : {},
+    ),
     cluster,
     audit: await AuditService.open(store, config.auditKeyFile, {
       ...(config.auditQuotaBytes !== undefined ? { quotaBytes: config.auditQuotaBytes } : {}),
