@@ -32,15 +32,17 @@ export async function openPostgresCluster(
   options: PostgresClusterOptions,
 ): Promise<Cluster> {
   const sql: Sql = postgres(url, { max: 3, onnotice: () => {} });
+  const lock: Sql = postgres(url, { max: 1, onnotice: () => {} });
   try {
     const [row] = await sql<{ schema: string; key: number }[]>`
       select coalesce(current_schema(), '') as schema,
              hashtext('oneoff-leader:' || coalesce(current_schema(), '')) as key`;
-    const cluster = new PostgresCluster(sql, row!.schema, row!.key, options);
+    const cluster = new PostgresCluster({ main: sql, lock }, row!.schema, row!.key, options);
     await cluster.start();
     return cluster;
   } catch (err) {
     await sql.end({ timeout: 1 });
+    await lock.end({ timeout: 1 });
     throw err;
   }
 }
@@ -61,7 +63,8 @@ class PostgresCluster implements Cluster {
   #signalChannel: string;
   #agentChannel: string;
   #options: PostgresClusterOptions;
-  #leader: postgres.ReservedSql<Record<string, never>> | null = null;
+  #lockSql: Sql;
+  #leaderPid: number | null = null;
   #timer: ReturnType<typeof setInterval> | undefined;
   #wakes: ((key: string) => void)[] = [];
   #deliveries: ((agentId: string, msg: ServerMessage) => void)[] = [];
@@ -70,8 +73,14 @@ class PostgresCluster implements Cluster {
   #ticking = false;
   #unlisten: (() => Promise<void>)[] = [];
 
-  constructor(sql: Sql, schema: string, lockKey: number, options: PostgresClusterOptions) {
-    this.#sql = sql;
+  constructor(
+    sql: { main: Sql; lock: Sql },
+    schema: string,
+    lockKey: number,
+    options: PostgresClusterOptions,
+  ) {
+    this.#sql = sql.main;
+    this.#lockSql = sql.lock;
     this.#lockKey = lockKey;
     this.#options = options;
     const base = channelBase(schema);
@@ -139,25 +148,27 @@ class PostgresCluster implements Cluster {
     }
   }
 
+  // The lock lives as long as the session of a one-connection pool: a new
+  // backend pid means the connection was lost (and the lock with it).
   async #lead(): Promise<void> {
     try {
-      if (!this.#leader) {
-        const conn = await this.#sql.reserve();
-        const [row] = await conn<{ held: boolean }[]>`
-          select pg_try_advisory_lock(${this.#lockKey}) as held`;
+      if (this.#leaderPid === null) {
+        const [row] = await this.#lockSql<{ held: boolean; pid: number }[]>`
+          select pg_try_advisory_lock(${this.#lockKey}) as held, pg_backend_pid() as pid`;
         if (row?.held) {
-          this.#leader = conn;
+          this.#leaderPid = row.pid;
           this.#log.info("this server leads the periodic work", { server: this.serverId });
-        } else {
-          conn.release();
         }
       } else {
-        await this.#leader`select 1`;
+        const [row] = await this.#lockSql<{ pid: number }[]>`select pg_backend_pid() as pid`;
+        if (row?.pid !== this.#leaderPid) {
+          this.#leaderPid = null;
+          this.#log.warn("the leadership was lost with its connection", { server: this.serverId });
+        }
       }
     } catch (err) {
       this.#log.warn("leadership check failed", { error: errorMessage(err) });
-      this.#leader?.release();
-      this.#leader = null;
+      this.#leaderPid = null;
     }
     if (this.#url) {
       await this.#sql`
@@ -168,7 +179,7 @@ class PostgresCluster implements Cluster {
   }
 
   isLeader(): boolean {
-    return this.#leader !== null;
+    return this.#leaderPid !== null;
   }
 
   async sendElsewhere(agentId: string, msg: ServerMessage): Promise<boolean> {
@@ -248,12 +259,11 @@ class PostgresCluster implements Cluster {
     await this.#sql`delete from cluster_servers where id = ${this.serverId}`.catch(() => {});
     await this.#sql`delete from cluster_presence where server_id = ${this.serverId}`
       .catch(() => {});
-    const leader = this.#leader;
-    if (leader) {
-      await leader`select pg_advisory_unlock(${this.#lockKey})`.catch(() => {});
-      leader.release();
+    if (this.#leaderPid !== null) {
+      await this.#lockSql`select pg_advisory_unlock(${this.#lockKey})`.catch(() => {});
     }
-    this.#leader = null;
+    this.#leaderPid = null;
+    await this.#lockSql.end({ timeout: 2 });
     await this.#sql.end({ timeout: 2 });
   }
 }
