@@ -75,6 +75,11 @@ export class AgentHub {
     const { socket, response } = Deno.upgradeWebSocket(req, { idleTimeout: 30 });
     let agent: ConnectedAgent | undefined;
     let chain = Promise.resolve();
+    // Log batches in their own order, beside the rest: a run printing faster
+    // than the store takes lines (or a spool sent again after a failover)
+    // must not hold up another run's start or attach readiness behind it.
+    // Lines reaching the store after their run's end are expected (ingest.ts).
+    let bulk = Promise.resolve();
     const log = this.#ctx.log.child("hub");
     socket.onmessage = (event) => {
       chain = chain.then(async () => {
@@ -102,11 +107,17 @@ export class AgentHub {
         if (this.#agents.get(agent.id) !== agent) return;
         agent.lastSeen = this.#clock.now();
         if (msg.type === "heartbeat" || msg.type === "hello") return;
+        if (msg.type === "logs") {
+          const from = agent;
+          bulk = bulk.then(() => this.#events.message(from, msg))
+            .catch((err) => log.error("agent log batch failed", { error: errorMessage(err) }));
+          return;
+        }
         await this.#events.message(agent, msg);
       }).catch((err) => log.error("agent message failed", { error: errorMessage(err) }));
     };
     socket.onclose = () => {
-      chain = chain.then(async () => {
+      chain = chain.then(() => bulk).then(async () => {
         if (!agent || !this.#agents.remove(agent)) return;
         log.info("agent left", { agent: agent.name });
         await this.#events.left(agent);

@@ -106,7 +106,7 @@ export class RunEngine {
       this.schedule();
       // Agents of a server that died: the leader gives their runs the grace.
       if (ctx.cluster.shared && ctx.cluster.isLeader() && ++this.#ticks % 5 === 0) {
-        this.#watchAbsentAgents().catch((err) =>
+        this.#watchAbsentAgents().then(() => this.#markGone()).catch((err) =>
           this.#ctx.log.error("watching absent agents failed", { error: errorMessage(err) })
         );
       }
@@ -131,6 +131,19 @@ export class RunEngine {
       if (this.#agents.get(agentId) || this.#lostTimers.has(agentId)) continue;
       if (await this.#ctx.cluster.heldElsewhere(agentId)) continue;
       this.#startGrace(agentId);
+    }
+  }
+
+  // An agent whose server died never had its channel close: once no live
+  // server holds it (and it did not just say hello), it is offline.
+  async #markGone(): Promise<void> {
+    const { store, cluster } = this.#ctx;
+    const settled = this.#clock.now() - this.#ctx.config.heartbeatMs * 4;
+    for (const row of await store.listAgents()) {
+      if (!row.online || this.#agents.get(row.id) || row.since.getTime() > settled) continue;
+      if (await cluster.heldElsewhere(row.id)) continue;
+      await store.setAgentOnline(row.id, false, new Date(this.#clock.now()));
+      this.#ctx.log.info("agent offline: no server holds its channel", { agent: row.name });
     }
   }
 

@@ -11,7 +11,7 @@
  * @module
  */
 import { equal, ok } from "node:assert/strict";
-import { cli, Proc, startAgent, startServer } from "./_processes.ts";
+import { cli, Proc, startAgent, startServer, waitOnline } from "./_processes.ts";
 import { startCluster, type TestCluster } from "./_cluster.ts";
 import { needs, PG_URL } from "./_tools.ts";
 import { waitFor } from "./_wait.ts";
@@ -83,6 +83,9 @@ Deno.test(needs(["postgres", "haproxy", "root"], {
       message: "both agents held by a server",
       seen: () => a1.stderr + a2.stderr,
     });
+
+    // Every server says both are online, whichever holds them.
+    for (const m of c.members) await waitOnline(c.env(m.url), ["a1", "a2"]);
 
     // Round-robin: each creation lands on the next server, whoever holds the agents.
     for (let i = 0; i < 6; i++) await ok0(c, ["run", "-a", "demo", "-d", "--", "echo", `rr-${i}`]);
@@ -168,14 +171,19 @@ Deno.test(needs(["postgres", "haproxy", "root"], {
     const reconnectedMs = performance.now() - killedAt;
     // Through the API, not a CLI process: the figure is the servers', not Deno's start.
     const probeId = await createRun(c, "pinned", "echo after-the-kill");
+    const createdMs = performance.now() - killedAt;
+    let placedMs = 0;
     await waitFor(async () => {
       const state = await runState(c, probeId);
+      if (state !== "pending" && !placedMs) placedMs = performance.now() - killedAt;
       return state === "running" || state === "exited";
     }, { message: "a new run to start after the kill", timeoutMs: 5_000 });
     const newRunMs = performance.now() - killedAt;
     console.log(
       `failover: a1 reconnected ${reconnectedMs.toFixed(0)} ms after the kill, ` +
-        `a new run on it started at ${newRunMs.toFixed(0)} ms`,
+        `a new run on it created at ${createdMs.toFixed(0)} ms, placed at ${
+          placedMs.toFixed(0)
+        } ms, started at ${newRunMs.toFixed(0)} ms`,
     );
     ok(newRunMs < 5_000, `a new run started ${newRunMs} ms after the kill`);
 
