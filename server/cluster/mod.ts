@@ -21,10 +21,16 @@ export interface Cluster {
   readonly transport: SignalTransport | undefined;
   /** This server does the periodic work (sweeps, timeouts, lost agents) now. */
   isLeader(): boolean;
-  /** Sends a control message to an agent held by another live server; false when none holds it. */
+  /**
+   * Sends a control message to an agent held by another live server: true
+   * once that server said it passed it on, false when none did in time.
+   */
   sendElsewhere(agentId: string, msg: ServerMessage): Promise<boolean>;
-  /** Calls `deliver` with each control message another server sent to an agent. */
-  onAgentMessage(deliver: (agentId: string, msg: ServerMessage) => void): void;
+  /**
+   * Calls `deliver` with each control message another server sent to an
+   * agent; it returns true when it passed the message on (the sender is told).
+   */
+  onAgentMessage(deliver: (agentId: string, msg: ServerMessage) => boolean): void;
   /** Records that this server holds these agents' channels now. */
   touchAgents(agentIds: string[]): Promise<void>;
   /** This server no longer holds the agent's channel. */

@@ -26,6 +26,9 @@ export interface PostgresClusterOptions {
 
 type Sql = postgres.Sql<Record<string, never>>;
 
+/** How long a control message sent through another server waits for its word. */
+const DELIVERY_TIMEOUT_MS = 2000;
+
 /** Joins the servers of the database at `url`; resolves once LISTEN is on and leadership was tried. */
 export async function openPostgresCluster(
   url: string,
@@ -67,7 +70,9 @@ class PostgresCluster implements Cluster {
   #leaderPid: number | null = null;
   #timer: ReturnType<typeof setInterval> | undefined;
   #wakes: ((key: string) => void)[] = [];
-  #deliveries: ((agentId: string, msg: ServerMessage) => void)[] = [];
+  #deliveries: ((agentId: string, msg: ServerMessage) => boolean)[] = [];
+  /** Control messages sent, by id, waiting for the holder's word. */
+  #awaiting = new Map<string, () => void>();
   #url = "";
   #closed = false;
   #ticking = false;
@@ -112,13 +117,18 @@ class PostgresCluster implements Cluster {
   }
 
   #received(payload: string): void {
-    let parsed: { from?: unknown; to?: unknown; msg?: unknown };
+    let parsed: { from?: unknown; to?: unknown; msg?: unknown; id?: unknown; acked?: unknown };
     try {
       parsed = JSON.parse(payload);
     } catch {
       return;
     }
-    if (parsed.from === this.serverId || typeof parsed.to !== "string") return;
+    if (parsed.from === this.serverId) return;
+    if (typeof parsed.acked === "string") {
+      this.#awaiting.get(parsed.acked)?.();
+      return;
+    }
+    if (typeof parsed.to !== "string" || typeof parsed.id !== "string") return;
     const decoded = decodeServerMessage(JSON.stringify(parsed.msg));
     if (!decoded.ok) {
       this.#log.warn("malformed control message from another server dropped", {
@@ -126,7 +136,11 @@ class PostgresCluster implements Cluster {
       });
       return;
     }
-    for (const deliver of this.#deliveries) deliver(parsed.to, decoded.value);
+    let passed = false;
+    for (const deliver of this.#deliveries) passed = deliver(parsed.to, decoded.value) || passed;
+    if (passed) {
+      this.#notify(this.#agentChannel, JSON.stringify({ from: this.serverId, acked: parsed.id }));
+    }
   }
 
   #notify(channel: string, payload: string): void {
@@ -182,17 +196,29 @@ class PostgresCluster implements Cluster {
     return this.#leaderPid !== null;
   }
 
+  // Every server hears it; the one holding the agent passes it on and says
+  // so, so that the caller knows (a reattach secret must be there before
+  // its client dials, a stop with no taker ends the run here).
   async sendElsewhere(agentId: string, msg: ServerMessage): Promise<boolean> {
-    if (!await this.heldElsewhere(agentId)) return false;
-    // NOTIFY payloads stop at 8000 bytes: control messages are small ones.
-    await this.#sql.notify(
-      this.#agentChannel,
-      JSON.stringify({ from: this.serverId, to: agentId, msg }),
-    );
-    return true;
+    if (this.#closed || !await this.heldElsewhere(agentId)) return false;
+    const id = crypto.randomUUID();
+    const { promise, resolve } = Promise.withResolvers<boolean>();
+    const timer = setTimeout(() => resolve(false), DELIVERY_TIMEOUT_MS);
+    this.#awaiting.set(id, () => resolve(true));
+    try {
+      // NOTIFY payloads stop at 8000 bytes: control messages are small ones.
+      await this.#sql.notify(
+        this.#agentChannel,
+        JSON.stringify({ from: this.serverId, to: agentId, id, msg }),
+      );
+      return await promise;
+    } finally {
+      clearTimeout(timer);
+      this.#awaiting.delete(id);
+    }
   }
 
-  onAgentMessage(deliver: (agentId: string, msg: ServerMessage) => void): void {
+  onAgentMessage(deliver: (agentId: string, msg: ServerMessage) => boolean): void {
     this.#deliveries.push(deliver);
   }
 
