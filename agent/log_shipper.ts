@@ -280,8 +280,21 @@ export class LogShipper {
     }
     this.#owed.set(batch, owed);
     this.#budget.take(owed.bytes);
-    if (this.#roomFor(owed)) this.#transmit(batch, owed, records);
+    // Behind a batch still waiting for room, this one waits too: a small
+    // batch that fits where a big one did not would overtake it, and the
+    // server stores (and `logs` reads) lines in the order batches come.
+    if (this.#waiting(owed)) this.#pump();
+    else if (this.#roomFor(owed)) this.#transmit(batch, owed, records);
     this.#armResend();
+  }
+
+  /** An earlier batch than `owed` is not in flight yet. */
+  #waiting(owed: Owed): boolean {
+    for (const other of this.#owed.values()) {
+      if (other === owed) return false;
+      if (!other.inflight) return true;
+    }
+    return false;
   }
 
   #transmit(batch: number, owed: Owed, known?: LogRecord[]): boolean {

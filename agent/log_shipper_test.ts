@@ -260,3 +260,19 @@ Deno.test("batches an earlier agent process spooled are sent again under their o
     deepEqual([...Deno.readDirSync(dir)], []);
   });
 });
+
+Deno.test("a small batch never overtakes a bigger one waiting for room in the send window", async () => {
+  const sent: number[] = [];
+  const shipper = new LogShipper("r1", (msg) => {
+    if (msg.type === "logs") sent.push(msg.batch);
+    return true;
+  });
+  // Batches of about 1 MiB (cut by bytes): three fit the 4 MiB window, the fourth waits.
+  const line = "x".repeat(999) + "\n";
+  await shipper.collect(streamOf(line.repeat(4500), "tail\n"), "stdout");
+  const done = shipper.finish();
+  deepEqual(sent, [0, 1, 2], "the small last batch waits behind the fourth");
+  for (let batch = 0; batch < 5; batch++) shipper.ack(batch);
+  await done;
+  deepEqual(sent, [0, 1, 2, 3, 4], "then every batch in order");
+});
