@@ -314,7 +314,12 @@ export class AgentHub {
     if (this.#agents.list().length === 0) return;
     const rows = new Map((await this.#ctx.store.listAgents()).map((row) => [row.id, row]));
     for (const agent of this.#agents.list()) {
-      const trust = rows.get(agent.id)?.trust ?? "revoked";
+      const row = rows.get(agent.id);
+      // Another server it left may have written it offline after it joined here.
+      if (row && !row.online && row.trust !== "revoked") {
+        await this.#ctx.store.setAgentOnline(agent.id, true, new Date(this.#clock.now()));
+      }
+      const trust = row?.trust ?? "revoked";
       if (trust === "revoked") await this.setTrust(agent.id, "revoked");
       else if (trust === "approved" && !agent.approved) await this.setTrust(agent.id, "approved");
     }
