@@ -63,6 +63,8 @@ const encoder = new TextEncoder();
 const TICK_MS = 5_000;
 /** How long a connection let go may take to read what was queued for it. */
 const LINGER_MS = 5_000;
+// Notices held for a client that is away: a few lines, whatever happens meanwhile.
+const MAX_HELD_NOTICES = 16;
 
 /** One framed session, across the connections of its reattaches. */
 export class FramedSession {
@@ -80,6 +82,8 @@ export class FramedSession {
   #inWritten = 0;
   #stdinWrites: Promise<void> = Promise.resolve();
   #link: Link | undefined;
+  /** Notices said while no client was connected, for the next one. */
+  #notices: Uint8Array[] = [];
   #roomWaiters: (() => void)[] = [];
   #lastActivity: number;
   #tick: TimerId | undefined;
@@ -154,6 +158,7 @@ export class FramedSession {
       );
     }
     for (const chunk of this.#chunks) this.#send(link, encodeFrame(chunk.type, chunk.bytes));
+    for (const held of this.#notices.splice(0)) this.#send(link, held);
     if (this.#exit) this.#send(link, this.#exit);
     if (!first) this.#o.onReattach(client.remoteAddr);
     this.#read(link, client.initial).catch(() => {});
@@ -192,9 +197,13 @@ export class FramedSession {
     this.close();
   }
 
-  /** Tells the connected client one line (printed on its stderr). */
+  /**
+   * Tells the connected client one line (printed on its stderr); while
+   * none is connected, the next one that (re)attaches (a few lines kept at most).
+   */
   notice(text: string): void {
     if (this.#link) this.#send(this.#link, notice(text));
+    else if (this.#notices.length < MAX_HELD_NOTICES) this.#notices.push(notice(text));
   }
 
   /** Ends the session now: timers, the connection, the waits. */

@@ -216,3 +216,27 @@ Deno.test("a connection let go that stopped reading is closed within the linger,
   process.exit(0);
   session.close();
 });
+
+Deno.test("a notice said while the client is away reaches it when it comes back, once", async () => {
+  const { session, process } = setup();
+  const a = peer();
+  session.attach(a.client, 0);
+  a.drop();
+  await settle();
+  session.notice("admin is watching this session");
+  const b = peer();
+  session.attach(b.client, 0);
+  for (let i = 0; i < 10; i++) await settle();
+  const notices = b.frames.filter((f) => f.type === FRAME.NOTICE).map((f) =>
+    new TextDecoder().decode(f.payload)
+  );
+  deepEqual(notices, ["oneoff: admin is watching this session"]);
+  const c = peer();
+  session.attach(c.client, 0);
+  for (let i = 0; i < 10; i++) await settle();
+  const watching = (f: Frame) =>
+    f.type === FRAME.NOTICE && new TextDecoder().decode(f.payload).includes("watching");
+  ok(!c.frames.some(watching), "said once");
+  process.exit(0);
+  session.close();
+});

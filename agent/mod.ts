@@ -6,6 +6,8 @@
 import { absolutePath } from "../util/path.ts";
 import { type AgentMessage, type SandboxKind, VERSION } from "../protocol/mod.ts";
 import { createLogger, errorMessage, type Logger } from "../util/log.ts";
+import { httpArtifactSink } from "./_artifact_http.ts";
+import { leftArtifacts } from "./artifacts.ts";
 import { AttachListener } from "./attach_listener.ts";
 import { raiseFileLimit } from "./_fd_limit.ts";
 import { ControlChannel } from "./control.ts";
@@ -75,6 +77,8 @@ export interface AgentOptions {
   stopGraceMs?: number;
   /** First resend of an unacknowledged log batch or run end (default 5 s). */
   resendMs?: number;
+  /** How long a run's artifact is tried again while the server cannot be reached (default 2 min). */
+  artifactRetryMs?: number;
   /** Seconds of server silence, in heartbeats, before the channel counts as dead (default 3). */
   silentHeartbeats?: number;
   log?: Logger;
@@ -119,6 +123,8 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
   let send: (msg: AgentMessage) => boolean = () => false;
   const { outcomes, started, interrupted } = await Outcomes.open(options.dataDir, {
     send: (msg) => send(msg),
+    // Read before the leftovers go: the run's end says its files were lost with it.
+    interruptedNote: (runId) => leftArtifacts(`${options.dataDir}/work`, runId),
     ...(options.resendMs !== undefined ? { resendMs: options.resendMs } : {}),
   });
   // An earlier process of this agent died with runs: its sandboxes died with it, their traces go.
@@ -170,6 +176,7 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
     }
     return res.body;
   };
+  const artifacts = httpArtifactSink(base, () => credential, options.artifactRetryMs);
   const slugs = new SlugCache({
     dir: `${options.dataDir}/slugs`,
     maxDiskBytes: options.cacheBytes ?? 10 * 1024 ** 3,
@@ -222,7 +229,12 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
         } else if (msg.type === "start_run") runner.start(msg.spec);
         else if (msg.type === "stop_run") runner.stop(msg.runId);
         else if (msg.type === "resize") runner.resize(msg.runId, msg.cols, msg.rows);
-        else if (msg.type === "reattach") {
+        else if (msg.type === "watchers") {
+          runner.watchers(msg.runId, msg.count, {
+            ...(msg.joined !== undefined ? { joined: msg.joined } : {}),
+            ...(msg.left !== undefined ? { left: msg.left } : {}),
+          });
+        } else if (msg.type === "reattach") {
           runner.reattach(msg.runId, msg.secretSha256, msg.expiresAt);
         } else if (msg.type === "open_relay") {
           dialRelayBack(msg, {
@@ -275,6 +287,7 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
     listener,
     send,
     fetchBlob,
+    artifacts,
     workDir: `${options.dataDir}/work`,
     auditDir,
     leftovers,

@@ -30,6 +30,8 @@ export interface OutcomesOptions {
   clock?: Clock;
   /** First resend of an unacknowledged end (default 5 s). */
   resendMs?: number;
+  /** What else an interrupted run's end says, after INTERRUPTED_REASON (e.g. its artifacts were lost); null: nothing. */
+  interruptedNote?: (runId: string) => string | null;
 }
 
 interface Owed {
@@ -87,7 +89,9 @@ export class Outcomes {
     }
     const interrupted = started.filter((runId) => !book.#owed.has(runId));
     for (const runId of interrupted) {
-      book.ended({ runId, state: "failed", reason: INTERRUPTED_REASON, at: book.#clock.now() });
+      const note = options.interruptedNote?.(runId);
+      const reason = note ? `${INTERRUPTED_REASON}; ${note}` : INTERRUPTED_REASON;
+      book.ended({ runId, state: "failed", reason, at: book.#clock.now() });
     }
     return { outcomes: book, started, interrupted };
   }

@@ -7,7 +7,7 @@
  * than a slower session or lost bytes.
  * @module
  */
-import { type AgentMessage, auditQuotaMarker } from "../protocol/mod.ts";
+import { type AgentMessage, auditQuotaMarker, WATCHED_FLUSH_MS } from "../protocol/mod.ts";
 import { type Clock, realClock, type TimerId } from "../util/clock.ts";
 import { isSpoolRunId, recoverSpools, RunSpool } from "./spool.ts";
 
@@ -32,6 +32,13 @@ export interface RecorderOptions {
   now?: () => number;
   /** A chunk is cut this long after its first event (default 250 ms). */
   flushMs?: number;
+  /** While watched (see {@link Recorder.watched}), this long instead (default WATCHED_FLUSH_MS). */
+  watchedFlushMs?: number;
+  /**
+   * Watched chunks are cut fast only below this seq (default no limit), so
+   * that the server's bound on a run's chunks holds: `fastChunkLimit`.
+   */
+  fastSeqLimit?: number;
   /** ...or as soon as it holds this many recorded bytes (default 256 KiB). */
   maxChunkBytes?: number;
   /**
@@ -65,6 +72,9 @@ export class Recorder {
   #clock: Clock;
   #now: () => number;
   #flushMs: number;
+  #watchedFlushMs: number;
+  #fastSeqLimit: number;
+  #watched = false;
   #maxBytes: number;
   #onError: (error: unknown) => void;
   #quota: number;
@@ -101,6 +111,8 @@ export class Recorder {
     this.#clock = options.clock ?? realClock;
     this.#now = options.now ?? (() => this.#clock.now());
     this.#flushMs = options.flushMs ?? 250;
+    this.#watchedFlushMs = options.watchedFlushMs ?? WATCHED_FLUSH_MS;
+    this.#fastSeqLimit = options.fastSeqLimit ?? Infinity;
     this.#maxBytes = options.maxChunkBytes ?? 256 * 1024;
     this.#onError = options.onError ?? (() => {});
     this.#quota = options.quotaBytes ?? Infinity;
@@ -132,7 +144,29 @@ export class Recorder {
   resize(cols: number, rows: number): void {
     if (this.#finished !== null || this.#unrecorded > 0) return;
     this.#events.push({ ms: this.#ms(), kind: "r", size: `${cols}x${rows}`, bytes: 0 });
-    this.#timer ??= this.#clock.setTimeout(() => this.#flush(), this.#flushMs);
+    this.#schedule();
+  }
+
+  /**
+   * Someone watches the session live (or no one any more): while watched,
+   * chunks are cut after WATCHED_FLUSH_MS instead of the usual delay, for
+   * as long as the run's chunk budget allows (`fastSeqLimit`).
+   */
+  watched(on: boolean): void {
+    this.#watched = on;
+    if (!on || this.#timer === undefined) return;
+    // Events already waiting go at the faster pace too.
+    this.#clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#schedule();
+  }
+
+  #delay(): number {
+    return this.#watched && this.#seq < this.#fastSeqLimit ? this.#watchedFlushMs : this.#flushMs;
+  }
+
+  #schedule(): void {
+    this.#timer ??= this.#clock.setTimeout(() => this.#flush(), this.#delay());
   }
 
   /** The server stored every chunk up to `seq`: their spool files go. */
@@ -264,7 +298,7 @@ export class Recorder {
     }
     this.#bytes += copy.length;
     if (this.#bytes >= this.#maxBytes) this.#flush();
-    else this.#timer ??= this.#clock.setTimeout(() => this.#flush(), this.#flushMs);
+    else this.#schedule();
   }
 
   // Asks for a cut; at most one waits in the queue, and it takes all there is then.

@@ -2,6 +2,7 @@ import { deepEqual, equal, ok } from "node:assert/strict";
 import type { AgentMessage } from "../protocol/mod.ts";
 import { Recorder } from "./recorder.ts";
 import { waitFor } from "../tests/_wait.ts";
+import { FakeClock } from "../util/clock.ts";
 
 type Audit = Extract<AgentMessage, { type: "audit" }>;
 interface Chunk {
@@ -422,6 +423,54 @@ Deno.test("recorder past its quota records what fits, one marker, then nothing m
     equal(new TextDecoder().decode(bytesOf(ch.sent, "i")), "ab");
     ok(!ch.sent.some((m) => chunkOf(m).events.some((e) => e[1] === "r")));
     deepEqual(recorder.unrecorded, { quotaBytes: 10, bytes: 3 + 1000 + 5 });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a watched recorder cuts its chunks sooner, down to its fast-seq limit, and as usual once unwatched", async () => {
+  const dir = await tempDir();
+  try {
+    const clock = new FakeClock();
+    const ch = channel();
+    const recorder = new Recorder({
+      runId: "run-watched",
+      dir,
+      send: (msg) => ch.send(msg),
+      clock,
+      flushMs: 250,
+      watchedFlushMs: 25,
+      fastSeqLimit: 2,
+    });
+    ch.state.acking = recorder;
+    recorder.start(null);
+    recorder.output(text("unwatched"));
+    await clock.advance(100);
+    equal(ch.sent.length, 0, "not cut before the usual delay");
+    // Watched: what already waits goes at the faster pace too.
+    recorder.watched(true);
+    await clock.advance(25);
+    equal(ch.sent.length, 1);
+    recorder.output(text("watched"));
+    await clock.advance(25);
+    equal(ch.sent.length, 2);
+    // Chunk 2 is at the limit: the usual delay again, though still watched.
+    recorder.output(text("past the limit"));
+    await clock.advance(100);
+    equal(ch.sent.length, 2);
+    await clock.advance(150);
+    equal(ch.sent.length, 3);
+    recorder.watched(false);
+    recorder.output(text("unwatched again"));
+    await clock.advance(100);
+    equal(ch.sent.length, 3);
+    await clock.advance(150);
+    equal(ch.sent.length, 4);
+    deepEqual(
+      new TextDecoder().decode(bytesOf(ch.sent, "o")),
+      "unwatchedwatchedpast the limitunwatched again",
+    );
+    await recorder.finish(0);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

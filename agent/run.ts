@@ -5,9 +5,20 @@
  * @module
  */
 import type { AgentMessage, RunEnded, RunSpec, RunState } from "../protocol/mod.ts";
-import { logQuotaMarker, MAX_TIMER_MS, REATTACH_GRACE_MS, timerProblem } from "../protocol/mod.ts";
+import {
+  DEFAULT_AUDIT_QUOTA_BYTES,
+  fastChunkLimit,
+  logQuotaMarker,
+  MAX_TIMER_MS,
+  REATTACH_GRACE_MS,
+  timerProblem,
+  watchMarker,
+  watchNotice,
+} from "../protocol/mod.ts";
 import type { Clock, TimerId } from "../util/clock.ts";
 import { streamToFile } from "../util/file_batcher.ts";
+import type { ArtifactSink } from "./artifacts.ts";
+import { RunDownloads } from "./_run_downloads.ts";
 import { errorMessage, type Logger } from "../util/log.ts";
 import type { AttachedClient, SecretUse } from "./attach_listener.ts";
 import type { LogShipper } from "./log_shipper.ts";
@@ -47,7 +58,9 @@ export interface RunHost {
   listener: AttachWaiter;
   /** Downloads a blob (an upload) from the server. */
   fetchBlob(sha256: string): Promise<ReadableStream<Uint8Array>>;
-  /** Scratch space for uploads. */
+  /** Where the run's artifacts go; absent: `/tmp/downloads` is not kept. */
+  artifacts?: ArtifactSink;
+  /** Scratch space for uploads and downloads. */
   workDir: string;
   /** Spool of audit chunks not yet stored by the server. */
   auditDir: string;
@@ -84,6 +97,8 @@ export class OneOff {
   #lease: SlugLease | undefined;
   #slugDir = "";
   #uploadsDir: string | undefined;
+  /** The host side of `/tmp/downloads`. */
+  #downloads: RunDownloads | undefined;
   #process: SandboxProcess | undefined;
   #shipper: LogShipper | undefined;
   #recorder: Recorder | undefined;
@@ -102,6 +117,12 @@ export class OneOff {
   /** The agent is closing: nothing waits for acks any more. */
   #killed = false;
   #framedSession: FramedRun | undefined;
+  /** Tells the attached client one line out of band, once its session has started. */
+  #say: ((text: string) => void) | undefined;
+  /** How many watch the session, as the server last said (it may say so before the session starts). */
+  #watchers = 0;
+  /** Who started watching before the session did: marked and told once it starts. */
+  #earlyWatchers: string[] = [];
   #done = Promise.withResolvers<void>();
 
   constructor(spec: RunSpec, host: RunHost) {
@@ -131,6 +152,13 @@ export class OneOff {
     this.#lease = await this.#host.slugs.acquire(spec.slug.sha256);
     this.#slugDir = this.#lease.dir;
     if (spec.uploads.length > 0) await this.#fetchUploads();
+    if (this.#host.artifacts) {
+      this.#downloads = await RunDownloads.make(
+        this.#host.workDir,
+        spec.runId,
+        spec.artifactMaxBytes,
+      );
+    }
     // Stopped meanwhile: finish() has run, perhaps before the lease or the uploads were there.
     if (this.#ended) return await this.#cleanup();
     if (!spec.attach) return await this.#launch();
@@ -180,6 +208,33 @@ export class OneOff {
     }
   }
 
+  /**
+   * Sends what the run left in `/tmp/downloads` before its end is reported,
+   * and says in its reason what was refused or could not be sent.
+   */
+  async #keepArtifacts(outcome: [RunState, Detail]): Promise<[RunState, Detail]> {
+    const downloads = this.#downloads;
+    const sink = this.#host.artifacts;
+    if (!downloads || !sink || this.#ended) return outcome;
+    downloads.unwatch(this.#host.clock);
+    const { log } = this.#host;
+    const said = await downloads.keep(
+      sink,
+      this.#killed,
+      (file, ms) =>
+        log.info("run artifact sent", {
+          run: this.spec.label,
+          name: file.name,
+          bytes: file.size,
+          ms,
+        }),
+    );
+    if (!said) return outcome;
+    log.warn("run artifacts not all kept", { run: this.spec.label, detail: said });
+    const reason = outcome[1].reason ? `${outcome[1].reason}; ${said}` : said;
+    return [outcome[0], { ...outcome[1], reason }];
+  }
+
   /** Starts the process and follows it to its end: the attached session, or the shipped logs. */
   async #launch(client?: AttachedClient): Promise<void> {
     const { spec } = this;
@@ -188,6 +243,7 @@ export class OneOff {
       runId: spec.runId,
       slugDir: this.#slugDir,
       ...(this.#uploadsDir ? { uploadsDir: this.#uploadsDir } : {}),
+      ...(this.#downloads ? { downloadsDir: this.#downloads.dir } : {}),
       command: spec.command,
       env: spec.env,
       limits: spec.limits,
@@ -205,6 +261,7 @@ export class OneOff {
         state: "running",
         at: clock.now(),
       });
+      this.#downloads?.watch(clock, (reason) => this.stop("stopped", reason));
       this.#maxDuration = clock.setTimeout(
         () =>
           this.stop(
@@ -236,8 +293,12 @@ export class OneOff {
       // As when a terminal closes: SIGHUP, then SIGKILL after the grace period.
       onHangup: () => this.stop("stopped", "The client disconnected", "SIGHUP"),
       clock: this.#host.clock,
+      notices: (say) => this.#sayFrom(say),
     });
-    const outcome = this.#recordingCut(this.#outcome(session.status), recorder);
+    this.#say = undefined;
+    const outcome = await this.#keepArtifacts(
+      this.#recordingCut(this.#outcome(session.status), recorder),
+    );
     await this.#finish(...outcome);
     if (this.#farewell) {
       await client.conn.write(encoder.encode(this.#farewell)).catch(() => {});
@@ -262,9 +323,11 @@ export class OneOff {
       resize: (cols, rows) => this.resize(cols, rows),
     });
     this.#framedSession = session;
+    this.#sayFrom((text) => session.notice(text));
     session.attach(client);
     const status = await session.run();
-    const outcome = this.#recordingCut(this.#outcome(status), recorder);
+    this.#say = undefined;
+    const outcome = await this.#keepArtifacts(this.#recordingCut(this.#outcome(status), recorder));
     await this.#finish(...outcome);
     const [state, detail] = outcome;
     if (this.#farewell) session.notice(this.#farewell.trim().replace(/^oneoff: /, ""));
@@ -291,8 +354,9 @@ export class OneOff {
       shipper.collect(process.stdout, "stdout"),
       shipper.collect(process.stderr!, "stderr"),
     ]);
-    const outcome = this.#outcome(await process.status);
+    let outcome = this.#outcome(await process.status);
     if (outcome[1].reason && outcome[0] !== "exited") shipper.note(`oneoff: ${outcome[1].reason}`);
+    outcome = await this.#keepArtifacts(outcome);
     const over = shipper.overQuota;
     if (over.lines > 0) {
       // On the run too, so that its owner sees it in `ps` and the timeline, not only in the logs.
@@ -323,12 +387,48 @@ export class OneOff {
       send: (msg) => this.#host.send(msg),
       clock: this.#host.clock,
       ...(spec.auditQuotaBytes !== undefined ? { quotaBytes: spec.auditQuotaBytes } : {}),
+      fastSeqLimit: fastChunkLimit(
+        spec.timeoutMs,
+        spec.auditQuotaBytes ?? DEFAULT_AUDIT_QUOTA_BYTES,
+      ),
       onError: (err) =>
         this.#host.log.error("audit spool failed", { run: spec.label, error: errorMessage(err) }),
     });
     recorder.start(spec.tty ? { cols: spec.cols, rows: spec.rows } : null);
+    if (this.#watchers > 0) recorder.watched(true);
+    for (const watcher of this.#earlyWatchers) {
+      recorder.output(encoder.encode(watchMarker(watcher, true)));
+    }
     this.#recorder = recorder;
     return recorder;
+  }
+
+  // The session can tell its client now: first whoever started watching before it began.
+  #sayFrom(say: (text: string) => void): void {
+    this.#say = say;
+    for (const watcher of this.#earlyWatchers.splice(0)) say(watchNotice(watcher));
+  }
+
+  /**
+   * The server says who watches the session: the recording goes faster
+   * while anyone does, marks each watcher who came or went, and the user is
+   * told once of each who came (on stderr, out of band).
+   */
+  watchers(count: number, change: { joined?: string; left?: string } = {}): void {
+    this.#watchers = count;
+    const recorder = this.#recorder;
+    recorder?.watched(count > 0);
+    if (change.joined !== undefined) {
+      if (this.#say === undefined) this.#earlyWatchers.push(change.joined);
+      recorder?.output(encoder.encode(watchMarker(change.joined, true)));
+      this.#say?.(watchNotice(change.joined));
+    }
+    if (change.left !== undefined) {
+      // Gone before the session began: neither told nor marked.
+      const early = this.#earlyWatchers.indexOf(change.left);
+      if (early >= 0 && recorder === undefined) this.#earlyWatchers.splice(early, 1);
+      else recorder?.output(encoder.encode(watchMarker(change.left, false)));
+    }
   }
 
   /** Ends the run: SIGTERM (or `signal`), then SIGKILL after the grace period; before launch, at once. */
@@ -379,6 +479,9 @@ export class OneOff {
       });
     }
     this.#recorder?.resend();
+    // A restarted server has no watchers; one that was only away says so again after the welcome.
+    this.#watchers = 0;
+    this.#recorder?.watched(false);
   }
 
   /** On the run, so that the timeline says the recording was cut, not only the transcript. */
@@ -430,6 +533,9 @@ export class OneOff {
     const dir = this.#uploadsDir;
     this.#uploadsDir = undefined;
     if (dir) await Deno.remove(dir, { recursive: true }).catch(() => {});
+    const downloads = this.#downloads;
+    this.#downloads = undefined;
+    await downloads?.remove();
   }
 
   /**
@@ -470,6 +576,7 @@ export class OneOff {
     ) {
       clock.clearTimeout(timer);
     }
+    this.#downloads?.unwatch(clock);
     this.#attachWindow =
       this.#maxDuration =
       this.#killGrace =

@@ -6,6 +6,7 @@
  * again, and the drain of a stopping agent.
  * @module
  */
+import type { ArtifactSink } from "./artifacts.ts";
 import type { AgentMessage, RunSpec } from "../protocol/mod.ts";
 import { type Clock, realClock, type TimerId } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
@@ -32,6 +33,8 @@ export interface RunnerDeps {
   send(msg: AgentMessage): boolean;
   /** Downloads a blob (an upload) from the server. */
   fetchBlob(sha256: string): Promise<ReadableStream<Uint8Array>>;
+  /** Where runs' artifacts go; absent: `/tmp/downloads` is not kept. */
+  artifacts?: ArtifactSink;
   /** Scratch space for uploads. */
   workDir: string;
   /** Spool of audit chunks not yet stored by the server. */
@@ -78,6 +81,7 @@ export class Runner {
       slugs: deps.slugs,
       listener: deps.listener,
       fetchBlob: deps.fetchBlob,
+      ...(deps.artifacts ? { artifacts: deps.artifacts } : {}),
       workDir: deps.workDir,
       auditDir: deps.auditDir,
       record: deps.record !== false,
@@ -245,6 +249,11 @@ export class Runner {
   /** Resizes a TTY run's terminal. */
   resize(runId: string, cols: number, rows: number): void {
     this.#runs.get(runId)?.resize(cols, rows);
+  }
+
+  /** Who watches a run's attached session: see `OneOff.watchers`. */
+  watchers(runId: string, count: number, change: { joined?: string; left?: string }): void {
+    this.#runs.get(runId)?.watchers(count, change);
   }
 
   /** Lets another terminal reattach to a run's framed session with a one-use secret. */

@@ -19,7 +19,15 @@ export interface SessionOptions {
   observe?: (direction: "in" | "out", bytes: Uint8Array) => void;
   /** Time for the idle check (default the real clock). */
   clock?: Clock;
+  /**
+   * Called once at the start with a function that tells the client one line
+   * out of band (`oneoff: ` and the text), between two writes of output:
+   * the client's stream is all a raw session has, never the process's stdin.
+   */
+  notices?: (say: (text: string) => void) => void;
 }
+
+const encoder = new TextEncoder();
 
 /** Copies bytes both ways until the process has exited and its output is sent. */
 export async function pipeSession(
@@ -90,6 +98,20 @@ export async function pipeSession(
       }));
     }
   };
+  options.notices?.((text) => {
+    if (clientGone || processDone) return;
+    // A terminal in raw mode has no output processing: its lines need "\r\n".
+    const line = encoder.encode(options.tty ? `\r\noneoff: ${text}\r\n` : `oneoff: ${text}\n`);
+    writing = writing.then(async () => {
+      if (clientGone) return;
+      try {
+        let off = 0;
+        while (off < line.length) off += await conn.write(line.subarray(off));
+      } catch {
+        hangup();
+      }
+    });
+  });
   const outputs = [pump(process.stdout)];
   if (process.stderr) outputs.push(pump(process.stderr));
   const [status] = await Promise.all([process.status, ...outputs]);

@@ -12,7 +12,7 @@ import { MAIN, MIB, mib, procStatus, row, rssOf, time } from "./_util.ts";
 const SAMPLE_MS = 20;
 
 /** Writes `mibs` MiB of random data as a .tar.gz made by the system's tar. */
-async function makeSlug(dir: string, mibs: number): Promise<string> {
+export async function makeSlug(dir: string, mibs: number): Promise<string> {
   await Deno.mkdir(`${dir}/slug`);
   const out = await new Deno.Command("sh", {
     args: [
@@ -33,7 +33,7 @@ async function makeSlug(dir: string, mibs: number): Promise<string> {
 }
 
 /** Samples a process's VmRSS until stopped; resolves with the highest value seen. */
-function samplePeak(pid: number): { stop(): Promise<number> } {
+export function samplePeak(pid: number): { stop(): Promise<number> } {
   let peak = 0;
   let running = true;
   const loop = (async () => {

@@ -152,8 +152,14 @@ async function startedOr<T>(
   }
 }
 
-/** Starts `oneoff server` on a free port in a new temp dir. */
-export async function spawnServer(extraArgs: string[] = []): Promise<ServerProcess> {
+/**
+ * Starts `oneoff server` on a free port in a new temp dir. A server on a
+ * database that already has an admin token writes none: give it `token`.
+ */
+export async function spawnServer(
+  extraArgs: string[] = [],
+  options: { token?: string } = {},
+): Promise<ServerProcess> {
   const dir = await Deno.makeTempDir({ prefix: "oneoff-bench-server-" });
   const { child, output } = spawnRole([
     "server",
@@ -175,7 +181,7 @@ export async function spawnServer(extraArgs: string[] = []): Promise<ServerProce
     );
     const url = match[1]!;
     const joinToken = (await Deno.readTextFile(`${dir}/join.token`)).trim();
-    const token = (await Deno.readTextFile(`${dir}/admin.token`)).trim();
+    const token = options.token ?? (await Deno.readTextFile(`${dir}/admin.token`)).trim();
     const home = `${dir}/home`;
     await Deno.mkdir(home);
     return {

@@ -32,7 +32,9 @@ import { benchRecording } from "./_recording.ts";
 import { benchPty } from "./_pty.ts";
 import { benchSearch } from "./_search.ts";
 import { benchSessions } from "./_sessions.ts";
+import { benchWatch } from "./_watch.ts";
 import { benchColdSlug } from "./_slug.ts";
+import { benchBlobs } from "./_blobs.ts";
 import { benchCluster } from "./_cluster.ts";
 import { header, markdownTable } from "./_util.ts";
 
@@ -53,6 +55,11 @@ const CASES: BenchCase[] = [
   { name: "idle", about: "idle server and agent RSS, own processes", run: benchIdle },
   { name: "sessions", about: "agent growth per idle attached session", run: benchSessions },
   { name: "deploy", about: "200 MiB deploy: time and server peak RSS", run: benchDeploy },
+  {
+    name: "blobs",
+    about: "200 MiB deploy and cold download via another server, PostgreSQL vs files",
+    run: benchBlobs,
+  },
   { name: "pages", about: "dashboard pages with 10,000 runs", run: benchPages },
   { name: "network", about: "sandbox start and download per network mode", run: benchNetwork },
   { name: "relay", about: "attach through the server's relay vs direct", run: relay },
@@ -62,8 +69,13 @@ const CASES: BenchCase[] = [
     run: recording,
   },
   { name: "search", about: "audit search over 200 recorded sessions", run: benchSearch },
+  { name: "watch", about: "a session's output to its watcher vs to its user", run: watch },
   { name: "cluster", about: "runs/s accepted: 1 server vs 3 behind haproxy", run: benchCluster },
 ];
+
+async function watch(ctx: BenchContext): Promise<void> {
+  await benchWatch(await ctx.system(), ctx.pick(200, 20));
+}
 
 function relay(ctx: BenchContext): Promise<void> {
   return benchRelay(ctx.pick(256, 8));

@@ -178,6 +178,21 @@ export const COMMANDS: readonly CommandSpec[] = [
     examples: ["oneoff attach -a demo one-off-3", "oneoff attach -a demo --via server one-off-3"],
   },
   {
+    name: "watch",
+    summary: "Watch a running attached one-off live, read-only",
+    usage: ["watch -a APP [--from-now] [--silent] one-off-N"],
+    notes: [
+      "Shows the session's output as its user sees it, from its start (or, with --from-now, from now on), until it ends; then says `session ended (exit N)` on stderr and exits 0. Nothing typed here reaches the session, and it cannot be resized from here: stdin is not read. Ctrl-C stops watching; the session goes on.",
+      "Any admin or member of the app may watch. The session's user is told on their stderr (`oneoff: NAME is watching this session`), each watcher once; every watch is on the app's timeline (started, stopped) and marked in the recording. What a watcher sees is the recording, within 200 ms of the user. A detached run has no session (see logs -f); an ended one is replayed with audit show.",
+    ],
+    flags: [
+      APP,
+      { name: "from-now", description: "Start with what is printed from now on, not the start" },
+      { name: "silent", description: "Print nothing of the CLI's own on stderr" },
+    ],
+    examples: ["oneoff watch -a demo one-off-3", "oneoff watch -a demo --from-now one-off-3"],
+  },
+  {
     name: "ps",
     summary: "List an app's one-offs",
     usage: ["ps -a APP [-n N] [--json]"],
@@ -306,6 +321,37 @@ export const COMMANDS: readonly CommandSpec[] = [
       JSON_FLAG,
     ],
     examples: ["oneoff timeline -a demo"],
+  },
+  {
+    name: "artifacts",
+    summary: "List or download the files a one-off left in /tmp/downloads",
+    usage: [
+      "artifacts list -a APP one-off-N [--json]",
+      "artifacts get -a APP one-off-N [NAME...] [-o DIR] [--force]",
+    ],
+    subcommands: ["list", "get"],
+    notes: [
+      "Whatever a run (attached or detached) leaves in /tmp/downloads when it ends is kept as its artifacts, up to the server's --max-artifact-bytes (1 GiB by default) per run, for as long as the run is kept (--run-retention).",
+      "Only regular files directly in /tmp/downloads are kept: subdirectories, symbolic links, FIFOs and devices are refused, and so are names with control or invisible characters or longer than 200 bytes. Each refusal is in the run's end state (ps --json, the run page) and its timeline.",
+      "get writes each file (all of them without NAME) into DIR (default .) through a temp file, renamed into place once its sha256 is the one the server stored; it refuses to replace an existing file unless --force.",
+    ],
+    flags: [
+      APP,
+      {
+        name: "output",
+        short: "o",
+        value: "DIR",
+        description: "get: where to write",
+        default: ".",
+      },
+      { name: "force", description: "get: replace files that exist already" },
+      JSON_FLAG,
+    ],
+    examples: [
+      "oneoff run -a demo -d -- 'bin/report > /tmp/downloads/report.csv'",
+      "oneoff artifacts list -a demo one-off-4",
+      "oneoff artifacts get -a demo one-off-4 report.csv -o reports/",
+    ],
   },
   {
     name: "audit",
@@ -463,7 +509,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "server",
     summary: "The HTTP API and dashboard",
     usage: [
-      "server [--http ADDR] [--database sqlite:PATH|postgres://...] [--data-dir DIR] [--advertise-url URL] [--join-token-file PATH] [--join-token-uses N] [--join-token-ttl DURATION] [--auto-approve] [--tls-cert PEM --tls-key PEM] [--trust-proxy LIST] [--audit-key-file PATH] [--max-slug-bytes N] [--max-slug-unpacked-bytes N] [--max-timeout DURATION] [--max-idle-timeout DURATION] [--max-reattach-grace DURATION] [--max-runs-per-app N] [--log-quota-per-run SIZE] [--app-log-quota SIZE] [--audit-quota-per-session SIZE] [--reattach-grace DURATION] [--config PATH] [--print-config]",
+      "server [--http ADDR] [--database sqlite:PATH|postgres://...] [--data-dir DIR] [--advertise-url URL] [--join-token-file PATH] [--join-token-uses N] [--join-token-ttl DURATION] [--auto-approve] [--tls-cert PEM --tls-key PEM] [--trust-proxy LIST] [--audit-key-file PATH] [--max-slug-bytes N] [--max-slug-unpacked-bytes N] [--max-timeout DURATION] [--max-idle-timeout DURATION] [--max-reattach-grace DURATION] [--max-runs-per-app N] [--log-quota-per-run SIZE] [--app-log-quota SIZE] [--audit-quota-per-session SIZE] [--max-artifact-bytes SIZE] [--reattach-grace DURATION] [--config PATH] [--print-config]",
       "server [--log-retention DURATION] [--log-max-lines-per-app N] [--run-retention DURATION] [--audit-retention DURATION] [--keep-releases N] [--blob-grace DURATION]",
       "server backup --to DIR [--data-dir DIR] [--database URL] [--audit-key-file PATH]",
     ],
@@ -573,6 +619,13 @@ export const COMMANDS: readonly CommandSpec[] = [
         value: "SIZE",
         description:
           "Bytes of an attached session recorded; beyond, the recording stops (marked), the session goes on",
+        default: "1 GiB",
+      },
+      {
+        name: "max-artifact-bytes",
+        value: "SIZE",
+        description:
+          "Bytes of files a run may leave in /tmp/downloads to keep as its artifacts; beyond, the rest are refused (said in its end state)",
         default: "1 GiB",
       },
       {

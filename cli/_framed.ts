@@ -14,6 +14,7 @@ import {
   FrameDecoder,
   type FramedExit,
   type FramedHello,
+  isWatchNotice,
   KEEPALIVE_MS,
   readCount,
   readHello,
@@ -276,7 +277,10 @@ export class FramedClient {
       case FRAME.NOTICE: {
         const text = decoder.decode(payload);
         if (text.startsWith(TAKEOVER_NOTICE)) this.#takenOver = true;
-        this.#say(text);
+        // Being watched is said even to a --silent session: it is about its user's
+        // privacy; on a terminal, on a line of its own, not after the prompt.
+        if (isWatchNotice(text)) this.#say(this.#o.tty ? `\r\n${text}` : text, true);
+        else this.#say(text);
         return false;
       }
       case FRAME.ACK: {
@@ -315,8 +319,8 @@ export class FramedClient {
     }).catch(() => close(link.conn));
   }
 
-  #say(text: string): void {
-    if (this.#o.silent) return;
+  #say(text: string, always = false): void {
+    if (this.#o.silent && !always) return;
     const line = text.replace(/\r?\n$/, "");
     // "\n" even in raw mode: the terminal's output processing (OPOST) stays on.
     writeAll(Deno.stderr, encoder.encode(line + "\n"));

@@ -22,11 +22,13 @@ const LOADERS: Record<string, () => Promise<Command>> = {
   deploy: async () => (await import("./commands/apps.ts")).deploy,
   run: async () => (await import("./commands/run.ts")).run,
   attach: async () => (await import("./commands/attach.ts")).attach,
+  watch: async () => (await import("./commands/watch.ts")).watch,
   ps: async () => (await import("./commands/runs.ts")).ps,
   stop: async () => (await import("./commands/runs.ts")).stop,
   logs: async () => (await import("./commands/runs.ts")).logs,
   timeline: async () => (await import("./commands/runs.ts")).timeline,
   audit: async () => (await import("./commands/audit.ts")).audit,
+  artifacts: async () => (await import("./commands/artifacts.ts")).artifacts,
   completion: async () => (await import("./_completion.ts")).completion,
 };
 

@@ -4,6 +4,7 @@
  * `api_requests.ts`.
  * @module
  */
+import type { ArtifactSummary } from "./artifacts.ts";
 import type { AttachInfo } from "./attach.ts";
 import type { ResizeBody } from "./api_requests.ts";
 import type { NetworkMode, Role, RunState, SizeName } from "./run.ts";
@@ -79,6 +80,8 @@ export interface RunInfo {
   queued_reason?: QueuedReason | null;
   /** Pending runs: its place in the app's queue, 1 = next (else null). */
   queue_position?: number | null;
+  /** The files it left in /tmp/downloads: kept (and their bytes), refused; null: none. */
+  artifacts?: ArtifactSummary | null;
 }
 
 /** A stored log line as the API shows it. */

@@ -74,6 +74,8 @@ export interface RunSpec {
   logQuotaBytes?: number;
   /** Attached runs: bytes of the session recorded at most; past it, one marker and no more (absent: no limit). */
   auditQuotaBytes?: number;
+  /** Bytes of files in `/tmp/downloads` kept at the run's end (absent: DEFAULT_ARTIFACT_MAX_BYTES). */
+  artifactMaxBytes?: number;
 }
 
 /** One line of detached output as shipped by the agent. */
@@ -183,7 +185,14 @@ export type ServerMessage =
   /** Audit chunk `seq` could not be stored: send it again later. */
   | { type: "audit_nack"; runId: string; seq: number; reason: string }
   /** The end of the run is recorded: the agent may forget it. */
-  | { type: "state_ack"; runId: string };
+  | { type: "state_ack"; runId: string }
+  /**
+   * `count` people watch the attached session now (`oneoff watch`, the
+   * dashboard): while any do, its recording is cut every WATCHED_FLUSH_MS.
+   * `joined` started watching (its user is told, the recording marks it),
+   * `left` stopped (the recording marks it).
+   */
+  | { type: "watchers"; runId: string; count: number; joined?: string; left?: string };
 
 /** Path of the control channel on the server. */
 export const AGENT_CHANNEL_PATH = "/agent/channel";
@@ -261,6 +270,7 @@ const runSpec: Decoder<RunSpec> = object({
   reattachGraceMs: number,
   logQuotaBytes: integer,
   auditQuotaBytes: integer,
+  artifactMaxBytes: integer,
 });
 
 const serverMessage: Decoder<ServerMessage> = byType({
@@ -280,6 +290,7 @@ const serverMessage: Decoder<ServerMessage> = byType({
   audit_ack: object({ runId: string, seq: integer }),
   audit_nack: object({ runId: string, seq: integer, reason: string }),
   state_ack: object({ runId: string }),
+  watchers: object({ runId: string, count: integer }, { joined: string, left: string }),
 });
 
 /** Parses and checks one frame from an agent; the error names what was wrong. */

@@ -11,8 +11,10 @@
  * - `api.ts`, `api_requests.ts`: the HTTP API's replies, and its request
  *   bodies with their decoders;
  * - `audit_find.ts`: listing and searching recorded sessions;
+ * - `watch.ts`: watching a running session live;
  * - `timeline.ts`: timeline events and how they read;
- * - `slug_policy.ts`: what a valid slug entry is.
+ * - `slug_policy.ts`: what a valid slug entry is;
+ * - `artifacts.ts`: the files a run leaves in `/tmp/downloads`.
  *
  * JSON casing: what the HTTP API and the CLI's `--json` show is snake_case
  * (`exit_code`, `created_at`), as users read and script it; messages on the
@@ -33,3 +35,5 @@ export * from "./slug_policy.ts";
 export * from "./labels.ts";
 export type { Decoding } from "./_decode.ts";
 export * from "./audit_find.ts";
+export * from "./artifacts.ts";
+export * from "./watch.ts";

@@ -42,10 +42,19 @@ export interface TimelineEventData {
   "run.recovered": { run: string; command: string };
   /** A run's end reported `lines` log lines, and `missing` of them never reached the store. */
   "run.logs_missing": { run: string; missing: number; lines: number };
+  /**
+   * The files a run left in `/tmp/downloads` at its end: `files` kept
+   * (`bytes` in all), and each one refused as `"NAME": reason`.
+   */
+  "run.artifacts": { run: string; files: number; bytes: number; refused: string[] };
   /** A stop was asked for; `run.ended` follows when it took effect. */
   "run.stop": { run: string };
   /** A framed session's client came back (or another terminal took it over) from `address`. */
   "run.reattached": { run: string; address: string };
+  /** Someone started watching a running attached session (`oneoff watch`, the dashboard). */
+  "run.watch_started": { run: string };
+  /** ...and stopped, after `duration_ms`. */
+  "run.watch_ended": { run: string; duration_ms: number };
   /** Someone displayed a run's session recording, in this format. */
   "audit.viewed": { run: string; format: string };
   /**
@@ -157,8 +166,11 @@ const CHECKS: { [K in TimelineEventKind]: { [F in keyof TimelineEventData[K]]-?:
   },
   "run.recovered": { run: isRun, command: isString },
   "run.logs_missing": { run: isRun, missing: isNumber, lines: isNumber },
+  "run.artifacts": { run: isRun, files: isNumber, bytes: isNumber, refused: isStrings },
   "run.stop": { run: isRun },
   "run.reattached": { run: isRun, address: isString },
+  "run.watch_started": { run: isRun },
+  "run.watch_ended": { run: isRun, duration_ms: isNumber },
   "audit.viewed": { run: isRun, format: isString },
   "audit.searched": { sessions: isNumber, hits: isNumber, since_ms: isNumber },
   "audit.key_rotated": { key: isString },
@@ -298,6 +310,15 @@ export function describeEvent(event: UncheckedEventBody): Segment[] {
         seg("note", " (they never reached the server's store)"),
       ];
     }
+    case "run.artifacts": {
+      const { run, files, bytes: size, refused } = event.data;
+      return [
+        text("kept "),
+        text(`${files} file${files === 1 ? "" : "s"} (${bytes(size)}) of `),
+        seg("run", run),
+        ...(refused.length > 0 ? [seg("note", ` (refused: ${refused.join("; ")})`)] : []),
+      ];
+    }
     case "run.stop":
       return [text("asked "), seg("run", event.data.run), text(" to stop")];
     case "run.reattached":
@@ -305,6 +326,14 @@ export function describeEvent(event: UncheckedEventBody): Segment[] {
         text("reattached to "),
         seg("run", event.data.run),
         seg("note", ` (from ${event.data.address})`),
+      ];
+    case "run.watch_started":
+      return [text("started watching "), seg("run", event.data.run)];
+    case "run.watch_ended":
+      return [
+        text("stopped watching "),
+        seg("run", event.data.run),
+        text(` after ${duration(event.data.duration_ms)}`),
       ];
     case "audit.viewed":
       return [

@@ -70,6 +70,13 @@ const SENTENCES: Record<TimelineEventKind, [TimelineEventBody, string]> = {
     "one-off-7 ended exited with exit code 1 after 1 min 1 s: rake db:migrate",
   ],
   "run.stop": [{ kind: "run.stop", data: { run: "one-off-8" } }, "asked one-off-8 to stop"],
+  "run.artifacts": [
+    {
+      kind: "run.artifacts",
+      data: { run: "one-off-9", files: 2, bytes: 2048, refused: ['"p": a symbolic link'] },
+    },
+    'kept 2 files (2 KiB) of one-off-9 (refused: "p": a symbolic link)',
+  ],
   "run.reattached": [
     { kind: "run.reattached", data: { run: "one-off-8", address: "10.0.0.5:41234" } },
     "reattached to one-off-8 (from 10.0.0.5:41234)",
@@ -81,6 +88,14 @@ const SENTENCES: Record<TimelineEventKind, [TimelineEventBody, string]> = {
   "run.logs_missing": [
     { kind: "run.logs_missing", data: { run: "one-off-7", missing: 10000, lines: 70000 } },
     "one-off-7 is missing 10000 of its 70000 log lines (they never reached the server's store)",
+  ],
+  "run.watch_started": [
+    { kind: "run.watch_started", data: { run: "one-off-7" } },
+    "started watching one-off-7",
+  ],
+  "run.watch_ended": [
+    { kind: "run.watch_ended", data: { run: "one-off-7", duration_ms: 90_000 } },
+    "stopped watching one-off-7 after 1 min 30 s",
   ],
   "audit.viewed": [
     { kind: "audit.viewed", data: { run: "one-off-7", format: "cast" } },

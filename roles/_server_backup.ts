@@ -18,9 +18,13 @@ export async function backup(args: string[]): Promise<number> {
   });
   console.log(`Database: ${result.database}`);
   for (const file of result.files) console.log(`Key file: ${file}`);
-  console.log(
-    `Blobs (content-addressed, never rewritten): copy ${result.blobs} with e.g. ` +
-      `rsync -a ${result.blobs}/ ${v.to}/blobs/`,
-  );
+  if (result.blobs === null) {
+    console.log("Blobs: in the database copy (each server's data dir only caches them)");
+  } else {
+    console.log(
+      `Blobs (content-addressed, never rewritten): copy ${result.blobs} with e.g. ` +
+        `rsync -a ${result.blobs}/ ${v.to}/blobs/`,
+    );
+  }
   return 0;
 }

@@ -2,7 +2,7 @@
  * `oneoff server`'s limit flags: `--max-slug-unpacked-bytes`,
  * `--max-timeout`, `--max-idle-timeout`, `--reattach-grace`,
  * `--max-reattach-grace`, `--log-quota-per-run`, `--app-log-quota`,
- * `--audit-quota-per-session`, checked here so a bad value is a usage error.
+ * `--audit-quota-per-session`, `--max-artifact-bytes`, checked here so a bad value is a usage error.
  * @module
  */
 import { parseDuration, UsageError } from "../cli/_io.ts";
@@ -21,6 +21,7 @@ type Limits = Partial<
     | "maxIdleTimeoutMs"
     | "maxReattachGraceMs"
     | "appLogQuotaBytes"
+    | "maxArtifactBytes"
   >
 >;
 
@@ -68,6 +69,10 @@ export function limitFlags(v: Record<string, string | undefined>): Limits {
   const auditQuota = v["audit-quota-per-session"];
   if (auditQuota !== undefined) {
     config.auditQuotaBytes = parseBytes("--audit-quota-per-session", auditQuota);
+  }
+  const artifacts = v["max-artifact-bytes"];
+  if (artifacts !== undefined) {
+    config.maxArtifactBytes = parseBytes("--max-artifact-bytes", artifacts);
   }
   const grace = v["reattach-grace"];
   if (grace !== undefined) {

@@ -18,6 +18,8 @@ Deno.test("server limit flags: sizes in bytes, --max-timeout a duration within a
   deepEqual(limitFlags({ "log-quota-per-run": "256 MiB" }), { logQuotaBytes: 256 * 1024 ** 2 });
   deepEqual(limitFlags({ "log-quota-per-run": "4096" }), { logQuotaBytes: 4096 });
   throws(() => limitFlags({ "log-quota-per-run": "lots" }), UsageError, "lots");
+  deepEqual(limitFlags({ "max-artifact-bytes": "2GiB" }), { maxArtifactBytes: 2 * 1024 ** 3 });
+  throws(() => limitFlags({ "max-artifact-bytes": "0" }), UsageError, "--max-artifact-bytes");
   deepEqual(limitFlags({ "audit-quota-per-session": "1GiB" }), { auditQuotaBytes: 1024 ** 3 });
   throws(() => limitFlags({ "audit-quota-per-session": "0" }), UsageError, "0");
   deepEqual(limitFlags({ "reattach-grace": "5s" }), { reattachGraceMs: 5_000 });

@@ -7,9 +7,14 @@ import { isTerminal } from "../protocol/mod.ts";
 import type { AgentEvents } from "./agent_hub.ts";
 import type { Ingest } from "./ingest.ts";
 import type { RunEngine } from "./run_engine.ts";
+import type { Watchers } from "./watch.ts";
 
 /** The hub's events, each sent to the room that handles it. */
-export function routeAgentEvents(engine: RunEngine, ingest: Ingest): AgentEvents {
+export function routeAgentEvents(
+  engine: RunEngine,
+  ingest: Ingest,
+  watchers?: Watchers,
+): AgentEvents {
   return {
     async message(agent, msg) {
       switch (msg.type) {
@@ -34,6 +39,8 @@ export function routeAgentEvents(engine: RunEngine, ingest: Ingest): AgentEvents
       }
     },
     async joined(agent, running, ended) {
+      // A run watched while its agent was away goes on being watched.
+      watchers?.rejoined(agent.id, running);
       for (const end of await engine.joined(agent, running, ended)) {
         ingest.ended(end.runId, end.lines);
       }

@@ -13,7 +13,8 @@ import { type Clock, realClock } from "../util/clock.ts";
 import { ConnectedAgents } from "./agent_directory.ts";
 import { routeAgentEvents } from "./agent_events.ts";
 import { AgentHub } from "./agent_hub.ts";
-import { clientAddress, FailureLimiter, requireToken, sha256Hex, trustProxy } from "./auth.ts";
+import { agentArtifactRoutes, approvedAgent, artifactRoutes } from "./artifacts.ts";
+import { clientAddress, FailureLimiter, requireToken, trustProxy } from "./auth.ts";
 import { bodyLimit, serverLimits } from "./body_limit.ts";
 import type { ServerContext } from "./context.ts";
 import { dashboardRoutes, sessionAuth } from "./dashboard/mod.ts";
@@ -30,6 +31,8 @@ import { logRoutes } from "./routes/logs.ts";
 import { runRoutes } from "./routes/runs.ts";
 import { timelineRoutes } from "./routes/timeline.ts";
 import { uploadRoutes } from "./routes/uploads.ts";
+import { watchRoutes } from "./routes/watch.ts";
+import { Watchers } from "./watch.ts";
 import { accessLog, withRequestId } from "./access_log.ts";
 import { observabilityRoutes, ServerMetrics } from "./metrics.ts";
 
@@ -57,7 +60,12 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
   const agents = new ConnectedAgents();
   const engine = new RunEngine(ctx, { agents, clock });
   const ingest = new Ingest(ctx, { clock });
-  const hub = new AgentHub(ctx, { agents, events: routeAgentEvents(engine, ingest), clock });
+  const watchers = new Watchers(agents);
+  const hub = new AgentHub(ctx, {
+    agents,
+    events: routeAgentEvents(engine, ingest, watchers),
+    clock,
+  });
   const limiter = new FailureLimiter({ limit: 10 });
   const relays = new RelayHub(ctx, { agents, limiter, clock });
   // Control messages other servers of the store send to agents held here.
@@ -69,6 +77,7 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
     store: ctx.store,
     agentsOnline: () => agents.list().length,
     relays: () => ({ active: relays.active, queuedBytes: relays.queuedBytes }),
+    watchers: () => watchers.total,
   });
   app.use("*", withRequestId, accessLog(ctx.log.child("http"), metrics));
   app.onError(errorHandler(ctx.log));
@@ -103,28 +112,19 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
     (c) => relays.acceptAgent(c.req.raw, c.req.param("id"), clientAddress(c)),
   );
   app.get("/agent/blobs/:sha", async (c) => {
-    const presented = c.req.header("authorization")?.replace(/^Bearer /, "") ?? "";
-    const hash = sha256Hex(presented);
-    const agent = presented ? await ctx.store.agentByCredential(hash) : null;
-    if (agent?.trust !== "approved") {
-      if (await limiter.failed(clientAddress(c), hash)) {
-        throw new HttpError(
-          429,
-          "rate_limited",
-          "Too many invalid agent credentials: wait a minute",
-        );
-      }
-      throw new HttpError(401, "unauthorized", "Not the credential of an approved agent");
-    }
+    await approvedAgent(c, ctx, limiter);
     const sha = c.req.param("sha");
     if (!/^[0-9a-f]{64}$/.test(sha)) throw new HttpError(404, "not_found", "No such blob");
-    const file = await ctx.blobs.open(sha);
-    if (!file) throw new HttpError(404, "not_found", `No blob "${sha}"`);
-    const { size } = await file.stat();
-    return new Response(file.readable, {
+    const blob = await ctx.blobs.read(sha);
+    if (!blob) throw new HttpError(404, "not_found", `No blob "${sha}"`);
+    const { size } = blob;
+    return new Response(blob.body, {
       headers: { "content-type": "application/octet-stream", "content-length": String(size) },
     });
   });
+
+  // What a run left in /tmp/downloads, sent by the agent that ran it.
+  app.route("/agent/runs", agentArtifactRoutes(ctx, limiter));
 
   const api = new Hono<AppEnv>();
   api.use("*", requireToken(ctx.store, limiter, sessionAuth(ctx)));
@@ -133,7 +133,9 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
   api.route("/apps", appRoutes(ctx));
   api.route("/apps/:app/runs", runRoutes(ctx, engine));
   api.route("/apps/:app/runs", relays.routes());
+  api.route("/apps/:app/runs/:run/artifacts", artifactRoutes(ctx));
   api.route("/apps/:app/runs/:run", auditRoutes(ctx, ctx.audit));
+  api.route("/apps/:app/runs/:run", watchRoutes(ctx, watchers));
   api.route("/apps/:app/audit", auditFindRoutes(ctx, ctx.audit));
   api.route("/apps/:app/uploads", uploadRoutes(ctx));
   api.route("/apps/:app/logs", logRoutes(ctx));

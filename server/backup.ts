@@ -3,9 +3,11 @@
  * while it runs. SQLite: `VACUUM INTO` (a transaction-consistent snapshot
  * that readers and the WAL writer do not block). PostgreSQL: `pg_dump`.
  * The key files beside the database are copied too (the audit key above
- * all: recordings cannot be read without it). Blobs are content-addressed
- * files that never change once written: the reply names their directory
- * for a file-level copy (rsync) instead of duplicating them here.
+ * all: recordings cannot be read without it). SQLite: blobs are
+ * content-addressed files that never change once written: the reply names
+ * their directory for a file-level copy (rsync) instead of duplicating
+ * them here. PostgreSQL: the blobs are in the database (server/
+ * blob_postgres.ts), so the dump holds them; the data dir only caches them.
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
@@ -25,8 +27,8 @@ export interface BackupResult {
   database: string;
   /** Key files copied beside it. */
   files: string[];
-  /** The blob directory to copy with a file-level tool. */
-  blobs: string;
+  /** The blob directory to copy with a file-level tool; null when the database copy holds the blobs. */
+  blobs: string | null;
 }
 
 /** Secrets kept beside the database, copied when present. */
@@ -37,7 +39,8 @@ export async function backup(to: string, options: BackupOptions): Promise<Backup
   await Deno.mkdir(to, { recursive: true, mode: 0o700 });
   const database = options.database ?? `sqlite:${options.dataDir}/oneoff.db`;
   let copy: string;
-  if (database.startsWith("postgres://") || database.startsWith("postgresql://")) {
+  const postgres = database.startsWith("postgres://") || database.startsWith("postgresql://");
+  if (postgres) {
     copy = `${to}/oneoff.pgdump`;
     await pgDump(database, copy);
   } else {
@@ -59,7 +62,7 @@ export async function backup(to: string, options: BackupOptions): Promise<Backup
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
   }
-  return { database: copy, files, blobs: `${options.dataDir}/blobs` };
+  return { database: copy, files, blobs: postgres ? null : `${options.dataDir}/blobs` };
 }
 
 async function sqliteCopy(from: string, to: string): Promise<void> {

@@ -3,6 +3,8 @@ import { openStore } from "./store/open.ts";
 import { backup } from "./backup.ts";
 import { needs, PG_URL } from "../tests/_tools.ts";
 import postgres from "postgres";
+import { BlobStore } from "./blob_store.ts";
+import { PostgresBlobs } from "./blob_postgres.ts";
 
 Deno.test("a backup of a running SQLite store opens with the same apps and runs", async () => {
   const dir = await Deno.makeTempDir({ prefix: "oneoff-backup-" });
@@ -68,7 +70,7 @@ const HAS_PG_DUMP = (() => {
 })();
 
 Deno.test(needs(["postgres"], {
-  name: `a PostgreSQL backup is a pg_dump archive of the store's schema${
+  name: `a PostgreSQL backup is a pg_dump archive of the store's schema, blobs included${
     HAS_PG_DUMP ? "" : " [skipped: no pg_dump]"
   }`,
   ignore: !HAS_PG_DUMP,
@@ -83,13 +85,18 @@ Deno.test(needs(["postgres"], {
       const store = await openStore(url.href);
       await store.createApp("demo");
       await store.close();
+      const blobs = new BlobStore(`${dir}/blobs`, { shared: new PostgresBlobs(url.href) });
+      await blobs.put(new Blob(["a slug"]).stream(), { maxBytes: 100 });
+      await blobs.close();
       const result = await backup(`${dir}/b`, { dataDir: dir, database: url.href });
       equal(result.database, `${dir}/b/oneoff.pgdump`);
+      equal(result.blobs, null, "the blobs are in the dump");
       const list = await new Deno.Command("pg_restore", { args: ["--list", result.database] })
         .output();
       equal(list.success, true);
       const toc = new TextDecoder().decode(list.stdout);
       equal(toc.includes(`TABLE DATA ${schema} apps`), true);
+      equal(toc.includes(`TABLE DATA ${schema} blob_chunks`), true);
     } finally {
       await admin`drop schema ${admin(schema)} cascade`;
       await admin.end();

@@ -158,3 +158,18 @@ Deno.test("put streams a 1 GiB body in constant memory", async () => {
   const growth = peak - (baseline.heapUsed + baseline.external);
   ok(growth < 64 * 1024 * 1024, `grew by ${growth} bytes for a 1 GiB body`);
 });
+
+Deno.test("size and read give a stored blob's size and content, null for one not stored", async () => {
+  await using t = await setup();
+  const { sha256: hex } = await t.store.put(bodyOf("read me"), { maxBytes: 1024 });
+  equal(await t.store.size(hex), 7);
+  const read = await t.store.read(hex);
+  equal(read!.size, 7);
+  equal(await new Response(read!.body).text(), "read me");
+  equal(t.store.shared, false);
+  equal(await t.store.size(sha256("other")), null);
+  equal(await t.store.read(sha256("other")), null);
+  // Files only: nothing to import or prune.
+  deepEqual(await t.store.importFiles(), { blobs: 0, bytes: 0, skipped: [] });
+  equal(await t.store.pruneCache(Date.now()), 0);
+});

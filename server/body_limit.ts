@@ -74,7 +74,7 @@ export function bodyLimit(limitOf: LimitOf): MiddlewareHandler {
 }
 
 /**
- * The server's limits: the streaming routes (deploy, uploads) are left to
+ * The server's limits: the streaming routes (deploy, uploads, artifacts) are left to
  * their own caps, dashboard forms get {@link FORM_BODY_LIMIT}, everything
  * else {@link JSON_BODY_LIMIT}.
  */
@@ -83,5 +83,7 @@ export function serverLimits(c: Context): number | null {
   if (c.req.method === "POST" && /^\/api\/apps\/[^/]+\/(deploy|uploads)\/?$/.test(path)) {
     return null;
   }
+  // An artifact's upload is capped by the run's artifact limit as it is stored.
+  if (c.req.method === "PUT" && /^\/agent\/runs\/[^/]+\/artifacts\/[^/]+$/.test(path)) return null;
   return path.startsWith("/api/") ? JSON_BODY_LIMIT : FORM_BODY_LIMIT;
 }

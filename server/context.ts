@@ -45,6 +45,8 @@ export interface ServerConfig {
   logQuotaBytes?: number;
   /** Bytes of an attached session recorded (default DEFAULT_AUDIT_QUOTA_BYTES). */
   auditQuotaBytes?: number;
+  /** Bytes of files a run may leave in /tmp/downloads (default DEFAULT_ARTIFACT_MAX_BYTES). */
+  maxArtifactBytes?: number;
   sizes: Record<SizeName, Limits>;
   /** The join token agents enrol with (the default one; more may be in the store). */
   joinToken: string;

@@ -16,7 +16,7 @@ import { type Clock, realClock, type TimerId } from "../util/clock.ts";
 import { errorMessage } from "../util/log.ts";
 import type { ConnectedAgent } from "./agent_directory.ts";
 import type { ServerContext } from "./context.ts";
-import { logKey, runKey } from "./signals.ts";
+import { auditKey, logKey, runKey } from "./signals.ts";
 import { AppLogQuotaWatch } from "./log_quota.ts";
 
 type LogsMessage = Extract<AgentMessage, { type: "logs" }>;
@@ -267,6 +267,7 @@ export class Ingest {
         await this.#ctx.audit.receive(msg.runId, msg.seq, msg.data, {
           timeoutMs: run.timeout_ms,
         });
+        this.#ctx.signals.notify(auditKey(msg.runId));
       }
     } catch (err) {
       this.#ctx.log.child("ingest").warn("audit chunk not stored", {

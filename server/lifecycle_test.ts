@@ -209,6 +209,34 @@ Deno.test("blob GC keeps referenced and recent blobs and removes old unreference
   equal(await t.ctx.blobs.has(fresh), false);
 });
 
+Deno.test("a run's artifacts are kept as long as the run, and their blobs go with it", async () => {
+  await using t = await testServer();
+  const { store } = t.ctx;
+  const clock = new FakeClock(Date.now());
+  const app = await store.createApp("demo");
+  const rel = await release(store, app.id, await blob(t.ctx.blobs, "slug"));
+  const run = await store.createRun(newRun(app.id, rel.id, { attached: false, tty: false }));
+  await store.updateRun(run.id, ["pending"], { state: "exited", ended_at: new Date(clock.now()) });
+  const report = await blob(t.ctx.blobs, "a,b\n1,2\n");
+  await store.putArtifact({
+    run_id: run.id,
+    name: "report.csv",
+    sha256: report,
+    size: 8,
+    refused: null,
+    created_at: new Date(clock.now()),
+  });
+  const old = new Date(clock.now() - 2 * 3600_000);
+  await Deno.utime(t.ctx.blobs.path(report), old, old);
+  const lifecycle = new Lifecycle(t.ctx, { clock });
+  await clock.advance(89 * DAY);
+  deepEqual([(await lifecycle.sweep()).runs, await t.ctx.blobs.has(report)], [0, true]);
+  await clock.advance(2 * DAY);
+  const swept = await lifecycle.sweep();
+  deepEqual([swept.runs, await t.ctx.blobs.has(report)], [1, false]);
+  deepEqual(await store.listArtifacts(run.id), []);
+});
+
 Deno.test("an audit retention shorter than the run retention is refused", () => {
   throws(
     () => checkLifecycle({ ...DEFAULT_LIFECYCLE, auditRetentionMs: 30 * DAY }),

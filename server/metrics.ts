@@ -36,6 +36,8 @@ export interface MetricSources {
   agentsOnline(): number;
   /** Relays joined through this server process, and the bytes they hold. */
   relays?(): { active: number; queuedBytes: number };
+  /** Watchers of running sessions (`oneoff watch`, the live run page) on this server process. */
+  watchers?(): number;
 }
 
 /** Every metric the server keeps, in one registry. */
@@ -147,6 +149,14 @@ export class ServerMetrics {
         if (!store) return;
         const counts = await store.countRunsByState();
         for (const state of RUN_STATES) this.set({ state }, counts[state] ?? 0);
+      },
+    });
+    new Gauge({
+      name: "oneoff_watchers",
+      help: "Watchers of running attached sessions on this server process",
+      registers,
+      collect() {
+        this.set(sources()?.watchers?.() ?? 0);
       },
     });
     new Gauge({

@@ -151,6 +151,7 @@ Deno.test(needs(["prometheus_parser"], {
     deepEqual(runs.samples.map((s) => s.labels.state), [...RUN_STATES]);
     deepEqual(value(runs, "oneoff_runs", { state: "running" }), 0);
     deepEqual(value(family(families, "oneoff_agents_online"), "oneoff_agents_online"), 0);
+    deepEqual(value(family(families, "oneoff_watchers"), "oneoff_watchers"), 0);
     const http = family(families, "oneoff_http_requests");
     deepEqual(http.type, "counter");
     const route = { method: "POST", route: "/api/apps", status: "201" };

@@ -16,6 +16,7 @@ import { createApp } from "./app.ts";
 import { newToken, sha256Hex } from "./auth.ts";
 import { AuditService } from "./audit/mod.ts";
 import { BlobStore } from "./blob_store.ts";
+import { PostgresBlobs } from "./blob_postgres.ts";
 import type { ServerConfig, ServerContext } from "./context.ts";
 import { registerJoinToken } from "./join_tokens.ts";
 import { checkTimeouts } from "./run_limits.ts";
@@ -177,10 +178,13 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
     await Deno.writeTextFile(path, newAdminToken + "\n", { mode: 0o600 });
     await Deno.chmod(path, 0o600);
   }
+  // With PostgreSQL the blobs live in the database: any server serves any
+  // of them, and the data dir only caches them.
+  const shared = /^postgres(ql)?:\/\//.test(database) ? new PostgresBlobs(database) : null;
   const ctx: ServerContext = {
     config,
     store,
-    blobs: new BlobStore(`${options.dataDir}/blobs`),
+    blobs: new BlobStore(`${options.dataDir}/blobs`, shared ? { shared } : {}),
     log,
     signals: new Signals(
       cluster.transport && options.notify !== false ? { transport: cluster.transport } : {},
@@ -192,6 +196,14 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
     }),
     metrics,
   };
+  if (shared) {
+    // Before serving: a file the database lacks would look like a stale cache entry.
+    const imported = await ctx.blobs.importFiles();
+    if (imported.blobs > 0) log.info("blob files stored in PostgreSQL", { ...imported });
+    for (const path of imported.skipped) {
+      log.warn("blob file does not match its name, left out of PostgreSQL", { path });
+    }
+  }
   const server = createApp(ctx);
   const lifecycle = new Lifecycle(ctx, { settings: lifecycleSettings });
   const { hostname, port } = parseAddr(options.http);
@@ -227,6 +239,7 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
       await lifecycle.close();
       ctx.signals.close();
       await http.shutdown();
+      await ctx.blobs.close();
       await cluster.close();
       await store.close();
       sqliteLock?.close();

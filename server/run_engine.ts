@@ -5,6 +5,7 @@
  */
 import {
   type AgentMessage,
+  DEFAULT_ARTIFACT_MAX_BYTES,
   DEFAULT_AUDIT_QUOTA_BYTES,
   DEFAULT_LOG_QUOTA_BYTES,
   isTerminal,
@@ -393,6 +394,7 @@ export class RunEngine {
       ...(app.network === "isolated" && app.host_ports.length ? { hostPorts: app.host_ports } : {}),
       logQuotaBytes: config.logQuotaBytes ?? DEFAULT_LOG_QUOTA_BYTES,
       auditQuotaBytes: config.auditQuotaBytes ?? DEFAULT_AUDIT_QUOTA_BYTES,
+      artifactMaxBytes: config.maxArtifactBytes ?? DEFAULT_ARTIFACT_MAX_BYTES,
     };
     if (run.secret_sha256 && expiresAt) {
       spec.attach = { secretSha256: run.secret_sha256, expiresAt };

@@ -1,7 +1,8 @@
 /**
- * Wake-ups for long polls: a run changed, an app got log lines. Waiters are
- * in this process; a {@link SignalTransport} carries each notification to
- * the other servers of a cluster too (PostgreSQL NOTIFY, server/cluster/).
+ * Wake-ups for long polls: a run changed, an app got log lines, a session's
+ * recording got a chunk (its watchers read it). Waiters are in this process;
+ * a {@link SignalTransport} carries each notification to the other servers
+ * of a cluster too (PostgreSQL NOTIFY, server/cluster/).
  * @module
  */
 
@@ -119,6 +120,11 @@ export function runKey(runId: string): string {
 /** Key of an app's new log lines. */
 export function logKey(appId: number): string {
   return `logs:${appId}`;
+}
+
+/** Key of a run's new audit chunks: its watchers read them. */
+export function auditKey(runId: string): string {
+  return `audit:${runId}`;
 }
 
 /** Key of the queue: a run was created or capacity freed; every server places what it can. */

@@ -18,7 +18,16 @@ Deno.test(needs(["nc", "script", "postgres"], {
     const stderr = new TextDecoder().decode(out.stderr);
     equal(out.code, 0, `bench --quick failed:\n${stderr}\n${stdout.slice(-3000)}`);
     match(stdout, /^\| benchmark \| ours \| spread \| baseline \| ratio \| target \|$/m);
-    for (const name of ["whole CLI", "PTY stream", "lines (SQLite)", "logs -n 1000", "new 8 MiB"]) {
+    const names = [
+      "whole CLI",
+      "PTY stream",
+      "lines (SQLite)",
+      "logs -n 1000",
+      "new 8 MiB",
+      "cold download via another server",
+      "watch:",
+    ];
+    for (const name of names) {
       match(stdout, new RegExp(`^\\| [^|]*${name.replace(/[()]/g, "\\$&")}`, "m"));
     }
   },

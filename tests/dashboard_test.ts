@@ -8,7 +8,9 @@ import { type Browser, chromium, type Page } from "playwright-core";
 import type { RunInfo } from "../protocol/mod.ts";
 import { sha256Hex } from "../server/auth.ts";
 import { loadSessionKey, SessionSigner } from "../server/dashboard/session.ts";
+import { Proc } from "./_processes.ts";
 import { startSystem, type TestSystem } from "./_system.ts";
+import { waitFor } from "./_wait.ts";
 import { needs, tool } from "./_tools.ts";
 
 const ARTIFACTS = new URL("../test-artifacts/", import.meta.url).pathname;
@@ -205,6 +207,37 @@ Deno.test(needs(["chromium"], {
 
 // Needs the audit recording wired end to end (agent recorder → server audit
 // store → /api/apps/:app/runs/:run/audit.cast).
+Deno.test(needs(["chromium"], {
+  name: "the run page of a running session shows its output live, and its user is told",
+  async fn() {
+    await using sys = await startSystem();
+    await using user = new Proc(["run", "-a", "demo", "--no-tty", "--", "cat"], {
+      env: sys.cliEnv(),
+      stdin: true,
+    });
+    await user.write("live-before-$((6*7))\n");
+    await waitFor(() => user.stdout.includes("live-before-"), {
+      message: "the session to start",
+      seen: () => user.stderr,
+    });
+    await inBrowser("live", sys, async (page) => {
+      await signIn(page, sys.token);
+      await page.goto("/apps/demo/runs/one-off-1");
+      await page.locator(".ap-player", { hasText: "live-before-$((6*7))" }).waitFor();
+      await waitFor(() => user.stderr.includes("oneoff: admin is watching this session"), {
+        message: "the user to be told of the page's watch",
+        seen: () => user.stderr,
+      });
+      // Output printed while the page is open shows in it without a reload.
+      await user.write("live-after-page-opened\n");
+      await page.locator(".ap-player", { hasText: "live-after-page-opened" }).waitFor();
+      await user.closeStdin();
+      await page.locator("[data-live-status]", { hasText: "the session ended" }).waitFor();
+    });
+    deepEqual((await user.status()).code, 0, user.stderr);
+  },
+}));
+
 Deno.test(needs(["chromium"], {
   name: "the replay of an attached session shows its output after playing",
   async fn() {

@@ -252,6 +252,45 @@ Deno.test(needs(["nginx", "openssl", "root"], {
         return res.stdout.includes("detached-via-nginx");
       }, { message: "the detached run's output, shipped over the proxied channel" });
 
+      // A watcher's stream passes nginx as it comes (not held in its buffers): the session's
+      // output shows while the session still runs.
+      {
+        await using session = new Process(Deno.execPath(), [
+          "run",
+          "-A",
+          "--quiet",
+          MAIN,
+          "run",
+          "-a",
+          "demo",
+          "--no-tty",
+          "--",
+          "echo watched-via-nginx; sleep 60",
+        ], env);
+        await waitFor(() => session.output.includes("watched-via-nginx"), {
+          message: "the watched session to start",
+          seen: () => session.output,
+        });
+        await using watcher = new Process(Deno.execPath(), [
+          "run",
+          "-A",
+          "--quiet",
+          MAIN,
+          "watch",
+          "-a",
+          "demo",
+          "one-off-4",
+        ], env);
+        await waitFor(() => watcher.output.includes("watched-via-nginx"), {
+          message: "the watcher to see the session through nginx",
+          seen: () => watcher.output,
+        });
+        await waitFor(() => session.output.includes("is watching this session"), {
+          message: "the session's user to be told",
+          seen: () => session.output,
+        });
+      }
+
       // nginx logs a WebSocket when it closes: stop the agent first.
       await agent[Symbol.asyncDispose]();
       await waitFor(

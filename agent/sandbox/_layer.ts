@@ -1,5 +1,5 @@
 /**
- * The wrapper every sandbox starts through: one `sh` in a private mount
+ * The wrapper every sandbox starts through: one shell in a private mount
  * namespace that joins the run's cgroups, opens the files the sandbox reads,
  * mounts the run's tmpfs with the throwaway writable layer over the slug,
  * then execs the sandbox tool. bubblewrap 0.8 has no `--overlay`, so the
@@ -51,8 +51,12 @@ export interface LayerPlan {
   command: string;
 }
 
-/** dash redirects single-digit descriptors only. */
-const MAX_FD = 9;
+/**
+ * The wrapper is bash, not sh: dash redirects single-digit descriptors
+ * only, and bwrap with its own resolv.conf, uploads and downloads needs
+ * descriptors 3 to 10. bash keeps its own far above (255).
+ */
+const MAX_FD = 19;
 
 /** Quotes one word for `sh`. */
 export function shellQuote(word: string): string {
@@ -141,7 +145,7 @@ export function layerArgv(plan: LayerPlan): string[] {
   const unshare = plan.userns
     ? ["/usr/bin/unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"]
     : ["/usr/bin/unshare", "--mount", "--propagation", "private"];
-  return [...unshare, "/bin/sh", "-c", script, "oneoff", plan.command];
+  return [...unshare, "/bin/bash", "-c", script, "oneoff", plan.command];
 }
 
 /** The only environment the wrapper (which runs as root) sees: the run's own goes to the sandbox tool by other means. */

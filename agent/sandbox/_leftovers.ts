@@ -15,7 +15,7 @@ const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 /**
  * Removes the cgroups and scratch directories of `runIds` and of every run
  * with a scratch directory under `<workDir>/runs`, plus upload directories
- * of earlier runs; returns the run ids cleaned up and what could not be removed.
+ * and download directories of earlier runs; returns the run ids cleaned up and what could not be removed.
  */
 export async function removeLeftovers(
   workDir: string,
@@ -34,7 +34,10 @@ export async function removeLeftovers(
     await Deno.remove(`${runsDir}/${id}`, { recursive: true }).catch(() => {});
   }
   for (const entry of await list(workDir)) {
-    if (entry.isDirectory && entry.name.startsWith("uploads-")) {
+    if (
+      entry.isDirectory &&
+      (entry.name.startsWith("uploads-") || entry.name.startsWith("downloads-"))
+    ) {
       await Deno.remove(`${workDir}/${entry.name}`, { recursive: true }).catch(() => {});
     }
   }

@@ -50,6 +50,8 @@ export interface BundleParts {
   appDir: string;
   /** The uploads, mounted at `/tmp/uploads`, if any. */
   uploadsDir: string | null;
+  /** The downloads, mounted writable at `/tmp/downloads`, if any. */
+  downloadsDir?: string | null;
   /** runc's cgroup (inside the run's own), or null on a host without usable cgroups. */
   cgroupsPath: string | null;
   /** The memory limit can cover swap too. */
@@ -114,6 +116,7 @@ export function ociConfig(spec: SandboxSpec, parts: BundleParts): Record<string,
     },
   ];
   if (parts.uploadsDir) mounts.push(bind(parts.uploadsDir, "/tmp/uploads", "ro"));
+  if (parts.downloadsDir) mounts.push(bind(parts.downloadsDir, "/tmp/downloads", "rw"));
   const namespaces = [
     "pid",
     "ipc",

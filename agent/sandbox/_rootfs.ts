@@ -98,7 +98,7 @@ export async function checkSpec(spec: SandboxSpec): Promise<void> {
       );
     }
   }
-  const dirs = { slug: spec.slugDir, uploads: spec.uploadsDir };
+  const dirs = { slug: spec.slugDir, uploads: spec.uploadsDir, downloads: spec.downloadsDir };
   for (const [what, dir] of Object.entries(dirs)) {
     if (dir === undefined) continue;
     const info = await Deno.stat(dir).catch(() => null);

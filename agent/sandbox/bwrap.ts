@@ -139,7 +139,10 @@ class BwrapSandbox implements Sandbox {
       base: LAYER_BASE,
       sizeBytes: spec.limits.tmpBytes,
       slugDir: spec.slugDir,
-      binds: spec.uploadsDir ? [{ source: spec.uploadsDir, name: "up", readOnly: true }] : [],
+      binds: [
+        ...(spec.uploadsDir ? [{ source: spec.uploadsDir, name: "up", readOnly: true }] : []),
+        ...(spec.downloadsDir ? [{ source: spec.downloadsDir, name: "dl", readOnly: false }] : []),
+      ],
       userns: !this.#root,
       copy: this.#copy,
       procsFiles: cgroup?.procsFiles ?? [],
@@ -189,6 +192,7 @@ class BwrapSandbox implements Sandbox {
     args.push("--bind", `${LAYER_BASE}/m`, "/app");
     args.push("--perms", "1777", "--size", String(spec.limits.tmpBytes), "--tmpfs", "/tmp");
     if (spec.uploadsDir) args.push("--ro-bind", `${LAYER_BASE}/up`, "/tmp/uploads");
+    if (spec.downloadsDir) args.push("--bind", `${LAYER_BASE}/dl`, "/tmp/downloads");
     args.push(
       "--remount-ro",
       "/",

@@ -92,6 +92,7 @@ class RuncSandbox implements Sandbox {
       layout: this.#layout,
       appDir: `${LAYER_BASE}/m`,
       uploadsDir: spec.uploadsDir ? `${LAYER_BASE}/up` : null,
+      downloadsDir: spec.downloadsDir ? `${LAYER_BASE}/dl` : null,
       cgroupsPath: cgroup?.runcPath ?? null,
       swapAccounting: this.#cgroups?.swapAccounting ?? false,
       resolvConf: resolv !== null ? `${LAYER_BASE}/bundle/resolv.conf` : null,
@@ -100,6 +101,7 @@ class RuncSandbox implements Sandbox {
     const binds = [
       { source: this.#rootfs, name: "root", readOnly: true },
       ...(spec.uploadsDir ? [{ source: spec.uploadsDir, name: "up", readOnly: true }] : []),
+      ...(spec.downloadsDir ? [{ source: spec.downloadsDir, name: "dl", readOnly: false }] : []),
     ];
     return layerArgv({
       base: LAYER_BASE,

@@ -98,6 +98,20 @@ function sandboxTests(kind: SandboxKind): void {
     deepEqual(stdout, "a,b\n1,2\nread-only\n");
   });
 
+  test("what the run writes to /tmp/downloads is in the downloads dir on the host after its exit", async (fx) => {
+    const downloadsDir = `${fx.workDir}/downloads-test`;
+    await Deno.mkdir(downloadsDir, { mode: 0o700 });
+    if (Deno.uid() === 0) await Deno.chown(downloadsDir, SANDBOX_UID, SANDBOX_UID);
+    // Uploads and downloads at once, on the default isolated network: the most descriptors the wrapper opens.
+    const { stdout, status } = await fx.run(
+      "cat /tmp/uploads/data.csv > /tmp/downloads/copy.csv && ln /etc/passwd /tmp/downloads/h 2>/dev/null || echo no-link",
+      { uploadsDir: fx.uploadsDir, downloadsDir },
+    );
+    deepEqual([status.code, stdout], [0, "no-link\n"]);
+    deepEqual(await Deno.readTextFile(`${downloadsDir}/copy.csv`), "a,b\n1,2\n");
+    deepEqual((await Array.fromAsync(Deno.readDir(downloadsDir))).map((e) => e.name), ["copy.csv"]);
+  });
+
   test("the process runs as uid 65534 without capabilities, in new namespaces", async (fx) => {
     const { stdout } = await fx.run(
       `id -u; id -g; grep -E '^(CapEff|NoNewPrivs):' /proc/self/status

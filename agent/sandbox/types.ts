@@ -15,6 +15,11 @@ export interface SandboxSpec {
   slugDir: string;
   /** Host directory whose files appear in `/tmp/uploads`. */
   uploadsDir?: string;
+  /**
+   * Host directory bound writable at `/tmp/downloads`: what the run leaves
+   * there is read from it after the exit (its artifacts).
+   */
+  downloadsDir?: string;
   /** Run as `/bin/sh -c COMMAND` in `/app`. */
   command: string;
   /** The whole environment: nothing is inherited from the agent. */

@@ -14,7 +14,7 @@ import {
 import { parse } from "../_args.ts";
 import { age, appName, err, out, table, UsageError } from "../_io.ts";
 import { Client } from "../client.ts";
-import { durationFlag } from "../../util/format.ts";
+import { bytes, durationFlag } from "../../util/format.ts";
 
 function appPath(app: string, rest: string): string {
   return `/apps/${encodeURIComponent(app)}${rest}`;
@@ -42,6 +42,14 @@ function outcome(run: RunInfo): string {
   return run.reason ? run.reason.slice(0, 40) : "-";
 }
 
+/** The FILES column: what the run left in /tmp/downloads, e.g. `2 (1.5 MiB), 1 refused`. */
+function artifactsColumn(run: RunInfo): string {
+  const a = run.artifacts;
+  if (!a) return "-";
+  const kept = `${a.files} (${bytes(a.bytes)})`;
+  return a.refused > 0 ? `${kept}, ${a.refused} refused` : kept;
+}
+
 function clip(text: string, max: number): string {
   return text.length > max ? text.slice(0, max - 1) + "…" : text;
 }
@@ -62,11 +70,12 @@ export async function ps(args: string[]): Promise<void> {
   );
   if (values.json) return out(JSON.stringify(runs, null, 2) + "\n");
   if (runs.length === 0) return out(`No one-offs for "${app}" yet\n`);
-  // The REASON column only when a run gave one (`run --reason`).
+  // The REASON column only when a run gave one (`run --reason`), FILES when one left artifacts.
   const reasons = runs.some((r) => r.purpose);
+  const files = runs.some((r) => r.artifacts);
   out(table(
     ["NAME", "STATE", "COMMAND", "SIZE", "AGENT", "IDLE", "AGE", "EXIT/WHY"]
-      .concat(reasons ? ["REASON"] : []),
+      .concat(files ? ["FILES"] : [], reasons ? ["REASON"] : []),
     runs.map((r) =>
       [
         r.label,
@@ -78,7 +87,10 @@ export async function ps(args: string[]): Promise<void> {
         r.idle_timeout_ms ? durationFlag(r.idle_timeout_ms) : "-",
         runAge(r),
         outcome(r),
-      ].concat(reasons ? [r.purpose ? clip(r.purpose, 40) : "-"] : [])
+      ].concat(
+        files ? [artifactsColumn(r)] : [],
+        reasons ? [r.purpose ? clip(r.purpose, 40) : "-"] : [],
+      )
     ),
   ));
 }

@@ -14,7 +14,7 @@
  * stores.
  * @module
  */
-import { auditQuotaMarker } from "../../protocol/mod.ts";
+import { auditQuotaMarker, maxAuditSeq } from "../../protocol/mod.ts";
 import { type ChunkData, parseChunk } from "./verify.ts";
 
 /**
@@ -30,12 +30,10 @@ export function auditLimit(quotaBytes: number): number {
 }
 
 /**
- * The highest seq a recorder reaches within `timeoutMs`: it cuts a chunk at
- * most every 250 ms, or per 256 KiB recorded; twice that, and some to spare.
+ * The highest seq a recorder reaches within `timeoutMs`, twice over: the
+ * protocol's bound, which a watched recorder keeps to as well.
  */
-export function maxSeq(timeoutMs: number, quotaBytes: number): number {
-  return 2 * (Math.ceil(timeoutMs / 250) + Math.ceil(quotaBytes / (256 * 1024))) + 64;
-}
+export const maxSeq = maxAuditSeq;
 
 /** The output the server ends a recording with where it cut it. */
 export function serverAuditMarker(quotaBytes: number): string {

@@ -3,7 +3,8 @@
  * hash chain, verification on read, and rendering for people.
  * @module
  */
-export { type AuditOptions, AuditService } from "./service.ts";
+export { type AuditOptions, AuditService, type LiveChunk } from "./service.ts";
+export { EscapingDecoder } from "./_display.ts";
 export { type Keyring, loadKeyring, rotateKey } from "./keyring.ts";
 export {
   type AuditEvent,

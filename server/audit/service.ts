@@ -10,12 +10,24 @@ import type { Store } from "../store/mod.ts";
 import { MISSING_HASH, payloadHash, seal, ZERO_HASH } from "./_crypto.ts";
 import { auditLimit, charge, cut, emptyFinal, maxSeq } from "./_quota.ts";
 import { type Keyring, loadKeyring, rotateKey } from "./keyring.ts";
-import { type AuditReadout, type AuditRecording, openRecording } from "./verify.ts";
+import {
+  type AuditReadout,
+  type AuditRecording,
+  type ChunkData,
+  openChunk,
+  openRecording,
+} from "./verify.ts";
 
 // Runs whose last stored chunk and quota use are remembered, to go on without a read.
 const MAX_REMEMBERED = 1000;
 // Chunks read at once: a chunk may hold a few MB of ciphertext.
 const PAGE_CHUNKS = 2;
+
+/** One chunk read as it arrived, for a live watcher: its data, or null when it cannot be read. */
+export interface LiveChunk {
+  seq: number;
+  data: ChunkData | null;
+}
 
 /** What an {@link AuditService} is set up with. */
 export interface AuditOptions {
@@ -200,6 +212,29 @@ export class AuditService {
       keyring: await this.#keys(),
       reload: () => this.#reload(),
     }, { recorded, running: run !== null && !isTerminal(run.state) });
+  }
+
+  /**
+   * The chunks stored with a seq above `after`, a page of them, each
+   * decrypted under the link it was stored with: what a live watcher is
+   * shown next. The chain is not checked here; `open` (the replay) does.
+   */
+  async chunksAfter(runId: string, after: number): Promise<LiveChunk[]> {
+    const rows = await this.#store.auditChunkPage(runId, { after, limit: PAGE_CHUNKS });
+    let keyring = await this.#keys();
+    const chunks: LiveChunk[] = [];
+    for (const row of rows) {
+      // Another server may have rotated the key file since it was loaded.
+      if (!keyring.keys.has(row.key_id)) keyring = await this.#reload();
+      const opened = await openChunk(runId, row, row.prev_hash, keyring);
+      chunks.push({ seq: row.seq, data: opened.status === "ok" ? opened.data : null });
+    }
+    return chunks;
+  }
+
+  /** The highest seq stored of a run's recording, -1 when none is. */
+  lastSeq(runId: string): Promise<number> {
+    return this.#store.lastAuditSeq(runId);
   }
 
   /**

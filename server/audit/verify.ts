@@ -74,7 +74,8 @@ export interface ChunkData {
   size?: TermSize;
 }
 
-type Opened =
+/** What opening a chunk gave: its data, or why not. */
+export type Opened =
   | { status: "ok"; data: ChunkData }
   | { status: "no_key" | "auth" | "format" };
 
@@ -221,7 +222,8 @@ export async function openRecording(
   return { size: size ?? null, t0, final, problems: sentences, events: read };
 }
 
-async function openChunk(
+/** Decrypts one stored chunk under the link it was stored with (or `prevHash`). */
+export async function openChunk(
   runId: string,
   row: AuditChunkRow,
   prevHash: string,

@@ -1,7 +1,7 @@
 /**
- * One run: its details, a stop button while it lives, and either the replay
- * of its attached session (asciinema player on the audit API's cast) or its
- * detached output.
+ * One run: its details, a stop button while it lives, and either its
+ * attached session (asciinema player: live on the watch API while it runs,
+ * then the replay of the audit API's cast) or its detached output.
  * @module
  */
 import type { Handler } from "hono";
@@ -10,7 +10,7 @@ import type { ServerContext } from "../context.ts";
 import { loadApp, loadRun } from "../_lookup.ts";
 import { runInfo } from "../views.ts";
 import type { RunEngine } from "../run_engine.ts";
-import type { RunRow } from "../store/mod.ts";
+import type { ArtifactRow, RunRow } from "../store/mod.ts";
 import { checkedForm, type DashEnv } from "./_auth.ts";
 import { bytes, duration } from "../../util/format.ts";
 import { runDuration, utc } from "./_format.ts";
@@ -70,14 +70,49 @@ function Details(props: { info: RunInfo; run: RunRow; release: number | null }) 
   );
 }
 
+/** The files the run left in /tmp/downloads: each kept one a download (the session cookie authenticates the API), each refused one with why. */
+function Artifacts(props: { app: string; label: string; rows: ArtifactRow[] }) {
+  const api = `/api/apps/${props.app}/runs/${props.label}/artifacts`;
+  return (
+    <table class="table">
+      <thead>
+        <tr>
+          <th>File</th>
+          <th>Size</th>
+          <th>sha256 / refused</th>
+        </tr>
+      </thead>
+      <tbody>
+        {props.rows.map((a) =>
+          a.sha256 === null
+            ? (
+              <tr>
+                <td class="mono">{a.name}</td>
+                <td>–</td>
+                <td class="exit-bad">refused: {a.refused}</td>
+              </tr>
+            )
+            : (
+              <tr>
+                <td class="mono">
+                  <a href={`${api}/${encodeURIComponent(a.name)}`} download={a.name}>{a.name}</a>
+                </td>
+                <td>{bytes(a.size)}</td>
+                <td class="mono muted">{a.sha256}</td>
+              </tr>
+            )
+        )}
+      </tbody>
+    </table>
+  );
+}
+
 function Replay(props: { app: string; run: RunRow; label: string; start?: number }) {
   const { app, run, label } = props;
   const api = `/api/apps/${app}/runs/${label}`;
+  if (!isTerminal(run.state)) return <Live api={api} started={run.started_at !== null} />;
   if (!run.started_at) {
     return <p class="empty">This session never started: nothing was recorded.</p>;
-  }
-  if (!isTerminal(run.state)) {
-    return <p class="empty">The session is still going: its replay is here once it ends.</p>;
   }
   return (
     <div
@@ -116,6 +151,25 @@ function Replay(props: { app: string; run: RunRow; label: string; start?: number
   );
 }
 
+// A running session, watched live: the same player, fed by the watch API as
+// the recording is stored. Opening it is a watch: on the timeline, told to its user.
+function Live(props: { api: string; started: boolean }) {
+  return (
+    <div class="replay" data-live={`${props.api}/watch?format=sse`}>
+      <div class="player" data-player></div>
+      <div class="replay-bar">
+        <span class="follow-status live" data-live-status>
+          {props.started ? "live" : "waiting for its user to attach"}
+        </span>
+        <span class="muted">Read-only; its user is told that you are watching.</span>
+      </div>
+      <noscript>
+        <p class="muted">The live view needs JavaScript; oneoff watch shows it too.</p>
+      </noscript>
+    </div>
+  );
+}
+
 /** `GET /apps/:app/runs/:run`. */
 export function runPage(ctx: ServerContext): Handler<DashEnv> {
   const { store } = ctx;
@@ -123,10 +177,11 @@ export function runPage(ctx: ServerContext): Handler<DashEnv> {
     const app = await loadApp(c, store);
     const run = await loadRun(c, store, app);
     const label = runLabel(run.number);
-    const [agents, release, lines] = await Promise.all([
+    const [agents, release, lines, artifacts] = await Promise.all([
       store.listAgents(),
       store.releaseById(run.release_id),
       run.attached ? Promise.resolve([]) : store.readLogs(app.id, { source: label, limit: 200 }),
+      store.listArtifacts(run.id),
     ]);
     const info = runInfo(run, app.name, new Map(agents.map((a) => [a.id, a])));
     const live = !isTerminal(run.state);
@@ -163,8 +218,14 @@ export function runPage(ctx: ServerContext): Handler<DashEnv> {
         <section class="section">
           <Details info={info} run={run} release={release?.version ?? null} />
         </section>
+        {artifacts.length > 0 && (
+          <section class="section">
+            <h2>Files left in /tmp/downloads</h2>
+            <Artifacts app={app.name} label={label} rows={artifacts} />
+          </section>
+        )}
         <section class="section">
-          <h2>{run.attached ? "Session replay" : "Output"}</h2>
+          <h2>{run.attached ? live ? "Session, live" : "Session replay" : "Output"}</h2>
           {run.attached
             ? <Replay app={app.name} run={run} label={label} {...startAt(c.req.query("t"))} />
             : (

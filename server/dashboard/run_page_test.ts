@@ -70,6 +70,26 @@ Deno.test("an ended attached run's page sets up the replay of its recording", as
   match(html, /<dt>Idle timeout<\/dt><dd>45 min<\/dd>/);
 });
 
+Deno.test("a running attached run's page plays it live from the watch API; pending, it waits for its user", async () => {
+  await using d = await dashboardTest();
+  const { store } = d.t.ctx;
+  const { app, release } = await seedApp(store, "demo");
+  const run = await seedRun(store, app, release, "bash", { attached: true });
+  const pending = await (await d.signedIn()).page("/apps/demo/runs/one-off-1");
+  match(pending.html, /waiting for its user to attach/);
+  await store.updateRun(run.id, ["pending"], { state: "running", started_at: new Date() });
+  const { html } = await (await d.signedIn()).page("/apps/demo/runs/one-off-1");
+  match(html, /Session, live/);
+  match(html, /data-live="\/api\/apps\/demo\/runs\/one-off-1\/watch\?format=sse"/);
+  match(html, /<script src="\/assets\/player.js\?v=[0-9a-f]+"><\/script>/);
+  ok(!html.includes("data-cast="), "no replay while it runs");
+  const events = await store.listEvents({ limit: 10 });
+  ok(
+    !events.some((e) => e.kind === "run.watch_started"),
+    "the page alone is no watch: its player is",
+  );
+});
+
 Deno.test("an attached run that never started says there is nothing to replay", async () => {
   await using d = await dashboardTest();
   const { store } = d.t.ctx;
@@ -144,4 +164,40 @@ Deno.test("a run's reason shows on its page and its timeline, escaped", async ()
     ok(html.includes(escaped), `the reason is shown on ${path}`);
   }
   match((await client.page("/apps/demo/runs/one-off-1")).html, /<dt>Reason given<\/dt>/);
+});
+
+Deno.test("a run's page lists its artifacts, each kept one a download the session cookie may fetch", async () => {
+  await using d = await dashboardTest();
+  const { store } = d.t.ctx;
+  const { app, release } = await seedApp(store, "demo");
+  const run = await seedRun(store, app, release, "./bin/report");
+  const blob = await d.t.ctx.blobs.put(new Blob(["a,b\n1,2\n"]).stream(), { maxBytes: 1024 });
+  const at = new Date();
+  await store.putArtifact({
+    run_id: run.id,
+    name: "report.csv",
+    sha256: blob.sha256,
+    size: blob.size,
+    refused: null,
+    created_at: at,
+  });
+  await store.putArtifact({
+    run_id: run.id,
+    name: '"p"',
+    sha256: null,
+    size: 0,
+    refused: "a symbolic link: links are never followed",
+    created_at: at,
+  });
+  const client = await d.signedIn();
+  const { status, html } = await client.page("/apps/demo/runs/one-off-1");
+  deepEqual(status, 200);
+  match(html, /href="\/api\/apps\/demo\/runs\/one-off-1\/artifacts\/report.csv"/);
+  match(html, /refused: a symbolic link: links are never followed/);
+  // The same cookie on the whole server, where the API is.
+  const api = new CookieClient(d.t.server.app);
+  for (const [name, value] of client.cookies) api.cookies.set(name, value);
+  const res = await api.request("/api/apps/demo/runs/one-off-1/artifacts/report.csv");
+  deepEqual([res.status, await res.text()], [200, "a,b\n1,2\n"]);
+  match(res.headers.get("content-disposition") ?? "", /^attachment; filename\*=UTF-8''report.csv$/);
 });

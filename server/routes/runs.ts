@@ -68,12 +68,10 @@ async function runRequest(ctx: ServerContext, app: AppRow, body: RunRequestBody)
   }
   const uploads: RunRequest["uploads"] = [];
   for (const { name, sha256 } of body.uploads ?? []) {
-    const file = await ctx.blobs.open(sha256);
-    if (!file) {
+    const size = await ctx.blobs.size(sha256);
+    if (size === null) {
       throw new HttpError(422, "invalid_upload", `Upload "${name}" was not uploaded first`);
     }
-    const { size } = await file.stat();
-    file.close();
     uploads.push({ name, sha256, size });
   }
   const attached = body.attached === true;
@@ -179,9 +177,13 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AppEnv> {
     const runs = await store.listRuns({ app_id: row.id, limit });
     const agents = await agentMap(store);
     const { places, limit: max, active, pending } = await engine.queue(row.id);
+    const files = await store.artifactSummaries(runs.map((r) => r.id));
     return c.json(
       {
-        runs: runs.map((r) => runInfo(r, row.name, agents, places)),
+        runs: runs.map((r) => ({
+          ...runInfo(r, row.name, agents, places),
+          artifacts: files.get(r.id) ?? null,
+        })),
         queue: { limit: max, active, pending },
       } satisfies RunsReply,
     );
@@ -198,7 +200,12 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AppEnv> {
       run = await store.runById(run.id) ?? run;
     }
     const queue = run.state === "pending" ? (await engine.queue(row.id)).places : undefined;
-    return c.json({ run: runInfo(run, row.name, await agentMap(store), queue) } satisfies RunReply);
+    const files = (await store.artifactSummaries([run.id])).get(run.id) ?? null;
+    return c.json(
+      {
+        run: { ...runInfo(run, row.name, await agentMap(store), queue), artifacts: files },
+      } satisfies RunReply,
+    );
   });
 
   app.get("/:run/attach", async (c) => {

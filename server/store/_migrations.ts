@@ -490,6 +490,57 @@ const CLUSTER_POSTGRES = `
   create table key_checks (name text primary key, check_value text not null);
 `;
 
+// With PostgreSQL, blobs (slugs, uploads) live in the database so that every
+// server behind a load balancer serves every one (server/blob_postgres.ts);
+// a server's data dir only caches them. A blob's chunks are written by one
+// COPY in the transaction that also inserts its `blobs` row: a reader sees
+// all of a blob or none of it. The chunks are gzip data or already
+// compressed more often than not: stored without TOAST's compression.
+// SQLite keeps its blobs as files in the data dir: nothing to create.
+const BLOBS_POSTGRES = `
+  create sequence blob_data_ids;
+  create table blobs (
+    sha256 text primary key,
+    size bigint not null,
+    data_id bigint not null unique,
+    created_at timestamptz not null default now()
+  );
+  create table blob_chunks (
+    data_id bigint not null,
+    seq integer not null,
+    data bytea not null,
+    primary key (data_id, seq)
+  );
+  alter table blob_chunks alter column data set storage external;
+`;
+
+// The files a run left in /tmp/downloads (server/artifacts.ts): the bytes are
+// a blob of the BlobStore, a refused file keeps its reason and no blob. A
+// run's rows go with it (the run retention), and with them the blobs' last
+// references.
+const RUN_ARTIFACTS_SQLITE = `
+  CREATE TABLE run_artifacts (
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    sha256 TEXT,
+    size INTEGER NOT NULL,
+    refused TEXT,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (run_id, name)
+  ) WITHOUT ROWID;
+`;
+const RUN_ARTIFACTS_POSTGRES = `
+  create table run_artifacts (
+    run_id text not null references runs (id) on delete cascade,
+    name text not null,
+    sha256 text,
+    size bigint not null,
+    refused text,
+    created_at timestamptz not null,
+    primary key (run_id, name)
+  );
+`;
+
 /** Every migration, in the order they apply. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "initial schema", sqlite: INITIAL_SQLITE, postgres: INITIAL_POSTGRES },
@@ -538,5 +589,12 @@ export const MIGRATIONS: readonly Migration[] = [
     postgres: AUDIT_CHUNK_BYTES_POSTGRES,
   },
   { version: 11, name: "run reasons", sqlite: RUN_REASON_SQLITE, postgres: RUN_REASON_POSTGRES },
-  { version: 12, name: "cluster", sqlite: CLUSTER_SQLITE, postgres: CLUSTER_POSTGRES },
+  { version: 12, name: "blobs in PostgreSQL", sqlite: "", postgres: BLOBS_POSTGRES },
+  {
+    version: 13,
+    name: "run artifacts",
+    sqlite: RUN_ARTIFACTS_SQLITE,
+    postgres: RUN_ARTIFACTS_POSTGRES,
+  },
+  { version: 14, name: "cluster", sqlite: CLUSTER_SQLITE, postgres: CLUSTER_POSTGRES },
 ];

@@ -273,6 +273,19 @@ export interface LogPrune {
   limit: number;
 }
 
+/** A file a run left in `/tmp/downloads`: kept (its blob's sha256), or refused (why). */
+export interface ArtifactRow {
+  run_id: string;
+  /** The file's name; a refused file's as `quoteName` shows it. */
+  name: string;
+  /** The blob of the bytes; null for a refused file. */
+  sha256: string | null;
+  size: number;
+  /** Why it was not kept; null when it was. */
+  refused: string | null;
+  created_at: Date;
+}
+
 /** Which runs to list. */
 export interface RunQuery {
   app_id?: number;
@@ -462,6 +475,8 @@ export interface Store {
   auditChunk(runId: string, seq: number): Promise<AuditChunkRow | null>;
   /** The quota bytes the stored chunks of a run were charged, summed. */
   auditRecordedBytes(runId: string): Promise<number>;
+  /** The highest seq stored of a run's recording, -1 when none is (`oneoff watch --from-now`). */
+  lastAuditSeq(runId: string): Promise<number>;
   /**
    * An app's recorded sessions (attached runs that started), newest first,
    * each with its recorded bytes: `listRecordedSessions` for `audit list`
@@ -472,6 +487,15 @@ export interface Store {
   archivedRun(runId: string): Promise<ArchivedRun | null>;
   /** The audit trail's runs of an app by its name (destroyed or not), most recent first. */
   listArchivedRuns(appName: string, limit: number): Promise<ArchivedRun[]>;
+
+  /** Stores a run's artifact, replacing one of the same name (an upload sent again); false when the run is gone. */
+  putArtifact(row: ArtifactRow): Promise<boolean>;
+  /** A run's artifacts, kept and refused, by name. */
+  listArtifacts(runId: string): Promise<ArtifactRow[]>;
+  /** Per run (only those with any): files kept, their bytes, files refused. */
+  artifactSummaries(
+    runIds: string[],
+  ): Promise<Map<string, { files: number; bytes: number; refused: number }>>;
 
   // Data lifecycle (server/lifecycle.ts): each call removes one bounded
   // batch, so a big table is never locked for long; callers loop while a
@@ -499,7 +523,8 @@ export interface Store {
   pruneReleases(keep: number, limit: number): Promise<number>;
   /**
    * Every blob still needed: the slugs of each app's newest `keepReleases`
-   * releases, and the slug and uploads of every run not yet ended.
+   * releases, the slug and uploads of every run not yet ended, and the
+   * artifacts of every run still stored.
    */
   blobReferences(keepReleases: number): Promise<Set<string>>;
 }

@@ -12,6 +12,7 @@ import {
   type AppRow,
   type AppSettings,
   type ArchivedRun,
+  type ArtifactRow,
   type AuditChunkRow,
   ConflictError,
   type EventRow,
@@ -690,6 +691,12 @@ class PostgresStore implements Store {
     return rows.map(({ audit_bytes, ...run }) => ({ run, bytes: Number(audit_bytes) }));
   }
 
+  async lastAuditSeq(runId: string): Promise<number> {
+    const [row] = await this.#sql<{ n: number }[]>`
+      select coalesce(max(seq), -1)::int as n from audit_chunks where run_id = ${runId}`;
+    return Number(row?.n ?? -1);
+  }
+
   async auditRecordedBytes(runId: string): Promise<number> {
     const [row] = await this.#sql<{ n: string }[]>`
       select coalesce(sum(bytes), 0)::text as n from audit_chunks where run_id = ${runId}`;
@@ -775,6 +782,37 @@ class PostgresStore implements Store {
     return result.count;
   }
 
+  async putArtifact(row: ArtifactRow): Promise<boolean> {
+    // A run already gone (pruned, its app destroyed) keeps nothing.
+    const result = await this.#sql`
+      insert into run_artifacts (run_id, name, sha256, size, refused, created_at)
+      select id, ${row.name}, ${row.sha256}, ${row.size}::int8, ${row.refused}, ${row.created_at}
+      from runs where id = ${row.run_id}
+      on conflict (run_id, name) do update set sha256 = excluded.sha256, size = excluded.size,
+        refused = excluded.refused, created_at = excluded.created_at`;
+    return result.count > 0;
+  }
+
+  async listArtifacts(runId: string): Promise<ArtifactRow[]> {
+    return await this.#sql<ArtifactRow[]>`
+      select run_id, name, sha256, size, refused, created_at from run_artifacts
+      where run_id = ${runId} order by name collate "C"`;
+  }
+
+  async artifactSummaries(
+    runIds: string[],
+  ): Promise<Map<string, { files: number; bytes: number; refused: number }>> {
+    if (runIds.length === 0) return new Map();
+    const rows = await this.#sql<
+      { run_id: string; files: number; bytes: number; refused: number }[]
+    >`
+      select run_id, count(sha256)::int8 as files,
+        coalesce(sum(case when sha256 is null then 0 else size end), 0)::int8 as bytes,
+        count(refused)::int8 as refused
+      from run_artifacts where run_id = any(${runIds}) group by run_id`;
+    return new Map(rows.map(({ run_id, ...summary }) => [run_id, summary]));
+  }
+
   async blobReferences(keepReleases: number): Promise<Set<string>> {
     const sql = this.#sql;
     const recent = await sql<{ sha256: string }[]>`
@@ -789,6 +827,9 @@ class PostgresStore implements Store {
       shas.add(row.slug);
       for (const upload of row.uploads) shas.add(upload.sha256);
     }
+    const artifacts = await sql<{ sha256: string }[]>`
+      select distinct sha256 from run_artifacts where sha256 is not null`;
+    for (const row of artifacts) shas.add(row.sha256);
     return shas;
   }
 }

@@ -12,6 +12,7 @@ import {
   type AppRow,
   type AppSettings,
   type ArchivedRun,
+  type ArtifactRow,
   type AuditChunkRow,
   ConflictError,
   type EventRow,
@@ -880,6 +881,16 @@ class SqliteStore implements Store {
     });
   }
 
+  lastAuditSeq(runId: string): Promise<number> {
+    return settle(() => {
+      const row = this.#get(
+        "SELECT COALESCE(MAX(seq), -1) AS n FROM audit_chunks WHERE run_id = ?",
+        runId,
+      );
+      return Number(row?.n ?? -1);
+    });
+  }
+
   auditRecordedBytes(runId: string): Promise<number> {
     return settle(() => {
       const row = this.#get(
@@ -933,6 +944,50 @@ class SqliteStore implements Store {
         );
       })
     );
+  }
+
+  putArtifact(row: ArtifactRow): Promise<boolean> {
+    return settle(() => {
+      // A run already gone (pruned, its app destroyed) keeps nothing.
+      const result = this.#q(
+        `INSERT INTO run_artifacts (run_id, name, sha256, size, refused, created_at)
+           SELECT id, ?, ?, ?, ?, ? FROM runs WHERE id = ?
+         ON CONFLICT (run_id, name) DO UPDATE SET sha256 = excluded.sha256,
+           size = excluded.size, refused = excluded.refused, created_at = excluded.created_at`,
+      ).run(row.name, row.sha256, row.size, row.refused, row.created_at.getTime(), row.run_id);
+      return Number(result.changes) > 0;
+    });
+  }
+
+  listArtifacts(runId: string): Promise<ArtifactRow[]> {
+    return settle(() =>
+      this.#all("SELECT * FROM run_artifacts WHERE run_id = ? ORDER BY name", runId).map((row) => ({
+        run_id: String(row.run_id),
+        name: String(row.name),
+        sha256: row.sha256 === null ? null : String(row.sha256),
+        size: Number(row.size),
+        refused: row.refused === null ? null : String(row.refused),
+        created_at: new Date(Number(row.created_at)),
+      }))
+    );
+  }
+
+  artifactSummaries(
+    runIds: string[],
+  ): Promise<Map<string, { files: number; bytes: number; refused: number }>> {
+    return settle(() => {
+      const rows = this.#all(
+        `SELECT run_id, count(sha256) AS files, coalesce(sum(CASE WHEN sha256 IS NULL THEN 0 ELSE size END), 0) AS bytes,
+           count(refused) AS refused
+         FROM run_artifacts WHERE run_id IN (SELECT value FROM json_each(?)) GROUP BY run_id`,
+        JSON.stringify(runIds),
+      );
+      return new Map(rows.map((row) => [String(row.run_id), {
+        files: Number(row.files),
+        bytes: Number(row.bytes),
+        refused: Number(row.refused),
+      }]));
+    });
   }
 
   pruneRuns(before: Date, limit: number): Promise<number> {
@@ -1011,6 +1066,10 @@ class SqliteStore implements Store {
           shas.add(upload.sha256);
         }
       }
+      const artifacts = this.#all(
+        "SELECT DISTINCT sha256 FROM run_artifacts WHERE sha256 IS NOT NULL",
+      );
+      for (const row of artifacts) shas.add(String(row.sha256));
       return shas;
     });
   }

@@ -740,7 +740,7 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
     deepEqual(await store.auditChunks("other"), []);
   });
 
-  test("audit chunks are read in pages, one by seq, and their quota bytes summed", async (store) => {
+  test("audit chunks are read in pages, one by seq, their quota bytes summed and the last seq known", async (store) => {
     const app = await store.createApp("demo");
     const rel = await store.createRelease(release(app.id, 1));
     const run = await store.createRun(newRun(app.id, rel.id));
@@ -764,6 +764,8 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
     equal(await store.auditChunk(run.id, 3), null);
     equal(await store.auditRecordedBytes(run.id), 10 + 11 + 12 + 14 + 15);
     equal(await store.auditRecordedBytes("other"), 0);
+    equal(await store.lastAuditSeq(run.id), 5);
+    equal(await store.lastAuditSeq("other"), -1);
     // Base64 payloads may be kept as bytes: each reads back as the very text stored.
     const texts = [
       "AAECAw==",
@@ -943,6 +945,55 @@ function contract(kind: "sqlite" | "postgres", fresh: () => Promise<FreshDatabas
     ok(await store.releaseById(otherRel.id));
     equal((await store.runById(ended.id))?.release_id, rels[1]!.id);
     equal(await store.pruneReleases(2, 100), 0);
+  });
+
+  test("run artifacts are kept, replaced by name, summed, referenced, and go with their run", async (store) => {
+    const app = await store.createApp("files");
+    const rel = await store.createRelease(release(app.id, 1));
+    const run = await store.createRun(newRun(app.id, rel.id));
+    const other = await store.createRun(newRun(app.id, rel.id));
+    const at = new Date(1_700_000_000_000);
+    const kept = {
+      run_id: run.id,
+      sha256: "ab".repeat(32),
+      size: 5,
+      refused: null,
+      created_at: at,
+    };
+    ok(await store.putArtifact({ ...kept, name: "b.csv" }));
+    // Sent again (a retried upload): the row is replaced, not doubled.
+    ok(await store.putArtifact({ ...kept, name: "b.csv", sha256: "cd".repeat(32), size: 7 }));
+    ok(await store.putArtifact({ ...kept, name: "a.txt", size: 3 }));
+    ok(await store.putArtifact({ ...kept, name: '"x\\n"', sha256: null, size: 0, refused: "odd" }));
+    equal(
+      await store.putArtifact({
+        ...kept,
+        run_id: "00000000-0000-0000-0000-000000000000",
+        name: "z",
+      }),
+      false,
+    );
+    const rows = await store.listArtifacts(run.id);
+    deepEqual(rows.map((r) => [r.name, r.sha256, r.size, r.refused]), [
+      ['"x\\n"', null, 0, "odd"],
+      ["a.txt", "ab".repeat(32), 3, null],
+      ["b.csv", "cd".repeat(32), 7, null],
+    ]);
+    equal(rows[1]!.created_at.getTime(), at.getTime());
+    deepEqual(await store.listArtifacts(other.id), []);
+    deepEqual(
+      [...await store.artifactSummaries([run.id, other.id])],
+      [[run.id, { files: 2, bytes: 10, refused: 1 }]],
+    );
+    deepEqual(await store.artifactSummaries([]), new Map());
+    const refs = await store.blobReferences(0);
+    ok(refs.has("ab".repeat(32)) && refs.has("cd".repeat(32)));
+    // The run retention takes its artifacts, and with them the blobs' references.
+    await store.updateRun(run.id, ["pending"], { state: "exited", ended_at: new Date(0) });
+    equal(await store.pruneRuns(new Date(Date.now() + 60_000), 10), 1);
+    deepEqual(await store.listArtifacts(run.id), []);
+    const after = await store.blobReferences(0);
+    ok(!after.has("ab".repeat(32)) && !after.has("cd".repeat(32)));
   });
 
   test("destroyApp removes what the app owns and keeps its timeline", async (store) => {

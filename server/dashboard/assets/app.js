@@ -1,4 +1,4 @@
-// oneoff dashboard: live log following and session replay. Plain script, no
+// oneoff dashboard: live log following, live sessions and session replay. Plain script, no
 // build step; pages work without it, it only adds the live parts. The API
 // accepts the session cookie for GET requests, so fetch needs no token.
 "use strict";
@@ -158,5 +158,33 @@ async function startReplay(section) {
   }
 }
 
+/**
+ * A running session, live: the player's eventsource driver on the watch API
+ * (cookie-authenticated, read-only), with no buffering so that output shows
+ * as soon as it comes.
+ */
+function startLive(section) {
+  const mount = section.querySelector("[data-player]");
+  const status = section.querySelector("[data-live-status]");
+  if (typeof AsciinemaPlayer === "undefined") {
+    mount.textContent = "The player did not load: use oneoff watch instead.";
+    return;
+  }
+  const player = AsciinemaPlayer.create(
+    { driver: "eventsource", url: section.dataset.live, bufferTime: 0 },
+    mount,
+    { fit: "width", autoPlay: true },
+  );
+  player.addEventListener("playing", () => {
+    status.textContent = "live";
+    status.classList.add("live");
+  });
+  player.addEventListener("ended", () => {
+    status.textContent = "the session ended: reload for its replay";
+    status.classList.remove("live");
+  });
+}
+
 for (const panel of document.querySelectorAll("[data-follow]")) followLogs(panel);
+for (const section of document.querySelectorAll("[data-live]")) startLive(section);
 for (const section of document.querySelectorAll("[data-replay]")) startReplay(section);
