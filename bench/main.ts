@@ -35,6 +35,7 @@ import { benchSessions } from "./_sessions.ts";
 import { benchWatch } from "./_watch.ts";
 import { benchColdSlug } from "./_slug.ts";
 import { benchBlobs } from "./_blobs.ts";
+import { benchCluster } from "./_cluster.ts";
 import { header, markdownTable } from "./_util.ts";
 
 /** Every case, in the order they run. */
@@ -69,6 +70,7 @@ const CASES: BenchCase[] = [
   },
   { name: "search", about: "audit search over 200 recorded sessions", run: benchSearch },
   { name: "watch", about: "a session's output to its watcher vs to its user", run: watch },
+  { name: "cluster", about: "runs/s accepted: 1 server vs 3 behind haproxy", run: benchCluster },
 ];
 
 async function watch(ctx: BenchContext): Promise<void> {
@@ -96,8 +98,14 @@ async function lines(ctx: BenchContext): Promise<void> {
   const admin = postgres(pg, { max: 1, onnotice: () => {} });
   await admin.unsafe(`create schema ${schema}`);
   try {
-    await using sys = await startSystem({ database: url });
-    await benchDetachedLines(sys, "PostgreSQL", ctx.quick);
+    {
+      await using sys = await startSystem({ database: url });
+      await benchDetachedLines(sys, "PostgreSQL, NOTIFY on", ctx.quick);
+    }
+    // What waking the other servers costs: the same with signals kept in process.
+    await admin.unsafe(`drop schema ${schema} cascade; create schema ${schema}`);
+    await using sys = await startSystem({ database: url, notify: false });
+    await benchDetachedLines(sys, "PostgreSQL, NOTIFY off", ctx.quick);
   } finally {
     await admin.unsafe(`drop schema ${schema} cascade`);
     await admin.end();

@@ -509,13 +509,14 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "server",
     summary: "The HTTP API and dashboard",
     usage: [
-      "server [--http ADDR] [--database sqlite:PATH|postgres://...] [--data-dir DIR] [--join-token-file PATH] [--join-token-uses N] [--join-token-ttl DURATION] [--auto-approve] [--tls-cert PEM --tls-key PEM] [--trust-proxy LIST] [--audit-key-file PATH] [--max-slug-bytes N] [--max-slug-unpacked-bytes N] [--max-timeout DURATION] [--max-idle-timeout DURATION] [--max-reattach-grace DURATION] [--max-runs-per-app N] [--log-quota-per-run SIZE] [--app-log-quota SIZE] [--audit-quota-per-session SIZE] [--max-artifact-bytes SIZE] [--reattach-grace DURATION] [--config PATH] [--print-config]",
+      "server [--http ADDR] [--database sqlite:PATH|postgres://...] [--data-dir DIR] [--advertise-url URL] [--join-token-file PATH] [--join-token-uses N] [--join-token-ttl DURATION] [--auto-approve] [--tls-cert PEM --tls-key PEM] [--trust-proxy LIST] [--audit-key-file PATH] [--max-slug-bytes N] [--max-slug-unpacked-bytes N] [--max-timeout DURATION] [--max-idle-timeout DURATION] [--max-reattach-grace DURATION] [--max-runs-per-app N] [--log-quota-per-run SIZE] [--app-log-quota SIZE] [--audit-quota-per-session SIZE] [--max-artifact-bytes SIZE] [--reattach-grace DURATION] [--config PATH] [--print-config]",
       "server [--log-retention DURATION] [--log-max-lines-per-app N] [--run-retention DURATION] [--audit-retention DURATION] [--keep-releases N] [--blob-grace DURATION]",
       "server backup --to DIR [--data-dir DIR] [--database URL] [--audit-key-file PATH]",
     ],
     subcommands: ["backup"],
     notes: [
       ROLE_CONFIG_NOTE,
+      'Several servers may share one PostgreSQL database behind a load balancer, with the same key files (docs/install.md "Several servers"); a second server on one SQLite file is refused.',
       "Retention is enforced by a sweep at start and then hourly. Audit recordings (and who ran what) are kept after their app is destroyed, until --audit-retention ends; an admin lists them with GET /api/audit/runs?app=NAME and reads one with GET /api/audit/runs/RUN_ID. --audit-retention may not be shorter than --run-retention.",
       'backup writes a consistent copy while the server runs (SQLite: VACUUM INTO; PostgreSQL: pg_dump --format=custom) and the key files into DIR; copy the blob directory it names with rsync. See README "Backup and restore".',
     ],
@@ -528,6 +529,13 @@ export const COMMANDS: readonly CommandSpec[] = [
         default: "sqlite:<data-dir>/oneoff.db",
       },
       { name: "data-dir", value: "DIR", description: "State and blobs", default: "./.oneoff" },
+      {
+        name: "advertise-url",
+        value: "URL",
+        description:
+          "Where the other servers of a PostgreSQL database reach this one (attach relays)",
+        default: "the --http address",
+      },
       {
         name: "join-token",
         value: "T",

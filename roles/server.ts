@@ -66,6 +66,7 @@ export async function server(args: string[]): Promise<number> {
     http: v.http ?? "0.0.0.0:8080",
     dataDir: v["data-dir"] ?? "./.oneoff",
     ...(v.database ? { database: v.database } : {}),
+    ...(v["advertise-url"] ? { advertiseUrl: v["advertise-url"] } : {}),
     ...(tls ? { tls } : {}),
     config,
     lifecycle: lifecycleFlags(v),

@@ -11,6 +11,7 @@ import { AuditService } from "./audit/mod.ts";
 import { BlobStore } from "./blob_store.ts";
 import type { ServerConfig, ServerContext } from "./context.ts";
 import { Signals } from "./signals.ts";
+import { localCluster } from "./cluster/mod.ts";
 import { openStore } from "./store/open.ts";
 
 /** A server app for `app.request()` tests, with an admin token. */
@@ -63,6 +64,7 @@ export async function testContext(
     blobs: new BlobStore(`${dir}/blobs`),
     log: createLogger("test", { level: "silent" }),
     signals: new Signals(),
+    cluster: localCluster(),
     audit: await AuditService.open(store, config.auditKeyFile),
   };
   await registerJoinToken(store, config);

@@ -3,6 +3,7 @@
  * the run engine picks one to place a run on. Neither owns the other.
  * @module
  */
+import type { Cluster } from "./cluster/mod.ts";
 import {
   type AttachEndpoint,
   hasLabels,
@@ -86,4 +87,26 @@ export class ConnectedAgents implements AgentDirectory {
   clear(): void {
     this.#agents.clear();
   }
+}
+
+/**
+ * Sends a control message to an agent wherever its channel is: here, or on
+ * another server of the store; false when no server holds it.
+ */
+export async function sendToAgent(
+  agents: AgentDirectory,
+  cluster: Cluster,
+  message: { agentId: string; msg: ServerMessage },
+): Promise<boolean> {
+  if (agents.get(message.agentId)?.send(message.msg)) return true;
+  return await cluster.sendElsewhere(message.agentId, message.msg);
+}
+
+/** The agent's channel is open here or on another live server of the store. */
+export async function reachable(
+  agents: AgentDirectory,
+  cluster: Cluster,
+  agentId: string,
+): Promise<boolean> {
+  return agents.get(agentId) !== undefined || await cluster.heldElsewhere(agentId);
 }

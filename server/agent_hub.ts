@@ -75,6 +75,11 @@ export class AgentHub {
     const { socket, response } = Deno.upgradeWebSocket(req, { idleTimeout: 30 });
     let agent: ConnectedAgent | undefined;
     let chain = Promise.resolve();
+    // Log batches in their own order, beside the rest: a run printing faster
+    // than the store takes lines (or a spool sent again after a failover)
+    // must not hold up another run's start or attach readiness behind it.
+    // Lines reaching the store after their run's end are expected (ingest.ts).
+    let bulk = Promise.resolve();
     const log = this.#ctx.log.child("hub");
     socket.onmessage = (event) => {
       chain = chain.then(async () => {
@@ -102,11 +107,17 @@ export class AgentHub {
         if (this.#agents.get(agent.id) !== agent) return;
         agent.lastSeen = this.#clock.now();
         if (msg.type === "heartbeat" || msg.type === "hello") return;
+        if (msg.type === "logs") {
+          const from = agent;
+          bulk = bulk.then(() => this.#events.message(from, msg))
+            .catch((err) => log.error("agent log batch failed", { error: errorMessage(err) }));
+          return;
+        }
         await this.#events.message(agent, msg);
       }).catch((err) => log.error("agent message failed", { error: errorMessage(err) }));
     };
     socket.onclose = () => {
-      chain = chain.then(async () => {
+      chain = chain.then(() => bulk).then(async () => {
         if (!agent || !this.#agents.remove(agent)) return;
         log.info("agent left", { agent: agent.name });
         await this.#events.left(agent);
@@ -191,6 +202,8 @@ export class AgentHub {
     // Only the same credential gets here with this id: a reconnect of the
     // agent itself (a restart, or a channel the server has not seen die).
     this.#agents.add(agent)?.close(1000, "replaced by a new connection");
+    // Said before anything else: no server takes it for lost from now on.
+    await this.#ctx.cluster.touchAgents([agent.id]);
     if (credential) agent.send({ type: "enrolled", agentId: row.id, credential });
     const trust = agent.approved ? "approved" : "pending";
     agent.send({
@@ -275,6 +288,10 @@ export class AgentHub {
     this.#refreshTrust().catch((err) =>
       this.#ctx.log.child("hub").error("reading agents' trust failed", { error: errorMessage(err) })
     );
+    // The other servers of the store see these agents held here.
+    this.#ctx.cluster.touchAgents(this.#agents.list().map((agent) => agent.id)).catch((err) =>
+      this.#ctx.log.child("hub").warn("recording held agents failed", { error: errorMessage(err) })
+    );
     const deadline = this.#clock.now() - 3 * this.#ctx.config.heartbeatMs;
     for (const agent of this.#agents.list()) {
       if (agent.lastSeen >= deadline) {
@@ -297,7 +314,12 @@ export class AgentHub {
     if (this.#agents.list().length === 0) return;
     const rows = new Map((await this.#ctx.store.listAgents()).map((row) => [row.id, row]));
     for (const agent of this.#agents.list()) {
-      const trust = rows.get(agent.id)?.trust ?? "revoked";
+      const row = rows.get(agent.id);
+      // Another server it left may have written it offline after it joined here.
+      if (row && !row.online && row.trust !== "revoked") {
+        await this.#ctx.store.setAgentOnline(agent.id, true, new Date(this.#clock.now()));
+      }
+      const trust = row?.trust ?? "revoked";
       if (trust === "revoked") await this.setTrust(agent.id, "revoked");
       else if (trust === "approved" && !agent.approved) await this.setTrust(agent.id, "approved");
     }

@@ -68,6 +68,8 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
   });
   const limiter = new FailureLimiter({ limit: 10 });
   const relays = new RelayHub(ctx, { agents, limiter, clock });
+  // Control messages other servers of the store send to agents held here.
+  ctx.cluster.onAgentMessage((agentId, msg) => agents.get(agentId)?.send(msg) ?? false);
 
   const app = new Hono();
   const metrics = ctx.metrics ?? new ServerMetrics();

@@ -6,6 +6,7 @@ import type { Limits, SizeName } from "../protocol/mod.ts";
 import type { Logger } from "../util/log.ts";
 import type { AuditService } from "./audit/mod.ts";
 import type { BlobStore } from "./blob_store.ts";
+import type { Cluster } from "./cluster/mod.ts";
 import type { TrustedProxies } from "./client_address.ts";
 import type { Store } from "./store/mod.ts";
 import type { Signals } from "./signals.ts";
@@ -76,6 +77,8 @@ export interface ServerContext {
   blobs: BlobStore;
   log: Logger;
   signals: Signals;
+  /** The other servers of the store, if any (server/cluster/). */
+  cluster: Cluster;
   audit: AuditService;
   /** Prometheus metrics; `createApp` makes its own when absent (tests). */
   metrics?: ServerMetrics;

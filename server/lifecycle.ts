@@ -109,6 +109,8 @@ export class Lifecycle {
   }
 
   #background(): void {
+    // One server of a store sweeps it (server/cluster/): the others would only race it.
+    if (!this.#ctx.cluster.isLeader()) return;
     this.sweep().catch((error) =>
       this.#ctx.log.error("lifecycle sweep failed", { error: errorMessage(error) })
     );

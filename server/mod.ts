@@ -27,7 +27,13 @@ import {
   type LifecycleSettings,
 } from "./lifecycle.ts";
 import { Signals } from "./signals.ts";
-import { openStore } from "./store/open.ts";
+import { openStore, sqlitePath } from "./store/open.ts";
+import { type Cluster, localCluster, openPostgresCluster } from "./cluster/mod.ts";
+import { auditKeys, checkSharedKeys, type SharedKey } from "./key_checks.ts";
+import { lockSqlite } from "./single_server.ts";
+import { loadSessionKey } from "./dashboard/session.ts";
+import { AttachSecrets } from "./_attach_secret.ts";
+import { loadKeyring } from "./audit/keyring.ts";
 import { instrumentStore, ServerMetrics } from "./metrics.ts";
 
 export type { ServerConfig } from "./context.ts";
@@ -46,6 +52,10 @@ export interface ServerOptions {
   /** Retention and garbage collection (server/lifecycle.ts); defaults otherwise. */
   lifecycle?: Partial<LifecycleSettings>;
   log?: Logger;
+  /** PostgreSQL: signals reach the other servers by NOTIFY (default true; false: this one only). */
+  notify?: boolean;
+  /** The URL the other servers of a PostgreSQL store reach this one at (relays); default its own. */
+  advertiseUrl?: string;
 }
 
 /** A running server. */
@@ -72,6 +82,26 @@ async function readOrCreateSecret(path: string, make: () => string): Promise<str
   return value;
 }
 
+// Every server of one store must hold the same keys (server/key_checks.ts):
+// each is made now, if missing, so that its check is known from the start.
+async function checkKeys(cluster: Cluster, config: ServerConfig): Promise<void> {
+  if (!cluster.shared) return;
+  const dir = config.dataDir;
+  const read = (path: string) => Deno.readTextFile(path).then((text) => text.trim());
+  await new AttachSecrets(`${dir}/attach.key`).secret("check");
+  const keys: SharedKey[] = [
+    { name: "join token", file: config.joinTokenFile ?? "--join-token", key: config.joinToken },
+    {
+      name: "session key",
+      file: `${dir}/session.key`,
+      key: await loadSessionKey(`${dir}/session.key`),
+    },
+    { name: "attach key", file: `${dir}/attach.key`, key: await read(`${dir}/attach.key`) },
+    ...await loadKeyring(config.auditKeyFile).then(() => auditKeys(config.auditKeyFile)),
+  ];
+  await checkSharedKeys(cluster, keys, [{ prefix: "audit key ", file: config.auditKeyFile }]);
+}
+
 /** Starts the server; resolves once it listens. */
 export async function startServer(given: ServerOptions): Promise<RunningServer> {
   const options = { ...given, dataDir: resolvePath(given.dataDir) };
@@ -80,10 +110,25 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
   checkLifecycle(lifecycleSettings);
   await Deno.mkdir(options.dataDir, { recursive: true, mode: 0o700 });
   const metrics = new ServerMetrics();
-  const store = instrumentStore(
-    await openStore(options.database ?? `sqlite:${options.dataDir}/oneoff.db`),
-    metrics,
-  );
+  const database = options.database ?? `sqlite:${options.dataDir}/oneoff.db`;
+  const sqlite = sqlitePath(database);
+  const sqliteLock = sqlite ? await lockSqlite(sqlite) : null;
+  let cluster: Cluster | undefined;
+  let store;
+  try {
+    store = instrumentStore(await openStore(database), metrics);
+    cluster = sqlite === null
+      ? await openPostgresCluster(database, {
+        // A hold on an agent counts while its server has said so within three heartbeats.
+        staleMs: 3 * (options.config?.heartbeatMs ?? 5_000) + 1000,
+        log,
+      })
+      : localCluster();
+  } catch (err) {
+    await store?.close();
+    sqliteLock?.close();
+    throw err;
+  }
   const joinTokenFile = options.config?.joinToken ? null : `${options.dataDir}/join.token`;
   const joinToken = options.config?.joinToken ||
     await readOrCreateSecret(`${options.dataDir}/join.token`, () => newToken("join"));
@@ -111,6 +156,14 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
     joinTokenFile,
   };
   checkTimeouts(config);
+  try {
+    await checkKeys(cluster, config);
+  } catch (err) {
+    await cluster.close();
+    await store.close();
+    sqliteLock?.close();
+    throw err;
+  }
   await registerJoinToken(store, config);
   let newAdminToken: string | null = null;
   if (await store.countTokens() === 0) {
@@ -125,7 +178,6 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
     await Deno.writeTextFile(path, newAdminToken + "\n", { mode: 0o600 });
     await Deno.chmod(path, 0o600);
   }
-  const database = options.database ?? "";
   // With PostgreSQL the blobs live in the database: any server serves any
   // of them, and the data dir only caches them.
   const shared = /^postgres(ql)?:\/\//.test(database) ? new PostgresBlobs(database) : null;
@@ -134,7 +186,10 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
     store,
     blobs: new BlobStore(`${options.dataDir}/blobs`, shared ? { shared } : {}),
     log,
-    signals: new Signals(),
+    signals: new Signals(
+      cluster.transport && options.notify !== false ? { transport: cluster.transport } : {},
+    ),
+    cluster,
     audit: await AuditService.open(store, config.auditKeyFile, {
       ...(config.auditQuotaBytes !== undefined ? { quotaBytes: config.auditQuotaBytes } : {}),
       log,
@@ -167,7 +222,8 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
   const shownHost = addr.hostname === "0.0.0.0" ? "127.0.0.1" : addr.hostname;
   const scheme = options.tls ? "https" : "http";
   const url = `${scheme}://${shownHost.includes(":") ? `[${shownHost}]` : shownHost}:${addr.port}`;
-  log.info("server listening", { url });
+  log.info("server listening", { url, server: cluster.serverId });
+  await cluster.advertise(options.advertiseUrl ?? url);
   lifecycle.start();
   return {
     url,
@@ -184,7 +240,9 @@ export async function startServer(given: ServerOptions): Promise<RunningServer> 
       ctx.signals.close();
       await http.shutdown();
       await ctx.blobs.close();
+      await cluster.close();
       await store.close();
+      sqliteLock?.close();
       log.info("server stopped");
     },
   };

@@ -11,6 +11,8 @@
 import { randomBytes } from "node:crypto";
 import { Hono } from "hono";
 import {
+  AGENT_RELAY_PATH,
+  dialRelay,
   isTerminal,
   RELAY_DIAL_TIMEOUT_MS,
   RELAY_KEEPALIVE_MS,
@@ -19,7 +21,7 @@ import {
   runLabel,
 } from "../protocol/mod.ts";
 import { type Clock, realClock, type TimerId } from "../util/clock.ts";
-import type { AgentDirectory } from "./agent_directory.ts";
+import { type AgentDirectory, reachable, sendToAgent } from "./agent_directory.ts";
 import { clientAddress, type FailureLimiter, sha256Hex } from "./auth.ts";
 import type { ServerContext } from "./context.ts";
 import { HttpError } from "./http_error.ts";
@@ -104,10 +106,12 @@ export class RelayHub {
           `${label} is ${run.state}: no agent carries it yet`,
         );
       }
-      const agent = this.#agents.get(run.agent_id);
-      if (!agent) {
+      const agentId = run.agent_id;
+      if (!await reachable(this.#agents, this.#ctx.cluster, agentId)) {
         throw new HttpError(503, "agent_unreachable", `The agent of ${label} is not connected`);
       }
+      const agentName = this.#agents.get(agentId)?.name ??
+        (await this.#ctx.store.agentById(agentId))?.name ?? agentId;
       if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
         throw new HttpError(426, "upgrade_required", "The relay is a WebSocket");
       }
@@ -119,17 +123,19 @@ export class RelayHub {
       // Keepalives for idle proxies go as relay messages instead, never seen by the session.
       const { socket, response } = Deno.upgradeWebSocket(c.req.raw, { idleTimeout: 0 });
       const client = new RelayConn(socket, { keepaliveMs: RELAY_KEEPALIVE_MS });
-      const relayId = randomBytes(18).toString("base64url");
+      // The dial-back may reach another server (through a load balancer):
+      // the id says which one holds this leg (see acceptAgent).
+      const relayId = `${randomBytes(18).toString("base64url")}.${this.#ctx.cluster.serverId}`;
       const timer = this.#clock.setTimeout(() => {
         if (!this.#pending.delete(relayId)) return;
-        this.#log.warn("relay not opened by the agent in time", { run: label, agent: agent.name });
+        this.#log.warn("relay not opened by the agent in time", { run: label, agent: agentName });
         client.fail(
-          `The agent "${agent.name}" did not open the relay within ${this.#dialTimeoutMs} ms: ` +
+          `The agent "${agentName}" did not open the relay within ${this.#dialTimeoutMs} ms: ` +
             "it may be older than the server, or unable to reach the server's URL",
         );
       }, this.#dialTimeoutMs);
       this.#pending.set(relayId, {
-        agentId: agent.id,
+        agentId,
         runId: run.id,
         label,
         address,
@@ -139,11 +145,14 @@ export class RelayHub {
       client.ended.then(() => {
         if (this.#pending.delete(relayId)) this.#clock.clearTimeout(timer);
       });
-      if (!agent.send({ type: "open_relay", relayId, runId: run.id, clientAddress: address })) {
-        this.#pending.delete(relayId);
-        this.#clock.clearTimeout(timer);
-        client.fail(`The agent of ${label} is not connected`);
-      }
+      const open = { type: "open_relay", relayId, runId: run.id, clientAddress: address } as const;
+      sendToAgent(this.#agents, this.#ctx.cluster, { agentId, msg: open }).catch(() => false)
+        .then((sent) => {
+          if (sent) return;
+          this.#pending.delete(relayId);
+          this.#clock.clearTimeout(timer);
+          client.fail(`The agent of ${label} is not connected`);
+        });
       return response;
     });
     return app;
@@ -168,6 +177,10 @@ export class RelayHub {
       throw new HttpError(401, "unauthorized", "Not the credential of an approved agent");
     }
     const pending = this.#pending.get(relayId);
+    const holder = relayId.split(".")[1];
+    if (!pending && holder && holder !== this.#ctx.cluster.serverId && this.#ctx.cluster.shared) {
+      return await forwardRelay(this.#ctx, req, { relayId, holder, bearer: presented });
+    }
     if (!pending || pending.agentId !== row.id) {
       throw new HttpError(
         404,
@@ -242,6 +255,69 @@ export class RelayHub {
       relay.agent.fail("The server is shutting down");
     }
   }
+}
+
+/**
+ * An agent's dial-back for a relay whose client leg is on another server:
+ * passed on, frame for frame, over a WebSocket to that server's own
+ * dial-back route (which checks the credential again and joins the legs).
+ * What waits here is bounded by the legs' end-to-end credit.
+ */
+async function forwardRelay(
+  ctx: ServerContext,
+  req: Request,
+  target: { relayId: string; holder: string; bearer: string },
+): Promise<Response> {
+  const base = await ctx.cluster.serverUrl(target.holder);
+  if (!base) {
+    throw new HttpError(
+      404,
+      "not_found",
+      "No such relay: the server holding its client is gone",
+    );
+  }
+  if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+    throw new HttpError(426, "upgrade_required", "The relay is a WebSocket");
+  }
+  let upstream: WebSocket;
+  try {
+    upstream = await dialRelay(
+      `${base.replace(/^http/, "ws")}${AGENT_RELAY_PATH}/${encodeURIComponent(target.relayId)}`,
+      { headers: { authorization: `Bearer ${target.bearer}` }, timeoutMs: 5000 },
+    );
+  } catch (err) {
+    throw new HttpError(
+      502,
+      "relay_unreachable",
+      `Cannot reach the server holding the relay's client at "${base}": ${(err as Error).message}`,
+    );
+  }
+  const { socket, response } = Deno.upgradeWebSocket(req, { idleTimeout: 30 });
+  socket.binaryType = upstream.binaryType = "arraybuffer";
+  const early: (string | ArrayBuffer)[] = [];
+  upstream.onmessage = (e) => {
+    if (socket.readyState === WebSocket.OPEN) socket.send(e.data);
+    else early.push(e.data);
+  };
+  socket.onopen = () => {
+    for (const data of early.splice(0)) socket.send(data);
+  };
+  socket.onmessage = (e) => {
+    if (upstream.readyState === WebSocket.OPEN) upstream.send(e.data);
+  };
+  // A close code that cannot be sent on (1005, 1006: none, or lost) becomes 1011.
+  const pass = (code: number) => code === 1000 || (code >= 3000 && code < 5000) ? code : 1011;
+  socket.onclose = (e) => {
+    if (upstream.readyState < WebSocket.CLOSING) upstream.close(pass(e.code), e.reason);
+  };
+  upstream.onclose = (e) => {
+    if (socket.readyState < WebSocket.CLOSING) socket.close(pass(e.code), e.reason);
+  };
+  socket.onerror = upstream.onerror = () => {};
+  ctx.log.child("relay").info("relay dial-back passed to the server holding its client", {
+    server: target.holder,
+  });
+  return response;
 }
 
 /** Copies `from` to `to` until `from` ends (then half-closes `to`); resolves to the bytes copied. */

@@ -15,18 +15,19 @@ import {
   runLabel,
   type RunSpec,
   type RunState,
+  type ServerMessage,
   type SizeName,
 } from "../protocol/mod.ts";
 import { type Clock, realClock, type TimerId } from "../util/clock.ts";
 import { errorMessage } from "../util/log.ts";
-import type { AgentDirectory, ConnectedAgent } from "./agent_directory.ts";
+import { type AgentDirectory, type ConnectedAgent, sendToAgent } from "./agent_directory.ts";
 import { AttachSecrets } from "./_attach_secret.ts";
 import { type Idempotency, IDEMPOTENCY_KEEP_MS, replayedRun } from "./_idempotency.ts";
 import { newToken, sha256Hex } from "./auth.ts";
 import type { ServerContext } from "./context.ts";
 import { appIdleTimeoutMs, appReattachGraceMs } from "./app_settings.ts";
 import { HttpError } from "./http_error.ts";
-import { runKey } from "./signals.ts";
+import { QUEUE_KEY, runKey } from "./signals.ts";
 import type { AppRow, ReleaseRow, RunRow } from "./store/mod.ts";
 
 /** What a client asks for when it creates a run. */
@@ -93,6 +94,8 @@ export class RunEngine {
   #expiryDue = true;
   #timer: TimerId;
   #lostTimers = new Map<string, TimerId>();
+  #ticks = 0;
+  #unlisten: () => void;
 
   constructor(ctx: ServerContext, options: RunEngineOptions) {
     this.#ctx = ctx;
@@ -102,7 +105,16 @@ export class RunEngine {
     this.#timer = this.#clock.setInterval(() => {
       this.#expiryDue = true;
       this.schedule();
+      // Agents of a server that died: the leader gives their runs the grace.
+      if (ctx.cluster.shared && ctx.cluster.isLeader() && ++this.#ticks % 5 === 0) {
+        this.#watchAbsentAgents().then(() => this.#markGone()).catch((err) =>
+          this.#ctx.log.error("watching absent agents failed", { error: errorMessage(err) })
+        );
+      }
     }, SCHEDULE_EVERY_MS);
+    // A run created through another server, or capacity freed there: this
+    // server places what its own agents can take.
+    this.#unlisten = ctx.signals.onRemote(QUEUE_KEY, () => this.schedule());
     this.started = this.#watchAbsentAgents().catch((err) =>
       this.#ctx.log.error("starting the agents' grace failed", { error: errorMessage(err) })
     );
@@ -117,7 +129,22 @@ export class RunEngine {
     const live = await this.#ctx.store.listRuns({ states: ACTIVE, limit: 100_000 });
     const agentIds = new Set(live.flatMap((run) => run.agent_id ? [run.agent_id] : []));
     for (const agentId of agentIds) {
-      if (!this.#agents.get(agentId) && !this.#lostTimers.has(agentId)) this.#startGrace(agentId);
+      if (this.#agents.get(agentId) || this.#lostTimers.has(agentId)) continue;
+      if (await this.#ctx.cluster.heldElsewhere(agentId)) continue;
+      this.#startGrace(agentId);
+    }
+  }
+
+  // An agent whose server died never had its channel close: once no live
+  // server holds it (and it did not just say hello), it is offline.
+  async #markGone(): Promise<void> {
+    const { store, cluster } = this.#ctx;
+    const settled = this.#clock.now() - this.#ctx.config.heartbeatMs * 4;
+    for (const row of await store.listAgents()) {
+      if (!row.online || this.#agents.get(row.id) || row.since.getTime() > settled) continue;
+      if (await cluster.heldElsewhere(row.id)) continue;
+      await store.setAgentOnline(row.id, false, new Date(this.#clock.now()));
+      this.#ctx.log.info("agent offline: no server holds its channel", { agent: row.name });
     }
   }
 
@@ -202,6 +229,7 @@ export class RunEngine {
         ...(req.reason !== undefined ? { reason: req.reason } : {}),
       },
     });
+    this.#ctx.signals.notify(QUEUE_KEY);
     await this.schedule();
     return { run: await this.#ctx.store.runById(run.id) ?? run, secret };
   }
@@ -288,7 +316,8 @@ export class RunEngine {
     // With no agent free, a pass could only expire runs, which the periodic
     // pass does: reading the whole queue for each run created made 1,000
     // runs created at once cost a million rows read.
-    const expiry = this.#expiryDue;
+    // Queue timeouts are periodic work: the leader's alone (server/cluster/).
+    const expiry = this.#expiryDue && this.#ctx.cluster.isLeader();
     this.#expiryDue = false;
     if (!expiry && !this.#agents.pick()) return;
     const pending = await store.listRuns({ states: ["pending"], limit: 1000 });
@@ -301,6 +330,7 @@ export class RunEngine {
     }
     for (const run of pending.reverse()) {
       if (this.#clock.now() - run.created_at.getTime() > config.queueTimeoutMs) {
+        if (!expiry) continue;
         const full = (perApp.get(run.app_id) ?? 0) >= config.maxRunsPerApp;
         await this.#end(run, "failed", {
           reason: full
@@ -391,8 +421,8 @@ export class RunEngine {
       await this.#end(run, "stopped", { reason: `Stopped by ${actor}` });
       return;
     }
-    const agent = run.agent_id ? this.#agents.get(run.agent_id) : undefined;
-    if (agent?.send({ type: "stop_run", runId: run.id })) return;
+    const msg = { type: "stop_run", runId: run.id } as const;
+    if (run.agent_id && await this.#send(run.agent_id, msg)) return;
     // Its agent is away: the run is stopped here, and the agent is told to
     // kill it if it comes back still running it (see `joined`).
     await this.#end(run, "stopped", {
@@ -401,21 +431,24 @@ export class RunEngine {
   }
 
   /** Forwards a terminal resize to the run's agent. */
-  resize(run: RunRow, cols: number, rows: number): void {
-    const agent = run.agent_id ? this.#agents.get(run.agent_id) : undefined;
-    agent?.send({ type: "resize", runId: run.id, cols, rows });
+  async resize(run: RunRow, cols: number, rows: number): Promise<void> {
+    if (run.agent_id) await this.#send(run.agent_id, { type: "resize", runId: run.id, cols, rows });
+  }
+
+  // Here or through the server that holds the agent's channel.
+  #send(agentId: string, msg: ServerMessage): Promise<boolean> {
+    return sendToAgent(this.#agents, this.#ctx.cluster, { agentId, msg });
   }
 
   /**
    * Lets another terminal reattach to a running attached run: a fresh
    * one-use secret, handed to the run's agent; null when the agent is away.
    */
-  reattach(run: RunRow): { secret: string; expiresAt: number } | null {
-    const agent = run.agent_id ? this.#agents.get(run.agent_id) : undefined;
-    if (!agent) return null;
+  async reattach(run: RunRow): Promise<{ secret: string; expiresAt: number } | null> {
+    if (!run.agent_id) return null;
     const secret = newToken("resume");
     const expiresAt = this.#clock.now() + this.#ctx.config.attachWindowMs;
-    const sent = agent.send({
+    const sent = await this.#send(run.agent_id, {
       type: "reattach",
       runId: run.id,
       secretSha256: sha256Hex(secret),
@@ -522,6 +555,8 @@ export class RunEngine {
     });
     this.#terms.delete(run.id);
     if (!ended) return;
+    // A place freed: another server's agents may take the app's next run.
+    this.#ctx.signals.notify(QUEUE_KEY);
     const app = await store.appById(run.app_id);
     const duration = ended.started_at && ended.ended_at
       ? ended.ended_at.getTime() - ended.started_at.getTime()
@@ -637,9 +672,13 @@ export class RunEngine {
   }
 
   /** An agent's channel closed: its runs are lost unless it is back within the grace period. */
-  left(agent: ConnectedAgent): Promise<void> {
+  async left(agent: ConnectedAgent): Promise<void> {
+    const { cluster, store } = this.#ctx;
+    await cluster.releaseAgent(agent.id);
+    // Already back through another server (it dialled the load balancer again).
+    if (await cluster.heldElsewhere(agent.id)) return;
     this.#startGrace(agent.id);
-    return this.#ctx.store.setAgentOnline(agent.id, false, new Date(this.#clock.now()));
+    await store.setAgentOnline(agent.id, false, new Date(this.#clock.now()));
   }
 
   // The channel may come back (a network blip): its runs get a grace period.
@@ -647,12 +686,15 @@ export class RunEngine {
     this.#clock.clearTimeout(this.#lostTimers.get(agentId));
     this.#lostTimers.set(
       agentId,
-      this.#clock.setTimeout(() => {
+      this.#clock.setTimeout(async () => {
         this.#lostTimers.delete(agentId);
         if (this.#agents.get(agentId)) return;
-        this.#loseRunsOf(agentId, new Set()).catch((err) =>
-          this.#ctx.log.error("marking runs lost failed", { error: errorMessage(err) })
-        );
+        try {
+          if (await this.#ctx.cluster.heldElsewhere(agentId)) return;
+          await this.#loseRunsOf(agentId, new Set());
+        } catch (err) {
+          this.#ctx.log.error("marking runs lost failed", { error: errorMessage(err) });
+        }
       }, this.#ctx.config.agentGraceMs),
     );
   }
@@ -671,6 +713,7 @@ export class RunEngine {
 
   /** Stops the timers. */
   close(): void {
+    this.#unlisten();
     this.#clock.clearInterval(this.#timer);
     for (const timer of this.#lostTimers.values()) this.#clock.clearTimeout(timer);
   }

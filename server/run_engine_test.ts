@@ -664,7 +664,7 @@ Deno.test("a reattach hands the run's agent a fresh one-use secret; its report i
   );
   equal(agent.started()[0]?.reattachGraceMs, 5_000, "the server's grace is in the spec");
   const row = (await f.ctx.store.runById(run.id))!;
-  const granted = server.engine.reattach(row);
+  const granted = await server.engine.reattach(row);
   ok(granted);
   const sent = agent.sent.find((m) => m.type === "reattach");
   deepEqual(sent, {
@@ -688,5 +688,5 @@ Deno.test("a reattach hands the run's agent a fresh one-use secret; its report i
     address: "10.0.0.5:41234",
   }]);
   agent.open = false;
-  equal(server.engine.reattach(row), null, "an agent away gives no secret");
+  equal(await server.engine.reattach(row), null, "an agent away gives no secret");
 });

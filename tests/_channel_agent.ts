@@ -30,7 +30,7 @@ export interface ChannelAgent extends AsyncDisposable {
  */
 export async function channelAgent(
   url: string,
-  options: { joinToken?: string; credential?: string; name?: string },
+  options: { joinToken?: string; credential?: string; name?: string; running?: string[] },
 ): Promise<ChannelAgent> {
   const socket = new WebSocket(`${url.replace(/^http/, "ws")}${AGENT_CHANNEL_PATH}`);
   const received: ServerMessage[] = [];
@@ -50,7 +50,7 @@ export async function channelAgent(
     capacity: 10,
     sandbox: "bwrap",
     attach: { host: "127.0.0.1", port: 5000, tls: false },
-    running: [],
+    running: options.running ?? [],
     ended: [],
     warnings: [],
   });

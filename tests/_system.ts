@@ -60,6 +60,8 @@ export interface SystemOptions {
   advertise?: string;
   /** Where the server's and agent's log lines go, every level (default: nowhere). */
   logSink?: (line: string) => void;
+  /** PostgreSQL: wake other servers by NOTIFY (default true; false to measure what it costs). */
+  notify?: boolean;
 }
 
 /** Starts server + agent on free ports in a temp dir. */
@@ -75,6 +77,7 @@ export async function startSystem(options: SystemOptions = {}): Promise<TestSyst
     // The system's own agent takes runs at once; tests of approval start their own agents.
     config: { autoApprove: true, ...options.config },
     ...(options.database ? { database: options.database } : {}),
+    ...(options.notify === false ? { notify: false } : {}),
   });
   const agent = await startAgent({
     server: server.url,

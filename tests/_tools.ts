@@ -29,6 +29,7 @@ export type Need =
   | "mmdebstrap"
   | "systemd-analyze"
   | "nginx"
+  | "haproxy"
   | "tinyproxy"
   | "root"
   | "cgroups";
@@ -136,6 +137,8 @@ export const REQUIREMENTS: Record<Need, Requirement> = {
   // docs/install.md's reverse proxy, in front of a real server.
   // The reverse proxy: docs/install.md's site, and trusted X-Forwarded-For / WebSocket upgrade.
   nginx: { package: "nginx", path: lookup("nginx", [...PATH_DIRS, "/usr/sbin", "/sbin"]) },
+  // The load balancer in front of several servers (tests/cluster_test.ts).
+  haproxy: { package: "haproxy", path: lookup("haproxy", [...PATH_DIRS, "/usr/sbin", "/sbin"]) },
   // An HTTP CONNECT proxy on loopback: the relay through HTTPS_PROXY (tests/relay_proxy_test.ts).
   tinyproxy: {
     package: "tinyproxy",

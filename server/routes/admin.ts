@@ -19,8 +19,9 @@ import type { AgentHub } from "../agent_hub.ts";
 import { type AuthEnv, newToken, requireAdmin, sha256Hex } from "../auth.ts";
 import type { ServerContext } from "../context.ts";
 import { decodeBody, HttpError } from "../http_error.ts";
-import type { TokenRow } from "../store/mod.ts";
+import type { AgentRow, TokenRow } from "../store/mod.ts";
 import { rotateJoinToken } from "../join_tokens.ts";
+import { keyCheckValue } from "../key_checks.ts";
 import { agentInfo, tokenInfo } from "../views.ts";
 
 /** Routes `/whoami`, `/agents` and `/tokens`. */
@@ -49,12 +50,20 @@ export function adminRoutes(ctx: ServerContext, hub: AgentHub): Hono<AuthEnv> {
     return c.json({ name: token.name, role: token.role, apps: token.apps } satisfies WhoamiReply);
   });
 
+  // Held here, or (several servers on one store) by another live server.
+  async function live(row: AgentRow): Promise<{ running: number } | null> {
+    const here = hub.get(row.id);
+    if (here) return { running: here.active.size };
+    if (!row.online || !await ctx.cluster.heldElsewhere(row.id)) return null;
+    return {
+      running: await store.countRuns({ agent_id: row.id, states: ["starting", "running"] }),
+    };
+  }
+
   app.get("/agents", async (c) => {
     requireAdmin(c.get("auth"));
-    const agents = (await store.listAgents()).map((a) => {
-      const live = hub.get(a.id);
-      return agentInfo(a, live ? { running: live.active.size } : null);
-    });
+    const agents = [];
+    for (const row of await store.listAgents()) agents.push(agentInfo(row, await live(row)));
     return c.json({ agents } satisfies AgentsReply);
   });
 
@@ -87,8 +96,7 @@ export function adminRoutes(ctx: ServerContext, hub: AgentHub): Hono<AuthEnv> {
         });
         ctx.log.child("admin").info(`agent ${trust}`, { agent: name, actor: auth.actor });
       }
-      const live = hub.get(row.id);
-      const agent = agentInfo({ ...row, trust }, live ? { running: live.active.size } : null);
+      const agent = agentInfo({ ...row, trust }, await live(row));
       return c.json({ agent } satisfies AgentReply);
     });
   }
@@ -104,6 +112,8 @@ export function adminRoutes(ctx: ServerContext, hub: AgentHub): Hono<AuthEnv> {
     }
     const limits = { uses: body.uses ?? null, ttlMs: body.ttl_ms ?? null };
     const token = await rotateJoinToken(store, ctx.config, limits);
+    // The other servers of the store must be given the new file before they restart.
+    await ctx.cluster.setKeyCheck("join token", keyCheckValue(token));
     await store.addEvent({
       app_id: null,
       app_name: null,

@@ -251,7 +251,7 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AppEnv> {
         `Cannot attach to ${label}: it is ${run.state}, its own client attaches first`,
       );
     }
-    const granted = engine.reattach(run);
+    const granted = await engine.reattach(run);
     const agent = granted && run.agent_id ? await store.agentById(run.agent_id) : null;
     if (!granted || !agent) {
       throw new HttpError(503, "agent_unreachable", `Cannot attach to ${label}: its agent is away`);
@@ -282,7 +282,7 @@ export function runRoutes(ctx: ServerContext, engine: RunEngine): Hono<AppEnv> {
   app.post("/:run/resize", async (c) => {
     const run = await loadRun(c, store, c.get("app"));
     const { cols, rows } = await decodeBody(c, decodeResizeBody);
-    engine.resize(run, cols, rows);
+    await engine.resize(run, cols, rows);
     return c.json({ cols, rows } satisfies ResizeReply);
   });
 

@@ -466,6 +466,30 @@ const RUN_REASON_POSTGRES = `
   alter table runs add column purpose text;
 `;
 
+// Several servers on one PostgreSQL (server/cluster/): which server holds
+// each agent's channel and when it last said so, the servers alive and the
+// URL the others reach them at (relays), and a check value of each key
+// that must be the same on every server (server/key_checks.ts). SQLite has
+// them too, one server only ever writes them.
+const CLUSTER_SQLITE = `
+  CREATE TABLE cluster_presence (
+    agent_id TEXT PRIMARY KEY,
+    server_id TEXT NOT NULL,
+    seen_at INTEGER NOT NULL
+  );
+  CREATE TABLE cluster_servers (id TEXT PRIMARY KEY, url TEXT NOT NULL, seen_at INTEGER NOT NULL);
+  CREATE TABLE key_checks (name TEXT PRIMARY KEY, check_value TEXT NOT NULL);
+`;
+const CLUSTER_POSTGRES = `
+  create table cluster_presence (
+    agent_id text primary key,
+    server_id text not null,
+    seen_at timestamptz not null
+  );
+  create table cluster_servers (id text primary key, url text not null, seen_at timestamptz not null);
+  create table key_checks (name text primary key, check_value text not null);
+`;
+
 // With PostgreSQL, blobs (slugs, uploads) live in the database so that every
 // server behind a load balancer serves every one (server/blob_postgres.ts);
 // a server's data dir only caches them. A blob's chunks are written by one
@@ -585,4 +609,5 @@ export const MIGRATIONS: readonly Migration[] = [
     sqlite: RUNS_APP_STATE_SQLITE,
     postgres: RUNS_APP_STATE_POSTGRES,
   },
+  { version: 15, name: "cluster", sqlite: CLUSTER_SQLITE, postgres: CLUSTER_POSTGRES },
 ];

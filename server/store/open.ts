@@ -23,6 +23,13 @@ export async function openStore(url: string): Promise<Store> {
   return store;
 }
 
+/** The file of a SQLite URL (as {@link openStore} reads it); null for PostgreSQL. */
+export function sqlitePath(url: string): string | null {
+  if (url.startsWith("sqlite:")) return url.slice("sqlite:".length).replace(/^\/\/(?=\/)/, "");
+  if (/\.(db|sqlite|sqlite3)$/.test(url) && !url.includes("://")) return url;
+  return null;
+}
+
 function storeFor(url: string): Store {
   if (url.startsWith("postgres://") || url.startsWith("postgresql://")) {
     return openPostgresStore(url);
