@@ -233,6 +233,7 @@ export async function startAgent(given: AgentOptions): Promise<RunningAgent> {
           runner.watchers(msg.runId, msg.count, {
             ...(msg.joined !== undefined ? { joined: msg.joined } : {}),
             ...(msg.left !== undefined ? { left: msg.left } : {}),
+            ...(msg.server !== undefined ? { server: msg.server } : {}),
           });
         } else if (msg.type === "reattach") {
           runner.reattach(msg.runId, msg.secretSha256, msg.expiresAt);

@@ -85,6 +85,13 @@ export interface RunHost {
 /** Why the agent ends a run itself. */
 export type Ending = "stopped" | "timed_out";
 
+/** Who came or went among a session's watchers, and through which server. */
+export interface WatcherChange {
+  joined?: string;
+  left?: string;
+  server?: string;
+}
+
 type Detail = { exitCode?: number; reason?: string };
 
 const encoder = new TextEncoder();
@@ -119,8 +126,11 @@ export class OneOff {
   #framedSession: FramedRun | undefined;
   /** Tells the attached client one line out of band, once its session has started. */
   #say: ((text: string) => void) | undefined;
-  /** How many watch the session, as the server last said (it may say so before the session starts). */
-  #watchers = 0;
+  /**
+   * How many watch the session through each server, as each last said (it may
+   * say so before the session starts); "" for a server that does not say who it is.
+   */
+  #watchers = new Map<string, number>();
   /** Who started watching before the session did: marked and told once it starts. */
   #earlyWatchers: string[] = [];
   #done = Promise.withResolvers<void>();
@@ -395,7 +405,7 @@ export class OneOff {
         this.#host.log.error("audit spool failed", { run: spec.label, error: errorMessage(err) }),
     });
     recorder.start(spec.tty ? { cols: spec.cols, rows: spec.rows } : null);
-    if (this.#watchers > 0) recorder.watched(true);
+    if (this.#watched()) recorder.watched(true);
     for (const watcher of this.#earlyWatchers) {
       recorder.output(encoder.encode(watchMarker(watcher, true)));
     }
@@ -414,10 +424,12 @@ export class OneOff {
    * while anyone does, marks each watcher who came or went, and the user is
    * told once of each who came (on stderr, out of band).
    */
-  watchers(count: number, change: { joined?: string; left?: string } = {}): void {
-    this.#watchers = count;
+  watchers(count: number, change: WatcherChange = {}): void {
+    const server = change.server ?? "";
+    if (count > 0) this.#watchers.set(server, count);
+    else this.#watchers.delete(server);
     const recorder = this.#recorder;
-    recorder?.watched(count > 0);
+    recorder?.watched(this.#watched());
     if (change.joined !== undefined) {
       if (this.#say === undefined) this.#earlyWatchers.push(change.joined);
       recorder?.output(encoder.encode(watchMarker(change.joined, true)));
@@ -480,8 +492,14 @@ export class OneOff {
     }
     this.#recorder?.resend();
     // A restarted server has no watchers; one that was only away says so again after the welcome.
-    this.#watchers = 0;
+    // (Watchers through other servers of the store are counted again when one comes or goes.)
+    this.#watchers.clear();
     this.#recorder?.watched(false);
+  }
+
+  /** Anyone watches, through any server. */
+  #watched(): boolean {
+    return this.#watchers.size > 0;
   }
 
   /** On the run, so that the timeline says the recording was cut, not only the transcript. */

@@ -13,7 +13,7 @@ import type { Logger } from "../util/log.ts";
 import { LogShipper, type LogShipperOptions, SpoolBudget } from "./log_shipper.ts";
 import type { Outcomes } from "./outcomes.ts";
 import type { Recorder, RecoveredChunks } from "./recorder.ts";
-import { type AttachWaiter, type Ending, OneOff, type RunHost } from "./run.ts";
+import { type AttachWaiter, type Ending, OneOff, type RunHost, type WatcherChange } from "./run.ts";
 import type { Sandbox } from "./sandbox/mod.ts";
 import { RunSpool } from "./spool.ts";
 import type { SlugCache } from "./slug_cache.ts";
@@ -252,7 +252,7 @@ export class Runner {
   }
 
   /** Who watches a run's attached session: see `OneOff.watchers`. */
-  watchers(runId: string, count: number, change: { joined?: string; left?: string }): void {
+  watchers(runId: string, count: number, change: WatcherChange): void {
     this.#runs.get(runId)?.watchers(count, change);
   }
 

@@ -193,7 +193,16 @@ export type ServerMessage =
    * `joined` started watching (its user is told, the recording marks it),
    * `left` stopped (the recording marks it).
    */
-  | { type: "watchers"; runId: string; count: number; joined?: string; left?: string };
+  | {
+    type: "watchers";
+    runId: string;
+    /** How many watch the run through the server that sends this. */
+    count: number;
+    joined?: string;
+    left?: string;
+    /** The server whose watchers `count` counts (several servers: one count each). */
+    server?: string;
+  };
 
 /** Path of the control channel on the server. */
 export const AGENT_CHANNEL_PATH = "/agent/channel";
@@ -314,7 +323,10 @@ const serverMessage: Decoder<ServerMessage> = byType({
   audit_ack: object({ runId: string, seq: integer }),
   audit_nack: object({ runId: string, seq: integer, reason: string }),
   state_ack: object({ runId: string }),
-  watchers: object({ runId: string, count: integer }, { joined: string, left: string }),
+  watchers: object(
+    { runId: string, count: integer },
+    { joined: string, left: string, server: string },
+  ),
 });
 
 /** Parses and checks one frame from an agent; the error names what was wrong. */

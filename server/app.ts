@@ -60,7 +60,7 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): ServerA
   const agents = new ConnectedAgents();
   const engine = new RunEngine(ctx, { agents, clock });
   const ingest = new Ingest(ctx, { clock });
-  const watchers = new Watchers(agents);
+  const watchers = new Watchers(agents, ctx.cluster);
   const hub = new AgentHub(ctx, {
     agents,
     events: routeAgentEvents(engine, ingest, watchers),

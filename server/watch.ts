@@ -8,7 +8,8 @@
  * @module
  */
 import { isTerminal, runLabel, type WatchLine } from "../protocol/mod.ts";
-import type { AgentDirectory } from "./agent_directory.ts";
+import { type AgentDirectory, sendToAgent } from "./agent_directory.ts";
+import type { Cluster } from "./cluster/mod.ts";
 import type { ServerContext } from "./context.ts";
 import { auditKey, runKey } from "./signals.ts";
 import type { RunRow } from "./store/mod.ts";
@@ -29,13 +30,19 @@ export interface FeedOptions {
 const KEEPALIVE_MS = 15_000;
 const FINAL_WAIT_MS = 5_000;
 
-/** The watchers of each run on this server, and their agent told of each change. */
+/**
+ * The watchers of each run on this server, and their agent told of each
+ * change, wherever its channel is (here or on another server of the store:
+ * each server tells its own count, the agent adds them up).
+ */
 export class Watchers {
   #agents: AgentDirectory;
+  #cluster: Cluster;
   #runs = new Map<string, Set<symbol>>();
 
-  constructor(agents: AgentDirectory) {
+  constructor(agents: AgentDirectory, cluster: Cluster) {
     this.#agents = agents;
+    this.#cluster = cluster;
   }
 
   /** How many watch any run now. */
@@ -72,13 +79,23 @@ export class Watchers {
     const agent = this.#agents.get(agentId);
     for (const runId of runIds) {
       const count = this.count(runId);
-      if (count > 0) agent?.send({ type: "watchers", runId, count });
+      if (count > 0) {
+        agent?.send({ type: "watchers", runId, count, server: this.#cluster.serverId });
+      }
     }
   }
 
   #tell(run: RunRow, change: { joined?: string; left?: string }): void {
-    const agent = run.agent_id ? this.#agents.get(run.agent_id) : undefined;
-    agent?.send({ type: "watchers", runId: run.id, count: this.count(run.id), ...change });
+    if (!run.agent_id) return;
+    const msg = {
+      type: "watchers" as const,
+      runId: run.id,
+      count: this.count(run.id),
+      server: this.#cluster.serverId,
+      ...change,
+    };
+    // Not reached (no server holds the agent now): it is told again when it comes back.
+    sendToAgent(this.#agents, this.#cluster, { agentId: run.agent_id, msg }).catch(() => false);
   }
 }
 

@@ -6,6 +6,9 @@ import { createLogger } from "../../util/log.ts";
 import type { ServerMessage } from "../../protocol/mod.ts";
 import { openStore } from "../store/open.ts";
 import { type Cluster, openPostgresCluster } from "./mod.ts";
+import { ConnectedAgents } from "../agent_directory.ts";
+import type { RunRow } from "../store/mod.ts";
+import { Watchers } from "../watch.ts";
 
 /** Two members of one cluster on a schema of their own (migrated). */
 async function pair(): Promise<{ a: Cluster; b: Cluster } & AsyncDisposable> {
@@ -90,5 +93,28 @@ Deno.test(needs(["postgres"], {
     equal(await p.b.keyCheck("session key", "bbb"), "aaa");
     await p.a.setKeyCheck("session key", "ccc");
     deepEqual(await p.b.keyChecks(), new Map([["session key", "ccc"]]));
+  },
+}));
+
+Deno.test(needs(["postgres"], {
+  name: "a watcher through one member is told to the agent another holds, with its server's count",
+  async fn() {
+    await using p = await pair();
+    const got: ServerMessage[] = [];
+    p.b.onAgentMessage((_agentId, msg) => {
+      got.push(msg);
+      return true;
+    });
+    await p.b.touchAgents(["agent-1"]);
+    const watchers = new Watchers(new ConnectedAgents(), p.a);
+    const run = { id: "r1", agent_id: "agent-1" } as RunRow;
+    const leave = watchers.join(run, "admin");
+    await waitFor(() => got.length === 1, { message: "the agent to hear of the watcher" });
+    leave();
+    await waitFor(() => got.length === 2, { message: "the agent to hear the watcher left" });
+    deepEqual(got, [
+      { type: "watchers", runId: "r1", count: 1, server: p.a.serverId, joined: "admin" },
+      { type: "watchers", runId: "r1", count: 0, server: p.a.serverId, left: "admin" },
+    ]);
   },
 }));
