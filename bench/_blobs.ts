@@ -83,10 +83,7 @@ export async function benchBlobs(ctx: BenchContext): Promise<void> {
     await admin.unsafe(`create schema ${schema}`);
     try {
       await using a = await spawnServer(["--database", url]);
-      await using b = await spawnServer(
-        ["--database", url, "--audit-key-file", `${a.dir}/audit.key`],
-        { token: a.token },
-      );
+      await using b = await spawnServer(["--database", url], { token: a.token, keysFrom: a.dir });
       await using agent = await spawnAgent(b);
       const credential = (await Deno.readTextFile(`${agent.dir}/${CREDENTIAL_FILE}`)).trim();
       const put = await deploy(a, slug);

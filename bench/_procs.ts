@@ -5,6 +5,7 @@
  * @module
  */
 import { MAIN, sleep } from "./_util.ts";
+import { SHARED_KEY_FILES } from "../tests/_cluster.ts";
 
 /** A role running as its own process. */
 export interface RoleProcess extends AsyncDisposable {
@@ -158,9 +159,16 @@ async function startedOr<T>(
  */
 export async function spawnServer(
   extraArgs: string[] = [],
-  options: { token?: string } = {},
+  options: { token?: string; keysFrom?: string } = {},
 ): Promise<ServerProcess> {
   const dir = await Deno.makeTempDir({ prefix: "oneoff-bench-server-" });
+  // Another server of the same database: the same keys (docs/install.md, "Several servers").
+  if (options.keysFrom !== undefined) {
+    for (const name of [...SHARED_KEY_FILES, "join.token"]) {
+      await Deno.copyFile(`${options.keysFrom}/${name}`, `${dir}/${name}`);
+      await Deno.chmod(`${dir}/${name}`, 0o600);
+    }
+  }
   const { child, output } = spawnRole([
     "server",
     "--http",

@@ -10,6 +10,7 @@ import { deepEqual, equal, match } from "node:assert/strict";
 import { createHash } from "node:crypto";
 import postgres from "postgres";
 import { cli, freePort, startAgent, startServer, waitOnline } from "./_processes.ts";
+import { SHARED_KEY_FILES } from "./_cluster.ts";
 import { needs, PG_URL } from "./_tools.ts";
 import { waitFor } from "./_wait.ts";
 
@@ -57,12 +58,13 @@ Deno.test(needs(["postgres", "root"], {
       const [portA, portB] = [freePort(), freePort()];
       const database = ["--database", db.url];
       await using a = await startServer(`${dir}/a`, portA, database);
-      // The same audit key on every server (how it is shared is the operator's).
-      await using _b = await startServer(`${dir}/b`, portB, [
-        ...database,
-        "--audit-key-file",
-        `${dir}/a/audit.key`,
-      ]);
+      // The same keys on every server (docs/install.md: the operator copies them).
+      await Deno.mkdir(`${dir}/b`);
+      for (const name of SHARED_KEY_FILES) {
+        await Deno.copyFile(`${dir}/a/${name}`, `${dir}/b/${name}`);
+        await Deno.chmod(`${dir}/b/${name}`, 0o600);
+      }
+      await using _b = await startServer(`${dir}/b`, portB, database);
       const token = (await Deno.readTextFile(`${dir}/a/admin.token`)).trim();
       const envA = { ONEOFF_SERVER: `http://127.0.0.1:${portA}`, ONEOFF_TOKEN: token, HOME: dir };
       const envB = { ...envA, ONEOFF_SERVER: `http://127.0.0.1:${portB}` };

@@ -212,7 +212,9 @@ Deno.test("watch shows a PTY session; the user's notice comes as a line of its o
   const seen = (pattern: RegExp) =>
     waitFor(() => pattern.test(output), { message: `${pattern}`, seen: () => output });
   term.write("PS1='READY> '\r");
-  await seen(/READY> /);
+  // The prompt itself, not the echo of the line typed (which the terminal may show before the run
+  // even exists).
+  await seen(/[^']READY> /);
   await using watcher = new Proc(["watch", "-a", "demo", "one-off-1"], { env: sys.cliEnv() });
   await waitFor(() => /\r\noneoff: admin is watching this session\r\n/.test(output), {
     message: "the user to be told, on a line of its own",
