@@ -196,6 +196,16 @@ export async function deliverArtifacts(
       else lost.push(`${quoteName(file.name)} not kept: ${reason}`);
     }
   }
+  // The server takes a report of at most MAX_ARTIFACTS_PER_RUN refusals (a run
+  // of thousands of files passes it): the rest are counted in the last one.
+  if (refused.length > MAX_ARTIFACTS_PER_RUN) {
+    const more = refused.length - (MAX_ARTIFACTS_PER_RUN - 1);
+    refused.splice(MAX_ARTIFACTS_PER_RUN - 1, Infinity, {
+      name: `(${more} more)`,
+      reason:
+        `and ${more} more files, not listed: a run's report names at most ${MAX_ARTIFACTS_PER_RUN}`,
+    });
+  }
   try {
     await withRetry(() => sink.done(runId, refused), sink.retryMs);
   } catch (err) {
