@@ -68,6 +68,12 @@ export class Ingest {
   #owners = new Map<string, Owner>();
   /** The last batch of each run being stored, so that the next one waits for it. */
   #batches = new Map<string, Promise<void>>();
+  /**
+   * Per run, the first batch that could not be stored: later ones are nacked
+   * too until it is, or they would be stored first (the agent sends them on
+   * while it waits to send the failed one again) and read before it.
+   */
+  #held = new Map<string, number>();
   /** Ended runs whose reported line count is not all stored yet: checked once batches stop. */
   #awaited = new Map<string, { lines: number; timer: TimerId }>();
   // The agent keeps a run within its quota; this checks it again, so an
@@ -127,6 +133,11 @@ export class Ingest {
 
   async #storeLogs(agent: ConnectedAgent, msg: LogsMessage): Promise<void> {
     const log = this.#ctx.log.child("ingest");
+    const held = this.#held.get(msg.runId);
+    if (held !== undefined && msg.batch > held) {
+      this.#nackLogs(agent, msg, new Error(`batch ${held} of the run is not stored yet`));
+      return;
+    }
     let owner: Owner | "gone" | "other";
     try {
       owner = await this.#owner(agent, msg.runId);
@@ -138,6 +149,7 @@ export class Ingest {
       // Its app was destroyed: acknowledged and dropped, or the agent would
       // keep the batch forever.
       this.#ctx.metrics?.logLinesDropped.inc({ reason: "run_gone" }, msg.records.length);
+      this.#held.delete(msg.runId);
       agent.send({ type: "logs_ack", runId: msg.runId, batch: msg.batch });
       return;
     }
@@ -172,6 +184,7 @@ export class Ingest {
       this.#nackLogs(agent, msg, err);
       return;
     }
+    if (held === msg.batch) this.#held.delete(msg.runId);
     agent.send({ type: "logs_ack", runId: msg.runId, batch: msg.batch });
     this.#ctx.signals.notify(logKey(owner.appId));
     this.appQuota.stored(owner.appId, lines.reduce((n, l) => n + l.line.length + 1, 0));
@@ -244,6 +257,8 @@ export class Ingest {
       error: errorMessage(err),
     });
     agent.send({ type: "logs_nack", runId: msg.runId, batch: msg.batch, reason });
+    const held = this.#held.get(msg.runId);
+    if (held === undefined || msg.batch < held) this.#held.set(msg.runId, msg.batch);
   }
 
   /** Stores an audit chunk of a run of this agent, then acknowledges it; failures are nacked. */

@@ -180,3 +180,29 @@ Deno.test("a run's log quota and what it counted past it survive server restarts
   equal(reason, "45 lines (46080 bytes) past the log quota not stored");
   third.close();
 });
+
+Deno.test("a batch that could not be stored holds back the run's later batches, so that its lines are not stored after theirs", async () => {
+  await using f = await engineFixture();
+  const ingest = new Ingest(f.ctx);
+  const agent = new FakeAgent("a1");
+  const run = await placedRun(f.ctx.store, f, agent.id);
+  const { store } = f.ctx;
+  const append = store.appendLogs.bind(store);
+  let failures = 1;
+  store.appendLogs = (appId, batch) =>
+    failures-- > 0 ? Promise.reject(new Error("connection lost")) : append(appId, batch);
+  // Batch 0 fails (PostgreSQL restarting); batch 1 was already on its way.
+  await ingest.logs(agent, lines(run.id, 0, 2, 0));
+  await ingest.logs(agent, lines(run.id, 2, 2, 1));
+  // The agent sends both again after its backoff, in order.
+  await ingest.logs(agent, lines(run.id, 0, 2, 0));
+  await ingest.logs(agent, lines(run.id, 2, 2, 1));
+  deepEqual(agent.sent.map((m) => [m.type, "batch" in m ? m.batch : null]), [
+    ["logs_nack", 0],
+    ["logs_nack", 1],
+    ["logs_ack", 0],
+    ["logs_ack", 1],
+  ]);
+  const stored = await store.readLogs(f.app.id, { limit: 100 });
+  deepEqual(stored.map((l) => l.line), ["line 0", "line 1", "line 2", "line 3"]);
+});
