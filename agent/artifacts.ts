@@ -151,15 +151,32 @@ export interface ArtifactSink {
   retryMs: number;
 }
 
-/** Tries `send` until it succeeds, is refused for good, or `retryMs` have passed (backoff doubling to 10 s). */
-export async function withRetry(send: () => Promise<void>, retryMs: number): Promise<void> {
-  const deadline = Date.now() + retryMs;
+/** Since when the server could not be reached, shared by the sends of one delivery; null while it can. */
+export interface Outage {
+  since: number | null;
+}
+
+/**
+ * Tries `send` until it succeeds, is refused for good, or the server has not
+ * been reached for `retryMs` (backoff doubling to 10 s). The `outage` is
+ * shared by a delivery's sends, so that a server away for good costs it
+ * `retryMs` once, not once per file.
+ */
+export async function withRetry(
+  send: () => Promise<void>,
+  retryMs: number,
+  outage: Outage = { since: null },
+): Promise<void> {
   let wait = 250;
   for (;;) {
     try {
-      return await send();
+      await send();
+      outage.since = null;
+      return;
     } catch (err) {
-      if (err instanceof ArtifactRefused || Date.now() + wait > deadline) throw err;
+      if (err instanceof ArtifactRefused) throw err;
+      outage.since ??= Date.now();
+      if (Date.now() + wait > outage.since + retryMs) throw err;
       await new Promise((resolve) => setTimeout(resolve, wait));
       wait = Math.min(wait * 2, 10_000);
     }
@@ -185,10 +202,11 @@ export async function deliverArtifacts(
   const { files, refused } = await collectArtifacts(dir, maxBytes);
   if (files.length === 0 && refused.length === 0) return null;
   const lost: string[] = [];
+  const outage: Outage = { since: null };
   for (const file of files) {
     const started = performance.now();
     try {
-      await withRetry(() => sink.put(runId, file), sink.retryMs);
+      await withRetry(() => sink.put(runId, file), sink.retryMs, outage);
       options.sent?.(file, Math.round(performance.now() - started));
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
@@ -207,7 +225,7 @@ export async function deliverArtifacts(
     });
   }
   try {
-    await withRetry(() => sink.done(runId, refused), sink.retryMs);
+    await withRetry(() => sink.done(runId, refused), sink.retryMs, outage);
   } catch (err) {
     lost.push(`the refusals could not be reported: ${err instanceof Error ? err.message : err}`);
   }

@@ -141,3 +141,27 @@ Deno.test("a run leaving far more files than it may keep still has its refusals 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a server away for good costs the delivery its retry time once, not once per file", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "oneoff-artifacts-" });
+  try {
+    for (let i = 0; i < 8; i++) await Deno.writeTextFile(`${dir}/f${i}`, "x");
+    const tries = new Map<string, number>();
+    const sink: ArtifactSink = {
+      retryMs: 600,
+      put(_runId: string, file: ArtifactFile) {
+        tries.set(file.name, (tries.get(file.name) ?? 0) + 1);
+        return Promise.reject(new Error("ECONNREFUSED"));
+      },
+      done: () => Promise.reject(new Error("ECONNREFUSED")),
+    };
+    const said = await deliverArtifacts("run-1", dir, { maxBytes: 1024, sink });
+    ok((tries.get("f0") ?? 0) > 1, "the first file is tried again");
+    // Past the retry time of the outage (f0 and f1 took it): each later file is tried once.
+    deepEqual([...tries].slice(2).map(([, n]) => n), [1, 1, 1, 1, 1, 1]);
+    match(said ?? "", /"f7" not kept: ECONNREFUSED/);
+    match(said ?? "", /the refusals could not be reported: ECONNREFUSED$/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
