@@ -59,6 +59,9 @@ export interface IngestOptions {
   clock?: Clock;
 }
 
+/** How long a failed batch not sent again holds back its run's later batches. */
+const HOLD_MS = 120_000;
+
 /** Stores detached output and audit chunks, acknowledging each batch once committed. */
 export class Ingest {
   #ctx: ServerContext;
@@ -71,9 +74,11 @@ export class Ingest {
   /**
    * Per run, the first batch that could not be stored: later ones are nacked
    * too until it is, or they would be stored first (the agent sends them on
-   * while it waits to send the failed one again) and read before it.
+   * while it waits to send the failed one again) and read before it. A hold
+   * lapses once that batch has not come again for HOLD_MS (an agent that
+   * lost it, its spool file removed, must not stall the run's lines).
    */
-  #held = new Map<string, number>();
+  #held = new Map<string, { batch: number; seen: number }>();
   /** Ended runs whose reported line count is not all stored yet: checked once batches stop. */
   #awaited = new Map<string, { lines: number; timer: TimerId }>();
   // The agent keeps a run within its quota; this checks it again, so an
@@ -133,9 +138,13 @@ export class Ingest {
 
   async #storeLogs(agent: ConnectedAgent, msg: LogsMessage): Promise<void> {
     const log = this.#ctx.log.child("ingest");
-    const held = this.#held.get(msg.runId);
-    if (held !== undefined && msg.batch > held) {
-      this.#nackLogs(agent, msg, new Error(`batch ${held} of the run is not stored yet`));
+    let held = this.#held.get(msg.runId);
+    if (held !== undefined && this.#clock.now() - held.seen > HOLD_MS) {
+      this.#held.delete(msg.runId);
+      held = undefined;
+    }
+    if (held !== undefined && msg.batch > held.batch) {
+      this.#nackLogs(agent, msg, new Error(`batch ${held.batch} of the run is not stored yet`));
       return;
     }
     let owner: Owner | "gone" | "other";
@@ -184,7 +193,7 @@ export class Ingest {
       this.#nackLogs(agent, msg, err);
       return;
     }
-    if (held === msg.batch) this.#held.delete(msg.runId);
+    if (held?.batch === msg.batch) this.#held.delete(msg.runId);
     agent.send({ type: "logs_ack", runId: msg.runId, batch: msg.batch });
     this.#ctx.signals.notify(logKey(owner.appId));
     this.appQuota.stored(owner.appId, lines.reduce((n, l) => n + l.line.length + 1, 0));
@@ -258,7 +267,9 @@ export class Ingest {
     });
     agent.send({ type: "logs_nack", runId: msg.runId, batch: msg.batch, reason });
     const held = this.#held.get(msg.runId);
-    if (held === undefined || msg.batch < held) this.#held.set(msg.runId, msg.batch);
+    if (held === undefined || msg.batch <= held.batch) {
+      this.#held.set(msg.runId, { batch: msg.batch, seen: this.#clock.now() });
+    }
   }
 
   /** Stores an audit chunk of a run of this agent, then acknowledges it; failures are nacked. */
