@@ -66,10 +66,10 @@ export class RunDownloads {
       measuring = true;
       downloadsUsage(this.dir, DOWNLOADS_MAX_ENTRIES).then((used) => {
         if (used <= fuse) return;
-        // Infinity: too many entries to measure, whatever their bytes.
+        // Infinity: too many entries to measure, or one it cannot, whatever their bytes.
         if (used === Infinity) {
           return stop(
-            `Stopped: ${DOWNLOADS_DIR} held more than ${DOWNLOADS_MAX_ENTRIES} files and directories; it is not scratch space`,
+            `Stopped: ${DOWNLOADS_DIR} held more than ${DOWNLOADS_MAX_ENTRIES} files and directories, or a tree it cannot measure; it is not scratch space`,
           );
         }
         stop(

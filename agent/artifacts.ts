@@ -95,20 +95,34 @@ export async function collectArtifacts(dir: string, maxBytes: number): Promise<C
 /**
  * Bytes of the files in `dir` and below, by `lstat` (nothing followed), for
  * the watch that keeps a run from filling the agent's disk; Infinity past
- * `maxEntries` entries, which no run needs.
+ * `maxEntries` entries, which no run needs, and for an entry that cannot be
+ * measured (a tree nested past PATH_MAX, where lstat fails): what is not
+ * counted must not escape the limit.
  */
 export async function downloadsUsage(dir: string, maxEntries = 10_000): Promise<number> {
   let total = 0;
   let entries = 0;
   const dirs = [dir];
+  // Removed meanwhile (the run still runs): nothing to count.
+  const gone = (error: unknown) => error instanceof Deno.errors.NotFound;
   while (dirs.length > 0) {
     const current = dirs.pop()!;
-    for await (const entry of Deno.readDir(current)) {
-      if (++entries > maxEntries) return Infinity;
-      const path = `${current}/${entry.name}`;
-      const info = await Deno.lstat(path).catch(() => null);
-      if (info?.isDirectory) dirs.push(path);
-      else if (info?.isFile) total += info.size;
+    try {
+      for await (const entry of Deno.readDir(current)) {
+        if (++entries > maxEntries) return Infinity;
+        const path = `${current}/${entry.name}`;
+        let info: Deno.FileInfo;
+        try {
+          info = await Deno.lstat(path);
+        } catch (error) {
+          if (gone(error)) continue;
+          return Infinity;
+        }
+        if (info.isDirectory) dirs.push(path);
+        else if (info.isFile) total += info.size;
+      }
+    } catch (error) {
+      if (!gone(error)) return Infinity;
     }
   }
   return total;
