@@ -15,7 +15,10 @@ Deno.test("a run stopped for the entries it left in /tmp/downloads is told that,
     await clock.advance(DOWNLOADS_CHECK_MS);
     await waitFor(() => reason !== "", { message: "the run to be stopped" });
     downloads.unwatch(clock);
-    match(reason, /^Stopped: \/tmp\/downloads held more than 10000 files and directories, or a tree/);
+    match(
+      reason,
+      /^Stopped: \/tmp\/downloads held more than 10000 files and directories, or a tree/,
+    );
     equal(reason.includes("bytes"), false, reason);
   } finally {
     await Deno.remove(workDir, { recursive: true });
