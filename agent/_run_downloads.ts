@@ -20,6 +20,8 @@ import { SANDBOX_UID } from "./sandbox/mod.ts";
 
 /** How often a running run's `/tmp/downloads` is measured. */
 export const DOWNLOADS_CHECK_MS = 2_000;
+/** Entries of a running run's `/tmp/downloads` (and below) past which it is stopped. */
+export const DOWNLOADS_MAX_ENTRIES = 10_000;
 
 /** A run's downloads directory; see the module documentation. */
 export class RunDownloads {
@@ -62,8 +64,14 @@ export class RunDownloads {
     this.#check = clock.setInterval(() => {
       if (measuring) return;
       measuring = true;
-      downloadsUsage(this.dir).then((used) => {
+      downloadsUsage(this.dir, DOWNLOADS_MAX_ENTRIES).then((used) => {
         if (used <= fuse) return;
+        // Infinity: too many entries to measure, or one it cannot, whatever their bytes.
+        if (used === Infinity) {
+          return stop(
+            `Stopped: ${DOWNLOADS_DIR} held more than ${DOWNLOADS_MAX_ENTRIES} files and directories, or a tree it cannot measure; it is not scratch space`,
+          );
+        }
         stop(
           `Stopped: ${DOWNLOADS_DIR} held more than ${fuse} bytes, twice the artifact limit of ${this.#maxBytes} bytes; it is not scratch space`,
         );

@@ -95,20 +95,34 @@ export async function collectArtifacts(dir: string, maxBytes: number): Promise<C
 /**
  * Bytes of the files in `dir` and below, by `lstat` (nothing followed), for
  * the watch that keeps a run from filling the agent's disk; Infinity past
- * `maxEntries` entries, which no run needs.
+ * `maxEntries` entries, which no run needs, and for an entry that cannot be
+ * measured (a tree nested past PATH_MAX, where lstat fails): what is not
+ * counted must not escape the limit.
  */
 export async function downloadsUsage(dir: string, maxEntries = 10_000): Promise<number> {
   let total = 0;
   let entries = 0;
   const dirs = [dir];
+  // Removed meanwhile (the run still runs): nothing to count.
+  const gone = (error: unknown) => error instanceof Deno.errors.NotFound;
   while (dirs.length > 0) {
     const current = dirs.pop()!;
-    for await (const entry of Deno.readDir(current)) {
-      if (++entries > maxEntries) return Infinity;
-      const path = `${current}/${entry.name}`;
-      const info = await Deno.lstat(path).catch(() => null);
-      if (info?.isDirectory) dirs.push(path);
-      else if (info?.isFile) total += info.size;
+    try {
+      for await (const entry of Deno.readDir(current)) {
+        if (++entries > maxEntries) return Infinity;
+        const path = `${current}/${entry.name}`;
+        let info: Deno.FileInfo;
+        try {
+          info = await Deno.lstat(path);
+        } catch (error) {
+          if (gone(error)) continue;
+          return Infinity;
+        }
+        if (info.isDirectory) dirs.push(path);
+        else if (info.isFile) total += info.size;
+      }
+    } catch (error) {
+      if (!gone(error)) return Infinity;
     }
   }
   return total;
@@ -151,15 +165,32 @@ export interface ArtifactSink {
   retryMs: number;
 }
 
-/** Tries `send` until it succeeds, is refused for good, or `retryMs` have passed (backoff doubling to 10 s). */
-export async function withRetry(send: () => Promise<void>, retryMs: number): Promise<void> {
-  const deadline = Date.now() + retryMs;
+/** Since when the server could not be reached, shared by the sends of one delivery; null while it can. */
+export interface Outage {
+  since: number | null;
+}
+
+/**
+ * Tries `send` until it succeeds, is refused for good, or the server has not
+ * been reached for `retryMs` (backoff doubling to 10 s). The `outage` is
+ * shared by a delivery's sends, so that a server away for good costs it
+ * `retryMs` once, not once per file.
+ */
+export async function withRetry(
+  send: () => Promise<void>,
+  retryMs: number,
+  outage: Outage = { since: null },
+): Promise<void> {
   let wait = 250;
   for (;;) {
     try {
-      return await send();
+      await send();
+      outage.since = null;
+      return;
     } catch (err) {
-      if (err instanceof ArtifactRefused || Date.now() + wait > deadline) throw err;
+      if (err instanceof ArtifactRefused) throw err;
+      outage.since ??= Date.now();
+      if (Date.now() + wait > outage.since + retryMs) throw err;
       await new Promise((resolve) => setTimeout(resolve, wait));
       wait = Math.min(wait * 2, 10_000);
     }
@@ -185,10 +216,11 @@ export async function deliverArtifacts(
   const { files, refused } = await collectArtifacts(dir, maxBytes);
   if (files.length === 0 && refused.length === 0) return null;
   const lost: string[] = [];
+  const outage: Outage = { since: null };
   for (const file of files) {
     const started = performance.now();
     try {
-      await withRetry(() => sink.put(runId, file), sink.retryMs);
+      await withRetry(() => sink.put(runId, file), sink.retryMs, outage);
       options.sent?.(file, Math.round(performance.now() - started));
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
@@ -196,8 +228,18 @@ export async function deliverArtifacts(
       else lost.push(`${quoteName(file.name)} not kept: ${reason}`);
     }
   }
+  // The server takes a report of at most MAX_ARTIFACTS_PER_RUN refusals (a run
+  // of thousands of files passes it): the rest are counted in the last one.
+  if (refused.length > MAX_ARTIFACTS_PER_RUN) {
+    const more = refused.length - (MAX_ARTIFACTS_PER_RUN - 1);
+    refused.splice(MAX_ARTIFACTS_PER_RUN - 1, Infinity, {
+      name: `(${more} more)`,
+      reason:
+        `and ${more} more files, not listed: a run's report names at most ${MAX_ARTIFACTS_PER_RUN}`,
+    });
+  }
   try {
-    await withRetry(() => sink.done(runId, refused), sink.retryMs);
+    await withRetry(() => sink.done(runId, refused), sink.retryMs, outage);
   } catch (err) {
     lost.push(`the refusals could not be reported: ${err instanceof Error ? err.message : err}`);
   }

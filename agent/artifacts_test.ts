@@ -1,5 +1,9 @@
-import { deepEqual, equal, match, rejects } from "node:assert/strict";
-import type { ArtifactRefusal } from "../protocol/mod.ts";
+import { deepEqual, equal, match, ok, rejects } from "node:assert/strict";
+import {
+  type ArtifactRefusal,
+  decodeArtifactsDone,
+  MAX_ARTIFACTS_PER_RUN,
+} from "../protocol/mod.ts";
 import {
   type ArtifactFile,
   ArtifactRefused,
@@ -104,6 +108,59 @@ Deno.test("an empty downloads dir has nothing to say", async () => {
     };
     equal(await deliverArtifacts("run-1", dir, { maxBytes: 10, sink }), null);
     equal(await withRetry(() => Promise.resolve(), 0), undefined);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a run leaving far more files than it may keep still has its refusals reported", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "oneoff-artifacts-" });
+  try {
+    const total = 2 * MAX_ARTIFACTS_PER_RUN + 500;
+    for (let i = 0; i < total; i++) {
+      await Deno.writeTextFile(`${dir}/f${String(i).padStart(5, "0")}`, "");
+    }
+    let reported: ArtifactRefusal[] = [];
+    const sink: ArtifactSink = {
+      retryMs: 0,
+      put: () => Promise.resolve(),
+      // What the server's route checks the report with.
+      done(_runId: string, refused: ArtifactRefusal[]) {
+        const decoded = decodeArtifactsDone({ refused });
+        if (!decoded.ok) return Promise.reject(new ArtifactRefused(decoded.error));
+        reported = decoded.value.refused;
+        return Promise.resolve();
+      },
+    };
+    const said = await deliverArtifacts("run-1", dir, { maxBytes: 1024, sink });
+    equal(reported.length, MAX_ARTIFACTS_PER_RUN);
+    match(reported.at(-1)!.reason, /^and 501 more files, not listed:/);
+    ok(!(said ?? "").includes("could not be reported"), said ?? "");
+    ok((said ?? "").length < 200_000, `${(said ?? "").length} characters`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a server away for good costs the delivery its retry time once, not once per file", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "oneoff-artifacts-" });
+  try {
+    for (let i = 0; i < 8; i++) await Deno.writeTextFile(`${dir}/f${i}`, "x");
+    const tries = new Map<string, number>();
+    const sink: ArtifactSink = {
+      retryMs: 600,
+      put(_runId: string, file: ArtifactFile) {
+        tries.set(file.name, (tries.get(file.name) ?? 0) + 1);
+        return Promise.reject(new Error("ECONNREFUSED"));
+      },
+      done: () => Promise.reject(new Error("ECONNREFUSED")),
+    };
+    const said = await deliverArtifacts("run-1", dir, { maxBytes: 1024, sink });
+    ok((tries.get("f0") ?? 0) > 1, "the first file is tried again");
+    // Past the retry time of the outage (f0 and f1 took it): each later file is tried once.
+    deepEqual([...tries].slice(2).map(([, n]) => n), [1, 1, 1, 1, 1, 1]);
+    match(said ?? "", /"f7" not kept: ECONNREFUSED/);
+    match(said ?? "", /the refusals could not be reported: ECONNREFUSED$/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -69,9 +69,20 @@ function unwatchedChunks(timeoutMs: number, quotaBytes: number): number {
 
 const WATCH_NOTICE_END = " is watching this session";
 
+// Control characters, C1 controls and bidirectional overrides of a watcher's
+// name (a token's, which the admin names freely) are shown escaped: a name
+// holding "cursor up, erase line" would wipe its own notice off the
+// watched user's terminal.
+// deno-lint-ignore no-control-regex
+const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/gu;
+
+function shownName(watcher: string): string {
+  return watcher.replace(CONTROLS, (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, "0")}`);
+}
+
 /** The line a session's user gets on stderr when someone starts watching. */
 export function watchNotice(watcher: string): string {
-  return `${watcher}${WATCH_NOTICE_END}`;
+  return `${shownName(watcher)}${WATCH_NOTICE_END}`;
 }
 
 /** True for a notice of {@link watchNotice}: shown even with `--silent`, being about privacy. */
@@ -81,7 +92,7 @@ export function isWatchNotice(text: string): boolean {
 
 /** The marker a recording (and so every watcher) shows where a watcher came or went. */
 export function watchMarker(watcher: string, started: boolean): string {
-  return `\r\n[oneoff: ${watcher} ${started ? "started" : "stopped"} watching]\r\n`;
+  return `\r\n[oneoff: ${shownName(watcher)} ${started ? "started" : "stopped"} watching]\r\n`;
 }
 
 function orNull<T>(decoder: Decoder<T>): Decoder<T | null> {

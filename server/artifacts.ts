@@ -124,7 +124,14 @@ export function agentArtifactRoutes(ctx: ServerContext, limiter: FailureLimiter)
     const agent = await approvedAgent(c, ctx, limiter);
     const run = await agentRun(c, ctx, agent);
     const { refused } = await decodeBody(c, decodeArtifactsDone);
+    // A refusal's name is quoted, and a kept file may be named like a quoted
+    // name (`"b"` beside a directory `b`): the file keeps its row, and the
+    // refusal is said in the timeline event below all the same.
+    const keptNames = new Set(
+      (await ctx.store.listArtifacts(run.id)).filter((a) => a.sha256 !== null).map((a) => a.name),
+    );
     for (const { name, reason } of refused) {
+      if (keptNames.has(name)) continue;
       await ctx.store.putArtifact({
         run_id: run.id,
         name,

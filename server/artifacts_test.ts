@@ -114,3 +114,36 @@ Deno.test("an agent uploads its run's files; members list and fetch them, others
     refused: ['"p": a symbolic link'],
   });
 });
+
+Deno.test("a refusal quoted like the name of a kept file does not take that file's place", async () => {
+  await using t = await testServer({});
+  const { store } = t.ctx;
+  const { app, release } = await seedApp(store, "demo");
+  const agent = await approvedAgent(store, "vm-1");
+  const run = await seedRun(store, app, release, "./bin/report");
+  await store.updateRun(run.id, ["pending"], { state: "running", agent_id: agent.id });
+  // The run left a file named `"b"` (quotes and all) and a directory `b`, refused as `"b"`.
+  const put = await t.server.app.request(
+    `/agent/runs/${run.id}/artifacts/${encodeURIComponent('"b"')}`,
+    {
+      method: "PUT",
+      headers: { authorization: `Bearer ${agent.credential}`, "x-oneoff-sha256": sha("kept") },
+      body: "kept",
+    },
+  );
+  equal(put.status, 201);
+  const done = await t.server.app.request(`/agent/runs/${run.id}/artifacts-done`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${agent.credential}`, "content-type": "application/json" },
+    body: JSON.stringify({ refused: [{ name: '"b"', reason: "a directory" }] }),
+  });
+  equal(done.status, 200);
+  const file = await t.call(
+    "GET",
+    `/api/apps/demo/runs/one-off-1/artifacts/${encodeURIComponent('"b"')}`,
+  );
+  deepEqual([file.status, await file.text()], [200, "kept"]);
+  const timeline = await (await t.call("GET", "/api/apps/demo/timeline")).json() as TimelineReply;
+  const event = timeline.events.find((e) => e.kind === "run.artifacts");
+  deepEqual(event?.data, { run: "one-off-1", files: 1, bytes: 4, refused: ['"b": a directory'] });
+});

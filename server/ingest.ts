@@ -59,6 +59,9 @@ export interface IngestOptions {
   clock?: Clock;
 }
 
+/** How long a failed batch not sent again holds back its run's later batches. */
+const HOLD_MS = 120_000;
+
 /** Stores detached output and audit chunks, acknowledging each batch once committed. */
 export class Ingest {
   #ctx: ServerContext;
@@ -68,6 +71,14 @@ export class Ingest {
   #owners = new Map<string, Owner>();
   /** The last batch of each run being stored, so that the next one waits for it. */
   #batches = new Map<string, Promise<void>>();
+  /**
+   * Per run, the first batch that could not be stored: later ones are nacked
+   * too until it is, or they would be stored first (the agent sends them on
+   * while it waits to send the failed one again) and read before it. A hold
+   * lapses once that batch has not come again for HOLD_MS (an agent that
+   * lost it, its spool file removed, must not stall the run's lines).
+   */
+  #held = new Map<string, { batch: number; seen: number }>();
   /** Ended runs whose reported line count is not all stored yet: checked once batches stop. */
   #awaited = new Map<string, { lines: number; timer: TimerId }>();
   // The agent keeps a run within its quota; this checks it again, so an
@@ -127,6 +138,15 @@ export class Ingest {
 
   async #storeLogs(agent: ConnectedAgent, msg: LogsMessage): Promise<void> {
     const log = this.#ctx.log.child("ingest");
+    let held = this.#held.get(msg.runId);
+    if (held !== undefined && this.#clock.now() - held.seen > HOLD_MS) {
+      this.#held.delete(msg.runId);
+      held = undefined;
+    }
+    if (held !== undefined && msg.batch > held.batch) {
+      this.#nackLogs(agent, msg, new Error(`batch ${held.batch} of the run is not stored yet`));
+      return;
+    }
     let owner: Owner | "gone" | "other";
     try {
       owner = await this.#owner(agent, msg.runId);
@@ -138,6 +158,7 @@ export class Ingest {
       // Its app was destroyed: acknowledged and dropped, or the agent would
       // keep the batch forever.
       this.#ctx.metrics?.logLinesDropped.inc({ reason: "run_gone" }, msg.records.length);
+      this.#held.delete(msg.runId);
       agent.send({ type: "logs_ack", runId: msg.runId, batch: msg.batch });
       return;
     }
@@ -172,6 +193,7 @@ export class Ingest {
       this.#nackLogs(agent, msg, err);
       return;
     }
+    if (held?.batch === msg.batch) this.#held.delete(msg.runId);
     agent.send({ type: "logs_ack", runId: msg.runId, batch: msg.batch });
     this.#ctx.signals.notify(logKey(owner.appId));
     this.appQuota.stored(owner.appId, lines.reduce((n, l) => n + l.line.length + 1, 0));
@@ -244,6 +266,10 @@ export class Ingest {
       error: errorMessage(err),
     });
     agent.send({ type: "logs_nack", runId: msg.runId, batch: msg.batch, reason });
+    const held = this.#held.get(msg.runId);
+    if (held === undefined || msg.batch <= held.batch) {
+      this.#held.set(msg.runId, { batch: msg.batch, seen: this.#clock.now() });
+    }
   }
 
   /** Stores an audit chunk of a run of this agent, then acknowledges it; failures are nacked. */

@@ -1,5 +1,6 @@
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { waitFor } from "../tests/_wait.ts";
+import { FakeClock } from "../util/clock.ts";
 import { engineFixture, FakeAgent } from "./_engine_testing.ts";
 import { Ingest, QUOTA_SLACK_BYTES } from "./ingest.ts";
 import type { Store } from "./store/mod.ts";
@@ -179,4 +180,53 @@ Deno.test("a run's log quota and what it counted past it survive server restarts
   });
   equal(reason, "45 lines (46080 bytes) past the log quota not stored");
   third.close();
+});
+
+Deno.test("a batch that could not be stored holds back the run's later batches, so that its lines are not stored after theirs", async () => {
+  await using f = await engineFixture();
+  const ingest = new Ingest(f.ctx);
+  const agent = new FakeAgent("a1");
+  const run = await placedRun(f.ctx.store, f, agent.id);
+  const { store } = f.ctx;
+  const append = store.appendLogs.bind(store);
+  let failures = 1;
+  store.appendLogs = (appId, batch) =>
+    failures-- > 0 ? Promise.reject(new Error("connection lost")) : append(appId, batch);
+  // Batch 0 fails (PostgreSQL restarting); batch 1 was already on its way.
+  await ingest.logs(agent, lines(run.id, 0, 2, 0));
+  await ingest.logs(agent, lines(run.id, 2, 2, 1));
+  // The agent sends both again after its backoff, in order.
+  await ingest.logs(agent, lines(run.id, 0, 2, 0));
+  await ingest.logs(agent, lines(run.id, 2, 2, 1));
+  deepEqual(agent.sent.map((m) => [m.type, "batch" in m ? m.batch : null]), [
+    ["logs_nack", 0],
+    ["logs_nack", 1],
+    ["logs_ack", 0],
+    ["logs_ack", 1],
+  ]);
+  const stored = await store.readLogs(f.app.id, { limit: 100 });
+  deepEqual(stored.map((l) => l.line), ["line 0", "line 1", "line 2", "line 3"]);
+});
+
+Deno.test("a failed batch the agent never sends again holds back the run's later batches only a while", async () => {
+  await using f = await engineFixture();
+  const clock = new FakeClock();
+  const ingest = new Ingest(f.ctx, { clock });
+  const agent = new FakeAgent("a1");
+  const run = await placedRun(f.ctx.store, f, agent.id);
+  const { store } = f.ctx;
+  const append = store.appendLogs.bind(store);
+  let failures = 1;
+  store.appendLogs = (appId, batch) =>
+    failures-- > 0 ? Promise.reject(new Error("connection lost")) : append(appId, batch);
+  await ingest.logs(agent, lines(run.id, 0, 2, 0));
+  // Batch 0 is lost on the agent (its spool file removed by hand): it never comes again.
+  await ingest.logs(agent, lines(run.id, 2, 2, 1));
+  await clock.advance(121_000);
+  await ingest.logs(agent, lines(run.id, 2, 2, 1));
+  deepEqual(agent.sent.map((m) => [m.type, "batch" in m ? m.batch : null]), [
+    ["logs_nack", 0],
+    ["logs_nack", 1],
+    ["logs_ack", 1],
+  ]);
 });
