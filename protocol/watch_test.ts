@@ -5,6 +5,7 @@ Deno.test("a watcher named with terminal controls cannot erase or hide the notic
   // Cursor up and erase line: the notice would wipe itself off the user's terminal.
   const name = "\x1b[1A\x1b[2K\reve\u202e";
   const notice = watchNotice(name);
+  // deno-lint-ignore no-control-regex -- the controls are what must not be there
   ok(!/[\x00-\x1f\x7f-\x9f\u202a-\u202e]/.test(notice), JSON.stringify(notice));
   equal(notice, "\\u001b[1A\\u001b[2K\\u000deve\\u202e is watching this session");
   ok(isWatchNotice(notice));
