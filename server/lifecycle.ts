@@ -83,6 +83,7 @@ export class Lifecycle {
   #settings: LifecycleSettings;
   #timer: TimerId | undefined;
   #running: Promise<SweepReport> | null = null;
+  #pruning: Promise<void> | null = null;
   #closed = false;
 
   constructor(
@@ -106,11 +107,22 @@ export class Lifecycle {
     this.#closed = true;
     this.#clock.clearInterval(this.#timer);
     await this.#running?.catch(() => {});
+    await this.#pruning;
   }
 
   #background(): void {
-    // One server of a store sweeps it (server/cluster/): the others would only race it.
-    if (!this.#ctx.cluster.isLeader()) return;
+    // One server of a store sweeps it (server/cluster/): the others would only race it,
+    // but each keeps its own blob cache (copies of blobs deleted elsewhere, stale temp files).
+    if (!this.#ctx.cluster.isLeader()) {
+      const before = this.#clock.now() - this.#settings.blobGraceMs;
+      this.#pruning ??= this.#ctx.blobs.pruneCache(before)
+        .then(
+          () => {},
+          (error) => this.#ctx.log.error("blob cache prune failed", { error: errorMessage(error) }),
+        )
+        .finally(() => this.#pruning = null);
+      return;
+    }
     this.sweep().catch((error) =>
       this.#ctx.log.error("lifecycle sweep failed", { error: errorMessage(error) })
     );

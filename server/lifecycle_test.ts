@@ -64,6 +64,27 @@ Deno.test("the sweep runs once at start, then on its interval, and stops on clos
   equal(clock.pending, 0);
 });
 
+Deno.test("a server that does not lead sweeps nothing but prunes its own blob cache each interval", async () => {
+  await using t = await testServer();
+  const clock = new FakeClock(Date.now());
+  let sweeps = 0;
+  const prunes: number[] = [];
+  const listApps = t.ctx.store.listApps.bind(t.ctx.store);
+  t.ctx.store.listApps = () => (sweeps++, listApps());
+  t.ctx.cluster = { ...t.ctx.cluster, isLeader: () => false };
+  t.ctx.blobs.pruneCache = (before) => (prunes.push(before), Promise.resolve(0));
+  const lifecycle = new Lifecycle(t.ctx, { clock, settings: { everyMs: 3600_000 } });
+  lifecycle.start();
+  await clock.advance(0);
+  await clock.advance(3600_000);
+  await lifecycle.close();
+  equal(sweeps, 0, "the leader's work");
+  deepEqual(prunes, [
+    clock.now() - 3600_000 - DEFAULT_LIFECYCLE.blobGraceMs,
+    clock.now() - DEFAULT_LIFECYCLE.blobGraceMs,
+  ]);
+});
+
 Deno.test("the sweep enforces log retention by age and by lines per app", async () => {
   await using t = await testServer();
   const { store } = t.ctx;
