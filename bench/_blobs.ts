@@ -11,7 +11,7 @@ import { CREDENTIAL_FILE } from "../agent/mod.ts";
 import type { BenchContext } from "./_case.ts";
 import { makeSlug, samplePeak } from "./_deploy.ts";
 import { type ServerProcess, spawnAgent, spawnServer } from "./_procs.ts";
-import { MAIN, MIB, mib, row } from "./_util.ts";
+import { MAIN, MIB, mib, row, sleep } from "./_util.ts";
 
 interface Measured {
   ms: number;
@@ -35,6 +35,21 @@ async function deploy(server: ServerProcess, slug: string): Promise<Measured> {
 }
 
 // The agent's download of a slug, as its slug cache makes it, read to the end.
+/**
+ * The credential an agent keeps once enrolled: the server may show it online
+ * a moment before the agent has written the file.
+ */
+async function credentialOf(dir: string): Promise<string> {
+  for (let i = 0;; i++) {
+    try {
+      return (await Deno.readTextFile(`${dir}/${CREDENTIAL_FILE}`)).trim();
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound) || i >= 200) throw error;
+      await sleep(50);
+    }
+  }
+}
+
 async function download(server: ServerProcess, credential: string, sha256: string) {
   const sampler = samplePeak(server.pid);
   const start = performance.now();
@@ -65,7 +80,7 @@ export async function benchBlobs(ctx: BenchContext): Promise<void> {
     {
       await using server = await spawnServer();
       await using agent = await spawnAgent(server);
-      const credential = (await Deno.readTextFile(`${agent.dir}/${CREDENTIAL_FILE}`)).trim();
+      const credential = await credentialOf(agent.dir);
       local = {
         deploy: await deploy(server, slug),
         download: await download(server, credential, sha256),
@@ -85,7 +100,7 @@ export async function benchBlobs(ctx: BenchContext): Promise<void> {
       await using a = await spawnServer(["--database", url]);
       await using b = await spawnServer(["--database", url], { token: a.token, keysFrom: a.dir });
       await using agent = await spawnAgent(b);
-      const credential = (await Deno.readTextFile(`${agent.dir}/${CREDENTIAL_FILE}`)).trim();
+      const credential = await credentialOf(agent.dir);
       const put = await deploy(a, slug);
       const cold = await download(b, credential, sha256);
       const warm = await download(b, credential, sha256);
