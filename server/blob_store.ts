@@ -169,7 +169,7 @@ export class BlobStore {
     if (size === null) return null;
     const file = await openFile(this.path(sha256));
     if (file || !this.#shared) return file;
-    await this.#fill(sha256, size).done;
+    await this.#fillUnlessCached(sha256, size)?.done;
     return await openFile(this.path(sha256));
   }
 
@@ -190,7 +190,25 @@ export class BlobStore {
       }
     }
     if (!this.#shared) return null;
-    return { size, body: followFill(this.#fill(sha256, size)) };
+    const fill = this.#fillUnlessCached(sha256, size);
+    // Cached while the file was looked for: read that.
+    if (!fill) return await this.read(sha256);
+    return { size, body: followFill(fill) };
+  }
+
+  /**
+   * The fill in progress, or a new one; null when the blob reached the cache
+   * while its caller looked for the file (a fill renames its file into place
+   * before it is forgotten: either is there at any moment, or neither).
+   */
+  #fillUnlessCached(sha256: string, size: number): Fill | null {
+    if (this.#fills.has(sha256)) return this.#fills.get(sha256)!;
+    try {
+      if (Deno.statSync(this.path(sha256)).isFile) return null;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    return this.#fill(sha256, size);
   }
 
   // The fill of this blob in progress, or a new one.
