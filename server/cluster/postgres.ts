@@ -35,7 +35,14 @@ export async function openPostgresCluster(
   options: PostgresClusterOptions,
 ): Promise<Cluster> {
   const sql: Sql = postgres(url, { max: 3, onnotice: () => {} });
-  const lock: Sql = postgres(url, { max: 1, onnotice: () => {} });
+  // The lock's connection must live as long as the server: postgres.js ends a
+  // connection after 30–60 min by default (max_lifetime), which would hand the
+  // leadership around (and briefly to two servers) every half hour.
+  const lock: Sql = postgres(url, {
+    max: 1,
+    onnotice: () => {},
+    max_lifetime: null,
+  });
   try {
     const [row] = await sql<{ schema: string; key: number }[]>`
       select coalesce(current_schema(), '') as schema,
