@@ -7,10 +7,10 @@
  */
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import type { RunInfo, RunState, TimelineEvent } from "../protocol/mod.ts";
-import pty from "node-pty";
 import { CutProxy } from "./_cut_proxy.ts";
 import { cli, freePort, Proc, startAgent, startServer, waitOnline } from "./_processes.ts";
 import { startSystem, type TestSystem } from "./_system.ts";
+import { Terminal } from "./_terminal.ts";
 import { waitFor } from "./_wait.ts";
 
 async function waitState(sys: TestSystem, label: string, state: RunState): Promise<RunInfo> {
@@ -193,49 +193,28 @@ Deno.test("a PTY session survives a drop: what is typed meanwhile arrives once, 
   const { sys, proxy } = await proxied(60_000);
   await using _sys = sys;
   await using _proxy = proxy;
-  const term = pty.spawn(Deno.execPath(), [
-    "run",
-    "-A",
-    "--quiet",
-    new URL("../main.ts", import.meta.url).pathname,
-    "run",
-    "-a",
-    "demo",
-    "bash",
-  ], {
-    name: "xterm-256color",
-    cols: 100,
-    rows: 30,
-    env: { ...sys.cliEnv(), TERM: "xterm-256color", PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
-  });
-  let output = "";
-  term.onData((d: string) => output += d);
-  const exit = new Promise<number>((resolve) =>
-    term.onExit(({ exitCode }: { exitCode: number }) => resolve(exitCode))
-  );
-  const seen = (pattern: RegExp) =>
-    waitFor(() => pattern.test(output), { message: `${pattern}`, seen: () => output });
-  term.write("PS1='READY> '\r");
-  await seen(/READY> /);
-  term.write("echo one-$((40+1))\r");
-  await seen(/one-41/);
+  const term = new Terminal(["run", "-a", "demo", "bash"], sys.cliEnv(), { cols: 100, rows: 30 });
+  term.type("PS1='READY> '\r");
+  await term.waitFor(/READY> /);
+  term.type("echo one-$((40+1))\r");
+  await term.waitFor(/one-41/);
   proxy.block();
   proxy.cut();
-  await seen(/reconnecting…/);
-  term.write("echo two-$((40+2))\r");
+  await term.waitFor(/reconnecting…/);
+  term.type("echo two-$((40+2))\r");
   proxy.unblock();
-  await seen(/two-42[\s\S]*READY> /);
+  await term.waitFor(/two-42[\s\S]*READY> /);
   term.resize(120, 40);
   await waitFor(async () => {
-    const mark = output.length;
-    term.write("stty size\r");
-    await seen(/\d+ \d+\s[\s\S]*READY> $/);
-    return /40 120/.test(output.slice(mark));
-  }, { message: "the new size 40 120", seen: () => output.slice(-200) });
-  term.write("exit 4\r");
-  equal(await exit, 4);
-  equal(output.match(/two-42/g)?.length, 1, output);
-  match(output, /oneoff: reconnected\r\n/);
+    const mark = term.output.length;
+    term.type("stty size\r");
+    await term.waitFor(/\d+ \d+\s[\s\S]*READY> $/);
+    return /40 120/.test(term.output.slice(mark));
+  }, { message: "the new size 40 120", seen: () => term.output.slice(-200) });
+  term.type("exit 4\r");
+  equal(await term.exit, 4);
+  equal(term.output.match(/two-42/g)?.length, 1, term.output);
+  match(term.output, /oneoff: reconnected\r\n/);
 });
 
 Deno.test("a raw session (nc's) cannot be taken over: oneoff attach says why at once", async () => {

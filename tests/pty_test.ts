@@ -1,48 +1,7 @@
 import { deepEqual, match } from "node:assert/strict";
-import pty from "node-pty";
 import { startSystem } from "./_system.ts";
+import { Terminal } from "./_terminal.ts";
 import { waitFor } from "./_wait.ts";
-
-/** The CLI in a real pseudo-terminal, as a developer's shell would run it. */
-class Terminal {
-  #proc: ReturnType<typeof pty.spawn>;
-  output = "";
-  exit: Promise<number>;
-
-  constructor(args: string[], env: Record<string, string>, size: { cols: number; rows: number }) {
-    this.#proc = pty.spawn(Deno.execPath(), [
-      "run",
-      "-A",
-      "--quiet",
-      new URL("../main.ts", import.meta.url).pathname,
-      ...args,
-    ], {
-      name: "xterm-256color",
-      ...size,
-      env: { ...env, TERM: "xterm-256color", PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
-    });
-    this.#proc.onData((d: string) => this.output += d);
-    this.exit = new Promise((resolve) =>
-      this.#proc.onExit(({ exitCode }: { exitCode: number }) => resolve(exitCode))
-    );
-  }
-
-  type(text: string): void {
-    this.#proc.write(text);
-  }
-
-  resize(cols: number, rows: number): void {
-    this.#proc.resize(cols, rows);
-  }
-
-  /** Waits until the output (after `from`) matches; resolves with that output. */
-  waitFor(pattern: RegExp, from = 0): Promise<string> {
-    return waitFor(() => {
-      const seen = this.output.slice(from);
-      return pattern.test(seen) && seen;
-    }, { message: `${pattern} in the terminal`, seen: () => this.output });
-  }
-}
 
 Deno.test("an interactive PTY session: tty, resize, Ctrl-C and the shell's exit code", async () => {
   await using sys = await startSystem();

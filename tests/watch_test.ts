@@ -7,13 +7,11 @@
  * @module
  */
 import { deepEqual, equal, match, ok } from "node:assert/strict";
-import pty from "node-pty";
 import type { RunInfo, TimelineEvent } from "../protocol/mod.ts";
 import { Proc } from "./_processes.ts";
 import { startSystem, type TestSystem } from "./_system.ts";
+import { Terminal } from "./_terminal.ts";
 import { waitFor } from "./_wait.ts";
-
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
 function count(text: string, part: string): number {
   return text.split(part).length - 1;
@@ -189,52 +187,31 @@ Deno.test("watch is refused to a member of another app (403), and for runs with 
 
 Deno.test("watch shows a PTY session; the user's notice comes as a line of its own on the terminal", async () => {
   await using sys = await startSystem();
-  const term = pty.spawn(Deno.execPath(), [
-    "run",
-    "-A",
-    "--quiet",
-    MAIN,
-    "run",
-    "-a",
-    "demo",
-    "bash",
-  ], {
-    name: "xterm-256color",
-    cols: 100,
-    rows: 30,
-    env: { ...sys.cliEnv(), TERM: "xterm-256color", PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
-  });
-  let output = "";
-  term.onData((d: string) => output += d);
-  const exit = new Promise<number>((resolve) =>
-    term.onExit(({ exitCode }: { exitCode: number }) => resolve(exitCode))
-  );
-  const seen = (pattern: RegExp) =>
-    waitFor(() => pattern.test(output), { message: `${pattern}`, seen: () => output });
-  term.write("PS1='READY> '\r");
+  const term = new Terminal(["run", "-a", "demo", "bash"], sys.cliEnv(), { cols: 100, rows: 30 });
+  term.type("PS1='READY> '\r");
   // The prompt itself, not the echo of the line typed (which the terminal may show before the run
   // even exists).
-  await seen(/[^']READY> /);
+  await term.waitFor(/[^']READY> /);
   await using watcher = new Proc(["watch", "-a", "demo", "one-off-1"], { env: sys.cliEnv() });
-  await waitFor(() => /\r\noneoff: admin is watching this session\r\n/.test(output), {
+  await waitFor(() => /\r\noneoff: admin is watching this session\r\n/.test(term.output), {
     message: "the user to be told, on a line of its own",
-    seen: () => ({ output, watcher: watcher.stderr }),
+    seen: () => ({ output: term.output, watcher: watcher.stderr }),
   });
   await waitFor(() => watcher.stdout.includes("READY> "), {
     message: "the watcher to see the prompt",
     seen: () => watcher.stderr,
   });
-  term.write("echo pty-$((40+2))\r");
-  await seen(/pty-42/);
+  term.type("echo pty-$((40+2))\r");
+  await term.waitFor(/pty-42/);
   await waitFor(() => watcher.stdout.includes("pty-42"), {
     message: "the watcher to see the command's output",
     seen: () => watcher.stdout,
   });
-  term.write("exit 5\r");
-  equal(await exit, 5);
+  term.type("exit 5\r");
+  equal(await term.exit, 5);
   equal((await watcher.status()).code, 0, watcher.stderr);
   match(watcher.stderr, /session ended \(exit 5\)/);
-  equal(count(output, "is watching this session"), 1);
+  equal(count(term.output, "is watching this session"), 1);
 });
 
 Deno.test("a raw session (nc's way) gets the notice on its stream, never on the process's stdin", async () => {
